@@ -1,0 +1,183 @@
+"""The stop controller: the one place that decides whether training ends, and why.
+
+Every stop source (early stopping, ``max_time``, a non-finite loss, a user request) calls
+:meth:`StopController.request`. The controller
+
+* syncs local requests across ranks with one collective per decision point, so every rank makes the
+  same decision on the same iteration and records the same reason;
+* keeps a request *pending* (sticky) until ``min_epochs`` / ``min_steps`` are met (Lightning >= 1.8);
+* records one final :class:`StopReason` and message;
+* is checkpointable as plain data.
+
+Hard limits (``max_epochs``, ``max_steps``) are not requests: they end the run where they are
+reached, whatever the minimums, and are recorded with :meth:`StopController.finish`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["StopReason", "StopRequest", "StopController"]
+
+logger = logging.getLogger("ignite_speed")
+
+
+class StopReason(str, enum.Enum):
+    """Why a run ended. ``str`` values are what ``state_dict()`` stores."""
+
+    NOT_STOPPED = "not_stopped"
+    MAX_EPOCHS = "max_epochs"
+    MAX_STEPS = "max_steps"
+    NO_TRAINING = "no_training"  # limit_train_batches=0, max_epochs=0 or max_steps=0: nothing to train
+    MAX_TIME = "max_time"
+    EARLY_STOPPING = "early_stopping"
+    NON_FINITE_LOSS = "non_finite_loss"
+    USER_REQUEST = "user_request"
+    RANK_FAILURE = "rank_failure"
+
+
+# When ranks request different reasons on the same iteration, the reason recorded by every rank is the
+# first of this list that any rank requested.
+_PRIORITY = (StopReason.RANK_FAILURE, StopReason.NON_FINITE_LOSS, StopReason.EARLY_STOPPING,
+             StopReason.MAX_TIME, StopReason.USER_REQUEST)
+_REQUESTABLE = frozenset(_PRIORITY)
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    reason: StopReason
+    message: str
+    source: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"reason": self.reason.value, "message": self.message, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> StopRequest | None:
+        if not d:
+            return None
+        return cls(StopReason(d["reason"]), str(d["message"]), str(d["source"]))
+
+
+class StopController:
+    """Owns the "should training end, and why" decision.
+
+    Args:
+        min_epochs: a pending stop request is deferred until this many epochs have completed.
+        min_steps: ... and until this many optimizer steps have been taken.
+    """
+
+    def __init__(self, min_epochs: int = 0, min_steps: int = 0) -> None:
+        self.min_epochs = int(min_epochs or 0)
+        self.min_steps = int(min_steps or 0)
+        self._local: dict[StopReason, StopRequest] = {}
+        self.pending: StopRequest | None = None
+        self.final: StopRequest | None = None
+        self._deferral_logged = False
+        self.history: list[dict[str, str]] = []
+
+    # ------------------------------------------------------------------ requests
+    def request(self, reason: StopReason | str, message: str, source: str | None = None) -> None:
+        """Ask to stop (takes effect at the next decision point, after syncing across ranks)."""
+        reason = StopReason(reason)
+        if reason not in _REQUESTABLE:
+            raise ValueError(f"reason={reason.value!r} cannot be requested; accepted: "
+                             f"{sorted(r.value for r in _REQUESTABLE)}")
+        self._local.setdefault(reason, StopRequest(reason, str(message), source or reason.value))
+
+    @property
+    def has_local_request(self) -> bool:
+        return bool(self._local)
+
+    def sync(self, world_size: int | None = None) -> StopRequest | None:
+        """Combine this decision point's requests of all ranks (one collective when distributed).
+
+        Returns the pending request (sticky: the first synced request wins), or ``None``.
+        """
+        from ._dist import all_reduce_flags, gather_message, get_world_size
+
+        world_size = get_world_size() if world_size is None else world_size
+        if world_size > 1:
+            flags = all_reduce_flags([1 if r in self._local else 0 for r in _PRIORITY])
+            requested = [r for r, f in zip(_PRIORITY, flags) if f]
+        else:
+            requested = [r for r in _PRIORITY if r in self._local]
+        if not requested:
+            return self.pending
+        chosen = requested[0]
+        local = self._local.get(chosen)
+        if world_size > 1:
+            # agree on the message as well: the lowest rank that asked for the chosen reason speaks for all
+            message, source = gather_message(local.message if local else None, local.source if local else None)
+        else:
+            assert local is not None
+            message, source = local.message, local.source
+        self._local.clear()
+        synced = StopRequest(chosen, message, source)
+        self.history.append(synced.to_dict())
+        if self.pending is None:
+            self.pending = synced
+        return self.pending
+
+    # ------------------------------------------------------------------ decisions
+    def minimums_met(self, epochs_done: int, global_step: int) -> bool:
+        return epochs_done >= self.min_epochs and global_step >= self.min_steps
+
+    def should_stop(self, epochs_done: int, global_step: int) -> bool:
+        """True when a synced request is pending and the minimums are met."""
+        if self.pending is None:
+            return False
+        if self.minimums_met(epochs_done, global_step):
+            return True
+        if not self._deferral_logged:
+            self._deferral_logged = True
+            logger.info("%s: stop requested but training continues until min_epochs=%d and min_steps=%d are met",
+                        self.pending.reason.value, self.min_epochs, self.min_steps)
+        return False
+
+    def finish(self, reason: StopReason | str | None = None, message: str = "", source: str | None = None) -> StopRequest:
+        """Record why the run ended. With no ``reason``, the pending request is the cause."""
+        if self.final is not None:
+            return self.final
+        if reason is None:
+            if self.pending is None:
+                raise RuntimeError("StopController.finish() without a reason needs a pending request")
+            self.final = self.pending
+        else:
+            r = StopReason(reason)
+            self.final = StopRequest(r, message, source or r.value)
+        return self.final
+
+    @property
+    def stop_reason(self) -> StopReason:
+        return self.final.reason if self.final is not None else StopReason.NOT_STOPPED
+
+    @property
+    def stop_message(self) -> str | None:
+        return self.final.message if self.final is not None else None
+
+    def reset_run(self) -> None:
+        """Forget the outcome of a finished run (used when a finished run is explicitly extended)."""
+        self.pending = None
+        self.final = None
+        self._local.clear()
+        self._deferral_logged = False
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "min_epochs": self.min_epochs,
+            "min_steps": self.min_steps,
+            "pending": self.pending.to_dict() if self.pending else None,
+            "final": self.final.to_dict() if self.final else None,
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pending = StopRequest.from_dict(state.get("pending"))
+        self.final = StopRequest.from_dict(state.get("final"))
+        self.history = [dict(h) for h in state.get("history", [])]
+        self._local.clear()
