@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["StopReason", "StopRequest", "StopController"]
@@ -78,6 +79,19 @@ class StopController:
         self.final: StopRequest | None = None
         self._deferral_logged = False
         self.history: list[dict[str, str]] = []
+        self.last_extra: list[int] = []
+
+    # ------------------------------------------------------------------ one controller per trainer
+    _ATTR = "_ignite_speed_stop_controller"
+
+    @classmethod
+    def of(cls, trainer: Any) -> StopController | None:
+        """The controller that governs ``trainer``, if one is attached."""
+        return getattr(trainer, cls._ATTR, None)
+
+    def bind(self, trainer: Any) -> None:
+        """Make this the controller of ``trainer`` (what :meth:`of` returns)."""
+        setattr(trainer, self._ATTR, self)
 
     # ------------------------------------------------------------------ requests
     def request(self, reason: StopReason | str, message: str, source: str | None = None) -> None:
@@ -92,18 +106,25 @@ class StopController:
     def has_local_request(self) -> bool:
         return bool(self._local)
 
-    def sync(self, world_size: int | None = None) -> StopRequest | None:
+    def sync(self, world_size: int | None = None, extra: Sequence[int] = ()) -> StopRequest | None:
         """Combine this decision point's requests of all ranks (one collective when distributed).
+
+        ``extra`` are small non-negative ints a stop source wants MAX-reduced in the same collective
+        (early stopping sends its per-reason flags so that ranks agree on its reason too); the reduced
+        values are left in :attr:`last_extra`.
 
         Returns the pending request (sticky: the first synced request wins), or ``None``.
         """
         from ._dist import all_reduce_flags, gather_message, get_world_size
 
         world_size = get_world_size() if world_size is None else world_size
+        extra = [int(v) for v in extra]
         if world_size > 1:
-            flags = all_reduce_flags([1 if r in self._local else 0 for r in _PRIORITY])
+            flags = all_reduce_flags([1 if r in self._local else 0 for r in _PRIORITY] + extra)
+            self.last_extra = flags[len(_PRIORITY):]
             requested = [r for r, f in zip(_PRIORITY, flags) if f]
         else:
+            self.last_extra = extra
             requested = [r for r in _PRIORITY if r in self._local]
         if not requested:
             return self.pending
