@@ -1,0 +1,52 @@
+"""ignite-speed: Lightning-style speed-up controls for PyTorch Ignite.
+
+``import ignite_speed`` is cheap: submodules (and torch, Ignite and the optional engines they use)
+load on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "attach_speedups": "speedups",
+    "Speedups": "speedups",
+    "SpeedConfig": "config",
+    "BatchLimit": "durations",
+    "StopController": "stop",
+    "StopReason": "stop",
+    "Progress": "progress",
+    "EarlyStopping": "early_stopping",
+    "EarlyStoppingReason": "early_stopping",
+    "NonFiniteLossGuard": "nan_guard",
+    "Precision": "precision",
+    "create_trainer": "trainer",
+    "launch": "distributed",
+    "prepare": "distributed",
+    "prepare_dataloader": "distributed",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import SpeedConfig
+    from .durations import BatchLimit
+    from .progress import Progress
+    from .speedups import Speedups, attach_speedups
+    from .stop import StopController, StopReason
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ignite_speed' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

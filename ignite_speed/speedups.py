@@ -1,0 +1,534 @@
+"""``attach_speedups``: Lightning-style loop controls on the user's own Ignite engines.
+
+The user keeps calling ``trainer.run(train_loader)``. Attaching wraps that one method on the trainer
+instance (to learn the arguments the user passed and to run the sanity check first) and adds a few
+handlers:
+
+* ``ITERATION_COMPLETED`` (first): count batches and optimizer steps;
+* ``ITERATION_COMPLETED`` (last, after the user's handlers): time budget, non-finite loss, syncing stop
+  requests across ranks, the validation decision, ending the epoch or the run;
+* ``EPOCH_COMPLETED`` (last): epoch-end early-stopping checks, the stop decision, a fresh data iterator;
+* ``STARTED`` / ``EPOCH_STARTED`` / ``COMPLETED``: clocks and counters.
+
+See docs/loop_limits.rst for how ``max_epochs``/``epoch_length`` passed to ``run()`` combine with the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from ignite.engine import Engine, Events, State
+
+from . import _dist
+from ._compat import engine_is_done, engine_run_original, move_handler
+from .config import EffectiveLimits, SpeedConfig
+from .data import data_length, sequential_copy
+from .progress import Progress
+from .stop import StopController, StopReason, StopRequest
+from .time_budget import TrainingClock
+from .validation import ValSchedule, resolve_val_schedule, run_evaluator, run_sanity_check
+
+__all__ = ["Speedups", "attach_speedups"]
+
+logger = logging.getLogger("ignite_speed")
+
+_STATE_VERSION = 1
+_ATTR = "_ignite_speed_speedups"
+# Ignite needs a number of epochs; "no limit" (-1) becomes this, which no run reaches.
+_UNBOUNDED_EPOCHS = 2**31 - 1
+
+
+class Speedups:
+    """The speed-up controls attached to one trainer (returned by :func:`attach_speedups`).
+
+    Attributes:
+        cfg: the validated :class:`~ignite_speed.config.SpeedConfig`.
+        progress: loop counters with Lightning's meanings (:class:`~ignite_speed.progress.Progress`).
+        controller: the :class:`~ignite_speed.stop.StopController` that decides why training ends.
+        early_stopping: the :class:`~ignite_speed.early_stopping.EarlyStopping` built from the config, or None.
+    """
+
+    def __init__(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, *, val_data: Any = None,
+                 model: Any = None, precision: Any = None) -> None:
+        if getattr(trainer, _ATTR, None) is not None:
+            raise RuntimeError("attach_speedups: this trainer already has speedups attached; attach once per trainer")
+        self.trainer = trainer
+        self.evaluator = evaluator
+        self.cfg = cfg
+        self.val_data = val_data
+        self.model = model
+        self.limits: EffectiveLimits = cfg.effective()
+        self.progress = Progress()
+        self.controller = StopController(self.limits.min_epochs, self.limits.min_steps)
+        self.controller.bind(trainer)
+        self.clock = TrainingClock()
+        self._precision = precision
+        self.early_stopping: Any = None
+        if self.limits.early_stopping_enabled:
+            from .early_stopping import EarlyStopping
+
+            self.early_stopping = EarlyStopping(**dict(cfg.early_stopping or {}))
+            self.early_stopping.bind(self.controller, model=model)
+        self.nan_guard: Any = None
+        if cfg.terminate_on_nan:
+            from .nan_guard import NonFiniteLossGuard
+
+            self.nan_guard = NonFiniteLossGuard()
+        # resolved for the current run by _run()
+        self._run_limits = self.limits
+        self._train_batches: int | None = None
+        self._fresh_iterator_each_epoch = False
+        self._val_batches: int | None = 0
+        self._val_loader: Any = None
+        self._schedule: ValSchedule | None = None
+        self._world_size = 1
+        self._is_rank_zero = True
+        # per epoch / per batch flags
+        self._epoch_ended_early = False
+        self._end_after_epoch: StopRequest | None = None
+        self._last_val_end = 0.0
+        self._validate_up_front()
+        self._attach()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def stop_reason(self) -> StopReason:
+        """Why the last run ended (``StopReason.NOT_STOPPED`` while it runs or before it ran)."""
+        return self.controller.stop_reason
+
+    @property
+    def stop_message(self) -> str | None:
+        return self.controller.stop_message
+
+    @property
+    def global_step(self) -> int:
+        return self.progress.global_step
+
+    @property
+    def precision(self) -> Any:
+        return self._precision if self._precision is not None else getattr(self.trainer, "speed_precision", None)
+
+    def request_stop(self, message: str = "stop requested by user code") -> None:
+        """Ask training to stop (Lightning's ``trainer.should_stop = True``).
+
+        Takes effect at the next decision point (the end of the current batch when called from a
+        training-batch handler), after ``min_epochs``/``min_steps``, on every rank.
+        """
+        self.controller.request(StopReason.USER_REQUEST, message, "user")
+
+    def end_epoch(self) -> None:
+        """End the current epoch now (Lightning's ``on_train_batch_start`` returning -1).
+
+        Call it from an ``ITERATION_STARTED`` handler to skip the current batch's step too, or from an
+        ``ITERATION_COMPLETED`` handler registered before :func:`attach_speedups` to end the epoch after
+        the batch. The epoch's remaining batches and its pending validation are skipped; epoch-end
+        handlers still run and the next epoch starts normally.
+        """
+        event = self.trainer.last_event_name
+        if event == Events.ITERATION_STARTED:
+            self._count_batch(stepped=False)
+        elif event != Events.ITERATION_COMPLETED:
+            raise RuntimeError(f"end_epoch() must be called from an ITERATION_STARTED or ITERATION_COMPLETED "
+                               f"handler of the trainer; it was called during {event}")
+        self._epoch_ended_early = True
+        self.trainer.terminate_epoch()
+
+    def extend(self, **limits: Any) -> None:
+        """Let the next ``trainer.run()`` continue a run that already finished, with raised limits.
+
+        ``limits`` are config flags to change first (e.g. ``max_epochs=20``, ``max_steps``, ``max_time``,
+        early-stopping settings). Without calling it, running a finished trainer again raises instead of
+        silently training on.
+        """
+        if limits:
+            self.cfg = self.cfg.replace(**limits)
+            self.limits = self.cfg.effective()
+            self.controller.min_epochs, self.controller.min_steps = self.limits.min_epochs, self.limits.min_steps
+        self.controller.reset_run()
+
+    def test(self, engine: Engine, data: Any) -> State:
+        """Run ``engine`` on ``data`` under ``limit_test_batches`` (or ``fast_dev_run``)."""
+        return self._run_limited(engine, data, self.limits.limit_test_batches, "limit_test_batches")
+
+    def predict(self, engine: Engine, data: Any) -> State:
+        """Run ``engine`` on ``data`` under ``limit_predict_batches`` (or ``fast_dev_run``)."""
+        return self._run_limited(engine, data, self.limits.limit_predict_batches, "limit_predict_batches")
+
+    def validate(self) -> None:
+        """Run the evaluator once now on ``val_data`` under ``limit_val_batches``."""
+        if self.evaluator is None or self.val_data is None:
+            raise RuntimeError("validate() needs an evaluator and val_data passed to attach_speedups")
+        loader = sequential_copy(self.val_data, "val") if self.limits.overfit else self.val_data
+        n = self.limits.limit_val_batches.resolve(data_length(loader), "limit_val_batches")
+        if n != 0:
+            run_evaluator(self.evaluator, loader, n)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """All speed-up state as plain data (``torch.load(weights_only=True)`` can read it back)."""
+        state: dict[str, Any] = {
+            "version": _STATE_VERSION,
+            "progress": self.progress.state_dict(),
+            "controller": self.controller.state_dict(),
+            "clock": self.clock.state_dict(),
+            "last_val_end": float(self._last_val_end),
+        }
+        if self.early_stopping is not None:
+            state["early_stopping"] = self.early_stopping.state_dict()
+        precision = self.precision
+        if precision is not None and hasattr(precision, "state_dict"):
+            state["precision"] = precision.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        version = state.get("version")
+        if version != _STATE_VERSION:
+            raise ValueError(f"speedups state has version {version!r}; this ignite-speed reads version {_STATE_VERSION}")
+        self.progress.load_state_dict(state["progress"])
+        self.controller.load_state_dict(state["controller"])
+        self.clock.load_state_dict(state["clock"])
+        self._last_val_end = float(state.get("last_val_end", 0.0))
+        if self.early_stopping is not None and state.get("early_stopping") is not None:
+            self.early_stopping.load_state_dict(state["early_stopping"])
+        precision = self.precision
+        if precision is not None and state.get("precision") is not None:
+            precision.load_state_dict(state["precision"])
+
+    # ------------------------------------------------------------------ set-up
+    def _validate_up_front(self) -> None:
+        """Refuse, at attach time, what can already be known to be wrong."""
+        lim = self.limits
+        if self.val_data is not None and not lim.limit_val_batches.is_zero:
+            lim.limit_val_batches.resolve(data_length(self.val_data), "limit_val_batches")
+        if self.early_stopping is not None:
+            self.early_stopping.setup(val_check_interval=lim.val_check_interval,
+                                      check_val_every_n_epoch=lim.check_val_every_n_epoch,
+                                      validation_enabled=self._validation_configured(),
+                                      trainer=self.trainer, evaluator=self.evaluator)
+
+    def _validation_configured(self) -> bool:
+        return (self.evaluator is not None and self.val_data is not None
+                and not self.limits.limit_val_batches.is_zero and data_length(self.val_data) != 0)
+
+    def _attach(self) -> None:
+        t = self.trainer
+        t.add_event_handler(Events.STARTED, self._on_started)
+        t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_started)
+        t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_counted)
+        move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
+        t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_decide)
+        t.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_completed)
+        t.add_event_handler(Events.COMPLETED, self._on_completed)
+        original = engine_run_original(t)
+
+        @functools.wraps(original)
+        def run(data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None,
+                **kwargs: Any) -> State:
+            return self._run(original, data, max_epochs, epoch_length, **kwargs)
+
+        t.run = run  # type: ignore[method-assign]
+        setattr(t, _ATTR, self)
+
+    def _keep_decisions_last(self) -> None:
+        # Handlers the user attached after us must still run before the decisions of the same event.
+        move_handler(self.trainer, Events.ITERATION_COMPLETED, self._on_iteration_decide, first=False)
+        move_handler(self.trainer, Events.EPOCH_COMPLETED, self._on_epoch_completed, first=False)
+        move_handler(self.trainer, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
+
+    # ------------------------------------------------------------------ the run
+    def _limits_for_run(self, max_epochs: int | None, kwargs: dict[str, Any]) -> EffectiveLimits:
+        lim = self.limits
+        explicit = self.cfg.explicit
+        max_iters = kwargs.pop("max_iters", None)
+        if max_epochs is not None:
+            if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 0:
+                raise ValueError(f"trainer.run(max_epochs={max_epochs!r}): accepted: an int >= 0")
+            if lim.fast_dev_run:
+                warnings.warn(f"fast_dev_run={lim.fast_dev_run} runs 1 epoch; max_epochs={max_epochs} given to run() "
+                              f"is not used", UserWarning, stacklevel=4)
+            elif "max_epochs" in explicit and self.cfg.max_epochs != max_epochs:
+                raise ValueError(f"trainer.run(max_epochs={max_epochs}) conflicts with the config's "
+                                 f"max_epochs={self.cfg.max_epochs}; give max_epochs in one place only")
+            else:
+                lim = dataclasses.replace(lim, max_epochs=max_epochs, max_epochs_defaulted=False)
+        if max_iters is not None:
+            if lim.fast_dev_run or ("max_steps" in explicit and self.cfg.max_steps != max_iters) or \
+                    self.cfg.accumulate_grad_batches != 1:
+                raise ValueError(f"trainer.run(max_iters={max_iters}) conflicts with the config (max_steps="
+                                 f"{self.cfg.max_steps}, accumulate_grad_batches={self.cfg.accumulate_grad_batches}); "
+                                 f"set max_steps in the config instead")
+            lim = dataclasses.replace(lim, max_steps=int(max_iters))
+            if max_epochs is None and "max_epochs" not in explicit:
+                lim = dataclasses.replace(lim, max_epochs=-1, max_epochs_defaulted=False)
+        return lim
+
+    def _run(self, original: Callable[..., State], data: Any, max_epochs: int | None, epoch_length: int | None,
+             **kwargs: Any) -> State:
+        t = self.trainer
+        lim = self._limits_for_run(max_epochs, kwargs)
+        # A brand-new engine, or one the user reset with ``trainer.state.max_epochs = None`` (Ignite's restart).
+        new_run = t.state.max_epochs is None and getattr(t.state, "max_iters", None) is None
+        if new_run:
+            if self.progress.total_batches or self.controller.final is not None:
+                self._reset_for_new_run()
+        elif self.controller.final is not None:
+            final = self.controller.final
+            raise RuntimeError(
+                f"this training run already finished ({final.reason.value}: {final.message}); ignite-speed does not "
+                f"train on silently. To continue it, call speedups.extend(...) with the limit to raise (e.g. "
+                f"speedups.extend(max_epochs=20)); to start a new run, set trainer.state.max_epochs = None")
+        self._run_limits = lim
+        self._world_size = _dist.get_world_size()
+        self._is_rank_zero = _dist.get_rank() == 0
+
+        full_length = epoch_length if epoch_length is not None else data_length(data)
+        if lim.overfit:
+            data = sequential_copy(data, "train")
+        self._train_batches = lim.limit_train_batches.resolve(full_length, "limit_train_batches")
+        self._fresh_iterator_each_epoch = self._train_batches is not None and (
+            full_length is None or self._train_batches < full_length)
+        if not new_run and t.state.epoch_length is not None and self._train_batches is not None \
+                and t.state.epoch_length != self._train_batches:
+            raise ValueError(
+                f"the resumed run trained {t.state.epoch_length} batches per epoch, but limit_train_batches now gives "
+                f"{self._train_batches}; resume with the same data and limit_train_batches")
+
+        self._resolve_validation(lim)
+        if lim.max_epochs_defaulted and new_run:
+            warnings.warn("max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "
+                          "(set max_epochs=-1 for no limit)", UserWarning, stacklevel=3)
+        if new_run and self._schedule is not None and self._schedule.enabled and lim.num_sanity_val_steps != 0:
+            n = self._val_batches if lim.num_sanity_val_steps == -1 else (
+                lim.num_sanity_val_steps if self._val_batches is None
+                else min(lim.num_sanity_val_steps, self._val_batches))
+            assert self.evaluator is not None
+            run_sanity_check(self.evaluator, self._val_loader, n)
+
+        if self._train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:
+            what = ("limit_train_batches gives 0 batches" if self._train_batches == 0
+                    else "max_epochs=0" if lim.max_epochs == 0 else "max_steps=0")
+            self.controller.finish(StopReason.NO_TRAINING, f"no training: {what}", "limits")
+            return t.state
+
+        run_kwargs: dict[str, Any] = dict(kwargs)
+        run_kwargs["max_epochs"] = self._ignite_max_epochs(lim)
+        if new_run or t.state.epoch_length is None:
+            run_kwargs["epoch_length"] = self._train_batches
+        elif t.state.iteration >= t.state.epoch_length * run_kwargs["max_epochs"]:
+            raise ValueError(f"nothing left to train: the run already reached max_epochs={run_kwargs['max_epochs']}; "
+                             f"raise it with speedups.extend(max_epochs=...)")
+        self._keep_decisions_last()
+        try:
+            return original(data, **run_kwargs)
+        finally:
+            self.clock.pause()
+
+    def _ignite_max_epochs(self, lim: EffectiveLimits) -> int:
+        if lim.max_epochs != -1:
+            return lim.max_epochs
+        if lim.max_steps != -1 and self._train_batches:
+            steps_per_epoch = math.ceil(self._train_batches / self.cfg.accumulate_grad_batches)
+            return max(self.trainer.state.epoch, math.ceil(lim.max_steps / steps_per_epoch))
+        return _UNBOUNDED_EPOCHS
+
+    def _resolve_validation(self, lim: EffectiveLimits) -> None:
+        enabled = self.evaluator is not None and self.val_data is not None and not lim.limit_val_batches.is_zero
+        self._val_loader = None
+        self._val_batches = 0
+        if enabled:
+            self._val_loader = sequential_copy(self.val_data, "val") if lim.overfit else self.val_data
+            self._val_batches = lim.limit_val_batches.resolve(data_length(self._val_loader), "limit_val_batches")
+            enabled = self._val_batches != 0
+        self._schedule = resolve_val_schedule(lim.val_check_interval, lim.check_val_every_n_epoch,
+                                              train_batches=self._train_batches,
+                                              train_limit=lim.limit_train_batches, enabled=enabled)
+        if self.early_stopping is not None:
+            self.early_stopping.setup(val_check_interval=lim.val_check_interval,
+                                      check_val_every_n_epoch=lim.check_val_every_n_epoch,
+                                      validation_enabled=enabled, trainer=self.trainer, evaluator=self.evaluator)
+
+    def _reset_for_new_run(self) -> None:
+        self.progress = Progress()
+        self.controller.reset_run()
+        self.clock.reset()
+        self._last_val_end = 0.0
+        if self.early_stopping is not None and hasattr(self.early_stopping, "reset"):
+            self.early_stopping.reset()
+
+    def _run_limited(self, engine: Engine, data: Any, limit: Any, flag: str) -> State:
+        n = limit.resolve(data_length(data), flag)
+        if n == 0:
+            return engine.state
+        run_evaluator(engine, data, n)
+        return engine.state
+
+    # ------------------------------------------------------------------ handlers
+    def _on_started(self, engine: Engine) -> None:
+        self.clock.start()
+        self._end_after_epoch = None
+        self._epoch_ended_early = False
+        self._check_time()
+        self._sync()
+        if self.controller.should_stop(self.progress.epochs_done, self.progress.global_step):
+            self.controller.finish()
+            engine.terminate()
+
+    def _on_epoch_started(self, engine: Engine) -> None:
+        p = self.progress
+        p.epoch = engine.state.epoch - 1
+        p.batch_in_epoch = 0
+        self._epoch_ended_early = False
+        self._end_after_epoch = None
+
+    def _is_last_batch(self) -> bool:
+        return self._train_batches is not None and self.progress.batch_in_epoch >= self._train_batches
+
+    def _count_batch(self, *, stepped: bool = True) -> None:
+        p = self.progress
+        p.batch_in_epoch += 1
+        p.total_batches += 1
+        if stepped and (p.batch_in_epoch % self.cfg.accumulate_grad_batches == 0 or self._is_last_batch()):
+            p.global_step += 1
+
+    def _on_iteration_counted(self, engine: Engine) -> None:
+        self._count_batch()
+
+    def _check_time(self) -> None:
+        budget = self._run_limits.max_time
+        if budget is not None and self._is_rank_zero and self.clock.elapsed() >= budget.total_seconds():
+            self.controller.request(StopReason.MAX_TIME, f"max_time={budget} reached after "
+                                    f"{self.clock.elapsed():.3f} s of training", "max_time")
+
+    def _sync(self, extra: list[int] | None = None) -> None:
+        if self._world_size > 1 or self.controller.has_local_request:
+            self.controller.sync(self._world_size, extra or [])
+        else:
+            self.controller.last_extra = list(extra or [])
+
+    def _on_iteration_decide(self, engine: Engine) -> None:
+        if self._epoch_ended_early:
+            return
+        p, lim, schedule = self.progress, self._run_limits, self._schedule
+        assert schedule is not None
+        if self.nan_guard is not None:
+            self.nan_guard.check(engine, self.controller)
+        self._check_time()
+        time_val = schedule.enabled and schedule.interval_seconds is not None
+        if time_val:
+            due = self._is_rank_zero and self.clock.elapsed() - self._last_val_end >= schedule.interval_seconds
+            self._sync([int(due)])
+            time_due = bool(self.controller.last_extra and self.controller.last_extra[0])
+        else:
+            self._sync()
+            time_due = False
+        stopping = self.controller.should_stop(p.epochs_done, p.global_step)
+        # (a loader of unknown length is validated "at exhaustion" in _on_epoch_completed)
+        if schedule.after_batch(p, is_last=self._is_last_batch(), exhausted=False, stopping=stopping,
+                                seconds_since_val=math.inf if time_due else 0.0):
+            self._validate_now()
+            stopping = self.controller.should_stop(p.epochs_done, p.global_step)
+        if lim.max_steps != -1 and p.global_step >= lim.max_steps:
+            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={lim.max_steps} reached", "max_steps"))
+        elif stopping:
+            assert self.controller.pending is not None
+            self._end_training(self.controller.pending)
+
+    def _end_training(self, request: StopRequest) -> None:
+        self._end_after_epoch = request
+        if not self._is_last_batch():
+            self.trainer.terminate_epoch()
+
+    def _validate_now(self) -> None:
+        assert self.evaluator is not None
+        run_evaluator(self.evaluator, self._val_loader, self._val_batches)
+        self.progress.val_runs += 1
+        self._last_val_end = self.clock.elapsed()
+        if self.early_stopping is not None:
+            self.early_stopping.on_validation_end(self.trainer, self.evaluator, self.progress)
+
+    def _on_epoch_completed(self, engine: Engine) -> None:
+        p, lim, schedule = self.progress, self._run_limits, self._schedule
+        assert schedule is not None
+        ended_early = self._epoch_ended_early or self._end_after_epoch is not None
+        if self._train_batches is None and not ended_early:
+            # loader of unknown length, now exhausted: the pending optimizer step and the validation at exhaustion
+            if p.batch_in_epoch % self.cfg.accumulate_grad_batches != 0:
+                p.global_step += 1
+            if schedule.enabled and schedule.check_batch == math.inf and schedule.is_val_epoch(p.epoch):
+                self._validate_now()
+        p.epochs_done += 1
+        if self.early_stopping is not None:
+            self.early_stopping.on_train_epoch_end(engine, self.evaluator, p)
+        else:
+            self._sync()
+        request = self._end_after_epoch
+        if request is not None:
+            self._finish(request, terminate=True)
+        elif lim.max_steps != -1 and p.global_step >= lim.max_steps:
+            self._finish(StopRequest(StopReason.MAX_STEPS, f"max_steps={lim.max_steps} reached", "max_steps"),
+                         terminate=True)
+        elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
+            # terminate() too: after epochs ended early Ignite counts iterations and would run more epochs
+            self._finish(StopRequest(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs"),
+                         terminate=True)
+        elif self.controller.should_stop(p.epochs_done, p.global_step):
+            assert self.controller.pending is not None
+            self._finish(self.controller.pending, terminate=True)
+        elif self._fresh_iterator_each_epoch and not self._epoch_ended_early:
+            # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
+            # (Ignite's epoch_length alone would continue the old one).
+            engine.set_data(engine.state.dataloader)
+
+    def _finish(self, request: StopRequest, *, terminate: bool) -> None:
+        self.controller.finish(request.reason, request.message, request.source)
+        if terminate and not engine_is_done(self.trainer):
+            self.trainer.terminate()
+
+    def _on_completed(self, engine: Engine) -> None:
+        self.clock.pause()
+        if self.controller.final is None:
+            p, lim = self.progress, self._run_limits
+            if engine.should_terminate:
+                self.controller.finish(StopReason.USER_REQUEST, "trainer.terminate() was called", "user")
+            elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
+                self.controller.finish(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs")
+            else:
+                self.controller.finish(StopReason.MAX_EPOCHS, "the trainer ran its epochs (the data ran out)",
+                                       "data")
+        if self.early_stopping is not None:
+            self.early_stopping.on_train_end(engine)
+
+
+def attach_speedups(trainer: Engine, evaluator: Engine | None = None, cfg: Any = None, *, val_data: Any = None,
+                    model: Any = None, precision: Any = None, **overrides: Any) -> Speedups:
+    """Attach Lightning-style speed controls to ``trainer`` (and its ``evaluator``).
+
+    Args:
+        trainer: the user's training :class:`~ignite.engine.Engine`; keep calling ``trainer.run(data)``.
+        evaluator: the validation engine, run by the validation schedule on ``val_data``.
+        cfg: a mapping, :class:`~ignite_speed.config.SpeedConfig`, ``argparse.Namespace``, dataclass or
+            OmegaConf ``DictConfig`` of flags (Lightning 2.x names).
+        val_data: the validation loader.
+        model: the model (needed by ``early_stopping={"restore_best_weights": True}``).
+        precision: a :class:`~ignite_speed.precision.Precision` used inside a custom step, so that its
+            state is saved with the speedups (``create_trainer`` registers its own).
+        **overrides: flags that override ``cfg``.
+
+    Returns:
+        the :class:`Speedups` object: ``stop_reason``, ``stop_message``, ``progress``, ``test()``,
+        ``request_stop()``, ``end_epoch()``, ``state_dict()`` / ``load_state_dict()``.
+    """
+    config = SpeedConfig.from_any(cfg, **overrides)
+    if evaluator is not None and not isinstance(evaluator, Engine):
+        raise TypeError(f"evaluator={type(evaluator).__name__} is not an ignite Engine; accepted: an Engine or None")
+    if not isinstance(trainer, Engine):
+        raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
+    if val_data is not None and evaluator is None:
+        raise ValueError("val_data was given without an evaluator; pass the evaluator Engine that runs validation")
+    return Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
