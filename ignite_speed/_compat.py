@@ -49,7 +49,7 @@ def move_handler(engine: Engine, event: Any, handler: Callable, *, first: bool) 
     """
     handlers = engine._event_handlers[event]
     for i, entry in enumerate(handlers):
-        if entry[0] is handler:
+        if entry[0] == handler:  # bound methods are new objects on each access: compare by equality
             handlers.pop(i)
             if first:
                 handlers.insert(0, entry)

@@ -1,0 +1,120 @@
+"""A tiny real training set-up that records what ran (batches per epoch, validation runs, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+
+def loader(n_batches: int, offset: float = 0.0, batch_size: int = 2, shuffle: bool = False, **kw: Any) -> DataLoader:
+    x = torch.arange(n_batches * batch_size, dtype=torch.float32).reshape(-1, 1) + offset
+    return DataLoader(TensorDataset(x, x.clone()), batch_size=batch_size, shuffle=shuffle, **kw)
+
+
+class Stream(IterableDataset):
+    """An iterable dataset of ``n`` samples (no ``__len__``)."""
+
+    def __init__(self, n: int, offset: float = 0.0) -> None:
+        self.n, self.offset = n, offset
+
+    def __iter__(self):
+        for i in range(self.n):
+            v = torch.tensor([float(i) + self.offset])
+            yield v, v.clone()
+
+
+def stream_loader(n_batches: int, offset: float = 0.0) -> DataLoader:
+    return DataLoader(Stream(n_batches * 2, offset), batch_size=2)
+
+
+@dataclass
+class Run:
+    trainer: Engine
+    evaluator: Engine
+    tester: Engine
+    model: torch.nn.Module
+    per_epoch: dict = field(default_factory=dict)
+    first_samples: dict = field(default_factory=dict)
+    val_at: list = field(default_factory=list)
+    val_batches: list = field(default_factory=list)
+    val_samples: list = field(default_factory=list)
+    test_batches: int = 0
+    eval_calls: int = 0
+    epoch_completed: int = 0
+    metric_seq: list | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_epoch.values())
+
+    @property
+    def sanity(self) -> int:
+        """Evaluator-step calls that were not part of a validation run: the sanity check."""
+        return self.eval_calls - sum(self.val_batches)
+
+    @property
+    def batches_per_epoch(self) -> list:
+        return [self.per_epoch[k] for k in sorted(self.per_epoch)]
+
+
+def make_run(metric_seq: list | None = None, lr: float = 1e-3) -> Run:
+    """Real engines: a Linear(1, 1) trained with SGD; the evaluator logs ``val_loss`` from ``metric_seq``."""
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def train_step(engine: Engine, batch: Any) -> float:
+        x, y = batch
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def eval_step(engine: Engine, batch: Any) -> Any:
+        run.eval_calls += 1
+        return batch
+
+    run = Run(Engine(train_step), Engine(eval_step), Engine(lambda e, b: b), model, metric_seq=metric_seq)
+    k = [0]
+    vb = [0]
+
+    @run.trainer.on(Events.ITERATION_COMPLETED)
+    def _count(engine: Engine) -> None:
+        ep = engine.state.epoch
+        run.per_epoch[ep] = run.per_epoch.get(ep, 0) + 1
+        run.first_samples.setdefault(ep, float(engine.state.batch[0][0]))
+
+    @run.trainer.on(Events.EPOCH_COMPLETED)
+    def _ep(engine: Engine) -> None:
+        run.epoch_completed += 1
+
+    @run.evaluator.on(Events.STARTED)
+    def _vstart(engine: Engine) -> None:
+        vb[0] = 0
+
+    @run.evaluator.on(Events.ITERATION_COMPLETED)
+    def _vb(engine: Engine) -> None:
+        vb[0] += 1
+        if vb[0] == 1:
+            run.val_samples.append(float(engine.state.batch[0][0]))
+
+    @run.evaluator.on(Events.EPOCH_COMPLETED)
+    def _metric(engine: Engine) -> None:
+        if run.metric_seq is not None:
+            engine.state.metrics["val_loss"] = float(run.metric_seq[min(k[0], len(run.metric_seq) - 1)])
+        k[0] += 1
+
+    @run.evaluator.on(Events.COMPLETED)
+    def _vdone(engine: Engine) -> None:
+        run.val_at.append(run.total)
+        run.val_batches.append(vb[0])
+
+    @run.tester.on(Events.ITERATION_COMPLETED)
+    def _tb(engine: Engine) -> None:
+        run.test_batches += 1
+
+    return run
