@@ -480,12 +480,12 @@ def _map_legacy(flags: dict[str, Any], known: list[str]) -> dict[str, Any]:
             put("accelerator", "tpu", f"tpu_cores={cores!r}")
             put("devices", devices, f"tpu_cores={cores!r}")
             _warn_legacy(f"tpu_cores={cores!r}", f"accelerator='tpu', devices={devices!r}")
+    nproc_given = False
     if "num_processes" in flags:
         nproc = flags.pop("num_processes")
         if nproc is not None:
+            nproc_given = True
             put("devices", nproc, f"num_processes={nproc!r}")
-            if str(flags.get("accelerator", "auto")).lower() in ("auto", "ddp_cpu", "ddp"):
-                flags["accelerator"] = "cpu" if flags.get("accelerator") != "ddp" else flags["accelerator"]
             _warn_legacy(f"num_processes={nproc!r}", f"accelerator='cpu', devices={nproc!r}")
     for key in ("distributed_backend", "accelerator"):
         value = flags.get(key)
@@ -499,6 +499,8 @@ def _map_legacy(flags: dict[str, Any], known: list[str]) -> dict[str, Any]:
         elif key == "distributed_backend" and key in flags:
             raise ValueError(f"distributed_backend={value!r} is not known; accepted (Lightning 1.x): "
                              f"{sorted(_LEGACY_BACKENDS)}; in 2.x use strategy=")
+    if nproc_given and str(flags.get("accelerator", "auto")).lower() == "auto":
+        flags["accelerator"] = "cpu"
     if "plugins" in flags:
         plugins = flags.pop("plugins")
         names = [plugins] if isinstance(plugins, str) else list(plugins or [])
