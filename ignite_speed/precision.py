@@ -153,6 +153,8 @@ class Precision:
             raise TypeError(f"scaler={scaler!r} has type {type(scaler).__name__}; accepted: None (automatic), "
                             f"True, False or a torch.amp.GradScaler")
         self._apex_amp: Any = None
+        if self.amp_backend != "apex":
+            self._check_device_available()
         if self.amp_backend == "apex":
             # SpeedConfig already ensured precision is 16-mixed; apex does its own casting and loss scaling.
             if scaler is not None:
@@ -178,6 +180,15 @@ class Precision:
             self.scaler = given_scaler or torch.amp.GradScaler(self.device_type)
         self._unscaled: set[int] = set()  # optimizers unscaled since their last step (unscale_ is once per step)
         self._last_scale: float | None = None
+
+    def _check_device_available(self) -> None:
+        # Autocast for a device type that is absent does nothing: refuse instead of training in fp32 unawares.
+        if self.device_type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("accelerator='gpu' (device type 'cuda') but CUDA is not available to torch "
+                             f"{torch.__version__}; use accelerator='cpu' or 'auto'")
+        mps = getattr(torch.backends, "mps", None)
+        if self.device_type == "mps" and not (mps is not None and mps.is_available()):
+            raise ValueError("accelerator='mps' but MPS is not available; use accelerator='cpu' or 'auto'")
 
     @staticmethod
     def _device_type(accelerator: str, device: str | torch.device | None) -> str:

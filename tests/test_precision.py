@@ -289,6 +289,14 @@ def test_accumulation_respects_epoch_length():
     assert steps == [4, 6, 10, 12]
 
 
+def test_accumulation_resumes_mid_epoch_from_engine_state():
+    # an Ignite checkpoint taken after 4 of 10 batches: windows continue where the epoch stands
+    _, trainer, steps = _sum_trainer(k=3)
+    trainer.load_state_dict({"iteration": 4, "epoch_length": 10, "max_epochs": 2})
+    trainer.run(_batches(range(1, 11)))
+    assert steps == [6, 9, 10, 13, 16, 19, 20]
+
+
 def test_accumulation_iterator_without_length_flushes_last_window():
     model, trainer, steps = _sum_trainer(k=3)
     trainer.run(iter(_batches([1, 2, 3, 4, 5, 6, 7])), max_epochs=1)
@@ -441,6 +449,14 @@ def test_bad_values(kwargs, error, match):
     kwargs = {"accelerator": "cpu", **kwargs} if "device" not in kwargs else kwargs
     with pytest.raises(error, match=match):
         Precision(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_gpu_accelerator_without_cuda_is_refused():
+    with pytest.raises(ValueError, match="accelerator='gpu'.*CUDA is not available"):
+        Precision("bf16-mixed", "gpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        Precision("32-true", device="cuda:0")
 
 
 def test_bad_clip_and_trainer_arguments():
