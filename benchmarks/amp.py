@@ -18,6 +18,7 @@ is set (or to ``--out``). Goals on an H100: bf16/fp16 at least 2x fp32, adapter 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -110,7 +111,7 @@ class HandLoop:
         model.train()
         for x, y in batches:
             opt.zero_grad()
-            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            with torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext():
                 loss = self.loss_fn(model(x), y)
             if scaler is not None:
                 scaler.scale(loss).backward()
