@@ -82,6 +82,8 @@ class Speedups:
             self.nan_guard = NonFiniteLossGuard()
         # resolved for the current run by _run()
         self._run_limits = self.limits
+        self._budget_seconds: float | None = None
+        self._accumulate = cfg.accumulate_grad_batches
         self._train_batches: int | None = None
         self._fresh_iterator_each_epoch = False
         self._val_batches: int | None = 0
@@ -149,6 +151,7 @@ class Speedups:
         if limits:
             self.cfg = self.cfg.replace(**limits)
             self.limits = self.cfg.effective()
+            self._accumulate = self.cfg.accumulate_grad_batches
             self.controller.min_epochs, self.controller.min_steps = self.limits.min_epochs, self.limits.min_steps
         self.controller.reset_run()
 
@@ -284,6 +287,7 @@ class Speedups:
                 f"train on silently. To continue it, call speedups.extend(...) with the limit to raise (e.g. "
                 f"speedups.extend(max_epochs=20)); to start a new run, set trainer.state.max_epochs = None")
         self._run_limits = lim
+        self._budget_seconds = lim.max_time.total_seconds() if lim.max_time is not None else None
         self._world_size = _dist.get_world_size()
         self._is_rank_zero = _dist.get_rank() == 0
 
@@ -393,11 +397,17 @@ class Speedups:
         p = self.progress
         p.batch_in_epoch += 1
         p.total_batches += 1
-        if stepped and (p.batch_in_epoch % self.cfg.accumulate_grad_batches == 0 or self._is_last_batch()):
+        if stepped and (p.batch_in_epoch % self._accumulate == 0 or self._is_last_batch()):
             p.global_step += 1
 
     def _on_iteration_counted(self, engine: Engine) -> None:
-        self._count_batch()
+        # the hot path: kept to a few attribute updates (see benchmarks/overhead.py)
+        p = self.progress
+        p.batch_in_epoch += 1
+        p.total_batches += 1
+        n = self._train_batches
+        if p.batch_in_epoch % self._accumulate == 0 or (n is not None and p.batch_in_epoch >= n):
+            p.global_step += 1
 
     def _check_time(self) -> None:
         budget = self._run_limits.max_time
@@ -412,32 +422,35 @@ class Speedups:
             self.controller.last_extra = list(extra or [])
 
     def _on_iteration_decide(self, engine: Engine) -> None:
+        # the hot path: no work beyond a few comparisons unless something is due
         if self._epoch_ended_early:
             return
-        p, lim, schedule = self.progress, self._run_limits, self._schedule
+        p, controller, schedule = self.progress, self.controller, self._schedule
         assert schedule is not None
         if self.nan_guard is not None:
-            self.nan_guard.check(engine, self.controller)
-        self._check_time()
-        time_val = schedule.enabled and schedule.interval_seconds is not None
-        if time_val:
+            self.nan_guard.check(engine, controller)
+        if self._budget_seconds is not None and self._is_rank_zero and self.clock.elapsed() >= self._budget_seconds:
+            self._check_time()
+        if schedule.interval_seconds is not None and schedule.enabled:
             due = self._is_rank_zero and self.clock.elapsed() - self._last_val_end >= schedule.interval_seconds
             self._sync([int(due)])
-            time_due = bool(self.controller.last_extra and self.controller.last_extra[0])
+            time_due = bool(controller.last_extra and controller.last_extra[0])
         else:
-            self._sync()
+            if self._world_size > 1 or controller.has_local_request:
+                controller.sync(self._world_size)
             time_due = False
-        stopping = self.controller.should_stop(p.epochs_done, p.global_step)
+        stopping = controller.pending is not None and controller.should_stop(p.epochs_done, p.global_step)
+        is_last = self._train_batches is not None and p.batch_in_epoch >= self._train_batches
         # (a loader of unknown length is validated "at exhaustion" in _on_epoch_completed)
-        if schedule.after_batch(p, is_last=self._is_last_batch(), exhausted=False, stopping=stopping,
-                                seconds_since_val=math.inf if time_due else 0.0):
+        if schedule.after_batch(p, is_last, False, stopping, math.inf if time_due else 0.0):
             self._validate_now()
-            stopping = self.controller.should_stop(p.epochs_done, p.global_step)
-        if lim.max_steps != -1 and p.global_step >= lim.max_steps:
-            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={lim.max_steps} reached", "max_steps"))
+            stopping = controller.should_stop(p.epochs_done, p.global_step)
+        max_steps = self._run_limits.max_steps
+        if max_steps != -1 and p.global_step >= max_steps:
+            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"))
         elif stopping:
-            assert self.controller.pending is not None
-            self._end_training(self.controller.pending)
+            assert controller.pending is not None
+            self._end_training(controller.pending)
 
     def _end_training(self, request: StopRequest) -> None:
         self._end_after_epoch = request
@@ -458,7 +471,7 @@ class Speedups:
         ended_early = self._epoch_ended_early or self._end_after_epoch is not None
         if self._train_batches is None and not ended_early:
             # loader of unknown length, now exhausted: the pending optimizer step and the validation at exhaustion
-            if p.batch_in_epoch % self.cfg.accumulate_grad_batches != 0:
+            if p.batch_in_epoch % self._accumulate != 0:
                 p.global_step += 1
             if schedule.enabled and schedule.check_batch == math.inf and schedule.is_val_epoch(p.epoch):
                 self._validate_now()

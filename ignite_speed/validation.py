@@ -36,7 +36,7 @@ class ValSchedule:
     def is_val_epoch(self, epoch_index: int) -> bool:
         return self.every_n_epochs is None or (epoch_index + 1) % self.every_n_epochs == 0
 
-    def after_batch(self, p: Progress, *, is_last: bool, exhausted: bool, stopping: bool,
+    def after_batch(self, p: Progress, is_last: bool, exhausted: bool, stopping: bool,
                     seconds_since_val: float) -> bool:
         """Validate after the batch just completed? (``p`` already counts that batch.)"""
         if not self.enabled or not self.is_val_epoch(p.epoch):
