@@ -31,12 +31,12 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .config import SpeedConfig
-    from .durations import BatchLimit
-    from .progress import Progress
-    from .speedups import Speedups, attach_speedups
-    from .stop import StopController, StopReason
+if TYPE_CHECKING:  # pragma: no cover  (static checkers see the lazy names)
+    from .config import SpeedConfig  # noqa: F401
+    from .durations import BatchLimit  # noqa: F401
+    from .progress import Progress  # noqa: F401
+    from .speedups import Speedups, attach_speedups  # noqa: F401
+    from .stop import StopController, StopReason  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

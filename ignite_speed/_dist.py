@@ -29,8 +29,8 @@ def all_reduce_flags(flags: list[int]) -> list[int]:
     import torch
 
     t = torch.tensor(flags, dtype=torch.int64, device=idist.device())
-    t = idist.all_reduce(t, op="MAX")
-    return [int(v) for v in t.tolist()]
+    reduced: Any = idist.all_reduce(t, op="MAX")
+    return [int(v) for v in reduced.tolist()]
 
 
 def broadcast_value(value: float, src: int = 0) -> float:
@@ -41,7 +41,8 @@ def broadcast_value(value: float, src: int = 0) -> float:
     import torch
 
     t = torch.tensor([float(value)], dtype=torch.float64, device=idist.device())
-    return float(idist.broadcast(t, src=src).item())
+    out: Any = idist.broadcast(t, src=src)
+    return float(out.item())
 
 
 def gather_message(message: str | None, source: str | None) -> tuple[str, str]:

@@ -393,12 +393,12 @@ class SpeedConfig:
             cven: int | None = 1
             nsvs = 0
         else:
-            max_epochs = self.max_epochs
-            if max_epochs is None:
-                if max_steps == -1 and self.max_time is None:
-                    max_epochs, max_epochs_defaulted = 1000, True
-                else:
-                    max_epochs = UNLIMITED
+            if self.max_epochs is not None:
+                max_epochs = self.max_epochs
+            elif max_steps == -1 and self.max_time is None:
+                max_epochs, max_epochs_defaulted = 1000, True
+            else:
+                max_epochs = UNLIMITED
             min_steps = self.min_steps or 0
             if self.min_epochs is None:
                 min_epochs = 1 if self.min_steps is not None else 0

@@ -235,7 +235,7 @@ class Speedups:
                 **kwargs: Any) -> State:
             return self._run(original, data, max_epochs, epoch_length, **kwargs)
 
-        t.run = run  # type: ignore[method-assign]
+        t.run = run  # type: ignore[method-assign,assignment]
         setattr(t, _ATTR, self)
 
     def _keep_decisions_last(self) -> None:
@@ -496,7 +496,7 @@ class Speedups:
         elif self._fresh_iterator_each_epoch and not self._epoch_ended_early:
             # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
             # (Ignite's epoch_length alone would continue the old one).
-            engine.set_data(engine.state.dataloader)
+            engine.set_data(engine.state.dataloader)  # type: ignore[arg-type]
 
     def _finish(self, request: StopRequest, *, terminate: bool) -> None:
         self.controller.finish(request.reason, request.message, request.source)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["StopReason", "StopRequest", "StopController"]
