@@ -29,6 +29,7 @@ class _AccumulationWindow:
         self.batch_in_epoch = 0
         self.pending = False  # gradients accumulated since the last optimizer step
         self._resume_offset = 0
+        self._cut_short = False
 
     def attach(self, engine: Engine, flush: Callable[[], None]) -> None:
         def on_started(engine: Engine) -> None:
@@ -39,15 +40,21 @@ class _AccumulationWindow:
         def on_epoch_started(engine: Engine) -> None:
             self.batch_in_epoch, self._resume_offset = self._resume_offset, 0
             self.pending = False  # leftovers of an interrupted epoch are dropped: next batch zeroes the grads
+            self._cut_short = False
+
+        def on_epoch_cut_short(engine: Engine, iter_counter: int | None = None) -> None:
+            self._cut_short = True
 
         def on_epoch_completed(engine: Engine) -> None:
-            # epoch_length was unknown during the epoch (iterator without len) or the epoch was cut short:
-            # the final partial window still steps, as it would on a known last batch.
-            if self.pending and not engine.should_terminate:
+            # epoch_length was unknown during the epoch (iterator without len): the final partial window still
+            # steps, as it would on a known last batch. An epoch ended early (terminate_epoch(): a stop request,
+            # max_steps, end_epoch()) does not step its partial window, as in Lightning.
+            if self.pending and not engine.should_terminate and not self._cut_short:
                 flush()
 
         engine.add_event_handler(Events.STARTED, on_started)
         engine.add_event_handler(Events.EPOCH_STARTED, on_epoch_started)
+        engine.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, on_epoch_cut_short)
         engine.add_event_handler(Events.EPOCH_COMPLETED, on_epoch_completed)
 
     def next_batch(self, epoch_length: int | None) -> bool:
