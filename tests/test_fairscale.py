@@ -1,0 +1,23 @@
+"""fairscale ``ddp_sharded`` (OSS + ShardedDataParallel) on 2 gloo processes; skipped without fairscale.
+
+Run in its own env: ``tox -e fairscale``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fairscale", reason="fairscale is not installed (tox -e fairscale)")
+
+from test_distributed_mp import JOBS, check_strategies, run_job  # noqa: E402
+
+
+def test_ddp_sharded_matches_ddp_and_resumes(tmp_path: Path) -> None:
+    # The job calls the default optimizer.zero_grad(); prepare's OSS keeps zeroed gradients, which is what
+    # keeps ShardedDataParallel on DDP's numbers under torch 2 (set_to_none=True silently diverges).
+    run_job(str(JOBS), "strategies", str(tmp_path), "--strategies", "ddp,ddp_sharded")
+    result = json.loads((tmp_path / "strategies.json").read_text())
+    check_strategies(result, ["ddp", "ddp_sharded"])
