@@ -45,6 +45,9 @@ class StopReason(str, enum.Enum):
 _PRIORITY = (StopReason.RANK_FAILURE, StopReason.NON_FINITE_LOSS, StopReason.EARLY_STOPPING,
              StopReason.MAX_TIME, StopReason.USER_REQUEST)
 _REQUESTABLE = frozenset(_PRIORITY)
+# Training on after these is pointless (NaN weights) or impossible (a rank is gone): min_epochs/min_steps
+# do not defer them.
+_URGENT = frozenset({StopReason.RANK_FAILURE, StopReason.NON_FINITE_LOSS})
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,11 @@ class StopController:
         return epochs_done >= self.min_epochs and global_step >= self.min_steps
 
     def should_stop(self, epochs_done: int, global_step: int) -> bool:
-        """True when a synced request is pending and the minimums are met."""
+        """True when a synced request is pending and the minimums are met (or it is too urgent to wait:
+        a non-finite loss, a failed rank)."""
         if self.pending is None:
             return False
-        if self.minimums_met(epochs_done, global_step):
+        if self.pending.reason in _URGENT or self.minimums_met(epochs_done, global_step):
             return True
         if not self._deferral_logged:
             self._deferral_logged = True

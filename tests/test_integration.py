@@ -45,3 +45,13 @@ def test_precision_state_is_saved_with_the_speedups():
     trainer, sp, _ = _setup(max_epochs=1, precision="bf16-mixed")
     trainer.run(loader(4))
     assert "precision" in sp.state_dict()
+
+
+def test_non_finite_loss_stops_at_once_despite_min_epochs():
+    model = torch.nn.Linear(1, 1)
+    losses = iter([1.0, 2.0, float("nan")] + [1.0] * 100)
+    trainer = Engine(lambda e, b: next(losses))
+    sp = attach_speedups(trainer, None, dict(terminate_on_nan=True, min_epochs=3, max_epochs=5))
+    trainer.run(loader(10))
+    assert trainer.state.iteration == 3 and sp.stop_reason is StopReason.NON_FINITE_LOSS
+    assert model is not None
