@@ -7,12 +7,14 @@ Run in its own env: ``tox -e deepspeed``. The first run JIT-compiles DeepSpeed's
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("deepspeed", reason="deepspeed is not installed (tox -e deepspeed)")
 
+sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed_mp import JOBS, close, run_job  # noqa: E402
 
 STAGES = ["deepspeed_stage_0", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3"]

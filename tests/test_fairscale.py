@@ -6,12 +6,14 @@ Run in its own env: ``tox -e fairscale``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fairscale", reason="fairscale is not installed (tox -e fairscale)")
 
+sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed_mp import JOBS, check_strategies, run_job  # noqa: E402
 
 
