@@ -30,6 +30,7 @@ from ._compat import engine_is_done, engine_run_original, move_handler
 from .config import EffectiveLimits, SpeedConfig
 from .data import data_length, sequential_copy
 from .progress import Progress
+from .resume import capture_rng, recreate_iterator, restore_rng, set_epoch_position
 from .stop import StopController, StopReason, StopRequest
 from .time_budget import TrainingClock
 from .validation import ValSchedule, resolve_val_schedule, run_evaluator, run_sanity_check
@@ -38,7 +39,14 @@ __all__ = ["Speedups", "attach_speedups"]
 
 logger = logging.getLogger("ignite_speed")
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+# Where a run stands when its state is saved (Checkpoint runs inside the trainer's handlers, before
+# ignite-speed's own decisions of the same event; the resumed run completes what is pending):
+_BETWEEN = "between"  # between epochs (or the run is done): nothing pending
+_IN_EPOCH = "in_epoch"  # inside an epoch, the last batch fully decided
+_BATCH_PENDING = "batch_pending"  # after a batch's ITERATION_COMPLETED handlers, before its decision
+_EPOCH_PENDING = "epoch_pending"  # inside EPOCH_COMPLETED, before the epoch-end decision
 _ATTR = "_ignite_speed_speedups"
 # Ignite needs a number of epochs; "no limit" (-1) becomes this, which no run reaches.
 _UNBOUNDED_EPOCHS = 2**31 - 1
@@ -95,6 +103,15 @@ class Speedups:
         self._epoch_ended_early = False
         self._end_after_epoch: StopRequest | None = None
         self._last_val_end = 0.0
+        # exact resume: where the run stands, the current data iterator, what a checkpoint loaded
+        self._stage = _BETWEEN
+        self._iter_rng: dict[str, Any] | None = None  # generator states when the current iterator was created
+        self._iter_fetched = 0  # batches drawn from the current iterator
+        self._need_iterator = True  # the next EPOCH_STARTED creates the iterator (first epoch of a run())
+        self._loaded: dict[str, Any] | None = None  # a loaded state that no run() has used yet
+        self._replay: dict[str, Any] | None = None  # ... handed from run() to the STARTED handler
+        self._resume_iterator = False  # the next EPOCH_STARTED rebuilds the interrupted run's iterator
+        self._resume_mid_epoch = False
         self._validate_up_front()
         self._attach()
 
@@ -148,12 +165,31 @@ class Speedups:
         early-stopping settings). Without calling it, running a finished trainer again raises instead of
         silently training on.
         """
+        final = self.controller.final
         if limits:
             self.cfg = self.cfg.replace(**limits)
             self.limits = self.cfg.effective()
             self._accumulate = self.cfg.accumulate_grad_batches
             self.controller.min_epochs, self.controller.min_steps = self.limits.min_epochs, self.limits.min_steps
+        if self.early_stopping is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
+            self._rearm_early_stopping(rebuild="early_stopping" in limits)
         self.controller.reset_run()
+
+    def _rearm_early_stopping(self, *, rebuild: bool) -> None:
+        """After an early stop: a fresh patience, the best score kept; new ``early_stopping`` settings
+        given to :meth:`extend` rebuild it."""
+        es = old = self.early_stopping
+        if rebuild and self.cfg.early_stopping is not None:
+            from .early_stopping import EarlyStopping
+
+            es = self.early_stopping = EarlyStopping(**dict(self.cfg.early_stopping))
+            es.bind(self.controller, model=self.model)
+            if (es.monitor, es.mode) == (old.monitor, old.mode):
+                es.best_score = old.best_score
+        es.wait_count = es.stopped_epoch = 0
+        es._since = 0
+        es.stopping_reason = type(old.stopping_reason).NOT_STOPPED
+        es.stopping_reason_message = None
 
     def test(self, engine: Engine, data: Any) -> State:
         """Run ``engine`` on ``data`` under ``limit_test_batches`` (or ``fast_dev_run``)."""
@@ -174,13 +210,27 @@ class Speedups:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """All speed-up state as plain data (``torch.load(weights_only=True)`` can read it back)."""
+        """All speed-up state as plain data (``torch.load(weights_only=True)`` can read it back).
+
+        Besides counters, stop controller, clock and early stopping it holds what an exact resume needs:
+        where the run stands (``stage``: Ignite's ``Checkpoint`` runs before ignite-speed's decisions of
+        the same event, which the resumed run then makes), the random-generator states now and when the
+        current data iterator was created, and how many batches that iterator gave.
+        """
         state: dict[str, Any] = {
             "version": _STATE_VERSION,
             "progress": self.progress.state_dict(),
             "controller": self.controller.state_dict(),
             "clock": self.clock.state_dict(),
             "last_val_end": float(self._last_val_end),
+            "stage": self._stage,
+            "local_requests": self._local_requests(),
+            "end_after_epoch": self._end_after_epoch.to_dict() if self._end_after_epoch else None,
+            "epoch_ended_early": bool(self._epoch_ended_early),
+            "rng": capture_rng(getattr(self.trainer.state, "dataloader", None)),
+            "iterator_rng": self._iter_rng,
+            "iterator_fetched": int(self._iter_fetched),
+            "monitor_value": self._monitor_value(),
         }
         if self.early_stopping is not None:
             state["early_stopping"] = self.early_stopping.state_dict()
@@ -190,9 +240,14 @@ class Speedups:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output. The next ``trainer.run()`` continues exactly where the saved
+        run stood; load the trainer's state too (``Checkpoint.load_objects`` with both)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"speedups state has type {type(state).__name__}; accepted: a dict from state_dict()")
         version = state.get("version")
-        if version != _STATE_VERSION:
-            raise ValueError(f"speedups state has version {version!r}; this ignite-speed reads version {_STATE_VERSION}")
+        if version not in _READABLE_VERSIONS:
+            raise ValueError(f"speedups state has version {version!r}; this ignite-speed reads versions "
+                             f"{list(_READABLE_VERSIONS)}")
         self.progress.load_state_dict(state["progress"])
         self.controller.load_state_dict(state["controller"])
         self.clock.load_state_dict(state["clock"])
@@ -202,6 +257,36 @@ class Speedups:
         precision = self.precision
         if precision is not None and state.get("precision") is not None:
             precision.load_state_dict(state["precision"])
+        self._stage = str(state.get("stage", _BETWEEN))
+        self._end_after_epoch = StopRequest.from_dict(state.get("end_after_epoch"))
+        self._epoch_ended_early = bool(state.get("epoch_ended_early", False))
+        for request in state.get("local_requests") or []:
+            self.controller.request(request["reason"], request["message"], request["source"])
+        self._iter_rng = state.get("iterator_rng")
+        self._iter_fetched = int(state.get("iterator_fetched", 0))
+        self._loaded = state
+
+    def _local_requests(self) -> list[dict[str, str]]:
+        """Stop requests not yet synced, with the non-finite-loss check of a batch whose decision is pending."""
+        local = dict(self.controller._local)
+        if self._stage == _BATCH_PENDING and self.nan_guard is not None:
+            probe = StopController()
+            self.nan_guard.check(self.trainer, probe)
+            for reason, request in probe._local.items():
+                local.setdefault(reason, request)
+        return [r.to_dict() for r in local.values()]
+
+    def _monitor_value(self) -> float | None:
+        """The early-stopping monitor of the last validation run (an epoch-end check replayed after a
+        resume reads it; evaluator metrics are in no checkpoint)."""
+        es, evaluator = self.early_stopping, self.evaluator
+        if es is None or evaluator is None or not self.progress.val_runs:
+            return None
+        value = (getattr(evaluator.state, "metrics", None) or {}).get(es.monitor)
+        try:
+            return None if value is None else float(value)
+        except (TypeError, ValueError, RuntimeError):
+            return None
 
     # ------------------------------------------------------------------ set-up
     def _validate_up_front(self) -> None:
@@ -223,6 +308,10 @@ class Speedups:
         t = self.trainer
         t.add_event_handler(Events.STARTED, self._on_started)
         t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_started)
+        t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_data)
+        t.add_event_handler(Events.DATALOADER_STOP_ITERATION, self._on_iterator_renewed)
+        t.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, self._on_iterator_renewed)
+        t.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_pending)
         t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_counted)
         move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
         t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_decide)
@@ -243,6 +332,8 @@ class Speedups:
         move_handler(self.trainer, Events.ITERATION_COMPLETED, self._on_iteration_decide, first=False)
         move_handler(self.trainer, Events.EPOCH_COMPLETED, self._on_epoch_completed, first=False)
         move_handler(self.trainer, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
+        move_handler(self.trainer, Events.EPOCH_COMPLETED, self._on_epoch_pending, first=True)
+        move_handler(self.trainer, Events.EPOCH_STARTED, self._on_epoch_data, first=False)
 
     # ------------------------------------------------------------------ the run
     def _limits_for_run(self, max_epochs: int | None, kwargs: dict[str, Any]) -> EffectiveLimits:
@@ -320,11 +411,17 @@ class Speedups:
             self.controller.finish(StopReason.NO_TRAINING, f"no training: {what}", "limits")
             return t.state
 
+        pending = self._position_for_resume(new_run)
         run_kwargs: dict[str, Any] = dict(kwargs)
         run_kwargs["max_epochs"] = self._ignite_max_epochs(lim)
+        if pending and t.state.epoch_length:
+            # the interrupted run's pending decision comes first; Ignite must not see the run as done (it
+            # would start over), the decision ends it if it is
+            run_kwargs["max_epochs"] = max(run_kwargs["max_epochs"],
+                                           t.state.iteration // t.state.epoch_length + 1, t.state.epoch + 1)
         if new_run or t.state.epoch_length is None:
             run_kwargs["epoch_length"] = self._train_batches
-        elif t.state.iteration >= t.state.epoch_length * run_kwargs["max_epochs"]:
+        elif not pending and t.state.iteration >= t.state.epoch_length * run_kwargs["max_epochs"]:
             raise ValueError(f"nothing left to train: the run already reached max_epochs={run_kwargs['max_epochs']}; "
                              f"raise it with speedups.extend(max_epochs=...)")
         self._keep_decisions_last()
@@ -332,6 +429,33 @@ class Speedups:
             return original(data, **run_kwargs)
         finally:
             self.clock.pause()
+
+    def _position_for_resume(self, new_run: bool) -> bool:
+        """After ``load_state_dict``: put the trainer where the saved run stood (Ignite's own
+        ``epoch = iteration // epoch_length`` is wrong once an epoch ended early, and it restarts an
+        interrupted epoch from batch 0). Returns whether a decision of the saved run is pending."""
+        loaded, self._loaded = self._loaded, None
+        if loaded is None:
+            return False
+        t, p = self.trainer, self.progress
+        if new_run:
+            raise ValueError(
+                f"speedups state was loaded (total_batches={p.total_batches}), but the trainer has no state to "
+                f"resume: load the trainer's checkpoint too, e.g. Checkpoint.load_objects(to_load={{'trainer': "
+                f"trainer, 'speedups': speedups, ...}}, checkpoint=...)")
+        if t.state.iteration != p.total_batches:
+            raise ValueError(
+                f"the trainer's state (iteration={t.state.iteration}) and the speedups state (total_batches="
+                f"{p.total_batches}) are from different points of training; save and load them together (one "
+                f"Checkpoint with both)")
+        self._replay = loaded
+        self._resume_iterator = True
+        self._resume_mid_epoch = self._stage in (_IN_EPOCH, _BATCH_PENDING)
+        if self._stage == _BETWEEN:
+            set_epoch_position(t, p.epochs_done, 0)
+        else:
+            set_epoch_position(t, p.epoch, p.batch_in_epoch if self._resume_mid_epoch else 0)
+        return self._stage in (_BATCH_PENDING, _EPOCH_PENDING)
 
     def _ignite_max_epochs(self, lim: EffectiveLimits) -> int:
         if lim.max_epochs != -1:
@@ -358,6 +482,7 @@ class Speedups:
                                       validation_enabled=enabled, trainer=self.trainer, evaluator=self.evaluator)
 
     def _reset_for_new_run(self) -> None:
+        self._stage, self._iter_rng, self._iter_fetched = _BETWEEN, None, 0
         self.progress = Progress()
         self.controller.reset_run()
         self.clock.reset()
@@ -375,15 +500,79 @@ class Speedups:
     # ------------------------------------------------------------------ handlers
     def _on_started(self, engine: Engine) -> None:
         self.clock.start()
-        self._end_after_epoch = None
-        self._epoch_ended_early = False
+        self._need_iterator = True
+        replay, self._replay = self._replay, None
+        if replay is not None:
+            self._complete_pending(engine, replay)
+            if engine.should_terminate:
+                return
+        else:
+            self._end_after_epoch = None
+            self._epoch_ended_early = False
         self._check_time()
         self._sync()
         if self.controller.should_stop(self.progress.epochs_done, self.progress.global_step):
             self.controller.finish()
             engine.terminate()
 
+    def _complete_pending(self, engine: Engine, saved: dict[str, Any]) -> None:
+        """First thing in a resumed run: restore the generators and make the decision the saved run had
+        pending when its checkpoint was written (handlers of that event that ran before the checkpoint
+        are not run again, as with plain Ignite; the events the decision leads to are fired)."""
+        p = self.progress
+        if saved.get("rng") is not None:
+            restore_rng(saved["rng"], engine.state.dataloader)
+        if self.early_stopping is not None:
+            self.early_stopping._val_runs = p.val_runs  # no sanity check ran: evaluator metrics are real
+            if saved.get("monitor_value") is not None and self.evaluator is not None:
+                self.evaluator.state.metrics[self.early_stopping.monitor] = float(saved["monitor_value"])
+        if self._stage == _BATCH_PENDING:
+            self._on_iteration_decide(engine, replay=True)
+            if self._epoch_ended_early or self._end_after_epoch is not None or self._is_last_batch():
+                if not self._is_last_batch():
+                    self._new_iterator(engine)  # terminate_epoch() made the interrupted run a fresh iterator
+                self._resume_mid_epoch = False
+                engine.state.epoch = p.epoch + 1
+                engine.fire_event(Events.EPOCH_COMPLETED)
+                set_epoch_position(engine, p.epoch + 1, 0)
+        elif self._stage == _EPOCH_PENDING:
+            engine.state.epoch = p.epoch + 1
+            self._on_epoch_completed(engine)
+
+    def _new_iterator(self, engine: Engine) -> None:
+        data = engine.state.dataloader
+        self._iter_rng = capture_rng(data)
+        engine.set_data(data)  # type: ignore[arg-type]
+        self._iter_fetched = 0
+
+    def _on_iterator_renewed(self, engine: Engine, *_: Any, **__: Any) -> None:
+        # Ignite makes a new iterator right after DATALOADER_STOP_ITERATION and TERMINATE_SINGLE_EPOCH
+        self._iter_rng = capture_rng(engine.state.dataloader)
+        self._iter_fetched = 0
+
+    def _on_epoch_data(self, engine: Engine) -> None:
+        """The last EPOCH_STARTED handler: the data iterator of the epoch (after a resume, the
+        interrupted run's, fast-forwarded past the batches it had consumed)."""
+        if self._resume_iterator:
+            self._resume_iterator = False
+            self._resume_mid_epoch = False
+            self._need_iterator = False
+            length = data_length(engine.state.dataloader)
+            exhausted = length is not None and self._iter_fetched >= length
+            if self._iter_rng is not None and not exhausted:
+                recreate_iterator(engine, self._iter_rng, self._iter_fetched)
+                return
+        if self._need_iterator:
+            self._need_iterator = False
+            self._new_iterator(engine)
+
+    def _on_epoch_pending(self, engine: Engine) -> None:
+        self._stage = _EPOCH_PENDING
+
     def _on_epoch_started(self, engine: Engine) -> None:
+        self._stage = _IN_EPOCH
+        if self._resume_mid_epoch:
+            return  # a resumed epoch: its counters and flags come from the checkpoint
         p = self.progress
         p.epoch = engine.state.epoch - 1
         p.batch_in_epoch = 0
@@ -397,6 +586,7 @@ class Speedups:
         p = self.progress
         p.batch_in_epoch += 1
         p.total_batches += 1
+        self._iter_fetched += 1
         if stepped and (p.batch_in_epoch % self._accumulate == 0 or self._is_last_batch()):
             p.global_step += 1
 
@@ -405,6 +595,8 @@ class Speedups:
         p = self.progress
         p.batch_in_epoch += 1
         p.total_batches += 1
+        self._iter_fetched += 1
+        self._stage = _BATCH_PENDING
         n = self._train_batches
         if p.batch_in_epoch % self._accumulate == 0 or (n is not None and p.batch_in_epoch >= n):
             p.global_step += 1
@@ -421,8 +613,9 @@ class Speedups:
         else:
             self.controller.last_extra = list(extra or [])
 
-    def _on_iteration_decide(self, engine: Engine) -> None:
+    def _on_iteration_decide(self, engine: Engine, replay: bool = False) -> None:
         # the hot path: no work beyond a few comparisons unless something is due
+        self._stage = _IN_EPOCH
         if self._epoch_ended_early:
             return
         p, controller, schedule = self.progress, self.controller, self._schedule
@@ -447,14 +640,15 @@ class Speedups:
             stopping = controller.should_stop(p.epochs_done, p.global_step)
         max_steps = self._run_limits.max_steps
         if max_steps != -1 and p.global_step >= max_steps:
-            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"))
+            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"),
+                               replay)
         elif stopping:
             assert controller.pending is not None
-            self._end_training(controller.pending)
+            self._end_training(controller.pending, replay)
 
-    def _end_training(self, request: StopRequest) -> None:
+    def _end_training(self, request: StopRequest, replay: bool = False) -> None:
         self._end_after_epoch = request
-        if not self._is_last_batch():
+        if not replay and not self._is_last_batch():
             self.trainer.terminate_epoch()
 
     def _validate_now(self) -> None:
@@ -466,6 +660,10 @@ class Speedups:
             self.early_stopping.on_validation_end(self.trainer, self.evaluator, self.progress)
 
     def _on_epoch_completed(self, engine: Engine) -> None:
+        self._epoch_end_decision(engine)
+        self._stage = _BETWEEN
+
+    def _epoch_end_decision(self, engine: Engine) -> None:
         p, lim, schedule = self.progress, self._run_limits, self._schedule
         assert schedule is not None
         ended_early = self._epoch_ended_early or self._end_after_epoch is not None
@@ -493,12 +691,18 @@ class Speedups:
         elif self.controller.should_stop(p.epochs_done, p.global_step):
             assert self.controller.pending is not None
             self._finish(self.controller.pending, terminate=True)
-        elif self._fresh_iterator_each_epoch and not self._epoch_ended_early:
-            # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
-            # (Ignite's epoch_length alone would continue the old one).
-            engine.set_data(engine.state.dataloader)  # type: ignore[arg-type]
+        else:
+            if lim.max_epochs == -1 and engine.state.max_epochs is not None and \
+                    engine.state.epoch >= engine.state.max_epochs:
+                # max_steps not reached after the epochs estimated from it (epochs ended early): one more
+                engine.state.max_epochs = engine.state.epoch + 1
+            if self._fresh_iterator_each_epoch and not self._epoch_ended_early:
+                # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
+                # (Ignite's epoch_length alone would continue the old one).
+                self._new_iterator(engine)
 
     def _finish(self, request: StopRequest, *, terminate: bool) -> None:
+        self._iter_rng = None  # the run ends: Ignite drops its iterator, a continuation starts a fresh one
         self.controller.finish(request.reason, request.message, request.source)
         if terminate and not engine_is_done(self.trainer):
             self.trainer.terminate()
