@@ -458,6 +458,11 @@ def _map_legacy(flags: dict[str, Any], known: list[str]) -> dict[str, Any]:
     """Map Lightning 1.x spellings (gpus=, tpu_cores=, num_processes=, accelerator='ddp', plugins=,
     distributed_backend=) onto the 2.x flags, with a warning each."""
     def put(key: str, value: Any, old: str) -> None:
+        if key == "devices":
+            try:  # refuse a bad legacy value under its own name (the 2.x flag alone would be named later)
+                parse_devices(value)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{old} (a Lightning 1.x flag, mapped to devices): {exc}") from None
         if key in flags and flags[key] != value and key not in ("accelerator",):
             raise ValueError(f"{old} conflicts with {key}={flags[key]!r}; give only the Lightning 2.x flag {key}")
         flags[key] = value
@@ -503,6 +508,9 @@ def _map_legacy(flags: dict[str, Any], known: list[str]) -> dict[str, Any]:
         flags["accelerator"] = "cpu"
     if "plugins" in flags:
         plugins = flags.pop("plugins")
+        if plugins is not None and not isinstance(plugins, (str, list, tuple)):
+            raise TypeError(f"plugins={format_value(plugins)} has type {_type_name(plugins)}; accepted (Lightning 1.x): "
+                            f"a strategy name or a list of them ('ddp_sharded', 'deepspeed', 'fsdp')")
         names = [plugins] if isinstance(plugins, str) else list(plugins or [])
         for name in names:
             if not isinstance(name, str) or name.lower() not in ("ddp_sharded", "deepspeed", "fsdp"):
