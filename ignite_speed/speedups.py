@@ -673,6 +673,14 @@ class Speedups:
                 p.global_step += 1
             if schedule.enabled and schedule.check_batch == math.inf and schedule.is_val_epoch(p.epoch):
                 self._validate_now()
+        if p.batch_in_epoch == 0 and not ended_early:
+            # a one-shot generator/iterator is exhausted after one pass: end the run, do not count empty epochs
+            message = (f"the training data gave no batches in epoch {p.epoch} (0-based): a one-shot generator or "
+                       f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
+                       f"more epochs")
+            warnings.warn(message, UserWarning, stacklevel=2)
+            self._finish(StopRequest(StopReason.MAX_EPOCHS, message, "data"), terminate=True)
+            return
         p.epochs_done += 1
         if self.early_stopping is not None:
             self.early_stopping.on_train_epoch_end(engine, self.evaluator, p)
