@@ -50,7 +50,8 @@ def capture_rng(loader: Any = None) -> dict[str, Any]:
     except ImportError:  # numpy is optional
         pass
     else:
-        _, keys, pos, has_gauss, cached = np.random.get_state()
+        np_state: Any = np.random.get_state()
+        _, keys, pos, has_gauss, cached = np_state
         state["numpy"] = {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                           "has_gauss": int(has_gauss), "cached": float(cached)}
     state["loader"] = [g.get_state() for g in loader_generators(loader)]
@@ -97,7 +98,7 @@ def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consu
     if creation_rng is not None:
         restore_rng(creation_rng, data)
     try:
-        engine.set_data(data)
+        engine.set_data(data)  # type: ignore[arg-type]
         iterator = _live_iterator(engine)
         for skipped in range(consumed):
             try:

@@ -93,7 +93,7 @@ def prepare_dataloader(data: Dataset | DataLoader, cfg: Any = None, *, shuffle: 
     if custom is not None:
         from ignite.distributed.auto import DistributedProxySampler
 
-        dist_sampler: Any = DistributedProxySampler(custom, num_replicas=world, rank=rank)
+        dist_sampler: Any = DistributedProxySampler(custom, num_replicas=world, rank=rank)  # type: ignore[arg-type]
     else:
         dist_sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=bool(shuffle), seed=seed,
                                           drop_last=bool(kwargs.get("drop_last", False)))
