@@ -14,6 +14,6 @@ fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import sys, torch, ignite; print(sys.version.split()[0], 'torch', torch.__version__, 'ignite', ignite.__version__, 'cuda', torch.cuda.is_available())"
 } 2>&1 | tee "$OUT/machine.txt"
-timeout 180 python3 -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tee "$OUT/gpu_tests.log"
-timeout 300 python3 benchmarks/amp.py --out "$OUT/amp.json" 2>&1 | tee "$OUT/amp.log"
-CUDA_VISIBLE_DEVICES="" timeout 150 python3 benchmarks/overhead.py 2>&1 | tee "$OUT/overhead.json"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tee "$OUT/gpu_tests.log"
+timeout 240 python3 benchmarks/amp.py --out "$OUT/amp.json" 2>&1 | tee "$OUT/amp.log"
+CUDA_VISIBLE_DEVICES="" timeout 120 python3 benchmarks/overhead.py --repeats 5 2>&1 | tee "$OUT/overhead.json"
