@@ -242,7 +242,8 @@ def test_rebuild_optimizer_follows_replaced_parameters() -> None:
 # ---------------------------------------------------------------- DeepSpeed config
 def test_deepspeed_config_from_flags() -> None:
     ds = deepspeed_config_for({"strategy": "deepspeed"})
-    assert ds == {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 1}
+    # DeepSpeed's own default gradient_clipping is 1.0; without gradient_clip_val nothing is clipped (as in DDP)
+    assert ds == {"zero_optimization": {"stage": 2}, "gradient_clipping": 0.0, "train_micro_batch_size_per_gpu": 1}
     ds = deepspeed_config_for({"strategy": "deepspeed_stage_3_offload", "precision": "bf16-mixed",
                                "accumulate_grad_batches": 4, "gradient_clip_val": 1.0})
     assert ds["zero_optimization"] == {"stage": 3, "offload_optimizer": {"device": "cpu"},
@@ -253,7 +254,15 @@ def test_deepspeed_config_from_flags() -> None:
         "stage": 2, "offload_optimizer": {"device": "cpu"}}
     given = {"zero_optimization": {"stage": 1}, "train_batch_size": 32}
     ds = deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": given})
-    assert ds == {"zero_optimization": {"stage": 1}, "train_batch_size": 32} and given["zero_optimization"] == {"stage": 1}
+    assert ds == {"zero_optimization": {"stage": 1}, "train_batch_size": 32, "gradient_clipping": 0.0}
+    assert given == {"zero_optimization": {"stage": 1}, "train_batch_size": 32}
+    # a clipping value in the DeepSpeed config is kept; gradient_clip_val=0/None given as a flag must agree
+    clipped = {"gradient_clipping": 0.5}
+    assert deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": clipped})["gradient_clipping"] == 0.5
+    assert deepspeed_config_for({"strategy": "deepspeed", "gradient_clip_val": 0})["gradient_clipping"] == 0.0
+    assert deepspeed_config_for({"strategy": "deepspeed", "gradient_clip_val": None})["gradient_clipping"] == 0.0
+    with pytest.raises(ValueError, match=r"gradient_clip_val=0.0 \(no clipping\) conflicts"):
+        deepspeed_config_for({"strategy": "deepspeed", "gradient_clip_val": 0, "deepspeed_config": clipped})
 
 
 def test_deepspeed_config_file_and_conflicts(tmp_path: Path) -> None:

@@ -247,10 +247,11 @@ def deepspeed_config_for(cfg: Any, strategy: str | None = None) -> dict[str, Any
     Starts from ``cfg.deepspeed_config`` (a dict or a JSON file path) and fills in what the flags
     say: the ZeRO stage and offload from the strategy name (``"deepspeed"`` alone means stage 2
     unless the config names a stage), ``gradient_accumulation_steps`` from
-    ``accumulate_grad_batches``, ``gradient_clipping`` from ``gradient_clip_val``, fp16/bf16 from
-    ``precision``, and ``train_micro_batch_size_per_gpu=1`` when no batch size is given (DeepSpeed
-    requires one; it only affects its own data loader and logging). A flag that contradicts the
-    given config is a ``ValueError``.
+    ``accumulate_grad_batches``, ``gradient_clipping`` from ``gradient_clip_val`` (``0.0``, no
+    clipping, when neither names it: DeepSpeed's own default of ``1.0`` would clip where DDP does
+    not), fp16/bf16 from ``precision``, and ``train_micro_batch_size_per_gpu=1`` when no batch size
+    is given (DeepSpeed requires one; it only affects its own data loader and logging). A flag that
+    contradicts the given config is a ``ValueError``.
     """
     cfg = as_config(cfg)
     strategy = strategy or cfg.strategy
@@ -290,6 +291,12 @@ def deepspeed_config_for(cfg: Any, strategy: str | None = None) -> dict[str, Any
             raise ValueError("gradient_clip_algorithm='value' is not supported by DeepSpeed (it clips the global "
                              "norm); accepted with a deepspeed strategy: 'norm'")
         put("gradient_clipping", cfg.gradient_clip_val, f"gradient_clip_val={cfg.gradient_clip_val}")
+    elif "gradient_clip_val" in cfg.explicit:
+        put("gradient_clipping", 0.0, f"gradient_clip_val={cfg.gradient_clip_val!r} (no clipping)")
+    else:
+        # DeepSpeed's own default is gradient_clipping=1.0 (global norm): it would silently clip every
+        # step that DDP (and Lightning, which also writes 0.0 here) leaves alone.
+        ds.setdefault("gradient_clipping", 0.0)
     if cfg.precision.startswith("16"):
         ds.setdefault("fp16", {}).setdefault("enabled", True)
     elif cfg.precision.startswith("bf16"):
