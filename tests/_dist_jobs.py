@@ -54,9 +54,10 @@ def flat_params(state: dict[str, torch.Tensor]) -> list[float]:
 
 
 def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None, ds_engine_step: bool = False,
-          lr: float = 0.05) -> dict[str, Any]:
+          lr: float = 0.05, speedups: bool = False) -> dict[str, Any]:
     """Train EPOCHS epochs with ``cfg``'s strategy; save a checkpoint after epoch 2; optionally start
-    from ``resume_from``. Returns per-epoch mean losses (all ranks) and the final full parameters."""
+    from ``resume_from``. With ``speedups`` the trainer runs under ``attach_speedups`` and its state is
+    checkpointed too. Returns per-epoch mean losses (all ranks) and the final full parameters."""
     name = cfg.pop("_name", cfg["strategy"])
     model, opt = prepare(make_model(), lambda p: torch.optim.Adam(p, lr=lr), cfg)
     loader = prepare_dataloader(make_data(), cfg, batch_size=8, shuffle=True)
@@ -91,6 +92,10 @@ def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None,
 
     objects = checkpoint_objects(model, opt, directory=os.path.join(ckpt_dir, "ds"))
     to_save = {"trainer": trainer, **objects}
+    if speedups:
+        from ignite_speed.speedups import attach_speedups
+
+        to_save["speedups"] = attach_speedups(trainer, cfg={"max_epochs": EPOCHS})
     saver = Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), filename_prefix=name, n_saved=1)
     trainer.add_event_handler(Events.EPOCH_COMPLETED(once=2), saver)
     if resume_from is not None:
@@ -129,7 +134,7 @@ def _replicas_equal(gathered: torch.Tensor) -> bool:
     return all(torch.equal(chunks[0], chunks[i]) for i in range(1, n))
 
 
-def job_strategies(local_rank: int, out_dir: str, strategies: list[str]) -> None:
+def job_strategies(local_rank: int, out_dir: str, strategies: list[str], speedups: bool = False) -> None:
     base = {"accelerator": "cpu", "devices": 2}
     results: dict[str, Any] = {"world_size": idist.get_world_size(), "backend": idist.backend()}
     # prepare_dataloader: each rank reads its own half, the union is the whole data set.
@@ -143,10 +148,10 @@ def job_strategies(local_rank: int, out_dir: str, strategies: list[str]) -> None
             cfg = {**base, "strategy": "deepspeed", "deepspeed_config": {"zero_optimization": {"stage": 0}}}
         ckpt = os.path.join(out_dir, strategy)
         cfg["_name"] = strategy
-        run = train(cfg, ckpt, ds_engine_step=strategy.startswith("deepspeed"))
+        run = train(cfg, ckpt, ds_engine_step=strategy.startswith("deepspeed"), speedups=speedups)
         idist.barrier()
         resumed = train(cfg, os.path.join(out_dir, strategy + "_resumed"), resume_from=run["checkpoint"],
-                        ds_engine_step=strategy.startswith("deepspeed"))
+                        ds_engine_step=strategy.startswith("deepspeed"), speedups=speedups)
         results[strategy] = {"run": run, "resumed": resumed}
     if idist.get_rank() == 0:
         with open(os.path.join(out_dir, "strategies.json"), "w") as fh:
@@ -201,11 +206,12 @@ def main() -> None:
     parser.add_argument("--strategies", default="ddp,zero,fsdp")
     parser.add_argument("--node-rank", type=int, default=None)
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--speedups", action="store_true", help="strategies: train under attach_speedups")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.job == "strategies":
         launch({"accelerator": "cpu", "devices": 2}, job_strategies, args.out_dir, args.strategies.split(","),
-               timeout=TIMEOUT)
+               args.speedups, timeout=TIMEOUT)
     elif args.job == "multinode":
         launch({"accelerator": "cpu", "devices": 1, "num_nodes": 2, "node_rank": args.node_rank,
                 "master_addr": "127.0.0.1", "master_port": args.port}, job_ranks, args.out_dir, "multinode",

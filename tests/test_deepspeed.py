@@ -7,6 +7,7 @@ Run in its own env: ``tox -e deepspeed``. The first run JIT-compiles DeepSpeed's
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,23 +19,40 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed_mp import JOBS, close, run_job  # noqa: E402
 
 STAGES = ["deepspeed_stage_0", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3"]
+# DeepSpeed and DDP both average the all-reduced gradients and then run the same torch Adam (with
+# gradient_clipping=0.0; DeepSpeed's default 1.0 made the loss after 3 epochs 0.2987 vs DDP's 0.3325).
+# Measured with DeepSpeed 0.19.8 / torch 2.13 on gloo: bit-identical losses and parameters. The
+# tolerance only leaves room for a different float32 reduction order (bucketing) in other versions.
+TOL_DDP = 1e-5
+TOL_RESUME = 1e-6
 
 
-def test_zero_stages_train_agree_and_resume(tmp_path: Path) -> None:
-    run_job(str(JOBS), "strategies", str(tmp_path), "--strategies", ",".join(["ddp", *STAGES]), timeout=600)
+def test_zero_stages_match_ddp_and_resume(tmp_path: Path) -> None:
+    import torch
+
+    run_job(
+        str(JOBS), "strategies", str(tmp_path), "--strategies", ",".join(["ddp", *STAGES]), "--speedups", timeout=600
+    )
     result = json.loads((tmp_path / "strategies.json").read_text())
-    stage0 = result["deepspeed_stage_0"]["run"]
+    assert result["world_size"] == 2 and result["backend"] == "gloo"
     ddp = result["ddp"]["run"]
+    assert ddp["losses"][2] < ddp["losses"][1] < ddp["losses"][0], ddp["losses"]
     for name in STAGES:
         run, resumed = result[name]["run"], result[name]["resumed"]
-        losses = run["losses"]
-        assert losses[2] < losses[1] < losses[0], (name, losses)
-        # every ZeRO stage computes the same updates as plain data parallel DeepSpeed (stage 0)
-        assert close(losses, stage0["losses"], 1e-5) and close(run["params"], stage0["params"], 1e-5), name
-        # same trajectory as torch DDP to within a few percent (see the note in docs/distributed.rst)
-        assert all(abs(a - b) <= 0.05 * b for a, b in zip(losses[:2], ddp["losses"][:2])), (losses, ddp["losses"])
+        # every ZeRO stage computes DDP's updates: same losses, same final (gathered) parameters
+        assert close(run["losses"], ddp["losses"], TOL_DDP), (name, run["losses"], ddp["losses"])
+        assert close(run["params"], ddp["params"], TOL_DDP), (
+            name,
+            max(abs(a - b) for a, b in zip(run["params"], ddp["params"])),
+        )
         if run["replicas_equal"] is not None:
-            assert run["replicas_equal"], name
-        # DeepSpeedCheckpoint in Ignite's Checkpoint: resuming from epoch 2 replays epoch 3 exactly
-        assert close(resumed["losses"], losses[2:], 1e-6), (name, resumed["losses"], losses)
-        assert close(resumed["params"], run["params"], 1e-6), name
+            assert run["replicas_equal"], f"{name}: ranks hold different parameters"
+        # checkpoint_objects (DeepSpeedCheckpoint) + Speedups in Ignite's Checkpoint after epoch 2:
+        # resuming replays epoch 3 exactly
+        assert run["checkpoint"] and os.path.basename(run["checkpoint"]).endswith("_8.pt"), run["checkpoint"]
+        saved = torch.load(run["checkpoint"], weights_only=True)
+        assert set(saved) == {"trainer", "deepspeed", "speedups"}, sorted(saved)
+        assert saved["deepspeed"]["tag"] == "step8"
+        assert close(resumed["losses"], run["losses"][2:], TOL_RESUME), (name, resumed["losses"], run["losses"])
+        assert close(resumed["params"], run["params"], TOL_RESUME), f"{name}: resumed run ends elsewhere"
+        assert close(resumed["params"], ddp["params"], TOL_DDP), name
