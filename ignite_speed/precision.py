@@ -24,6 +24,28 @@ import torch
 
 from .config import PRECISION_VALUES, SpeedConfig
 
+
+class _StepTaken:
+    """``bool()`` of it says whether the GradScaler took the step; evaluated (and synced) only when asked."""
+
+    __slots__ = ("_before", "_after")
+
+    def __init__(self, before: Any, after: Any) -> None:
+        self._before, self._after = before, after
+
+    def __bool__(self) -> bool:
+        return not bool(self._after < self._before)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self) == other
+
+    def __hash__(self) -> int:
+        return hash(bool(self))
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
+
+
 __all__ = ["Precision", "nvidia_apex_available"]
 
 _TRUE_DTYPES = {"64-true": torch.float64, "16-true": torch.float16, "bf16-true": torch.bfloat16}
@@ -179,7 +201,6 @@ class Precision:
         if plan.use_scaler and self.amp_backend == "native":
             self.scaler = given_scaler or torch.amp.GradScaler(self.device_type)
         self._unscaled: set[int] = set()  # optimizers unscaled since their last step (unscale_ is once per step)
-        self._last_scale: float | None = None
 
     def _check_device_available(self) -> None:
         # Autocast for a device type that is absent does nothing: refuse instead of training in fp32 unawares.
@@ -311,9 +332,12 @@ class Precision:
         else:
             torch.nn.utils.clip_grad_value_(params, clip_val)
 
-    def step(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None) -> bool:
+    def step(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module | None = None) -> bool | _StepTaken:
         """Run ``optimizer.step()`` (through the scaler, apex or ``torch_xla``). Returns False when the
-        GradScaler skipped the update because a gradient was inf/NaN (Lightning still counts such a step)."""
+        GradScaler skipped the update because a gradient was inf/NaN (Lightning still counts such a step).
+
+        With a GradScaler the result is a bool-like object that reads the scale only when tested, so a
+        training loop that ignores it pays no GPU sync."""
         self._unscaled.discard(id(optimizer))
         if self.device_type == "xla":
             import torch_xla.core.xla_model as xm  # lazy: optional dependency
@@ -323,12 +347,18 @@ class Precision:
         if self.scaler is None:
             optimizer.step()
             return True
-        before = self._last_scale if self._last_scale is not None else self.scaler.get_scale()
+        before = self._scale_tensor()
         self.scaler.step(optimizer)
         self.scaler.update()
-        # The scale only ever shrinks (backoff_factor < 1) after an inf/NaN, i.e. after a skipped step.
-        self._last_scale = self.scaler.get_scale()
-        return not self._last_scale < before
+        # The scale only ever shrinks (backoff_factor < 1) after an inf/NaN, i.e. after a skipped step. The
+        # answer is read lazily: asking a CUDA scaler for its scale every step would sync the GPU each step.
+        return _StepTaken(before, self._scale_tensor())
+
+    def _scale_tensor(self) -> Any:
+        assert self.scaler is not None
+        get_async = getattr(self.scaler, "_get_scale_async", None)  # no host sync (torch >= 2.0)
+        scale = get_async() if get_async is not None else None
+        return scale.detach().clone() if scale is not None else self.scaler.get_scale()
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:
@@ -359,7 +389,6 @@ class Precision:
                               f"{self.effective_precision!r} uses no scaler; ignoring it", UserWarning, stacklevel=2)
             else:
                 self.scaler.load_state_dict(dict(state_dict["scaler"]))
-                self._last_scale = None
         if "apex_amp" in state_dict and self._apex_amp is not None:
             self._apex_amp.load_state_dict(state_dict["apex_amp"])
 

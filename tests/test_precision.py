@@ -229,7 +229,7 @@ def test_scaler_state_round_trip_weights_only(tmp_path):
     with fresh.autocast():
         loss = model(torch.ones(1, 2)).float().sum() * float("inf")
     fresh.backward(loss, optimizer)
-    assert fresh.step(optimizer) is False and fresh.scaler.get_scale() == 256.0
+    assert bool(fresh.step(optimizer)) is False and fresh.scaler.get_scale() == 256.0
 
 
 def test_load_state_dict_mismatches():
@@ -345,7 +345,7 @@ def test_unscale_is_idempotent_within_a_step():
     prec.unscale_gradients(optimizer)
     prec.clip_gradients(optimizer, 100.0)  # must not unscale a second time
     assert model.weight.grad.flatten().tolist() == [3.0, 4.0]
-    assert prec.step(optimizer) is True
+    assert bool(prec.step(optimizer)) is True
 
 
 # ---------------------------------------------------------------- DDP no_sync
