@@ -6,7 +6,12 @@ implementation. Every function is a no-op shortcut when the world size is 1.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
+
+# The stop controller's collectives run on a process group of their own (see stop_group()).
+_STOP_GROUP: tuple[Any, Any] | None = None  # (the default group it was made for, the group)
+_NATIVE_BACKENDS = ("gloo", "nccl", "mpi")
 
 
 def get_world_size() -> int:
@@ -21,16 +26,56 @@ def get_rank() -> int:
     return int(idist.get_rank())
 
 
-def all_reduce_flags(flags: list[int]) -> list[int]:
-    """Element-wise MAX of small int flags over all ranks (one collective)."""
+def stop_group() -> Any:
+    """The process group of the stop controller's collectives, or ``None`` (not a torch.distributed
+    gloo/nccl/mpi job: the default group of ``ignite.distributed`` is used).
+
+    A group of its own, so that the one sync a failing rank still joins (:meth:`StopController.signal_failure`)
+    can only ever meet the healthy ranks' stop sync: sent on the default group while they wait in, say, a
+    DDP all-reduce, it would be a mismatched collective (gloo aborts the process, NCCL may hang or mix
+    data). Made on first use, which every rank reaches at the same sync; all ranks must call it.
+    """
+    global _STOP_GROUP
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_backend() not in _NATIVE_BACKENDS:
+        return None
+    world = dist.group.WORLD
+    if _STOP_GROUP is None or _STOP_GROUP[0] is not world:
+        _STOP_GROUP = (world, dist.new_group())
+    return _STOP_GROUP[1]
+
+
+def is_collective_error(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a failed collective (then the process group is not usable any more).
+    Gloo's timeouts and lost peers are plain ``RuntimeError``s that name gloo's sources."""
+    import torch.distributed as dist
+
+    return isinstance(exc, getattr(dist, "DistError", ())) or "gloo" in str(exc).lower()
+
+
+def all_reduce_flags(flags: list[int], timeout: datetime.timedelta | None = None) -> list[int]:
+    """Element-wise MAX of small int flags over all ranks (one collective).
+
+    With ``timeout`` (torch.distributed backends only), give up after that long with ``RuntimeError``
+    instead of waiting for the process group's timeout.
+    """
     if get_world_size() <= 1:
         return list(flags)
     import ignite.distributed as idist
     import torch
 
     t = torch.tensor(flags, dtype=torch.int64, device=idist.device())
-    reduced: Any = idist.all_reduce(t, op="MAX")
-    return [int(v) for v in reduced.tolist()]
+    group = stop_group()
+    if group is None:
+        reduced: Any = idist.all_reduce(t, op="MAX")
+        return [int(v) for v in reduced.tolist()]
+    import torch.distributed as dist
+
+    work = dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group, async_op=timeout is not None)
+    if work is not None and not work.wait(timeout):
+        raise RuntimeError(f"the stop sync did not complete within {timeout}")
+    return [int(v) for v in t.tolist()]
 
 
 def broadcast_value(value: float, src: int = 0) -> float:
@@ -51,7 +96,15 @@ def gather_message(message: str | None, source: str | None) -> tuple[str, str]:
         return message or "", source or ""
     import ignite.distributed as idist
 
-    gathered: Any = idist.all_gather(f"{source or ''}\x00{message or ''}" if message is not None else "")
+    payload = f"{source or ''}\x00{message or ''}" if message is not None else ""
+    group = stop_group()
+    if group is None:
+        gathered: Any = idist.all_gather(payload)
+    else:
+        import torch.distributed as dist
+
+        gathered = [None] * get_world_size()
+        dist.all_gather_object(gathered, payload, group=group)
     for item in gathered:
         if item:
             src, _, msg = str(item).partition("\x00")

@@ -16,6 +16,7 @@ See docs/loop_limits.rst for how ``max_epochs``/``epoch_length`` passed to ``run
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import logging
 import math
@@ -31,7 +32,7 @@ from .config import EffectiveLimits, SpeedConfig
 from .data import data_length, sequential_copy
 from .progress import Progress
 from .resume import capture_rng, recreate_iterator, restore_rng, set_epoch_position
-from .stop import StopController, StopReason, StopRequest
+from .stop import RankFailureError, StopController, StopReason, StopRequest
 from .time_budget import TrainingClock
 from .validation import ValSchedule, resolve_val_schedule, run_evaluator, run_sanity_check
 
@@ -60,7 +61,12 @@ class Speedups:
         progress: loop counters with Lightning's meanings (:class:`~ignite_speed.progress.Progress`).
         controller: the :class:`~ignite_speed.stop.StopController` that decides why training ends.
         early_stopping: the :class:`~ignite_speed.early_stopping.EarlyStopping` built from the config, or None.
+        rank_failure_timeout: when ``trainer.run`` raises on one rank of a distributed run, how long that
+            rank waits for the others to reach their next stop sync, where they learn of the failure and
+            raise :class:`~ignite_speed.stop.RankFailureError` (see docs/reliability.rst, "Rank faults").
     """
+
+    rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
 
     def __init__(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, *, val_data: Any = None,
                  model: Any = None, precision: Any = None) -> None:
@@ -427,8 +433,24 @@ class Speedups:
         self._keep_decisions_last()
         try:
             return original(data, **run_kwargs)
+        except Exception as exc:
+            self._signal_rank_failure(exc)
+            raise
         finally:
             self.clock.pause()
+
+    def _signal_rank_failure(self, exc: Exception) -> None:
+        """This rank's training raised: tell the other ranks at their next stop sync (they would otherwise
+        wait in it until the process group times out, 30 minutes by default). No cost while all goes well."""
+        if self._world_size <= 1 or isinstance(exc, RankFailureError) or _dist.is_collective_error(exc):
+            return  # alone, told by another rank, or the process group itself failed: nobody to tell
+        rank = _dist.get_rank()
+        message = f"rank {rank} failed at iteration {self.trainer.state.iteration}: {type(exc).__name__}: {exc}"
+        try:
+            self.controller.signal_failure(message, f"rank {rank}", self._world_size, self.rank_failure_timeout)
+        except Exception as sync_exc:  # the original exception is what the user must see: only log this one
+            logger.warning("rank %d could not tell the other ranks that it failed (%s); they stop when the process "
+                           "group times out", rank, sync_exc)
 
     def _position_for_resume(self, new_run: bool) -> bool:
         """After ``load_state_dict``: put the trainer where the saved run stood (Ignite's own

@@ -15,13 +15,14 @@ reached, whatever the minimums, and are recorded with :meth:`StopController.fini
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StopReason", "StopRequest", "StopController"]
+__all__ = ["StopReason", "StopRequest", "StopController", "RankFailureError"]
 
 logger = logging.getLogger("ignite_speed")
 
@@ -48,6 +49,14 @@ _REQUESTABLE = frozenset(_PRIORITY)
 # Training on after these is pointless (NaN weights) or impossible (a rank is gone): min_epochs/min_steps
 # do not defer them.
 _URGENT = frozenset({StopReason.RANK_FAILURE, StopReason.NON_FINITE_LOSS})
+# Every sync reduces this many flags (the reasons, then the stop sources' extras, zero-padded): a failing
+# rank joins whichever sync the other ranks are at without knowing its extras.
+_SYNC_FLAGS = 16
+
+
+class RankFailureError(RuntimeError):
+    """Raised on the healthy ranks when another rank's training raised (its message says which rank
+    and what it raised): the failed rank takes no part in collectives any more, so training cannot go on."""
 
 
 @dataclass(frozen=True)
@@ -109,22 +118,27 @@ class StopController:
     def has_local_request(self) -> bool:
         return bool(self._local)
 
-    def sync(self, world_size: int | None = None, extra: Sequence[int] = ()) -> StopRequest | None:
+    def sync(self, world_size: int | None = None, extra: Sequence[int] = (),
+             timeout: datetime.timedelta | None = None) -> StopRequest | None:
         """Combine this decision point's requests of all ranks (one collective when distributed).
 
         ``extra`` are small non-negative ints a stop source wants MAX-reduced in the same collective
         (early stopping sends its per-reason flags so that ranks agree on its reason too); the reduced
         values are left in :attr:`last_extra`.
 
-        Returns the pending request (sticky: the first synced request wins), or ``None``.
+        Returns the pending request (sticky: the first synced request wins), or ``None``. Raises
+        :class:`RankFailureError` when another rank signalled its failure (:meth:`signal_failure`).
         """
         from ._dist import all_reduce_flags, gather_message, get_world_size
 
         world_size = get_world_size() if world_size is None else world_size
         extra = [int(v) for v in extra]
         if world_size > 1:
-            flags = all_reduce_flags([1 if r in self._local else 0 for r in _PRIORITY] + extra)
-            self.last_extra = flags[len(_PRIORITY):]
+            flags = [1 if r in self._local else 0 for r in _PRIORITY] + extra
+            if len(flags) > _SYNC_FLAGS:
+                raise ValueError(f"sync(extra=...) takes at most {_SYNC_FLAGS - len(_PRIORITY)} values, got {len(extra)}")
+            flags = all_reduce_flags(flags + [0] * (_SYNC_FLAGS - len(flags)), timeout)
+            self.last_extra = flags[len(_PRIORITY):len(_PRIORITY) + len(extra)]
             requested = [r for r, f in zip(_PRIORITY, flags) if f]
         else:
             self.last_extra = extra
@@ -140,11 +154,25 @@ class StopController:
             assert local is not None
             message, source = local.message, local.source
         self._local.clear()
+        if chosen is StopReason.RANK_FAILURE and local is None:
+            # another rank failed and takes part in no further collective: stop here, on every healthy rank
+            self.finish(chosen, message, source)
+            raise RankFailureError(message)
         synced = StopRequest(chosen, message, source)
         self.history.append(synced.to_dict())
         if self.pending is None:
             self.pending = synced
         return self.pending
+
+    def signal_failure(self, message: str, source: str, world_size: int,
+                       timeout: datetime.timedelta | None = None) -> None:
+        """On a rank whose training raised: join the other ranks' next sync once with ``RANK_FAILURE``
+        set, so that they raise :class:`RankFailureError` there instead of waiting in their next
+        collective until the process group times out. Raises ``RuntimeError`` if they do not reach a
+        sync within ``timeout`` (e.g. they wait in a DDP all-reduce that only the group timeout ends)."""
+        self.request(StopReason.RANK_FAILURE, message, source)
+        self.sync(world_size, timeout=timeout)
+        self.finish(StopReason.RANK_FAILURE, message, source)
 
     # ------------------------------------------------------------------ decisions
     def minimums_met(self, epochs_done: int, global_step: int) -> bool:
