@@ -1,0 +1,114 @@
+"""Rank faults on 2 real gloo processes through ``attach_speedups`` (jobs in tests/_fault_jobs.py).
+
+* Rank-divergent stop triggers (a stop request, ``max_time`` with clocks that disagree, a NaN loss,
+  early stopping on a per-rank metric) end every rank on the same iteration, with the same reason and
+  message.
+* A rank whose training raises makes the other rank raise too, within a bounded time: at once when
+  the other rank reaches its next stop sync, after the process group's timeout when it waits in a DDP
+  all-reduce.
+
+Each job runs in a subprocess bounded by a timeout, and the process group has a 5 s collective
+timeout, so a hang fails the test instead of blocking it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+JOBS = Path(__file__).with_name("_fault_jobs.py")
+sys.path.insert(0, str(JOBS.parent))
+
+from _fault_jobs import FAILURE_WAIT_S, GROUP_TIMEOUT_S  # noqa: E402
+
+JOB_TIMEOUT_S = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_job(job: str, out: Path) -> list[dict[str, Any]]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(JOBS), job, str(out), str(_free_port())], capture_output=True,
+                          text=True, timeout=JOB_TIMEOUT_S, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [json.loads((out / f"{job}_{rank}.json").read_text()) for rank in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def divergent(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return _run_job("divergent", tmp_path_factory.mktemp("rank_faults_divergent"))
+
+
+@pytest.fixture(scope="module")
+def raised(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return _run_job("raise", tmp_path_factory.mktemp("rank_faults_raise"))
+
+
+def _agreed(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    r0, r1 = results[0][name], results[1][name]
+    for key in ("iteration", "epoch", "error", "stop_reason", "stop_message"):
+        assert r0[key] == r1[key], (name, key, r0[key], r1[key])
+    assert r0["error"] is None
+    return r0
+
+
+def test_stop_request_on_one_rank_stops_both(divergent):
+    r = _agreed(divergent, "request")
+    assert (r["iteration"], r["stop_reason"], r["stop_message"]) == (6, "user_request", "rank 1 asks to stop")
+
+
+@pytest.mark.parametrize("name", ["max_time_rank1_ahead", "max_time_rank1_slow"])
+def test_max_time_follows_rank_0s_clock_only(divergent, name):
+    r = _agreed(divergent, name)
+    # rank 1's budget (spent from the start, or never) plays no part; rank 0's is spent at iteration 3
+    assert (r["iteration"], r["stop_reason"]) == (3, "max_time")
+    assert r["stop_message"].startswith("max_time=0:00:01 reached after ")
+
+
+def test_nan_loss_on_one_rank_stops_both(divergent):
+    r = _agreed(divergent, "nan")
+    assert (r["iteration"], r["stop_reason"]) == (5, "non_finite_loss")
+    assert r["stop_message"] == "training loss is nan at epoch 1 (0-based), iteration 5; stopping"
+
+
+def test_early_stopping_on_a_per_rank_metric_stops_both(divergent):
+    r = _agreed(divergent, "early_stopping")
+    # rank 1's flat metric exhausts patience 1 at the 2nd epoch-end check; rank 0 still improves
+    assert (r["iteration"], r["epoch"], r["stop_reason"]) == (8, 2, "early_stopping")
+    assert "did not improve for 1 checks" in r["stop_message"]
+
+
+def test_a_rank_that_raises_makes_the_other_raise_at_once(raised):
+    r0, r1 = raised[0]["after_backward"], raised[1]["after_backward"]
+    # the failing rank re-raises its own exception; the other one learns it at its stop sync of the same iteration
+    assert r1["error"] == "ValueError: boom at iteration 5"
+    message = "rank 1 failed at iteration 5: ValueError: boom at iteration 5"
+    assert r0["error"] == f"RankFailureError: {message}"
+    assert r0["iteration"] == r1["iteration"] == 5
+    assert r0["stop_reason"] == r1["stop_reason"] == "rank_failure"
+    assert r0["stop_message"] == r1["stop_message"] == message
+    assert r0["ended"] - r1["raised"] < 2.0, "rank 0 did not stop at once"
+    # the failed rank took part in that one sync, so the collectives stayed in step
+    assert raised[0]["group_usable"] == raised[1]["group_usable"] == 2.0
+
+
+def test_a_rank_that_raises_before_a_ddp_all_reduce_is_bounded_by_the_group_timeout(raised):
+    r0, r1 = raised[0]["before_backward"], raised[1]["before_backward"]
+    raised_at = r1["raised"]
+    # rank 1 re-raises its own error after waiting Speedups.rank_failure_timeout for a stop sync
+    assert r1["error"] == "ValueError: boom before backward at iteration 5"
+    assert FAILURE_WAIT_S - 0.5 < r1["ended"] - raised_at < FAILURE_WAIT_S + 3
+    # rank 0 waits in DDP's all-reduce: the process group's timeout ends it with an error, not a hang
+    assert r0["error"] is not None and "Timed out" in r0["error"]
+    assert GROUP_TIMEOUT_S - 0.5 < r0["ended"] - raised_at < GROUP_TIMEOUT_S + 5
