@@ -628,14 +628,8 @@ class EarlyStopping:
         for flag, value in (("min_epochs", min_epochs), ("min_steps", min_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"EarlyStopping.attach({flag}={format_value(value)}): accepted: an int >= 0")
-        controller = StopController.of(trainer)
-        if controller is None:
-            controller = StopController(min_epochs=min_epochs, min_steps=min_steps)
-            controller.bind(trainer)
-        elif (min_epochs and min_epochs != controller.min_epochs) or (min_steps and min_steps != controller.min_steps):
-            raise ValueError(f"EarlyStopping.attach(min_epochs={min_epochs}, min_steps={min_steps}) conflicts with "
-                             f"the trainer's stop controller (min_epochs={controller.min_epochs}, "
-                             f"min_steps={controller.min_steps}); give the minimums once")
+        controller = StopController.of_or_new(trainer, min_epochs=min_epochs, min_steps=min_steps,
+                                              caller="EarlyStopping.attach")
         self.bind(controller, model=model)
         if self.check_on_train_epoch_end is None:
             self._on_epoch_end = evaluator is None

@@ -100,14 +100,8 @@ class NonFiniteLossGuard:
         terminate every rank on the same iteration (after ``min_epochs`` / ``min_steps`` as any stop)."""
         from ignite.engine import Events
 
-        controller = StopController.of(trainer)
-        if controller is None:
-            controller = StopController(min_epochs=min_epochs, min_steps=min_steps)
-            controller.bind(trainer)
-        elif (min_epochs and min_epochs != controller.min_epochs) or (min_steps and min_steps != controller.min_steps):
-            raise ValueError(f"NonFiniteLossGuard.attach(min_epochs={min_epochs}, min_steps={min_steps}) conflicts "
-                             f"with the trainer's stop controller (min_epochs={controller.min_epochs}, "
-                             f"min_steps={controller.min_steps}); give the minimums once")
+        controller = StopController.of_or_new(trainer, min_epochs=min_epochs, min_steps=min_steps,
+                                              caller="NonFiniteLossGuard.attach")
         self.bind(controller)
 
         def maybe_terminate(engine: Any, epochs_done: int) -> None:

@@ -105,6 +105,21 @@ class StopController:
         """Make this the controller of ``trainer`` (what :meth:`of` returns)."""
         setattr(trainer, self._ATTR, self)
 
+    @classmethod
+    def of_or_new(cls, trainer: Any, *, min_epochs: int = 0, min_steps: int = 0, caller: str) -> StopController:
+        """The trainer's controller, created and bound if it has none (standalone handlers share one).
+
+        ``caller`` names the handler in the error raised when its minimums contradict the existing ones."""
+        controller = cls.of(trainer)
+        if controller is None:
+            controller = cls(min_epochs=min_epochs, min_steps=min_steps)
+            controller.bind(trainer)
+        elif (min_epochs and min_epochs != controller.min_epochs) or (min_steps and min_steps != controller.min_steps):
+            raise ValueError(f"{caller}(min_epochs={min_epochs}, min_steps={min_steps}) conflicts with the trainer's "
+                             f"stop controller (min_epochs={controller.min_epochs}, min_steps={controller.min_steps}); "
+                             f"give the minimums once")
+        return controller
+
     # ------------------------------------------------------------------ requests
     def request(self, reason: StopReason | str, message: str, source: str | None = None) -> None:
         """Ask to stop (takes effect at the next decision point, after syncing across ranks)."""
