@@ -513,6 +513,20 @@ class EarlyStopping:
         self._val_runs = 0
         self._restored = False
 
+    def rearm(self) -> None:
+        """Let a continued run (``Speedups.extend`` after an early stop) stop again: a fresh patience and
+        reason; the best score and best weights are kept."""
+        self.wait_count = 0
+        self.stopped_epoch = 0
+        self._since = 0
+        self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+        self.stopping_reason_message = None
+
+    def count_earlier_validations(self, val_runs: int) -> None:
+        """A resumed run: ``val_runs`` validations already ran, so the evaluator metrics restored from the
+        checkpoint are real ones, not a sanity check's."""
+        self._val_runs = int(val_runs)
+
     def on_train_end(self, trainer: Any) -> None:
         """Training ended (for any reason): load the best weights back when asked to."""
         if self._restored:

@@ -192,10 +192,7 @@ class Speedups:
             es.bind(self.controller, model=self.model)
             if (es.monitor, es.mode) == (old.monitor, old.mode):
                 es.best_score = old.best_score
-        es.wait_count = es.stopped_epoch = 0
-        es._since = 0
-        es.stopping_reason = type(old.stopping_reason).NOT_STOPPED
-        es.stopping_reason_message = None
+        es.rearm()
 
     def test(self, engine: Engine, data: Any) -> State:
         """Run ``engine`` on ``data`` under ``limit_test_batches`` (or ``fast_dev_run``)."""
@@ -274,12 +271,12 @@ class Speedups:
 
     def _local_requests(self) -> list[dict[str, str]]:
         """Stop requests not yet synced, with the non-finite-loss check of a batch whose decision is pending."""
-        local = dict(self.controller._local)
+        local = {r.reason: r for r in self.controller.local_requests()}
         if self._stage == _BATCH_PENDING and self.nan_guard is not None:
             probe = StopController()
             self.nan_guard.check(self.trainer, probe)
-            for reason, request in probe._local.items():
-                local.setdefault(reason, request)
+            for request in probe.local_requests():
+                local.setdefault(request.reason, request)
         return [r.to_dict() for r in local.values()]
 
     def _monitor_value(self) -> float | None:
@@ -545,7 +542,7 @@ class Speedups:
         if saved.get("rng") is not None:
             restore_rng(saved["rng"], engine.state.dataloader)
         if self.early_stopping is not None:
-            self.early_stopping._val_runs = p.val_runs  # no sanity check ran: evaluator metrics are real
+            self.early_stopping.count_earlier_validations(p.val_runs)
             if saved.get("monitor_value") is not None and self.evaluator is not None:
                 self.evaluator.state.metrics[self.early_stopping.monitor] = float(saved["monitor_value"])
         if self._stage == _BATCH_PENDING:

@@ -133,6 +133,10 @@ class StopController:
     def has_local_request(self) -> bool:
         return bool(self._local)
 
+    def local_requests(self) -> list[StopRequest]:
+        """This rank's requests since the last sync (what the next :meth:`sync` will combine)."""
+        return list(self._local.values())
+
     def sync(self, world_size: int | None = None, extra: Sequence[int] = (),
              timeout: datetime.timedelta | None = None) -> StopRequest | None:
         """Combine this decision point's requests of all ranks (one collective when distributed).
