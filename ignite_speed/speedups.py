@@ -7,8 +7,10 @@ handlers:
 * ``ITERATION_COMPLETED`` (first): count batches and optimizer steps;
 * ``ITERATION_COMPLETED`` (last, after the user's handlers): time budget, non-finite loss, syncing stop
   requests across ranks, the validation decision, ending the epoch or the run;
-* ``EPOCH_COMPLETED`` (last): epoch-end early-stopping checks, the stop decision, a fresh data iterator;
-* ``STARTED`` / ``EPOCH_STARTED`` / ``COMPLETED``: clocks and counters.
+* ``EPOCH_COMPLETED`` (last): epoch-end early-stopping checks and the stop decision;
+* ``EPOCH_STARTED`` (last): the epoch's data iterator (a fresh one under ``limit_train_batches``; after a
+  resume, the interrupted one fast-forwarded);
+* ``STARTED`` / ``COMPLETED``: clocks, a decision left pending by a checkpoint, the final reason.
 
 See docs/loop_limits.rst for how ``max_epochs``/``epoch_length`` passed to ``run()`` combine with the config.
 """
@@ -157,7 +159,7 @@ class Speedups:
         """
         event = self.trainer.last_event_name
         if event == Events.ITERATION_STARTED:
-            self._count_batch(stepped=False)
+            self._count_fetched_batch()  # fetched, not trained: no optimizer step
         elif event != Events.ITERATION_COMPLETED:
             raise RuntimeError(f"end_epoch() must be called from an ITERATION_STARTED or ITERATION_COMPLETED "
                                f"handler of the trainer; it was called during {event}")
@@ -506,7 +508,7 @@ class Speedups:
         self.controller.reset_run()
         self.clock.reset()
         self._last_val_end = 0.0
-        if self.early_stopping is not None and hasattr(self.early_stopping, "reset"):
+        if self.early_stopping is not None:
             self.early_stopping.reset()
 
     def _run_limited(self, engine: Engine, data: Any, limit: Any, flag: str) -> State:
@@ -601,24 +603,18 @@ class Speedups:
     def _is_last_batch(self) -> bool:
         return self._train_batches is not None and self.progress.batch_in_epoch >= self._train_batches
 
-    def _count_batch(self, *, stepped: bool = True) -> None:
+    def _count_fetched_batch(self) -> None:
         p = self.progress
         p.batch_in_epoch += 1
         p.total_batches += 1
         self._iter_fetched += 1
-        if stepped and (p.batch_in_epoch % self._accumulate == 0 or self._is_last_batch()):
-            p.global_step += 1
 
     def _on_iteration_counted(self, engine: Engine) -> None:
         # the hot path: kept to a few attribute updates (see benchmarks/overhead.py)
-        p = self.progress
-        p.batch_in_epoch += 1
-        p.total_batches += 1
-        self._iter_fetched += 1
+        self._count_fetched_batch()
         self._stage = _BATCH_PENDING
-        n = self._train_batches
-        if p.batch_in_epoch % self._accumulate == 0 or (n is not None and p.batch_in_epoch >= n):
-            p.global_step += 1
+        if self.progress.batch_in_epoch % self._accumulate == 0 or self._is_last_batch():
+            self.progress.global_step += 1
 
     def _check_time(self) -> None:
         budget = self._run_limits.max_time
@@ -698,7 +694,7 @@ class Speedups:
                        f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
                        f"more epochs")
             warnings.warn(message, UserWarning, stacklevel=2)
-            self._finish(StopRequest(StopReason.MAX_EPOCHS, message, "data"), terminate=True)
+            self._finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
             return
         p.epochs_done += 1
         if self.early_stopping is not None:
@@ -743,8 +739,8 @@ class Speedups:
             elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
                 self.controller.finish(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs")
             else:
-                self.controller.finish(StopReason.MAX_EPOCHS, "the trainer ran its epochs (the data ran out)",
-                                       "data")
+                self.controller.finish(StopReason.DATA_EXHAUSTED, "the training data ran out before the limits "
+                                       "were reached", "data")
         if self.early_stopping is not None:
             self.early_stopping.on_train_end(engine)
 

@@ -33,6 +33,7 @@ class StopReason(str, enum.Enum):
     NOT_STOPPED = "not_stopped"
     MAX_EPOCHS = "max_epochs"
     MAX_STEPS = "max_steps"
+    DATA_EXHAUSTED = "data_exhausted"  # a one-shot iterable gave no batches for another epoch
     NO_TRAINING = "no_training"  # limit_train_batches=0, max_epochs=0 or max_steps=0: nothing to train
     MAX_TIME = "max_time"
     EARLY_STOPPING = "early_stopping"

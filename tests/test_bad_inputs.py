@@ -37,7 +37,7 @@ def test_one_shot_generator_stops_after_its_one_pass_with_a_reason():
     with pytest.warns(UserWarning, match="one-shot generator"):
         run.trainer.run(b for b in loader(4))
     assert run.batches_per_epoch == [4] and sp.progress.epochs_done == 1
-    assert sp.stop_reason is StopReason.MAX_EPOCHS and "no batches in epoch 1" in sp.stop_message
+    assert sp.stop_reason is StopReason.DATA_EXHAUSTED and "no batches in epoch 1" in sp.stop_message
 
 
 def test_unsized_loader_with_fractional_limit_is_refused():
