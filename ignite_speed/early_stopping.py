@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime
 import difflib
 import enum
-import logging
 import math
 import numbers
 import warnings
@@ -44,7 +43,7 @@ __all__ = [
     "validate_early_stopping_kwargs",
 ]
 
-logger = logging.getLogger("ignite_speed")
+from ._logging import logger
 
 
 class EarlyStoppingReason(enum.Enum):
@@ -618,13 +617,9 @@ class EarlyStopping:
     def _log(self, message: str) -> None:
         if not self.verbose:
             return
-        world = get_world_size()
-        if world > 1:
-            rank = get_rank()
-            if self.log_rank_zero_only and rank != 0:
-                return
-            message = f"[rank: {rank}] {message}"
-        logger.info("EarlyStopping: %s", message)
+        if self.log_rank_zero_only and get_world_size() > 1 and get_rank() != 0:
+            return
+        logger.info("EarlyStopping: %s", message)  # the package logger adds "[rank: N]" when distributed
 
     # ------------------------------------------------------------------ standalone use
     def attach(self, trainer: Any, evaluator: Any = None, model: torch.nn.Module | None = None,

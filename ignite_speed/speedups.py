@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from .validation import ValSchedule, resolve_val_schedule, run_evaluator, run_sa
 
 __all__ = ["Speedups", "attach_speedups"]
 
-logger = logging.getLogger("ignite_speed")
+from ._logging import logger
 
 _STATE_VERSION = 2
 _READABLE_VERSIONS = (1, 2)

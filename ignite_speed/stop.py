@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import datetime
 import enum
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["StopReason", "StopRequest", "StopController", "RankFailureError"]
 
-logger = logging.getLogger("ignite_speed")
+from ._logging import logger
 
 
 class StopReason(str, enum.Enum):

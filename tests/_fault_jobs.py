@@ -97,6 +97,23 @@ def _scenario(cfg: dict[str, Any], *, request_at: int | None = None, metrics: di
     return result
 
 
+def _logged_line() -> str:
+    """What the package logger writes for one message in this (multi-process) run."""
+    import logging
+
+    from ignite_speed._logging import logger
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        logger.warning("probe %d", 7)
+    finally:
+        logger.removeHandler(handler)
+    return lines[0]
+
+
 def job_divergent(local_rank: int, out_dir: str) -> None:
     """Rank-divergent stop triggers; every one must end both ranks on the same iteration, same reason."""
     rank = idist.get_rank()
@@ -119,6 +136,7 @@ def job_divergent(local_rank: int, out_dir: str) -> None:
                                      "num_sanity_val_steps": 0},
                                     metrics={0: [1.0, 0.9, 0.8, 0.7, 0.6], 1: [1.0]}),
     }
+    results["log_line"] = _logged_line()
     with open(os.path.join(out_dir, f"divergent_{rank}.json"), "w") as fh:
         json.dump(results, fh)
 

@@ -112,3 +112,7 @@ def test_a_rank_that_raises_before_a_ddp_all_reduce_is_bounded_by_the_group_time
     # rank 0 waits in DDP's all-reduce: the process group's timeout ends it with an error, not a hang
     assert r0["error"] is not None and "Timed out" in r0["error"]
     assert GROUP_TIMEOUT_S - 0.5 < r0["ended"] - raised_at < GROUP_TIMEOUT_S + 5
+
+
+def test_package_log_lines_carry_the_rank(divergent):
+    assert [r["log_line"] for r in divergent] == ["[rank: 0] probe 7", "[rank: 1] probe 7"]
