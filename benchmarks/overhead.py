@@ -1,11 +1,14 @@
 """Per-step overhead of ``attach_speedups`` vs bare Ignite and vs Lightning's Trainer, and batches fetched
 vs used under limits.
 
-All three train the same tiny MLP on the same in-memory data for the same number of batches, with the
-same validation runs (every half epoch). The figures are medians of interleaved repeats, measured in
+All three train the same tiny MLP on the same data for the same number of batches, with the same
+validation runs (every half epoch). By default the batches are ready-made tensors in memory, so the
+figures compare the frameworks' own per-step cost; ``--data dataloader`` feeds them through a
+``DataLoader`` instead, whose collation cost all three share. The figures are medians of interleaved repeats, measured in
 one process, so they compare like with like on whatever machine runs them.
 
     python benchmarks/overhead.py            # about a minute on 2 CPU cores
+    python benchmarks/overhead.py --data dataloader
     python benchmarks/overhead.py --quick    # a few seconds (smoke test)
 
 Goals (issue 2): speedups <= 1.03x bare Ignite; speedups <= 0.33x Lightning's step time;
@@ -34,13 +37,32 @@ FLAGS: dict[str, Any] = dict(
 )
 
 
-def make_data(n_batches: int, batch: int = 32, width: int = 16) -> tuple[DataLoader, DataLoader]:
+class Batches:
+    """Ready-made batches in memory: what each framework costs per step, without a DataLoader's collation."""
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __iter__(self) -> Any:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+DATA_KIND = "memory"  # or "dataloader" (--data): the same batches through DataLoader(TensorDataset)
+
+
+def make_data(n_batches: int, batch: int = 32, width: int = 16) -> tuple[Any, Any]:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n_batches * batch, width, generator=g)
     y = x.sum(1, keepdim=True)
-    train = DataLoader(TensorDataset(x, y), batch_size=batch)
-    val = DataLoader(TensorDataset(x[: 4 * batch], y[: 4 * batch]), batch_size=batch)
-    return train, val
+    if DATA_KIND == "dataloader":
+        train = DataLoader(TensorDataset(x, y), batch_size=batch)
+        val = DataLoader(TensorDataset(x[: 4 * batch], y[: 4 * batch]), batch_size=batch)
+        return train, val
+    items = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+    return Batches(items), Batches(items[:4])
 
 
 def make_model(width: int = 16) -> torch.nn.Module:
@@ -164,8 +186,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--batches", type=int, default=1000)
+    parser.add_argument("--data", choices=["memory", "dataloader"], default="memory",
+                        help="in-memory batches (framework cost only) or a DataLoader over a TensorDataset")
     args = parser.parse_args(argv)
+    global DATA_KIND
+    DATA_KIND = args.data
     warnings.filterwarnings("ignore")
     logging.getLogger("ignite").setLevel(logging.ERROR)
     torch.set_num_threads(1)
@@ -180,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             light.append(lt)
     steps = FLAGS["max_epochs"] * n
     result: dict[str, Any] = {
+        "data": DATA_KIND,
         "steps_per_run": steps,
         "bare_ignite_us_per_step": 1e6 * statistics.median(bare) / steps,
         "speedups_us_per_step": 1e6 * statistics.median(speed) / steps,
