@@ -55,3 +55,17 @@ def test_non_finite_loss_stops_at_once_despite_min_epochs():
     trainer.run(loader(10))
     assert trainer.state.iteration == 3 and sp.stop_reason is StopReason.NON_FINITE_LOSS
     assert model is not None
+
+
+def test_create_trainer_restores_training_mode_but_keeps_frozen_submodules():
+    model = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    modes = []
+    trainer = create_trainer(model, opt, torch.nn.functional.mse_loss)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: modes.append((model.training, model[1].training)))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda e: model.eval())  # an evaluation
+    trainer.run(loader(4), max_epochs=1)
+    model[1].eval()  # the user freezes BatchNorm
+    trainer.state.max_epochs = None
+    trainer.run(loader(2), max_epochs=1)
+    assert modes == [(True, True), (True, True), (True, True), (True, True), (True, False), (True, False)]
