@@ -14,16 +14,35 @@ _STOP_GROUP: tuple[Any, Any] | None = None  # (the default group it was made for
 _NATIVE_BACKENDS = ("gloo", "nccl", "mpi")
 
 
-def get_world_size() -> int:
+_XLA_BRIDGED = False
+
+
+def _idist() -> Any:
+    """``ignite.distributed``, usable also when torch-xla >= 2.8 is installed.
+
+    Ignite imports torch_xla whenever it is installed, and then every ``idist`` query goes through
+    ``xla_model.xrt_world_size``, which torch-xla 2.8 removed: put the names back once (see
+    :func:`ignite_speed.distributed.xla.install_xla_shims`)."""
+    global _XLA_BRIDGED
     import ignite.distributed as idist
 
-    return int(idist.get_world_size())
+    if not _XLA_BRIDGED:
+        import sys
+
+        _XLA_BRIDGED = True
+        if "torch_xla.core.xla_model" in sys.modules:
+            from .distributed.xla import install_xla_shims
+
+            install_xla_shims()
+    return idist
+
+
+def get_world_size() -> int:
+    return int(_idist().get_world_size())
 
 
 def get_rank() -> int:
-    import ignite.distributed as idist
-
-    return int(idist.get_rank())
+    return int(_idist().get_rank())
 
 
 def stop_group() -> Any:
