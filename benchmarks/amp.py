@@ -198,7 +198,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", default="convnet,transformer_block")
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--out", default=None, help="JSON path (default: $OUT/amp.json when OUT is set)")
+    parser.add_argument("--no-tf32", action="store_true",
+                        help="true fp32 baseline: turn off cuDNN's TF32 convolutions (on by default in torch)")
     args = parser.parse_args(argv)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
 
     device = torch.device(args.device)
     iters = args.iters or (3 if args.quick else 25)
