@@ -61,10 +61,8 @@ class Run:
         return [self.per_epoch[k] for k in sorted(self.per_epoch)]
 
 
-def make_run(metric_seq: list | None = None, lr: float = 1e-3) -> Run:
-    """Real engines: a Linear(1, 1) trained with SGD; the evaluator logs ``val_loss`` from ``metric_seq``."""
-    model = torch.nn.Linear(1, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+def mse_step(model: torch.nn.Module, opt: torch.optim.Optimizer) -> Any:
+    """A plain supervised training step (MSE loss) for ``Engine(...)``; returns the loss as a float."""
 
     def train_step(engine: Engine, batch: Any) -> float:
         x, y = batch
@@ -73,6 +71,15 @@ def make_run(metric_seq: list | None = None, lr: float = 1e-3) -> Run:
         loss.backward()
         opt.step()
         return loss.item()
+
+    return train_step
+
+
+def make_run(metric_seq: list | None = None, lr: float = 1e-3) -> Run:
+    """Real engines: a Linear(1, 1) trained with SGD; the evaluator logs ``val_loss`` from ``metric_seq``."""
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    train_step = mse_step(model, opt)
 
     def eval_step(engine: Engine, batch: Any) -> Any:
         run.eval_calls += 1

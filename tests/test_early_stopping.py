@@ -31,6 +31,7 @@ from ignite_speed.early_stopping import (
 )
 from ignite_speed.nan_guard import NonFiniteLossGuard, first_non_finite
 from ignite_speed.stop import StopController, StopReason
+from tests.helpers import mse_step
 
 R = EarlyStoppingReason
 N_TRAIN = 10
@@ -73,15 +74,7 @@ def run_es(values: Sequence[float] | None, *, max_epochs: int = 20, val_every_it
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     data = [(torch.full((2, 1), float(i)), torch.full((2, 1), 2.0 * i)) for i in range(N_TRAIN)]
 
-    def step(engine: Engine, batch: Any) -> float:
-        x, y = batch
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    trainer = Engine(step)
+    trainer = Engine(mse_step(model, opt))
     evaluator = Engine(lambda engine, batch: None)
     run = Run(trainer, evaluator, None, model)  # type: ignore[arg-type]
 
