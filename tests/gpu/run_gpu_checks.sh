@@ -11,6 +11,12 @@ if ! python3 -c "import ignite" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; th
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
+# DeepSpeed (optional): its sdist and the wheels it needs in .whl/ds/ (see tests/gpu/test_deepspeed_gpu.py)
+if ! python3 -c "import deepspeed" 2>/dev/null && ls .whl/ds/deepspeed-*.tar.gz >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/ds/*.whl \
+    && DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile \
+       --target /tmp/site .whl/ds/deepspeed-*.tar.gz && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import sys, torch, ignite; print(sys.version.split()[0], 'torch', torch.__version__, 'ignite', ignite.__version__, 'cuda', torch.cuda.is_available())"
 } 2>&1 | tee "$OUT/machine.txt"
