@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 __all__ = ["ProgressBar", "RUN_HAS_MAX_ITERS", "prepare_engine_rerun", "engine_is_done", "move_handler",
            "engine_run_original"]
@@ -62,5 +62,3 @@ def engine_run_original(engine: Engine) -> Callable[..., Any]:
     """The class's ``run`` bound to ``engine`` (bypasses an instance-level wrapper)."""
     return type(engine).run.__get__(engine)
 
-
-ITERATION_EVENTS = (Events.ITERATION_STARTED, Events.ITERATION_COMPLETED)

@@ -97,18 +97,6 @@ def all_reduce_flags(flags: list[int], timeout: datetime.timedelta | None = None
     return [int(v) for v in t.tolist()]
 
 
-def broadcast_value(value: float, src: int = 0) -> float:
-    """Rank ``src``'s float on every rank."""
-    if get_world_size() <= 1:
-        return value
-    import ignite.distributed as idist
-    import torch
-
-    t = torch.tensor([float(value)], dtype=torch.float64, device=idist.device())
-    out: Any = idist.broadcast(t, src=src)
-    return float(out.item())
-
-
 def gather_message(message: str | None, source: str | None) -> tuple[str, str]:
     """The (message, source) of the lowest rank that has one."""
     if get_world_size() <= 1:

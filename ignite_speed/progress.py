@@ -21,7 +21,6 @@ class Progress:
     total_batches: int = 0  # batches fetched over the run
     global_step: int = 0  # optimizer steps (batches / accumulate_grad_batches, last batch of an epoch steps)
     val_runs: int = 0  # completed validation runs during training (the sanity check excluded)
-    batches_since_val: int = 0
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -481,7 +481,7 @@ class Speedups:
         if lim.max_epochs != -1:
             return lim.max_epochs
         if lim.max_steps != -1 and self._train_batches:
-            steps_per_epoch = math.ceil(self._train_batches / self.cfg.accumulate_grad_batches)
+            steps_per_epoch = math.ceil(self._train_batches / self._accumulate)
             return max(self.trainer.state.epoch, math.ceil(lim.max_steps / steps_per_epoch))
         return _UNBOUNDED_EPOCHS
 
