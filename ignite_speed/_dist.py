@@ -7,10 +7,13 @@ implementation. Every function is a no-op shortcut when the world size is 1.
 from __future__ import annotations
 
 import datetime
+import weakref
 from typing import Any
 
 # The stop controller's collectives run on a process group of their own (see stop_group()).
-_STOP_GROUP: tuple[Any, Any] | None = None  # (the default group it was made for, the group)
+# Both held weakly: torch owns the groups, and a strong reference here would keep them alive past
+# destroy_process_group() until interpreter exit, where tearing down gloo's threads can abort the process.
+_STOP_GROUP: tuple[weakref.ref[Any], weakref.ref[Any]] | None = None  # (default group it was made for, group)
 _NATIVE_BACKENDS = ("gloo", "nccl", "mpi")
 
 
@@ -60,9 +63,11 @@ def stop_group() -> Any:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_backend() not in _NATIVE_BACKENDS:
         return None
     world = dist.group.WORLD
-    if _STOP_GROUP is None or _STOP_GROUP[0] is not world:
-        _STOP_GROUP = (world, dist.new_group())
-    return _STOP_GROUP[1]
+    group = _STOP_GROUP[1]() if _STOP_GROUP is not None and _STOP_GROUP[0]() is world else None
+    if group is None:
+        group = dist.new_group()
+        _STOP_GROUP = (weakref.ref(world), weakref.ref(group))
+    return group
 
 
 def is_collective_error(exc: BaseException) -> bool:

@@ -125,3 +125,50 @@ def make_run(metric_seq: list | None = None, lr: float = 1e-3) -> Run:
         run.test_batches += 1
 
     return run
+
+
+def run_rank_job(script: str, job: str, out_dir: Any, timeout: float, ranks: int = 2) -> list[dict]:
+    """Run a multi-process job script (``script job out_dir free_port``) and read every rank's
+    ``out_dir/<job>_<rank>.json``.
+
+    ``PYTHONFAULTHANDLER`` makes a rank that aborts in C++ print its Python stack. A job whose ranks all
+    wrote their results but whose process still died (gloo tearing down in the launcher's
+    ``destroy_process_group``, after our code returned) is run once more, with a warning: a crash that
+    repeats, or one before the results are written, fails the test.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    from ignite_speed.distributed import free_port
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"}
+    paths = [os.path.join(str(out_dir), f"{job}_{rank}.json") for rank in range(ranks)]
+
+    def results() -> list[dict] | None:
+        try:
+            out = []
+            for path in paths:
+                with open(path) as f:
+                    out.append(json.load(f))
+            return out
+        except (OSError, ValueError):
+            return None
+
+    for attempt in (1, 2):
+        for path in paths:
+            if os.path.exists(path):
+                os.remove(path)
+        proc = subprocess.run([sys.executable, script, job, str(out_dir), str(free_port())],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+        tail = proc.stdout[-3000:] + proc.stderr[-3000:]
+        done = results()
+        if proc.returncode == 0:
+            assert done is not None, f"the job ended without writing {paths}:\n{tail}"
+            return done
+        assert attempt == 1 and done is not None, tail
+        warnings.warn(f"{job}: every rank wrote its results but the job exited with {proc.returncode} (a crash in "
+                      f"the launcher's teardown); running it once more:\n{proc.stderr[-1500:]}", stacklevel=2)
+    raise AssertionError("unreachable")

@@ -415,3 +415,32 @@ def test_optional_engines_are_not_imported() -> None:
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- the stop controller's process group
+def test_stop_group_is_reused_and_released_with_the_default_group() -> None:
+    # one group per default group; destroy_process_group() frees it (no reference kept until interpreter
+    # exit, where gloo's threads would be torn down late); a new default group gets a new stop group
+    code = """
+import gc, os, weakref, torch.distributed as dist
+from ignite_speed._dist import stop_group
+from ignite_speed.distributed import free_port
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+dist.init_process_group("gloo", rank=0, world_size=1)
+g = stop_group()
+assert g is stop_group() and g is not dist.group.WORLD
+ref, world = weakref.ref(g), weakref.ref(dist.group.WORLD)
+del g
+dist.destroy_process_group(); gc.collect()
+assert ref() is None and world() is None, (ref(), world())
+assert stop_group() is None
+os.environ["MASTER_PORT"] = str(free_port())
+dist.init_process_group("gloo", rank=0, world_size=1)
+assert stop_group() is not None and stop_group() is stop_group()
+dist.destroy_process_group()
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -12,8 +12,6 @@ import datetime
 import json
 import math
 import os
-import socket
-import subprocess
 import sys
 from typing import Any
 
@@ -28,6 +26,7 @@ from ignite.engine import Engine, Events  # noqa: E402
 from ignite_speed.early_stopping import EarlyStopping  # noqa: E402
 from ignite_speed.nan_guard import NonFiniteLossGuard  # noqa: E402
 from ignite_speed.stop import StopController  # noqa: E402
+from tests.helpers import run_rank_job  # noqa: E402
 
 JOB_TIMEOUT_S = 90
 BATCHES = 4  # per rank per epoch (Lightning's [DDP] case)
@@ -164,22 +163,8 @@ def main(job: str, out_dir: str, port: int) -> None:
 # ---------------------------------------------------------------------------------------------- the tests
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_job(job: str, tmp_path: Any) -> list[dict[str, Any]]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), job, str(tmp_path), str(_free_port())],
-                          capture_output=True, text=True, timeout=JOB_TIMEOUT_S, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = []
-    for rank in (0, 1):
-        with open(os.path.join(tmp_path, f"{job}_{rank}.json")) as f:
-            out.append(json.load(f))
-    return out
+    return run_rank_job(os.path.abspath(__file__), job, tmp_path, timeout=JOB_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,6 @@ timeout, so a hang fails the test instead of blocking it.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,21 +24,13 @@ sys.path.insert(0, str(JOBS.parent))
 
 from _fault_jobs import FAILURE_WAIT_S, GROUP_TIMEOUT_S  # noqa: E402
 
+from tests.helpers import run_rank_job  # noqa: E402
+
 JOB_TIMEOUT_S = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_job(job: str, out: Path) -> list[dict[str, Any]]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(JOBS), job, str(out), str(_free_port())], capture_output=True,
-                          text=True, timeout=JOB_TIMEOUT_S, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [json.loads((out / f"{job}_{rank}.json").read_text()) for rank in (0, 1)]
+    return run_rank_job(str(JOBS), job, out, timeout=JOB_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
