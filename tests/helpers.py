@@ -132,7 +132,7 @@ def run_rank_job(script: str, job: str, out_dir: Any, timeout: float, ranks: int
     ``out_dir/<job>_<rank>.json``.
 
     ``PYTHONFAULTHANDLER`` makes a rank that aborts in C++ print its Python stack. A job whose ranks all
-    wrote their results but whose process still died (gloo tearing down in the launcher's
+    wrote their results but whose process still died (e.g. gloo tearing down in the launcher's
     ``destroy_process_group``, after our code returned) is run once more, with a warning: a crash that
     repeats, or one before the results are written, fails the test.
     """
