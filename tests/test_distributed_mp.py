@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ignite_speed.distributed import free_port
+from tests.helpers import run_job_process
 
 JOBS = Path(__file__).with_name("_dist_jobs.py")
 ROOT = JOBS.parent.parent
@@ -21,7 +22,7 @@ ROOT = JOBS.parent.parent
 def run_job(*args: str, timeout: float = 150, module: bool = False) -> subprocess.CompletedProcess:
     cmd = [sys.executable, *(["-m", "torch.distributed.run"] if module else []), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = run_job_process(cmd, timeout, cwd=ROOT, env=env)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 
