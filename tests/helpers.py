@@ -152,8 +152,10 @@ def run_job_process(cmd: list[str], timeout: float, *, cwd: Any = None, env: dic
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode == 0 or attempt == 2 or CXX_TEARDOWN_ABORT not in proc.stderr:
             return proc
+        fatal = proc.stderr.find("Fatal Python error")  # faulthandler's report: where each thread was
+        report = proc.stderr[fatal:fatal + 6000] if fatal >= 0 else proc.stderr[-3000:]
         warnings.warn(f"{' '.join(cmd[1:3])}: a rank aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job once "
-                      f"more:\n{proc.stderr[-2000:]}", stacklevel=2)
+                      f"more. The aborted attempt's report:\n{report}", stacklevel=2)
     raise AssertionError("unreachable")
 
 
