@@ -10,10 +10,11 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from ignite_speed.distributed import free_port
-from tests.helpers import run_job_process
+from tests.helpers import CXX_TEARDOWN_ABORT, run_job_process
 
 JOBS = Path(__file__).with_name("_dist_jobs.py")
 ROOT = JOBS.parent.parent
@@ -67,17 +68,23 @@ def test_ddp_zero_fsdp_train_match_and_resume(tmp_path: Path) -> None:
 
 
 def test_multinode_two_launches_over_loopback(tmp_path: Path) -> None:
-    port = str(free_port())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, str(JOBS), "multinode", str(tmp_path), "--node-rank", str(r),
-                               "--port", port], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for r in (0, 1)]
-    try:
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
+    for attempt in (1, 2):  # once more only on torch/gloo's rare C++ abort, as run_job_process does
+        port = str(free_port())
+        procs = [subprocess.Popen([sys.executable, str(JOBS), "multinode", str(tmp_path), "--node-rank", str(r),
+                                   "--port", port], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+        try:
+            outs = [p.communicate(timeout=120) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        if attempt == 1 and any(p.returncode and CXX_TEARDOWN_ABORT in err for p, (_, err) in zip(procs, outs)):
+            warnings.warn(f"multinode: a node aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job once more",
+                          stacklevel=1)
+            continue
+        break
     for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-4000:]
     records = [json.loads((tmp_path / f"multinode_rank{r}.json").read_text()) for r in (0, 1)]
