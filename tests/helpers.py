@@ -129,9 +129,10 @@ def make_run(metric_seq: list | None = None, lr: float = 1e-3) -> Run:
 
 
 # What libstdc++ prints when std::terminate runs outside any exception (e.g. a C++ thread object destroyed while
-# still running). Seen twice in a few hundred 2-process gloo jobs here with torch 2.13, once in a job that only
-# trained plain DDP/ZeRO/FSDP (no ignite-speed code in its loop), at the end of the job or in the launcher's
-# teardown. Our code cannot end a process this way (it raises Python exceptions; a hang hits the timeout).
+# still running). Seen 4 times in a few hundred 2-process gloo jobs here with torch 2.13 (Ignite 0.4.13 and 0.5.5),
+# 3 times in the strategies job, whose training loop runs no ignite-speed code. faulthandler's report showed a
+# non-Python thread aborting while the main thread had no Python frame left: the interpreter was exiting after that
+# rank had returned from the job. Our code cannot end a process this way (it raises Python exceptions; a hang hits the timeout).
 CXX_TEARDOWN_ABORT = "terminate called without an active exception"
 
 

@@ -104,3 +104,33 @@ def test_torchrun_started_job_is_not_spawned_again(tmp_path: Path) -> None:
     assert [r["rank"] for r in records] == [0, 1] and all(r["world_size"] == 2 for r in records)
     assert records[0]["params"] == records[1]["params"]
     assert [r["stopped_at"] for r in records] == [6, 6]
+
+
+FINISH_TOGETHER_JOB = """
+import atexit, os, sys, time
+from ignite_speed.distributed import launch
+
+def job(local_rank, out):
+    import ignite.distributed as idist
+    if idist.get_rank() == 1:  # done at once; note when its interpreter exits
+        atexit.register(lambda: open(os.path.join(out, "rank1_exit"), "w").write(repr(time.time())))
+    else:  # still busy (say, writing the last checkpoint)
+        time.sleep(1.5)
+        open(os.path.join(out, "rank0_done"), "w").write(repr(time.time()))
+
+if __name__ == "__main__":
+    launch({"accelerator": "cpu", "devices": 2}, job, sys.argv[1])
+"""
+
+
+def test_launch_lets_no_rank_exit_before_every_rank_returned(tmp_path: Path) -> None:
+    # a rank that is done waits for the others before its process exits, so that a failure while it exits
+    # (the launcher then terminates the other ranks) cannot cut their last work short
+    script = tmp_path / "finish_together.py"
+    script.write_text(FINISH_TOGETHER_JOB)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = run_job_process([sys.executable, str(script), str(tmp_path)], 120, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0_done = float((tmp_path / "rank0_done").read_text())
+    rank1_exit = float((tmp_path / "rank1_exit").read_text())
+    assert rank1_exit >= rank0_done, (rank1_exit, rank0_done)

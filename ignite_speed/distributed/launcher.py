@@ -88,7 +88,7 @@ def launch(cfg: Any, fn: Callable[..., Any], *args: Any, timeout: datetime.timed
     if plan.launcher is not None:
         idist.initialize(plan.backend, **init_kwargs)
         try:
-            fn(idist.get_local_rank(), *args, **kwargs)
+            _finish_together(idist.get_local_rank(), fn, *args, **kwargs)
         finally:
             idist.finalize()
         return plan
@@ -99,5 +99,20 @@ def launch(cfg: Any, fn: Callable[..., Any], *args: Any, timeout: datetime.timed
     with _visible_devices(plan.device_ids):
         with idist.Parallel(backend=plan.backend, nproc_per_node=plan.nproc_per_node, nnodes=plan.nnodes,
                             node_rank=plan.node_rank, master_addr=addr, master_port=port, **init_kwargs) as parallel:
-            parallel.run(fn, *args, **kwargs)
+            parallel.run(_finish_together, fn, *args, **kwargs)
     return plan
+
+
+def _finish_together(local_rank: int, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+    """Run ``fn`` on this rank, then wait until every rank has returned from it.
+
+    A rank's process can fail while it exits (torch 2.13 with gloo rarely aborts a rank at interpreter
+    exit), and the launcher then terminates the others: the barrier keeps that from cutting short
+    another rank's last work, such as writing the final checkpoint. Skipped when ``fn`` raised (the
+    other ranks may never arrive) or tore the process group down itself."""
+    import ignite.distributed as idist
+    import torch.distributed as dist
+
+    fn(local_rank, *args, **kwargs)
+    if dist.is_available() and dist.is_initialized():
+        idist.barrier()
