@@ -11,8 +11,8 @@ import weakref
 from typing import Any
 
 # The stop controller's collectives run on a process group of their own (see stop_group()).
-# Both held weakly: torch owns the groups, and a strong reference here would keep them alive past
-# destroy_process_group() until interpreter exit, where tearing down gloo's threads can abort the process.
+# Both held weakly: torch owns the groups. A strong reference here kept them (and their gloo threads) alive
+# after destroy_process_group(), until interpreter exit.
 _STOP_GROUP: tuple[weakref.ref[Any], weakref.ref[Any]] | None = None  # (default group it was made for, group)
 _NATIVE_BACKENDS = ("gloo", "nccl", "mpi")
 

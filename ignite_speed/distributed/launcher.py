@@ -109,7 +109,9 @@ def _finish_together(local_rank: int, fn: Callable[..., Any], /, *args: Any, **k
     A rank's process can fail while it exits (torch 2.13 with gloo rarely aborts a rank at interpreter
     exit), and the launcher then terminates the others: the barrier keeps that from cutting short
     another rank's last work, such as writing the final checkpoint. Skipped when ``fn`` raised (the
-    other ranks may never arrive) or tore the process group down itself."""
+    other ranks may never arrive) or tore the process group down itself. When another rank raises after
+    its last collective, the launcher ends this process, or the barrier fails on the lost peer (gloo at
+    once; NCCL at the process group's timeout)."""
     import ignite.distributed as idist
     import torch.distributed as dist
 
