@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from ignite_speed.distributed import free_port
-from tests.helpers import CXX_TEARDOWN_ABORT, run_job_process
+from tests.helpers import ABORT_ATTEMPTS, CXX_TEARDOWN_ABORT, run_job_process
 
 JOBS = Path(__file__).with_name("_dist_jobs.py")
 ROOT = JOBS.parent.parent
@@ -69,7 +69,7 @@ def test_ddp_zero_fsdp_train_match_and_resume(tmp_path: Path) -> None:
 
 def test_multinode_two_launches_over_loopback(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
-    for attempt in (1, 2):  # once more only on torch/gloo's rare C++ abort, as run_job_process does
+    for attempt in range(1, ABORT_ATTEMPTS + 1):  # again only on torch/gloo's rare C++ abort, as run_job_process
         port = str(free_port())
         procs = [subprocess.Popen([sys.executable, str(JOBS), "multinode", str(tmp_path), "--node-rank", str(r),
                                    "--port", port], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -80,8 +80,8 @@ def test_multinode_two_launches_over_loopback(tmp_path: Path) -> None:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
-        if attempt == 1 and any(p.returncode and CXX_TEARDOWN_ABORT in err for p, (_, err) in zip(procs, outs)):
-            warnings.warn(f"multinode: a node aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job once more",
+        if attempt < ABORT_ATTEMPTS and any(p.returncode and CXX_TEARDOWN_ABORT in err for p, (_, err) in zip(procs, outs)):
+            warnings.warn(f"multinode: a node aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job again",
                           stacklevel=1)
             continue
         break

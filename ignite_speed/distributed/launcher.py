@@ -112,9 +112,15 @@ def _finish_together(local_rank: int, fn: Callable[..., Any], /, *args: Any, **k
     other ranks may never arrive) or tore the process group down itself. When another rank raises after
     its last collective, the launcher ends this process, or the barrier fails on the lost peer (gloo at
     once; NCCL at the process group's timeout)."""
+    import gc
+
     import ignite.distributed as idist
     import torch.distributed as dist
 
     fn(local_rank, *args, **kwargs)
+    # The job's engines and models sit in reference cycles, and a DDP model holds its process group: free
+    # them now, so that the launcher's destroy_process_group() releases the groups while the interpreter is
+    # whole, rather than leaving them to interpreter exit (where the gloo aborts were seen).
+    gc.collect()
     if dist.is_available() and dist.is_initialized():
         idist.barrier()
