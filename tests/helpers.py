@@ -138,32 +138,46 @@ CXX_TEARDOWN_ABORT = "terminate called without an active exception"
 ABORT_ATTEMPTS = 3
 
 
-def run_job_process(cmd: list[str], timeout: float, *, cwd: Any = None, env: dict | None = None,
-                    before: Any = None) -> Any:
-    """``subprocess.run(cmd)`` for a multi-process job, with ``PYTHONFAULTHANDLER=1`` (a rank that aborts
-    in C++ prints its Python stacks). A job that dies with :data:`CXX_TEARDOWN_ABORT` is run again, up to
-    :data:`ABORT_ATTEMPTS` attempts in all (``before()`` runs before each attempt), with a warning; any
-    other failure, or that abort on the last attempt, is returned to the caller's assertion."""
+def run_job_processes(make_cmds: Any, timeout: float, *, cwd: Any = None, env: dict | None = None) -> list[Any]:
+    """Run the commands ``make_cmds()`` returns side by side (the processes of one multi-process job) and
+    return their ``subprocess.CompletedProcess``es, with ``PYTHONFAULTHANDLER=1`` (a rank that aborts in C++
+    prints its Python stacks). A job in which a process dies with :data:`CXX_TEARDOWN_ABORT` is run again
+    (``make_cmds()`` is called for each attempt: fresh ports, cleared outputs), up to :data:`ABORT_ATTEMPTS`
+    attempts in all, with a warning; any other failure, or that abort on the last attempt, is returned to the
+    caller's assertion."""
     import os
     import subprocess
     import warnings
 
     env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
     for attempt in range(1, ABORT_ATTEMPTS + 1):
-        if before is not None:
-            before()
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-        if proc.returncode == 0 or attempt == ABORT_ATTEMPTS or CXX_TEARDOWN_ABORT not in proc.stderr:
-            return proc
-        fatal = proc.stderr.find("Fatal Python error")  # faulthandler's report: where each thread was
-        report = proc.stderr[fatal:fatal + 6000] if fatal >= 0 else proc.stderr[-3000:]
-        warnings.warn(f"{' '.join(cmd[1:3])}: a rank aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job "
+        cmds = make_cmds()
+        procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for cmd in cmds]
+        try:
+            outs = [p.communicate(timeout=timeout) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        done = [subprocess.CompletedProcess(cmd, p.returncode, out, err) for cmd, p, (out, err) in zip(cmds, procs, outs)]
+        aborted = [d for d in done if d.returncode and CXX_TEARDOWN_ABORT in d.stderr]
+        if not aborted or attempt == ABORT_ATTEMPTS:
+            return done
+        fatal = aborted[0].stderr.find("Fatal Python error")  # faulthandler's report: where each thread was
+        report = aborted[0].stderr[fatal:fatal + 6000] if fatal >= 0 else aborted[0].stderr[-3000:]
+        warnings.warn(f"{' '.join(cmds[0][1:3])}: a rank aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job "
                       f"again. The aborted attempt's report:\n{report}", stacklevel=2)
     raise AssertionError("unreachable")
 
 
+def run_job_process(cmd: list[str], timeout: float, *, cwd: Any = None, env: dict | None = None) -> Any:
+    """``subprocess.run(cmd)`` for a job that starts its own ranks, through :func:`run_job_processes`."""
+    return run_job_processes(lambda: [cmd], timeout, cwd=cwd, env=env)[0]
+
+
 def run_rank_job(script: str, job: str, out_dir: Any, timeout: float, ranks: int = 2) -> list[dict]:
-    """Run a multi-process job script (``script job out_dir free_port``) through :func:`run_job_process`
+    """Run a multi-process job script (``script job out_dir free_port``) through :func:`run_job_processes`
     and read every rank's ``out_dir/<job>_<rank>.json``."""
     import json
     import os
@@ -173,14 +187,14 @@ def run_rank_job(script: str, job: str, out_dir: Any, timeout: float, ranks: int
 
     paths = [os.path.join(str(out_dir), f"{job}_{rank}.json") for rank in range(ranks)]
 
-    def clear() -> None:
+    def fresh_attempt() -> list[list[str]]:
         for path in paths:
             if os.path.exists(path):
                 os.remove(path)
+        return [[sys.executable, script, job, str(out_dir), str(free_port())]]
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = run_job_process([sys.executable, script, job, str(out_dir), str(free_port())], timeout, env=env,
-                           before=clear)
+    proc = run_job_processes(fresh_attempt, timeout, env=env)[0]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = []
     for path in paths:

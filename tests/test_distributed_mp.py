@@ -10,11 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 from ignite_speed.distributed import free_port
-from tests.helpers import ABORT_ATTEMPTS, CXX_TEARDOWN_ABORT, run_job_process
+from tests.helpers import run_job_process, run_job_processes
 
 JOBS = Path(__file__).with_name("_dist_jobs.py")
 ROOT = JOBS.parent.parent
@@ -68,25 +67,15 @@ def test_ddp_zero_fsdp_train_match_and_resume(tmp_path: Path) -> None:
 
 
 def test_multinode_two_launches_over_loopback(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
-    for attempt in range(1, ABORT_ATTEMPTS + 1):  # again only on torch/gloo's rare C++ abort, as run_job_process
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def two_launches() -> list[list[str]]:
         port = str(free_port())
-        procs = [subprocess.Popen([sys.executable, str(JOBS), "multinode", str(tmp_path), "--node-rank", str(r),
-                                   "--port", port], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for r in (0, 1)]
-        try:
-            outs = [p.communicate(timeout=120) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-        if attempt < ABORT_ATTEMPTS and any(p.returncode and CXX_TEARDOWN_ABORT in err for p, (_, err) in zip(procs, outs)):
-            warnings.warn(f"multinode: a node aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job again",
-                          stacklevel=1)
-            continue
-        break
-    for p, (_out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-4000:]
+        return [[sys.executable, str(JOBS), "multinode", str(tmp_path), "--node-rank", str(r), "--port", port]
+                for r in (0, 1)]
+
+    for proc in run_job_processes(two_launches, 120, cwd=ROOT, env=env):
+        assert proc.returncode == 0, proc.stderr[-4000:]
     records = [json.loads((tmp_path / f"multinode_rank{r}.json").read_text()) for r in (0, 1)]
     assert [(r["rank"], r["local_rank"], r["node_rank"]) for r in records] == [(0, 0, 0), (1, 0, 1)]
     assert all(r["world_size"] == 2 and r["nnodes"] == 2 for r in records)
