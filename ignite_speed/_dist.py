@@ -25,7 +25,7 @@ def _idist() -> Any:
 
     Ignite imports torch_xla whenever it is installed, and then every ``idist`` query goes through
     ``xla_model.xrt_world_size``, which torch-xla 2.8 removed: put the names back once (see
-    :func:`ignite_speed.distributed.xla.install_xla_shims`)."""
+    :func:`ignite_speed._xla_runtime.install_xla_shims`)."""
     global _XLA_BRIDGED
     import ignite.distributed as idist
 
@@ -34,7 +34,7 @@ def _idist() -> Any:
 
         _XLA_BRIDGED = True
         if "torch_xla.core.xla_model" in sys.modules:
-            from .distributed.xla import install_xla_shims
+            from ._xla_runtime import install_xla_shims
 
             install_xla_shims()
     return idist

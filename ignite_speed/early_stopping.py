@@ -243,44 +243,52 @@ def decide(current: float, *, best: float, wait: int, since: int, position: int,
     """
     c = criteria
     name = c.monitor
+    # Each message starts with Lightning 2.6's phrase for the same outcome (EarlyStopping.
+    # _evaluate_stopping_criteria / _improvement_message); what follows the phrase is ignite-speed's detail.
+    better_op, worse_op = ("<", ">") if c.mode == "min" else (">", "<")
+    # Lightning counts patience in "records" (checks); patience_unit="epochs"/"steps" counts those instead
+    records = "records" if c.patience_unit == "checks" else c.patience_unit
     if warmup:
         improved = math.isfinite(current) and c.better(current, best)
         new_best = current if improved else best
         return Decision(False, EarlyStoppingReason.NOT_STOPPED,
-                        f"{name}={_fmt(current)} during warm-up (best {_fmt(new_best)})",
-                        new_best, 0, position, improved)
+                        f"Metric {name} = {_fmt(current)} during warm-up (start_from_epoch). Best score so far: "
+                        f"{_fmt(new_best)}", new_best, 0, position, improved)
     if c.check_finite and not math.isfinite(current):
         return Decision(True, EarlyStoppingReason.NON_FINITE_METRIC,
-                        f"{name}={_fmt(current)} is not finite; stopping (best {_fmt(best)})",
-                        best, wait, since, False)
+                        f"Monitored metric {name} = {_fmt(current)} is not finite. Previous best value was "
+                        f"{_fmt(best)}; stopping", best, wait, since, False)
     if c.stopping_threshold is not None and c.beyond(current, c.stopping_threshold, worse=False):
         return Decision(True, EarlyStoppingReason.STOPPING_THRESHOLD,
-                        f"{name}={_fmt(current)} passed stopping_threshold={_fmt(c.stopping_threshold)}; stopping",
-                        best, wait, since, False)
+                        f"Stopping threshold reached: {name} = {_fmt(current)} {better_op} "
+                        f"stopping_threshold={_fmt(c.stopping_threshold)}; stopping", best, wait, since, False)
     if c.divergence_threshold is not None and c.beyond(current, c.divergence_threshold, worse=True):
         return Decision(True, EarlyStoppingReason.DIVERGENCE_THRESHOLD,
-                        f"{name}={_fmt(current)} is worse than divergence_threshold="
-                        f"{_fmt(c.divergence_threshold)}; stopping", best, wait, since, False)
+                        f"Divergence threshold reached: {name} = {_fmt(current)} {worse_op} "
+                        f"divergence_threshold={_fmt(c.divergence_threshold)}; stopping", best, wait, since, False)
     improved = c.better(current, best)
     if improved:
         previous, best = best, current
         if c.baseline is None or c.better(current, c.baseline):
-            gain = abs(previous - current) if math.isfinite(previous) else math.inf
-            return Decision(False, EarlyStoppingReason.NOT_STOPPED,
-                            f"{name} improved by {_fmt(gain)} to {_fmt(current)}", best, 0, position, True)
+            if math.isfinite(previous):
+                relative = " x |best|" if c.min_delta_mode == "rel" else ""
+                message = (f"Metric {name} improved by {_fmt(abs(previous - current))} > min_delta = "
+                           f"{_fmt(c.min_delta)}{relative}. New best score: {_fmt(current)}")
+            else:
+                message = f"Metric {name} improved. New best score: {_fmt(current)}"
+            return Decision(False, EarlyStoppingReason.NOT_STOPPED, message, best, 0, position, True)
     wait = wait + 1 if c.patience_unit == "checks" else position - since
-    unit = c.patience_unit
     if wait < c.patience:
         return Decision(False, EarlyStoppingReason.NOT_STOPPED,
-                        f"{name}={_fmt(current)}: no improvement for {wait} {unit} (best {_fmt(best)}, "
-                        f"patience {c.patience})", best, wait, since, improved)
+                        f"Metric {name} = {_fmt(current)} did not improve: {wait} of patience {c.patience} "
+                        f"{records} without improvement. Best score: {_fmt(best)}", best, wait, since, improved)
     if c.baseline is not None and not c.better(best, c.baseline):
         return Decision(True, EarlyStoppingReason.BASELINE_NOT_MET,
-                        f"{name} has not beaten baseline={_fmt(c.baseline)} within {wait} {unit} "
-                        f"(best {_fmt(best)}); stopping", best, wait, since, improved)
+                        f"Monitored metric {name} did not beat baseline={_fmt(c.baseline)} in the last {wait} "
+                        f"{records}. Best score: {_fmt(best)}; stopping", best, wait, since, improved)
     return Decision(True, EarlyStoppingReason.PATIENCE_EXHAUSTED,
-                    f"{name} did not improve for {wait} {unit} (best {_fmt(best)}, patience {c.patience}); "
-                    f"stopping", best, wait, since, improved)
+                    f"Monitored metric {name} did not improve in the last {wait} {records}. Best score: "
+                    f"{_fmt(best)} (patience {c.patience}); stopping", best, wait, since, improved)
 
 
 def resolve_check_on_train_epoch_end(val_check_interval: Any, check_val_every_n_epoch: int | None) -> bool:
@@ -432,7 +440,10 @@ class EarlyStopping:
         self._on_epoch_end: bool = bool(self.check_on_train_epoch_end)
         self._val_runs = 0  # validation runs seen in the current run (sanity check excluded)
         self._restored = False
-        self._standalone_running = False
+        self._loop: Any = None  # the trainer's TrainingLoop once attached
+        self._evaluator: Any = None  # the evaluator whose runs are judged when no ValidationSchedule governs
+        self._scheduled = False  # a ValidationSchedule governs this run: judge its validation runs only
+        self._last_metrics: dict[str, Any] | None = None  # metrics of the last judged validation run
 
     # ------------------------------------------------------------------ description
     @property
@@ -485,19 +496,56 @@ class EarlyStopping:
         self._val_runs = 0
         self._restored = False
 
-    def on_validation_end(self, trainer: Any, evaluator: Any, progress: Progress) -> None:
-        """Called after each validation run during training (never for the sanity check)."""
+    def prepare_run(self, trainer: Any, schedule: Any) -> None:
+        """A run starts: with a :class:`~ignite_speed.handlers.ValidationSchedule`, judge its runs on
+        Lightning's rule (:meth:`setup`); without one, judge the attached evaluator's runs."""
+        self._scheduled = schedule is not None
+        if schedule is not None:
+            self.setup(val_check_interval=schedule.val_check_interval,
+                       check_val_every_n_epoch=schedule.check_val_every_n_epoch,
+                       validation_enabled=schedule.enabled, trainer=trainer, evaluator=schedule.evaluator)
+            return
+        if self.check_on_train_epoch_end is None:
+            self._on_epoch_end = self._evaluator is None
+        else:
+            self._on_epoch_end = self.check_on_train_epoch_end
+        if self._evaluator is None and not self._on_epoch_end:
+            raise ValueError("EarlyStopping.attach(evaluator=None) with check_on_train_epoch_end=False: without an "
+                             "evaluator or a ValidationSchedule there is no validation end to check at; pass the "
+                             "evaluator or use check_on_train_epoch_end=True with a trainer metric")
+        self._val_runs = 0
+        self._restored = False
+
+    def on_validation_end(self, trainer: Any, evaluator: Any, progress: Progress,
+                          metrics: Mapping[str, Any] | None = None) -> None:
+        """Called after each validation run during training (never for the sanity check) with that run's
+        ``metrics`` (default: the evaluator's now)."""
+        if metrics is None:
+            metrics = getattr(getattr(evaluator, "state", None), "metrics", None) or {}
+        self._last_metrics = dict(metrics)
         self._val_runs += 1
         if not self._on_epoch_end:
-            self._check(trainer, evaluator, progress)
+            self._check(trainer, progress)
 
-    def on_train_epoch_end(self, trainer: Any, evaluator: Any, progress: Progress) -> None:
+    def on_train_epoch_end(self, trainer: Any, progress: Progress) -> None:
         """Called at the end of every training epoch, after that epoch's validation. Syncs the stop
         controller once either way (the epoch end is a decision point for every stop source)."""
         if self._on_epoch_end:
-            self._check(trainer, evaluator, progress)
+            self._check(trainer, progress)
         elif self._controller is not None:
             self._controller.sync()
+
+    def last_monitor_value(self) -> float | None:
+        """The monitor of the last judged validation run (saved with the loop: a resumed run's epoch-end
+        check reads it)."""
+        value = (self._last_metrics or {}).get(self.monitor)
+        try:
+            return None if value is None else _to_float(value, self.monitor)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+
+    def restore_monitor_value(self, value: float) -> None:
+        self._last_metrics = {self.monitor: float(value)}
 
     def reset(self) -> None:
         """Forget everything learnt (best score, patience, reason, best weights): for a fresh run."""
@@ -511,6 +559,7 @@ class EarlyStopping:
         self._best_weights = None
         self._val_runs = 0
         self._restored = False
+        self._last_metrics = None
 
     def rearm(self) -> None:
         """Let a continued run (``Speedups.extend`` after an early stop) stop again: a fresh patience and
@@ -540,24 +589,21 @@ class EarlyStopping:
         self._log(f"restored the weights of the best check ({self.monitor}={_fmt(self.best_score)})")
 
     # ------------------------------------------------------------------ the check
-    def _read_monitor(self, trainer: Any, evaluator: Any) -> float | None:
-        if evaluator is not None and self._val_runs > 0:
-            # evaluator metrics left over from a sanity check (no validation ran yet) do not count
-            metrics = getattr(getattr(evaluator, "state", None), "metrics", None) or {}
-            if self.monitor in metrics:
-                return _to_float(metrics[self.monitor], self.monitor)
+    def _read_monitor(self, trainer: Any) -> float | None:
+        # the judged validation run's metrics (a sanity check's or another handler's evaluator run never count)
+        if self._last_metrics is not None and self._val_runs > 0 and self.monitor in self._last_metrics:
+            return _to_float(self._last_metrics[self.monitor], self.monitor)
         metrics = getattr(getattr(trainer, "state", None), "metrics", None) or {}
         if self.monitor in metrics:
             return _to_float(metrics[self.monitor], self.monitor)
         return None
 
-    def _available(self, trainer: Any, evaluator: Any) -> list[str]:
-        keys: list[str] = []
-        for engine in (evaluator, trainer):
-            keys += list(getattr(getattr(engine, "state", None), "metrics", None) or {})
+    def _available(self, trainer: Any) -> list[str]:
+        keys: list[str] = list(self._last_metrics or {})
+        keys += list(getattr(getattr(trainer, "state", None), "metrics", None) or {})
         return sorted(set(keys))
 
-    def _check(self, trainer: Any, evaluator: Any, progress: Progress) -> None:
+    def _check(self, trainer: Any, progress: Progress) -> None:
         controller = self._controller
         if controller is None:
             raise RuntimeError("EarlyStopping is not bound to a StopController; call attach() or bind() first")
@@ -567,13 +613,13 @@ class EarlyStopping:
         missing = 0
         decision: Decision | None = None
 
-        value = self._read_monitor(trainer, evaluator)
+        value = self._read_monitor(trainer)
         if value is None:
             if self.strict:
                 missing = 1
             elif self.verbose:
                 warnings.warn(f"EarlyStopping: the monitor {self.monitor!r} is missing; check skipped (available: "
-                              f"{self._available(trainer, evaluator)})", RuntimeWarning, stacklevel=2)
+                              f"{self._available(trainer)})", RuntimeWarning, stacklevel=2)
         else:
             self.checks += 1
             position = {"checks": self.checks, "epochs": progress.epoch + 1,
@@ -594,7 +640,7 @@ class EarlyStopping:
         if agreed[-1]:
             where = "" if missing else " on another rank"
             raise RuntimeError(f"EarlyStopping could not find the monitor {self.monitor!r}{where} (strict=True); "
-                               f"available metrics: {self._available(trainer, evaluator)}. Log it in validation "
+                               f"available metrics: {self._available(trainer)}. Log it in validation "
                                f"(evaluator.state.metrics) or on the trainer, or pass strict=False")
         if agreed[-2] and self.restore_best_weights and self._model is not None:
             self._best_weights = {k: v.detach().to("cpu", copy=True)
@@ -626,70 +672,49 @@ class EarlyStopping:
                min_epochs: int = 0, min_steps: int = 0) -> EarlyStopping:
         """Use early stopping in a plain Ignite app (without ``attach_speedups``).
 
-        Checks run when ``evaluator`` completes a run while ``trainer`` runs (or at the trainer's
-        ``EPOCH_COMPLETED`` with ``check_on_train_epoch_end=True``; ``None`` means at validation end
-        here, or at epoch end without an evaluator). Attach it *after* the handler that runs the
-        evaluator. A stop is synced across ranks and deferred until ``min_epochs`` / ``min_steps``
-        (iterations) are met; then ``trainer.terminate()`` is called on every rank.
+        With a :class:`~ignite_speed.handlers.ValidationSchedule` on the trainer (attached before or after),
+        checks follow its validation runs with Lightning's rule for ``check_on_train_epoch_end=None``.
+        Without one, checks run when ``evaluator`` completes a run while ``trainer`` trains (or at the
+        trainer's ``EPOCH_COMPLETED`` with ``check_on_train_epoch_end=True``; ``None`` means at validation end
+        here, or at epoch end without an evaluator). A stop is synced across ranks and deferred until
+        ``min_epochs`` / ``min_steps`` (optimizer steps) are met; the trainer's loop then ends the run on
+        every rank (after the batch, or at the end of the epoch, of the check).
         """
         from ignite.engine import Events
+
+        from .loop import TrainingLoop
 
         for flag, value in (("min_epochs", min_epochs), ("min_steps", min_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"EarlyStopping.attach({flag}={format_value(value)}): accepted: an int >= 0")
-        controller = StopController.of_or_new(trainer, min_epochs=min_epochs, min_steps=min_steps,
-                                              caller="EarlyStopping.attach")
-        self.bind(controller, model=model)
-        if self.check_on_train_epoch_end is None:
-            self._on_epoch_end = evaluator is None
-        else:
-            self._on_epoch_end = self.check_on_train_epoch_end
-        if evaluator is None and not self._on_epoch_end:
-            raise ValueError("EarlyStopping.attach(evaluator=None) with check_on_train_epoch_end=False: without an "
-                             "evaluator there is no validation end to check at; pass the evaluator or use "
-                             "check_on_train_epoch_end=True with a trainer metric")
-
-        def started(_: Any) -> None:
-            self._val_runs = 0
-            self._restored = False
-            self._standalone_running = True
-
-        def validation_completed(engine: Any) -> None:
-            if not self._standalone_running:
-                return  # an evaluator run outside training (e.g. a sanity check or a final test)
-            self.on_validation_end(trainer, engine, _progress(trainer))
-            self._maybe_terminate(trainer, epoch_completed=False)
-
-        def iteration_completed(_: Any) -> None:
-            self._maybe_terminate(trainer, epoch_completed=False)
-
-        def epoch_completed(_: Any) -> None:
-            self.on_train_epoch_end(trainer, evaluator, _progress(trainer))
-            self._maybe_terminate(trainer, epoch_completed=True)
-
-        def ended(_: Any) -> None:
-            if self._standalone_running:
-                self._standalone_running = False
-                self.on_train_end(trainer)
-
-        trainer.add_event_handler(Events.STARTED, started)
-        if evaluator is not None:
-            evaluator.add_event_handler(Events.COMPLETED, validation_completed)
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, iteration_completed)
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_completed)
-        trainer.add_event_handler(Events.TERMINATE, ended)
-        trainer.add_event_handler(Events.COMPLETED, ended)
+        if evaluator is not None and not hasattr(evaluator, "add_event_handler"):
+            raise TypeError(f"EarlyStopping.attach(evaluator={type(evaluator).__name__}) is not an ignite Engine")
+        loop = TrainingLoop.of_or_attach(trainer)
+        if self._loop is not None and self._loop is not loop:
+            raise ValueError("EarlyStopping is already attached to another trainer; make one per trainer")
+        loop.controller.set_minimums(min_epochs, min_steps, caller="EarlyStopping.attach")
+        loop.add("early_stopping", self)
+        self.bind(loop.controller, model=model)
+        self._loop = loop
+        if evaluator is not None and evaluator is not self._evaluator:
+            evaluator.add_event_handler(Events.COMPLETED, self._on_evaluator_completed)
+        self._evaluator = evaluator
         return self
 
-    def _maybe_terminate(self, trainer: Any, *, epoch_completed: bool) -> None:
-        controller = self._controller
-        if controller is None or controller.pending is None or trainer.should_terminate:
-            return
-        state = trainer.state
-        epochs_done = state.epoch if epoch_completed else state.epoch - 1
-        if controller.should_stop(epochs_done, state.iteration):
-            controller.finish()
-            trainer.terminate()
+    def detach(self) -> None:
+        """Stop judging the evaluator's runs (a replaced early-stopping handler)."""
+        from ignite.engine import Events
+
+        if self._evaluator is not None and self._evaluator.has_event_handler(self._on_evaluator_completed,
+                                                                             Events.COMPLETED):
+            self._evaluator.remove_event_handler(self._on_evaluator_completed, Events.COMPLETED)
+        self._evaluator = None
+
+    def _on_evaluator_completed(self, evaluator: Any) -> None:
+        loop = self._loop
+        if loop is None or self._scheduled or not loop.clock.running:
+            return  # the schedule's runs are judged instead; or a run outside training (a final test)
+        self.on_validation_end(loop.trainer, evaluator, loop.progress)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -732,15 +757,3 @@ class EarlyStopping:
         self._since = int(state.get("since", 0))
         weights = state.get("best_weights")
         self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()} if weights else None
-
-
-def _progress(trainer: Any) -> Progress:
-    """Progress counters of a plain Ignite trainer (one optimizer step per iteration)."""
-    state = trainer.state
-    epoch_length = state.epoch_length or 0
-    iteration = int(state.iteration)
-    in_epoch = (iteration - 1) % epoch_length + 1 if epoch_length and iteration else 0
-    epoch = max(int(state.epoch) - 1, 0)
-    return Progress(epoch=epoch, epochs_done=epoch, batch_in_epoch=in_epoch, total_batches=iteration,
-                    global_step=iteration)
-

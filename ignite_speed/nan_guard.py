@@ -42,6 +42,8 @@ def first_non_finite(value: Any) -> str | None:
     Python numbers are checked on the host; tensors are reduced on their device and read back with
     one transfer per device (none when the output holds only Python numbers).
     """
+    if type(value) is float:  # the common output of a training step (loss.item()): no tree walk
+        return None if math.isfinite(value) else repr(value)
     by_device: dict[torch.device, list[torch.Tensor]] = {}
     for leaf in _leaves(value):
         if isinstance(leaf, torch.Tensor):
@@ -76,6 +78,7 @@ class NonFiniteLossGuard:
                             f"a function of trainer.state.output")
         self.output_transform = output_transform
         self._controller: StopController | None = None
+        self._loop: Any = None
 
     def bind(self, controller: StopController) -> None:
         """Send requests to ``controller`` (otherwise: the trainer's, see :meth:`StopController.of`)."""
@@ -96,25 +99,31 @@ class NonFiniteLossGuard:
                                f"iteration {state.iteration}; stopping", self.source)
 
     def attach(self, trainer: Any, min_epochs: int = 0, min_steps: int = 0) -> NonFiniteLossGuard:
-        """Standalone use in a plain Ignite app: check after every iteration, sync across ranks, and
-        terminate every rank on the same iteration (after ``min_epochs`` / ``min_steps`` as any stop)."""
-        from ignite.engine import Events
+        """Standalone use in a plain Ignite app: check after every iteration; the trainer's loop syncs the
+        stop across ranks and ends the run on every rank after the same iteration (a non-finite loss does
+        not wait for ``min_epochs`` / ``min_steps``; other stop requests do)."""
+        from .loop import TrainingLoop
 
-        controller = StopController.of_or_new(trainer, min_epochs=min_epochs, min_steps=min_steps,
-                                              caller="NonFiniteLossGuard.attach")
-        self.bind(controller)
-
-        def maybe_terminate(engine: Any, epochs_done: int) -> None:
-            if controller.pending is not None and not engine.should_terminate and \
-                    controller.should_stop(epochs_done, engine.state.iteration):
-                controller.finish()
-                engine.terminate()
-
-        def iteration_completed(engine: Any) -> None:
-            self.check(engine)
-            controller.sync()
-            maybe_terminate(engine, engine.state.epoch - 1)
-
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, iteration_completed)
-        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: maybe_terminate(engine, engine.state.epoch))
+        loop = TrainingLoop.of_or_attach(trainer)
+        if self._loop is not None and self._loop is not loop:
+            raise ValueError("NonFiniteLossGuard is already attached to another trainer; make one per trainer")
+        loop.controller.set_minimums(min_epochs, min_steps, caller="NonFiniteLossGuard.attach")
+        loop.add("nan_guard", self)
+        self.bind(loop.controller)
+        self._loop = loop
         return self
+
+    def check_batch(self, engine: Any) -> None:
+        """The per-batch check the trainer's loop runs (after the user's ``ITERATION_COMPLETED`` handlers)."""
+        self.check(engine, self._controller)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's loop state (see :meth:`~ignite_speed.loop.TrainingLoop.state_dict`)."""
+        if self._loop is None:
+            raise RuntimeError("NonFiniteLossGuard is not attached to a trainer: call attach(trainer) first")
+        return self._loop.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._loop is None:
+            raise RuntimeError("NonFiniteLossGuard is not attached to a trainer: call attach(trainer) first")
+        self._loop.load_state_dict(state)

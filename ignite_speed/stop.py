@@ -112,13 +112,21 @@ class StopController:
         ``caller`` names the handler in the error raised when its minimums contradict the existing ones."""
         controller = cls.of(trainer)
         if controller is None:
-            controller = cls(min_epochs=min_epochs, min_steps=min_steps)
+            controller = cls()
             controller.bind(trainer)
-        elif (min_epochs and min_epochs != controller.min_epochs) or (min_steps and min_steps != controller.min_steps):
-            raise ValueError(f"{caller}(min_epochs={min_epochs}, min_steps={min_steps}) conflicts with the trainer's "
-                             f"stop controller (min_epochs={controller.min_epochs}, min_steps={controller.min_steps}); "
-                             f"give the minimums once")
+        controller.set_minimums(min_epochs, min_steps, caller=caller)
         return controller
+
+    def set_minimums(self, min_epochs: int = 0, min_steps: int = 0, *, caller: str) -> None:
+        """Set ``min_epochs``/``min_steps`` given by a handler (0: not given). Two handlers that give
+        different non-zero values conflict: ``caller`` is named in the error."""
+        if (min_epochs and self.min_epochs and min_epochs != self.min_epochs) or \
+                (min_steps and self.min_steps and min_steps != self.min_steps):
+            raise ValueError(f"{caller}(min_epochs={min_epochs}, min_steps={min_steps}) conflicts with the trainer's "
+                             f"stop controller (min_epochs={self.min_epochs}, min_steps={self.min_steps}); "
+                             f"give the minimums once")
+        self.min_epochs = int(min_epochs or self.min_epochs)
+        self.min_steps = int(min_steps or self.min_steps)
 
     # ------------------------------------------------------------------ requests
     def request(self, reason: StopReason | str, message: str, source: str | None = None) -> None:

@@ -1,4 +1,4 @@
-"""``max_time``: a training-time budget measured on a monotonic clock.
+"""``max_time``: a training-time budget measured on a monotonic clock (:class:`TimeBudget`).
 
 Counted from training start (after the sanity check), validation included; the elapsed time is part
 of the state, so a resumed run continues the same budget. In distributed runs only rank 0's clock
@@ -7,44 +7,54 @@ decides (the stop controller syncs its request), so ranks with drifting clocks c
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import datetime
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["TrainingClock"]
+from .clock import TrainingClock
+from .durations import parse_duration
+from .loop import LoopHandler
+from .stop import StopReason
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import TrainingLoop
+
+__all__ = ["TrainingClock", "TimeBudget"]
 
 
-class TrainingClock:
-    """Elapsed training time: an offset (restored from a checkpoint) plus the running segment."""
+class TimeBudget(LoopHandler):
+    """Stop training once ``max_time`` of training has elapsed (Lightning's ``max_time``).
 
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self._started_at: float | None = None
+    Checked after every training batch (a clock read, on rank 0 only in distributed runs: the stop is
+    synced to every rank) and at the start of a run; the run ends after the batch that crosses the budget,
+    after ``min_epochs``/``min_steps`` like any stop request. Validation time counts; the sanity check does not.
 
-    def start(self) -> None:
-        if self._started_at is None:
-            self._started_at = time.monotonic()
+    Args:
+        max_time: ``"DD:HH:MM:SS"``, a dict such as ``{"minutes": 5}``, a ``timedelta`` or seconds.
+    """
 
-    def pause(self) -> None:
-        if self._started_at is not None:
-            self.offset += time.monotonic() - self._started_at
-            self._started_at = None
+    concern = "time_budget"
 
-    def reset(self) -> None:
-        self.offset = 0.0
-        self._started_at = None
+    def __init__(self, max_time: Any) -> None:
+        super().__init__()
+        budget = parse_duration(max_time, "max_time")
+        if budget is None:
+            raise ValueError("TimeBudget(max_time=None): accepted: a duration (\"DD:HH:MM:SS\", a dict such as "
+                             "{\"minutes\": 5}, a timedelta or seconds)")
+        self.max_time: datetime.timedelta = budget
+        self.seconds = budget.total_seconds()
 
-    @property
-    def running(self) -> bool:
-        return self._started_at is not None
+    def __repr__(self) -> str:
+        return f"TimeBudget(max_time={self.max_time})"
 
-    def elapsed(self) -> float:
-        if self._started_at is None:
-            return self.offset
-        return self.offset + (time.monotonic() - self._started_at)
+    def check_batch(self, engine: Any) -> None:
+        loop = self._loop
+        assert loop is not None
+        if loop.is_rank_zero and loop.clock.elapsed() >= self.seconds:
+            self.check(loop)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"elapsed": self.elapsed()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.offset = float(state.get("elapsed", 0.0))
-        self._started_at = None
+    def check(self, loop: TrainingLoop) -> None:
+        """Request the stop when the budget is spent (only rank 0's clock decides)."""
+        elapsed = loop.clock.elapsed()
+        if loop.is_rank_zero and elapsed >= self.seconds:
+            loop.controller.request(StopReason.MAX_TIME, f"max_time={self.max_time} reached after {elapsed:.3f} s of "
+                                    f"training", "max_time")

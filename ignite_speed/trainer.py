@@ -152,4 +152,6 @@ def create_trainer(
     trainer = DeterministicEngine(update) if deterministic else Engine(update)
     window.attach(trainer, optimizer_step)
     trainer.speed_precision = precision  # type: ignore[attr-defined]
+    # standalone loop handlers count optimizer steps with it (attach_speedups reads the cfg)
+    trainer.speed_accumulate_grad_batches = k  # type: ignore[attr-defined]
     return trainer

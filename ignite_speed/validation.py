@@ -1,5 +1,7 @@
 """Validation scheduling (``val_check_interval``, ``check_val_every_n_epoch``) and the sanity check.
 
+:class:`ValidationSchedule` is the handler that runs the evaluator on that schedule during training.
+
 :class:`ValSchedule` is a small pure decision object: given the loop counters after a training batch,
 should validation run now? It follows Lightning 2.x's per-batch rules (see docs/validation.rst).
 :func:`run_evaluator` and :func:`run_sanity_check` run an Ignite evaluator on a limited number of
@@ -17,10 +19,12 @@ from typing import Any
 from ignite.engine import Engine
 
 from ._compat import prepare_engine_rerun
+from .data import data_length, sequential_copy
 from .durations import BatchLimit
+from .loop import LoopHandler
 from .progress import Progress
 
-__all__ = ["ValSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
+__all__ = ["ValSchedule", "ValidationSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
 
 INF = math.inf
 
@@ -122,3 +126,131 @@ def run_sanity_check(evaluator: Engine, data: Any, n_batches: int | None) -> int
     with _isolated_rng():
         shadow.run(data, max_epochs=1, epoch_length=n_batches)
     return counted[0]
+
+
+class ValidationSchedule(LoopHandler):
+    """Run ``evaluator`` on ``val_data`` on Lightning's validation schedule while the trainer trains.
+
+    Args:
+        evaluator: the validation :class:`~ignite.engine.Engine` (keep its metrics and handlers).
+        val_data: the validation data (a ``DataLoader`` or any iterable).
+        val_check_interval: validate every fraction of an epoch (float), every n training batches (int), or
+            on a clock (a duration such as ``"00:00:10:00"``); ``None``: once per epoch.
+        check_val_every_n_epoch: validate in every n-th epoch; ``None`` counts an int ``val_check_interval``
+            across epochs.
+        num_sanity_val_steps: validation batches run through the evaluator's step before training (none of
+            its handlers, metrics discarded); ``-1``: all, ``0``: off.
+        limit_val_batches: batches per validation run and sanity check: a fraction or an int; ``0`` turns
+            validation off.
+
+    After each run the evaluator's metrics are kept (:attr:`last_metrics`): early stopping judges those,
+    whatever other handlers later run the evaluator on.
+    """
+
+    concern = "validation"
+
+    def __init__(self, evaluator: Engine, val_data: Any, val_check_interval: Any = None,
+                 check_val_every_n_epoch: int | None = 1, num_sanity_val_steps: int = 2,
+                 limit_val_batches: Any = None) -> None:
+        super().__init__()
+        if not isinstance(evaluator, Engine):
+            raise TypeError(f"ValidationSchedule(evaluator={type(evaluator).__name__}) is not an ignite Engine; "
+                            f"accepted: the Engine that runs validation")
+        if val_data is None:
+            raise ValueError("ValidationSchedule(val_data=None): accepted: the validation data (a DataLoader or an "
+                             "iterable); to turn validation off, set limit_val_batches=0")
+        from .config import SpeedConfig
+
+        cfg = SpeedConfig(val_check_interval=val_check_interval, check_val_every_n_epoch=check_val_every_n_epoch,
+                          num_sanity_val_steps=num_sanity_val_steps, limit_val_batches=limit_val_batches)
+        self._configure(evaluator, val_data, cfg.val_check_interval, cfg.check_val_every_n_epoch,
+                        cfg.num_sanity_val_steps, cfg.limit_val_batches, overfit=False)
+
+    @classmethod
+    def from_limits(cls, evaluator: Engine, val_data: Any, limits: Any) -> ValidationSchedule:
+        """The schedule of a config's effective limits (``fast_dev_run``/``overfit_batches`` applied);
+        ``val_data=None`` gives a schedule that never validates."""
+        schedule = cls.__new__(cls)
+        LoopHandler.__init__(schedule)
+        schedule._configure(evaluator, val_data, limits.val_check_interval, limits.check_val_every_n_epoch,
+                            limits.num_sanity_val_steps, limits.limit_val_batches, overfit=limits.overfit)
+        return schedule
+
+    def _configure(self, evaluator: Engine, val_data: Any, vci: BatchLimit | datetime.timedelta,
+                   every_n_epochs: int | None, sanity_steps: int, limit: BatchLimit, *, overfit: bool) -> None:
+        self.evaluator = evaluator
+        self.val_data = val_data
+        self.val_check_interval = vci
+        self.check_val_every_n_epoch = every_n_epochs
+        self.num_sanity_val_steps = sanity_steps
+        self.limit_val_batches = limit
+        self.overfit = overfit  # overfit_batches: validate on a sequential copy of the data
+        self.plan: ValSchedule | None = None  # resolved for the current run
+        self.time_based = False
+        self.last_val_end = 0.0  # training-clock time at which the last validation run ended
+        self.last_metrics: dict[str, Any] | None = None
+        self._loader: Any = None
+        self._batches: int | None = 0
+
+    def __repr__(self) -> str:
+        return (f"ValidationSchedule(val_check_interval={self.val_check_interval!r}, check_val_every_n_epoch="
+                f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r})")
+
+    @property
+    def configured(self) -> bool:
+        """Whether validation can run at all (data given, not limited to 0 batches, not empty)."""
+        return (self.val_data is not None and not self.limit_val_batches.is_zero
+                and data_length(self.val_data) != 0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.plan.enabled if self.plan is not None else self.configured
+
+    def _attached(self, loop: Any) -> None:
+        # refuse what can already be known to be wrong
+        if self.val_data is not None and not self.limit_val_batches.is_zero:
+            self.limit_val_batches.resolve(data_length(self.val_data), "limit_val_batches")
+
+    def prepare_run(self, train_batches: int | None, train_limit: BatchLimit) -> None:
+        """Resolve the schedule for a run of ``train_batches`` batches per epoch (``None``: unknown)."""
+        enabled = self.val_data is not None and not self.limit_val_batches.is_zero
+        self._loader, self._batches = None, 0
+        if enabled:
+            self._loader = sequential_copy(self.val_data, "val") if self.overfit else self.val_data
+            self._batches = self.limit_val_batches.resolve(data_length(self._loader), "limit_val_batches")
+            enabled = self._batches != 0
+        self.plan = resolve_val_schedule(self.val_check_interval, self.check_val_every_n_epoch,
+                                         train_batches=train_batches, train_limit=train_limit, enabled=enabled)
+        self.time_based = self.plan.interval_seconds is not None and self.plan.enabled
+
+    def sanity_check(self) -> None:
+        """The sanity check of a new run (before any training event)."""
+        plan, steps = self.plan, self.num_sanity_val_steps
+        if plan is None or not plan.enabled or steps == 0:
+            return
+        n = self._batches if steps == -1 else (steps if self._batches is None else min(steps, self._batches))
+        run_sanity_check(self.evaluator, self._loader, n)
+
+    def time_due(self, elapsed: float) -> bool:
+        assert self.plan is not None and self.plan.interval_seconds is not None
+        return elapsed - self.last_val_end >= self.plan.interval_seconds
+
+    def due_after_batch(self, progress: Progress, is_last: bool, stopping: bool, time_due: bool) -> bool:
+        assert self.plan is not None
+        return self.plan.after_batch(progress, is_last, False, stopping, INF if time_due else 0.0)
+
+    def due_at_exhaustion(self, progress: Progress) -> bool:
+        """Validate when a loader of unknown length is exhausted (``val_check_interval=1.0``)?"""
+        plan = self.plan
+        return plan is not None and plan.enabled and plan.check_batch == INF and plan.is_val_epoch(progress.epoch)
+
+    def validate(self) -> None:
+        """One validation run now; its metrics are kept in :attr:`last_metrics`."""
+        run_evaluator(self.evaluator, self._loader, self._batches)
+        self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})
+        self.last_val_end = self.loop.clock.elapsed()
+
+    def reset(self) -> None:
+        """A new run: no validation yet."""
+        self.last_val_end = 0.0
+        self.last_metrics = None

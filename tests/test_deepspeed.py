@@ -18,6 +18,8 @@ pytest.importorskip("deepspeed", reason="deepspeed is not installed (tox -e deep
 sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed_mp import JOBS, close, run_job  # noqa: E402
 
+pytestmark = pytest.mark.slow  # 2 gloo processes per job
+
 STAGES = ["deepspeed_stage_0", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3"]
 # DeepSpeed and DDP both average the all-reduced gradients and then run the same torch Adam (with
 # gradient_clipping=0.0; DeepSpeed's default 1.0 made the loss after 3 epochs 0.2987 vs DDP's 0.3325).

@@ -12,8 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ignite_speed.distributed import free_port
 from tests.helpers import run_job_process, run_job_processes
+
+pytestmark = pytest.mark.slow  # multi-process jobs (2 gloo processes)
 
 JOBS = Path(__file__).with_name("_dist_jobs.py")
 ROOT = JOBS.parent.parent

@@ -112,7 +112,8 @@ def test_case44_val_check_interval_half():
     assert (r.es.stopped_epoch, r.es.wait_count, r.es.best_score) == (1, 2, 1.0)
     assert r.es.stopping_reason is R.PATIENCE_EXHAUSTED
     assert r.controller.stop_reason is StopReason.EARLY_STOPPING
-    assert "did not improve for 2 checks" in r.es.stopping_reason_message
+    assert r.es.stopping_reason_message == ("Monitored metric val_loss did not improve in the last 2 records. "
+                                            "Best score: 1 (patience 2); stopping")
 
 
 def test_case45_check_val_every_2_epochs():
@@ -175,7 +176,8 @@ def test_case50_missing_monitor_not_strict_warns():
 def test_case51_nan_stops():
     r = run_es([3.0, 2.0, math.nan], monitor="val_loss", patience=10)
     assert (r.epochs, r.es.best_score, r.es.stopping_reason, r.es.stopped_epoch) == (3, 2.0, R.NON_FINITE_METRIC, 2)
-    assert "is not finite" in r.es.stopping_reason_message
+    assert r.es.stopping_reason_message == ("Monitored metric val_loss = nan is not finite. Previous best value was 2; "
+                                            "stopping")
 
 
 def test_case51_nan_without_check_finite_counts_as_no_improvement():
@@ -214,9 +216,10 @@ def test_case55_min_epochs_defers():
 
 
 def test_case56_min_steps_defers_to_mid_epoch():
-    # standalone: no extra validation at step 25 (attach_speedups runs it; see the speedups tests)
+    # as with attach_speedups (and Lightning 2.6.6): the stop at step 25 ends the partial epoch, whose
+    # EPOCH_COMPLETED handlers run, so the app's own validation runs once more and early stopping checks it
     r = run_es(CONSTANT, monitor="val_loss", patience=1, attach={"min_epochs": 1, "min_steps": 25})
-    assert (r.batches, r.val_at, r.epochs, r.es.stopped_epoch) == (25, [10, 20], 3, 1)
+    assert (r.batches, r.val_at, r.epochs, r.es.stopped_epoch, r.es.wait_count) == (25, [10, 20, 25], 3, 2, 2)
 
 
 def test_case57_reason_sticks_when_the_metric_improves_later():
@@ -332,7 +335,50 @@ def test_decide_first_three_fields_are_the_contract():
     should_stop, reason, message, *_ = decide(1.0, best=math.inf, wait=0, since=0, position=1,
                                               criteria=Criteria("val_loss"))
     assert (should_stop, reason) == (False, R.NOT_STOPPED)
-    assert message.startswith("val_loss improved by inf to 1")
+    assert message == "Metric val_loss improved. New best score: 1"
+
+
+def _decide_once(current, best=math.inf, wait=0, **criteria):
+    return decide(current, best=best, wait=wait, since=0, position=wait + 1, criteria=Criteria("val_loss", **criteria))
+
+
+@pytest.mark.parametrize("current,best,wait,criteria,reason,message", [
+    (math.nan, 0.5, 0, {}, R.NON_FINITE_METRIC,
+     "Monitored metric val_loss = nan is not finite. Previous best value was 0.5; stopping"),
+    (0.05, 0.5, 0, {"stopping_threshold": 0.1}, R.STOPPING_THRESHOLD,
+     "Stopping threshold reached: val_loss = 0.05 < stopping_threshold=0.1; stopping"),
+    (0.995, -math.inf, 0, {"mode": "max", "stopping_threshold": 0.99}, R.STOPPING_THRESHOLD,
+     "Stopping threshold reached: val_loss = 0.995 > stopping_threshold=0.99; stopping"),
+    (12.0, 0.5, 0, {"divergence_threshold": 10.0}, R.DIVERGENCE_THRESHOLD,
+     "Divergence threshold reached: val_loss = 12 > divergence_threshold=10; stopping"),
+    (0.1, 0.9, 0, {"mode": "max", "divergence_threshold": 0.2}, R.DIVERGENCE_THRESHOLD,
+     "Divergence threshold reached: val_loss = 0.1 < divergence_threshold=0.2; stopping"),
+    (0.4, 0.5, 1, {"min_delta": 0.05}, R.NOT_STOPPED,
+     "Metric val_loss improved by 0.1 > min_delta = 0.05. New best score: 0.4"),
+    (0.4, 0.5, 1, {"min_delta": 0.1, "min_delta_mode": "rel"}, R.NOT_STOPPED,
+     "Metric val_loss improved by 0.1 > min_delta = 0.1 x |best|. New best score: 0.4"),
+    (0.7, math.inf, 0, {}, R.NOT_STOPPED, "Metric val_loss improved. New best score: 0.7"),
+    (0.6, 0.5, 0, {"patience": 3}, R.NOT_STOPPED,
+     "Metric val_loss = 0.6 did not improve: 1 of patience 3 records without improvement. Best score: 0.5"),
+    (0.6, 0.5, 2, {"patience": 3}, R.PATIENCE_EXHAUSTED,
+     "Monitored metric val_loss did not improve in the last 3 records. Best score: 0.5 (patience 3); stopping"),
+    (0.6, 0.5, 1, {"patience": 2, "patience_unit": "epochs"}, R.PATIENCE_EXHAUSTED,
+     "Monitored metric val_loss did not improve in the last 2 epochs. Best score: 0.5 (patience 2); stopping"),
+    (0.6, 0.55, 0, {"patience": 1, "baseline": 0.5}, R.BASELINE_NOT_MET,
+     "Monitored metric val_loss did not beat baseline=0.5 in the last 1 records. Best score: 0.55; stopping"),
+])
+def test_decide_messages_start_with_lightnings_phrases(current, best, wait, criteria, reason, message):
+    """Lightning 2.6 EarlyStopping's reason strings begin "Monitored metric ... is not finite.", "Stopping
+    threshold reached:", "Divergence threshold reached:", "Monitored metric ... did not improve in the last N
+    records." and "Metric ... improved"; ours begin the same way and add the threshold, patience and min_delta."""
+    d = _decide_once(current, best, wait, **criteria)
+    assert (d.reason, d.message) == (reason, message)
+    assert d.should_stop is (reason is not R.NOT_STOPPED)
+
+
+def test_decide_warm_up_message():
+    d = decide(0.7, best=0.9, wait=0, since=0, position=1, criteria=Criteria("val_loss"), warmup=True)
+    assert d.message == "Metric val_loss = 0.7 during warm-up (start_from_epoch). Best score so far: 0.7"
 
 
 def test_decide_plus_inf_first_without_check_finite():
@@ -355,7 +401,8 @@ def test_decide_baseline_not_met():
     ds = _replay([0.9, 0.8, 0.7], baseline=0.5, patience=3)
     assert [d.wait_count for d in ds] == [1, 2, 3]
     assert ds[-1].reason is R.BASELINE_NOT_MET and ds[-1].best_score == 0.7
-    assert "has not beaten baseline=0.5" in ds[-1].message
+    assert ds[-1].message == ("Monitored metric m did not beat baseline=0.5 in the last 3 records. "
+                              "Best score: 0.7; stopping")
 
 
 def test_decide_baseline_met_then_patience():
@@ -578,8 +625,9 @@ def test_verbose_logs_with_reason(caplog):
     with caplog.at_level("INFO", logger="ignite_speed"):
         run_es(CONSTANT, monitor="val_loss", patience=1, verbose=True)
     text = caplog.text
-    assert "EarlyStopping: val_loss improved by inf to 1" in text
-    assert "did not improve for 1 checks" in text
+    assert "EarlyStopping: Metric val_loss improved. New best score: 1\n" in text
+    assert ("EarlyStopping: Monitored metric val_loss did not improve in the last 1 records. Best score: 1 "
+            "(patience 1); stopping") in text
 
 
 # ---------------------------------------------------------------------------------------------- non-finite loss

@@ -16,6 +16,8 @@ pytest.importorskip("fairscale", reason="fairscale is not installed (tox -e fair
 sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed_mp import JOBS, check_strategies, run_job  # noqa: E402
 
+pytestmark = pytest.mark.slow  # 2 gloo processes per job
+
 
 def test_ddp_sharded_matches_ddp_and_resumes(tmp_path: Path) -> None:
     # The job calls the default optimizer.zero_grad(); prepare's OSS keeps zeroed gradients, which is what

@@ -48,13 +48,12 @@ def test_precision_state_is_saved_with_the_speedups():
 
 
 def test_non_finite_loss_stops_at_once_despite_min_epochs():
-    model = torch.nn.Linear(1, 1)
     losses = iter([1.0, 2.0, float("nan")] + [1.0] * 100)
     trainer = Engine(lambda e, b: next(losses))
     sp = attach_speedups(trainer, None, dict(terminate_on_nan=True, min_epochs=3, max_epochs=5))
     trainer.run(loader(10))
     assert trainer.state.iteration == 3 and sp.stop_reason is StopReason.NON_FINITE_LOSS
-    assert model is not None
+    assert (sp.progress.epochs_done, sp.global_step) == (1, 3)  # the partial epoch ends, as in Lightning
 
 
 def test_create_trainer_restores_training_mode_but_keeps_frozen_submodules():

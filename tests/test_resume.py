@@ -21,6 +21,8 @@ from ignite_speed import StopReason, attach_speedups
 from tests import _resume_job
 from tests.helpers import loader, make_run
 
+pytestmark = pytest.mark.slow  # each case trains, is killed and resumes in forked processes
+
 _FORK = mp.get_context("fork")
 
 

@@ -139,7 +139,7 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
     if strategy in ("xla", "single_xla"):
         from .xla import prepare_xla
 
-        return prepare_xla(model, optimizer, names)
+        return prepare_xla(model, lambda moved: _make_optimizer(optimizer, moved, names))
     if strategy in DEEPSPEED:
         return _prepare_deepspeed(model, optimizer, cfg, strategy)
     device = _device(accelerator)

@@ -9,48 +9,15 @@ for ``accelerator="tpu"``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._xla_runtime import MIN_TORCH_XLA, _import_xla, install_xla_shims
+
 __all__ = ["install_xla_shims", "xla_optimizer", "prepare_xla", "launch_xla", "MIN_TORCH_XLA"]
-
-MIN_TORCH_XLA = (2, 1)
-
-# legacy xla_model name -> torch_xla.runtime name
-_SHIMS = {"xrt_world_size": "world_size", "get_ordinal": "global_ordinal", "get_local_ordinal": "local_ordinal"}
-
-
-def _import_xla() -> tuple[Any, Any]:
-    try:
-        import torch_xla
-        import torch_xla.core.xla_model as xm
-        import torch_xla.runtime as xr
-    except ImportError as exc:
-        raise ImportError("accelerator='tpu' needs torch_xla (pip install 'torch_xla>=2.1' with the matching torch); "
-                          f"importing it failed: {exc}") from exc
-    version = tuple(int(p) for p in torch_xla.__version__.split("+")[0].split(".")[:2] if p.isdigit())
-    if version and version < MIN_TORCH_XLA:
-        raise ImportError(f"torch_xla {torch_xla.__version__} is too old; accepted: >= "
-                          f"{'.'.join(map(str, MIN_TORCH_XLA))}")
-    return xm, xr
-
-
-def install_xla_shims(xla_model: Any = None, runtime: Any = None) -> list[str]:
-    """Add the ``xla_model`` functions ignite's ``xla-tpu`` backend calls and that torch-xla >= 2.8
-    removed, bound to their ``torch_xla.runtime`` replacements. Names that exist are left alone.
-    Returns the names added (empty on torch-xla < 2.8)."""
-    if xla_model is None or runtime is None:
-        xla_model, runtime = _import_xla()
-    added = []
-    for legacy, current in _SHIMS.items():
-        if not hasattr(xla_model, legacy) and hasattr(runtime, current):
-            setattr(xla_model, legacy, getattr(runtime, current))
-            added.append(legacy)
-    return added
-
 
 def xla_optimizer(optimizer: torch.optim.Optimizer, xla_model: Any = None, *, barrier: bool = True) -> torch.optim.Optimizer:
     """Make ``optimizer.step()`` all-reduce gradients across XLA replicas first (and cut the lazy
@@ -74,17 +41,17 @@ def xla_optimizer(optimizer: torch.optim.Optimizer, xla_model: Any = None, *, ba
     return optimizer
 
 
-def prepare_xla(model: nn.Module, optimizer: Any, names: Mapping[int, str]) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """Move ``model`` to this process's XLA device and wrap the optimizer with :func:`xla_optimizer`."""
+def prepare_xla(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+                ) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Move ``model`` to this process's XLA device and wrap the optimizer that ``make_optimizer(model)``
+    builds for it with :func:`xla_optimizer`."""
     xm, _ = _import_xla()
     install_xla_shims()
     import torch_xla
 
     device = torch_xla.device() if hasattr(torch_xla, "device") else xm.xla_device()
     model = model.to(device)
-    from .strategies import _make_optimizer
-
-    return model, xla_optimizer(_make_optimizer(optimizer, model, names), xm)
+    return model, xla_optimizer(make_optimizer(model), xm)
 
 
 def _xla_entry(index: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:

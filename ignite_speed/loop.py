@@ -1,0 +1,394 @@
+"""The training loop that the handlers of one trainer share: counters, decisions and the run's state.
+
+Every handler of :mod:`ignite_speed.handlers` attaches to the trainer's one :class:`TrainingLoop`
+(made by the first of them) and registers itself as a *concern* there: the loop limits, the
+training-batch limit, the validation schedule, the time budget, early stopping, the non-finite-loss
+guard. The loop alone adds event handlers to the trainer, so the per-batch cost does not grow with
+the number of handlers: two per training batch,
+
+* ``ITERATION_COMPLETED`` (first): count batches and optimizer steps;
+* ``ITERATION_COMPLETED`` (last, after the user's handlers): the concerns' per-batch checks, the
+  validation decision, ending the epoch or the run;
+
+and per epoch or run: ``EPOCH_STARTED`` (counters; the epoch's data iterator), ``EPOCH_COMPLETED``
+(the epoch-end decision), ``STARTED`` / ``COMPLETED`` (clock, a decision left pending by a checkpoint,
+the final reason). Setting up a run (:mod:`ignite_speed.loop_run`) happens in a wrapper of
+``trainer.run`` (see :meth:`TrainingLoop._wrap_run` for why it is needed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from ignite.engine import Engine, Events, State
+
+from ._compat import engine_is_done, engine_run_original, move_handler
+from .clock import TrainingClock
+from .loop_run import RunLimits, RunSetup, load_loop_state, loop_state_dict
+from .position import DataPosition, Stage
+from .progress import Progress
+from .resume import set_epoch_position
+from .stop import StopController, StopReason, StopRequest
+
+__all__ = ["TrainingLoop", "RunLimits", "LoopHandler"]
+
+_BATCH_PENDING, _IN_EPOCH = Stage.BATCH_PENDING, Stage.IN_EPOCH
+
+
+class TrainingLoop:
+    """The loop state and decisions of one trainer (get it with :meth:`of`; handlers make it).
+
+    Attributes:
+        controller: the trainer's :class:`~ignite_speed.stop.StopController`.
+        progress: loop counters with Lightning's meanings.
+        clock: elapsed training time (validation included; the sanity check excluded).
+        concerns: the attached handlers by concern (``"limits"``, ``"train_batches"``, ``"validation"``,
+            ``"time_budget"``, ``"early_stopping"``, ``"nan_guard"``).
+        accumulate: batches per optimizer step (``accumulate_grad_batches``).
+    """
+
+    _ATTR = "_ignite_speed_loop"
+    rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
+
+    def __init__(self, trainer: Engine) -> None:
+        self.trainer = trainer
+        self.controller = StopController.of_or_new(trainer, caller="TrainingLoop")
+        self.progress = Progress()
+        self.clock = TrainingClock()
+        self.position = DataPosition()
+        self.concerns: dict[str, Any] = {}
+        self.accumulate: int = int(getattr(trainer, "speed_accumulate_grad_batches", 1))
+        self.run_limits = RunLimits()
+        self.train_batches: int | None = None  # per epoch, for the current run (None: unknown)
+        self.fresh_iterator_each_epoch = False
+        self.world_size = 1
+        self.is_rank_zero = True
+        self.stage = Stage.BETWEEN
+        self.epoch_ended_early = False
+        self.end_after_epoch: StopRequest | None = None
+        self.replay: dict[str, Any] | None = None  # a loaded state, handed from run() to the STARTED handler
+        self.setup = RunSetup(self)
+        self._per_batch: list[Callable[[Engine], None]] = []
+        self._schedule: Any = None
+        self._attach()
+        setattr(trainer, self._ATTR, self)
+
+    # ------------------------------------------------------------------ one loop per trainer
+    @classmethod
+    def of(cls, trainer: Engine) -> TrainingLoop | None:
+        """The loop of ``trainer``, if a handler made one."""
+        return getattr(trainer, cls._ATTR, None)
+
+    @classmethod
+    def of_or_attach(cls, trainer: Engine) -> TrainingLoop:
+        if not isinstance(trainer, Engine):
+            raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
+        loop = cls.of(trainer)
+        return loop if loop is not None else cls(trainer)
+
+    def add(self, concern: str, handler: Any) -> None:
+        """Register ``handler`` for ``concern``; one handler per concern and trainer."""
+        old = self.concerns.get(concern)
+        if old is not None and old is not handler:
+            raise ValueError(f"{type(handler).__name__}.attach: this trainer already has a {type(old).__name__} "
+                             f"attached; attach one handler per concern (change the one attached instead)")
+        self.concerns[concern] = handler
+        self._refresh()
+
+    def remove(self, concern: str) -> None:
+        """Forget the handler of ``concern`` (``Speedups.extend`` replaces handlers with new settings)."""
+        self.concerns.pop(concern, None)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # what the per-batch decision reads, looked up once here rather than on every batch
+        self._per_batch = [h.check_batch for h in self.concerns.values() if hasattr(h, "check_batch")]
+        self._schedule = self.concerns.get("validation")
+
+    def get(self, concern: str) -> Any:
+        return self.concerns.get(concern)
+
+    # ------------------------------------------------------------------ requests from user code
+    def request_stop(self, message: str = "stop requested by user code") -> None:
+        self.controller.request(StopReason.USER_REQUEST, message, "user")
+
+    def end_epoch(self) -> None:
+        event = self.trainer.last_event_name
+        if event == Events.ITERATION_STARTED:
+            self.count_fetched_batch()  # fetched, not trained: no optimizer step
+        elif event != Events.ITERATION_COMPLETED:
+            raise RuntimeError(f"end_epoch() must be called from an ITERATION_STARTED or ITERATION_COMPLETED "
+                               f"handler of the trainer; it was called during {event}")
+        self.epoch_ended_early = True
+        self.trainer.terminate_epoch()
+
+    # ------------------------------------------------------------------ attaching
+    def _attach(self) -> None:
+        t, pos = self.trainer, self.position
+        t.add_event_handler(Events.STARTED, self._on_started)
+        t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_started)
+        t.add_event_handler(Events.EPOCH_STARTED, pos.on_epoch_data)
+        t.add_event_handler(Events.DATALOADER_STOP_ITERATION, pos.on_iterator_renewed)
+        t.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, pos.on_iterator_renewed)
+        t.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_pending)
+        t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_counted)
+        move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
+        t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_decide)
+        t.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_completed)
+        t.add_event_handler(Events.COMPLETED, self._on_completed)
+        self._wrap_run()
+
+    def _wrap_run(self) -> None:
+        # Why a wrapper of this one trainer's ``run``: the loop must see the arguments the user passed
+        # (Ignite's state cannot tell run(data) from run(data, max_epochs=1), and a config conflict must be
+        # refused), run the sanity check before any training event, and put a resumed trainer where the
+        # saved run stood before Ignite derives its position from ``iteration % epoch_length``.
+        original = engine_run_original(self.trainer)
+
+        @functools.wraps(original)
+        def run(data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None,
+                **kwargs: Any) -> State:
+            return self.setup.run(original, data, max_epochs, epoch_length, **kwargs)
+
+        self.trainer.run = run  # type: ignore[method-assign,assignment]
+
+    def keep_decisions_last(self) -> None:
+        """Handlers attached after the loop still run before the decisions of the same event."""
+        t = self.trainer
+        move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_decide, first=False)
+        move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_completed, first=False)
+        move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
+        move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_pending, first=True)
+        move_handler(t, Events.EPOCH_STARTED, self.position.on_epoch_data, first=False)
+
+    # ------------------------------------------------------------------ per-run handlers
+    def _on_started(self, engine: Engine) -> None:
+        self.clock.start()
+        self.position.need_iterator = True
+        replay, self.replay = self.replay, None
+        if replay is not None:
+            self.setup.complete_pending(engine, replay)
+            if engine.should_terminate:
+                return
+        else:
+            self.end_after_epoch = None
+            self.epoch_ended_early = False
+        self.check_time()
+        self.sync()
+        if self.controller.should_stop(self.progress.epochs_done, self.progress.global_step):
+            self.controller.finish()
+            engine.terminate()
+
+    def _on_epoch_pending(self, engine: Engine) -> None:
+        self.stage = Stage.EPOCH_PENDING
+
+    def _on_epoch_started(self, engine: Engine) -> None:
+        self.stage = Stage.IN_EPOCH
+        if self.position.resume_mid_epoch:
+            return  # a resumed epoch: its counters and flags come from the checkpoint
+        p = self.progress
+        p.epoch = engine.state.epoch - 1
+        p.batch_in_epoch = 0
+        self.epoch_ended_early = False
+        self.end_after_epoch = None
+
+    def is_last_batch(self) -> bool:
+        return self.train_batches is not None and self.progress.batch_in_epoch >= self.train_batches
+
+    def count_fetched_batch(self) -> None:
+        p = self.progress
+        p.batch_in_epoch += 1
+        p.total_batches += 1
+        self.position.fetched += 1
+
+    # ------------------------------------------------------------------ the hot path
+    def _on_iteration_counted(self, engine: Engine) -> None:
+        # kept to a few attribute updates (see benchmarks/overhead_tiny.py)
+        p = self.progress
+        n = p.batch_in_epoch = p.batch_in_epoch + 1
+        p.total_batches += 1
+        self.position.fetched += 1
+        self.stage = _BATCH_PENDING
+        if n % self.accumulate == 0 or (self.train_batches is not None and n >= self.train_batches):
+            p.global_step += 1
+
+    def check_time(self) -> None:
+        budget = self.concerns.get("time_budget")
+        if budget is not None:
+            budget.check(self)
+
+    def sync(self, extra: list[int] | None = None) -> None:
+        if self.world_size > 1 or self.controller.has_local_request:
+            self.controller.sync(self.world_size, extra or [])
+        else:
+            self.controller.last_extra = list(extra or [])
+
+    def _on_iteration_decide(self, engine: Engine, replay: bool = False) -> None:
+        # no work beyond a few comparisons unless something is due
+        self.stage = _IN_EPOCH
+        if self.epoch_ended_early:
+            return
+        p, controller = self.progress, self.controller
+        for check in self._per_batch:
+            check(engine)
+        schedule = self._schedule
+        time_due = False
+        if schedule is not None and schedule.time_based:
+            due = self.is_rank_zero and schedule.time_due(self.clock.elapsed())
+            self.sync([int(due)])
+            time_due = bool(controller.last_extra and controller.last_extra[0])
+        elif self.world_size > 1 or controller.has_local_request:
+            controller.sync(self.world_size)
+        stopping = controller.pending is not None and controller.should_stop(p.epochs_done, p.global_step)
+        if schedule is not None and schedule.due_after_batch(p, self.is_last_batch(), stopping, time_due):
+            self.validate_now()
+            stopping = controller.should_stop(p.epochs_done, p.global_step)
+        max_steps = self.run_limits.max_steps
+        if max_steps != -1 and p.global_step >= max_steps:
+            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"),
+                               replay)
+        elif stopping:
+            assert controller.pending is not None
+            self._end_training(controller.pending, replay)
+
+    def _end_training(self, request: StopRequest, replay: bool = False) -> None:
+        self.end_after_epoch = request
+        if not replay and not self.is_last_batch():
+            self.trainer.terminate_epoch()
+
+    def validate_now(self) -> None:
+        schedule = self.concerns["validation"]
+        schedule.validate()
+        self.progress.val_runs += 1
+        es = self.concerns.get("early_stopping")
+        if es is not None:
+            es.on_validation_end(self.trainer, schedule.evaluator, self.progress, schedule.last_metrics)
+
+    # ------------------------------------------------------------------ epoch end
+    def _on_epoch_completed(self, engine: Engine) -> None:
+        self._epoch_end_decision(engine)
+        self.stage = Stage.BETWEEN
+
+    def _epoch_end_decision(self, engine: Engine) -> None:
+        p, lim = self.progress, self.run_limits
+        schedule = self.concerns.get("validation")
+        ended_early = self.epoch_ended_early or self.end_after_epoch is not None
+        if self.train_batches is None and not ended_early:
+            # loader of unknown length, now exhausted: the pending optimizer step and the validation at exhaustion
+            if p.batch_in_epoch % self.accumulate != 0:
+                p.global_step += 1
+            if schedule is not None and schedule.due_at_exhaustion(p):
+                self.validate_now()
+        if p.batch_in_epoch == 0 and not ended_early:
+            # a one-shot generator/iterator is exhausted after one pass: end the run, do not count empty epochs
+            message = (f"the training data gave no batches in epoch {p.epoch} (0-based): a one-shot generator or "
+                       f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
+                       f"more epochs")
+            warnings.warn(message, UserWarning, stacklevel=2)
+            self._finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
+            return
+        p.epochs_done += 1
+        es = self.concerns.get("early_stopping")
+        if es is not None:
+            es.on_train_epoch_end(engine, p)
+        else:
+            self.sync()
+        request = self.end_after_epoch
+        if request is not None:
+            self._finish(request, terminate=True)
+        elif lim.max_steps != -1 and p.global_step >= lim.max_steps:
+            self._finish(StopRequest(StopReason.MAX_STEPS, f"max_steps={lim.max_steps} reached", "max_steps"),
+                         terminate=True)
+        elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
+            # terminate() too: after epochs ended early Ignite counts iterations and would run more epochs
+            self._finish(StopRequest(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs"),
+                         terminate=True)
+        elif self.controller.should_stop(p.epochs_done, p.global_step):
+            assert self.controller.pending is not None
+            self._finish(self.controller.pending, terminate=True)
+        else:
+            if lim.max_epochs == -1 and engine.state.max_epochs is not None and \
+                    engine.state.epoch >= engine.state.max_epochs:
+                # max_steps not reached after the epochs estimated from it (epochs ended early): one more
+                engine.state.max_epochs = engine.state.epoch + 1
+            if self.fresh_iterator_each_epoch and not self.epoch_ended_early:
+                # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
+                # (Ignite's epoch_length alone would continue the old one).
+                self.position.new_iterator(engine)
+
+    def _finish(self, request: StopRequest, *, terminate: bool) -> None:
+        self.position.creation_rng = None  # the run ends: Ignite drops its iterator, a continuation starts afresh
+        self.controller.finish(request.reason, request.message, request.source)
+        if terminate and not engine_is_done(self.trainer):
+            self.trainer.terminate()
+
+    def _on_completed(self, engine: Engine) -> None:
+        self.clock.pause()
+        if self.controller.final is None:
+            p, lim = self.progress, self.run_limits
+            if engine.should_terminate:
+                self.controller.finish(StopReason.USER_REQUEST, "trainer.terminate() was called", "user")
+            elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
+                self.controller.finish(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs")
+            else:
+                self.controller.finish(StopReason.DATA_EXHAUSTED, "the training data ran out before the limits "
+                                       "were reached", "data")
+        es = self.concerns.get("early_stopping")
+        if es is not None:
+            es.on_train_end(engine)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """All loop state as plain data (see :func:`~ignite_speed.loop_run.loop_state_dict`)."""
+        return loop_state_dict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; the next ``trainer.run()`` continues where the saved run stood."""
+        load_loop_state(self, state)
+
+    def position_at(self, epoch: int, batches_done: int) -> None:
+        set_epoch_position(self.trainer, epoch, batches_done)
+
+
+class LoopHandler:
+    """Base of the handlers that attach to a trainer's :class:`TrainingLoop` (one per ``concern``).
+
+    ``state_dict()`` is the whole loop's state (counters, stop controller, clock, data position and the
+    other handlers' state): any one attached handler in ``Checkpoint(to_save=...)`` resumes the run exactly.
+    """
+
+    concern: str = ""
+
+    def __init__(self) -> None:
+        self._loop: TrainingLoop | None = None
+
+    def attach(self, trainer: Engine) -> Any:
+        """Attach to ``trainer`` (a plain Ignite ``Engine``); returns ``self``."""
+        loop = TrainingLoop.of_or_attach(trainer)
+        if self._loop is not None and self._loop is not loop:
+            raise ValueError(f"{type(self).__name__} is already attached to another trainer; make one per trainer")
+        loop.add(self.concern, self)
+        self._loop = loop
+        self._attached(loop)
+        return self
+
+    def _attached(self, loop: TrainingLoop) -> None:
+        """What a handler checks or sets up once attached."""
+
+    @property
+    def loop(self) -> TrainingLoop:
+        if self._loop is None:
+            raise RuntimeError(f"{type(self).__name__} is not attached to a trainer: call attach(trainer) first")
+        return self._loop
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's loop state as plain data (see :meth:`TrainingLoop.state_dict`)."""
+        return self.loop.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; the next ``trainer.run()`` continues where the saved run stood."""
+        self.loop.load_state_dict(state)
