@@ -102,6 +102,43 @@ def all_reduce_flags(flags: list[int], timeout: datetime.timedelta | None = None
     return [int(v) for v in t.tolist()]
 
 
+class _Done:
+    """A finished reduction (the backend had no asynchronous one)."""
+
+    def __init__(self, flags: list[int]) -> None:
+        self.flags = flags
+
+    def wait(self) -> list[int]:
+        return self.flags
+
+
+class _Pending:
+    """An asynchronous reduction on the stop group: read its result with :meth:`wait`."""
+
+    def __init__(self, work: Any, tensor: Any) -> None:
+        self.work, self.tensor = work, tensor
+
+    def wait(self) -> list[int]:
+        self.work.wait()
+        return [int(v) for v in self.tensor.tolist()]
+
+
+def all_reduce_flags_async(flags: list[int]) -> Any:
+    """Start :func:`all_reduce_flags` without waiting; ``.wait()`` on the result returns the reduced flags.
+    Backends outside torch.distributed (``ignite.distributed``'s others) reduce at once."""
+    if get_world_size() <= 1:
+        return _Done(list(flags))
+    group = stop_group()
+    if group is None:
+        return _Done(all_reduce_flags(flags))
+    import ignite.distributed as idist
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(flags, dtype=torch.int64, device=idist.device())
+    return _Pending(dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group, async_op=True), t)
+
+
 def gather_message(message: str | None, source: str | None) -> tuple[str, str]:
     """The (message, source) of the lowest rank that has one."""
     if get_world_size() <= 1:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,11 @@ from .stop import StopController, StopReason, StopRequest
 __all__ = ["TrainingLoop", "RunLimits", "LoopHandler"]
 
 _BATCH_PENDING, _IN_EPOCH = Stage.BATCH_PENDING, Stage.IN_EPOCH
+# Distributed runs: the ranks agree on stop requests about this often (a stop that starts on one rank
+# lands at most two agreement intervals later, on the same batch on every rank) ...
+AGREEMENT_SECONDS = 0.05
+# ... and at least every this many batches.
+MAX_AGREEMENT_INTERVAL = 64
 
 
 class TrainingLoop:
@@ -73,7 +79,14 @@ class TrainingLoop:
         self.replay: dict[str, Any] | None = None  # a loaded state, handed from run() to the STARTED handler
         self.setup = RunSetup(self)
         self._per_batch: list[Callable[[Engine], None]] = []
+        self._flushes: list[Callable[[Engine], None]] = []
         self._schedule: Any = None
+        # Ranks agree on stop requests at agreement batches only (no collective on the other batches): the
+        # sync started at one is read at the next, whose batch the ranks agreed on in that sync.
+        self.sync_every_n_batches: int | None = None  # None: about every AGREEMENT_SECONDS
+        self._next_agreement = 1  # total_batches at the next agreement
+        self._agreed_at: tuple[int, float] | None = None  # (total_batches, monotonic time) of the last one
+        self._interval = 1
         self._attach()
         setattr(trainer, self._ATTR, self)
 
@@ -107,6 +120,7 @@ class TrainingLoop:
     def _refresh(self) -> None:
         # what the per-batch decision reads, looked up once here rather than on every batch
         self._per_batch = [h.check_batch for h in self.concerns.values() if hasattr(h, "check_batch")]
+        self._flushes = [h.flush for h in self.concerns.values() if hasattr(h, "flush")]
         self._schedule = self.concerns.get("validation")
 
     def get(self, concern: str) -> Any:
@@ -169,6 +183,9 @@ class TrainingLoop:
     def _on_started(self, engine: Engine) -> None:
         self.clock.start()
         self.position.need_iterator = True
+        self._next_agreement = self.progress.total_batches + 1
+        self._agreed_at = None
+        self._interval = 1  # batches between agreements, as last agreed
         replay, self.replay = self.replay, None
         if replay is not None:
             self.setup.complete_pending(engine, replay)
@@ -237,12 +254,12 @@ class TrainingLoop:
             check(engine)
         schedule = self._schedule
         time_due = False
-        if schedule is not None and schedule.time_based:
-            due = self.is_rank_zero and schedule.time_due(self.clock.elapsed())
-            self.sync([int(due)])
-            time_due = bool(controller.last_extra and controller.last_extra[0])
-        elif self.world_size > 1 or controller.has_local_request:
-            controller.sync(self.world_size)
+        if p.total_batches >= self._next_agreement:
+            time_due = self._agree(engine)
+        elif controller.has_local_request and self.world_size <= 1:
+            controller.sync(1)
+        if self.world_size <= 1 and schedule is not None and schedule.time_based:
+            time_due = schedule.time_due(self.clock.elapsed())
         stopping = controller.pending is not None and controller.should_stop(p.epochs_done, p.global_step)
         if schedule is not None and schedule.due_after_batch(p, self.is_last_batch(), stopping, time_due):
             self.validate_now()
@@ -254,6 +271,37 @@ class TrainingLoop:
         elif stopping:
             assert controller.pending is not None
             self._end_training(controller.pending, replay)
+
+    def _agree(self, engine: Engine) -> bool:
+        """At an agreement batch (the same on every rank): the checks deferred to here (a device-side
+        non-finite flag) report, and in a distributed run the sync started at the previous agreement
+        batch is completed and the next one started, without waiting. Returns whether a time-based
+        validation is due (rank 0's clock decides)."""
+        controller, p = self.controller, self.progress
+        for flush in self._flushes:
+            flush(engine)
+        now = time.monotonic()
+        if self._agreed_at is not None and p.total_batches > self._agreed_at[0]:
+            per_batch = (now - self._agreed_at[1]) / (p.total_batches - self._agreed_at[0])
+            proposal = min(MAX_AGREEMENT_INTERVAL, max(1, int(AGREEMENT_SECONDS / max(per_batch, 1e-9))))
+        else:
+            proposal = 1
+        self._agreed_at = (p.total_batches, now)
+        if self.world_size <= 1:
+            if controller.has_local_request:
+                controller.sync(1)
+            self._next_agreement = p.total_batches + (self.sync_every_n_batches or proposal)
+            return False
+        time_due = False
+        if controller.sync_in_flight:  # (a blocking sync since, at an epoch end say, completed it already)
+            controller.finish_sync()
+            time_due, self._interval = bool(controller.last_extra[0]), max(1, controller.last_extra[1])
+        schedule = self._schedule
+        due_here = schedule is not None and schedule.time_based and self.is_rank_zero and \
+            schedule.time_due(self.clock.elapsed())
+        controller.start_sync(self.world_size, [int(due_here), self.sync_every_n_batches or proposal])
+        self._next_agreement = p.total_batches + self._interval
+        return time_due
 
     def _end_training(self, request: StopRequest, replay: bool = False) -> None:
         self.end_after_epoch = request
@@ -292,6 +340,8 @@ class TrainingLoop:
             self._finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
             return
         p.epochs_done += 1
+        for flush in self._flushes:  # checks deferred to an agreement report before the epoch-end decision
+            flush(engine)
         es = self.concerns.get("early_stopping")
         if es is not None:
             es.on_train_epoch_end(engine, p)

@@ -79,6 +79,11 @@ class NonFiniteLossGuard:
         self.output_transform = output_transform
         self._controller: StopController | None = None
         self._loop: Any = None
+        # accelerator tensors are not read on the host per batch: a device-side "some element was not finite"
+        # flag, and the iterations it covers, wait for flush()
+        self._device_bad: torch.Tensor | None = None
+        self._device_since: tuple[int, int] | None = None  # (epoch, iteration) of the first batch it covers
+        self._copy: tuple[torch.Tensor, Any, tuple[int, int], int] | None = None  # flag on its way to the host
 
     def bind(self, controller: StopController) -> None:
         """Send requests to ``controller`` (otherwise: the trainer's, see :meth:`StopController.of`)."""
@@ -114,8 +119,63 @@ class NonFiniteLossGuard:
         return self
 
     def check_batch(self, engine: Any) -> None:
-        """The per-batch check the trainer's loop runs (after the user's ``ITERATION_COMPLETED`` handlers)."""
-        self.check(engine, self._controller)
+        """The per-batch check the trainer's loop runs (after the user's ``ITERATION_COMPLETED`` handlers).
+
+        Numbers and CPU tensors are checked now; tensors on an accelerator only add to a flag on their
+        device, which :meth:`flush` reads at the loop's next agreement batch (no host read per batch)."""
+        value = self.output_transform(engine.state.output)
+        if type(value) is float:  # the common case (loss.item()): no tree walk
+            if not math.isfinite(value):
+                self._request(engine, repr(value))
+            return
+        on_host: list[Any] = []
+        for leaf in _leaves(value):
+            if isinstance(leaf, torch.Tensor) and leaf.device.type != "cpu":
+                bad = ~torch.isfinite(leaf.detach()).all()
+                self._device_bad = bad if self._device_bad is None else self._device_bad | bad.to(self._device_bad)
+                if self._device_since is None:
+                    self._device_since = (max(engine.state.epoch - 1, 0), engine.state.iteration)
+            else:
+                on_host.append(leaf)
+        bad_host = first_non_finite(on_host)
+        if bad_host is not None:
+            self._request(engine, bad_host)
+
+    def flush(self, engine: Any) -> None:
+        """Report the device-side flag of earlier batches. On CUDA without waiting for the device: the flag
+        is copied to pinned host memory asynchronously, and a copy that has arrived by a later flush is read
+        there (no synchronizing host read in the loop). Other accelerators read it here."""
+        if self._copy is not None and self._copy[1].query():
+            host, _, first, last = self._copy
+            self._copy = None
+            if bool(host):
+                self._request_range(first, last)
+        flag, first_seen = self._device_bad, self._device_since
+        if flag is None or first_seen is None or self._copy is not None:
+            return  # nothing new, or the last copy is still on its way (the flag keeps accumulating)
+        self._device_bad = self._device_since = None
+        if flag.device.type != "cuda":
+            if bool(flag):
+                self._request_range(first_seen, engine.state.iteration)
+            return
+        host = torch.empty((), dtype=torch.bool, pin_memory=True)
+        host.copy_(flag, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._copy = (host, event, first_seen, engine.state.iteration)
+
+    def _request_range(self, first: tuple[int, int], last: int) -> None:
+        assert self._controller is not None
+        self._controller.request(StopReason.NON_FINITE_LOSS,
+                                 f"training loss is not finite (nan or inf) in iterations {first[1]}..{last} "
+                                 f"(the first in epoch {first[0]}, 0-based); stopping", self.source)
+
+    def _request(self, engine: Any, bad: str) -> None:
+        assert self._controller is not None
+        state = engine.state
+        self._controller.request(StopReason.NON_FINITE_LOSS, f"training loss is {bad} at epoch "
+                                 f"{max(state.epoch - 1, 0)} (0-based), iteration {state.iteration}; stopping",
+                                 self.source)
 
     def state_dict(self) -> dict[str, Any]:
         """The trainer's loop state (see :meth:`~ignite_speed.loop.TrainingLoop.state_dict`)."""

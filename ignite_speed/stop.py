@@ -92,6 +92,7 @@ class StopController:
         self._deferral_logged = False
         self.history: list[dict[str, str]] = []
         self.last_extra: list[int] = []
+        self._inflight: tuple[Any, dict[StopReason, StopRequest], int, int] | None = None
 
     # ------------------------------------------------------------------ one controller per trainer
     _ATTR = "_ignite_speed_stop_controller"
@@ -147,40 +148,78 @@ class StopController:
 
     def sync(self, world_size: int | None = None, extra: Sequence[int] = (),
              timeout: datetime.timedelta | None = None) -> StopRequest | None:
-        """Combine this decision point's requests of all ranks (one collective when distributed).
+        """Combine this decision point's requests of all ranks (one blocking collective when distributed).
 
         ``extra`` are small non-negative ints a stop source wants MAX-reduced in the same collective
         (early stopping sends its per-reason flags so that ranks agree on its reason too); the reduced
-        values are left in :attr:`last_extra`.
+        values are left in :attr:`last_extra`. A sync started with :meth:`start_sync` is completed first.
 
         Returns the pending request (sticky: the first synced request wins), or ``None``. Raises
         :class:`RankFailureError` when another rank signalled its failure (:meth:`signal_failure`).
         """
-        from ._dist import all_reduce_flags, gather_message, get_world_size
+        from ._dist import all_reduce_flags, get_world_size
 
         world_size = get_world_size() if world_size is None else world_size
-        extra = [int(v) for v in extra]
+        if self._inflight is not None:
+            self.finish_sync()
+        sent = dict(self._local)
+        if world_size <= 1:
+            self.last_extra = [int(v) for v in extra]
+            return self._combine([1 if r in sent else 0 for r in _PRIORITY], sent, 0, world_size)
+        flags = all_reduce_flags(self._encode(sent, extra), timeout)
+        return self._combine(flags, sent, len(extra), world_size)
+
+    def start_sync(self, world_size: int, extra: Sequence[int] = ()) -> None:
+        """Start combining the ranks' requests without waiting (an asynchronous collective, when the
+        backend has one); :meth:`finish_sync` completes it, on every rank at the same point of training.
+        Requests made in between go into the next sync."""
+        from ._dist import all_reduce_flags_async
+
+        if self._inflight is not None:
+            self.finish_sync()
+        sent = dict(self._local)
+        self._inflight = (all_reduce_flags_async(self._encode(sent, extra)), sent, len(extra), world_size)
+
+    @property
+    def sync_in_flight(self) -> bool:
+        return self._inflight is not None
+
+    def finish_sync(self) -> StopRequest | None:
+        """Complete the sync :meth:`start_sync` started (nothing to do when none is in flight); as :meth:`sync`."""
+        if self._inflight is None:
+            return self.pending
+        handle, sent, n_extra, world_size = self._inflight
+        self._inflight = None
+        return self._combine(handle.wait(), sent, n_extra, world_size)
+
+    @staticmethod
+    def _encode(sent: dict[StopReason, StopRequest], extra: Sequence[int]) -> list[int]:
+        flags = [1 if r in sent else 0 for r in _PRIORITY] + [int(v) for v in extra]
+        if len(flags) > _SYNC_FLAGS:
+            raise ValueError(f"sync(extra=...) takes at most {_SYNC_FLAGS - len(_PRIORITY)} values, got {len(extra)}")
+        return flags + [0] * (_SYNC_FLAGS - len(flags))
+
+    def _combine(self, flags: Sequence[int], sent: dict[StopReason, StopRequest], n_extra: int,
+                 world_size: int) -> StopRequest | None:
+        """Apply the reduced ``flags`` of a sync to which this rank sent the requests ``sent``."""
+        from ._dist import gather_message
+
         if world_size > 1:
-            flags = [1 if r in self._local else 0 for r in _PRIORITY] + extra
-            if len(flags) > _SYNC_FLAGS:
-                raise ValueError(f"sync(extra=...) takes at most {_SYNC_FLAGS - len(_PRIORITY)} values, got {len(extra)}")
-            flags = all_reduce_flags(flags + [0] * (_SYNC_FLAGS - len(flags)), timeout)
-            self.last_extra = flags[len(_PRIORITY):len(_PRIORITY) + len(extra)]
-            requested = [r for r, f in zip(_PRIORITY, flags) if f]
-        else:
-            self.last_extra = extra
-            requested = [r for r in _PRIORITY if r in self._local]
+            self.last_extra = [int(v) for v in flags[len(_PRIORITY):len(_PRIORITY) + n_extra]]
+        requested = [r for r, f in zip(_PRIORITY, flags) if f]
+        for reason, request in sent.items():  # what this sync carried; later requests wait for the next one
+            if self._local.get(reason) is request:
+                del self._local[reason]
         if not requested:
             return self.pending
         chosen = requested[0]
-        local = self._local.get(chosen)
+        local = sent.get(chosen)
         if world_size > 1:
             # agree on the message as well: the lowest rank that asked for the chosen reason speaks for all
             message, source = gather_message(local.message if local else None, local.source if local else None)
         else:
             assert local is not None
             message, source = local.message, local.source
-        self._local.clear()
         if chosen is StopReason.RANK_FAILURE and local is None:
             # another rank failed and takes part in no further collective: stop here, on every healthy rank
             self.finish(chosen, message, source)
@@ -198,6 +237,9 @@ class StopController:
         collective until the process group times out. Raises ``RuntimeError`` if they do not reach a
         sync within ``timeout`` (e.g. they wait in a DDP all-reduce that only the group timeout ends)."""
         self.request(StopReason.RANK_FAILURE, message, source)
+        # a started sync is not waited for: every rank posted it at the same batch, so it completes anyway,
+        # and the failure must go out now
+        self._inflight = None
         self.sync(world_size, timeout=timeout)
         self.finish(StopReason.RANK_FAILURE, message, source)
 

@@ -179,6 +179,7 @@ def job_ranks(local_rank: int, out_dir: str, name: str) -> None:
         from ignite_speed.speedups import attach_speedups
 
         speed = attach_speedups(trainer, cfg={"max_epochs": 5})
+        speed.loop.sync_every_n_batches = 2  # the ranks agree on stop requests every 2 batches
 
         @trainer.on(Events.ITERATION_COMPLETED(once=6))
         def _ask(engine: Engine) -> None:

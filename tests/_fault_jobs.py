@@ -29,15 +29,17 @@ from ignite_speed.speedups import Speedups, attach_speedups  # noqa: E402
 
 BATCHES = 4  # per epoch
 GROUP_TIMEOUT_S = 5  # the process group's collective timeout (the test asserts it is honoured)
+SYNC_EVERY = 2
 FAILURE_WAIT_S = 2  # Speedups.rank_failure_timeout in the DDP-backward case
 
 
 def _trainer(*, fail_at: int | None = None, fail_before_backward: bool = False, nan_at: int | None = None,
-             sleep_at: dict[int, float] | None = None) -> tuple[Engine, dict[str, float]]:
-    """A DDP-trained Linear(1, 1). On rank 1 only: raise at ``fail_at`` (after the DDP all-reduce, or
-    before it), or return a NaN loss at ``nan_at``. ``sleep_at`` maps iterations to seconds this rank sleeps."""
+             sleep_at: dict[int, float] | None = None, ddp: bool = True) -> tuple[Engine, dict[str, float]]:
+    """A DDP-trained Linear(1, 1) (``ddp=False``: each rank trains its own). On rank 1 only: raise at
+    ``fail_at`` (after the backward pass, or before it), or return a NaN loss at ``nan_at``. ``sleep_at``
+    maps iterations to seconds this rank sleeps."""
     torch.manual_seed(0)
-    model = idist.auto_model(torch.nn.Linear(1, 1))
+    model = idist.auto_model(torch.nn.Linear(1, 1)) if ddp else torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     rank = idist.get_rank()
     when: dict[str, float] = {}
@@ -51,7 +53,7 @@ def _trainer(*, fail_at: int | None = None, fail_before_backward: bool = False, 
         x = torch.full((2, 1), float(batch + rank))
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(model(x), 2 * x)
-        loss.backward()  # a DDP all-reduce
+        loss.backward()  # a DDP all-reduce (ddp=True)
         opt.step()
         if failing:
             when["raised"] = time.time()
@@ -89,6 +91,9 @@ def _scenario(cfg: dict[str, Any], *, request_at: int | None = None, metrics: di
 
     speed = attach_speedups(trainer, evaluator, cfg={"max_epochs": 10, **cfg},
                             val_data=[0, 1] if evaluator is not None else None)
+    # the ranks agree on stop requests every 2 batches (fixed, so that the stop batch is exact; by default
+    # the interval follows the step time)
+    speed.loop.sync_every_n_batches = SYNC_EVERY
     if request_at is not None and rank == 1:
         trainer.add_event_handler(Events.ITERATION_COMPLETED(once=request_at),
                                   lambda _: speed.request_stop("rank 1 asks to stop"))
@@ -145,13 +150,14 @@ def job_raise(local_rank: int, out_dir: str) -> None:
     """(e) rank 1's process function raises at iteration 5. The results are written, not raised, so
     that the launcher does not kill the other rank: the test sees what each rank did on its own."""
     rank = idist.get_rank()
-    results = {"after_backward": _scenario({}, fail_at=5)}
-    # the stop syncs stayed in step (the failed rank joined one): the group is still usable
-    results["group_usable"] = float(idist.all_reduce(1.0))
-    # before backward: rank 0 waits in DDP's all-reduce, which only the process-group timeout ends; rank 1
-    # waits FAILURE_WAIT_S for rank 0 to reach a stop sync. Last: the default group is broken afterwards.
     Speedups.rank_failure_timeout = datetime.timedelta(seconds=FAILURE_WAIT_S)
-    results["before_backward"] = _scenario({}, fail_at=5, fail_before_backward=True)
+    # no collective in the step: rank 0 trains on to its next stop agreement, where it learns of the failure
+    results = {"between_collectives": _scenario({}, fail_at=5, ddp=False)}
+    # the failed rank took part in that agreement's sync: the groups are still usable
+    results["group_usable"] = float(idist.all_reduce(1.0))
+    # a DDP step: rank 0 waits in DDP's all-reduce of its next step, which only the process-group timeout ends;
+    # rank 1 waits FAILURE_WAIT_S for rank 0 to reach a stop sync. Last: the default group is broken afterwards.
+    results["in_ddp"] = _scenario({}, fail_at=5)
     with open(os.path.join(out_dir, f"raise_{rank}.json"), "w") as fh:
         json.dump(results, fh)
 

@@ -84,8 +84,9 @@ def test_multinode_two_launches_over_loopback(tmp_path: Path) -> None:
     assert [(r["rank"], r["local_rank"], r["node_rank"]) for r in records] == [(0, 0, 0), (1, 0, 1)]
     assert all(r["world_size"] == 2 and r["nnodes"] == 2 for r in records)
     assert records[0]["params"] == records[1]["params"]
-    # rank 0 alone asks to stop at iteration 6: both ranks stop there, for the same reason.
-    assert [r["stopped_at"] for r in records] == [6, 6]
+    # rank 0 alone asks to stop at iteration 6 (an agreement batch, every 2): both ranks stop at the next
+    # agreement, for the same reason.
+    assert [r["stopped_at"] for r in records] == [8, 8]
     assert records[0]["stop_reason"] == records[1]["stop_reason"]
 
 
@@ -96,7 +97,7 @@ def test_torchrun_started_job_is_not_spawned_again(tmp_path: Path) -> None:
     assert all(r["main_process"] for r in records), "launch() spawned processes under torchrun"
     assert [r["rank"] for r in records] == [0, 1] and all(r["world_size"] == 2 for r in records)
     assert records[0]["params"] == records[1]["params"]
-    assert [r["stopped_at"] for r in records] == [6, 6]
+    assert [r["stopped_at"] for r in records] == [8, 8]  # asked at 6 on rank 0, agreed at the next agreement
 
 
 FINISH_TOGETHER_JOB = """

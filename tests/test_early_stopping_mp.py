@@ -24,9 +24,12 @@ import ignite.distributed as idist  # noqa: E402
 from ignite.engine import Engine, Events  # noqa: E402
 
 from ignite_speed.early_stopping import EarlyStopping  # noqa: E402
+from ignite_speed.loop import TrainingLoop  # noqa: E402
 from ignite_speed.nan_guard import NonFiniteLossGuard  # noqa: E402
 from ignite_speed.stop import StopController  # noqa: E402
 from tests.helpers import run_rank_job  # noqa: E402
+
+pytestmark = pytest.mark.slow  # 2 gloo processes per job
 
 JOB_TIMEOUT_S = 90
 BATCHES = 4  # per rank per epoch (Lightning's [DDP] case)
@@ -102,6 +105,7 @@ def _guard_scenario(nan_at: int) -> dict[str, Any]:
             engine.state.output = math.nan
 
     NonFiniteLossGuard().attach(trainer)
+    TrainingLoop.of(trainer).sync_every_n_batches = 2  # the ranks agree on stop requests every 2 batches
     trainer.run(list(range(BATCHES)), max_epochs=5)
     controller = StopController.of(trainer)
     assert controller is not None
@@ -186,7 +190,7 @@ def test_case63_any_rank_stops_all_and_ranks_agree_on_the_reason(divergent):
     r = _agree(divergent, "ddp63")
     assert (r["iteration"], r["stopped_epoch"], r["reason"]) == (12, 2, "PATIENCE_EXHAUSTED")  # global_step 12
     assert r["stop_reason"] == "early_stopping"
-    assert "did not improve for 2 checks" in r["message"]
+    assert r["message"].startswith("Monitored metric val_loss did not improve in the last 2 records. ")
     # the tallies stay rank-local (they follow each rank's own metric)
     assert (divergent[0]["ddp63"]["wait_count"], divergent[1]["ddp63"]["wait_count"]) == (0, 2)
     assert (divergent[0]["ddp63"]["best_score"], divergent[1]["ddp63"]["best_score"]) == (0.8, 1.0)
@@ -195,7 +199,7 @@ def test_case63_any_rank_stops_all_and_ranks_agree_on_the_reason(divergent):
 def test_nan_metric_on_one_rank_stops_both(divergent):
     r = _agree(divergent, "nan_rank1")
     assert (r["iteration"], r["stopped_epoch"], r["reason"]) == (8, 1, "NON_FINITE_METRIC")
-    assert "is not finite" in r["message"]
+    assert r["message"].startswith("Monitored metric val_loss = nan is not finite. ")
 
 
 def test_ranks_with_different_reasons_take_the_lowest_stopping_rank(divergent):
@@ -223,7 +227,8 @@ def test_min_epochs_deferral_ends_both_ranks_together(divergent):
 def test_non_finite_loss_on_one_rank_stops_both(divergent):
     r0, r1 = divergent[0]["guard"], divergent[1]["guard"]
     assert r0 == r1
-    assert (r0["iteration"], r0["stop_reason"]) == (5, "non_finite_loss")
+    # seen at 5 on rank 1; the sync of the agreement at 6 carries it, read at the next agreement
+    assert (r0["iteration"], r0["stop_reason"]) == (8, "non_finite_loss")
     assert "training loss is nan" in r0["stop_message"]
 
 
