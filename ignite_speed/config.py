@@ -128,6 +128,47 @@ def parse_devices(value: Any) -> int | list[int] | str:
     raise TypeError(f"{flag}={format_value(value)} has type {_type_name(value)}; accepted: {accepted}")
 
 
+# Lightning 2.6 ``Trainer.__init__`` flags that ignite-speed does not handle (it handles the loop-control,
+# data-limit, precision and distribution flags), with what to use in Ignite instead. ``plugins`` is here
+# for its values other than the 1.x strategy names, which are mapped (see _map_legacy).
+_LIGHTNING_OUT_OF_SCOPE: dict[str, str] = {
+    "logger": "attach an Ignite logger handler (ignite.handlers TensorboardLogger, WandBLogger, MLflowLogger, "
+              "...) to the trainer and evaluator",
+    "callbacks": "attach Ignite event handlers (trainer.add_event_handler); early stopping is the early_stopping "
+                 "flag, the Timer is max_time, ModelCheckpoint is ignite.handlers.Checkpoint",
+    "log_every_n_steps": "attach your logging handler to Events.ITERATION_COMPLETED(every=n)",
+    "enable_checkpointing": "attach ignite.handlers.Checkpoint (ignite_speed.distributed.checkpoint_objects "
+                            "gives its to_save entries for any strategy)",
+    "enable_progress_bar": "attach ignite.handlers.ProgressBar() to the trainer",
+    "enable_model_summary": "print(model), or a summary tool such as torchinfo",
+    "deterministic": "call torch.use_deterministic_algorithms(True) and seed with ignite.utils.manual_seed",
+    "benchmark": "set torch.backends.cudnn.benchmark yourself",
+    "inference_mode": "run your evaluator's step under torch.inference_mode() or torch.no_grad()",
+    "use_distributed_sampler": "shard the data with ignite_speed.distributed.prepare_dataloader (or a "
+                               "DistributedSampler of your own)",
+    "profiler": "attach ignite.handlers.BasicTimeProfiler or HandlersTimeProfiler, or use torch.profiler",
+    "detect_anomaly": "call torch.autograd.set_detect_anomaly(True)",
+    "barebones": "ignite-speed adds no logging, checkpointing or progress bar, so there is nothing to turn off",
+    "plugins": "only the Lightning 1.x strategy names 'ddp_sharded', 'deepspeed' and 'fsdp' are understood "
+               "(mapped to strategy=); precision is the precision flag, other plugins have no counterpart",
+    "sync_batchnorm": "convert the model with torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) before "
+                      "wrapping it",
+    "reload_dataloaders_every_n_epochs": "call trainer.set_data(new_loader) in an "
+                                         "Events.EPOCH_STARTED(every=n) handler",
+    "default_root_dir": "give the directory to your Checkpoint / logger handlers",
+    "enable_autolog_hparams": "log the hyperparameters with your logger handler",
+    "model_registry": "upload your checkpoints with your own code",
+}
+
+
+def _unknown_flag_message(key: str, known: list[str]) -> str:
+    if key in _LIGHTNING_OUT_OF_SCOPE:
+        return (f"{key!r} is a Lightning Trainer flag outside ignite-speed's scope (ignite-speed handles the loop "
+                f"limits, validation scheduling, data limits, early stopping, precision and distribution flags); "
+                f"in Ignite: {_LIGHTNING_OUT_OF_SCOPE[key]}")
+    return f"unknown ignite-speed flag {key!r}{_did_you_mean(key, known)} (known flags: {', '.join(known)})"
+
+
 def _did_you_mean(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -221,8 +262,7 @@ class SpeedConfig:
         flags = _map_legacy(dict(flags), known)
         for key in flags:
             if key not in known:
-                raise ValueError(f"unknown ignite-speed flag {key!r}{_did_you_mean(key, known)} "
-                                 f"(known flags: {', '.join(known)})")
+                raise ValueError(_unknown_flag_message(key, known))
         defaults = {f.name: f.default for f in dataclasses.fields(type(self)) if f.name != "explicit"}
         values = {**defaults, **flags}
         for name, value in values.items():
@@ -279,7 +319,14 @@ class SpeedConfig:
                     f"val_check_interval={vci_raw!r} is a fraction of an epoch, which needs epochs: with "
                     f"check_val_every_n_epoch=None give val_check_interval as an int number of batches "
                     f"(or a duration), or set check_val_every_n_epoch to an int >= 1")
-            s("val_check_interval", parse_batch_limit(vci_raw, "val_check_interval"))
+            vci = parse_batch_limit(vci_raw, "val_check_interval")
+            if vci.kind == "count" and vci.value == 0:
+                # Lightning 2.6 accepts it and fails with ZeroDivisionError at the first training batch
+                raise ValueError(
+                    f"val_check_interval={format_value(vci_raw)} would validate every 0 batches; accepted: an int "
+                    f">= 1 (validate every n training batches), a float in [0.0, 1.0] (a fraction of the epoch; "
+                    f"0.0 validates after every batch, as in Lightning), None (once per epoch), or a duration")
+            s("val_check_interval", vci)
 
         nsvs = _check_int(self.num_sanity_val_steps, "num_sanity_val_steps",
                           accepted="-1 (all batches), 0 (off) or an int >= 1")
@@ -380,11 +427,11 @@ class SpeedConfig:
         train, val = self.limit_train_batches, self.limit_val_batches
         test, predict = self.limit_test_batches, self.limit_predict_batches
         if overfit:
-            train = val = self.overfit_batches
+            train = val = dataclasses.replace(self.overfit_batches, source="overfit_batches")
         max_steps = self.max_steps
         max_epochs_defaulted = False
         if fdr:
-            n = BatchLimit("count", fdr)
+            n = BatchLimit("count", fdr, source="fast_dev_run")
             if not overfit:
                 train = val = n
             test = predict = n
@@ -489,6 +536,13 @@ def _map_legacy(flags: dict[str, Any], known: list[str]) -> dict[str, Any]:
     if "num_processes" in flags:
         nproc = flags.pop("num_processes")
         if nproc is not None:
+            # a number of CPU processes: not -1 or a list of indices, which devices= would take (GPUs)
+            accepted = "an int >= 1 (the number of CPU processes; a Lightning 1.x flag, mapped to devices)"
+            if isinstance(nproc, bool) or not isinstance(nproc, int):
+                raise TypeError(f"num_processes={format_value(nproc)} has type {_type_name(nproc)}; "
+                                f"accepted: {accepted}")
+            if nproc < 1:
+                raise ValueError(f"num_processes={nproc!r} is out of range; accepted: {accepted}")
             nproc_given = True
             put("devices", nproc, f"num_processes={nproc!r}")
             _warn_legacy(f"num_processes={nproc!r}", f"accelerator='cpu', devices={nproc!r}")
@@ -508,14 +562,16 @@ def _map_legacy(flags: dict[str, Any], known: list[str]) -> dict[str, Any]:
         flags["accelerator"] = "cpu"
     if "plugins" in flags:
         plugins = flags.pop("plugins")
+        scope = "plugins is a Lightning Trainer flag mostly outside ignite-speed's scope: "
         if plugins is not None and not isinstance(plugins, (str, list, tuple)):
-            raise TypeError(f"plugins={format_value(plugins)} has type {_type_name(plugins)}; accepted (Lightning 1.x): "
-                            f"a strategy name or a list of them ('ddp_sharded', 'deepspeed', 'fsdp')")
+            raise TypeError(f"plugins={format_value(plugins)} has type {_type_name(plugins)}; {scope}accepted: a "
+                            f"Lightning 1.x strategy name or a list of them ('ddp_sharded', 'deepspeed', 'fsdp'), "
+                            f"mapped to strategy=; precision is the precision flag, other plugins have no "
+                            f"counterpart")
         names = [plugins] if isinstance(plugins, str) else list(plugins or [])
         for name in names:
             if not isinstance(name, str) or name.lower() not in ("ddp_sharded", "deepspeed", "fsdp"):
-                raise ValueError(f"plugins={plugins!r}: only the Lightning 1.x strategy names 'ddp_sharded', "
-                                 f"'deepspeed' and 'fsdp' are understood (mapped to strategy=)")
+                raise ValueError(f"plugins={format_value(plugins)}: {scope}{_LIGHTNING_OUT_OF_SCOPE['plugins']}")
             put("strategy", name.lower(), f"plugins={plugins!r}")
             _warn_legacy(f"plugins={plugins!r}", f"strategy={name.lower()!r}")
     return flags

@@ -15,12 +15,17 @@ __all__ = ["data_length", "limited_length", "sequential_copy", "shuffles"]
 
 
 def data_length(data: Any) -> int | None:
-    """``len(data)``, or ``None`` for iterables without a (usable) length."""
+    """``len(data)``, or ``None`` for iterables without a (usable) length.
+
+    A ``__len__`` that raises ``TypeError`` (a DataLoader over an ``IterableDataset`` without a length)
+    or ``NotImplementedError`` (an abstract ``__len__``, e.g. some samplers and wrapped datasets) means
+    "no length", as in Lightning's ``has_len``.
+    """
     if data is None:
         return None
     try:
         return len(data)
-    except TypeError:  # IterableDataset loaders raise TypeError from __len__
+    except (TypeError, NotImplementedError):
         return None
 
 

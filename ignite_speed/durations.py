@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["BatchLimit", "parse_batch_limit", "parse_duration", "format_value"]
@@ -38,11 +38,15 @@ class BatchLimit:
     """How many batches of a loader to use.
 
     ``kind`` is ``"fraction"`` (``value`` in ``[0.0, 1.0]``, truncated against the loader's length)
-    or ``"count"`` (``value`` a non-negative int, capped at the loader's length).
+    or ``"count"`` (``value`` a non-negative int, capped at the loader's length). ``source`` names the
+    flag the limit came from when another flag's place is taken (``overfit_batches`` and ``fast_dev_run``
+    set the train and val limits), so that an error names the flag the user wrote; it takes no part in
+    comparisons.
     """
 
     kind: str
     value: float | int
+    source: str | None = field(default=None, compare=False)
 
     @classmethod
     def all(cls) -> BatchLimit:
@@ -62,6 +66,11 @@ class BatchLimit:
         Returns ``None`` for "the whole loader, length unknown". Raises ``ValueError`` naming ``flag``
         when a fraction cannot be applied (unknown length) or truncates to zero batches.
         """
+        name = flag
+        shown = f"{flag}={self.value!r}"
+        if self.source is not None and self.source != flag:
+            name = self.source
+            shown = f"{self.source}={self.value!r} (the {flag} it sets)"
         if length == 0:
             return 0
         if self.kind == "count":
@@ -72,14 +81,14 @@ class BatchLimit:
             if self.value == 0.0:
                 return 0
             raise ValueError(
-                f"{flag}={self.value!r} is a fraction, but the loader has no length (an IterableDataset or a "
+                f"{shown} is a fraction, but the loader has no length (an IterableDataset or a "
                 f"generator); accepted here: an int number of batches, 0, or 1.0 for all of it"
             )
         n = int(length * self.value)
         if n == 0 and self.value > 0:
             raise ValueError(
-                f"{flag}={self.value!r} of a loader with {length} batches is {length * self.value:.3g} < 1 batch; "
-                f"use at least {flag}={1.0 / length:.4g} or an int number of batches"
+                f"{shown} of a loader with {length} batches is {length * self.value:.3g} < 1 batch; "
+                f"use at least {name}={1.0 / length:.4g} or an int number of batches"
             )
         return n
 

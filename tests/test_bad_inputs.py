@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from ignite.engine import Events
+from torch.utils.data import DataLoader, TensorDataset
 
 from ignite_speed import StopReason, attach_speedups
 from tests.helpers import loader, make_run, stream_loader
@@ -86,3 +87,75 @@ def test_missing_metric_strict_raises_and_non_strict_skips():
                          dict(max_epochs=2, early_stopping={"monitor": "val_loss", "strict": False}), val_data=loader(2))
     run.trainer.run(loader(3))
     assert sp.stop_reason is StopReason.MAX_EPOCHS and run.total == 6
+
+
+class _LenNotImplementedLoader(DataLoader):
+    """A DataLoader whose ``__len__`` raises ``NotImplementedError`` (an abstract length): unsized, like an
+    ``IterableDataset`` loader, whose ``__len__`` raises ``TypeError``."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError("this loader has no length")
+
+
+def _len_not_implemented_loader(n_batches: int) -> DataLoader:
+    x = torch.arange(n_batches * 2, dtype=torch.float32).reshape(-1, 1)
+    return _LenNotImplementedLoader(TensorDataset(x, x.clone()), batch_size=2)
+
+
+@pytest.mark.xfail(strict=True, raises=NotImplementedError, reason=(
+    "loop core: Ignite's Engine.run calls len(data) when epoch_length is None and catches only TypeError "
+    "(Engine._get_data_length, Ignite 0.4 and 0.5); for an unsized training loader RunSetup.run (loop_run.py) "
+    "passes epoch_length=None, so the NotImplementedError of __len__ escapes from trainer.run"))
+def test_max_steps_on_a_loader_whose_len_is_not_implemented():
+    run = make_run()
+    sp = attach_speedups(run.trainer, None, dict(max_steps=6))
+    run.trainer.run(_len_not_implemented_loader(4))
+    assert run.batches_per_epoch == [4, 2] and sp.global_step == 6 and sp.stop_reason is StopReason.MAX_STEPS
+
+
+def test_max_steps_on_a_loader_whose_len_is_not_implemented_with_a_batch_count():
+    run = make_run()
+    sp = attach_speedups(run.trainer, run.evaluator, dict(max_steps=5, limit_train_batches=3, limit_val_batches=2),
+                         val_data=_len_not_implemented_loader(3))
+    run.trainer.run(_len_not_implemented_loader(4))
+    assert run.batches_per_epoch == [3, 2] and sp.global_step == 5 and sp.stop_reason is StopReason.MAX_STEPS
+    # the sanity check (2 batches) and the end of the first epoch validate 2 batches; the partial epoch does not
+    assert (run.sanity, run.val_at, run.val_batches) == (2, [3], [2])
+
+
+@pytest.mark.xfail(strict=True, raises=NotImplementedError, reason=(
+    "loop core: validation.run_evaluator (sanity check and validation) passes epoch_length=None for an "
+    "unsized val loader, and Ignite's Engine.run then calls len(data), catching only TypeError"))
+def test_validation_on_a_loader_whose_len_is_not_implemented():
+    run = make_run()
+    attach_speedups(run.trainer, run.evaluator, dict(max_epochs=1), val_data=_len_not_implemented_loader(3))
+    run.trainer.run(loader(4))
+    assert (run.sanity, run.val_at, run.val_batches) == (2, [4], [3])
+
+
+@pytest.mark.parametrize("flag", ["limit_train_batches", "limit_val_batches"])
+def test_fraction_of_a_loader_whose_len_is_not_implemented_is_refused(flag):
+    run = make_run()
+    train, val = loader(4), loader(3)
+    if flag == "limit_train_batches":
+        train = _len_not_implemented_loader(4)
+    else:
+        val = _len_not_implemented_loader(3)
+    with pytest.raises(ValueError, match=rf"^{flag}=0\.5 is a fraction, but the loader has no length"):
+        attach_speedups(run.trainer, run.evaluator, {"max_epochs": 1, flag: 0.5}, val_data=val)
+        run.trainer.run(train)
+    assert run.total == 0 and run.eval_calls == 0
+
+
+@pytest.mark.parametrize("flags,needle", [
+    ({"overfit_batches": 0.25}, r"^overfit_batches=0\.25 \(the limit_val_batches it sets\) of a loader with 3 "
+                                r"batches is 0\.75 < 1 batch; use at least overfit_batches=0\.3333"),
+    ({"overfit_batches": 0.5}, r"^overfit_batches=0\.5 \(the limit_train_batches it sets\) is a fraction, but the "
+                               r"loader has no length"),
+])
+def test_overfit_fraction_errors_name_overfit_batches(flags, needle):
+    """overfit_batches sets the train and val limits; an error about them names the flag the user wrote."""
+    run = make_run()
+    with pytest.raises(ValueError, match=needle):
+        attach_speedups(run.trainer, run.evaluator, {"max_epochs": 1, **flags}, val_data=loader(3))
+        run.trainer.run(stream_loader(4))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import re
 
 import pytest
 
@@ -57,6 +58,89 @@ def test_built_from_every_source(source_kind):
 def test_unknown_key_gets_a_suggestion():
     with pytest.raises(ValueError, match="did you mean 'max_epochs'"):
         SpeedConfig(max_epcohs=3)
+
+
+LIGHTNING_ONLY_FLAGS = [
+    "logger", "callbacks", "log_every_n_steps", "enable_checkpointing", "enable_progress_bar", "enable_model_summary",
+    "deterministic", "benchmark", "inference_mode", "use_distributed_sampler", "profiler", "detect_anomaly",
+    "barebones", "sync_batchnorm", "reload_dataloaders_every_n_epochs", "default_root_dir", "enable_autolog_hparams",
+    "model_registry",
+]
+
+
+@pytest.mark.parametrize("flag", LIGHTNING_ONLY_FLAGS)
+def test_lightning_flag_outside_scope_is_named_as_such(flag):
+    with pytest.raises(ValueError) as info:
+        SpeedConfig(**{flag: True})
+    text = str(info.value)
+    assert text.startswith(f"{flag!r} is a Lightning Trainer flag outside ignite-speed's scope")
+    assert "did you mean" not in text and "in Ignite: " in text
+
+
+@pytest.mark.parametrize("flag,hint", [
+    ("logger", "TensorboardLogger"), ("enable_progress_bar", "ProgressBar"), ("enable_checkpointing", "Checkpoint"),
+    ("log_every_n_steps", "Events.ITERATION_COMPLETED(every=n)"), ("callbacks", "add_event_handler"),
+    ("detect_anomaly", "torch.autograd.set_detect_anomaly(True)"),
+])
+def test_lightning_flag_outside_scope_says_what_to_use_in_ignite(flag, hint):
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        SpeedConfig(**{flag: 1})
+
+
+def test_every_lightning_trainer_flag_is_handled_or_named_out_of_scope():
+    """Lightning 2.6's Trainer.__init__ flags: each one is an ignite-speed flag, the mapped 1.x ``plugins``,
+    or refused as a Lightning flag outside the scope (never an unrelated "did you mean")."""
+    pl = pytest.importorskip("pytorch_lightning")
+    import inspect
+
+    params = [p for p in inspect.signature(pl.Trainer.__init__).parameters if p != "self"]
+    known = set(SpeedConfig.flag_names())
+    outside = [p for p in params if p not in known and p != "plugins"]
+    assert sorted(outside) == sorted(LIGHTNING_ONLY_FLAGS)
+    for flag in outside:
+        with pytest.raises(ValueError, match=f"^'{flag}' is a Lightning Trainer flag outside"):
+            SpeedConfig(**{flag: None})
+
+
+def test_plugins_other_than_strategy_names_are_named_out_of_scope():
+    with pytest.raises(ValueError, match=r"plugins=\['apex'\]: plugins is a Lightning Trainer flag mostly outside"):
+        SpeedConfig(plugins=["apex"])
+    with pytest.raises(TypeError, match=r"plugins=.* has type object; plugins is a Lightning Trainer flag"):
+        SpeedConfig(plugins=object())
+
+
+def test_unknown_flag_that_is_not_lightnings_still_gets_a_suggestion():
+    with pytest.raises(ValueError, match=r"unknown ignite-speed flag 'val_check_intervall'; did you mean "
+                                         r"'val_check_interval'\?"):
+        SpeedConfig(val_check_intervall=0.5)
+
+
+@pytest.mark.parametrize("value", [0, BatchLimit("count", 0)])
+def test_val_check_interval_zero_batches_is_refused(value):
+    """Lightning 2.6 accepts the int 0 and fails with ZeroDivisionError at the first training batch."""
+    with pytest.raises(ValueError) as info:
+        SpeedConfig(val_check_interval=value)
+    text = str(info.value)
+    assert text.startswith("val_check_interval=")
+    assert "accepted: an int >= 1" in text and "a float in [0.0, 1.0]" in text
+
+
+@pytest.mark.parametrize("flags", [{"val_check_interval": 0, "fast_dev_run": True},
+                                   {"val_check_interval": 0, "check_val_every_n_epoch": None}])
+def test_val_check_interval_zero_is_refused_in_every_combination(flags):
+    with pytest.raises(ValueError, match=r"^val_check_interval=0 would validate every 0 batches"):
+        SpeedConfig(**flags)
+
+
+def test_val_check_interval_zero_fraction_is_every_batch_as_in_lightning():
+    assert SpeedConfig(val_check_interval=0.0).val_check_interval == BatchLimit("fraction", 0.0)
+
+
+@pytest.mark.parametrize("value,exc", [(-1, ValueError), (0, ValueError), ([0, 1], TypeError), ("2", TypeError),
+                                       (2.0, TypeError)])
+def test_num_processes_is_a_number_of_cpu_processes(value, exc):
+    with pytest.raises(exc, match=rf"^num_processes={re.escape(repr(value))} "):
+        SpeedConfig(num_processes=value)
 
 
 def test_unbuildable_source():

@@ -30,7 +30,8 @@ def test_default_run_stops_early_and_reports_it(capsys):
     code, out, _ = run_main(capsys, "--no_progress")
     assert code == 0
     assert out.startswith("Run report")
-    assert report_value(out, "stopped because").startswith("early_stopping - val_acc did not improve for 6 checks")
+    assert report_value(out, "stopped because").startswith(
+        "early_stopping - Monitored metric val_acc did not improve in the last 6 records. Best score: ")
     assert report_value(out, "epochs") == "10 of max_epochs=40; 34 batches per epoch"
     assert report_value(out, "batches / steps") == \
         "340 batches, 340 optimizer steps of max_steps=no limit; max_time=0:02:00"
