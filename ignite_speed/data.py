@@ -1,7 +1,7 @@
 """Data limiting: how many batches each loader gives, and sequential copies for ``overfit_batches``.
 
-The trainer-side mechanics (a fresh iterator every epoch) live in :mod:`ignite_speed.speedups`;
-this module only answers questions about loaders.
+The trainer-side mechanics (a fresh iterator every epoch) live in :mod:`ignite_speed.loop`; this
+module answers questions about loaders.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from .durations import BatchLimit
 
-__all__ = ["data_length", "limited_length", "sequential_copy", "shuffles"]
+__all__ = ["data_length", "for_ignite", "limited_length", "sequential_copy", "shuffles"]
 
 
 def data_length(data: Any) -> int | None:
@@ -27,6 +27,33 @@ def data_length(data: Any) -> int | None:
         return len(data)
     except (TypeError, NotImplementedError):
         return None
+
+
+class UnsizedView:
+    """``data`` without its ``__len__`` (every other attribute is ``data``'s): what Ignite gets for a loader
+    whose ``__len__`` raises ``NotImplementedError``, since Ignite treats only a ``TypeError`` as "no length"."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __iter__(self) -> Any:
+        return iter(self.data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.data, name)
+
+
+def for_ignite(data: Any) -> Any:
+    """``data`` as ``Engine.run`` can take it: a loader whose length is unusable is passed as unsized."""
+    if data is None or isinstance(data, UnsizedView):
+        return data
+    try:
+        len(data)
+    except TypeError:
+        return data  # Ignite itself treats it as unsized
+    except NotImplementedError:
+        return UnsizedView(data)
+    return data
 
 
 def limited_length(data: Any, limit: BatchLimit, flag: str, *, length: int | None = None) -> int | None:

@@ -444,6 +444,7 @@ class EarlyStopping:
         self._evaluator: Any = None  # the evaluator whose runs are judged when no ValidationSchedule governs
         self._scheduled = False  # a ValidationSchedule governs this run: judge its validation runs only
         self._last_metrics: dict[str, Any] | None = None  # metrics of the last judged validation run
+        self._replayed_value: float | None = None
 
     # ------------------------------------------------------------------ description
     @property
@@ -523,6 +524,7 @@ class EarlyStopping:
         if metrics is None:
             metrics = getattr(getattr(evaluator, "state", None), "metrics", None) or {}
         self._last_metrics = dict(metrics)
+        self._replayed_value = None
         self._val_runs += 1
         if not self._on_epoch_end:
             self._check(trainer, progress)
@@ -535,17 +537,23 @@ class EarlyStopping:
         elif self._controller is not None:
             self._controller.sync()
 
-    def last_monitor_value(self) -> float | None:
-        """The monitor of the last judged validation run (saved with the loop: a resumed run's epoch-end
-        check reads it)."""
-        value = (self._last_metrics or {}).get(self.monitor)
+    def monitor_value_now(self, trainer: Any) -> float | None:
+        """The monitor a check would read now (the last judged validation run's, else the trainer's): saved
+        with the loop, since a resumed run may replay the check and metrics are in no checkpoint."""
         try:
-            return None if value is None else _to_float(value, self.monitor)
+            return self._read_monitor(trainer)
         except (TypeError, ValueError, RuntimeError):
             return None
 
     def restore_monitor_value(self, value: float) -> None:
+        """The monitor for a check the resumed run replays (see :meth:`monitor_value_now`): it stands in for
+        the last validation run's metrics, or for a trainer metric, until :meth:`end_replay`."""
         self._last_metrics = {self.monitor: float(value)}
+        self._replayed_value = float(value)
+
+    def end_replay(self) -> None:
+        """The resumed run made its pending decision: metrics are live again."""
+        self._replayed_value = None
 
     def reset(self) -> None:
         """Forget everything learnt (best score, patience, reason, best weights): for a fresh run."""
@@ -596,7 +604,7 @@ class EarlyStopping:
         metrics = getattr(getattr(trainer, "state", None), "metrics", None) or {}
         if self.monitor in metrics:
             return _to_float(metrics[self.monitor], self.monitor)
-        return None
+        return self._replayed_value  # a resumed run's replayed check of a trainer metric (not checkpointed)
 
     def _available(self, trainer: Any) -> list[str]:
         keys: list[str] = list(self._last_metrics or {})

@@ -38,6 +38,7 @@ from .stop import StopController, StopReason, StopRequest
 __all__ = ["TrainingLoop", "RunLimits", "LoopHandler"]
 
 _BATCH_PENDING, _IN_EPOCH = Stage.BATCH_PENDING, Stage.IN_EPOCH
+_TERMINATED_MESSAGE = "trainer.terminate() was called by a handler or user code (not by ignite-speed)"
 # Distributed runs: the ranks agree on stop requests about this often (a stop that starts on one rank
 # lands at most two agreement intervals later, on the same batch on every rank) ...
 AGREEMENT_SECONDS = 0.05
@@ -249,6 +250,9 @@ class TrainingLoop:
         self.stage = _IN_EPOCH
         if self.epoch_ended_early:
             return
+        if engine.should_terminate:
+            self._terminated_by_others(engine)
+            return
         p, controller = self.progress, self.controller
         for check in self._per_batch:
             check(engine)
@@ -263,6 +267,9 @@ class TrainingLoop:
         stopping = controller.pending is not None and controller.should_stop(p.epochs_done, p.global_step)
         if schedule is not None and schedule.due_after_batch(p, self.is_last_batch(), stopping, time_due):
             self.validate_now()
+            if engine.should_terminate:  # e.g. Ignite's EarlyStopping on the evaluator
+                self._terminated_by_others(engine)
+                return
             stopping = controller.should_stop(p.epochs_done, p.global_step)
         max_steps = self.run_limits.max_steps
         if max_steps != -1 and p.global_step >= max_steps:
@@ -303,6 +310,13 @@ class TrainingLoop:
         self._next_agreement = p.total_batches + self._interval
         return time_due
 
+    def _terminated_by_others(self, engine: Engine) -> None:
+        """Another handler (Ignite's ``EarlyStopping`` or ``TerminateOnNan``, user code) called
+        ``trainer.terminate()`` during this batch: end the run as a stop request would, with the partial
+        epoch ending and counting (so that ``Speedups.extend`` continues it exactly), whatever the minimums."""
+        engine.should_terminate = False
+        self._end_training(StopRequest(StopReason.TERMINATED, _TERMINATED_MESSAGE, "terminate"))
+
     def _end_training(self, request: StopRequest, replay: bool = False) -> None:
         self.end_after_epoch = request
         if not replay and not self.is_last_batch():
@@ -323,6 +337,9 @@ class TrainingLoop:
 
     def _epoch_end_decision(self, engine: Engine) -> None:
         p, lim = self.progress, self.run_limits
+        if engine.should_terminate and self.end_after_epoch is None:
+            # terminate() called by another EPOCH_COMPLETED handler (an evaluator run with Ignite's EarlyStopping)
+            self.end_after_epoch = StopRequest(StopReason.TERMINATED, _TERMINATED_MESSAGE, "terminate")
         schedule = self.concerns.get("validation")
         ended_early = self.epoch_ended_early or self.end_after_epoch is not None
         if self.train_batches is None and not ended_early:
@@ -342,6 +359,11 @@ class TrainingLoop:
         p.epochs_done += 1
         for flush in self._flushes:  # checks deferred to an agreement report before the epoch-end decision
             flush(engine)
+        # [time budget] the epoch's duration is recorded; max_time_mode "epoch"/"fit" may request the stop,
+        # synced just below so that the run ends at this boundary
+        budget = self.concerns.get("time_budget")
+        if budget is not None:
+            budget.check_epoch_end(self)
         es = self.concerns.get("early_stopping")
         if es is not None:
             es.on_train_epoch_end(engine, p)
@@ -381,7 +403,7 @@ class TrainingLoop:
         if self.controller.final is None:
             p, lim = self.progress, self.run_limits
             if engine.should_terminate:
-                self.controller.finish(StopReason.USER_REQUEST, "trainer.terminate() was called", "user")
+                self.controller.finish(StopReason.TERMINATED, _TERMINATED_MESSAGE, "terminate")
             elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
                 self.controller.finish(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs")
             else:

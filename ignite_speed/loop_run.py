@@ -17,7 +17,7 @@ from ignite.engine import Engine, State
 
 from . import _dist
 from ._logging import logger
-from .data import data_length, sequential_copy
+from .data import data_length, for_ignite, sequential_copy
 from .durations import BatchLimit
 from .position import Stage
 from .progress import Progress
@@ -32,6 +32,7 @@ __all__ = ["RunLimits", "RunSetup", "loop_state_dict", "load_loop_state"]
 # Ignite needs a number of epochs; "no limit" (-1) becomes this, which no run reaches.
 UNBOUNDED_EPOCHS = 2**31 - 1
 STATE_VERSION = 2
+_PENDING = (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)  # stages whose decision a resumed run replays
 _READABLE_VERSIONS = (1, 2)
 
 
@@ -61,6 +62,14 @@ class RunSetup:
         if new_run:
             if loop.progress.total_batches or loop.controller.final is not None:
                 self._reset_for_new_run()
+        elif self.loaded is None and loop.progress.total_batches != t.state.iteration:
+            # Ignite's state came from a checkpoint (Checkpoint.load_objects), the loop's did not: its counters,
+            # stop record and data position would be those of another point of training
+            raise RuntimeError(
+                f"the trainer was restored to iteration {t.state.iteration} (epoch {t.state.epoch}), but ignite-speed's "
+                f"state was not (it stands at iteration {loop.progress.total_batches}): add the Speedups object (or any "
+                f"attached ignite-speed handler) to Checkpoint(to_save={{'trainer': trainer, 'speedups': speedups, ...}}) "
+                f"and to Checkpoint.load_objects(to_load=...), then resume from a checkpoint written with it")
         elif loop.controller.final is not None:
             final = loop.controller.final
             raise RuntimeError(
@@ -71,6 +80,7 @@ class RunSetup:
         loop.world_size = _dist.get_world_size()
         loop.is_rank_zero = _dist.get_rank() == 0
 
+        data = for_ignite(data)
         full_length = epoch_length if epoch_length is not None else data_length(data)
         batch_limit = loop.get("train_batches")
         train_limit = batch_limit.limit if batch_limit is not None else BatchLimit.all()
@@ -193,6 +203,11 @@ class RunSetup:
                 f"the trainer's state (iteration={t.state.iteration}) and the speedups state (total_batches="
                 f"{p.total_batches}) are from different points of training; save and load them together (one "
                 f"Checkpoint with both)")
+        completed = p.epochs_done + (1 if loop.stage is Stage.EPOCH_PENDING else 0)
+        max_epochs = loop.run_limits.max_epochs
+        if max_epochs != -1 and completed > max_epochs:
+            raise ValueError(f"the checkpoint has {completed} epochs done, but max_epochs={max_epochs}: resume with "
+                             f"max_epochs >= {completed} (as saved), or start a new run")
         loop.replay = loaded
         loop.position.resume_iterator = True
         loop.position.resume_mid_epoch = loop.stage in (Stage.IN_EPOCH, Stage.BATCH_PENDING)
@@ -227,6 +242,8 @@ class RunSetup:
         elif loop.stage is Stage.EPOCH_PENDING:
             engine.state.epoch = p.epoch + 1
             loop._on_epoch_completed(engine)
+        if es is not None:
+            es.end_replay()
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -264,10 +281,12 @@ def loop_state_dict(loop: TrainingLoop) -> dict[str, Any]:
         "epoch_ended_early": bool(loop.epoch_ended_early),
         "rng": capture_rng(getattr(loop.trainer.state, "dataloader", None)),
         **loop.position.state_dict(),
-        "monitor_value": es.last_monitor_value() if es is not None and loop.progress.val_runs else None,
+        "monitor_value": es.monitor_value_now(loop.trainer) if es is not None and loop.stage in _PENDING else None,
     }
     if es is not None:
         state["early_stopping"] = es.state_dict()
+    # [concerns' own parts] e.g. the TimeBudget's epoch measurements, the ValidationSchedule's run record
+    state["concerns"] = {name: h.loop_state() for name, h in loop.concerns.items() if hasattr(h, "loop_state")}
     return state
 
 
@@ -288,7 +307,7 @@ def load_loop_state(loop: TrainingLoop, state: dict[str, Any]) -> None:
     if es is not None:
         if state.get("early_stopping") is not None:
             es.load_state_dict(state["early_stopping"])
-        if state.get("monitor_value") is not None:
+        if state.get("monitor_value") is not None and state.get("stage") in {s.value for s in _PENDING}:
             es.restore_monitor_value(float(state["monitor_value"]))
     loop.stage = Stage(str(state.get("stage", Stage.BETWEEN.value)))
     loop.end_after_epoch = StopRequest.from_dict(state.get("end_after_epoch"))
@@ -296,4 +315,8 @@ def load_loop_state(loop: TrainingLoop, state: dict[str, Any]) -> None:
     for request in state.get("local_requests") or []:
         loop.controller.request(request["reason"], request["message"], request["source"])
     loop.position.load_state_dict(state)
+    for name, part in (state.get("concerns") or {}).items():  # [concerns' own parts]
+        handler = loop.get(name)
+        if handler is not None and hasattr(handler, "load_loop_state"):
+            handler.load_loop_state(part)
     loop.setup.loaded = state

@@ -38,6 +38,7 @@ class StopReason(str, enum.Enum):
     EARLY_STOPPING = "early_stopping"
     NON_FINITE_LOSS = "non_finite_loss"
     USER_REQUEST = "user_request"
+    TERMINATED = "terminated"  # trainer.terminate() called by another handler or user code
     RANK_FAILURE = "rank_failure"
 
 

@@ -19,10 +19,11 @@ from typing import Any
 from ignite.engine import Engine
 
 from ._compat import prepare_engine_rerun
-from .data import data_length, sequential_copy
+from .data import data_length, for_ignite, sequential_copy
 from .durations import BatchLimit
 from .loop import LoopHandler
 from .progress import Progress
+from .report import ValidationRecord, numeric_metrics
 
 __all__ = ["ValSchedule", "ValidationSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
 
@@ -85,7 +86,7 @@ def resolve_val_schedule(vci: BatchLimit | datetime.timedelta, every_n_epochs: i
 def run_evaluator(evaluator: Engine, data: Any, n_batches: int | None) -> None:
     """One evaluator run over the first ``n_batches`` batches of a fresh iterator of ``data``."""
     prepare_engine_rerun(evaluator)
-    evaluator.run(data, max_epochs=1, epoch_length=n_batches)
+    evaluator.run(for_ignite(data), max_epochs=1, epoch_length=n_batches)
 
 
 @contextlib.contextmanager
@@ -124,7 +125,7 @@ def run_sanity_check(evaluator: Engine, data: Any, n_batches: int | None) -> int
     shadow = Engine(step)
     shadow.logger.disabled = True
     with _isolated_rng():
-        shadow.run(data, max_epochs=1, epoch_length=n_batches)
+        shadow.run(for_ignite(data), max_epochs=1, epoch_length=n_batches)
     return counted[0]
 
 
@@ -191,6 +192,10 @@ class ValidationSchedule(LoopHandler):
         self.last_metrics: dict[str, Any] | None = None
         self._loader: Any = None
         self._batches: int | None = 0
+        # [run record] every validation run of the run, the sanity check's duration (see ignite_speed.report)
+        self.runs: list[ValidationRecord] = []
+        self.sanity_seconds = 0.0
+        self.sanity_batches = 0
 
     def __repr__(self) -> str:
         return (f"ValidationSchedule(val_check_interval={self.val_check_interval!r}, check_val_every_n_epoch="
@@ -229,7 +234,10 @@ class ValidationSchedule(LoopHandler):
         if plan is None or not plan.enabled or steps == 0:
             return
         n = self._batches if steps == -1 else (steps if self._batches is None else min(steps, self._batches))
-        run_sanity_check(self.evaluator, self._loader, n)
+        now = self.loop.clock.time_source  # [run record] timed on the training clock's time source
+        started = now()
+        self.sanity_batches = run_sanity_check(self.evaluator, self._loader, n)
+        self.sanity_seconds = now() - started
 
     def time_due(self, elapsed: float) -> bool:
         assert self.plan is not None and self.plan.interval_seconds is not None
@@ -246,11 +254,26 @@ class ValidationSchedule(LoopHandler):
 
     def validate(self) -> None:
         """One validation run now; its metrics are kept in :attr:`last_metrics`."""
+        started = self.loop.clock.elapsed()
         run_evaluator(self.evaluator, self._loader, self._batches)
         self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})
         self.last_val_end = self.loop.clock.elapsed()
+        p = self.loop.progress  # [run record]
+        self.runs.append(ValidationRecord(p.epoch, p.global_step, p.total_batches, self.last_val_end,
+                                          self.last_val_end - started, numeric_metrics(self.last_metrics)))
 
     def reset(self) -> None:
         """A new run: no validation yet."""
         self.last_val_end = 0.0
         self.last_metrics = None
+        self.runs, self.sanity_seconds, self.sanity_batches = [], 0.0, 0
+
+    # [run record] saved in the loop state (TrainingLoop.state_dict()["concerns"]["validation"])
+    def loop_state(self) -> dict[str, Any]:
+        return {"runs": [r.to_dict() for r in self.runs], "sanity_seconds": self.sanity_seconds,
+                "sanity_batches": self.sanity_batches}
+
+    def load_loop_state(self, state: dict[str, Any]) -> None:
+        self.runs = [ValidationRecord.from_dict(r) for r in state.get("runs") or []]
+        self.sanity_seconds = float(state.get("sanity_seconds", 0.0))
+        self.sanity_batches = int(state.get("sanity_batches", 0))

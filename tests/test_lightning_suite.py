@@ -446,12 +446,6 @@ def test_resume_early_stopping_from_checkpoint_runs_on_as_saved(tmp_path):
     assert (sp.early_stopping.best_score, sp.early_stopping.wait_count) == (0.7, 0)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "loop core: a checkpoint written at EPOCH_COMPLETED holds the epoch-end decision as pending, and the "
-    "resumed run replays the early-stopping check; loop_state_dict (loop_run.py) saves the monitored value "
-    "only from the last validation run's metrics (EarlyStopping.last_monitor_value), so a monitor computed on "
-    "the trainer (trainer.state.metrics, not in Ignite's checkpoint) is missing and the replayed check raises "
-    "'could not find the monitor'"))
 def test_resume_early_stopping_from_checkpoint_on_a_training_metric(tmp_path):
     """test_resume_early_stopping_from_checkpoint, with Lightning's ``train_loss`` logged in training: the
     resumed run ends as the full run did."""
@@ -465,12 +459,6 @@ def test_resume_early_stopping_from_checkpoint_on_a_training_metric(tmp_path):
     assert (run.total, sp.progress.epochs_done, sp.early_stopping.checks) == (8, 4, 4)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "loop core: resuming from a checkpoint written at EPOCH_COMPLETED of epoch 2 with max_epochs=1 ends at "
-    "once with StopReason.MAX_EPOCHS ('max_epochs=1 reached', epochs_done 2) instead of refusing; the "
-    "'nothing left to train' ValueError of RunSetup.run (loop_run.py) is skipped whenever the checkpoint "
-    "holds a pending decision, which every EPOCH_COMPLETED checkpoint does (Lightning raises 'You restored a "
-    "checkpoint with current_epoch=2, but you have set Trainer(max_epochs=1)')"))
 def test_resume_early_stopping_from_checkpoint_with_fewer_max_epochs_is_refused(tmp_path):
     """test_resume_early_stopping_from_checkpoint (second part): resuming from the second epoch's
     checkpoint with ``max_epochs=1`` is refused."""
