@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["TrainingClock"]
 
 
 class TrainingClock:
-    """Elapsed training time: an offset (restored from a checkpoint) plus the running segment."""
+    """Elapsed training time: an offset (restored from a checkpoint) plus the running segment.
 
-    def __init__(self) -> None:
+    Args:
+        time_source: the seconds counter read (``time.monotonic``); tests may give one they advance
+            themselves. Set :attr:`time_source` before a run starts to change it on an attached loop.
+    """
+
+    def __init__(self, time_source: Callable[[], float] = time.monotonic) -> None:
         self.offset = 0.0
         self._started_at: float | None = None
+        self.time_source = time_source
 
     def start(self) -> None:
         if self._started_at is None:
-            self._started_at = time.monotonic()
+            self._started_at = self.time_source()
 
     def pause(self) -> None:
         if self._started_at is not None:
-            self.offset += time.monotonic() - self._started_at
+            self.offset += self.time_source() - self._started_at
             self._started_at = None
 
     def reset(self) -> None:
@@ -35,7 +42,7 @@ class TrainingClock:
     def elapsed(self) -> float:
         if self._started_at is None:
             return self.offset
-        return self.offset + (time.monotonic() - self._started_at)
+        return self.offset + (self.time_source() - self._started_at)
 
     def state_dict(self) -> dict[str, Any]:
         return {"elapsed": self.elapsed()}

@@ -213,6 +213,8 @@ class SpeedConfig:
     max_steps: int = -1
     min_steps: int | None = None
     max_time: Any = None  # -> datetime.timedelta | None
+    max_time_mode: str = "step"  # "step", "epoch" or "fit" (see TimeBudget)
+    max_time_reserve: Any = None  # -> datetime.timedelta | None: held back from max_time for the final save/test
     # data limits
     limit_train_batches: Any = None  # -> BatchLimit
     limit_val_batches: Any = None
@@ -294,6 +296,7 @@ class SpeedConfig:
         _check_int(self.min_epochs, "min_epochs", minimum=0, allow_none=True)
         _check_int(self.min_steps, "min_steps", minimum=0, allow_none=True)
         s("max_time", parse_duration(self.max_time, "max_time"))
+        self._validate_max_time_flags()
 
         for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
             s(name, parse_batch_limit(getattr(self, name), name))
@@ -370,6 +373,30 @@ class SpeedConfig:
         s("gradient_clip_algorithm", algo)
 
         self._validate_devices()
+
+    def _validate_max_time_flags(self) -> None:
+        """``max_time_mode`` and ``max_time_reserve`` (after ``max_time`` is parsed)."""
+        mode, max_time = self.max_time_mode, self.max_time
+        modes = "'step' (check after every batch), 'epoch' (at epoch ends) or 'fit' (stop at the last epoch " \
+                "boundary after which another epoch would not fit)"
+        if not isinstance(mode, str):
+            raise TypeError(f"max_time_mode={format_value(mode)} has type {_type_name(mode)}; accepted: {modes}")
+        if mode not in ("step", "epoch", "fit"):
+            raise ValueError(f"max_time_mode={mode!r} is not known{_did_you_mean(mode, ['step', 'epoch', 'fit'])}; "
+                             f"accepted: {modes}")
+        if mode != "step" and max_time is None:
+            raise ValueError(f"max_time_mode={mode!r} needs max_time: set max_time (a duration), or leave "
+                             f"max_time_mode unset")
+        reserve = parse_duration(self.max_time_reserve, "max_time_reserve")
+        if reserve is not None and reserve > datetime.timedelta(0):
+            if max_time is None:
+                raise ValueError(f"max_time_reserve={format_value(self.max_time_reserve)} needs max_time: it is held "
+                                 f"back from max_time; set max_time, or leave max_time_reserve unset")
+            if reserve >= max_time:
+                raise ValueError(f"max_time_reserve={reserve} is not less than max_time={max_time}; accepted: a "
+                                 f"duration shorter than max_time (training plans against max_time - "
+                                 f"max_time_reserve)")
+        self._set("max_time_reserve", reserve)
 
     def _validate_devices(self) -> None:
         s = self._set

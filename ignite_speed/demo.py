@@ -7,6 +7,8 @@ Run it with::
     python -m ignite_speed.demo --early_stopping '{"monitor": "val_loss", "patience": 2}'
     python -m ignite_speed.demo --config my_flags.yaml --limit_train_batches 0.5
     python -m ignite_speed.demo --compare                        # fixed 40 epochs vs. the speed-up run
+    python -m ignite_speed.demo --compare --plot compare.png     # ... and a picture of both runs (matplotlib)
+    python -m ignite_speed.demo --max_time 00:00:00:01 --max_time_mode fit --plot run.png
 
 Every ignite-speed flag is a command-line option of the same name (``--help`` lists them). Values are
 read as Python would see them in a config file: ``3`` is an int, ``0.5`` a float, ``None``/``true``/``false``
@@ -26,7 +28,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -60,6 +62,7 @@ HIDDEN = 128
 LEARNING_RATE = 1e-2
 LR_DECAY = 0.6  # per epoch: the model settles within about ten epochs
 BASELINE_EPOCHS = 40
+PLOT_MONITOR = "val_acc"  # what --plot draws when early stopping (and its monitor) is off
 SPLIT_SEED = 0  # the train/val/test split never changes; --seed sets the weights and the shuffling
 
 
@@ -115,6 +118,8 @@ class RunResult:
     stop_message: str | None = None
     monitor: str | None = None
     best: float | None = None
+    # (wall seconds since trainer.run() was called, the monitored metric) of every validation run
+    curve: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def train_seconds(self) -> float:
@@ -191,19 +196,25 @@ def train_with_speedups(cfg: SpeedConfig, seed: int = 0, progress: bool = True) 
     best = None
     if es is not None and math.isfinite(es.best_score):
         best = float(es.best_score)
+    sanity = (started_at[0] - t0) if started_at else seconds
+    record = speedups.report(PLOT_MONITOR) if es is None else speedups.report()
+    curve = [(sanity + v.time, v.value) for v in record.validations if v.value is not None]
     result = RunResult(
         name="with speedups", seconds=seconds, val_seconds=val_watch.total,
-        sanity_seconds=(started_at[0] - t0) if started_at else seconds,
+        sanity_seconds=sanity,
         test_acc=_accuracy(tester), epochs=p.epochs_done, batches=p.total_batches, steps=p.global_step,
         val_runs=p.val_runs, batches_per_epoch=int(trainer.state.epoch_length or 0),
         loader_batches=len(train_loader), stop_reason=speedups.stop_reason.value,
         stop_message=speedups.stop_message, monitor=es.monitor if es is not None else None, best=best,
+        curve=curve,
     )
     return result, speedups
 
 
-def train_baseline(epochs: int = BASELINE_EPOCHS, seed: int = 0, progress: bool = True) -> RunResult:
-    """The same model and recipe in plain Ignite: a fixed number of epochs, validation after each one."""
+def train_baseline(epochs: int = BASELINE_EPOCHS, seed: int = 0, progress: bool = True,
+                   monitor: str = PLOT_MONITOR) -> RunResult:
+    """The same model and recipe in plain Ignite: a fixed number of epochs, validation after each one
+    (``monitor`` is the validation metric recorded for the picture of ``--compare --plot``)."""
     train_loader, val_loader, test_loader = make_loaders(seed)
     model, optimizer, scheduler = make_model(seed)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -215,6 +226,9 @@ def train_baseline(epochs: int = BASELINE_EPOCHS, seed: int = 0, progress: bool 
     if progress:
         _attach_progress_bar(trainer)
     val_watch = _Stopwatch(evaluator)
+    curve: list[tuple[float, float]] = []
+    evaluator.add_event_handler(Events.COMPLETED, lambda e: curve.append(
+        (time.perf_counter() - t0, float(e.state.metrics[monitor]))) if monitor in e.state.metrics else None)
 
     t0 = time.perf_counter()
     trainer.run(train_loader, max_epochs=epochs)
@@ -224,7 +238,7 @@ def train_baseline(epochs: int = BASELINE_EPOCHS, seed: int = 0, progress: bool 
         name=f"baseline ({epochs} epochs)", seconds=seconds, val_seconds=val_watch.total, sanity_seconds=0.0,
         test_acc=_accuracy(tester), epochs=trainer.state.epoch, batches=trainer.state.iteration,
         steps=trainer.state.iteration, val_runs=val_watch.runs, batches_per_epoch=len(train_loader),
-        loader_batches=len(train_loader), stop_message=f"ran its {epochs} epochs",
+        loader_batches=len(train_loader), stop_message=f"ran its {epochs} epochs", curve=curve,
     )
 
 
@@ -237,6 +251,9 @@ def format_report(result: RunResult, cfg: SpeedConfig) -> str:
     """The run report: why training stopped, what ran against the budget, where the time went."""
     lim = cfg.effective()
     max_time = "no limit" if lim.max_time is None else str(lim.max_time)
+    if lim.max_time is not None and (cfg.max_time_mode != "step" or cfg.max_time_reserve):
+        reserve = f", reserve {cfg.max_time_reserve}" if cfg.max_time_reserve else ""
+        max_time += f" ({cfg.max_time_mode}{reserve})"
     test = "not run (0 test batches)" if result.test_acc is None else f"{result.test_acc:.2f} %"
     if result.monitor is None:
         best = "n/a (early stopping is off)"
@@ -279,6 +296,36 @@ def format_comparison(baseline: RunResult, fast: RunResult) -> str:
         f"  time ratio {ratio:.2f} (goal <= 0.50); test accuracy {gap:+.2f} points (goal >= -0.50): "
         + ("goal met" if met else "goal NOT met"),
     ])
+
+
+def warm_up(seed: int = 0) -> None:
+    """A few batches through both set-ups before a timed comparison: the first run in a process pays for
+    loading and first calls (data set, torch kernels, Ignite), which would otherwise count against it."""
+    train_baseline(1, seed=seed, progress=False)
+    train_with_speedups(SpeedConfig(max_epochs=1, limit_train_batches=4, num_sanity_val_steps=0), seed=seed,
+                        progress=False)
+
+
+def write_plot(path: str, fast: RunResult, speedups: Any, baseline: RunResult | None = None) -> str:
+    """``--plot``: the speed-up run's monitored metric against training time (``Speedups.plot``) or, with
+    a ``--compare`` baseline, both runs against wall time, with the time saved to the same accuracy."""
+    monitor = fast.monitor or PLOT_MONITOR
+    if baseline is None:
+        return speedups.plot(path, x="time", monitor=monitor, mode=None if fast.monitor else "max")
+    from ignite_speed.plot import Curve, plot_comparison
+
+    es = speedups.early_stopping
+    mode = es.mode if es is not None else "max"
+
+    def curve(r: RunResult, label: str, stop: str) -> Curve:
+        return Curve(label, [t for t, _ in r.curve], [v for _, v in r.curve], r.seconds, stop)
+
+    return plot_comparison([curve(fast, "ignite-speed", fast.stop_reason),
+                            curve(baseline, f"plain Ignite, {baseline.epochs} epochs", "fixed epochs")],
+                           path, monitor=monitor, mode=mode,
+                           title=f"Demo: {monitor} against wall time (test accuracy {fast.test_acc:.2f} % vs "
+                                 f"{baseline.test_acc:.2f} %)" if fast.test_acc is not None and
+                           baseline.test_acc is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -336,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"epochs of the --compare baseline (default: {BASELINE_EPOCHS})")
     demo.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling (default: 0)")
     demo.add_argument("--no_progress", action="store_true", help="no progress bar")
+    demo.add_argument("--plot", metavar="PATH.png",
+                      help="draw the monitored metric per validation run against time to PATH (needs matplotlib); "
+                           "with --compare, both runs against wall time")
     flags = parser.add_argument_group("ignite-speed flags (SpeedConfig)")
     defaults = {f: getattr(SpeedConfig(), f) for f in SpeedConfig.flag_names()}
     for name in SpeedConfig.flag_names():
@@ -403,7 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             cfg = resolve_config(args)
-            fast, _ = train_with_speedups(cfg, seed=args.seed, progress=not args.no_progress)
+            if args.compare:
+                warm_up(args.seed)
+            fast, speedups = train_with_speedups(cfg, seed=args.seed, progress=not args.no_progress)
         except CliError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -411,10 +463,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(format_report(fast, cfg))
+        baseline = None
         if args.compare:
-            baseline = train_baseline(args.baseline_epochs, seed=args.seed, progress=not args.no_progress)
+            baseline = train_baseline(args.baseline_epochs, seed=args.seed, progress=not args.no_progress,
+                                      monitor=fast.monitor or PLOT_MONITOR)
             print()
             print(format_comparison(baseline, fast))
+        if args.plot:
+            try:
+                write_plot(args.plot, fast, speedups, baseline)
+            except ImportError as exc:
+                print(f"error: --plot: {exc}", file=sys.stderr)
+                return 1
+            print(f"\nplot written to {args.plot}")
     finally:
         torch.set_num_threads(threads)
     return 0

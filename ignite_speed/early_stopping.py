@@ -492,7 +492,8 @@ class EarlyStopping:
             raise ValueError(
                 f"early_stopping monitors {self.monitor!r}, which is not a metric of the trainer, but validation "
                 f"is disabled (limit_val_batches=0 or no val_data), so it would never be computed; accepted: "
-                f"enable validation, or monitor a metric attached to the trainer (Metric.attach(trainer, name))"
+                f"enable validation, or monitor a metric attached to the trainer (Metric.attach(trainer, name)); "
+                f"a metric attached to the trainer after attach_speedups is not there yet: attach it first"
             )
         self._val_runs = 0
         self._restored = False

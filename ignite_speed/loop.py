@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from .clock import TrainingClock
 from .loop_run import RunLimits, RunSetup, load_loop_state, loop_state_dict
 from .position import DataPosition, Stage
 from .progress import Progress
-from .resume import set_epoch_position
+from .resume import replay_batches, set_epoch_position, torch_rng_state
 from .stop import StopController, StopReason, StopRequest
 
 __all__ = ["TrainingLoop", "RunLimits", "LoopHandler"]
@@ -77,6 +78,8 @@ class TrainingLoop:
         self.stage = Stage.BETWEEN
         self.epoch_ended_early = False
         self.end_after_epoch: StopRequest | None = None
+        self.window_batches = 0  # batches of the epoch since its last optimizer step (accumulate_grad_batches)
+        self.window_rng: Any = None  # torch generator states where the open window began
         self.replay: dict[str, Any] | None = None  # a loaded state, handed from run() to the STARTED handler
         self.setup = RunSetup(self)
         self._per_batch: list[Callable[[Engine], None]] = []
@@ -141,12 +144,19 @@ class TrainingLoop:
         self.epoch_ended_early = True
         self.trainer.terminate_epoch()
 
+    def estimated_stepping_batches(self, train_data: Any) -> int | float:
+        """Optimizer steps a ``trainer.run(train_data)`` will take under the attached limits, with
+        Lightning's ``Trainer.estimated_stepping_batches`` rule (``limit_train_batches``,
+        ``accumulate_grad_batches``, ``max_steps``, ``max_epochs``; ``math.inf`` when nothing bounds the run):
+        the ``total_steps`` of a ``OneCycleLR`` schedule, say."""
+        return self.setup.estimated_stepping_batches(train_data)
+
     # ------------------------------------------------------------------ attaching
     def _attach(self) -> None:
         t, pos = self.trainer, self.position
         t.add_event_handler(Events.STARTED, self._on_started)
         t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_started)
-        t.add_event_handler(Events.EPOCH_STARTED, pos.on_epoch_data)
+        t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_data)
         t.add_event_handler(Events.DATALOADER_STOP_ITERATION, pos.on_iterator_renewed)
         t.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, pos.on_iterator_renewed)
         t.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_pending)
@@ -178,7 +188,7 @@ class TrainingLoop:
         move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_completed, first=False)
         move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
         move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_pending, first=True)
-        move_handler(t, Events.EPOCH_STARTED, self.position.on_epoch_data, first=False)
+        move_handler(t, Events.EPOCH_STARTED, self._on_epoch_data, first=False)
 
     # ------------------------------------------------------------------ per-run handlers
     def _on_started(self, engine: Engine) -> None:
@@ -211,8 +221,33 @@ class TrainingLoop:
         p = self.progress
         p.epoch = engine.state.epoch - 1
         p.batch_in_epoch = 0
+        self.window_batches = 0
         self.epoch_ended_early = False
         self.end_after_epoch = None
+
+    def _on_epoch_data(self, engine: Engine) -> None:
+        """The last EPOCH_STARTED handler: the epoch's data iterator; after a resume inside an accumulation
+        window, the window's batches replayed (their gradients are in no checkpoint)."""
+        self.position.on_epoch_data(engine)
+        replay = self.position.replay
+        if replay:
+            self.position.replay = 0
+            self._replay_window(engine, replay)
+        elif not self.position.resume_mid_epoch and self.accumulate > 1:
+            self.window_rng = torch_rng_state()  # the epoch's first window starts here
+
+    def _replay_window(self, engine: Engine, batches: int) -> None:
+        window = getattr(self.trainer, "speed_accumulation", None)
+        if window is None:
+            warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
+                          f"accumulate_grad_batches={self.accumulate} batches done); their gradients are in no "
+                          f"checkpoint and this trainer's process function cannot replay them (create_trainer's "
+                          f"can), so the resumed run is not exact; checkpoint on StepEvents.OPTIMIZER_STEP to avoid "
+                          f"it", UserWarning, stacklevel=2)
+            replay_batches(engine, batches, None, run=False)
+            return
+        window.resume(self.progress.batch_in_epoch - batches)
+        replay_batches(engine, batches, self.window_rng)
 
     def is_last_batch(self) -> bool:
         return self.train_batches is not None and self.progress.batch_in_epoch >= self.train_batches
@@ -233,6 +268,9 @@ class TrainingLoop:
         self.stage = _BATCH_PENDING
         if n % self.accumulate == 0 or (self.train_batches is not None and n >= self.train_batches):
             p.global_step += 1
+            self.window_batches = 0
+        else:
+            self.window_batches += 1
 
     def check_time(self) -> None:
         budget = self.concerns.get("time_budget")
@@ -254,6 +292,10 @@ class TrainingLoop:
             self._terminated_by_others(engine)
             return
         p, controller = self.progress, self.controller
+        if self.accumulate > 1 and self.window_batches == 0:
+            # a window of accumulated gradients starts with the next batch: the generator state that its
+            # forward passes draw from, for a resume inside it (replay_window)
+            self.window_rng = torch_rng_state()
         for check in self._per_batch:
             check(engine)
         schedule = self._schedule
@@ -383,14 +425,26 @@ class TrainingLoop:
             assert self.controller.pending is not None
             self._finish(self.controller.pending, terminate=True)
         else:
-            if lim.max_epochs == -1 and engine.state.max_epochs is not None and \
-                    engine.state.epoch >= engine.state.max_epochs:
-                # max_steps not reached after the epochs estimated from it (epochs ended early): one more
-                engine.state.max_epochs = engine.state.epoch + 1
+            if lim.max_epochs == -1 and engine.state.max_epochs is not None:
+                self._raise_ignite_max_epochs(engine)
             if self.fresh_iterator_each_epoch and not self.epoch_ended_early:
                 # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
                 # (Ignite's epoch_length alone would continue the old one).
                 self.position.new_iterator(engine)
+
+    def _raise_ignite_max_epochs(self, engine: Engine) -> None:
+        """No epoch limit: keep Ignite's ``max_epochs`` ahead of the run (one more epoch, or as many as
+        ``max_time`` is likely to allow), so that Ignite trains on and a ``ProgressBar`` shows an estimate."""
+        state = engine.state
+        assert state.max_epochs is not None
+        wanted = state.epoch + 1
+        budget = self.concerns.get("time_budget")
+        if budget is not None and self.progress.epochs_done:
+            per_epoch = self.clock.elapsed() / self.progress.epochs_done
+            if per_epoch > 0:
+                wanted = max(wanted, math.ceil(budget.seconds / per_epoch))
+        if state.epoch >= state.max_epochs or wanted > state.max_epochs:
+            state.max_epochs = wanted
 
     def _finish(self, request: StopRequest, *, terminate: bool) -> None:
         self.position.creation_rng = None  # the run ends: Ignite drops its iterator, a continuation starts afresh

@@ -29,8 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RunLimits", "RunSetup", "loop_state_dict", "load_loop_state"]
 
-# Ignite needs a number of epochs; "no limit" (-1) becomes this, which no run reaches.
-UNBOUNDED_EPOCHS = 2**31 - 1
 STATE_VERSION = 2
 _PENDING = (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)  # stages whose decision a resumed run replays
 _READABLE_VERSIONS = (1, 2)
@@ -126,13 +124,24 @@ class RunSetup:
             raise ValueError(f"nothing left to train: the run already reached max_epochs={run_kwargs['max_epochs']}; "
                              f"raise it with speedups.extend(max_epochs=...)")
         loop.keep_decisions_last()
+        rehearsal = None
+        if new_run and limits is not None and limits.fast_dev_run:
+            from .checkpoint_rehearsal import CheckpointRehearsal
+
+            rehearsal = CheckpointRehearsal(t)
         try:
-            return original(data, **run_kwargs)
+            state = original(data, **run_kwargs)
         except Exception as exc:
+            if rehearsal is not None:
+                rehearsal.finish(rehearse=False)
             self._signal_rank_failure(exc)
             raise
         finally:
             loop.clock.pause()
+        if rehearsal is not None:
+            rehearsal.finish()
+            self.loaded, loop.replay = None, None  # the loop's own state was loaded back and restored too
+        return state
 
     def _limits_for_run(self, max_epochs: int | None, kwargs: dict[str, Any], new_run: bool) -> RunLimits:
         loop = self.loop
@@ -147,6 +156,26 @@ class RunSetup:
             max_epochs = -1 if max_iters is not None else (1 if new_run or state_max is None else int(state_max))
         return RunLimits(max_epochs=max_epochs, max_steps=-1 if max_iters is None else int(max_iters))
 
+    def estimated_stepping_batches(self, data: Any) -> int | float:
+        """Lightning's ``Trainer.estimated_stepping_batches`` for a run on ``data``: optimizer steps of the
+        whole run under the attached limits (``math.inf`` when nothing bounds it)."""
+        loop = self.loop
+        limits = loop.get("limits")
+        if limits is None:
+            lim = RunLimits(max_epochs=1)  # plain Ignite: run(data) trains one epoch
+        else:
+            lim = limits.for_run(None, None, has_time_budget=loop.get("time_budget") is not None,
+                                 accumulate=loop.accumulate)
+        if lim.max_epochs == -1:
+            return math.inf if lim.max_steps == -1 else lim.max_steps
+        batch_limit = loop.get("train_batches")
+        train_limit = batch_limit.limit if batch_limit is not None else BatchLimit.all()
+        batches = train_limit.resolve(data_length(for_ignite(data)), "limit_train_batches")
+        if batches is None:  # unsized: Lightning returns max_steps (-1 without one, which no schedule takes)
+            return math.inf if lim.max_steps == -1 else lim.max_steps
+        steps = math.ceil(batches / loop.accumulate) * max(lim.max_epochs, 1)
+        return min(steps, lim.max_steps) if lim.max_steps != -1 else steps
+
     def _ignite_max_epochs(self, lim: RunLimits) -> int:
         loop = self.loop
         if lim.max_epochs != -1:
@@ -154,7 +183,9 @@ class RunSetup:
         if lim.max_steps != -1 and loop.train_batches:
             steps_per_epoch = math.ceil(loop.train_batches / loop.accumulate)
             return max(loop.trainer.state.epoch, math.ceil(lim.max_steps / steps_per_epoch))
-        return UNBOUNDED_EPOCHS
+        # No limit on epochs: Ignite gets one more than it has done, raised at each epoch end (its state and a
+        # ProgressBar then show a sensible number, not 2**31 - 1).
+        return int(loop.trainer.state.epoch) + 1
 
     def _reset_for_new_run(self) -> None:
         loop = self.loop
@@ -211,6 +242,7 @@ class RunSetup:
         loop.replay = loaded
         loop.position.resume_iterator = True
         loop.position.resume_mid_epoch = loop.stage in (Stage.IN_EPOCH, Stage.BATCH_PENDING)
+        loop.position.replay = loop.window_batches if loop.position.resume_mid_epoch and loop.accumulate > 1 else 0
         if loop.stage is Stage.BETWEEN:
             loop.position_at(p.epochs_done, 0)
         else:
@@ -236,6 +268,7 @@ class RunSetup:
                 if not loop.is_last_batch():
                     loop.position.new_iterator(engine)  # terminate_epoch() made the interrupted run a fresh iterator
                 loop.position.resume_mid_epoch = False
+                loop.position.replay = 0
                 engine.state.epoch = p.epoch + 1
                 engine.fire_event(Events.EPOCH_COMPLETED)
                 loop.position_at(p.epoch + 1, 0)
@@ -281,6 +314,9 @@ def loop_state_dict(loop: TrainingLoop) -> dict[str, Any]:
         "epoch_ended_early": bool(loop.epoch_ended_early),
         "rng": capture_rng(getattr(loop.trainer.state, "dataloader", None)),
         **loop.position.state_dict(),
+        # an open accumulation window: its batches are replayed on resume, from the generator states it began with
+        "window_batches": int(loop.window_batches),
+        "window_rng": loop.window_rng if loop.window_batches and loop.stage is not Stage.BETWEEN else None,
         "monitor_value": es.monitor_value_now(loop.trainer) if es is not None and loop.stage in _PENDING else None,
     }
     if es is not None:
@@ -315,6 +351,8 @@ def load_loop_state(loop: TrainingLoop, state: dict[str, Any]) -> None:
     for request in state.get("local_requests") or []:
         loop.controller.request(request["reason"], request["message"], request["source"])
     loop.position.load_state_dict(state)
+    loop.window_batches = int(state.get("window_batches", 0))
+    loop.window_rng = state.get("window_rng")
     for name, part in (state.get("concerns") or {}).items():  # [concerns' own parts]
         handler = loop.get(name)
         if handler is not None and hasattr(handler, "load_loop_state"):

@@ -38,6 +38,7 @@ class DataPosition:
         self.need_iterator = True  # the next EPOCH_STARTED creates the iterator (first epoch of a run())
         self.resume_iterator = False  # the next EPOCH_STARTED rebuilds the interrupted run's iterator
         self.resume_mid_epoch = False  # ... inside an epoch whose counters come from the checkpoint
+        self.replay = 0  # ... of which these last fetched batches are replayed (an open accumulation window)
 
     def reset(self) -> None:
         self.creation_rng, self.fetched = None, 0
@@ -64,8 +65,9 @@ class DataPosition:
             length = data_length(engine.state.dataloader)
             exhausted = length is not None and self.fetched >= length
             if self.creation_rng is not None and not exhausted:
-                recreate_iterator(engine, self.creation_rng, self.fetched)
+                recreate_iterator(engine, self.creation_rng, self.fetched - self.replay)
                 return
+            self.replay = 0
         if self.need_iterator:
             self.need_iterator = False
             self.new_iterator(engine)

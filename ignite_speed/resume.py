@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from ignite.engine import Engine
 
-__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "set_epoch_position"]
+__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "set_epoch_position",
+           "torch_rng_state", "set_torch_rng_state", "replay_batches"]
 
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
@@ -78,6 +79,41 @@ def restore_rng(state: dict[str, Any], loader: Any = None) -> None:
     if len(saved) == len(generators):
         for gen, gen_state in zip(generators, saved):
             gen.set_state(gen_state)
+
+
+def torch_rng_state() -> dict[str, Any]:
+    """torch's own generator states (CPU, and CUDA once initialized): what a forward pass draws from
+    (dropout). Cheap enough to take at every optimizer step under gradient accumulation."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_torch_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def replay_batches(engine: Engine, n: int, rng: dict[str, Any] | None, *, run: bool = True) -> None:
+    """Run ``engine``'s process function on the next ``n`` batches of its live iterator, with no event and
+    no counter of Ignite's, under the generator states ``rng`` (those of the batches' first run); the
+    generator states are put back afterwards. Rebuilds the gradients that a checkpoint written inside an
+    accumulation window does not hold. ``run=False`` only draws the batches."""
+    iterator = _live_iterator(engine)
+    now = torch_rng_state()
+    if rng is not None:
+        set_torch_rng_state(rng)
+    try:
+        for _ in range(n):
+            batch = next(iterator)
+            if run:
+                engine.state.batch = batch
+                engine._process_function(engine, batch)
+    finally:
+        set_torch_rng_state(now)
 
 
 def _live_iterator(engine: Engine) -> Any:

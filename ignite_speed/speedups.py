@@ -12,6 +12,7 @@ See docs/loop_limits.rst for how ``max_epochs``/``epoch_length`` passed to ``run
 from __future__ import annotations
 
 import datetime
+import warnings
 from typing import Any
 
 from ignite.engine import Engine, State
@@ -23,6 +24,7 @@ from .limits import LoopLimits, TrainBatchLimit
 from .loop import TrainingLoop
 from .nan_guard import NonFiniteLossGuard
 from .progress import Progress
+from .report import RunReport
 from .stop import StopController, StopReason
 from .time_budget import TimeBudget, TrainingClock
 from .validation import ValidationSchedule, run_evaluator
@@ -71,17 +73,23 @@ class Speedups:
         self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
         if self._schedule is not None:
             self._schedule.attach(trainer)
-        self._set_time_budget(cfg.max_time)
+        self._set_time_budget(cfg)
         if lim.early_stopping_enabled:
             self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
         if cfg.terminate_on_nan:
             NonFiniteLossGuard().attach(trainer)
         setattr(trainer, _ATTR, self)
+        if getattr(trainer, "speed_precision", None) is None and precision is None:
+            _warn_step_flags_unapplied(cfg)
 
-    def _set_time_budget(self, max_time: datetime.timedelta | None) -> None:
+    def _set_time_budget(self, cfg: SpeedConfig) -> None:
+        old = self.loop.get("time_budget")
         self.loop.remove("time_budget")
-        if max_time is not None:
-            TimeBudget(max_time).attach(self.trainer)
+        if cfg.max_time is not None:
+            budget = TimeBudget(cfg.max_time, mode=cfg.max_time_mode, reserve=cfg.max_time_reserve)
+            if old is not None:
+                budget.adopt(old)  # an extended run keeps its epoch measurements
+            budget.attach(self.trainer)
 
     def _attach_early_stopping(self, es: EarlyStopping) -> None:
         # Judged on the schedule's runs; without validation the monitor must be a trainer metric (refused now).
@@ -167,7 +175,7 @@ class Speedups:
             self.limits = self.cfg.effective()
             self.loop.accumulate = self.cfg.accumulate_grad_batches
             self._loop_limits.reconfigure(self.cfg)
-            self._set_time_budget(self.cfg.max_time)
+            self._set_time_budget(self.cfg)
         es = self.early_stopping
         if es is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
             if "early_stopping" in limits and self.cfg.early_stopping is not None:
@@ -187,6 +195,13 @@ class Speedups:
         """Run ``engine`` on ``data`` under ``limit_predict_batches`` (or ``fast_dev_run``)."""
         return self._run_limited(engine, data, self.limits.limit_predict_batches, "limit_predict_batches")
 
+    def estimated_stepping_batches(self, train_data: Any) -> int | float:
+        """Optimizer steps that ``trainer.run(train_data)`` will take, with Lightning's
+        ``Trainer.estimated_stepping_batches`` rule (``limit_train_batches``, ``overfit_batches``,
+        ``fast_dev_run``, ``accumulate_grad_batches``, ``max_steps``, ``max_epochs``; ``math.inf`` when
+        ``max_epochs=-1`` and no ``max_steps``): size an LR schedule such as ``OneCycleLR`` with it."""
+        return self.loop.estimated_stepping_batches(train_data)
+
     def validate(self) -> None:
         """Run the evaluator once now on ``val_data`` under ``limit_val_batches``."""
         if self.evaluator is None or self.val_data is None:
@@ -201,6 +216,24 @@ class Speedups:
         if n != 0:
             run_evaluator(engine, data, n)
         return engine.state
+
+    # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)
+    def report(self, monitor: str | None = None, mode: str | None = None) -> RunReport:
+        """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason and message,
+        epochs, steps, batches, validation runs, the time split into training, validation and sanity check,
+        and the monitored metric of every validation run (default: early stopping's ``monitor``) with the best.
+        """
+        from .report import run_report
+
+        return run_report(self.loop, monitor, mode)
+
+    def plot(self, path: Any, x: str = "step", monitor: str | None = None, mode: str | None = None) -> Any:
+        """Draw the monitored metric per validation run against ``x`` (``"step"`` or ``"time"``) to ``path``
+        (a PNG, or any format matplotlib writes), with the best point, early stopping's thresholds, the
+        stop and the ``max_time`` budget. Needs matplotlib (``pip install matplotlib``). Returns ``path``."""
+        from .plot import plot_report
+
+        return plot_report(self.report(monitor, mode), path, x=x)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -219,6 +252,23 @@ class Speedups:
         precision = self.precision
         if precision is not None and state.get("precision") is not None:
             precision.load_state_dict(state["precision"])
+
+
+def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:
+    """Flags of the training step given to attach_speedups for a trainer that create_trainer did not make:
+    attach_speedups cannot apply them (the user's process function does the step)."""
+    unapplied = [f"{name}={getattr(cfg, name)!r}" for name in ("precision", "gradient_clip_val")
+                 if name in cfg.explicit and getattr(cfg, name) not in ("32-true", None, 0, 0.0)]
+    if unapplied:
+        warnings.warn(f"{', '.join(unapplied)} given to attach_speedups is not applied: this trainer was not made "
+                      f"by ignite_speed.create_trainer, whose step applies it (or use an ignite_speed.Precision in your "
+                      f"own step and pass it as attach_speedups(..., precision=...)); training runs as your process "
+                      f"function does", UserWarning, stacklevel=4)
+    if cfg.accumulate_grad_batches > 1:
+        warnings.warn(f"accumulate_grad_batches={cfg.accumulate_grad_batches} given to attach_speedups for a trainer "
+                      f"not made by ignite_speed.create_trainer: ignite-speed counts one optimizer step per "
+                      f"{cfg.accumulate_grad_batches} batches (max_steps, min_steps, global_step), so your process "
+                      f"function must step the optimizer that way too (create_trainer does)", UserWarning, stacklevel=4)
 
 
 def attach_speedups(trainer: Engine, evaluator: Engine | None = None, cfg: Any = None, *, val_data: Any = None,

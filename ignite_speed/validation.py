@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
 from ._compat import prepare_engine_rerun
 from .data import data_length, for_ignite, sequential_copy
@@ -175,6 +176,7 @@ class ValidationSchedule(LoopHandler):
         LoopHandler.__init__(schedule)
         schedule._configure(evaluator, val_data, limits.val_check_interval, limits.check_val_every_n_epoch,
                             limits.num_sanity_val_steps, limits.limit_val_batches, overfit=limits.overfit)
+        schedule.fast_dev_run = limits.fast_dev_run
         return schedule
 
     def _configure(self, evaluator: Engine, val_data: Any, vci: BatchLimit | datetime.timedelta,
@@ -186,6 +188,9 @@ class ValidationSchedule(LoopHandler):
         self.num_sanity_val_steps = sanity_steps
         self.limit_val_batches = limit
         self.overfit = overfit  # overfit_batches: validate on a sequential copy of the data
+        self.fast_dev_run = 0  # fast_dev_run=n: every run of the evaluator, whoever starts it, takes n batches
+        self._own_run = False  # the evaluator runs for this schedule now
+        self._warned_other_run = False
         self.plan: ValSchedule | None = None  # resolved for the current run
         self.time_based = False
         self.last_val_end = 0.0  # training-clock time at which the last validation run ended
@@ -215,6 +220,29 @@ class ValidationSchedule(LoopHandler):
         # refuse what can already be known to be wrong
         if self.val_data is not None and not self.limit_val_batches.is_zero:
             self.limit_val_batches.resolve(data_length(self.val_data), "limit_val_batches")
+        if not self.evaluator.has_event_handler(self._on_evaluator_started, Events.STARTED):
+            self.evaluator.add_event_handler(Events.STARTED, self._on_evaluator_started)
+
+    def _on_evaluator_started(self, evaluator: Engine) -> None:
+        """Runs of the evaluator that the schedule did not start: limited under ``fast_dev_run``, and
+        named once when they happen during training (an app's own validation handler validates twice)."""
+        if self._own_run:
+            return
+        if self.fast_dev_run:
+            length = evaluator.state.epoch_length
+            evaluator.state.epoch_length = self.fast_dev_run if length is None else min(length, self.fast_dev_run)
+        loop = self._loop
+        if self._warned_other_run or loop is None or not loop.clock.running:
+            return
+        self._warned_other_run = True
+        where = _caller_outside_the_frameworks()
+        warnings.warn_explicit(
+            f"the evaluator of ignite-speed's validation schedule was also run during training by "
+            f"{where[0] if where else 'a handler'}: if that run validates on the validation data, remove it (the "
+            f"schedule validates: val_check_interval={_describe(self.val_check_interval)}, check_val_every_n_epoch="
+            f"{self.check_val_every_n_epoch}); if it evaluates other data (training metrics), give it an Engine of "
+            f"its own, so that its runs stay apart from validation's", UserWarning,
+            where[1] if where else "<unknown>", where[2] if where else 0)
 
     def prepare_run(self, train_batches: int | None, train_limit: BatchLimit) -> None:
         """Resolve the schedule for a run of ``train_batches`` batches per epoch (``None``: unknown)."""
@@ -254,8 +282,12 @@ class ValidationSchedule(LoopHandler):
 
     def validate(self) -> None:
         """One validation run now; its metrics are kept in :attr:`last_metrics`."""
-        started = self.loop.clock.elapsed()
-        run_evaluator(self.evaluator, self._loader, self._batches)
+        started = self.loop.clock.elapsed()  # [run record]
+        self._own_run = True
+        try:
+            run_evaluator(self.evaluator, self._loader, self._batches)
+        finally:
+            self._own_run = False
         self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})
         self.last_val_end = self.loop.clock.elapsed()
         p = self.loop.progress  # [run record]
@@ -277,3 +309,31 @@ class ValidationSchedule(LoopHandler):
         self.runs = [ValidationRecord.from_dict(r) for r in state.get("runs") or []]
         self.sanity_seconds = float(state.get("sanity_seconds", 0.0))
         self.sanity_batches = int(state.get("sanity_batches", 0))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, BatchLimit):
+        return "None (1.0)" if value.is_all else repr(value.value)
+    return str(value)
+
+
+def _caller_outside_the_frameworks() -> tuple[str, str, int] | None:
+    """(name, file, line) of the innermost function on the stack outside Ignite, ignite-speed, torch and the
+    standard library: the app's handler that ran the evaluator."""
+    import os
+    import sys
+    import sysconfig
+
+    import ignite
+
+    skip = tuple(os.path.dirname(os.path.abspath(m)) for m in (ignite.__file__, __file__))
+    paths = sysconfig.get_paths()
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        in_stdlib = filename.startswith(paths["stdlib"]) and not filename.startswith(paths["purelib"])
+        if not filename.startswith(skip) and not in_stdlib and os.sep + "torch" + os.sep not in filename:
+            name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+            return f"{name} ({os.path.basename(filename)}:{frame.f_lineno})", filename, frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return None

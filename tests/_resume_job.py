@@ -14,7 +14,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from torch.utils.data import DataLoader, TensorDataset
 
-from ignite_speed import attach_speedups
+from ignite_speed import attach_speedups, create_trainer
 
 # Early stopping sees this score at each validation run: it stops improving at run 3 and asks to stop
 # at run 5 (epoch index 2), which min_epochs=4 defers to the first decision point after 4 epochs.
@@ -28,7 +28,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                        early_stopping={"monitor": "val_score", "patience": 2, "mode": "min"}),
     # full epochs ended early by the user at batch 6 in odd epochs, max_steps with accumulation
     "max_steps": dict(max_steps=17, accumulate_grad_batches=2, check_val_every_n_epoch=2),
+    # create_trainer's accumulation (3 batches per step, the last one of an epoch steps too), a checkpoint every
+    # 2 batches, so that most land inside an accumulation window
+    "accumulate": dict(accumulate_grad_batches=3, limit_train_batches=10, max_steps=20, val_check_interval=4,
+                       num_sanity_val_steps=0, early_stopping={"monitor": "val_score", "patience": 4, "mode": "min"}),
 }
+CHECKPOINT_EVERY = {"early_stop": 5, "max_steps": 5, "accumulate": 2}
 
 
 def _build(scenario: str, ckpt_dir: str, kill: tuple[str, int] | None) -> dict[str, Any]:
@@ -57,7 +62,11 @@ def _build(scenario: str, ckpt_dir: str, kill: tuple[str, int] | None) -> dict[s
             return torch.nn.functional.mse_loss(model(batch[0]), batch[1]).item()
 
     cfg = dict(SCENARIOS[scenario])
-    trainer, evaluator = Engine(train_step), Engine(eval_step)
+    if scenario == "accumulate":
+        trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg)
+    else:
+        trainer = Engine(train_step)
+    evaluator = Engine(eval_step)
     record: dict[str, Any] = {"val_at": []}
     sp = attach_speedups(trainer, evaluator, cfg, val_data=val)
 
@@ -82,7 +91,8 @@ def _build(scenario: str, ckpt_dir: str, kill: tuple[str, int] | None) -> dict[s
         return saves[0]
 
     ckpt = Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), n_saved=1, global_step_transform=step)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=5) | Events.EPOCH_COMPLETED, ckpt)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=CHECKPOINT_EVERY[scenario]) | Events.EPOCH_COMPLETED,
+                              ckpt)
 
     if kill is not None and kill[0] == "iteration":
         trainer.add_event_handler(Events.ITERATION_COMPLETED(once=kill[1]),

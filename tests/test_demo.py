@@ -131,6 +131,49 @@ def test_compare_meets_its_goal(capsys):
     assert fast.seconds / baseline.seconds <= 0.5
 
 
+# ---------------------------------------------------------------------------------------------- --plot
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_of_the_run_and_of_the_comparison(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "run.png"
+    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "2", "--plot", str(path))
+    assert code == 0 and out.endswith(f"plot written to {path}\n")
+    assert path.read_bytes()[:8] == PNG
+    path = tmp_path / "compare.png"
+    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "2", "--compare", "--baseline_epochs", "3",
+                            "--plot", str(path))
+    assert code == 0 and "Comparison (same model, same seed)" in out and path.read_bytes()[:8] == PNG
+
+
+def test_the_run_records_its_curve_for_the_comparison():
+    cfg = SpeedConfig.from_any({**demo.DEMO_DEFAULTS, "max_epochs": 2})
+    fast, speedups = demo.train_with_speedups(cfg, progress=False)
+    baseline = demo.train_baseline(2, progress=False)
+    assert [v for _, v in fast.curve] == [v.value for v in speedups.report().validations]
+    assert len(fast.curve) == 4 and len(baseline.curve) == 2  # validation every half epoch vs every epoch
+    assert all(0 < t <= fast.seconds for t, _ in fast.curve) and all(0 < t <= baseline.seconds for t, _ in baseline.curve)
+
+
+def test_plot_without_matplotlib_is_an_error_after_the_report(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    code, out, err = run_main(capsys, "--no_progress", "--fast_dev_run", "1", "--plot", str(tmp_path / "x.png"))
+    assert code == 1 and out.startswith("Run report")
+    assert err == "error: --plot: plotting needs matplotlib, which is not installed: pip install matplotlib (or pip " \
+                  "install 'ignite-speed[plot]')\n"
+
+
+def test_max_time_mode_shows_in_the_report(capsys):
+    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "2", "--max_time_mode", "fit",
+                            "--max_time_reserve", "10")
+    assert code == 0
+    assert report_value(out, "batches / steps").endswith("max_time=0:02:00 (fit, reserve 0:00:10)")
+
+
 # ---------------------------------------------------------------------------------------------- command line
 @pytest.mark.parametrize("text, value", [
     ("3", 3), ("-1", -1), ("0.5", 0.5), ("1.0", 1.0), ("None", None), ("none", None), ("true", True),
@@ -147,7 +190,7 @@ def test_help_lists_every_flag(capsys):
     assert code == 0
     for name in SpeedConfig.flag_names():
         assert f"--{name} VALUE" in out
-    for option in ("--config", "--compare", "--seed", "--no_progress", "--baseline_epochs"):
+    for option in ("--config", "--compare", "--seed", "--no_progress", "--baseline_epochs", "--plot"):
         assert option in out
     assert '"monitor": "val_acc"' in out  # the demo's defaults are shown
 

@@ -67,3 +67,159 @@ def test_a_checkpoint_without_the_speedups_state_is_refused_with_the_fix(tmp_pat
                                            r"state was not .* add the Speedups object"):
         resumed.trainer.run(loader(10))
     assert resumed.total == 0 and sp.stop_reason is StopReason.NOT_STOPPED
+
+
+@pytest.mark.parametrize("cfg, expected", [
+    ({"max_epochs": 3}, 30),
+    ({"max_epochs": 3, "accumulate_grad_batches": 3}, 12),  # ceil(10 / 3) steps per epoch
+    ({"max_steps": 7}, 7),
+    ({"max_epochs": 5, "max_steps": 12}, 12),
+    ({"max_epochs": 2, "limit_train_batches": 0.5, "accumulate_grad_batches": 2}, 6),
+    ({"fast_dev_run": 3, "accumulate_grad_batches": 2}, 2),
+    ({"overfit_batches": 4, "max_epochs": 3}, 12),
+    ({"max_epochs": -1}, float("inf")),
+    ({"max_time": "00:00:01:00"}, float("inf")),
+    ({}, 10_000),  # max_epochs unset: Lightning's 1000
+])
+def test_estimated_stepping_batches_follows_lightnings_rule(cfg, expected):
+    # the expected values are what pytorch-lightning 2.6.6's Trainer.estimated_stepping_batches gives
+    sp = attach_speedups(make_run().trainer, None, cfg)
+    assert sp.estimated_stepping_batches(loader(10)) == expected
+
+
+def test_estimated_stepping_batches_sizes_a_one_cycle_schedule_that_ends_with_training():
+    run = make_run()
+    sp = attach_speedups(run.trainer, None, {"max_epochs": 4, "limit_train_batches": 6, "accumulate_grad_batches": 2})
+    opt = torch.optim.SGD(run.model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=sp.estimated_stepping_batches(
+        loader(10)))
+    run.trainer.add_event_handler(Events.ITERATION_COMPLETED(every=2), lambda _: (opt.step(), scheduler.step()))
+    run.trainer.run(loader(10))
+    assert scheduler.last_epoch == scheduler.total_steps == sp.global_step == 12
+
+
+def test_a_progress_bar_shows_a_sensible_epoch_count_under_max_time_only():
+    import time
+
+    from ignite.engine import Engine
+
+    from ignite_speed._compat import ProgressBar
+
+    trainer = Engine(lambda e, b: time.sleep(0.01))  # epochs of 4 batches take >= 0.04 s
+    sp = attach_speedups(trainer, None, {"max_time": {"seconds": 1}})
+    descriptions: list[str] = []
+    bar = ProgressBar(persist=False, disable=True)
+    bar.attach(trainer)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: descriptions.append(bar.pbar.desc))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED(once=3), lambda _: sp.request_stop())
+    trainer.run(list(range(4)))
+    # no "Epoch [2/2147483647]": Ignite's max_epochs follows what the time budget allows (at most 1 s / 0.04 s)
+    assert descriptions[0] == "Iteration: "  # the first epoch: nothing measured yet
+    counts = [tuple(map(int, d.split("[")[1].split("]")[0].split("/"))) for d in descriptions[4:]]
+    assert [c[0] for c in counts] == [2] * 4 + [3] * 4
+    assert all(epoch < total <= 25 for epoch, total in counts), counts
+    assert trainer.state.epoch == 3 and sp.stop_reason is StopReason.USER_REQUEST
+
+
+def test_a_trainer_metric_attached_after_attach_speedups_is_named_as_an_order_problem():
+    from ignite.metrics import Average
+
+    run = make_run()
+    with pytest.raises(ValueError, match="a metric attached to the trainer after attach_speedups is not there yet: "
+                                         "attach it first"):
+        attach_speedups(run.trainer, None, {"max_epochs": 2, "early_stopping": {"monitor": "train_loss"}})
+    run = make_run()
+    Average().attach(run.trainer, "train_loss")  # the fix: the metric first
+    sp = attach_speedups(run.trainer, None, {"max_epochs": 2, "early_stopping": {"monitor": "train_loss"}})
+    run.trainer.run(loader(3))
+    assert sp.early_stopping.checks == 2
+
+
+def test_an_apps_own_validation_handler_is_named_once(recwarn):
+    run = make_run()
+    sp = attach_speedups(run.trainer, run.evaluator, {"max_epochs": 2, "num_sanity_val_steps": 0},
+                         val_data=loader(2, 100.0))
+
+    @run.trainer.on(Events.EPOCH_COMPLETED)
+    def log_validation_results(engine):  # as in Ignite's examples
+        run.evaluator.run(loader(2, 100.0))
+
+    run.trainer.run(loader(4))
+    # the schedule's run and the app's run each epoch: validated twice per epoch
+    assert (run.val_at, sp.progress.val_runs) == ([4, 4, 8, 8], 2)
+    warned = [w for w in recwarn.list if "also run during training" in str(w.message)]
+    assert len(warned) == 1
+    message = str(warned[0].message)
+    assert "by test_an_apps_own_validation_handler_is_named_once.<locals>.log_validation_results " \
+           "(test_existing_apps.py:" in message
+    assert "remove it (the schedule validates: val_check_interval=None (1.0), check_val_every_n_epoch=1)" in message
+    assert warned[0].filename == __file__
+
+
+def test_fast_dev_run_limits_every_run_of_the_evaluator():
+    run = make_run()
+    sp = attach_speedups(run.trainer, run.evaluator, {"fast_dev_run": 2}, val_data=loader(6))
+    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: run.evaluator.run(loader(9)))
+    with pytest.warns(UserWarning, match="also run during training"):
+        run.trainer.run(loader(10))
+    run.evaluator.run(loader(9))  # after training too: the debug run stays fast
+    assert (run.total, run.val_batches, sp.stop_reason) == (2, [2, 2, 2], StopReason.MAX_STEPS)
+
+
+def test_step_flags_given_to_attach_speedups_for_a_plain_trainer_are_named():
+    run = make_run()
+    with pytest.warns(UserWarning, match=r"precision='bf16-mixed', gradient_clip_val=1.0 given to attach_speedups is "
+                                         r"not applied: this trainer was not made by ignite_speed.create_trainer"):
+        attach_speedups(run.trainer, None, {"max_steps": 10, "precision": "bf16", "gradient_clip_val": 1.0})
+    with pytest.warns(UserWarning, match="accumulate_grad_batches=4 given to attach_speedups for a trainer not made "
+                                         "by ignite_speed.create_trainer: ignite-speed counts one optimizer step per 4"):
+        attach_speedups(make_run().trainer, None, {"max_steps": 10, "accumulate_grad_batches": 4})
+
+
+def test_one_cfg_for_create_trainer_and_attach_speedups_stays_silent(recwarn):
+    from ignite_speed import create_trainer
+
+    cfg = {"max_epochs": 2, "precision": "bf16-mixed", "accumulate_grad_batches": 2, "gradient_clip_val": 1.0}
+    model = torch.nn.Linear(1, 1)
+    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), torch.nn.functional.mse_loss, cfg)
+    sp = attach_speedups(trainer, None, cfg)
+    trainer.run(loader(4))
+    assert sp.global_step == 4 and not [str(w.message) for w in recwarn.list]
+
+
+def test_fast_dev_run_rehearses_the_apps_checkpoints_in_a_temporary_folder(tmp_path):
+    run = make_run()
+    sp = attach_speedups(run.trainer, run.evaluator, {"fast_dev_run": 2}, val_data=loader(3))
+    opt = torch.optim.SGD(run.model.parameters(), lr=0.1)
+    saver = DiskSaver(str(tmp_path), require_empty=False)
+    every_epoch = Checkpoint({"trainer": run.trainer, "model": run.model, "optimizer": opt, "speedups": sp}, saver,
+                             n_saved=2)
+    rare = Checkpoint({"model": run.model}, saver, filename_prefix="rare", n_saved=1)
+    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, every_epoch)
+    run.trainer.add_event_handler(Events.ITERATION_COMPLETED(every=1000), rare)  # never fires in 2 batches
+    weights = []
+    run.trainer.add_event_handler(Events.COMPLETED, lambda _: weights.append(run.model.weight.detach().clone()))
+    run.trainer.run(loader(10))
+    assert list(tmp_path.iterdir()) == []  # the user's folder stays untouched
+    assert every_epoch.save_handler is saver and rare.save_handler is saver  # the savers are put back
+    assert every_epoch._saved == [] and rare._saved == []
+    assert torch.equal(run.model.weight, weights[0])  # the objects have their state back after the load
+    assert (run.trainer.state.iteration, sp.stop_reason, sp.progress.total_batches) == (2, StopReason.MAX_STEPS, 2)
+
+
+def test_fast_dev_run_fails_at_once_on_a_checkpoint_that_cannot_be_loaded(tmp_path):
+    class Broken:  # writes a state it cannot read back (a layout changed between save and load, say)
+        def state_dict(self):
+            return {"weights": 1}
+
+        def load_state_dict(self, state):
+            raise KeyError("the layout changed")
+
+    run = make_run()
+    attach_speedups(run.trainer, None, {"fast_dev_run": 2})
+    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, Checkpoint(
+        {"model": run.model, "extra": Broken()}, DiskSaver(str(tmp_path), require_empty=False)))
+    with pytest.raises(RuntimeError, match=r"fast_dev_run: the checkpoint that Checkpoint\(to_save=\['extra', "
+                                           r"'model'\]\) writes could not be loaded back \(KeyError"):
+        run.trainer.run(loader(10))
+    assert list(tmp_path.iterdir()) == [] and run.trainer.state.iteration == 2
