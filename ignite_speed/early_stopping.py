@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+from ignite.engine import Engine
 
 from ._dist import gather_message, get_rank, get_world_size
 from .durations import BatchLimit, format_value
@@ -677,7 +678,7 @@ class EarlyStopping:
         logger.info("EarlyStopping: %s", message)  # the package logger adds "[rank: N]" when distributed
 
     # ------------------------------------------------------------------ standalone use
-    def attach(self, trainer: Any, evaluator: Any = None, model: torch.nn.Module | None = None,
+    def attach(self, trainer: Engine, evaluator: Engine | None = None, model: torch.nn.Module | None = None,
                min_epochs: int = 0, min_steps: int = 0) -> EarlyStopping:
         """Use early stopping in a plain Ignite app (without ``attach_speedups``).
 

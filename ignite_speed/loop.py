@@ -24,7 +24,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ignite.engine import Engine, Events, State
 
@@ -480,6 +480,9 @@ class TrainingLoop:
         set_epoch_position(self.trainer, epoch, batches_done)
 
 
+_Handler = TypeVar("_Handler", bound="LoopHandler")
+
+
 class LoopHandler:
     """Base of the handlers that attach to a trainer's :class:`TrainingLoop` (one per ``concern``).
 
@@ -492,7 +495,7 @@ class LoopHandler:
     def __init__(self) -> None:
         self._loop: TrainingLoop | None = None
 
-    def attach(self, trainer: Engine) -> Any:
+    def attach(self: _Handler, trainer: Engine) -> _Handler:
         """Attach to ``trainer`` (a plain Ignite ``Engine``); returns ``self``."""
         loop = TrainingLoop.of_or_attach(trainer)
         if self._loop is not None and self._loop is not loop:

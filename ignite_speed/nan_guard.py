@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
+from ignite.engine import Engine
 
 from .stop import StopController, StopReason
 
@@ -103,7 +104,7 @@ class NonFiniteLossGuard:
                                f"training loss is {bad} at epoch {max(state.epoch - 1, 0)} (0-based), "
                                f"iteration {state.iteration}; stopping", self.source)
 
-    def attach(self, trainer: Any, min_epochs: int = 0, min_steps: int = 0) -> NonFiniteLossGuard:
+    def attach(self, trainer: Engine, min_epochs: int = 0, min_steps: int = 0) -> NonFiniteLossGuard:
         """Standalone use in a plain Ignite app: check after every iteration; the trainer's loop syncs the
         stop across ranks and ends the run on every rank after the same iteration (a non-finite loss does
         not wait for ``min_epochs`` / ``min_steps``; other stop requests do)."""

@@ -326,6 +326,10 @@ class Precision:
                 or clip_val < 0:
             raise ValueError(f"gradient_clip_val={clip_val!r} is out of range; accepted: None or a finite number >= 0")
         self.unscale_gradients(optimizer)
+        if algorithm == "norm" and _is_fairscale_oss(optimizer):
+            # each rank holds the reduced gradients of its own shard only: the norm needs all of them
+            optimizer.clip_grad_norm(clip_val)  # type: ignore[attr-defined]
+            return
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if algorithm == "norm":
             torch.nn.utils.clip_grad_norm_(params, clip_val)
@@ -340,6 +344,9 @@ class Precision:
         training loop that ignores it pays no GPU sync."""
         self._unscaled.discard(id(optimizer))
         if self.device_type == "xla":
+            if getattr(optimizer, "_ignite_speed_xla", False):
+                optimizer.step()  # made by prepare(): its step reduces the gradients across replicas itself
+                return True
             import torch_xla.core.xla_model as xm  # lazy: optional dependency
 
             xm.optimizer_step(optimizer)  # all-reduces gradients across replicas, then steps
@@ -391,6 +398,10 @@ class Precision:
                 self.scaler.load_state_dict(dict(state_dict["scaler"]))
         if "apex_amp" in state_dict and self._apex_amp is not None:
             self._apex_amp.load_state_dict(state_dict["apex_amp"])
+
+
+def _is_fairscale_oss(optimizer: Any) -> bool:
+    return any(c.__name__ == "OSS" and c.__module__.startswith("fairscale") for c in type(optimizer).__mro__)
 
 
 def _cast_floating(data: Any, dtype: torch.dtype) -> Any:

@@ -11,9 +11,11 @@ See docs/loop_limits.rst for how ``max_epochs``/``epoch_length`` passed to ``run
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import warnings
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, State
 
@@ -28,6 +30,11 @@ from .report import RunReport
 from .stop import StopController, StopReason
 from .time_budget import TimeBudget, TrainingClock
 from .validation import ValidationSchedule, run_evaluator
+
+if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: loaded only where used)
+    import torch
+
+    from .precision import Precision
 
 __all__ = ["Speedups", "attach_speedups"]
 
@@ -48,7 +55,7 @@ class Speedups:
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
 
     def __init__(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, *, val_data: Any = None,
-                 model: Any = None, precision: Any = None) -> None:
+                 model: torch.nn.Module | None = None, precision: Precision | None = None) -> None:
         if getattr(trainer, _ATTR, None) is not None:
             raise RuntimeError("attach_speedups: this trainer already has speedups attached; attach once per trainer")
         if TrainingLoop.of(trainer) is not None:
@@ -141,7 +148,7 @@ class Speedups:
         return self.progress.global_step
 
     @property
-    def precision(self) -> Any:
+    def precision(self) -> Precision | None:
         return self._precision if self._precision is not None else getattr(self.trainer, "speed_precision", None)
 
     def request_stop(self, message: str = "stop requested by user code") -> None:
@@ -271,8 +278,10 @@ def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:
                       f"function must step the optimizer that way too (create_trainer does)", UserWarning, stacklevel=4)
 
 
-def attach_speedups(trainer: Engine, evaluator: Engine | None = None, cfg: Any = None, *, val_data: Any = None,
-                    model: Any = None, precision: Any = None, **overrides: Any) -> Speedups:
+def attach_speedups(trainer: Engine, evaluator: Engine | None = None,
+                    cfg: SpeedConfig | Mapping[str, Any] | argparse.Namespace | None = None, *, val_data: Any = None,
+                    model: torch.nn.Module | None = None, precision: Precision | None = None,
+                    **overrides: Any) -> Speedups:
     """Attach Lightning-style speed controls to ``trainer`` (and its ``evaluator``).
 
     Args:
@@ -291,6 +300,9 @@ def attach_speedups(trainer: Engine, evaluator: Engine | None = None, cfg: Any =
         ``request_stop()``, ``end_epoch()``, ``state_dict()`` / ``load_state_dict()``.
     """
     config = SpeedConfig.from_any(cfg, **overrides)
+    from .distributed._guard import warn_if_not_launched  # (a small module: no optional engine loads)
+
+    warn_if_not_launched(config, "attach_speedups")
     if evaluator is not None and not isinstance(evaluator, Engine):
         raise TypeError(f"evaluator={type(evaluator).__name__} is not an ignite Engine; accepted: an Engine or None")
     if not isinstance(trainer, Engine):

@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import sys
+import warnings
 from typing import Any
 
 import torch
@@ -32,9 +33,34 @@ from ignite_speed.distributed import (  # noqa: E402
     prepare,
     prepare_dataloader,
 )
+from ignite_speed.trainer import create_trainer  # noqa: E402
 
 TIMEOUT = datetime.timedelta(seconds=60)
 EPOCHS = 3
+# The flags of the create_trainer jobs. With 4 batches per rank and epoch, windows of 3 batches end at the 3rd
+# and the last (4th) batch of each epoch: 2 optimizer steps per epoch, so max_steps=5 stops at the 3rd batch of
+# epoch 3 (iteration 11). DeepSpeed's own micro-step counter would step at batches 3, 6, 9, ... instead.
+TRAINER_FLAGS = {"accumulate_grad_batches": 3, "gradient_clip_val": 0.1, "max_steps": 5}
+
+
+class Unsized:
+    """A loader seen without a length, as Ignite sees an iterable dataset: the first epoch's length is known
+    only when it ends, so its last window is closed at EPOCH_COMPLETED."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Any:
+        return iter(self.loader)
+
+
+def _step_counter(model: Any, opt: Any) -> Any:
+    """A function returning the number of optimizer steps really taken so far."""
+    if hasattr(model, "global_steps"):  # DeepSpeed engine
+        return lambda: int(model.global_steps)
+    count = [0]
+    opt.register_step_post_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    return lambda: count[0]
 
 
 def make_data(n: int = 64) -> TensorDataset:
@@ -54,12 +80,18 @@ def flat_params(state: dict[str, torch.Tensor]) -> list[float]:
 
 
 def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None, ds_engine_step: bool = False,
-          lr: float = 0.05, speedups: bool = False) -> dict[str, Any]:
+          lr: float = 0.05, speedups: bool = False, create: bool = False, unsized: bool = False) -> dict[str, Any]:
     """Train EPOCHS epochs with ``cfg``'s strategy; save a checkpoint after epoch 2; optionally start
     from ``resume_from``. With ``speedups`` the trainer runs under ``attach_speedups`` and its state is
-    checkpointed too. Returns per-epoch mean losses (all ranks) and the final full parameters."""
+    checkpointed too. With ``create`` the documented path ``prepare`` + ``create_trainer`` (SGD with
+    momentum, ``cfg``'s accumulation and clipping) replaces the hand-written step; ``unsized`` hides the
+    loader's length. Returns per-epoch mean losses (all ranks; a last partial epoch too), the final full
+    parameters and, with ``create``, the optimizer steps taken and counted."""
     name = cfg.pop("_name", cfg["strategy"])
-    model, opt = prepare(make_model(), lambda p: torch.optim.Adam(p, lr=lr), cfg)
+    if create:
+        model, opt = prepare(make_model(), lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9), cfg)
+    else:
+        model, opt = prepare(make_model(), lambda p: torch.optim.Adam(p, lr=lr), cfg)
     loader = prepare_dataloader(make_data(), cfg, batch_size=8, shuffle=True)
     device = next(iter(model.parameters())).device
     loss_fn = nn.MSELoss()
@@ -78,29 +110,35 @@ def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None,
             opt.step()
         return float(loss.item())
 
-    trainer = Engine(step)
+    trainer = create_trainer(model, opt, loss_fn, cfg) if create else Engine(step)
+    steps_taken = _step_counter(model, opt)
     attach_set_epoch(trainer, loader)
     epoch_losses: list[float] = []
     running: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: running.append(e.state.output))
 
     @trainer.on(Events.EPOCH_COMPLETED)
+    @trainer.on(Events.COMPLETED)
     def _epoch_done(engine: Engine) -> None:
-        mean = idist.all_reduce(sum(running) / len(running)) / idist.get_world_size()
-        epoch_losses.append(float(mean))
-        running.clear()
+        if running:  # (COMPLETED: an epoch that max_steps ended early)
+            mean = idist.all_reduce(sum(running) / len(running)) / idist.get_world_size()
+            epoch_losses.append(float(mean))
+            running.clear()
 
     objects = checkpoint_objects(model, opt, directory=os.path.join(ckpt_dir, "ds"))
     to_save = {"trainer": trainer, **objects}
+    sp = None
     if speedups:
         from ignite_speed.speedups import attach_speedups
 
-        to_save["speedups"] = attach_speedups(trainer, cfg={"max_epochs": EPOCHS})
+        sp = attach_speedups(trainer, cfg={**cfg, "max_epochs": EPOCHS} if create else {"max_epochs": EPOCHS})
+        to_save["speedups"] = sp
     saver = Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), filename_prefix=name, n_saved=1)
     trainer.add_event_handler(Events.EPOCH_COMPLETED(once=2), saver)
     if resume_from is not None:
         Checkpoint.load_objects(to_load=to_save, checkpoint=resume_from)
-    trainer.run(loader, max_epochs=EPOCHS)
+    steps_before = steps_taken()
+    trainer.run(Unsized(loader) if unsized else loader, max_epochs=EPOCHS)
     if "deepspeed" in objects:
         import deepspeed
 
@@ -115,6 +153,10 @@ def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None,
         "params": flat_params(full) if idist.get_rank() == 0 else None,
         "checkpoint": os.path.join(ckpt_dir, saver.last_checkpoint) if saver.last_checkpoint else None,
         "replicas_equal": replicas_equal,
+        "iteration": trainer.state.iteration,
+        "steps_taken": steps_taken() - steps_before,  # in this run (a resumed one starts after the checkpoint)
+        "global_step": sp.global_step if sp is not None else None,
+        "stop_reason": str(sp.stop_reason.value) if sp is not None and sp.stop_reason is not None else None,
     }
 
 
@@ -155,6 +197,35 @@ def job_strategies(local_rank: int, out_dir: str, strategies: list[str], speedup
         results[strategy] = {"run": run, "resumed": resumed}
     if idist.get_rank() == 0:
         with open(os.path.join(out_dir, "strategies.json"), "w") as fh:
+            json.dump(results, fh)
+
+
+def job_trainer(local_rank: int, out_dir: str, strategies: list[str]) -> None:
+    """The documented path ``prepare`` + ``create_trainer`` + ``attach_speedups`` under each strategy, with
+    TRAINER_FLAGS: a run with a checkpoint after epoch 2, the run resumed from it, and a run on a loader
+    without a length."""
+    from ignite_speed.distributed import warn_if_not_launched
+
+    base = {"accelerator": "cpu", "devices": 2, **TRAINER_FLAGS}
+    results: dict[str, Any] = {"world_size": idist.get_world_size(), "backend": idist.backend()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for strategy in strategies:
+            cfg: dict[str, Any] = {**base, "strategy": strategy}
+            if strategy == "deepspeed_stage_0":
+                cfg = {**base, "strategy": "deepspeed", "deepspeed_config": {"zero_optimization": {"stage": 0}}}
+            ckpt = os.path.join(out_dir, strategy)
+            run = train({**cfg, "_name": strategy}, ckpt, create=True, speedups=True)
+            idist.barrier()
+            resumed = train({**cfg, "_name": strategy}, ckpt + "_resumed", resume_from=run["checkpoint"],
+                            create=True, speedups=True)
+            unsized = train({**cfg, "_name": strategy}, ckpt + "_unsized", create=True, speedups=True, unsized=True)
+            results[strategy] = {"run": run, "resumed": resumed, "unsized": unsized}
+    # devices=2 inside the launched job: prepare, create_trainer (and attach_speedups) stay silent
+    results["launch_warnings"] = [str(w.message) for w in caught if "ignite_speed.launch" in str(w.message)]
+    results["warned_inside_job"] = warn_if_not_launched({**base, "strategy": "fsdp"}, "attach_speedups")
+    if idist.get_rank() == 0:
+        with open(os.path.join(out_dir, "trainer.json"), "w") as fh:
             json.dump(results, fh)
 
 
@@ -213,6 +284,9 @@ def main() -> None:
     if args.job == "strategies":
         launch({"accelerator": "cpu", "devices": 2}, job_strategies, args.out_dir, args.strategies.split(","),
                args.speedups, timeout=TIMEOUT)
+    elif args.job == "trainer":
+        launch({"accelerator": "cpu", "devices": 2}, job_trainer, args.out_dir, args.strategies.split(","),
+               timeout=TIMEOUT)
     elif args.job == "multinode":
         launch({"accelerator": "cpu", "devices": 1, "num_nodes": 2, "node_rank": args.node_rank,
                 "master_addr": "127.0.0.1", "master_port": args.port}, job_ranks, args.out_dir, "multinode",

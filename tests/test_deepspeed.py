@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("deepspeed", reason="deepspeed is not installed (tox -e deepspeed)")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_distributed_mp import JOBS, close, run_job  # noqa: E402
+from test_distributed_mp import JOBS, check_trainer, close, run_job  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2 gloo processes per job
 
@@ -58,3 +58,12 @@ def test_zero_stages_match_ddp_and_resume(tmp_path: Path) -> None:
         assert close(resumed["losses"], run["losses"][2:], TOL_RESUME), (name, resumed["losses"], run["losses"])
         assert close(resumed["params"], run["params"], TOL_RESUME), f"{name}: resumed run ends elsewhere"
         assert close(resumed["params"], ddp["params"], TOL_DDP), name
+
+
+def test_create_trainer_drives_every_zero_stage_like_ddp(tmp_path: Path) -> None:
+    # the documented path prepare -> create_trainer -> attach_speedups, with accumulate_grad_batches=3,
+    # gradient_clip_val=0.1 and max_steps=5 applied by DeepSpeed: DDP's losses and parameters, as many engine
+    # steps as the loop counts (windows end at each epoch's last batch, not on DeepSpeed's own micro-step
+    # counter), exact resume, and the last window of an epoch of unknown length closed
+    run_job(str(JOBS), "trainer", str(tmp_path), "--strategies", ",".join(["ddp", *STAGES]), timeout=600)
+    check_trainer(json.loads((tmp_path / "trainer.json").read_text()), STAGES, tol=TOL_DDP)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import subprocess
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from ignite_speed.distributed import (
     DeepSpeedCheckpoint,
     ModelState,
     OptimizerState,
+    _guard,
     attach_set_epoch,
     checkpoint_objects,
     current_strategy,
@@ -34,8 +37,10 @@ from ignite_speed.distributed import (
     rebuild_optimizer,
     resolve_strategy,
     unwrap_model,
+    warn_if_not_launched,
 )
 from ignite_speed.distributed.xla import install_xla_shims, xla_optimizer
+from ignite_speed.trainer import create_trainer
 
 HAS_XLA = importlib.util.find_spec("torch_xla") is not None
 
@@ -243,7 +248,8 @@ def test_rebuild_optimizer_follows_replaced_parameters() -> None:
 def test_deepspeed_config_from_flags() -> None:
     ds = deepspeed_config_for({"strategy": "deepspeed"})
     # DeepSpeed's own default gradient_clipping is 1.0; without gradient_clip_val nothing is clipped (as in DDP)
-    assert ds == {"zero_optimization": {"stage": 2}, "gradient_clipping": 0.0, "train_micro_batch_size_per_gpu": 1}
+    assert ds == {"zero_optimization": {"stage": 2}, "gradient_clipping": 0.0, "train_micro_batch_size_per_gpu": 1,
+                  "zero_allow_untested_optimizer": True}
     ds = deepspeed_config_for({"strategy": "deepspeed_stage_3_offload", "precision": "bf16-mixed",
                                "accumulate_grad_batches": 4, "gradient_clip_val": 1.0})
     assert ds["zero_optimization"] == {"stage": 3, "offload_optimizer": {"device": "cpu"},
@@ -254,7 +260,12 @@ def test_deepspeed_config_from_flags() -> None:
         "stage": 2, "offload_optimizer": {"device": "cpu"}}
     given = {"zero_optimization": {"stage": 1}, "train_batch_size": 32}
     ds = deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": given})
-    assert ds == {"zero_optimization": {"stage": 1}, "train_batch_size": 32, "gradient_clipping": 0.0}
+    assert ds == {"zero_optimization": {"stage": 1}, "train_batch_size": 32, "gradient_clipping": 0.0,
+                  "zero_allow_untested_optimizer": True}
+    # ZeRO takes any torch optimizer (SGD too), unless the given config says otherwise
+    strict = {"zero_allow_untested_optimizer": False}
+    assert deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": strict})[
+        "zero_allow_untested_optimizer"] is False
     assert given == {"zero_optimization": {"stage": 1}, "train_batch_size": 32}
     # a clipping value in the DeepSpeed config is kept; gradient_clip_val=0/None given as a flag must agree
     clipped = {"gradient_clipping": 0.5}
@@ -382,6 +393,63 @@ def test_xla_optimizer_reduces_gradients_before_each_step() -> None:
     assert "state" in opt.state_dict()
 
 
+@pytest.fixture
+def fake_torch_xla(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """torch_xla as far as prepare() and create_trainer use it, on the CPU; returns the calls made to it."""
+    calls: list[str] = []
+    xm = types.ModuleType("torch_xla.core.xla_model")
+    xm.reduce_gradients = lambda opt: calls.append("reduce_gradients")  # type: ignore[attr-defined]
+    xm.mark_step = lambda: calls.append("mark_step")  # type: ignore[attr-defined]
+    xm.optimizer_step = lambda opt, *a, **k: (calls.append("optimizer_step"), opt.step())  # type: ignore[attr-defined]
+    xr = types.ModuleType("torch_xla.runtime")
+    xr.world_size, xr.global_ordinal, xr.local_ordinal = lambda: 1, lambda: 0, lambda: 0  # type: ignore[attr-defined]
+    core = types.ModuleType("torch_xla.core")
+    core.xla_model = xm  # type: ignore[attr-defined]
+    xla = types.ModuleType("torch_xla")
+    xla.__version__, xla.core, xla.runtime = "2.9.0", core, xr  # type: ignore[attr-defined]
+    xla.device = lambda: torch.device("cpu")  # type: ignore[attr-defined]
+    for module in (xla, core, xm, xr):
+        module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    return calls
+
+
+@pytest.mark.skipif(HAS_XLA, reason="torch_xla is installed (tox -e xla runs the real one)")
+def test_create_trainer_steps_prepares_xla_optimizer_once_per_window(fake_torch_xla: list[str]) -> None:
+    # prepare() wraps the optimizer so that its step() reduces gradients across replicas and cuts the graph;
+    # create_trainer's step must use it as it is (xm.optimizer_step would reduce a second time)
+    cfg = {"accelerator": "tpu", "devices": 1, "accumulate_grad_batches": 2, "gradient_clip_val": 1.0}
+    model, opt = prepare(_model(), lambda p: torch.optim.SGD(p, lr=0.05), cfg)
+    assert getattr(opt, "_ignite_speed_xla", False) and fake_torch_xla == []
+    trainer = create_trainer(model, opt, nn.functional.mse_loss, cfg)
+    assert trainer.speed_precision.device_type == "xla"
+    x = torch.randn(20, 4)
+    data = [(x[i:i + 4], x[i:i + 4].sum(1, keepdim=True)) for i in range(0, 20, 4)]
+    losses: list[float] = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: losses.append(e.state.output))
+    trainer.run(data, max_epochs=3)
+    # 5 batches, windows of 2: steps after batches 2, 4 and 5 of each epoch
+    assert fake_torch_xla == ["reduce_gradients", "mark_step"] * 9
+    assert losses[-1] < losses[0]
+    # an optimizer that prepare() did not wrap still goes through xm.optimizer_step
+    from ignite_speed import Precision
+
+    plain = torch.optim.SGD(_model().parameters(), lr=0.1)
+    fake_torch_xla.clear()
+    Precision("32-true", "tpu").step(plain)
+    assert fake_torch_xla == ["optimizer_step"]
+
+
+def test_create_trainer_sends_batches_where_prepare_put_the_model() -> None:
+    # prepare() puts the model on this rank's GPU or XLA device; without device= the batches follow it there
+    from ignite_speed.trainer import _batch_device
+
+    elsewhere = nn.Linear(2, 1, device="meta")  # stands for a cuda:1 or xla:0 parameter
+    assert _batch_device(elsewhere, "tpu") == _batch_device(elsewhere, "gpu") == torch.device("meta")
+    assert _batch_device(nn.Linear(2, 1), "auto") == torch.device("cpu")
+    assert _batch_device(nn.Linear(2, 1), "cpu") is None and _batch_device(nn.Module(), "auto") is None
+
+
 @pytest.mark.skipif(HAS_XLA, reason="torch_xla is installed")
 def test_tpu_without_torch_xla_is_a_clear_import_error() -> None:
     with pytest.raises(ImportError, match="accelerator='tpu' needs torch_xla"):
@@ -403,6 +471,202 @@ def test_xla_single_process_training_bf16() -> None:
         opt.step()
         losses.append(float(loss.float().cpu()))
     assert losses[-1] < losses[0]
+
+
+# ---------------------------------------------------------------- create_trainer with a DeepSpeed engine
+class DeepSpeedEngine(nn.Module):
+    """The calls create_trainer makes on deepspeed's DeepSpeedEngine (recognised by its class name), with
+    DeepSpeed's rules: the loss is divided by gradient_accumulation_steps, step() steps on a boundary only,
+    clipping is the engine's. Records the boundary of every backward."""
+
+    def __init__(self, module: nn.Module, gas: int = 1, clipping: float = 0.0, bf16: bool = False) -> None:
+        super().__init__()
+        self.module = module
+        self.optimizer = torch.optim.SGD(module.parameters(), lr=0.05)
+        self.gas, self.clipping, self.bf16 = gas, clipping, bf16
+        self.device = torch.device("cpu")
+        self.boundary: bool | None = None
+        self.boundaries: list[bool | None] = []
+        self.micro_steps = self.global_steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    def gradient_accumulation_steps(self) -> int:
+        return self.gas
+
+    def gradient_clipping(self) -> float:
+        return self.clipping
+
+    def fp16_enabled(self) -> bool:
+        return False
+
+    def bfloat16_enabled(self) -> bool:
+        return self.bf16
+
+    def set_gradient_accumulation_boundary(self, is_boundary: bool) -> None:
+        self.boundary = is_boundary
+
+    def backward(self, loss: torch.Tensor) -> torch.Tensor:
+        self.boundaries.append(self.boundary)
+        (loss / self.gas).backward()
+        return loss / self.gas
+
+    def step(self) -> None:
+        boundary = self.boundary if self.boundary is not None else (self.micro_steps + 1) % self.gas == 0
+        if boundary:
+            if self.clipping:
+                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clipping)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            self.global_steps += 1
+        self.micro_steps += 1
+
+
+class Unsized:
+    """A re-iterable without len(): Ignite learns the first epoch's length at its end."""
+
+    def __init__(self, data: list) -> None:
+        self.data = data
+
+    def __iter__(self):
+        return iter(self.data)
+
+
+def _regression(n: int = 10) -> list:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n * 4, 4, generator=g)
+    return [(x[i:i + 4], x[i:i + 4].sum(1, keepdim=True)) for i in range(0, n * 4, 4)]
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["len", "no-len"])
+def test_create_trainer_drives_a_deepspeed_engine_on_ignite_speeds_windows(sized: bool) -> None:
+    # DeepSpeed's own micro-step counter would step after batches 3, 6, 9, 12, ... across epochs; create_trainer
+    # marks the windows as ignite-speed counts them (every 3rd batch of an epoch and its last), and the result is
+    # the plain optimizer's
+    cfg = {"accelerator": "cpu", "accumulate_grad_batches": 3, "gradient_clip_val": 0.5}
+    data = _regression(10)
+    engine = DeepSpeedEngine(_model(), gas=3, clipping=0.5)
+    trainer = create_trainer(engine, engine.optimizer, nn.functional.mse_loss, cfg)
+    assert trainer.speed_accumulate_grad_batches == 3 and trainer.speed_precision.effective_precision == "32-true"
+    modes: list[bool] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: modes.append(engine.training))
+    trainer.run(data if sized else Unsized(data), max_epochs=2)
+    epoch = [False, False, True] * 3 + [True]
+    if sized:
+        assert engine.boundaries == epoch * 2
+    else:  # the first epoch's last batch is not known as such: its window ends with one more backward (loss x 0)
+        assert engine.boundaries == epoch[:-1] + [False, True] + epoch
+    assert engine.global_steps == 8 and all(modes) and engine.training
+    reference = _model()
+    opt = torch.optim.SGD(reference.parameters(), lr=0.05)
+    create_trainer(reference, opt, nn.functional.mse_loss, cfg).run(data, max_epochs=2)
+    for a, b in zip(engine.module.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+
+
+def test_create_trainer_casts_inputs_for_a_bf16_engine_and_warns_about_kept_gradients() -> None:
+    seen: list[torch.dtype] = []
+    module = _model().to(torch.bfloat16)
+    module.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    engine = DeepSpeedEngine(module, gas=3, bf16=True)
+    cfg = {"accelerator": "cpu", "precision": "bf16-mixed", "accumulate_grad_batches": 3}
+    trainer = create_trainer(engine, engine.optimizer, nn.functional.mse_loss, cfg)
+    assert seen == [] and trainer.speed_precision.effective_precision == "bf16-mixed"
+    # an epoch that ends inside a window: DeepSpeed cannot drop what it accumulated, which is said
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=4), lambda e: e.terminate_epoch())
+    with pytest.warns(UserWarning, match="DeepSpeed has no call to discard"):
+        trainer.run(_regression(6), max_epochs=2)
+    assert set(seen) == {torch.bfloat16} and len(seen) == 10
+
+
+def test_create_trainer_refuses_a_deepspeed_engine_configured_otherwise() -> None:
+    engine = DeepSpeedEngine(_model(), gas=2, clipping=1.0)
+    ok = {"accumulate_grad_batches": 2, "gradient_clip_val": 1.0}
+    create_trainer(engine, engine.optimizer, nn.functional.mse_loss, ok)
+    create_trainer(engine, None, nn.functional.mse_loss, ok)
+    for flags, match in [({"gradient_clip_val": 1.0}, "accumulate_grad_batches=1 but the DeepSpeed engine accumulates "
+                                                      "gradient_accumulation_steps=2"),
+                         ({**ok, "gradient_clip_val": 0.5}, "gradient_clip_val=0.5 but the DeepSpeed engine clips"),
+                         ({**ok, "gradient_clip_val": None}, "gradient_clip_val=None but"),
+                         ({**ok, "gradient_clip_algorithm": "value"}, "gradient_clip_algorithm='value'"),
+                         ({**ok, "precision": "bf16-mixed"}, "trains in fp32")]:
+        with pytest.raises(ValueError, match=match):
+            create_trainer(engine, engine.optimizer, nn.functional.mse_loss, flags)
+    with pytest.raises(TypeError, match="not the DeepSpeed engine's optimizer"):
+        create_trainer(engine, torch.optim.SGD(engine.parameters(), lr=0.1), nn.functional.mse_loss, ok)
+    from ignite_speed import Precision
+
+    with pytest.raises(ValueError, match="precision= cannot be combined with a DeepSpeed engine"):
+        create_trainer(engine, engine.optimizer, nn.functional.mse_loss, ok, precision=Precision("32-true", "cpu"))
+
+
+# ---------------------------------------------------------------- a distributed config in a process nobody launched
+@pytest.fixture
+def not_launched(monkeypatch: pytest.MonkeyPatch) -> None:
+    if torch.distributed.is_initialized():
+        pytest.skip("a process group exists in this test process")
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_guard, "_warned", False)
+
+
+def test_distributed_config_outside_a_launched_job_warns_once(not_launched: None) -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cfg = {"accelerator": "cpu", "devices": 2}
+    with pytest.warns(UserWarning, match=r"create_trainer: the config asks for a distributed job \(devices=2\).*one "
+                                         r"process.*ignite_speed\.launch\(cfg, fn\).*torchrun") as record:
+        create_trainer(model, opt, nn.functional.mse_loss, cfg)
+    assert record[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        prepare(model, opt, cfg)
+        create_trainer(model, opt, nn.functional.mse_loss, cfg)
+        assert not warn_if_not_launched(cfg, "attach_speedups")
+    _guard._warned = False
+    with pytest.warns(UserWarning, match=r"prepare: the config asks for a distributed job \(devices=2\)"):
+        prepare(model, opt, {**cfg, "strategy": "zero"})
+
+
+def test_attach_speedups_outside_a_launched_job_warns_at_the_callers_line(not_launched: None) -> None:
+    from ignite.engine import Engine
+
+    from ignite_speed import attach_speedups
+
+    with pytest.warns(UserWarning, match=r"attach_speedups: the config asks for a distributed job \(devices=2\)") \
+            as record:
+        attach_speedups(Engine(lambda e, b: None), cfg={"accelerator": "cpu", "devices": 2})
+    assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("flags, warns", [
+    ({"accelerator": "cpu", "devices": 3}, True),
+    ({"accelerator": "cpu", "num_nodes": 2}, True),
+    ({"accelerator": "cpu", "strategy": "fsdp"}, True),
+    ({"accelerator": "cpu", "devices": 1, "strategy": "deepspeed_stage_2"}, True),
+    ({"accelerator": "cpu", "strategy": "ddp_sharded"}, True),
+    ({}, False),
+    ({"devices": 1}, False),
+    ({"devices": "auto"}, False),
+    ({"accelerator": "cpu", "strategy": "ddp"}, False),  # one process on CPU, also when launched
+    ({"accelerator": "cpu", "devices": 1, "strategy": "ddp"}, False),
+    ({"devices": "bogus"}, False),  # a bad config is the caller's to report
+])
+def test_which_configs_ask_for_a_launched_job(not_launched: None, flags: dict, warns: bool) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert warn_if_not_launched(flags, "attach_speedups") is warns
+    assert len(caught) == int(warns)
+    if warns:
+        assert "attach_speedups: the config asks for a distributed job" in str(caught[0].message)
+
+
+def test_a_torchrun_environment_counts_as_launched(not_launched: None) -> None:
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
+    assert not warn_if_not_launched({"accelerator": "cpu", "devices": 2}, "attach_speedups", env=env)
+    with pytest.warns(UserWarning, match="attach_speedups: the config asks for a distributed job"):
+        assert warn_if_not_launched({"accelerator": "cpu", "devices": 2}, "attach_speedups", env={})
 
 
 # ---------------------------------------------------------------- lazy imports

@@ -53,6 +53,38 @@ def check_strategies(result: dict, names: list[str], tol: float = 1e-6) -> None:
         assert close(resumed["params"], run["params"], tol), f"{name}: resumed run ends elsewhere"
 
 
+def check_trainer(result: dict, names: list[str], tol: float = 1e-6) -> None:
+    """Shared assertions of the ``trainer`` job (``prepare`` + ``create_trainer`` + ``attach_speedups`` with
+    accumulate_grad_batches=3, gradient_clip_val=0.1, max_steps=5; see TRAINER_FLAGS in _dist_jobs.py): every
+    strategy computes DDP's losses and parameters, takes exactly the optimizer steps the loop counts, resumes
+    exactly, and closes the last window of an epoch whose length is unknown."""
+    assert result["world_size"] == 2 and result["backend"] == "gloo"
+    assert result["launch_warnings"] == [] and result["warned_inside_job"] is False
+    reference = result["ddp"]["run"]
+    assert reference["losses"][2] < reference["losses"][1] < reference["losses"][0], reference["losses"]
+    for name in names:
+        run, resumed, unsized = (result[name][k] for k in ("run", "resumed", "unsized"))
+        for kind, r in (("run", run), ("unsized", unsized)):
+            # 2 steps per epoch (after batches 3 and 4 of 4): max_steps=5 stops at batch 3 of epoch 3
+            assert (r["iteration"], r["steps_taken"], r["global_step"], r["stop_reason"]) == (11, 5, 5, "max_steps"), \
+                (name, kind, r["iteration"], r["steps_taken"], r["global_step"])
+            assert close(r["losses"], reference["losses"], tol), (name, kind, r["losses"], reference["losses"])
+            assert close(r["params"], reference["params"], tol), (
+                name, kind, max(abs(a - b) for a, b in zip(r["params"], reference["params"])))
+            if r["replicas_equal"] is not None:
+                assert r["replicas_equal"], f"{name} ({kind}): ranks hold different parameters"
+        assert run["checkpoint"] and os.path.basename(run["checkpoint"]).endswith("_8.pt")
+        # resumed after epoch 2 (4 steps): the 5th and last step, the same epoch 3, the same parameters
+        assert (resumed["iteration"], resumed["steps_taken"], resumed["global_step"]) == (11, 1, 5), name
+        assert close(resumed["losses"], run["losses"][2:], tol), (name, resumed["losses"], run["losses"])
+        assert close(resumed["params"], run["params"], tol), f"{name}: resumed run ends elsewhere"
+
+
+def test_create_trainer_under_ddp_zero_fsdp_matches_ddp_and_counts_steps(tmp_path: Path) -> None:
+    run_job(str(JOBS), "trainer", str(tmp_path), "--strategies", "ddp,zero,fsdp")
+    check_trainer(json.loads((tmp_path / "trainer.json").read_text()), ["ddp", "zero", "fsdp"])
+
+
 def test_ddp_zero_fsdp_train_match_and_resume(tmp_path: Path) -> None:
     run_job(str(JOBS), "strategies", str(tmp_path), "--strategies", "ddp,zero,fsdp")
     result = json.loads((tmp_path / "strategies.json").read_text())

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("fairscale", reason="fairscale is not installed (tox -e fairscale)")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_distributed_mp import JOBS, check_strategies, run_job  # noqa: E402
+from test_distributed_mp import JOBS, check_strategies, check_trainer, run_job  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2 gloo processes per job
 
@@ -25,3 +25,10 @@ def test_ddp_sharded_matches_ddp_and_resumes(tmp_path: Path) -> None:
     run_job(str(JOBS), "strategies", str(tmp_path), "--strategies", "ddp,ddp_sharded")
     result = json.loads((tmp_path / "strategies.json").read_text())
     check_strategies(result, ["ddp", "ddp_sharded"])
+
+
+def test_create_trainer_under_ddp_sharded_matches_ddp_and_counts_steps(tmp_path: Path) -> None:
+    # accumulation skips ShardedDataParallel's reduction (no_sync) until a window's last batch; the last window
+    # of an epoch of unknown length is reduced (model.reduce()) before its step; clipping uses OSS's global norm
+    run_job(str(JOBS), "trainer", str(tmp_path), "--strategies", "ddp,ddp_sharded")
+    check_trainer(json.loads((tmp_path / "trainer.json").read_text()), ["ddp", "ddp_sharded"])

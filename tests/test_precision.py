@@ -374,6 +374,56 @@ def test_ddp_no_sync_during_accumulation(tmp_path):
         dist.destroy_process_group()
 
 
+def test_ddp_reduces_every_batch_while_the_epoch_length_is_unknown(tmp_path):
+    # the first epoch of a loader without len(): any batch may be the last, whose window steps at EPOCH_COMPLETED
+    # with what was reduced so far, so nothing may be skipped (skipping the last one made the ranks diverge)
+    if dist.is_initialized():
+        pytest.skip("a process group already exists in this test process")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(1, 1, bias=False))
+        reductions = []
+
+        def counting_hook(state, bucket):
+            reductions.append(1)
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+
+        ddp.register_comm_hook(None, counting_hook)
+        optimizer = torch.optim.SGD(ddp.parameters(), lr=1.0 / 64)
+        trainer = create_trainer(ddp, optimizer, lambda y_pred, y: y_pred.sum(),
+                                 {"accelerator": "cpu", "accumulate_grad_batches": 3})
+        per_epoch = []
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: per_epoch.append(len(reductions)))
+
+        class Unsized:
+            def __iter__(self):
+                return iter(_batches(range(1, 8)))
+
+        trainer.run(Unsized(), max_epochs=2)
+        assert per_epoch == [7, 7 + 3]  # then the length is known: batches 3, 6 and 7 reduce
+    finally:
+        dist.destroy_process_group()
+
+
+def test_norm_clipping_of_a_fairscale_oss_uses_its_global_norm():
+    # fairscale's OSS: each rank holds the reduced gradients of its shard only; torch's clip_grad_norm_ would
+    # clip every shard by its own norm
+    calls = []
+    oss_class = type("OSS", (torch.optim.SGD,), {"__module__": "fairscale.optim.oss",
+                                                 "clip_grad_norm": lambda self, max_norm: calls.append(max_norm)})
+    speed_oss = type("SpeedOSS", (oss_class,), {})
+    model = torch.nn.Linear(2, 1, bias=False)
+    optimizer = speed_oss(model.parameters(), lr=1.0)
+    model(torch.tensor([[3.0, 4.0]])).sum().backward()
+    prec = Precision("32-true", "cpu")
+    prec.clip_gradients(optimizer, 1.0)
+    assert calls == [1.0] and model.weight.grad.flatten().tolist() == [3.0, 4.0]
+    prec.clip_gradients(optimizer, 1.0, "value")  # element-wise: the local gradients are enough
+    assert calls == [1.0] and model.weight.grad.flatten().tolist() == [1.0, 1.0]
+
+
 # ---------------------------------------------------------------- apex, XLA, CUDA logic, errors
 def test_apex_missing_error_says_how_to_install():
     assert not nvidia_apex_available()

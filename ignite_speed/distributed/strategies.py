@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._guard import warn_if_not_launched
 from ._plan import DEEPSPEED, FSDP, NEEDS_PROCESS_GROUP, as_config, resolve_accelerator, resolve_strategy
 
 __all__ = ["prepare", "current_strategy", "deepspeed_config_for", "rebuild_optimizer"]
@@ -107,7 +108,8 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
     Call it inside the function given to :func:`~ignite_speed.distributed.launch`, once, before
     training. ``optimizer`` may be an optimizer built on ``model.parameters()`` (it is rebuilt with
     the same hyper-parameters when sharding replaces the parameters) or a factory
-    ``params -> Optimizer``. Returns ``(model, optimizer)`` to use from then on:
+    ``params -> Optimizer``. Returns ``(model, optimizer)`` to use from then on (for instance in
+    ``create_trainer(model, optimizer, loss_fn, cfg)``, which takes the pair of every strategy):
 
     ========================== ===============================================================
     strategy                   result
@@ -134,6 +136,7 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
     if strategy in NEEDS_PROCESS_GROUP and strategy not in ("ddp", "zero") and not _process_group_ready():
         raise ValueError(f"strategy={cfg.strategy!r} needs a process group; call prepare() inside the function "
                          f"passed to ignite_speed.launch(cfg, fn)")
+    warn_if_not_launched(cfg, "prepare")
     names = {id(p): n for n, p in model.named_parameters()}
 
     if strategy in ("xla", "single_xla"):
@@ -250,8 +253,9 @@ def deepspeed_config_for(cfg: Any, strategy: str | None = None) -> dict[str, Any
     ``accumulate_grad_batches``, ``gradient_clipping`` from ``gradient_clip_val`` (``0.0``, no
     clipping, when neither names it: DeepSpeed's own default of ``1.0`` would clip where DDP does
     not), fp16/bf16 from ``precision``, and ``train_micro_batch_size_per_gpu=1`` when no batch size
-    is given (DeepSpeed requires one; it only affects its own data loader and logging). A flag that
-    contradicts the given config is a ``ValueError``.
+    is given (DeepSpeed requires one; it only affects its own data loader and logging). Unless the
+    config says otherwise, ``zero_allow_untested_optimizer=True`` lets ZeRO take any torch optimizer
+    (as Lightning does). A flag that contradicts the given config is a ``ValueError``.
     """
     cfg = as_config(cfg)
     strategy = strategy or cfg.strategy
@@ -303,6 +307,9 @@ def deepspeed_config_for(cfg: Any, strategy: str | None = None) -> dict[str, Any
         ds.setdefault("bf16", {}).setdefault("enabled", True)
     if "train_batch_size" not in ds and "train_micro_batch_size_per_gpu" not in ds:
         ds["train_micro_batch_size_per_gpu"] = 1
+    # ZeRO otherwise refuses every torch optimizer but Adam/AdamW/Lamb/Adagrad (SGD included); Lightning's
+    # default too
+    ds.setdefault("zero_allow_untested_optimizer", True)
     return ds
 
 
