@@ -27,6 +27,7 @@ _EXPORTS = {
     "ValidationSchedule": "validation",
     "TimeBudget": "time_budget",
     "TrainingLoop": "loop",
+    "StepEvents": "events",
     "Precision": "precision",
     "create_trainer": "trainer",
     "launch": "distributed",

@@ -19,6 +19,7 @@ attach order; :func:`~ignite_speed.attach_speedups` attaches the ones a config e
 from __future__ import annotations
 
 from .early_stopping import EarlyStopping
+from .events import StepEvents
 from .limits import LoopLimits, TrainBatchLimit
 from .loop import TrainingLoop
 from .nan_guard import NonFiniteLossGuard
@@ -27,4 +28,4 @@ from .time_budget import TimeBudget
 from .validation import ValidationSchedule
 
 __all__ = ["LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
-           "NonFiniteLossGuard", "TrainingLoop", "StopController", "StopReason"]
+           "NonFiniteLossGuard", "TrainingLoop", "StopController", "StopReason", "StepEvents"]

@@ -30,10 +30,11 @@ from ignite.engine import Engine, Events, State
 
 from ._compat import engine_is_done, engine_run_original, move_handler
 from .clock import TrainingClock
+from .events import StepEvents
 from .loop_run import RunLimits, RunSetup, load_loop_state, loop_state_dict
 from .position import DataPosition, Stage
 from .progress import Progress
-from .resume import replay_batches, set_epoch_position, torch_rng_state
+from .resume import capture_rng, replay_batches, restore_rng, set_epoch_position, torch_rng_state
 from .stop import StopController, StopReason, StopRequest
 
 __all__ = ["TrainingLoop", "RunLimits", "LoopHandler"]
@@ -83,6 +84,7 @@ class TrainingLoop:
         self.replay: dict[str, Any] | None = None  # a loaded state, handed from run() to the STARTED handler
         self.setup = RunSetup(self)
         self._per_batch: list[Callable[[Engine], None]] = []
+        self._fire_steps = False  # StepEvents.OPTIMIZER_STEP has handlers
         self._flushes: list[Callable[[Engine], None]] = []
         self._schedule: Any = None
         # Ranks agree on stop requests at agreement batches only (no collective on the other batches): the
@@ -91,6 +93,8 @@ class TrainingLoop:
         self._next_agreement = 1  # total_batches at the next agreement
         self._agreed_at: tuple[int, float] | None = None  # (total_batches, monotonic time) of the last one
         self._interval = 1
+        if StepEvents.OPTIMIZER_STEP not in trainer._allowed_events:
+            trainer.register_events(*StepEvents, event_to_attr={StepEvents.OPTIMIZER_STEP: "optimizer_step"})
         self._attach()
         setattr(trainer, self._ATTR, self)
 
@@ -184,6 +188,8 @@ class TrainingLoop:
     def keep_decisions_last(self) -> None:
         """Handlers attached after the loop still run before the decisions of the same event."""
         t = self.trainer
+        self._fire_steps = bool(t._event_handlers.get(StepEvents.OPTIMIZER_STEP))
+        t.state.optimizer_step = self.progress.global_step  # type: ignore[attr-defined]
         move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_decide, first=False)
         move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_completed, first=False)
         move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
@@ -228,16 +234,20 @@ class TrainingLoop:
     def _on_epoch_data(self, engine: Engine) -> None:
         """The last EPOCH_STARTED handler: the epoch's data iterator; after a resume inside an accumulation
         window, the window's batches replayed (their gradients are in no checkpoint)."""
+        resumed_mid_epoch = self.position.resume_mid_epoch
         self.position.on_epoch_data(engine)
-        replay = self.position.replay
+        replay, self.position.replay = self.position.replay, 0
+        window = getattr(self.trainer, "speed_accumulation", None)
+        if resumed_mid_epoch and window is not None:
+            # the step's own window counter follows the loop's position (Ignite's iteration % epoch_length is
+            # wrong once an epoch ended early)
+            window.resume(self.progress.batch_in_epoch - replay)
         if replay:
-            self.position.replay = 0
-            self._replay_window(engine, replay)
-        elif not self.position.resume_mid_epoch and self.accumulate > 1:
+            self._replay_window(engine, replay, window)
+        elif not resumed_mid_epoch and self.accumulate > 1:
             self.window_rng = torch_rng_state()  # the epoch's first window starts here
 
-    def _replay_window(self, engine: Engine, batches: int) -> None:
-        window = getattr(self.trainer, "speed_accumulation", None)
+    def _replay_window(self, engine: Engine, batches: int, window: Any) -> None:
         if window is None:
             warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
                           f"accumulate_grad_batches={self.accumulate} batches done); their gradients are in no "
@@ -246,8 +256,20 @@ class TrainingLoop:
                           f"it", UserWarning, stacklevel=2)
             replay_batches(engine, batches, None, run=False)
             return
-        window.resume(self.progress.batch_in_epoch - batches)
-        replay_batches(engine, batches, self.window_rng)
+        position = self.position
+        if position.fetched == batches and position.creation_rng is not None:
+            # the window began with the epoch's iterator: making that iterator draws from the generators too
+            # (the loader's base seed, a shuffling sampler's seed), so replay from its creation on
+            data = engine.state.dataloader
+            now = capture_rng(data)
+            restore_rng(position.creation_rng, data)
+            try:
+                engine.set_data(data)  # type: ignore[arg-type]
+                replay_batches(engine, batches, None)
+            finally:
+                restore_rng(now, data)
+        else:
+            replay_batches(engine, batches, self.window_rng)
 
     def is_last_batch(self) -> bool:
         return self.train_batches is not None and self.progress.batch_in_epoch >= self.train_batches
@@ -269,6 +291,9 @@ class TrainingLoop:
         if n % self.accumulate == 0 or (self.train_batches is not None and n >= self.train_batches):
             p.global_step += 1
             self.window_batches = 0
+            if self._fire_steps:
+                engine.state.optimizer_step = p.global_step  # type: ignore[attr-defined]
+                engine.fire_event(StepEvents.OPTIMIZER_STEP)
         else:
             self.window_batches += 1
 

@@ -67,6 +67,13 @@ class _AccumulationWindow:
         engine.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, on_epoch_cut_short)
         engine.add_event_handler(Events.EPOCH_COMPLETED, on_epoch_completed)
 
+    def resume(self, batch_in_epoch: int) -> None:
+        """A resumed run continues the epoch after ``batch_in_epoch`` batches, with no gradients accumulated
+        (ignite-speed's loop then replays the batches of an open window through the step: the gradients of
+        a window are in no checkpoint)."""
+        self.batch_in_epoch = batch_in_epoch
+        self.pending = False
+
     def next_batch(self, epoch_length: int | None) -> bool:
         """Advance by one batch; True when this batch ends an accumulation window."""
         self.batch_in_epoch += 1
@@ -218,6 +225,7 @@ def create_trainer(
     trainer.speed_precision = precision  # type: ignore[attr-defined]
     # standalone loop handlers count optimizer steps with it (attach_speedups reads the cfg)
     trainer.speed_accumulate_grad_batches = k  # type: ignore[attr-defined]
+    trainer.speed_accumulation = window  # type: ignore[attr-defined]  # (the loop positions it on resume)
     return trainer
 
 
@@ -351,4 +359,5 @@ def _deepspeed_trainer(engine: Any, optimizer: Any, loss_fn: Callable[[Any, Any]
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: last_batch.clear())
     trainer.speed_precision = DeepSpeedPrecision(engine)  # type: ignore[attr-defined]
     trainer.speed_accumulate_grad_batches = k  # type: ignore[attr-defined]
+    trainer.speed_accumulation = window  # type: ignore[attr-defined]  # (the loop positions it on resume)
     return trainer

@@ -80,12 +80,14 @@ def flat_params(state: dict[str, torch.Tensor]) -> list[float]:
 
 
 def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None, ds_engine_step: bool = False,
-          lr: float = 0.05, speedups: bool = False, create: bool = False, unsized: bool = False) -> dict[str, Any]:
+          lr: float = 0.05, speedups: bool = False, create: bool = False, unsized: bool = False,
+          save_at: int | None = None) -> dict[str, Any]:
     """Train EPOCHS epochs with ``cfg``'s strategy; save a checkpoint after epoch 2; optionally start
     from ``resume_from``. With ``speedups`` the trainer runs under ``attach_speedups`` and its state is
     checkpointed too. With ``create`` the documented path ``prepare`` + ``create_trainer`` (SGD with
     momentum, ``cfg``'s accumulation and clipping) replaces the hand-written step; ``unsized`` hides the
-    loader's length. Returns per-epoch mean losses (all ranks; a last partial epoch too), the final full
+    loader's length. ``save_at``: the checkpoint after that iteration instead (inside an accumulation window,
+    say). Returns per-epoch mean losses (all ranks; a last partial epoch too), the final full
     parameters and, with ``create``, the optimizer steps taken and counted."""
     name = cfg.pop("_name", cfg["strategy"])
     if create:
@@ -134,7 +136,8 @@ def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None,
         sp = attach_speedups(trainer, cfg={**cfg, "max_epochs": EPOCHS} if create else {"max_epochs": EPOCHS})
         to_save["speedups"] = sp
     saver = Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), filename_prefix=name, n_saved=1)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED(once=2), saver)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=save_at) if save_at else Events.EPOCH_COMPLETED(once=2),
+                              saver)
     if resume_from is not None:
         Checkpoint.load_objects(to_load=to_save, checkpoint=resume_from)
     steps_before = steps_taken()
@@ -221,6 +224,15 @@ def job_trainer(local_rank: int, out_dir: str, strategies: list[str]) -> None:
                             create=True, speedups=True)
             unsized = train({**cfg, "_name": strategy}, ckpt + "_unsized", create=True, speedups=True, unsized=True)
             results[strategy] = {"run": run, "resumed": resumed, "unsized": unsized}
+            if strategy == "ddp":
+                # a checkpoint inside an accumulation window (iteration 6: batch 2 of the window of batches 1-3 of
+                # epoch 2): each rank replays its own window batches (no_sync) on resume
+                mid = train({**cfg, "_name": "ddp_mid"}, ckpt + "_mid", create=True, speedups=True, save_at=6)
+                idist.barrier()
+                results[strategy]["mid_window"] = mid
+                results[strategy]["resumed_mid_window"] = train(
+                    {**cfg, "_name": "ddp_mid"}, ckpt + "_mid_resumed", resume_from=mid["checkpoint"], create=True,
+                    speedups=True)
     # devices=2 inside the launched job: prepare, create_trainer (and attach_speedups) stay silent
     results["launch_warnings"] = [str(w.message) for w in caught if "ignite_speed.launch" in str(w.message)]
     results["warned_inside_job"] = warn_if_not_launched({**base, "strategy": "fsdp"}, "attach_speedups")

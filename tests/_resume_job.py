@@ -14,7 +14,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 from torch.utils.data import DataLoader, TensorDataset
 
-from ignite_speed import attach_speedups, create_trainer
+from ignite_speed import Precision, attach_speedups, create_trainer
 
 # Early stopping sees this score at each validation run: it stops improving at run 3 and asks to stop
 # at run 5 (epoch index 2), which min_epochs=4 defers to the first decision point after 4 epochs.
@@ -33,7 +33,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "accumulate": dict(accumulate_grad_batches=3, limit_train_batches=10, max_steps=20, val_check_interval=4,
                        num_sanity_val_steps=0, early_stopping={"monitor": "val_score", "patience": 4, "mode": "min"}),
 }
-CHECKPOINT_EVERY = {"early_stop": 5, "max_steps": 5, "accumulate": 2}
+# ... and the same with fp16 autocast and torch's CPU GradScaler (its scale is in the checkpoint)
+SCENARIOS["accumulate_scaled"] = SCENARIOS["accumulate"]
+CHECKPOINT_EVERY = {"early_stop": 5, "max_steps": 5, "accumulate": 2, "accumulate_scaled": 2}
 
 
 def _build(scenario: str, ckpt_dir: str, kill: tuple[str, int] | None) -> dict[str, Any]:
@@ -64,6 +66,9 @@ def _build(scenario: str, ckpt_dir: str, kill: tuple[str, int] | None) -> dict[s
     cfg = dict(SCENARIOS[scenario])
     if scenario == "accumulate":
         trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg)
+    elif scenario == "accumulate_scaled":
+        scaled = Precision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=1024.0))
+        trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg, precision=scaled)
     else:
         trainer = Engine(train_step)
     evaluator = Engine(eval_step)

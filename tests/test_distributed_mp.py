@@ -78,6 +78,13 @@ def check_trainer(result: dict, names: list[str], tol: float = 1e-6) -> None:
         assert (resumed["iteration"], resumed["steps_taken"], resumed["global_step"]) == (11, 1, 5), name
         assert close(resumed["losses"], run["losses"][2:], tol), (name, resumed["losses"], run["losses"])
         assert close(resumed["params"], run["params"], tol), f"{name}: resumed run ends elsewhere"
+    if "mid_window" in result.get("ddp", {}):
+        mid, resumed = result["ddp"]["mid_window"], result["ddp"]["resumed_mid_window"]
+        assert mid["checkpoint"].endswith("_6.pt") and mid["params"] == reference["params"]
+        # resumed inside the window: the window's remaining steps and the rest, with identical parameters
+        assert (resumed["iteration"], resumed["steps_taken"], resumed["global_step"]) == (11, 3, 5)
+        assert resumed["params"] == reference["params"], "a resume inside an accumulation window ends elsewhere"
+        assert resumed["replicas_equal"]
 
 
 def test_create_trainer_under_ddp_zero_fsdp_matches_ddp_and_counts_steps(tmp_path: Path) -> None:

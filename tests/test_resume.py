@@ -56,6 +56,10 @@ KILL_POINTS = [
     ("early_stop", ("iteration", 28)),  # the stop point itself (the last batch, before the epoch-end checkpoint)
     ("max_steps", ("iteration", 9)),  # after an epoch the user ended early (partial epochs, accumulation)
     ("max_steps", ("iteration", 20)),  # mid-epoch after partial epochs, shortly before max_steps
+    # create_trainer with accumulate_grad_batches=3 and a checkpoint every 2 batches: most of these land inside
+    # an accumulation window (the gradients of its first batches are replayed), some at a window's end
+    *[("accumulate", ("iteration", i)) for i in (3, 5, 8, 11, 13, 16, 19, 22, 25, 27, 31, 33)],
+    *[("accumulate_scaled", ("iteration", i)) for i in (5, 13, 27)],
 ]
 
 
@@ -75,9 +79,10 @@ def test_resume_after_sigkill_is_exact(tmp_path, reference, scenario, kill):
 
 
 def test_reference_outcomes(reference):
-    es, ms = reference["early_stop"], reference["max_steps"]
+    es, ms, acc = reference["early_stop"], reference["max_steps"], reference["accumulate"]
     assert (es["reason"], es["iteration"], es["epochs_done"]) == ("early_stopping", 28, 4)
     assert ms["reason"] == "max_steps" and ms["global_step"] == 17
+    assert (acc["reason"], acc["iteration"], acc["global_step"], acc["epochs_done"]) == ("early_stopping", 34, 13, 4)
 
 
 def test_resume_twice_killed(tmp_path, reference):
