@@ -409,13 +409,14 @@ class TrainingLoop:
             self.end_after_epoch = StopRequest(StopReason.TERMINATED, _TERMINATED_MESSAGE, "terminate")
         schedule = self.concerns.get("validation")
         ended_early = self.epoch_ended_early or self.end_after_epoch is not None
-        if self.train_batches is None and not ended_early:
+        empty = p.batch_in_epoch == 0 and not ended_early
+        if self.train_batches is None and not ended_early and not empty:
             # loader of unknown length, now exhausted: the pending optimizer step and the validation at exhaustion
             if p.batch_in_epoch % self.accumulate != 0:
                 p.global_step += 1
             if schedule is not None and schedule.due_at_exhaustion(p):
                 self.validate_now()
-        if p.batch_in_epoch == 0 and not ended_early:
+        if empty and _one_shot(engine.state.dataloader):
             # a one-shot generator/iterator is exhausted after one pass: end the run, do not count empty epochs
             message = (f"the training data gave no batches in epoch {p.epoch} (0-based): a one-shot generator or "
                        f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
@@ -423,6 +424,7 @@ class TrainingLoop:
             warnings.warn(message, UserWarning, stacklevel=2)
             self._finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
             return
+        # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
         p.epochs_done += 1
         for flush in self._flushes:  # checks deferred to an agreement report before the epoch-end decision
             flush(engine)
@@ -506,6 +508,15 @@ class TrainingLoop:
 
 
 _Handler = TypeVar("_Handler", bound="LoopHandler")
+
+
+def _one_shot(data: Any) -> bool:
+    """Whether ``data`` is an iterator (``iter()`` gives itself back): exhausted after one pass."""
+    data = getattr(data, "data", data) if type(data).__name__ == "UnsizedView" else data
+    try:
+        return iter(data) is data
+    except TypeError:
+        return False
 
 
 class LoopHandler:

@@ -81,6 +81,40 @@ class _AccumulationWindow:
         return self.batch_in_epoch % self.k == 0 or last
 
 
+# Flags that the loop applies (attach_speedups or the handlers), not the training step.
+_LOOP_FLAGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "max_time_mode", "max_time_reserve",
+               "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+               "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
+               "num_sanity_val_steps", "early_stopping", "terminate_on_nan")
+
+
+def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
+    """Loop flags given to create_trainer do nothing there: when the run starts with no ignite-speed loop on
+    the trainer (no attach_speedups), name them once."""
+    given = [name for name in _LOOP_FLAGS if name in cfg.explicit]
+    if not given:
+        return
+
+    checked = [False]  # once (removing a handler while Ignite fires the event would skip the next one)
+
+    def check(engine: Engine) -> None:
+        from .loop import TrainingLoop
+
+        if checked[0] or TrainingLoop.of(engine) is not None:
+            return
+        checked[0] = True
+        from ._callers import caller_outside_the_frameworks
+
+        where = caller_outside_the_frameworks()
+        flags = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in given)
+        warnings.warn_explicit(f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
+                               f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
+                               f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run", UserWarning,
+                               where[1] if where else "<unknown>", where[2] if where else 0)
+
+    trainer.add_event_handler(Events.STARTED, check)
+
+
 def _is_sharded_ddp(model: torch.nn.Module) -> bool:
     cls = type(model)
     return cls.__name__ == "ShardedDataParallel" and cls.__module__.startswith("fairscale")
@@ -222,6 +256,7 @@ def create_trainer(
 
     trainer = DeterministicEngine(update) if deterministic else Engine(update)
     window.attach(trainer, close_window)
+    _warn_if_loop_flags_unapplied(trainer, cfg)
     trainer.speed_precision = precision  # type: ignore[attr-defined]
     # standalone loop handlers count optimizer steps with it (attach_speedups reads the cfg)
     trainer.speed_accumulate_grad_batches = k  # type: ignore[attr-defined]

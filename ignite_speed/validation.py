@@ -19,6 +19,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
+from ._callers import caller_outside_the_frameworks
 from ._compat import prepare_engine_rerun
 from .data import data_length, for_ignite, sequential_copy
 from .durations import BatchLimit
@@ -235,7 +236,7 @@ class ValidationSchedule(LoopHandler):
         if self._warned_other_run or loop is None or not loop.clock.running:
             return
         self._warned_other_run = True
-        where = _caller_outside_the_frameworks()
+        where = caller_outside_the_frameworks()
         warnings.warn_explicit(
             f"the evaluator of ignite-speed's validation schedule was also run during training by "
             f"{where[0] if where else 'a handler'}: if that run validates on the validation data, remove it (the "
@@ -315,25 +316,3 @@ def _describe(value: Any) -> str:
     if isinstance(value, BatchLimit):
         return "None (1.0)" if value.is_all else repr(value.value)
     return str(value)
-
-
-def _caller_outside_the_frameworks() -> tuple[str, str, int] | None:
-    """(name, file, line) of the innermost function on the stack outside Ignite, ignite-speed, torch and the
-    standard library: the app's handler that ran the evaluator."""
-    import os
-    import sys
-    import sysconfig
-
-    import ignite
-
-    skip = tuple(os.path.dirname(os.path.abspath(m)) for m in (ignite.__file__, __file__))
-    paths = sysconfig.get_paths()
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        in_stdlib = filename.startswith(paths["stdlib"]) and not filename.startswith(paths["purelib"])
-        if not filename.startswith(skip) and not in_stdlib and os.sep + "torch" + os.sep not in filename:
-            name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
-            return f"{name} ({os.path.basename(filename)}:{frame.f_lineno})", filename, frame.f_lineno
-        frame = frame.f_back  # type: ignore[assignment]
-    return None

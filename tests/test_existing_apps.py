@@ -223,3 +223,36 @@ def test_fast_dev_run_fails_at_once_on_a_checkpoint_that_cannot_be_loaded(tmp_pa
                                            r"'model'\]\) writes could not be loaded back \(KeyError"):
         run.trainer.run(loader(10))
     assert list(tmp_path.iterdir()) == [] and run.trainer.state.iteration == 2
+
+
+def test_loop_flags_given_only_to_create_trainer_are_named_when_the_run_starts():
+    from ignite_speed import create_trainer
+
+    model = torch.nn.Linear(1, 1)
+    cfg = {"max_epochs": 2, "early_stopping": {"monitor": "val_loss"}, "precision": "bf16-mixed"}
+    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), torch.nn.functional.mse_loss, cfg)
+    with pytest.warns(UserWarning, match=r"max_epochs=2, early_stopping=\{.*\} given to create_trainer is applied by "
+                                         r"attach_speedups .* none is attached to this trainer") as record:
+        trainer.run(loader(2), max_epochs=1)
+    assert record[0].filename == __file__  # the user's trainer.run line
+    assert trainer.state.epoch == 1  # (the flags did nothing, as the warning says)
+
+
+def test_an_empty_epoch_of_a_re_iterable_counts_and_training_goes_on():
+    from ignite.engine import Engine
+
+    class ByEpoch:  # re-iterable (a new iterator per epoch); epoch index 1 has no data
+        epoch = 0
+
+        def __iter__(self):
+            return iter([] if ByEpoch.epoch == 1 else range(3))
+
+    trainer = Engine(lambda e, b: 0.0)
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: setattr(ByEpoch, "epoch", e.state.epoch - 1))
+    batches = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: batches.append((e.state.epoch, e.state.batch)))
+    sp = attach_speedups(trainer, None, {"max_epochs": 4})
+    trainer.run(ByEpoch())
+    # as in Lightning: the empty epoch counts, and the next epochs train
+    assert (sp.stop_reason, sp.progress.epochs_done, sp.progress.total_batches) == (StopReason.MAX_EPOCHS, 4, 9)
+    assert batches == [(1, 0), (1, 1), (1, 2), (3, 0), (3, 1), (3, 2), (4, 0), (4, 1), (4, 2)]
