@@ -87,6 +87,11 @@ class TrainingLoop:
         self._fire_steps = False  # StepEvents.OPTIMIZER_STEP has handlers
         self._flushes: list[Callable[[Engine], None]] = []
         self._schedule: Any = None
+        # the per-batch fast path: the epoch batch index of the next planned validation, whether a clock
+        # schedules it, max_steps as a number (set at the start of a run and after each due batch)
+        self._next_val: float = 0
+        self._time_schedule = False
+        self._max_steps: float = math.inf
         # Ranks agree on stop requests at agreement batches only (no collective on the other batches): the
         # sync started at one is read at the next, whose batch the ranks agreed on in that sync.
         self.sync_every_n_batches: int | None = None  # None: about every AGREEMENT_SECONDS
@@ -202,6 +207,10 @@ class TrainingLoop:
         self.position.need_iterator = True
         self._next_agreement = self.progress.total_batches + 1
         self._agreed_at = None
+        self._next_val = 0
+        schedule = self._schedule
+        self._time_schedule = self.world_size <= 1 and schedule is not None and schedule.time_based
+        self._max_steps = self.run_limits.max_steps if self.run_limits.max_steps != -1 else math.inf
         self._interval = 1  # batches between agreements, as last agreed
         replay, self.replay = self.replay, None
         if replay is not None:
@@ -222,6 +231,7 @@ class TrainingLoop:
 
     def _on_epoch_started(self, engine: Engine) -> None:
         self.stage = Stage.IN_EPOCH
+        self._next_val = 0  # the first decision of the epoch asks the schedule
         if self.position.resume_mid_epoch:
             return  # a resumed epoch: its counters and flags come from the checkpoint
         p = self.progress
@@ -323,13 +333,16 @@ class TrainingLoop:
             self.window_rng = torch_rng_state()
         for check in self._per_batch:
             check(engine)
+        if p.batch_in_epoch < self._next_val and p.total_batches < self._next_agreement and not controller._local \
+                and controller.pending is None and not self._time_schedule and p.global_step < self._max_steps:
+            return  # the common batch: nothing planned, nothing requested
         schedule = self._schedule
         time_due = False
         if p.total_batches >= self._next_agreement:
             time_due = self._agree(engine)
         elif controller.has_local_request and self.world_size <= 1:
             controller.sync(1)
-        if self.world_size <= 1 and schedule is not None and schedule.time_based:
+        if self._time_schedule:
             time_due = schedule.time_due(self.clock.elapsed())
         stopping = controller.pending is not None and controller.should_stop(p.epochs_done, p.global_step)
         if schedule is not None and schedule.due_after_batch(p, self.is_last_batch(), stopping, time_due):
@@ -338,6 +351,8 @@ class TrainingLoop:
                 self._terminated_by_others(engine)
                 return
             stopping = controller.should_stop(p.epochs_done, p.global_step)
+        if schedule is not None and p.batch_in_epoch >= self._next_val:
+            self._next_val = schedule.next_due(p, self.train_batches)
         max_steps = self.run_limits.max_steps
         if max_steps != -1 and p.global_step >= max_steps:
             self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"),

@@ -61,6 +61,23 @@ class ValSchedule:
             return counter % int(self.check_batch) == 0
         return is_last
 
+    def next_due(self, p: Progress, train_batches: int | None) -> float:
+        """The epoch batch index (``batch_in_epoch``) of the next batch after ``p``'s at which
+        :meth:`after_batch` can be true without a stop or a clock (``inf``: none in this epoch). The loop asks
+        ``after_batch`` only from there on: the per-batch cost of a schedule is one comparison."""
+        if not self.enabled or not self.is_val_epoch(p.epoch) or self.interval_seconds is not None:
+            return INF
+        n = p.batch_in_epoch
+        if self.train_limit_count is not None and self.check_batch == INF:
+            k = self.train_limit_count
+            return (n // k + 1) * k
+        if self.check_batch is not None and self.check_batch != INF:
+            k = int(self.check_batch)
+            if self.every_n_epochs is None:  # counted across epochs
+                return n + (k - p.total_batches % k)
+            return (n // k + 1) * k
+        return train_batches if train_batches is not None and train_batches > n else INF
+
 
 def resolve_val_schedule(vci: BatchLimit | datetime.timedelta, every_n_epochs: int | None, *,
                          train_batches: int | None, train_limit: BatchLimit, enabled: bool) -> ValSchedule:
@@ -275,6 +292,11 @@ class ValidationSchedule(LoopHandler):
     def due_after_batch(self, progress: Progress, is_last: bool, stopping: bool, time_due: bool) -> bool:
         assert self.plan is not None
         return self.plan.after_batch(progress, is_last, False, stopping, INF if time_due else 0.0)
+
+    def next_due(self, progress: Progress, train_batches: int | None) -> float:
+        """See :meth:`ValSchedule.next_due`."""
+        assert self.plan is not None
+        return self.plan.next_due(progress, train_batches)
 
     def due_at_exhaustion(self, progress: Progress) -> bool:
         """Validate when a loader of unknown length is exhausted (``val_check_interval=1.0``)?"""

@@ -134,6 +134,14 @@ def job_divergent(local_rank: int, out_dir: str) -> None:
         # rank 0 waits for it in iteration 2's sync, so rank 0's clock shows the budget spent at iteration 3
         "max_time_rank1_slow": _scenario({"max_time": never if rank else datetime.timedelta(seconds=1.0)},
                                          sleep_at={2: 1.1} if rank == 1 else None),
+        # ... max_time_mode="epoch": rank 0's budget is spent at iteration 3, checked at the epoch end (4)
+        "max_time_epoch_mode": _scenario({"max_time": never if rank else datetime.timedelta(seconds=1.0),
+                                          "max_time_mode": "epoch"}, sleep_at={3: 1.1} if rank == 0 else None),
+        # ... max_time_mode="fit": epochs of 4 x 0.3 s on rank 0 (rank 1 waits for it in DDP); after the first,
+        # rank 0 predicts that the next would not fit in its 2 s budget
+        "max_time_fit_mode": _scenario({"max_time": never if rank else datetime.timedelta(seconds=2.0),
+                                        "max_time_mode": "fit"},
+                                       sleep_at={i: 0.3 for i in range(1, 9)} if rank == 0 else None),
         # (c) a NaN training loss on rank 1 only, at iteration 5
         "nan": _scenario({"terminate_on_nan": True}, nan_at=5),
         # (d) early stopping on a metric that differs per rank: rank 0 improves, rank 1 is flat (patience 1)

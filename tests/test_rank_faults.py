@@ -70,6 +70,17 @@ def test_max_time_follows_rank_0s_clock_only(divergent, name):
     assert r["stop_message"].startswith("max_time=0:00:01 reached after ")
 
 
+def test_epoch_and_fit_time_modes_follow_rank_0_and_stop_both_at_the_epoch_end(divergent):
+    r = _agreed(divergent, "max_time_epoch_mode")
+    assert (r["iteration"], r["epoch"], r["stop_reason"]) == (4, 1, "max_time")
+    assert r["stop_message"].startswith("max_time=0:00:01 reached after ")
+    assert r["stop_message"].endswith(" s of training (checked at the end of epoch 0, 0-based)")
+    r = _agreed(divergent, "max_time_fit_mode")
+    assert (r["iteration"], r["epoch"], r["stop_reason"]) == (4, 1, "max_time")
+    assert r["stop_message"].startswith("max_time=0:00:02: the next epoch (about ")
+    assert "would not fit in the " in r["stop_message"]
+
+
 def test_nan_loss_on_one_rank_stops_both(divergent):
     r = _agreed(divergent, "nan")
     # seen at iteration 5, carried by the sync of the agreement at 6, read at 8
