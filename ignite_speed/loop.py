@@ -195,11 +195,26 @@ class TrainingLoop:
         t = self.trainer
         self._fire_steps = bool(t._event_handlers.get(StepEvents.OPTIMIZER_STEP))
         t.state.optimizer_step = self.progress.global_step  # type: ignore[attr-defined]
-        move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_decide, first=False)
+        iteration = Events.ITERATION_COMPLETED
+        if t.has_event_handler(self._on_iteration_completed, iteration):  # merged by the last run: split again
+            t.remove_event_handler(self._on_iteration_completed, iteration)
+            t.add_event_handler(iteration, self._on_iteration_counted)
+            t.add_event_handler(iteration, self._on_iteration_decide)
+        move_handler(t, iteration, self._on_iteration_decide, first=False)
         move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_completed, first=False)
-        move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
+        move_handler(t, iteration, self._on_iteration_counted, first=True)
         move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_pending, first=True)
         move_handler(t, Events.EPOCH_STARTED, self._on_epoch_data, first=False)
+        if len(t._event_handlers[iteration]) == 2:
+            # nothing runs between counting and deciding: one handler call per batch instead of two (Ignite's
+            # dispatch costs about as much as either body)
+            t.remove_event_handler(self._on_iteration_counted, iteration)
+            t.remove_event_handler(self._on_iteration_decide, iteration)
+            t.add_event_handler(iteration, self._on_iteration_completed)
+
+    def _on_iteration_completed(self, engine: Engine) -> None:
+        self._on_iteration_counted(engine)
+        self._on_iteration_decide(engine)
 
     # ------------------------------------------------------------------ per-run handlers
     def _on_started(self, engine: Engine) -> None:

@@ -110,3 +110,21 @@ def test_nan_guard_alone_stops_on_the_iteration_of_the_nan():
     controller = StopController.of(trainer)
     assert (trainer.state.iteration, controller.stop_reason) == (3, StopReason.NON_FINITE_LOSS)
     assert controller.stop_message == "training loss is nan at epoch 0 (0-based), iteration 3; stopping"
+
+
+def test_one_handler_call_per_batch_when_nothing_runs_between_counting_and_deciding():
+    trainer = Engine(lambda e, b: 0.0)
+    loop = LoopLimits(max_epochs=1).attach(trainer).loop
+    seen = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append(
+        [h[0] for h in e._event_handlers[Events.ITERATION_COMPLETED]]))
+    trainer.run(list(range(3)))
+    assert seen == [[loop._on_iteration_completed]]  # merged: the trainer has no other handler of the event
+    # a handler of the app's: counting first, the app's handler, deciding last (split again)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: None)
+    loop.controller.reset_run()
+    trainer.state.max_epochs = None
+    trainer.run(list(range(3)))
+    handlers = seen[-1]
+    assert len(handlers) == 3
+    assert (handlers[0], handlers[-1]) == (loop._on_iteration_counted, loop._on_iteration_decide)

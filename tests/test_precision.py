@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib.util
 import math
 import sys
@@ -349,14 +350,17 @@ def test_unscale_is_idempotent_within_a_step():
 
 
 # ---------------------------------------------------------------- DDP no_sync
-def test_ddp_no_sync_during_accumulation(tmp_path):
+@contextlib.contextmanager
+def _counted_ddp_trainer(tmp_path):
+    """A one-process gloo DDP model under create_trainer (accumulate_grad_batches=3) and the list that a
+    comm hook appends to at each gradient all-reduce."""
     if dist.is_initialized():
         pytest.skip("a process group already exists in this test process")
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         torch.manual_seed(0)
         ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(1, 1, bias=False))
-        reductions = []
+        reductions: list[int] = []
 
         def counting_hook(state, bucket):
             reductions.append(1)
@@ -366,34 +370,22 @@ def test_ddp_no_sync_during_accumulation(tmp_path):
 
         ddp.register_comm_hook(None, counting_hook)
         optimizer = torch.optim.SGD(ddp.parameters(), lr=1.0 / 64)
-        trainer = create_trainer(ddp, optimizer, lambda y_pred, y: y_pred.sum(),
-                                 {"accelerator": "cpu", "accumulate_grad_batches": 3})
-        trainer.run(_batches(range(1, 8)), max_epochs=1)
-        assert len(reductions) == 3  # batches 3, 6 and 7 (the last) all-reduce; the others accumulate locally
+        yield create_trainer(ddp, optimizer, lambda y_pred, y: y_pred.sum(),
+                             {"accelerator": "cpu", "accumulate_grad_batches": 3}), reductions
     finally:
         dist.destroy_process_group()
+
+
+def test_ddp_no_sync_during_accumulation(tmp_path):
+    with _counted_ddp_trainer(tmp_path) as (trainer, reductions):
+        trainer.run(_batches(range(1, 8)), max_epochs=1)
+        assert len(reductions) == 3  # batches 3, 6 and 7 (the last) all-reduce; the others accumulate locally
 
 
 def test_ddp_reduces_every_batch_while_the_epoch_length_is_unknown(tmp_path):
     # the first epoch of a loader without len(): any batch may be the last, whose window steps at EPOCH_COMPLETED
     # with what was reduced so far, so nothing may be skipped (skipping the last one made the ranks diverge)
-    if dist.is_initialized():
-        pytest.skip("a process group already exists in this test process")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(1, 1, bias=False))
-        reductions = []
-
-        def counting_hook(state, bucket):
-            reductions.append(1)
-            fut = torch.futures.Future()
-            fut.set_result(bucket.buffer())
-            return fut
-
-        ddp.register_comm_hook(None, counting_hook)
-        optimizer = torch.optim.SGD(ddp.parameters(), lr=1.0 / 64)
-        trainer = create_trainer(ddp, optimizer, lambda y_pred, y: y_pred.sum(),
-                                 {"accelerator": "cpu", "accumulate_grad_batches": 3})
+    with _counted_ddp_trainer(tmp_path) as (trainer, reductions):
         per_epoch = []
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: per_epoch.append(len(reductions)))
 
@@ -403,8 +395,6 @@ def test_ddp_reduces_every_batch_while_the_epoch_length_is_unknown(tmp_path):
 
         trainer.run(Unsized(), max_epochs=2)
         assert per_epoch == [7, 7 + 3]  # then the length is known: batches 3, 6 and 7 reduce
-    finally:
-        dist.destroy_process_group()
 
 
 def test_norm_clipping_of_a_fairscale_oss_uses_its_global_norm():

@@ -46,15 +46,20 @@ def _engines(poison_at: int | None = None) -> tuple[Engine, Engine]:
     return Engine(step), evaluator
 
 
-def test_every_flag_on_without_a_host_sync():
-    trainer, evaluator = _engines()
-    speedups = attach_speedups(trainer, evaluator, FLAGS, val_data=list(range(8)))
+def _run_without_host_sync(trainer: Engine) -> None:
+    """200 batches per epoch under torch.cuda.set_sync_debug_mode("error"): any synchronizing call raises."""
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         trainer.run(list(range(200)))
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_every_flag_on_without_a_host_sync():
+    trainer, evaluator = _engines()
+    speedups = attach_speedups(trainer, evaluator, FLAGS, val_data=list(range(8)))
+    _run_without_host_sync(trainer)
     assert (speedups.stop_reason, speedups.progress.total_batches, speedups.progress.val_runs) == (
         StopReason.MAX_EPOCHS, 600, 6)
 
@@ -63,12 +68,7 @@ def test_a_nan_loss_on_the_device_stops_a_few_batches_later_without_a_host_sync(
     trainer, evaluator = _engines(poison_at=50)
     speedups = attach_speedups(trainer, evaluator, FLAGS, val_data=list(range(8)))
     speedups.loop.sync_every_n_batches = 4
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        trainer.run(list(range(200)))
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    _run_without_host_sync(trainer)
     assert speedups.stop_reason is StopReason.NON_FINITE_LOSS
     # agreements every 4 batches (1, 5, ..., 49, 53, 57): flagged on the device at 50, copied to the host at
     # 53, read there at 57 (or at 61 if the copy had not arrived)
