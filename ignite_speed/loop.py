@@ -21,33 +21,25 @@ from __future__ import annotations
 import datetime
 import functools
 import math
-import time
-import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ignite.engine import Engine, Events, State
 
 from ._compat import engine_is_done, engine_run_original, move_handler
+from .agreement import StopAgreement
 from .clock import TrainingClock
+from .epoch_end import TERMINATED_MESSAGE, epoch_end_decision
 from .events import StepEvents
 from .loop_run import RunLimits, RunSetup, load_loop_state, loop_state_dict
-from .position import DataPosition, Stage
+from .position import DataPosition, Stage, replay_open_window
 from .progress import Progress
-from .resume import capture_rng, replay_batches, restore_rng, set_epoch_position, torch_rng_state
+from .resume import set_epoch_position, torch_rng_state
 from .stop import StopController, StopReason, StopRequest
 
 __all__ = ["TrainingLoop", "RunLimits", "LoopHandler"]
 
 _BATCH_PENDING, _IN_EPOCH = Stage.BATCH_PENDING, Stage.IN_EPOCH
-_TERMINATED_MESSAGE = "trainer.terminate() was called by a handler or user code (not by ignite-speed)"
-# Distributed runs: the ranks agree on stop requests about this often (a stop that starts on one rank
-# lands at most two agreement intervals later, on the same batch on every rank). Each agreement costs a
-# collective on the stop group, which on gloo slows the next DDP step by about a millisecond: once a
-# second keeps that under 0.2 % ...
-AGREEMENT_SECONDS = 1.0
-# ... and at least every this many batches.
-MAX_AGREEMENT_INTERVAL = 1000
 
 
 class TrainingLoop:
@@ -87,19 +79,14 @@ class TrainingLoop:
         self.setup = RunSetup(self)
         self._per_batch: list[Callable[[Engine], None]] = []
         self._fire_steps = False  # StepEvents.OPTIMIZER_STEP has handlers
-        self._flushes: list[Callable[[Engine], None]] = []
+        self.flushes: list[Callable[[Engine], None]] = []  # checks deferred to an agreement or epoch end
         self._schedule: Any = None
         # the per-batch fast path: the epoch batch index of the next planned validation, whether a clock
         # schedules it, max_steps as a number (set at the start of a run and after each due batch)
         self._next_val: float = 0
         self._time_schedule = False
         self._max_steps: float = math.inf
-        # Ranks agree on stop requests at agreement batches only (no collective on the other batches): the
-        # sync started at one is read at the next, whose batch the ranks agreed on in that sync.
-        self.sync_every_n_batches: int | None = None  # None: about every AGREEMENT_SECONDS
-        self._next_agreement = 1  # total_batches at the next agreement
-        self._agreed_at: tuple[int, float] | None = None  # (total_batches, monotonic time) of the last one
-        self._interval = 1
+        self.agreement = StopAgreement()  # when the ranks agree on stop requests (see agreement.py)
         if StepEvents.OPTIMIZER_STEP not in trainer._allowed_events:
             trainer.register_events(*StepEvents, event_to_attr={StepEvents.OPTIMIZER_STEP: "optimizer_step"})
         self._attach()
@@ -135,8 +122,17 @@ class TrainingLoop:
     def _refresh(self) -> None:
         # what the per-batch decision reads, looked up once here rather than on every batch
         self._per_batch = [h.check_batch for h in self.concerns.values() if hasattr(h, "check_batch")]
-        self._flushes = [h.flush for h in self.concerns.values() if hasattr(h, "flush")]
+        self.flushes = [h.flush for h in self.concerns.values() if hasattr(h, "flush")]
         self._schedule = self.concerns.get("validation")
+
+    @property
+    def sync_every_n_batches(self) -> int | None:
+        """Batches between the ranks' agreements on stop requests (``None``: about once a second)."""
+        return self.agreement.sync_every_n_batches
+
+    @sync_every_n_batches.setter
+    def sync_every_n_batches(self, value: int | None) -> None:
+        self.agreement.sync_every_n_batches = value
 
     def get(self, concern: str) -> Any:
         return self.concerns.get(concern)
@@ -222,13 +218,11 @@ class TrainingLoop:
     def _on_started(self, engine: Engine) -> None:
         self.clock.start()
         self.position.need_iterator = True
-        self._next_agreement = self.progress.total_batches + 1
-        self._agreed_at = None
+        self.agreement.start_run(self.progress.total_batches)
         self._next_val = 0
         schedule = self._schedule
         self._time_schedule = self.world_size <= 1 and schedule is not None and schedule.time_based
         self._max_steps = self.run_limits.max_steps if self.run_limits.max_steps != -1 else math.inf
-        self._interval = 1  # batches between agreements, as last agreed
         replay, self.replay = self.replay, None
         if replay is not None:
             self.setup.complete_pending(engine, replay)
@@ -270,33 +264,9 @@ class TrainingLoop:
             # wrong once an epoch ended early)
             window.resume(self.progress.batch_in_epoch - replay)
         if replay:
-            self._replay_window(engine, replay, window)
+            replay_open_window(self, engine, replay, window)
         elif not resumed_mid_epoch and self.accumulate > 1:
             self.window_rng = torch_rng_state()  # the epoch's first window starts here
-
-    def _replay_window(self, engine: Engine, batches: int, window: Any) -> None:
-        if window is None:
-            warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
-                          f"accumulate_grad_batches={self.accumulate} batches done); their gradients are in no "
-                          f"checkpoint and this trainer's process function cannot replay them (create_trainer's "
-                          f"can), so the resumed run is not exact; checkpoint on StepEvents.OPTIMIZER_STEP to avoid "
-                          f"it", UserWarning, stacklevel=2)
-            replay_batches(engine, batches, None, run=False)
-            return
-        position = self.position
-        if position.fetched == batches and position.creation_rng is not None:
-            # the window began with the epoch's iterator: making that iterator draws from the generators too
-            # (the loader's base seed, a shuffling sampler's seed), so replay from its creation on
-            data = engine.state.dataloader
-            now = capture_rng(data)
-            restore_rng(position.creation_rng, data)
-            try:
-                engine.set_data(data)  # type: ignore[arg-type]
-                replay_batches(engine, batches, None)
-            finally:
-                restore_rng(now, data)
-        else:
-            replay_batches(engine, batches, self.window_rng)
 
     def is_last_batch(self) -> bool:
         return self.train_batches is not None and self.progress.batch_in_epoch >= self.train_batches
@@ -350,13 +320,13 @@ class TrainingLoop:
             self.window_rng = torch_rng_state()
         for check in self._per_batch:
             check(engine)
-        if p.batch_in_epoch < self._next_val and p.total_batches < self._next_agreement and not controller._local \
+        if p.batch_in_epoch < self._next_val and p.total_batches < self.agreement.next_at and not controller._local \
                 and controller.pending is None and not self._time_schedule and p.global_step < self._max_steps:
             return  # the common batch: nothing planned, nothing requested
         schedule = self._schedule
         time_due = False
-        if p.total_batches >= self._next_agreement:
-            time_due = self._agree(engine)
+        if p.total_batches >= self.agreement.next_at:
+            time_due = self.agreement.agree(self, engine)
         elif controller.has_local_request and self.world_size <= 1:
             controller.sync(1)
         if self._time_schedule:
@@ -378,43 +348,12 @@ class TrainingLoop:
             assert controller.pending is not None
             self._end_training(controller.pending, replay)
 
-    def _agree(self, engine: Engine) -> bool:
-        """At an agreement batch (the same on every rank): the checks deferred to here (a device-side
-        non-finite flag) report, and in a distributed run the sync started at the previous agreement
-        batch is completed and the next one started, without waiting. Returns whether a time-based
-        validation is due (rank 0's clock decides)."""
-        controller, p = self.controller, self.progress
-        for flush in self._flushes:
-            flush(engine)
-        now = time.monotonic()
-        if self._agreed_at is not None and p.total_batches > self._agreed_at[0]:
-            per_batch = (now - self._agreed_at[1]) / (p.total_batches - self._agreed_at[0])
-            proposal = min(MAX_AGREEMENT_INTERVAL, max(1, int(AGREEMENT_SECONDS / max(per_batch, 1e-9))))
-        else:
-            proposal = 1
-        self._agreed_at = (p.total_batches, now)
-        if self.world_size <= 1:
-            if controller.has_local_request:
-                controller.sync(1)
-            self._next_agreement = p.total_batches + (self.sync_every_n_batches or proposal)
-            return False
-        time_due = False
-        if controller.sync_in_flight:  # (a blocking sync since, at an epoch end say, completed it already)
-            controller.finish_sync()
-            time_due, self._interval = bool(controller.last_extra[0]), max(1, controller.last_extra[1])
-        schedule = self._schedule
-        due_here = schedule is not None and schedule.time_based and self.is_rank_zero and \
-            schedule.time_due(self.clock.elapsed())
-        controller.start_sync(self.world_size, [int(due_here), self.sync_every_n_batches or proposal])
-        self._next_agreement = p.total_batches + self._interval
-        return time_due
-
     def _terminated_by_others(self, engine: Engine) -> None:
         """Another handler (Ignite's ``EarlyStopping`` or ``TerminateOnNan``, user code) called
         ``trainer.terminate()`` during this batch: end the run as a stop request would, with the partial
         epoch ending and counting (so that ``Speedups.extend`` continues it exactly), whatever the minimums."""
         engine.should_terminate = False
-        self._end_training(StopRequest(StopReason.TERMINATED, _TERMINATED_MESSAGE, "terminate"))
+        self._end_training(StopRequest(StopReason.TERMINATED, TERMINATED_MESSAGE, "terminate"))
 
     def _end_training(self, request: StopRequest, replay: bool = False) -> None:
         self.end_after_epoch = request
@@ -431,81 +370,11 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ epoch end
     def _on_epoch_completed(self, engine: Engine) -> None:
-        self._epoch_end_decision(engine)
+        epoch_end_decision(self, engine)
         self.stage = Stage.BETWEEN
 
-    def _epoch_end_decision(self, engine: Engine) -> None:
-        p, lim = self.progress, self.run_limits
-        if engine.should_terminate and self.end_after_epoch is None:
-            # terminate() called by another EPOCH_COMPLETED handler (an evaluator run with Ignite's EarlyStopping)
-            self.end_after_epoch = StopRequest(StopReason.TERMINATED, _TERMINATED_MESSAGE, "terminate")
-        schedule = self.concerns.get("validation")
-        ended_early = self.epoch_ended_early or self.end_after_epoch is not None
-        empty = p.batch_in_epoch == 0 and not ended_early
-        if self.train_batches is None and not ended_early and not empty:
-            # loader of unknown length, now exhausted: the pending optimizer step and the validation at exhaustion
-            if p.batch_in_epoch % self.accumulate != 0:
-                p.global_step += 1
-            if schedule is not None and schedule.due_at_exhaustion(p):
-                self.validate_now()
-        if empty and _one_shot(engine.state.dataloader):
-            # a one-shot generator/iterator is exhausted after one pass: end the run, do not count empty epochs
-            message = (f"the training data gave no batches in epoch {p.epoch} (0-based): a one-shot generator or "
-                       f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
-                       f"more epochs")
-            warnings.warn(message, UserWarning, stacklevel=2)
-            self._finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
-            return
-        # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
-        p.epochs_done += 1
-        for flush in self._flushes:  # checks deferred to an agreement report before the epoch-end decision
-            flush(engine)
-        # [time budget] the epoch's duration is recorded; max_time_mode "epoch"/"fit" may request the stop,
-        # synced just below so that the run ends at this boundary
-        budget = self.concerns.get("time_budget")
-        if budget is not None:
-            budget.check_epoch_end(self)
-        es = self.concerns.get("early_stopping")
-        if es is not None:
-            es.on_train_epoch_end(engine, p)
-        else:
-            self.sync()
-        request = self.end_after_epoch
-        if request is not None:
-            self._finish(request, terminate=True)
-        elif lim.max_steps != -1 and p.global_step >= lim.max_steps:
-            self._finish(StopRequest(StopReason.MAX_STEPS, f"max_steps={lim.max_steps} reached", "max_steps"),
-                         terminate=True)
-        elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
-            # terminate() too: after epochs ended early Ignite counts iterations and would run more epochs
-            self._finish(StopRequest(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs"),
-                         terminate=True)
-        elif self.controller.should_stop(p.epochs_done, p.global_step):
-            assert self.controller.pending is not None
-            self._finish(self.controller.pending, terminate=True)
-        else:
-            if lim.max_epochs == -1 and engine.state.max_epochs is not None:
-                self._raise_ignite_max_epochs(engine)
-            if self.fresh_iterator_each_epoch and not self.epoch_ended_early:
-                # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
-                # (Ignite's epoch_length alone would continue the old one).
-                self.position.new_iterator(engine)
-
-    def _raise_ignite_max_epochs(self, engine: Engine) -> None:
-        """No epoch limit: keep Ignite's ``max_epochs`` ahead of the run (one more epoch, or as many as
-        ``max_time`` is likely to allow), so that Ignite trains on and a ``ProgressBar`` shows an estimate."""
-        state = engine.state
-        assert state.max_epochs is not None
-        wanted = state.epoch + 1
-        budget = self.concerns.get("time_budget")
-        if budget is not None and self.progress.epochs_done:
-            per_epoch = self.clock.elapsed() / self.progress.epochs_done
-            if per_epoch > 0:
-                wanted = max(wanted, math.ceil(budget.seconds / per_epoch))
-        if state.epoch >= state.max_epochs or wanted > state.max_epochs:
-            state.max_epochs = wanted
-
-    def _finish(self, request: StopRequest, *, terminate: bool) -> None:
+    def finish(self, request: StopRequest, *, terminate: bool) -> None:
+        """Record why the run ends (and end it, with ``terminate``)."""
         self.position.creation_rng = None  # the run ends: Ignite drops its iterator, a continuation starts afresh
         self.controller.finish(request.reason, request.message, request.source)
         if terminate and not engine_is_done(self.trainer):
@@ -516,7 +385,7 @@ class TrainingLoop:
         if self.controller.final is None:
             p, lim = self.progress, self.run_limits
             if engine.should_terminate:
-                self.controller.finish(StopReason.TERMINATED, _TERMINATED_MESSAGE, "terminate")
+                self.controller.finish(StopReason.TERMINATED, TERMINATED_MESSAGE, "terminate")
             elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
                 self.controller.finish(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs")
             else:
@@ -540,15 +409,6 @@ class TrainingLoop:
 
 
 _Handler = TypeVar("_Handler", bound="LoopHandler")
-
-
-def _one_shot(data: Any) -> bool:
-    """Whether ``data`` is an iterator (``iter()`` gives itself back): exhausted after one pass."""
-    data = getattr(data, "data", data) if type(data).__name__ == "UnsizedView" else data
-    try:
-        return iter(data) is data
-    except TypeError:
-        return False
 
 
 class LoopHandler:

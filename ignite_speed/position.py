@@ -10,14 +10,18 @@ the same remaining batches in the same order.
 from __future__ import annotations
 
 import enum
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine
 
 from .data import data_length
-from .resume import capture_rng, recreate_iterator
+from .resume import capture_rng, recreate_iterator, replay_batches, restore_rng
 
-__all__ = ["Stage", "DataPosition"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import TrainingLoop
+
+__all__ = ["Stage", "DataPosition", "replay_open_window"]
 
 
 class Stage(str, enum.Enum):
@@ -78,3 +82,30 @@ class DataPosition:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.creation_rng = state.get("iterator_rng")
         self.fetched = int(state.get("iterator_fetched", 0))
+
+
+def replay_open_window(loop: TrainingLoop, engine: Engine, batches: int, window: Any) -> None:
+    """Replay the ``batches`` of an open accumulation window through the trainer's step (``window``: its
+    ``speed_accumulation``, or None when the step cannot)."""
+    if window is None:
+        warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
+                      f"accumulate_grad_batches={loop.accumulate} batches done); their gradients are in no "
+                      f"checkpoint and this trainer's process function cannot replay them (create_trainer's "
+                      f"can), so the resumed run is not exact; checkpoint on StepEvents.OPTIMIZER_STEP to avoid "
+                      f"it", UserWarning, stacklevel=2)
+        replay_batches(engine, batches, None, run=False)
+        return
+    position = loop.position
+    if position.fetched == batches and position.creation_rng is not None:
+        # the window began with the epoch's iterator: making that iterator draws from the generators too
+        # (the loader's base seed, a shuffling sampler's seed), so replay from its creation on
+        data = engine.state.dataloader
+        now = capture_rng(data)
+        restore_rng(position.creation_rng, data)
+        try:
+            engine.set_data(data)  # type: ignore[arg-type]
+            replay_batches(engine, batches, None)
+        finally:
+            restore_rng(now, data)
+    else:
+        replay_batches(engine, batches, loop.window_rng)
