@@ -4,11 +4,13 @@ Every handler of :mod:`ignite_speed.handlers` attaches to the trainer's one :cla
 (made by the first of them) and registers itself as a *concern* there: the loop limits, the
 training-batch limit, the validation schedule, the time budget, early stopping, the non-finite-loss
 guard. The loop alone adds event handlers to the trainer, so the per-batch cost does not grow with
-the number of handlers: two per training batch,
+the number of handlers: at most two per training batch,
 
 * ``ITERATION_COMPLETED`` (first): count batches and optimizer steps;
 * ``ITERATION_COMPLETED`` (last, after the user's handlers): the concerns' per-batch checks, the
   validation decision, ending the epoch or the run;
+
+merged into one when the trainer has no ``ITERATION_COMPLETED`` handler of its own;
 
 and per epoch or run: ``EPOCH_STARTED`` (counters; the epoch's data iterator), ``EPOCH_COMPLETED``
 (the epoch-end decision), ``STARTED`` / ``COMPLETED`` (clock, a decision left pending by a checkpoint,
@@ -59,6 +61,7 @@ class TrainingLoop:
 
     def __init__(self, trainer: Engine) -> None:
         self.trainer = trainer
+        self._own_controller = StopController.of(trainer) is None
         self.controller = StopController.of_or_new(trainer, caller="TrainingLoop")
         self.progress = Progress()
         self.clock = TrainingClock()
@@ -104,6 +107,30 @@ class TrainingLoop:
             raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
         loop = cls.of(trainer)
         return loop if loop is not None else cls(trainer)
+
+    def detach(self) -> None:
+        """Take the loop and its handlers off the trainer (an ``attach_speedups`` refused part-way leaves the
+        trainer as it found it, so that a corrected call can attach)."""
+        t, pos = self.trainer, self.position
+        for event, handler in ((Events.STARTED, self._on_started), (Events.EPOCH_STARTED, self._on_epoch_started),
+                               (Events.EPOCH_STARTED, self._on_epoch_data),
+                               (Events.DATALOADER_STOP_ITERATION, pos.on_iterator_renewed),
+                               (Events.TERMINATE_SINGLE_EPOCH, pos.on_iterator_renewed),
+                               (Events.EPOCH_COMPLETED, self._on_epoch_pending),
+                               (Events.ITERATION_COMPLETED, self._on_iteration_counted),
+                               (Events.ITERATION_COMPLETED, self._on_iteration_decide),
+                               (Events.ITERATION_COMPLETED, self._on_iteration_completed),
+                               (Events.EPOCH_COMPLETED, self._on_epoch_completed), (Events.COMPLETED, self._on_completed)):
+            if t.has_event_handler(handler, event):
+                t.remove_event_handler(handler, event)
+        t.__dict__.pop("run", None)  # the class's run again
+        for handler in self.concerns.values():
+            if hasattr(handler, "detach"):
+                handler.detach()
+        if getattr(t, self._ATTR, None) is self:
+            delattr(t, self._ATTR)
+        if self._own_controller and StopController.of(t) is self.controller:
+            delattr(t, StopController._ATTR)
 
     def add(self, concern: str, handler: Any) -> None:
         """Register ``handler`` for ``concern``; one handler per concern and trainer."""

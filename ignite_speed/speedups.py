@@ -69,6 +69,15 @@ class Speedups:
         self._precision = precision
         self.limits: EffectiveLimits = cfg.effective()
         self.loop = TrainingLoop.of_or_attach(trainer)
+        try:
+            self._attach_handlers(trainer, evaluator, cfg, val_data)
+        except BaseException:
+            self.loop.detach()  # a refused config leaves the trainer as it was: a corrected call can attach
+            raise
+        if getattr(trainer, "speed_precision", None) is None and precision is None:
+            _warn_step_flags_unapplied(cfg)
+
+    def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
         self.loop.rank_failure_timeout = type(self).rank_failure_timeout
         self.loop.accumulate = cfg.accumulate_grad_batches
         lim = self.limits
@@ -86,8 +95,6 @@ class Speedups:
         if cfg.terminate_on_nan:
             NonFiniteLossGuard().attach(trainer)
         setattr(trainer, _ATTR, self)
-        if getattr(trainer, "speed_precision", None) is None and precision is None:
-            _warn_step_flags_unapplied(cfg)
 
     def _set_time_budget(self, cfg: SpeedConfig) -> None:
         old = self.loop.get("time_budget")

@@ -241,6 +241,11 @@ class ValidationSchedule(LoopHandler):
         if not self.evaluator.has_event_handler(self._on_evaluator_started, Events.STARTED):
             self.evaluator.add_event_handler(Events.STARTED, self._on_evaluator_started)
 
+    def detach(self) -> None:
+        """Stop watching the evaluator's runs (the loop is being taken off the trainer)."""
+        if self.evaluator.has_event_handler(self._on_evaluator_started, Events.STARTED):
+            self.evaluator.remove_event_handler(self._on_evaluator_started, Events.STARTED)
+
     def _on_evaluator_started(self, evaluator: Engine) -> None:
         """Runs of the evaluator that the schedule did not start: limited under ``fast_dev_run``, and
         named once when they happen during training (an app's own validation handler validates twice)."""

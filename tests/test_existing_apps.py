@@ -256,3 +256,17 @@ def test_an_empty_epoch_of_a_re_iterable_counts_and_training_goes_on():
     # as in Lightning: the empty epoch counts, and the next epochs train
     assert (sp.stop_reason, sp.progress.epochs_done, sp.progress.total_batches) == (StopReason.MAX_EPOCHS, 4, 9)
     assert batches == [(1, 0), (1, 1), (1, 2), (3, 0), (3, 1), (3, 2), (4, 0), (4, 1), (4, 2)]
+
+
+def test_a_refused_config_leaves_the_trainer_as_it_was_so_a_corrected_call_attaches():
+    run = make_run()
+    handlers_before = {e: len(h) for e, h in run.trainer._event_handlers.items()}
+    with pytest.raises(ValueError, match="early_stopping monitors 'train_loss'"):
+        attach_speedups(run.trainer, None, {"max_epochs": 2, "min_epochs": 2,
+                                            "early_stopping": {"monitor": "train_loss"}})
+    assert {e: len(h) for e, h in run.trainer._event_handlers.items() if h} == \
+        {e: n for e, n in handlers_before.items() if n}
+    assert "run" not in run.trainer.__dict__
+    sp = attach_speedups(run.trainer, None, {"max_epochs": 2, "min_epochs": 1})  # corrected: attaches
+    run.trainer.run(loader(3))
+    assert (sp.stop_reason, run.total) == (StopReason.MAX_EPOCHS, 6)
