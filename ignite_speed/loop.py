@@ -15,24 +15,24 @@ merged into one when the trainer has no ``ITERATION_COMPLETED`` handler of its o
 and per epoch or run: ``EPOCH_STARTED`` (counters; the epoch's data iterator), ``EPOCH_COMPLETED``
 (the epoch-end decision), ``STARTED`` / ``COMPLETED`` (clock, a decision left pending by a checkpoint,
 the final reason). Setting up a run (:mod:`ignite_speed.loop_run`) happens in a wrapper of
-``trainer.run`` (see :meth:`TrainingLoop._wrap_run` for why it is needed).
+``trainer.run`` (:mod:`ignite_speed.loop_events` says why it is needed).
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ignite.engine import Engine, Events, State
+from ignite.engine import Engine, Events
 
-from ._compat import engine_is_done, engine_run_original, move_handler
+from ._compat import engine_is_done
 from .agreement import StopAgreement
 from .clock import TrainingClock
 from .epoch_end import TERMINATED_MESSAGE, epoch_end_decision
 from .events import StepEvents
+from .loop_events import attach_loop, detach_loop, keep_decisions_last
 from .loop_run import RunLimits, RunSetup, load_loop_state, loop_state_dict
 from .position import DataPosition, Stage, replay_open_window
 from .progress import Progress
@@ -92,7 +92,7 @@ class TrainingLoop:
         self.agreement = StopAgreement()  # when the ranks agree on stop requests (see agreement.py)
         if StepEvents.OPTIMIZER_STEP not in trainer._allowed_events:
             trainer.register_events(*StepEvents, event_to_attr={StepEvents.OPTIMIZER_STEP: "optimizer_step"})
-        self._attach()
+        attach_loop(self)
         setattr(trainer, self._ATTR, self)
 
     # ------------------------------------------------------------------ one loop per trainer
@@ -107,30 +107,6 @@ class TrainingLoop:
             raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
         loop = cls.of(trainer)
         return loop if loop is not None else cls(trainer)
-
-    def detach(self) -> None:
-        """Take the loop and its handlers off the trainer (an ``attach_speedups`` refused part-way leaves the
-        trainer as it found it, so that a corrected call can attach)."""
-        t, pos = self.trainer, self.position
-        for event, handler in ((Events.STARTED, self._on_started), (Events.EPOCH_STARTED, self._on_epoch_started),
-                               (Events.EPOCH_STARTED, self._on_epoch_data),
-                               (Events.DATALOADER_STOP_ITERATION, pos.on_iterator_renewed),
-                               (Events.TERMINATE_SINGLE_EPOCH, pos.on_iterator_renewed),
-                               (Events.EPOCH_COMPLETED, self._on_epoch_pending),
-                               (Events.ITERATION_COMPLETED, self._on_iteration_counted),
-                               (Events.ITERATION_COMPLETED, self._on_iteration_decide),
-                               (Events.ITERATION_COMPLETED, self._on_iteration_completed),
-                               (Events.EPOCH_COMPLETED, self._on_epoch_completed), (Events.COMPLETED, self._on_completed)):
-            if t.has_event_handler(handler, event):
-                t.remove_event_handler(handler, event)
-        t.__dict__.pop("run", None)  # the class's run again
-        for handler in self.concerns.values():
-            if hasattr(handler, "detach"):
-                handler.detach()
-        if getattr(t, self._ATTR, None) is self:
-            delattr(t, self._ATTR)
-        if self._own_controller and StopController.of(t) is self.controller:
-            delattr(t, StopController._ATTR)
 
     def add(self, concern: str, handler: Any) -> None:
         """Register ``handler`` for ``concern``; one handler per concern and trainer."""
@@ -185,57 +161,14 @@ class TrainingLoop:
         the ``total_steps`` of a ``OneCycleLR`` schedule, say."""
         return self.setup.estimated_stepping_batches(train_data)
 
-    # ------------------------------------------------------------------ attaching
-    def _attach(self) -> None:
-        t, pos = self.trainer, self.position
-        t.add_event_handler(Events.STARTED, self._on_started)
-        t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_started)
-        t.add_event_handler(Events.EPOCH_STARTED, self._on_epoch_data)
-        t.add_event_handler(Events.DATALOADER_STOP_ITERATION, pos.on_iterator_renewed)
-        t.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, pos.on_iterator_renewed)
-        t.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_pending)
-        t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_counted)
-        move_handler(t, Events.ITERATION_COMPLETED, self._on_iteration_counted, first=True)
-        t.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_decide)
-        t.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_completed)
-        t.add_event_handler(Events.COMPLETED, self._on_completed)
-        self._wrap_run()
-
-    def _wrap_run(self) -> None:
-        # Why a wrapper of this one trainer's ``run``: the loop must see the arguments the user passed
-        # (Ignite's state cannot tell run(data) from run(data, max_epochs=1), and a config conflict must be
-        # refused), run the sanity check before any training event, and put a resumed trainer where the
-        # saved run stood before Ignite derives its position from ``iteration % epoch_length``.
-        original = engine_run_original(self.trainer)
-
-        @functools.wraps(original)
-        def run(data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None,
-                **kwargs: Any) -> State:
-            return self.setup.run(original, data, max_epochs, epoch_length, **kwargs)
-
-        self.trainer.run = run  # type: ignore[method-assign,assignment]
+    # ------------------------------------------------------------------ on the trainer (loop_events.py)
+    def detach(self) -> None:
+        """Take the loop and its handlers off the trainer (see :func:`~ignite_speed.loop_events.detach_loop`)."""
+        detach_loop(self)
 
     def keep_decisions_last(self) -> None:
-        """Handlers attached after the loop still run before the decisions of the same event."""
-        t = self.trainer
-        self._fire_steps = bool(t._event_handlers.get(StepEvents.OPTIMIZER_STEP))
-        t.state.optimizer_step = self.progress.global_step  # type: ignore[attr-defined]
-        iteration = Events.ITERATION_COMPLETED
-        if t.has_event_handler(self._on_iteration_completed, iteration):  # merged by the last run: split again
-            t.remove_event_handler(self._on_iteration_completed, iteration)
-            t.add_event_handler(iteration, self._on_iteration_counted)
-            t.add_event_handler(iteration, self._on_iteration_decide)
-        move_handler(t, iteration, self._on_iteration_decide, first=False)
-        move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_completed, first=False)
-        move_handler(t, iteration, self._on_iteration_counted, first=True)
-        move_handler(t, Events.EPOCH_COMPLETED, self._on_epoch_pending, first=True)
-        move_handler(t, Events.EPOCH_STARTED, self._on_epoch_data, first=False)
-        if len(t._event_handlers[iteration]) == 2:
-            # nothing runs between counting and deciding: one handler call per batch instead of two (Ignite's
-            # dispatch costs about as much as either body)
-            t.remove_event_handler(self._on_iteration_counted, iteration)
-            t.remove_event_handler(self._on_iteration_decide, iteration)
-            t.add_event_handler(iteration, self._on_iteration_completed)
+        """At the start of a run: see :func:`~ignite_speed.loop_events.keep_decisions_last`."""
+        keep_decisions_last(self)
 
     def _on_iteration_completed(self, engine: Engine) -> None:
         self._on_iteration_counted(engine)
