@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine
 
+from .data import UnsizedView
 from .stop import StopReason, StopRequest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,7 +95,7 @@ def _raise_ignite_max_epochs(loop: TrainingLoop, engine: Engine) -> None:
 
 def one_shot(data: Any) -> bool:
     """Whether ``data`` is an iterator (``iter()`` gives itself back): exhausted after one pass."""
-    data = getattr(data, "data", data) if type(data).__name__ == "UnsizedView" else data
+    data = data.data if isinstance(data, UnsizedView) else data
     try:
         return iter(data) is data
     except TypeError:

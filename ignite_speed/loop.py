@@ -32,7 +32,7 @@ from .agreement import StopAgreement
 from .clock import TrainingClock
 from .epoch_end import TERMINATED_MESSAGE, epoch_end_decision
 from .events import StepEvents
-from .loop_events import attach_loop, detach_loop, keep_decisions_last
+from .loop_events import attach_loop, detach_loop
 from .loop_run import RunLimits, RunSetup, load_loop_state, loop_state_dict
 from .position import DataPosition, Stage, replay_open_window
 from .progress import Progress
@@ -165,10 +165,6 @@ class TrainingLoop:
     def detach(self) -> None:
         """Take the loop and its handlers off the trainer (see :func:`~ignite_speed.loop_events.detach_loop`)."""
         detach_loop(self)
-
-    def keep_decisions_last(self) -> None:
-        """At the start of a run: see :func:`~ignite_speed.loop_events.keep_decisions_last`."""
-        keep_decisions_last(self)
 
     def _on_iteration_completed(self, engine: Engine) -> None:
         self._on_iteration_counted(engine)

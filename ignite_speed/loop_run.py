@@ -19,6 +19,7 @@ from . import _dist
 from ._logging import logger
 from .data import data_length, for_ignite, sequential_copy
 from .durations import BatchLimit
+from .loop_events import keep_decisions_last
 from .position import Stage
 from .progress import Progress
 from .resume import capture_rng, restore_rng
@@ -81,7 +82,7 @@ class RunSetup:
         data = for_ignite(data)
         full_length = epoch_length if epoch_length is not None else data_length(data)
         batch_limit = loop.get("train_batches")
-        train_limit = batch_limit.limit if batch_limit is not None else BatchLimit.all()
+        train_limit = self._train_limit()
         if batch_limit is not None and batch_limit.overfit:
             data = sequential_copy(data, "train")
         loop.train_batches = train_limit.resolve(full_length, "limit_train_batches")
@@ -123,7 +124,7 @@ class RunSetup:
         elif not pending and t.state.iteration >= t.state.epoch_length * run_kwargs["max_epochs"]:
             raise ValueError(f"nothing left to train: the run already reached max_epochs={run_kwargs['max_epochs']}; "
                              f"raise it with speedups.extend(max_epochs=...)")
-        loop.keep_decisions_last()
+        keep_decisions_last(loop)
         rehearsal = None
         if new_run and limits is not None and limits.fast_dev_run:
             from .checkpoint_rehearsal import CheckpointRehearsal
@@ -160,21 +161,18 @@ class RunSetup:
         """Lightning's ``Trainer.estimated_stepping_batches`` for a run on ``data``: optimizer steps of the
         whole run under the attached limits (``math.inf`` when nothing bounds it)."""
         loop = self.loop
-        limits = loop.get("limits")
-        if limits is None:
-            lim = RunLimits(max_epochs=1)  # plain Ignite: run(data) trains one epoch
-        else:
-            lim = limits.for_run(None, None, has_time_budget=loop.get("time_budget") is not None,
-                                 accumulate=loop.accumulate)
+        lim = self._limits_for_run(None, {}, new_run=True)  # (plain Ignite's run(data): one epoch)
         if lim.max_epochs == -1:
             return math.inf if lim.max_steps == -1 else lim.max_steps
-        batch_limit = loop.get("train_batches")
-        train_limit = batch_limit.limit if batch_limit is not None else BatchLimit.all()
-        batches = train_limit.resolve(data_length(for_ignite(data)), "limit_train_batches")
+        batches = self._train_limit().resolve(data_length(for_ignite(data)), "limit_train_batches")
         if batches is None:  # unsized: Lightning returns max_steps (-1 without one, which no schedule takes)
             return math.inf if lim.max_steps == -1 else lim.max_steps
         steps = math.ceil(batches / loop.accumulate) * max(lim.max_epochs, 1)
         return min(steps, lim.max_steps) if lim.max_steps != -1 else steps
+
+    def _train_limit(self) -> BatchLimit:
+        batch_limit = self.loop.get("train_batches")
+        return batch_limit.limit if batch_limit is not None else BatchLimit.all()
 
     def _ignite_max_epochs(self, lim: RunLimits) -> int:
         loop = self.loop

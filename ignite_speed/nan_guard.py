@@ -62,6 +62,11 @@ def first_non_finite(value: Any) -> str | None:
     return None
 
 
+def _message(state: Any, bad: str) -> str:
+    return (f"training loss is {bad} at epoch {max(state.epoch - 1, 0)} (0-based), iteration {state.iteration}; "
+            f"stopping")
+
+
 class NonFiniteLossGuard:
     """Request a stop (reason ``NON_FINITE_LOSS``) when the training output is not finite.
 
@@ -99,10 +104,7 @@ class NonFiniteLossGuard:
             raise RuntimeError("NonFiniteLossGuard has no StopController: call bind() or attach() first")
         bad = first_non_finite(self.output_transform(trainer.state.output))
         if bad is not None:
-            state = trainer.state
-            controller.request(StopReason.NON_FINITE_LOSS,
-                               f"training loss is {bad} at epoch {max(state.epoch - 1, 0)} (0-based), "
-                               f"iteration {state.iteration}; stopping", self.source)
+            controller.request(StopReason.NON_FINITE_LOSS, _message(trainer.state, bad), self.source)
 
     def attach(self, trainer: Engine, min_epochs: int = 0, min_steps: int = 0) -> NonFiniteLossGuard:
         """Standalone use in a plain Ignite app: check after every iteration; the trainer's loop syncs the
@@ -173,10 +175,7 @@ class NonFiniteLossGuard:
 
     def _request(self, engine: Any, bad: str) -> None:
         assert self._controller is not None
-        state = engine.state
-        self._controller.request(StopReason.NON_FINITE_LOSS, f"training loss is {bad} at epoch "
-                                 f"{max(state.epoch - 1, 0)} (0-based), iteration {state.iteration}; stopping",
-                                 self.source)
+        self._controller.request(StopReason.NON_FINITE_LOSS, _message(engine.state, bad), self.source)
 
     def state_dict(self) -> dict[str, Any]:
         """The trainer's loop state (see :meth:`~ignite_speed.loop.TrainingLoop.state_dict`)."""
