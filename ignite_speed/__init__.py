@@ -33,11 +33,13 @@ _EXPORTS = {
     "launch": "distributed",
     "prepare": "distributed",
     "prepare_dataloader": "distributed",
+    "with_batched_fetch": "batched_fetch",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover  (static checkers see the lazy names)
+    from .batched_fetch import with_batched_fetch  # noqa: F401
     from .config import SpeedConfig  # noqa: F401
     from .durations import BatchLimit  # noqa: F401
     from .progress import Progress  # noqa: F401

@@ -222,6 +222,7 @@ class SpeedConfig:
     limit_predict_batches: Any = None
     overfit_batches: Any = 0.0
     fast_dev_run: Any = False  # -> int (0 = off)
+    batched_fetch: bool = True  # read TensorDataset batches with one index per tensor (same batches)
     # validation scheduling
     val_check_interval: Any = None  # -> BatchLimit | timedelta
     check_val_every_n_epoch: int | None = 1
@@ -346,6 +347,7 @@ class SpeedConfig:
 
             s("early_stopping", validate_early_stopping_kwargs(dict(es)))
         _check_bool(self.terminate_on_nan, "terminate_on_nan")
+        _check_bool(self.batched_fetch, "batched_fetch")
 
         s("precision", parse_precision(self.precision))
         if self.amp_backend not in ("native", "apex"):

@@ -54,6 +54,9 @@ class TrainingLoop:
         concerns: the attached handlers by concern (``"limits"``, ``"train_batches"``, ``"validation"``,
             ``"time_budget"``, ``"early_stopping"``, ``"nan_guard"``).
         accumulate: batches per optimizer step (``accumulate_grad_batches``).
+        batched_fetch: read the training and validation ``DataLoader`` of a ``TensorDataset`` a batch at a
+            time (:func:`~ignite_speed.batched_fetch.with_batched_fetch`); ``attach_speedups`` sets it from
+            its flag, the handlers alone leave it off.
     """
 
     _ATTR = "_ignite_speed_loop"
@@ -71,6 +74,7 @@ class TrainingLoop:
         self.run_limits = RunLimits()
         self.train_batches: int | None = None  # per epoch, for the current run (None: unknown)
         self.fresh_iterator_each_epoch = False
+        self.batched_fetch = False  # attach_speedups' batched_fetch flag: run() reads TensorDatasets a batch at a time
         self.world_size = 1
         self.is_rank_zero = True
         self.stage = Stage.BETWEEN

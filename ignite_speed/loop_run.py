@@ -17,6 +17,7 @@ from ignite.engine import Engine, State
 
 from . import _dist
 from ._logging import logger
+from .batched_fetch import with_batched_fetch
 from .data import data_length, for_ignite, sequential_copy
 from .durations import BatchLimit
 from .loop_events import keep_decisions_last
@@ -85,6 +86,8 @@ class RunSetup:
         train_limit = self._train_limit()
         if batch_limit is not None and batch_limit.overfit:
             data = sequential_copy(data, "train")
+        if loop.batched_fetch:
+            data = with_batched_fetch(data)
         loop.train_batches = train_limit.resolve(full_length, "limit_train_batches")
         loop.fresh_iterator_each_epoch = loop.train_batches is not None and (
             full_length is None or loop.train_batches < full_length)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, State
 
+from .batched_fetch import with_batched_fetch
 from .config import EffectiveLimits, SpeedConfig
 from .data import data_length, sequential_copy
 from .early_stopping import EarlyStopping
@@ -80,6 +81,7 @@ class Speedups:
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
         self.loop.rank_failure_timeout = type(self).rank_failure_timeout
         self.loop.accumulate = cfg.accumulate_grad_batches
+        self.loop.batched_fetch = cfg.batched_fetch
         lim = self.limits
         self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
         if lim.overfit:
@@ -221,14 +223,12 @@ class Speedups:
         if self.evaluator is None or self.val_data is None:
             raise RuntimeError("validate() needs an evaluator and val_data passed to attach_speedups")
         loader = sequential_copy(self.val_data, "val") if self.limits.overfit else self.val_data
-        n = self.limits.limit_val_batches.resolve(data_length(loader), "limit_val_batches")
-        if n != 0:
-            run_evaluator(self.evaluator, loader, n)
+        self._run_limited(self.evaluator, loader, self.limits.limit_val_batches, "limit_val_batches")
 
     def _run_limited(self, engine: Engine, data: Any, limit: Any, flag: str) -> State:
         n = limit.resolve(data_length(data), flag)
         if n != 0:
-            run_evaluator(engine, data, n)
+            run_evaluator(engine, with_batched_fetch(data) if self.cfg.batched_fetch else data, n)
         return engine.state
 
     # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)

@@ -21,6 +21,7 @@ from ignite.engine import Engine, Events
 
 from ._callers import caller_outside_the_frameworks
 from ._compat import prepare_engine_rerun
+from .batched_fetch import with_batched_fetch
 from .data import data_length, for_ignite, sequential_copy
 from .durations import BatchLimit
 from .loop import LoopHandler
@@ -273,6 +274,8 @@ class ValidationSchedule(LoopHandler):
         self._loader, self._batches = None, 0
         if enabled:
             self._loader = sequential_copy(self.val_data, "val") if self.overfit else self.val_data
+            if self.loop.batched_fetch:
+                self._loader = with_batched_fetch(self._loader)
             self._batches = self.limit_val_batches.resolve(data_length(self._loader), "limit_val_batches")
             enabled = self._batches != 0
         self.plan = resolve_val_schedule(self.val_check_interval, self.check_val_every_n_epoch,
