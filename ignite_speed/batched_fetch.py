@@ -17,47 +17,53 @@ __all__ = ["with_batched_fetch", "batched_fetch_refusal"]
 
 
 class TensorBatches(torch.utils.data.Dataset):
-    """The tensors of a ``TensorDataset`` (optionally seen through a ``Subset``'s indices), read a batch at a
-    time: ``__getitems__`` returns the collated batch, as ``default_collate`` would build it."""
+    """A ``TensorDataset`` (optionally seen through a ``Subset``) read a batch at a time: ``__getitems__``
+    returns the collated batch, as ``default_collate`` would build it. The tensors (and the subset's indices)
+    are looked up on every batch, so a dataset whose ``tensors`` an app replaces between epochs is read as
+    the plain loader would read it."""
 
-    def __init__(self, tensors: tuple[torch.Tensor, ...], indices: torch.Tensor | None = None) -> None:
-        self.tensors = tensors
-        self.indices = indices
+    def __init__(self, dataset: Any, subset: Any = None) -> None:
+        self.dataset = dataset
+        self.subset = subset
+        self._indices: tuple[Any, torch.Tensor | None] = (None, None)  # (subset.indices, as a tensor)
+
+    def _rows(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.subset is None:
+            return rows
+        if self._indices[0] is not self.subset.indices:
+            self._indices = (self.subset.indices, torch.as_tensor(list(self.subset.indices), dtype=torch.long))
+        return self._indices[1][rows]  # type: ignore[index]
 
     def __len__(self) -> int:
-        return len(self.indices) if self.indices is not None else len(self.tensors[0])
+        return len(self.subset if self.subset is not None else self.dataset)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        if self.indices is not None:
-            index = int(self.indices[index])
-        return tuple(t[index] for t in self.tensors)
+        return (self.subset if self.subset is not None else self.dataset)[index]
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
-        rows = torch.as_tensor(indices, dtype=torch.long)
-        if self.indices is not None:
-            rows = self.indices[rows]
+        rows = self._rows(torch.as_tensor(indices, dtype=torch.long))
         # a list, as default_collate returns for samples that are tuples
-        return [t[rows] for t in self.tensors]
+        return [t[rows] for t in self.dataset.tensors]
 
 
 def _already_collated(batch: Any) -> Any:
     return batch
 
 
-def _tensor_source(dataset: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None] | str:
-    """The tensors (and Subset indices) behind ``dataset``, or why it is not plain in-memory tensors."""
+def _tensor_source(dataset: Any) -> tuple[Any, Any] | str:
+    """The ``TensorDataset`` behind ``dataset`` and the ``Subset`` around it (or ``None``), or why ``dataset``
+    is not plain in-memory tensors."""
     from torch.utils.data import Subset, TensorDataset
 
-    indices = None
+    subset = None
     if type(dataset) is Subset:
-        indices = torch.as_tensor(list(dataset.indices), dtype=torch.long)
-        dataset = dataset.dataset
+        subset, dataset = dataset, dataset.dataset
     if type(dataset) is not TensorDataset:
         return f"its dataset is a {type(dataset).__name__}, not a TensorDataset (or a Subset of one)"
-    tensors = tuple(dataset.tensors)
+    tensors = dataset.tensors
     if not tensors or any(type(t) is not torch.Tensor or t.layout != torch.strided for t in tensors):
         return "its TensorDataset holds tensor subclasses or non-strided tensors"
-    return tensors, indices
+    return dataset, subset
 
 
 def batched_fetch_refusal(loader: Any) -> str | None:
@@ -105,7 +111,7 @@ def with_batched_fetch(loader: Any) -> Any:
 
     source = _tensor_source(loader.dataset)
     assert not isinstance(source, str)  # (batched_fetch_refusal checked it)
-    tensors, indices = source
+    dataset, subset = source
     pinning: dict[str, Any] = {"pin_memory": loader.pin_memory}
     if loader.pin_memory and getattr(loader, "pin_memory_device", ""):
         pinning["pin_memory_device"] = loader.pin_memory_device
@@ -115,5 +121,5 @@ def with_batched_fetch(loader: Any) -> Any:
         batching = {"batch_size": loader.batch_size, "sampler": loader.sampler, "drop_last": loader.drop_last}
     else:
         batching = {"batch_sampler": loader.batch_sampler}
-    return DataLoader(TensorBatches(tensors, indices), collate_fn=_already_collated, generator=loader.generator,
+    return DataLoader(TensorBatches(dataset, subset), collate_fn=_already_collated, generator=loader.generator,
                       **batching, **pinning)

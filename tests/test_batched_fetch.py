@@ -8,8 +8,15 @@ import torch
 from ignite.engine import Engine, Events, create_supervised_evaluator
 from ignite.handlers import Checkpoint
 from ignite.metrics import Loss
-from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, RandomSampler, Subset, TensorDataset,
-                              random_split)
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    RandomSampler,
+    Subset,
+    TensorDataset,
+    random_split,
+)
 
 from ignite_speed import SpeedConfig, attach_speedups, create_trainer, with_batched_fetch
 from ignite_speed.batched_fetch import TensorBatches, batched_fetch_refusal
@@ -224,3 +231,15 @@ def test_the_handlers_alone_leave_the_loaders_as_they_are():
 def test_the_flag_takes_a_bool_only(value):
     with pytest.raises(TypeError, match=r"batched_fetch=.* has type .*; accepted: True or False"):
         SpeedConfig(batched_fetch=value)
+
+
+def test_tensors_an_app_replaces_between_epochs_are_read_as_the_plain_loader_reads_them():
+    data = _digits_like(12)
+    subset = Subset(data, list(range(8)))
+    fast = with_batched_fetch(DataLoader(subset, batch_size=4))
+    first = [y.tolist() for _, y in fast]
+    data.tensors = (data.tensors[0] * 0, data.tensors[1] * 0 + 7)  # a new curriculum stage, say
+    subset.indices = [9, 10, 11, 8, 9, 10, 11, 8]
+    plain = DataLoader(subset, batch_size=4)
+    _assert_same_batches(plain, fast, epochs=1)
+    assert [y.tolist() for _, y in fast] == [[7] * 4, [7] * 4] != first
