@@ -66,8 +66,8 @@ def _tensor_source(dataset: Any) -> tuple[Any, Any] | str:
     return dataset, subset
 
 
-def batched_fetch_refusal(loader: Any) -> str | None:
-    """Why :func:`with_batched_fetch` keeps ``loader`` as it is (``None``: it reads batches whole)."""
+def _batched_source(loader: Any) -> tuple[Any, Any] | str:
+    """The ``TensorDataset`` (and ``Subset``) that ``loader`` reads, or why it is not read batch-wise."""
     from torch.utils.data import DataLoader
     from torch.utils.data._utils.collate import default_collate
 
@@ -80,7 +80,12 @@ def batched_fetch_refusal(loader: Any) -> str | None:
         return "it has no batch sampler (batch_size=None)"
     if loader.collate_fn is not default_collate:
         return "it has a collate_fn of its own"
-    source = _tensor_source(loader.dataset)
+    return _tensor_source(loader.dataset)
+
+
+def batched_fetch_refusal(loader: Any) -> str | None:
+    """Why :func:`with_batched_fetch` keeps ``loader`` as it is (``None``: it reads batches whole)."""
+    source = _batched_source(loader)
     return source if isinstance(source, str) else None
 
 
@@ -105,12 +110,11 @@ def with_batched_fetch(loader: Any) -> Any:
     >>> type(fast.dataset).__name__, batched_fetch_refusal(DataLoader(data, batch_size=4, num_workers=2))
     ('TensorBatches', 'it reads with worker processes (num_workers=2)')
     """
-    if batched_fetch_refusal(loader) is not None:
+    source = _batched_source(loader)
+    if isinstance(source, str):
         return loader
     from torch.utils.data import DataLoader
 
-    source = _tensor_source(loader.dataset)
-    assert not isinstance(source, str)  # (batched_fetch_refusal checked it)
     dataset, subset = source
     pinning: dict[str, Any] = {"pin_memory": loader.pin_memory}
     if loader.pin_memory and getattr(loader, "pin_memory_device", ""):
