@@ -37,72 +37,10 @@ def loader(n_batches, offset=0.0):
     return DataLoader(TensorDataset(x, x.clone()), batch_size=2, shuffle=False)
 
 
-def run(sc):
-    from ignite_speed import attach_speedups
-
-    rec = {"id": sc["id"], "error": None}
-    model = torch.nn.Linear(1, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-
-    def train_step(engine, batch):
-        x, y = batch
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    trainer, evaluator, tester = Engine(train_step), Engine(lambda e, b: None), Engine(lambda e, b: None)
-    per_epoch, val_at, val_batches, test_batches = {}, [], [], [0]
-    total = [0]
-    seq, k = sc["metric_seq"], [0]
-
-    @trainer.on(Events.ITERATION_COMPLETED)
-    def _count(engine):
-        total[0] += 1
-        per_epoch[engine.state.epoch] = per_epoch.get(engine.state.epoch, 0) + 1
-
-    @evaluator.on(Events.EPOCH_COMPLETED)
-    def _metric(engine):
-        engine.state.metrics["val_loss"] = float(seq[min(k[0], len(seq) - 1)])
-        k[0] += 1
-
-    vb = [0]
-    evaluator.add_event_handler(Events.STARTED, lambda e: vb.__setitem__(0, 0))
-    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: vb.__setitem__(0, vb[0] + 1))
-
-    @evaluator.on(Events.COMPLETED)
-    def _val_done(engine):
-        val_at.append(total[0])
-        val_batches.append(vb[0])
-
-    tester.add_event_handler(Events.ITERATION_COMPLETED, lambda e: test_batches.__setitem__(0, test_batches[0] + 1))
-
-    cfg = dict(sc["flags"])
-    cfg["num_sanity_val_steps"] = 0
-    if sc.get("early_stopping"):
-        cfg["early_stopping"] = dict(sc["early_stopping"])
-    try:
-        sp = attach_speedups(trainer, evaluator, cfg, val_data=loader(sc["n_val"], 1000.0))
-        trainer.run(loader(sc["n_train"]))
-        sp.test(tester, loader(sc["n_test"], 2000.0))
-    except (ValueError, TypeError, RuntimeError) as e:
-        rec["error"] = type(e).__name__
-        rec["error_msg"] = str(e)[:200]
-    except Exception as e:  # anything else is a defect: bad input must get a clear error
-        rec["error"] = "UNCLEAR:" + type(e).__name__
-        rec["error_msg"] = str(e)[:200]
-    rec["train_per_epoch"] = [per_epoch[e] for e in sorted(per_epoch)]
-    rec["total_train"] = total[0]
-    rec["val_at"], rec["val_batches"], rec["test_batches"] = val_at, val_batches, test_batches[0]
-    return rec
-
-
-def run_handlers(sc):
-    """The same scenario built from individually attached handlers (no attach_speedups)."""
-    from ignite_speed.handlers import EarlyStopping, LoopLimits, TrainBatchLimit, ValidationSchedule
-
-    rec = {"id": sc["id"], "error": None}
+def _recorded_engines(sc):
+    """A trainer of a Linear(1, 1) and an evaluator that reports the scenario's scripted ``val_loss``, with
+    what ran recorded in the returned dict (training batches per epoch and in all, and the training-batch
+    count at and the batches of every validation run)."""
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
@@ -115,27 +53,79 @@ def run_handlers(sc):
         return loss.item()
 
     trainer, evaluator = Engine(train_step), Engine(lambda e, b: None)
-    per_epoch, val_at, val_batches, total = {}, [], [], [0]
-    seq, k, vb = sc["metric_seq"], [0], [0]
+    seen = {"per_epoch": {}, "total": 0, "val_at": [], "val_batches": [], "val_run_batches": 0, "metric_calls": 0}
+    seq = sc["metric_seq"]
 
     @trainer.on(Events.ITERATION_COMPLETED)
     def _count(engine):
-        total[0] += 1
-        per_epoch[engine.state.epoch] = per_epoch.get(engine.state.epoch, 0) + 1
+        seen["total"] += 1
+        seen["per_epoch"][engine.state.epoch] = seen["per_epoch"].get(engine.state.epoch, 0) + 1
 
     @evaluator.on(Events.EPOCH_COMPLETED)
     def _metric(engine):
-        engine.state.metrics["val_loss"] = float(seq[min(k[0], len(seq) - 1)])
-        k[0] += 1
+        engine.state.metrics["val_loss"] = float(seq[min(seen["metric_calls"], len(seq) - 1)])
+        seen["metric_calls"] += 1
 
-    evaluator.add_event_handler(Events.STARTED, lambda e: vb.__setitem__(0, 0))
-    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: vb.__setitem__(0, vb[0] + 1))
+    evaluator.add_event_handler(Events.STARTED, lambda e: seen.__setitem__("val_run_batches", 0))
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED,
+                                lambda e: seen.__setitem__("val_run_batches", seen["val_run_batches"] + 1))
 
     @evaluator.on(Events.COMPLETED)
     def _val_done(engine):
-        val_at.append(total[0])
-        val_batches.append(vb[0])
+        seen["val_at"].append(seen["total"])
+        seen["val_batches"].append(seen["val_run_batches"])
 
+    return trainer, evaluator, seen
+
+
+def _attempt(rec, body):
+    """Run ``body``; a refusal is recorded by its type, any other exception as a defect."""
+    try:
+        body()
+    except (ValueError, TypeError, RuntimeError) as e:
+        rec["error"], rec["error_msg"] = type(e).__name__, str(e)[:200]
+    except Exception as e:  # anything else is a defect: bad input must get a clear error
+        rec["error"], rec["error_msg"] = "UNCLEAR:" + type(e).__name__, str(e)[:200]
+
+
+def _record(rec, seen):
+    per_epoch = seen["per_epoch"]
+    rec["train_per_epoch"] = [per_epoch[e] for e in sorted(per_epoch)]
+    rec["val_at"], rec["val_batches"] = seen["val_at"], seen["val_batches"]
+    return rec
+
+
+def run(sc):
+    from ignite_speed import attach_speedups
+
+    rec = {"id": sc["id"], "error": None}
+    trainer, evaluator, seen = _recorded_engines(sc)
+    tester = Engine(lambda e, b: None)
+    test_batches = [0]
+    tester.add_event_handler(Events.ITERATION_COMPLETED, lambda e: test_batches.__setitem__(0, test_batches[0] + 1))
+
+    cfg = dict(sc["flags"])
+    cfg["num_sanity_val_steps"] = 0
+    if sc.get("early_stopping"):
+        cfg["early_stopping"] = dict(sc["early_stopping"])
+
+    def body():
+        sp = attach_speedups(trainer, evaluator, cfg, val_data=loader(sc["n_val"], 1000.0))
+        trainer.run(loader(sc["n_train"]))
+        sp.test(tester, loader(sc["n_test"], 2000.0))
+
+    _attempt(rec, body)
+    rec["total_train"] = seen["total"]
+    rec["test_batches"] = test_batches[0]
+    return _record(rec, seen)
+
+
+def run_handlers(sc):
+    """The same scenario built from individually attached handlers (no attach_speedups)."""
+    from ignite_speed.handlers import EarlyStopping, LoopLimits, TrainBatchLimit, ValidationSchedule
+
+    rec = {"id": sc["id"], "error": None}
+    trainer, evaluator, seen = _recorded_engines(sc)
     f = sc["flags"]
     attachers = [
         lambda: LoopLimits(max_epochs=f.get("max_epochs"), min_epochs=f.get("min_epochs"),
@@ -151,18 +141,15 @@ def run_handlers(sc):
     if sc.get("early_stopping"):
         attachers.append(lambda: EarlyStopping(**dict(sc["early_stopping"])).attach(trainer, evaluator))
     random.Random(sc["id"]).shuffle(attachers)
-    try:
+
+    def body():
         for attach in attachers:
             attach()
         trainer.run(loader(sc["n_train"]))
-    except (ValueError, TypeError, RuntimeError) as e:
-        rec["error"], rec["error_msg"] = type(e).__name__, str(e)[:200]
-    except Exception as e:  # anything else is a defect
-        rec["error"], rec["error_msg"] = "UNCLEAR:" + type(e).__name__, str(e)[:200]
-    rec["train_per_epoch"] = [per_epoch[e] for e in sorted(per_epoch)]
-    rec["val_at"], rec["val_batches"] = val_at, val_batches
+
+    _attempt(rec, body)
     rec["test_batches"] = None
-    return rec
+    return _record(rec, seen)
 
 
 KEYS = ("train_per_epoch", "val_at", "val_batches", "test_batches")
