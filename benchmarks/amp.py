@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import ignite  # noqa: E402
 from ignite.engine import Events  # noqa: E402
 
-from ignite_speed.precision import Precision  # noqa: E402
-from ignite_speed.trainer import create_trainer  # noqa: E402
+from ignite_speed.step.precision import Precision  # noqa: E402
+from ignite_speed.step.trainer import create_trainer  # noqa: E402
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 GOAL_SPEEDUP, GOAL_OVERHEAD_PCT = 2.0, 2.0

@@ -15,36 +15,45 @@ _EXPORTS = {
     "attach_speedups": "speedups",
     "Speedups": "speedups",
     "SpeedConfig": "config",
-    "BatchLimit": "durations",
-    "StopController": "stop",
-    "StopReason": "stop",
-    "Progress": "progress",
-    "EarlyStopping": "early_stopping",
-    "EarlyStoppingReason": "early_stopping",
-    "NonFiniteLossGuard": "nan_guard",
-    "LoopLimits": "limits",
-    "TrainBatchLimit": "limits",
-    "ValidationSchedule": "validation",
-    "TimeBudget": "time_budget",
+    "BatchLimit": "config",
+    "StopController": "loop",
+    "StopReason": "loop",
+    "Progress": "loop",
+    "EarlyStopping": "handlers",
+    "EarlyStoppingReason": "handlers",
+    "NonFiniteLossGuard": "handlers",
+    "LoopLimits": "handlers",
+    "TrainBatchLimit": "handlers",
+    "ValidationSchedule": "handlers",
+    "TimeBudget": "handlers",
     "TrainingLoop": "loop",
-    "StepEvents": "events",
-    "Precision": "precision",
-    "create_trainer": "trainer",
+    "StepEvents": "loop",
+    "Precision": "step",
+    "create_trainer": "step",
     "launch": "distributed",
     "prepare": "distributed",
     "prepare_dataloader": "distributed",
-    "with_batched_fetch": "batched_fetch",
+    "with_batched_fetch": "data",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover  (static checkers see the lazy names)
-    from .batched_fetch import with_batched_fetch  # noqa: F401
-    from .config import SpeedConfig  # noqa: F401
-    from .durations import BatchLimit  # noqa: F401
-    from .progress import Progress  # noqa: F401
+    from .config import BatchLimit, SpeedConfig  # noqa: F401
+    from .data import with_batched_fetch  # noqa: F401
+    from .distributed import launch, prepare, prepare_dataloader  # noqa: F401
+    from .handlers import (  # noqa: F401
+        EarlyStopping,
+        EarlyStoppingReason,
+        LoopLimits,
+        NonFiniteLossGuard,
+        TimeBudget,
+        TrainBatchLimit,
+        ValidationSchedule,
+    )
+    from .loop import Progress, StepEvents, StopController, StopReason, TrainingLoop  # noqa: F401
     from .speedups import Speedups, attach_speedups  # noqa: F401
-    from .stop import StopController, StopReason  # noqa: F401
+    from .step import Precision, create_trainer  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ class _RankPrefix(logging.Filter):
     the process group may be created after the package is imported)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from ._dist import get_rank, get_world_size
+        from .distributed._dist import get_rank, get_world_size
 
         try:
             world = get_world_size()

@@ -312,7 +312,7 @@ def write_plot(path: str, fast: RunResult, speedups: Any, baseline: RunResult | 
     monitor = fast.monitor or PLOT_MONITOR
     if baseline is None:
         return speedups.plot(path, x="time", monitor=monitor, mode=None if fast.monitor else "max")
-    from ignite_speed.plot import Curve, plot_comparison
+    from ignite_speed.report.plot import Curve, plot_comparison
 
     es = speedups.early_stopping
     mode = es.mode if es is not None else "max"

@@ -19,23 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, State
 
-from .batched_fetch import with_batched_fetch
-from .config import EffectiveLimits, SpeedConfig
-from .data import data_length, sequential_copy
-from .early_stopping import EarlyStopping
-from .limits import LoopLimits, TrainBatchLimit
-from .loop import TrainingLoop
-from .nan_guard import NonFiniteLossGuard
-from .progress import Progress
-from .report import RunReport
-from .stop import StopController, StopReason
-from .time_budget import TimeBudget, TrainingClock
-from .validation import ValidationSchedule, run_evaluator
+from .config.speed_config import EffectiveLimits, SpeedConfig
+from .data.batched_fetch import with_batched_fetch
+from .data.loaders import data_length, sequential_copy
+from .handlers.early_stopping import EarlyStopping
+from .handlers.limits import LoopLimits, TrainBatchLimit
+from .handlers.nan_guard import NonFiniteLossGuard
+from .handlers.time_budget import TimeBudget, TrainingClock
+from .handlers.validation import ValidationSchedule, run_evaluator
+from .loop.progress import Progress
+from .loop.stop import StopController, StopReason
+from .loop.training_loop import TrainingLoop
+from .report.record import RunReport
 
 if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: loaded only where used)
     import torch
 
-    from .precision import Precision
+    from .step.precision import Precision
 
 __all__ = ["Speedups", "attach_speedups"]
 
@@ -50,7 +50,7 @@ class Speedups:
         loop: the trainer's :class:`~ignite_speed.loop.TrainingLoop`, which the attached handlers share.
         rank_failure_timeout: when ``trainer.run`` raises on one rank of a distributed run, how long that
             rank waits for the others to reach their next stop sync, where they learn of the failure and
-            raise :class:`~ignite_speed.stop.RankFailureError` (see docs/reliability.rst, "Rank faults").
+            raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -122,12 +122,12 @@ class Speedups:
     # ------------------------------------------------------------------ public API
     @property
     def controller(self) -> StopController:
-        """The trainer's :class:`~ignite_speed.stop.StopController`."""
+        """The trainer's :class:`~ignite_speed.loop.StopController`."""
         return self.loop.controller
 
     @property
     def progress(self) -> Progress:
-        """Loop counters with Lightning's meanings (:class:`~ignite_speed.progress.Progress`)."""
+        """Loop counters with Lightning's meanings (:class:`~ignite_speed.loop.Progress`)."""
         return self.loop.progress
 
     @property
@@ -136,7 +136,7 @@ class Speedups:
 
     @property
     def early_stopping(self) -> EarlyStopping | None:
-        """The :class:`~ignite_speed.early_stopping.EarlyStopping` built from the config, or None."""
+        """The :class:`~ignite_speed.handlers.EarlyStopping` built from the config, or None."""
         return self.loop.get("early_stopping")
 
     @property
@@ -237,7 +237,7 @@ class Speedups:
         epochs, steps, batches, validation runs, the time split into training, validation and sanity check,
         and the monitored metric of every validation run (default: early stopping's ``monitor``) with the best.
         """
-        from .report import run_report
+        from .report.record import run_report
 
         return run_report(self.loop, monitor, mode)
 
@@ -245,7 +245,7 @@ class Speedups:
         """Draw the monitored metric per validation run against ``x`` (``"step"`` or ``"time"``) to ``path``
         (a PNG, or any format matplotlib writes), with the best point, early stopping's thresholds, the
         stop and the ``max_time`` budget. Needs matplotlib (``pip install matplotlib``). Returns ``path``."""
-        from .plot import plot_report
+        from .report.plot import plot_report
 
         return plot_report(self.report(monitor, mode), path, x=x)
 
@@ -298,7 +298,7 @@ def attach_speedups(trainer: Engine, evaluator: Engine | None = None,
             OmegaConf ``DictConfig`` of flags (Lightning 2.x names).
         val_data: the validation loader.
         model: the model (needed by ``early_stopping={"restore_best_weights": True}``).
-        precision: a :class:`~ignite_speed.precision.Precision` used inside a custom step, so that its
+        precision: a :class:`~ignite_speed.step.Precision` used inside a custom step, so that its
             state is saved with the speedups (``create_trainer`` registers its own).
         **overrides: flags that override ``cfg``.
 

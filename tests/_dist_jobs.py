@@ -33,7 +33,7 @@ from ignite_speed.distributed import (  # noqa: E402
     prepare,
     prepare_dataloader,
 )
-from ignite_speed.trainer import create_trainer  # noqa: E402
+from ignite_speed.step.trainer import create_trainer  # noqa: E402
 
 TIMEOUT = datetime.timedelta(seconds=60)
 EPOCHS = 3

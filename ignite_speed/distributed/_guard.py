@@ -46,7 +46,7 @@ def _requested_processes(cfg: Any) -> str | None:
 def _launched(env: Mapping[str, str]) -> bool:
     import torch.distributed as dist
 
-    from .._dist import _idist
+    from ._dist import _idist
 
     if dist.is_available() and dist.is_initialized():
         return True

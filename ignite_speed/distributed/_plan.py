@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SpeedConfig
+from ..config.speed_config import SpeedConfig
 
 __all__ = [
     "LaunchPlan", "plan_launch", "detect_launcher", "resolve_accelerator", "resolve_strategy",

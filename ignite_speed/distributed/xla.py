@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._xla_runtime import MIN_TORCH_XLA, _import_xla, install_xla_shims
+from ._xla_runtime import MIN_TORCH_XLA, _import_xla, install_xla_shims
 
 __all__ = ["install_xla_shims", "xla_optimizer", "prepare_xla", "launch_xla", "MIN_TORCH_XLA"]
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from ignite_speed.precision import Precision
-from ignite_speed.trainer import create_trainer
+from ignite_speed.step.precision import Precision
+from ignite_speed.step.trainer import create_trainer
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -1,0 +1,136 @@
+"""Loop limits and the training-batch limit, as standalone Ignite handlers.
+
+* :class:`LoopLimits`: ``max_epochs``, ``min_epochs``, ``max_steps``, ``min_steps`` with Lightning's
+  defaults (``max_epochs`` unset: 1000, or no limit when ``max_steps`` or a time budget bounds the run).
+* :class:`TrainBatchLimit`: ``limit_train_batches``, the first N batches of a fresh iterator every epoch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from ..config.durations import BatchLimit, parse_batch_limit
+from ..config.speed_config import SpeedConfig
+from ..loop.run_setup import RunLimits
+from ..loop.training_loop import LoopHandler, TrainingLoop
+
+__all__ = ["LoopLimits", "TrainBatchLimit"]
+
+_DEFAULT_MAX_EPOCHS = 1000
+
+
+class LoopLimits(LoopHandler):
+    """Epoch and optimizer-step limits of training (Lightning's ``max_epochs``/``min_epochs``/``max_steps``/
+    ``min_steps``). Attached, it governs ``trainer.run(data)``: give no ``max_epochs`` to ``run``.
+
+    Args:
+        max_epochs: stop after this many epochs; ``-1``: no limit; ``None``: 1000, or no limit when
+            ``max_steps`` is set or a :class:`~ignite_speed.handlers.TimeBudget` is attached.
+        min_epochs: stop requests (early stopping, ``max_time``, ``request_stop()``) wait until this many
+            epochs are done.
+        max_steps: stop after this many optimizer steps; ``-1``: no limit.
+        min_steps: stop requests wait until this many optimizer steps are done (also makes ``min_epochs`` 1).
+    """
+
+    concern = "limits"
+
+    def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
+                 min_steps: int | None = None) -> None:
+        super().__init__()
+        self._configure(SpeedConfig(max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps,
+                                    min_steps=min_steps))
+
+    @classmethod
+    def from_config(cls, cfg: SpeedConfig) -> LoopLimits:
+        """The limits of a full config (``fast_dev_run`` applied)."""
+        limits = cls.__new__(cls)
+        LoopHandler.__init__(limits)
+        limits._configure(cfg)
+        return limits
+
+    def _configure(self, cfg: SpeedConfig) -> None:
+        eff = cfg.effective()
+        self.fast_dev_run: int = eff.fast_dev_run
+        self.max_epochs: int | None = 1 if eff.fast_dev_run else cfg.max_epochs
+        self.max_steps: int = eff.max_steps
+        self.min_epochs: int = eff.min_epochs
+        self.min_steps: int = eff.min_steps
+        if self._loop is not None:
+            self._loop.controller.min_epochs, self._loop.controller.min_steps = self.min_epochs, self.min_steps
+
+    def reconfigure(self, cfg: SpeedConfig) -> None:
+        """New limits for an attached handler (``Speedups.extend``)."""
+        self._configure(cfg)
+
+    def __repr__(self) -> str:
+        return (f"LoopLimits(max_epochs={self.max_epochs}, min_epochs={self.min_epochs}, max_steps={self.max_steps}, "
+                f"min_steps={self.min_steps})")
+
+    def _attached(self, loop: TrainingLoop) -> None:
+        loop.controller.set_minimums(self.min_epochs, self.min_steps, caller="LoopLimits")
+
+    def for_run(self, run_max_epochs: int | None, max_iters: int | None, *, has_time_budget: bool,
+                accumulate: int) -> RunLimits:
+        """The limits of one ``trainer.run(data, max_epochs=..., max_iters=...)``."""
+        if self.fast_dev_run:
+            max_epochs, max_steps, defaulted = 1, self.max_steps, False
+        elif self.max_epochs is not None:
+            max_epochs, max_steps, defaulted = self.max_epochs, self.max_steps, False
+        elif self.max_steps == -1 and not has_time_budget:
+            max_epochs, max_steps, defaulted = _DEFAULT_MAX_EPOCHS, self.max_steps, True
+        else:
+            max_epochs, max_steps, defaulted = -1, self.max_steps, False
+        if run_max_epochs is not None:
+            if isinstance(run_max_epochs, bool) or not isinstance(run_max_epochs, int) or run_max_epochs < 0:
+                raise ValueError(f"trainer.run(max_epochs={run_max_epochs!r}): accepted: an int >= 0")
+            if self.fast_dev_run:
+                warnings.warn(f"fast_dev_run={self.fast_dev_run} runs 1 epoch; max_epochs={run_max_epochs} given to "
+                              f"run() is not used", UserWarning, stacklevel=5)
+            elif self.max_epochs is not None and self.max_epochs != run_max_epochs:
+                raise ValueError(f"trainer.run(max_epochs={run_max_epochs}) conflicts with the config's "
+                                 f"max_epochs={self.max_epochs}; give max_epochs in one place only")
+            else:
+                max_epochs, defaulted = run_max_epochs, False
+        if max_iters is not None:
+            if self.fast_dev_run or (self.max_steps != -1 and self.max_steps != max_iters) or accumulate != 1:
+                raise ValueError(f"trainer.run(max_iters={max_iters}) conflicts with the config (max_steps="
+                                 f"{self.max_steps}, accumulate_grad_batches={accumulate}); set max_steps in the "
+                                 f"config instead")
+            max_steps = int(max_iters)
+            if run_max_epochs is None and self.max_epochs is None:
+                max_epochs, defaulted = -1, False
+        return RunLimits(max_epochs=max_epochs, max_steps=max_steps, max_epochs_defaulted=defaulted)
+
+    @staticmethod
+    def warn_if_defaulted(limits: RunLimits) -> None:
+        if limits.max_epochs_defaulted:
+            warnings.warn("max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "
+                          "(set max_epochs=-1 for no limit)", UserWarning, stacklevel=4)
+
+
+class TrainBatchLimit(LoopHandler):
+    """Train on the first ``limit_train_batches`` batches of each epoch (Lightning's flag).
+
+    Args:
+        limit_train_batches: a fraction in [0, 1] of the loader's batches, or an int number of batches
+            (``None``: all). Every epoch takes its batches from a fresh iterator of the data, so each epoch
+            sees the first N batches of a new (possibly shuffled) pass, as in Lightning.
+    """
+
+    concern = "train_batches"
+
+    def __init__(self, limit_train_batches: Any = None) -> None:
+        super().__init__()
+        self.limit: BatchLimit = parse_batch_limit(limit_train_batches, "limit_train_batches")
+        self.overfit = False  # overfit_batches: the same first batches every epoch (shuffling off)
+
+    @classmethod
+    def for_overfit(cls, limit: BatchLimit) -> TrainBatchLimit:
+        """``overfit_batches``: ``limit`` batches of a sequential copy of the training data."""
+        handler = cls()
+        handler.limit, handler.overfit = limit, True
+        return handler
+
+    def __repr__(self) -> str:
+        return f"TrainBatchLimit({self.limit!r}{', overfit' if self.overfit else ''})"

@@ -1,0 +1,348 @@
+"""Validation scheduling (``val_check_interval``, ``check_val_every_n_epoch``) and the sanity check.
+
+:class:`ValidationSchedule` is the handler that runs the evaluator on that schedule during training.
+
+:class:`ValSchedule` is a small pure decision object: given the loop counters after a training batch,
+should validation run now? It follows Lightning 2.x's per-batch rules (see docs/validation.rst).
+:func:`run_evaluator` and :func:`run_sanity_check` run an Ignite evaluator on a limited number of
+batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ignite.engine import Engine, Events
+
+from .._callers import caller_outside_the_frameworks
+from .._compat import prepare_engine_rerun
+from ..config.durations import BatchLimit
+from ..data.batched_fetch import with_batched_fetch
+from ..data.loaders import data_length, for_ignite, sequential_copy
+from ..loop.progress import Progress
+from ..loop.training_loop import LoopHandler
+from ..report.record import ValidationRecord, numeric_metrics
+
+__all__ = ["ValSchedule", "ValidationSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class ValSchedule:
+    enabled: bool
+    every_n_epochs: int | None  # None: count batches across epochs
+    check_batch: float | None  # validate every this many batches (inf: at the end of the loader); None: time
+    interval_seconds: float | None  # time-based interval
+    train_limit_count: int | None  # limit_train_batches when it is an int (Lightning rule 5)
+
+    def is_val_epoch(self, epoch_index: int) -> bool:
+        return self.every_n_epochs is None or (epoch_index + 1) % self.every_n_epochs == 0
+
+    def after_batch(self, p: Progress, is_last: bool, exhausted: bool, stopping: bool,
+                    seconds_since_val: float) -> bool:
+        """Validate after the batch just completed? (``p`` already counts that batch.)"""
+        if not self.enabled or not self.is_val_epoch(p.epoch):
+            return False
+        if exhausted and self.check_batch == INF:
+            return True
+        if stopping:
+            return True  # the one extra validation when a stop request ends training mid-epoch
+        if self.interval_seconds is not None:
+            return seconds_since_val >= self.interval_seconds
+        if self.train_limit_count is not None and self.check_batch == INF:
+            return p.batch_in_epoch % self.train_limit_count == 0
+        if self.check_batch is not None and self.check_batch != INF:
+            counter = p.total_batches if self.every_n_epochs is None else p.batch_in_epoch
+            return counter % int(self.check_batch) == 0
+        return is_last
+
+    def next_due(self, p: Progress, train_batches: int | None) -> float:
+        """The epoch batch index (``batch_in_epoch``) of the next batch after ``p``'s at which
+        :meth:`after_batch` can be true without a stop or a clock (``inf``: none in this epoch). The loop asks
+        ``after_batch`` only from there on: the per-batch cost of a schedule is one comparison."""
+        if not self.enabled or not self.is_val_epoch(p.epoch) or self.interval_seconds is not None:
+            return INF
+        n = p.batch_in_epoch
+        if self.train_limit_count is not None and self.check_batch == INF:
+            k = self.train_limit_count
+            return (n // k + 1) * k
+        if self.check_batch is not None and self.check_batch != INF:
+            k = int(self.check_batch)
+            if self.every_n_epochs is None:  # counted across epochs
+                return n + (k - p.total_batches % k)
+            return (n // k + 1) * k
+        return train_batches if train_batches is not None and train_batches > n else INF
+
+
+def resolve_val_schedule(vci: BatchLimit | datetime.timedelta, every_n_epochs: int | None, *,
+                         train_batches: int | None, train_limit: BatchLimit, enabled: bool) -> ValSchedule:
+    """Turn ``val_check_interval`` into a batch cadence for an epoch of ``train_batches`` batches
+    (``None``: unknown length). Raises ``ValueError`` for an int interval longer than the epoch."""
+    limit_count = int(train_limit.value) if train_limit.kind == "count" else None
+    if isinstance(vci, datetime.timedelta):
+        return ValSchedule(enabled, every_n_epochs, None, vci.total_seconds(), limit_count)
+    if vci.kind == "count":
+        if (train_batches is not None and vci.value > train_batches and every_n_epochs is not None and enabled):
+            raise ValueError(
+                f"val_check_interval={vci.value} is more than the {train_batches} training batches of an epoch; "
+                f"use val_check_interval <= {train_batches}, a fraction such as 0.5, or set "
+                f"check_val_every_n_epoch=None to count batches across epochs")
+        return ValSchedule(enabled, every_n_epochs, float(vci.value), None, limit_count)
+    if train_batches is None:
+        if vci.value != 1.0:
+            raise ValueError(
+                f"val_check_interval={vci.value!r} is a fraction of an epoch, but the training loader has no length; "
+                f"accepted here: 1.0 (validate when the loader is exhausted), an int number of batches, or a duration")
+        return ValSchedule(enabled, every_n_epochs, INF, None, limit_count)
+    return ValSchedule(enabled, every_n_epochs, float(max(1, int(train_batches * vci.value))), None, limit_count)
+
+
+def run_evaluator(evaluator: Engine, data: Any, n_batches: int | None) -> None:
+    """One evaluator run over the first ``n_batches`` batches of a fresh iterator of ``data``."""
+    prepare_engine_rerun(evaluator)
+    evaluator.run(for_ignite(data), max_epochs=1, epoch_length=n_batches)
+
+
+@contextlib.contextmanager
+def _isolated_rng() -> Any:
+    """Leave the global RNG states as they were (the sanity check must not change training)."""
+    import random
+
+    import torch
+
+    py_state = random.getstate()
+    try:
+        import numpy as np
+
+        np_state: Any = np.random.get_state()
+    except ImportError:  # numpy is optional
+        np = None  # type: ignore[assignment]
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            if np is not None:
+                np.random.set_state(np_state)
+
+
+def run_sanity_check(evaluator: Engine, data: Any, n_batches: int | None) -> int:
+    """Run the evaluator's step on the first ``n_batches`` batches with none of its handlers, metrics
+    discarded and RNG state untouched. Returns the number of batches run."""
+    counted = [0]
+
+    def step(engine: Engine, batch: Any) -> Any:
+        counted[0] += 1
+        return evaluator._process_function(engine, batch)
+
+    shadow = Engine(step)
+    shadow.logger.disabled = True
+    with _isolated_rng():
+        shadow.run(for_ignite(data), max_epochs=1, epoch_length=n_batches)
+    return counted[0]
+
+
+class ValidationSchedule(LoopHandler):
+    """Run ``evaluator`` on ``val_data`` on Lightning's validation schedule while the trainer trains.
+
+    Args:
+        evaluator: the validation :class:`~ignite.engine.Engine` (keep its metrics and handlers).
+        val_data: the validation data (a ``DataLoader`` or any iterable).
+        val_check_interval: validate every fraction of an epoch (float), every n training batches (int), or
+            on a clock (a duration such as ``"00:00:10:00"``); ``None``: once per epoch.
+        check_val_every_n_epoch: validate in every n-th epoch; ``None`` counts an int ``val_check_interval``
+            across epochs.
+        num_sanity_val_steps: validation batches run through the evaluator's step before training (none of
+            its handlers, metrics discarded); ``-1``: all, ``0``: off.
+        limit_val_batches: batches per validation run and sanity check: a fraction or an int; ``0`` turns
+            validation off.
+
+    After each run the evaluator's metrics are kept (:attr:`last_metrics`): early stopping judges those,
+    whatever other handlers later run the evaluator on.
+    """
+
+    concern = "validation"
+
+    def __init__(self, evaluator: Engine, val_data: Any, val_check_interval: Any = None,
+                 check_val_every_n_epoch: int | None = 1, num_sanity_val_steps: int = 2,
+                 limit_val_batches: Any = None) -> None:
+        super().__init__()
+        if not isinstance(evaluator, Engine):
+            raise TypeError(f"ValidationSchedule(evaluator={type(evaluator).__name__}) is not an ignite Engine; "
+                            f"accepted: the Engine that runs validation")
+        if val_data is None:
+            raise ValueError("ValidationSchedule(val_data=None): accepted: the validation data (a DataLoader or an "
+                             "iterable); to turn validation off, set limit_val_batches=0")
+        from ..config.speed_config import SpeedConfig
+
+        cfg = SpeedConfig(val_check_interval=val_check_interval, check_val_every_n_epoch=check_val_every_n_epoch,
+                          num_sanity_val_steps=num_sanity_val_steps, limit_val_batches=limit_val_batches)
+        self._configure(evaluator, val_data, cfg.val_check_interval, cfg.check_val_every_n_epoch,
+                        cfg.num_sanity_val_steps, cfg.limit_val_batches, overfit=False)
+
+    @classmethod
+    def from_limits(cls, evaluator: Engine, val_data: Any, limits: Any) -> ValidationSchedule:
+        """The schedule of a config's effective limits (``fast_dev_run``/``overfit_batches`` applied);
+        ``val_data=None`` gives a schedule that never validates."""
+        schedule = cls.__new__(cls)
+        LoopHandler.__init__(schedule)
+        schedule._configure(evaluator, val_data, limits.val_check_interval, limits.check_val_every_n_epoch,
+                            limits.num_sanity_val_steps, limits.limit_val_batches, overfit=limits.overfit)
+        schedule.fast_dev_run = limits.fast_dev_run
+        return schedule
+
+    def _configure(self, evaluator: Engine, val_data: Any, vci: BatchLimit | datetime.timedelta,
+                   every_n_epochs: int | None, sanity_steps: int, limit: BatchLimit, *, overfit: bool) -> None:
+        self.evaluator = evaluator
+        self.val_data = val_data
+        self.val_check_interval = vci
+        self.check_val_every_n_epoch = every_n_epochs
+        self.num_sanity_val_steps = sanity_steps
+        self.limit_val_batches = limit
+        self.overfit = overfit  # overfit_batches: validate on a sequential copy of the data
+        self.fast_dev_run = 0  # fast_dev_run=n: every run of the evaluator, whoever starts it, takes n batches
+        self._own_run = False  # the evaluator runs for this schedule now
+        self._warned_other_run = False
+        self.plan: ValSchedule | None = None  # resolved for the current run
+        self.time_based = False
+        self.last_val_end = 0.0  # training-clock time at which the last validation run ended
+        self.last_metrics: dict[str, Any] | None = None
+        self._loader: Any = None
+        self._batches: int | None = 0
+        # [run record] every validation run of the run, the sanity check's duration (see ignite_speed.report)
+        self.runs: list[ValidationRecord] = []
+        self.sanity_seconds = 0.0
+        self.sanity_batches = 0
+
+    def __repr__(self) -> str:
+        return (f"ValidationSchedule(val_check_interval={self.val_check_interval!r}, check_val_every_n_epoch="
+                f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r})")
+
+    @property
+    def configured(self) -> bool:
+        """Whether validation can run at all (data given, not limited to 0 batches, not empty)."""
+        return (self.val_data is not None and not self.limit_val_batches.is_zero
+                and data_length(self.val_data) != 0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.plan.enabled if self.plan is not None else self.configured
+
+    def _attached(self, loop: Any) -> None:
+        # refuse what can already be known to be wrong
+        if self.val_data is not None and not self.limit_val_batches.is_zero:
+            self.limit_val_batches.resolve(data_length(self.val_data), "limit_val_batches")
+        if not self.evaluator.has_event_handler(self._on_evaluator_started, Events.STARTED):
+            self.evaluator.add_event_handler(Events.STARTED, self._on_evaluator_started)
+
+    def detach(self) -> None:
+        """Stop watching the evaluator's runs (the loop is being taken off the trainer)."""
+        if self.evaluator.has_event_handler(self._on_evaluator_started, Events.STARTED):
+            self.evaluator.remove_event_handler(self._on_evaluator_started, Events.STARTED)
+
+    def _on_evaluator_started(self, evaluator: Engine) -> None:
+        """Runs of the evaluator that the schedule did not start: limited under ``fast_dev_run``, and
+        named once when they happen during training (an app's own validation handler validates twice)."""
+        if self._own_run:
+            return
+        if self.fast_dev_run:
+            length = evaluator.state.epoch_length
+            evaluator.state.epoch_length = self.fast_dev_run if length is None else min(length, self.fast_dev_run)
+        loop = self._loop
+        if self._warned_other_run or loop is None or not loop.clock.running:
+            return
+        self._warned_other_run = True
+        where = caller_outside_the_frameworks()
+        warnings.warn_explicit(
+            f"the evaluator of ignite-speed's validation schedule was also run during training by "
+            f"{where[0] if where else 'a handler'}: if that run validates on the validation data, remove it (the "
+            f"schedule validates: val_check_interval={_describe(self.val_check_interval)}, check_val_every_n_epoch="
+            f"{self.check_val_every_n_epoch}); if it evaluates other data (training metrics), give it an Engine of "
+            f"its own, so that its runs stay apart from validation's", UserWarning,
+            where[1] if where else "<unknown>", where[2] if where else 0)
+
+    def prepare_run(self, train_batches: int | None, train_limit: BatchLimit) -> None:
+        """Resolve the schedule for a run of ``train_batches`` batches per epoch (``None``: unknown)."""
+        enabled = self.val_data is not None and not self.limit_val_batches.is_zero
+        self._loader, self._batches = None, 0
+        if enabled:
+            self._loader = sequential_copy(self.val_data, "val") if self.overfit else self.val_data
+            if self.loop.batched_fetch:
+                self._loader = with_batched_fetch(self._loader)
+            self._batches = self.limit_val_batches.resolve(data_length(self._loader), "limit_val_batches")
+            enabled = self._batches != 0
+        self.plan = resolve_val_schedule(self.val_check_interval, self.check_val_every_n_epoch,
+                                         train_batches=train_batches, train_limit=train_limit, enabled=enabled)
+        self.time_based = self.plan.interval_seconds is not None and self.plan.enabled
+
+    def sanity_check(self) -> None:
+        """The sanity check of a new run (before any training event)."""
+        plan, steps = self.plan, self.num_sanity_val_steps
+        if plan is None or not plan.enabled or steps == 0:
+            return
+        n = self._batches if steps == -1 else (steps if self._batches is None else min(steps, self._batches))
+        now = self.loop.clock.time_source  # [run record] timed on the training clock's time source
+        started = now()
+        self.sanity_batches = run_sanity_check(self.evaluator, self._loader, n)
+        self.sanity_seconds = now() - started
+
+    def time_due(self, elapsed: float) -> bool:
+        assert self.plan is not None and self.plan.interval_seconds is not None
+        return elapsed - self.last_val_end >= self.plan.interval_seconds
+
+    def due_after_batch(self, progress: Progress, is_last: bool, stopping: bool, time_due: bool) -> bool:
+        assert self.plan is not None
+        return self.plan.after_batch(progress, is_last, False, stopping, INF if time_due else 0.0)
+
+    def next_due(self, progress: Progress, train_batches: int | None) -> float:
+        """See :meth:`ValSchedule.next_due`."""
+        assert self.plan is not None
+        return self.plan.next_due(progress, train_batches)
+
+    def due_at_exhaustion(self, progress: Progress) -> bool:
+        """Validate when a loader of unknown length is exhausted (``val_check_interval=1.0``)?"""
+        plan = self.plan
+        return plan is not None and plan.enabled and plan.check_batch == INF and plan.is_val_epoch(progress.epoch)
+
+    def validate(self) -> None:
+        """One validation run now; its metrics are kept in :attr:`last_metrics`."""
+        started = self.loop.clock.elapsed()  # [run record]
+        self._own_run = True
+        try:
+            run_evaluator(self.evaluator, self._loader, self._batches)
+        finally:
+            self._own_run = False
+        self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})
+        self.last_val_end = self.loop.clock.elapsed()
+        p = self.loop.progress  # [run record]
+        self.runs.append(ValidationRecord(p.epoch, p.global_step, p.total_batches, self.last_val_end,
+                                          self.last_val_end - started, numeric_metrics(self.last_metrics)))
+
+    def reset(self) -> None:
+        """A new run: no validation yet."""
+        self.last_val_end = 0.0
+        self.last_metrics = None
+        self.runs, self.sanity_seconds, self.sanity_batches = [], 0.0, 0
+
+    # [run record] saved in the loop state (TrainingLoop.state_dict()["concerns"]["validation"])
+    def loop_state(self) -> dict[str, Any]:
+        return {"runs": [r.to_dict() for r in self.runs], "sanity_seconds": self.sanity_seconds,
+                "sanity_batches": self.sanity_batches}
+
+    def load_loop_state(self, state: dict[str, Any]) -> None:
+        self.runs = [ValidationRecord.from_dict(r) for r in state.get("runs") or []]
+        self.sanity_seconds = float(state.get("sanity_seconds", 0.0))
+        self.sanity_batches = int(state.get("sanity_batches", 0))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, BatchLimit):
+        return "None (1.0)" if value.is_all else repr(value.value)
+    return str(value)

@@ -1,0 +1,111 @@
+"""Where a training run stands, for exact resume: the stage of the loop and the current data iterator.
+
+Ignite's ``Checkpoint`` runs inside the trainer's handlers, before the loop's own decisions of the same
+event, so a saved state can be "between" two of them. :class:`Stage` names the four places; the resumed
+run first makes the decision that was pending. :class:`DataPosition` tracks the epoch's data iterator
+(the generator states when it was created and how many batches it gave) so that a resumed run draws
+the same remaining batches in the same order.
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from ignite.engine import Engine
+
+from ..data.loaders import data_length
+from .resume import capture_rng, recreate_iterator, replay_batches, restore_rng
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .training_loop import TrainingLoop
+
+__all__ = ["Stage", "DataPosition", "replay_open_window"]
+
+
+class Stage(str, enum.Enum):
+    """Where the run stands when its state is saved (the ``str`` value is what the state stores)."""
+
+    BETWEEN = "between"  # between epochs (or the run is done): nothing pending
+    IN_EPOCH = "in_epoch"  # inside an epoch, the last batch fully decided
+    BATCH_PENDING = "batch_pending"  # after a batch's ITERATION_COMPLETED handlers, before its decision
+    EPOCH_PENDING = "epoch_pending"  # inside EPOCH_COMPLETED, before the epoch-end decision
+
+
+class DataPosition:
+    """The current epoch's data iterator: created when, and how far it has been read."""
+
+    def __init__(self) -> None:
+        self.creation_rng: dict[str, Any] | None = None  # generator states when the iterator was created
+        self.fetched = 0  # batches drawn from it
+        self.need_iterator = True  # the next EPOCH_STARTED creates the iterator (first epoch of a run())
+        self.resume_iterator = False  # the next EPOCH_STARTED rebuilds the interrupted run's iterator
+        self.resume_mid_epoch = False  # ... inside an epoch whose counters come from the checkpoint
+        self.replay = 0  # ... of which these last fetched batches are replayed (an open accumulation window)
+
+    def reset(self) -> None:
+        self.creation_rng, self.fetched = None, 0
+
+    def new_iterator(self, engine: Engine) -> None:
+        """Give ``engine`` a fresh iterator of its data (remembering the generator states it starts from)."""
+        data = engine.state.dataloader
+        self.creation_rng = capture_rng(data)
+        engine.set_data(data)  # type: ignore[arg-type]
+        self.fetched = 0
+
+    def on_iterator_renewed(self, engine: Engine, *_: Any, **__: Any) -> None:
+        # Ignite makes a new iterator right after DATALOADER_STOP_ITERATION and TERMINATE_SINGLE_EPOCH
+        self.creation_rng = capture_rng(engine.state.dataloader)
+        self.fetched = 0
+
+    def on_epoch_data(self, engine: Engine) -> None:
+        """The epoch's iterator: after a resume the interrupted run's, fast-forwarded past the batches it
+        had consumed; at a run's first epoch a fresh one."""
+        if self.resume_iterator:
+            self.resume_iterator = False
+            self.resume_mid_epoch = False
+            self.need_iterator = False
+            length = data_length(engine.state.dataloader)
+            exhausted = length is not None and self.fetched >= length
+            if self.creation_rng is not None and not exhausted:
+                recreate_iterator(engine, self.creation_rng, self.fetched - self.replay)
+                return
+            self.replay = 0
+        if self.need_iterator:
+            self.need_iterator = False
+            self.new_iterator(engine)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"iterator_rng": self.creation_rng, "iterator_fetched": int(self.fetched)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.creation_rng = state.get("iterator_rng")
+        self.fetched = int(state.get("iterator_fetched", 0))
+
+
+def replay_open_window(loop: TrainingLoop, engine: Engine, batches: int, window: Any) -> None:
+    """Replay the ``batches`` of an open accumulation window through the trainer's step (``window``: its
+    ``speed_accumulation``, or None when the step cannot)."""
+    if window is None:
+        warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
+                      f"accumulate_grad_batches={loop.accumulate} batches done); their gradients are in no "
+                      f"checkpoint and this trainer's process function cannot replay them (create_trainer's "
+                      f"can), so the resumed run is not exact; checkpoint on StepEvents.OPTIMIZER_STEP to avoid "
+                      f"it", UserWarning, stacklevel=2)
+        replay_batches(engine, batches, None, run=False)
+        return
+    position = loop.position
+    if position.fetched == batches and position.creation_rng is not None:
+        # the window began with the epoch's iterator: making that iterator draws from the generators too
+        # (the loader's base seed, a shuffling sampler's seed), so replay from its creation on
+        data = engine.state.dataloader
+        now = capture_rng(data)
+        restore_rng(position.creation_rng, data)
+        try:
+            engine.set_data(data)  # type: ignore[arg-type]
+            replay_batches(engine, batches, None)
+        finally:
+            restore_rng(now, data)
+    else:
+        replay_batches(engine, batches, loop.window_rng)
