@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ignite_speed import SpeedConfig, attach_speedups, create_trainer
 from ignite_speed._compat import ProgressBar
+from ignite_speed.step import precision_of
 
 __all__ = ["DEMO_DEFAULTS", "RunResult", "load_digits_splits", "main", "parse_value", "train_baseline",
            "train_with_speedups"]
@@ -167,7 +168,7 @@ def train_with_speedups(cfg: SpeedConfig, seed: int = 0, progress: bool = True) 
 
     # The trainer: Ignite's supervised trainer plus the precision / accumulation / clipping flags.
     trainer = create_trainer(model, optimizer, loss_fn, cfg)
-    precision = trainer.speed_precision  # type: ignore[attr-defined]
+    precision = precision_of(trainer)
 
     def prepare_batch(batch: Any, device: Any = None, non_blocking: bool = False) -> Any:
         return precision.convert_input(tuple(batch))  # the dtype of the model for the "*-true" precisions

@@ -29,6 +29,7 @@ from .handlers.time_budget import TimeBudget, TrainingClock
 from .handlers.validation import ValidationSchedule, run_evaluator
 from .loop.progress import Progress
 from .loop.stop import StopController, StopReason
+from .loop.trainer_parts import TrainerParts
 from .loop.training_loop import TrainingLoop
 from .report.record import RunReport
 
@@ -38,8 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: l
     from .step.precision import Precision
 
 __all__ = ["Speedups", "attach_speedups"]
-
-_ATTR = "_ignite_speed_speedups"
 
 
 class Speedups:
@@ -57,7 +56,7 @@ class Speedups:
 
     def __init__(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, *, val_data: Any = None,
                  model: torch.nn.Module | None = None, precision: Precision | None = None) -> None:
-        if getattr(trainer, _ATTR, None) is not None:
+        if TrainerParts.of(trainer).speedups is not None:
             raise RuntimeError("attach_speedups: this trainer already has speedups attached; attach once per trainer")
         if TrainingLoop.of(trainer) is not None:
             raise RuntimeError("attach_speedups: handlers of ignite_speed.handlers are already attached to this "
@@ -75,7 +74,7 @@ class Speedups:
         except BaseException:
             self.loop.detach()  # a refused config leaves the trainer as it was: a corrected call can attach
             raise
-        if getattr(trainer, "speed_precision", None) is None and precision is None:
+        if self.loop.parts.precision is None and precision is None:
             _warn_step_flags_unapplied(cfg)
 
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
@@ -96,7 +95,7 @@ class Speedups:
             self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
         if cfg.terminate_on_nan:
             NonFiniteLossGuard().attach(trainer)
-        setattr(trainer, _ATTR, self)
+        self.loop.parts.speedups = self
 
     def _set_time_budget(self, cfg: SpeedConfig) -> None:
         old = self.loop.get("time_budget")
@@ -158,7 +157,7 @@ class Speedups:
 
     @property
     def precision(self) -> Precision | None:
-        return self._precision if self._precision is not None else getattr(self.trainer, "speed_precision", None)
+        return self._precision if self._precision is not None else self.loop.parts.precision
 
     def request_stop(self, message: str = "stop requested by user code") -> None:
         """Ask training to stop (Lightning's ``trainer.should_stop = True``).

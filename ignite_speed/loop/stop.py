@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StopReason", "StopRequest", "StopController", "RankFailureError"]
-
 from .._logging import logger
+from .trainer_parts import TrainerParts
+
+__all__ = ["StopReason", "StopRequest", "StopController", "RankFailureError"]
 
 
 class StopReason(str, enum.Enum):
@@ -96,16 +97,15 @@ class StopController:
         self._inflight: tuple[Any, dict[StopReason, StopRequest], int, int] | None = None
 
     # ------------------------------------------------------------------ one controller per trainer
-    _ATTR = "_ignite_speed_stop_controller"
-
     @classmethod
     def of(cls, trainer: Any) -> StopController | None:
         """The controller that governs ``trainer``, if one is attached."""
-        return getattr(trainer, cls._ATTR, None)
+        parts = TrainerParts.find(trainer)
+        return None if parts is None else parts.controller
 
     def bind(self, trainer: Any) -> None:
         """Make this the controller of ``trainer`` (what :meth:`of` returns)."""
-        setattr(trainer, self._ATTR, self)
+        TrainerParts.of(trainer).controller = self
 
     @classmethod
     def of_or_new(cls, trainer: Any, *, min_epochs: int = 0, min_steps: int = 0, caller: str) -> StopController:

@@ -10,7 +10,6 @@ from ignite.engine import Events, State
 
 from .._compat import engine_run_original, move_handler
 from .step_events import StepEvents
-from .stop import StopController
 
 if TYPE_CHECKING:  # pragma: no cover
     from .training_loop import TrainingLoop
@@ -92,7 +91,9 @@ def detach_loop(loop: TrainingLoop) -> None:
     for handler in loop.concerns.values():
         if hasattr(handler, "detach"):
             handler.detach()
-    if getattr(t, loop._ATTR, None) is loop:
-        delattr(t, loop._ATTR)
-    if loop._own_controller and StopController.of(t) is loop.controller:
-        delattr(t, StopController._ATTR)
+    parts = loop.parts
+    if parts.loop is loop:
+        parts.loop = None
+    if loop._own_controller and parts.controller is loop.controller:
+        parts.controller = None
+    parts.drop_if_empty(t)

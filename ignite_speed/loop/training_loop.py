@@ -38,6 +38,7 @@ from .run_setup import RunLimits, RunSetup, load_loop_state, loop_state_dict
 from .step_events import StepEvents
 from .stop import StopController, StopReason, StopRequest
 from .trainer_events import attach_loop, detach_loop
+from .trainer_parts import TrainerParts
 
 __all__ = ["TrainingLoop", "RunLimits", "LoopHandler"]
 
@@ -59,18 +60,18 @@ class TrainingLoop:
             its flag, the handlers alone leave it off.
     """
 
-    _ATTR = "_ignite_speed_loop"
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
 
     def __init__(self, trainer: Engine) -> None:
         self.trainer = trainer
-        self._own_controller = StopController.of(trainer) is None
+        self.parts = TrainerParts.of(trainer)  # (the one attribute on the trainer)
+        self._own_controller = self.parts.controller is None
         self.controller = StopController.of_or_new(trainer, caller="TrainingLoop")
         self.progress = Progress()
         self.clock = TrainingClock()
         self.position = DataPosition()
         self.concerns: dict[str, Any] = {}
-        self.accumulate: int = int(getattr(trainer, "speed_accumulate_grad_batches", 1))
+        self.accumulate: int = self.parts.accumulate
         self.run_limits = RunLimits()
         self.train_batches: int | None = None  # per epoch, for the current run (None: unknown)
         self.fresh_iterator_each_epoch = False
@@ -97,13 +98,14 @@ class TrainingLoop:
         if StepEvents.OPTIMIZER_STEP not in trainer._allowed_events:
             trainer.register_events(*StepEvents, event_to_attr={StepEvents.OPTIMIZER_STEP: "optimizer_step"})
         attach_loop(self)
-        setattr(trainer, self._ATTR, self)
+        self.parts.loop = self
 
     # ------------------------------------------------------------------ one loop per trainer
     @classmethod
     def of(cls, trainer: Engine) -> TrainingLoop | None:
         """The loop of ``trainer``, if a handler made one."""
-        return getattr(trainer, cls._ATTR, None)
+        parts = TrainerParts.find(trainer)
+        return None if parts is None else parts.loop
 
     @classmethod
     def of_or_attach(cls, trainer: Engine) -> TrainingLoop:
@@ -218,7 +220,7 @@ class TrainingLoop:
         resumed_mid_epoch = self.position.resume_mid_epoch
         self.position.on_epoch_data(engine)
         replay, self.position.replay = self.position.replay, 0
-        window = getattr(self.trainer, "speed_accumulation", None)
+        window = self.parts.accumulation
         if resumed_mid_epoch and window is not None:
             # the step's own window counter follows the loop's position (Ignite's iteration % epoch_length is
             # wrong once an epoch ended early)

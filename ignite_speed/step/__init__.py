@@ -2,6 +2,6 @@
 distributed strategy) and :class:`Precision` for a step of your own."""
 
 from .precision import Precision
-from .trainer import create_trainer
+from .trainer import create_trainer, precision_of
 
-__all__ = ["create_trainer", "Precision"]
+__all__ = ["create_trainer", "precision_of", "Precision"]

@@ -23,9 +23,18 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..config.speed_config import SpeedConfig
 from ..distributed._guard import warn_if_not_launched
+from ..loop.trainer_parts import TrainerParts
 from .precision import Precision, _cast_floating
 
-__all__ = ["create_trainer", "DeepSpeedPrecision"]
+__all__ = ["create_trainer", "precision_of", "DeepSpeedPrecision"]
+
+
+def precision_of(trainer: Engine) -> Any:
+    """The precision object that ``create_trainer``'s step of ``trainer`` applies (a
+    :class:`~ignite_speed.step.Precision`, or a ``DeepSpeedPrecision`` for a DeepSpeed engine); ``None`` for a
+    trainer that ``create_trainer`` did not make."""
+    parts = TrainerParts.find(trainer)
+    return None if parts is None else parts.precision
 
 
 class _AccumulationWindow:
@@ -171,13 +180,13 @@ def create_trainer(
 
     For ``*-true`` precisions the model is cast in place here. ``precision`` passes a ready
     :class:`~ignite_speed.step.Precision` (e.g. one with ``scaler=True``) instead of building one from
-    ``cfg``. The object used is available as ``trainer.speed_precision`` (checkpoint its ``state_dict()``).
+    ``cfg``. The object used is available as ``precision_of(trainer)`` (checkpoint its ``state_dict()``).
 
     ``model`` and ``optimizer`` may be what :func:`~ignite_speed.distributed.prepare` returned for any
     strategy. For a DeepSpeed engine (pass the ``cfg`` given to ``prepare``) DeepSpeed applies the
     accumulation, clipping and fp16/bf16 of its config, so they must agree with ``cfg``; batches go to the
     engine's device when ``device`` is None, floating inputs are cast to its fp16/bf16, and
-    ``trainer.speed_precision`` is a ``DeepSpeedPrecision`` that only names the precision DeepSpeed applies
+    ``precision_of(trainer)`` is a ``DeepSpeedPrecision`` that only names the precision DeepSpeed applies
     (its loss scale is saved by ``DeepSpeedCheckpoint``).
     """
     cfg = cfg if isinstance(cfg, SpeedConfig) else SpeedConfig.from_any(cfg)
@@ -257,15 +266,14 @@ def create_trainer(
     trainer = DeterministicEngine(update) if deterministic else Engine(update)
     window.attach(trainer, close_window)
     _warn_if_loop_flags_unapplied(trainer, cfg)
-    trainer.speed_precision = precision  # type: ignore[attr-defined]
-    # standalone loop handlers count optimizer steps with it (attach_speedups reads the cfg)
-    trainer.speed_accumulate_grad_batches = k  # type: ignore[attr-defined]
-    trainer.speed_accumulation = window  # type: ignore[attr-defined]  # (the loop positions it on resume)
+    # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
+    # window the loop positions on resume
+    TrainerParts.of(trainer).set_step(precision, k, window)
     return trainer
 
 
 class DeepSpeedPrecision:
-    """``trainer.speed_precision`` of a DeepSpeed trainer: what DeepSpeed's config applies, for reading. The
+    """``precision_of(trainer)`` of a DeepSpeed trainer: what DeepSpeed's config applies, for reading. The
     step does nothing with it, and its state holds no loss scale (``DeepSpeedCheckpoint`` saves DeepSpeed's)."""
 
     scaler = None
@@ -392,7 +400,7 @@ def _deepspeed_trainer(engine: Any, optimizer: Any, loss_fn: Callable[[Any, Any]
     trainer = DeterministicEngine(update) if deterministic else Engine(update)
     window.attach(trainer, closing)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: last_batch.clear())
-    trainer.speed_precision = DeepSpeedPrecision(engine)  # type: ignore[attr-defined]
-    trainer.speed_accumulate_grad_batches = k  # type: ignore[attr-defined]
-    trainer.speed_accumulation = window  # type: ignore[attr-defined]  # (the loop positions it on resume)
+    # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
+    # window the loop positions on resume
+    TrainerParts.of(trainer).set_step(DeepSpeedPrecision(engine), k, window)
     return trainer

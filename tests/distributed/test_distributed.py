@@ -40,7 +40,8 @@ from ignite_speed.distributed import (
     warn_if_not_launched,
 )
 from ignite_speed.distributed.xla import install_xla_shims, xla_optimizer
-from ignite_speed.step.trainer import create_trainer
+from ignite_speed.loop.trainer_parts import TrainerParts
+from ignite_speed.step.trainer import create_trainer, precision_of
 
 HAS_XLA = importlib.util.find_spec("torch_xla") is not None
 
@@ -422,7 +423,7 @@ def test_create_trainer_steps_prepares_xla_optimizer_once_per_window(fake_torch_
     model, opt = prepare(_model(), lambda p: torch.optim.SGD(p, lr=0.05), cfg)
     assert getattr(opt, "_ignite_speed_xla", False) and fake_torch_xla == []
     trainer = create_trainer(model, opt, nn.functional.mse_loss, cfg)
-    assert trainer.speed_precision.device_type == "xla"
+    assert precision_of(trainer).device_type == "xla"
     x = torch.randn(20, 4)
     data = [(x[i:i + 4], x[i:i + 4].sum(1, keepdim=True)) for i in range(0, 20, 4)]
     losses: list[float] = []
@@ -548,7 +549,7 @@ def test_create_trainer_drives_a_deepspeed_engine_on_ignite_speeds_windows(sized
     data = _regression(10)
     engine = DeepSpeedEngine(_model(), gas=3, clipping=0.5)
     trainer = create_trainer(engine, engine.optimizer, nn.functional.mse_loss, cfg)
-    assert trainer.speed_accumulate_grad_batches == 3 and trainer.speed_precision.effective_precision == "32-true"
+    assert TrainerParts.find(trainer).accumulate == 3 and precision_of(trainer).effective_precision == "32-true"
     modes: list[bool] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: modes.append(engine.training))
     trainer.run(data if sized else Unsized(data), max_epochs=2)
@@ -572,7 +573,7 @@ def test_create_trainer_casts_inputs_for_a_bf16_engine_and_warns_about_kept_grad
     engine = DeepSpeedEngine(module, gas=3, bf16=True)
     cfg = {"accelerator": "cpu", "precision": "bf16-mixed", "accumulate_grad_batches": 3}
     trainer = create_trainer(engine, engine.optimizer, nn.functional.mse_loss, cfg)
-    assert seen == [] and trainer.speed_precision.effective_precision == "bf16-mixed"
+    assert seen == [] and precision_of(trainer).effective_precision == "bf16-mixed"
     # an epoch that ends inside a window: DeepSpeed cannot drop what it accumulated, which is said
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=4), lambda e: e.terminate_epoch())
     with pytest.warns(UserWarning, match="DeepSpeed has no call to discard"):

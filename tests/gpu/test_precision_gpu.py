@@ -10,7 +10,7 @@ import torch
 from ignite.engine import Events
 
 from ignite_speed.step.precision import Precision
-from ignite_speed.step.trainer import create_trainer
+from ignite_speed.step.trainer import create_trainer, precision_of
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -54,7 +54,7 @@ def test_cuda_precision_trains(value, params, activations, scaled):
         warnings.simplefilter("error")  # no fallback warning is expected on CUDA
         trainer = create_trainer(model, optimizer, torch.nn.MSELoss(), {"precision": value}, device="cuda",
                                  output_transform=lambda x, y, y_pred, loss: (loss.item(), y_pred.dtype))
-    prec = trainer.speed_precision
+    prec = precision_of(trainer)
     assert prec.device_type == "cuda" and prec.effective_precision == value
     assert isinstance(prec.scaler, torch.amp.GradScaler) if scaled else prec.scaler is None
     losses: list[float] = []
@@ -100,6 +100,6 @@ def test_auto_accelerator_follows_the_model_device():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with pytest.warns(UserWarning, match="not supported on CPU"):
         trainer = create_trainer(model, optimizer, torch.nn.MSELoss(), {"precision": "16-mixed"})
-    assert trainer.speed_precision.device_type == "cpu"
-    assert create_trainer(model.cuda(), optimizer, torch.nn.MSELoss(),
-                          {"precision": "16-mixed"}).speed_precision.device_type == "cuda"
+    assert precision_of(trainer).device_type == "cpu"
+    assert precision_of(create_trainer(model.cuda(), optimizer, torch.nn.MSELoss(),
+                                       {"precision": "16-mixed"})).device_type == "cuda"

@@ -16,7 +16,7 @@ from ignite.engine import Events
 
 from ignite_speed.config import SpeedConfig
 from ignite_speed.step.precision import Precision, _resolve, nvidia_apex_available
-from ignite_speed.step.trainer import create_trainer
+from ignite_speed.step.trainer import create_trainer, precision_of
 
 F32, F64, F16, BF16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
 
@@ -108,7 +108,7 @@ def test_trainer_dtypes_and_loss_decreases(value):
         trainer = create_trainer(model, optimizer, torch.nn.MSELoss(), {"precision": value, "accelerator": "cpu"},
                                  output_transform=lambda x, y, y_pred, loss: (loss.item(), y_pred.dtype, x.dtype))
     effective, param_dtype, act_dtype, out_dtype, _ = CASES[value]
-    assert trainer.speed_precision.effective_precision == effective
+    assert precision_of(trainer).effective_precision == effective
     epoch_losses: list[float] = []
     per_epoch: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: per_epoch.append(e.state.output[0]))
@@ -180,7 +180,7 @@ def test_scaler_skips_inf_step_and_halves_scale():
     @trainer.on(Events.ITERATION_COMPLETED)
     def _(engine):
         weights.append(model.weight.detach().clone())
-        scales.append(trainer.speed_precision.scaler.get_scale())
+        scales.append(precision_of(trainer).scaler.get_scale())
 
     trainer.run(data, max_epochs=1)
     assert trainer.state.iteration == 6
@@ -537,4 +537,4 @@ def test_trainer_is_a_drop_in_for_create_supervised_trainer():
     model = torch.nn.Linear(4, 1)
     det = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.MSELoss(), deterministic=True)
     assert isinstance(det, DeterministicEngine)
-    assert det.speed_precision.effective_precision == "32-true"
+    assert precision_of(det).effective_precision == "32-true"
