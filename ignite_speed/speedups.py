@@ -78,9 +78,8 @@ class Speedups:
             _warn_step_flags_unapplied(cfg)
 
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
-        self.loop.rank_failure_timeout = type(self).rank_failure_timeout
-        self.loop.accumulate = cfg.accumulate_grad_batches
-        self.loop.batched_fetch = cfg.batched_fetch
+        self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
+                            rank_failure_timeout=type(self).rank_failure_timeout)
         lim = self.limits
         self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
         if lim.overfit:
@@ -90,33 +89,35 @@ class Speedups:
         self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
         if self._schedule is not None:
             self._schedule.attach(trainer)
+        self._time_budget: TimeBudget | None = None
         self._set_time_budget(cfg)
+        self._early_stopping: EarlyStopping | None = None
         if lim.early_stopping_enabled:
             self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
-        if cfg.terminate_on_nan:
-            NonFiniteLossGuard().attach(trainer)
+        self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
         self.loop.parts.speedups = self
 
     def _set_time_budget(self, cfg: SpeedConfig) -> None:
-        old = self.loop.get("time_budget")
-        self.loop.remove("time_budget")
+        old, self._time_budget = self._time_budget, None
+        if old is not None:
+            self.loop.unregister(old)
         if cfg.max_time is not None:
             budget = TimeBudget(cfg.max_time, mode=cfg.max_time_mode, reserve=cfg.max_time_reserve)
             if old is not None:
                 budget.adopt(old)  # an extended run keeps its epoch measurements
-            budget.attach(self.trainer)
+            self._time_budget = budget.attach(self.trainer)
 
     def _attach_early_stopping(self, es: EarlyStopping) -> None:
         # Judged on the schedule's runs; without validation the monitor must be a trainer metric (refused now).
-        old = self.loop.get("early_stopping")
+        old, self._early_stopping = self._early_stopping, None
         if old is not None:
             old.detach()
-            self.loop.remove("early_stopping")
+            self.loop.unregister(old)
         es.attach(self.trainer, self.evaluator if self._schedule is not None else None, model=self.model)
+        self._early_stopping = es
         lim = self.limits
         es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
-                 validation_enabled=self._schedule is not None and self._schedule.configured,
-                 trainer=self.trainer, evaluator=self.evaluator)
+                 validation_enabled=self._schedule is not None and self._schedule.configured, trainer=self.trainer)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -136,11 +137,16 @@ class Speedups:
     @property
     def early_stopping(self) -> EarlyStopping | None:
         """The :class:`~ignite_speed.handlers.EarlyStopping` built from the config, or None."""
-        return self.loop.get("early_stopping")
+        return self._early_stopping
+
+    @property
+    def time_budget(self) -> TimeBudget | None:
+        """The :class:`~ignite_speed.handlers.TimeBudget` of ``max_time``, or None."""
+        return self._time_budget
 
     @property
     def nan_guard(self) -> NonFiniteLossGuard | None:
-        return self.loop.get("nan_guard")
+        return self._nan_guard
 
     @property
     def stop_reason(self) -> StopReason:
@@ -188,7 +194,8 @@ class Speedups:
         if limits:
             self.cfg = self.cfg.replace(**limits)
             self.limits = self.cfg.effective()
-            self.loop.accumulate = self.cfg.accumulate_grad_batches
+            self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
+                                rank_failure_timeout=self.loop.rank_failure_timeout)
             self._loop_limits.reconfigure(self.cfg)
             self._set_time_budget(self.cfg)
         es = self.early_stopping
@@ -251,7 +258,8 @@ class Speedups:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """All speed-up state as plain data (``torch.load(weights_only=True)`` can read it back): the loop's
-        (:meth:`TrainingLoop.state_dict <ignite_speed.loop.TrainingLoop.state_dict>`) and the precision's."""
+        (:meth:`TrainingLoop.state_dict <ignite_speed.loop.TrainingLoop.state_dict>`: its own part and each
+        handler's) and the precision's."""
         state = self.loop.state_dict()
         precision = self.precision
         if precision is not None and hasattr(precision, "state_dict"):

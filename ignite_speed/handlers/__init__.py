@@ -19,6 +19,7 @@ attach order; :func:`~ignite_speed.attach_speedups` attaches the ones a config e
 from __future__ import annotations
 
 from ..loop import StepEvents, StopController, StopReason, TrainingLoop
+from .base import LoopHandler
 from .early_stopping import EarlyStopping
 from .early_stopping_rule import EarlyStoppingReason
 from .limits import LoopLimits, TrainBatchLimit
@@ -26,5 +27,5 @@ from .nan_guard import NonFiniteLossGuard
 from .time_budget import TimeBudget
 from .validation import ValidationSchedule
 
-__all__ = ["EarlyStoppingReason", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
+__all__ = ["LoopHandler", "EarlyStoppingReason", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
            "NonFiniteLossGuard", "TrainingLoop", "StopController", "StopReason", "StepEvents"]

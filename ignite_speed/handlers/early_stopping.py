@@ -6,7 +6,7 @@ Three layers, each in its own module:
   keyword arguments (the ``early_stopping`` flag of :class:`~ignite_speed.config.SpeedConfig` and this class);
 * :func:`~ignite_speed.handlers.early_stopping_rule.decide` is the pure, per-check decision;
 * :class:`EarlyStopping` (here) reads the monitor from the engines, calls ``decide``, sends stop requests
-  through the :class:`~ignite_speed.loop.stop.StopController` (one collective per check) and keeps the
+  through the trainer's :class:`~ignite_speed.loop.StopController` (one collective per check) and keeps the
   Lightning-style attributes (``wait_count``, ``best_score``, ``stopped_epoch``, ``stopping_reason``...).
 """
 
@@ -18,14 +18,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
 from .._logging import logger
 from ..config.durations import format_value
 from ..config.early_stopping import EARLY_STOPPING_DEFAULTS, validate_early_stopping_kwargs
 from ..distributed._dist import gather_message, get_rank, get_world_size
+from ..loop.plan import RunPlan
 from ..loop.progress import Progress
 from ..loop.stop import StopController, StopReason
+from .base import LoopHandler
+from .early_stopping_parts import BestWeights, MonitorReader, is_trainer_metric
 from .early_stopping_rule import (
     STOP_REASONS,
     Criteria,
@@ -39,39 +42,7 @@ from .early_stopping_rule import (
 __all__ = ["EarlyStopping", "EarlyStoppingReason"]
 
 
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside DDP / DataParallel wrappers (their state dict keys carry a ``module.`` prefix)."""
-    wrappers = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
-    while isinstance(model, wrappers):
-        model = model.module
-    return model
-
-
-def _is_trainer_metric(trainer: Any, name: str) -> bool:
-    """``name`` is a metric computed on the trainer (attached Ignite ``Metric`` or already in its state)."""
-    state = getattr(trainer, "state", None)
-    if state is not None and name in (getattr(state, "metrics", None) or {}):
-        return True
-    try:
-        from ignite.metrics import Metric
-
-        handlers = getattr(trainer, "_event_handlers", {})
-        for entries in handlers.values():
-            for entry in entries:
-                func, args = entry[0], entry[1]
-                owner = getattr(func, "__self__", None)
-                if isinstance(owner, Metric) and getattr(func, "__name__", "") == "completed" and name in args:
-                    return True
-    except Exception:  # pragma: no cover - private layout changed: be permissive
-        return True
-    return False
-
-
-# ---------------------------------------------------------------------------------------------- the class
-
-
-class EarlyStopping:
+class EarlyStopping(LoopHandler):
     """Stop training when a monitored metric stops improving (Lightning 2.6 semantics, plus extras).
 
     Args:
@@ -85,7 +56,7 @@ class EarlyStopping:
         stopping_threshold: stop as soon as the monitor is strictly better than this.
         divergence_threshold: stop as soon as the monitor is strictly worse than this.
         check_on_train_epoch_end: check at the end of the training epoch (``True``), after each validation
-            run (``False``), or ``None``: Lightning's rule, resolved in :meth:`setup`.
+            run (``False``), or ``None``: Lightning's rule (:meth:`setup`).
         log_rank_zero_only: only rank 0 logs.
         baseline: stop when the monitor has not beaten this value within ``patience``.
         restore_best_weights: keep a CPU copy of the weights of the best check and load it back when
@@ -96,25 +67,16 @@ class EarlyStopping:
         min_delta_mode: ``"abs"`` or ``"rel"`` (``min_delta`` is a fraction of ``|best|``).
     """
 
-    def __init__(
-        self,
-        monitor: str,
-        min_delta: float = 0.0,
-        patience: int = 3,
-        verbose: bool = False,
-        mode: str = "min",
-        strict: bool = True,
-        check_finite: bool = True,
-        stopping_threshold: float | None = None,
-        divergence_threshold: float | None = None,
-        check_on_train_epoch_end: bool | None = None,
-        log_rank_zero_only: bool = False,
-        baseline: float | None = None,
-        restore_best_weights: bool = False,
-        start_from_epoch: int = 0,
-        patience_unit: str = "checks",
-        min_delta_mode: str = "abs",
-    ) -> None:
+    name = "early_stopping"
+    order = 50  # after the other stop sources and the validation schedule: it judges the schedule's runs
+
+    def __init__(self, monitor: str, min_delta: float = 0.0, patience: int = 3, verbose: bool = False,
+                 mode: str = "min", strict: bool = True, check_finite: bool = True,
+                 stopping_threshold: float | None = None, divergence_threshold: float | None = None,
+                 check_on_train_epoch_end: bool | None = None, log_rank_zero_only: bool = False,
+                 baseline: float | None = None, restore_best_weights: bool = False, start_from_epoch: int = 0,
+                 patience_unit: str = "checks", min_delta_mode: str = "abs") -> None:
+        super().__init__()
         given = {k: v for k, v in locals().items() if k in EARLY_STOPPING_DEFAULTS}
         opts = {**EARLY_STOPPING_DEFAULTS, **validate_early_stopping_kwargs(given, flag="EarlyStopping")}
         self.monitor: str = opts["monitor"]
@@ -133,26 +95,12 @@ class EarlyStopping:
         self.start_from_epoch: int = opts["start_from_epoch"]
         self.patience_unit: str = opts["patience_unit"]
         self.min_delta_mode: str = opts["min_delta_mode"]
-
-        self.wait_count: int = 0
-        self.best_score: float = math.inf if self.mode == "min" else -math.inf
-        self.stopped_epoch: int = 0
-        self.stopping_reason: EarlyStoppingReason = EarlyStoppingReason.NOT_STOPPED
-        self.stopping_reason_message: str | None = None
-        self.checks: int = 0  # checks evaluated (skipped ones excluded), over all runs
-        self._since: int = 0
-        self._best_weights: dict[str, torch.Tensor] | None = None
-
-        self._controller: StopController | None = None
-        self._model: torch.nn.Module | None = None
+        self.reset()
+        self.checks = 0  # checks evaluated (skipped ones excluded), over all runs
         self._on_epoch_end: bool = bool(self.check_on_train_epoch_end)
-        self._val_runs = 0  # validation runs seen in the current run (sanity check excluded)
-        self._restored = False
-        self._loop: Any = None  # the trainer's TrainingLoop once attached
-        self._evaluator: Any = None  # the evaluator whose runs are judged when no ValidationSchedule governs
+        self._evaluator: Engine | None = None  # the evaluator whose runs are judged when no schedule governs
         self._scheduled = False  # a ValidationSchedule governs this run: judge its validation runs only
-        self._last_metrics: dict[str, Any] | None = None  # metrics of the last judged validation run
-        self._replayed_value: float | None = None
+        self._saved_monitor: float | None = None  # the monitor saved with a loaded checkpoint
 
     # ------------------------------------------------------------------ description
     @property
@@ -168,101 +116,132 @@ class EarlyStopping:
 
     @property
     def checks_at_epoch_end(self) -> bool:
-        """Where checks happen (resolved by :meth:`setup` or :meth:`attach`)."""
+        """Where checks happen (resolved by :meth:`setup` or at the start of a run)."""
         return self._on_epoch_end
 
     def __repr__(self) -> str:
         return (f"EarlyStopping(monitor={self.monitor!r}, mode={self.mode!r}, patience={self.patience}, "
                 f"patience_unit={self.patience_unit!r}, min_delta={self.min_delta})")
 
-    # ------------------------------------------------------------------ integration contract
-    def bind(self, controller: StopController, *, model: torch.nn.Module | None = None) -> None:
-        """Send stop requests to ``controller``; ``model`` is needed for ``restore_best_weights``."""
-        if self.restore_best_weights and model is None and self._model is None:
+    # ------------------------------------------------------------------ attaching
+    def attach(self, trainer: Engine, evaluator: Engine | None = None,  # type: ignore[override]
+               model: torch.nn.Module | None = None, min_epochs: int = 0, min_steps: int = 0) -> EarlyStopping:
+        """Attach early stopping to ``trainer``'s loop.
+
+        With a :class:`~ignite_speed.handlers.ValidationSchedule` on the trainer (attached before or after),
+        checks follow its validation runs with Lightning's rule for ``check_on_train_epoch_end=None``.
+        Without one, checks run when ``evaluator`` completes a run while ``trainer`` trains (or at the
+        trainer's ``EPOCH_COMPLETED`` with ``check_on_train_epoch_end=True``; ``None`` means at validation end
+        here, or at epoch end without an evaluator). A stop is synced across ranks and deferred until
+        ``min_epochs`` / ``min_steps`` (optimizer steps) are met; the trainer's loop then ends the run on
+        every rank (after the batch, or at the end of the epoch, of the check). ``model`` is needed for
+        ``restore_best_weights``.
+        """
+        for flag, value in (("min_epochs", min_epochs), ("min_steps", min_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"EarlyStopping.attach({flag}={format_value(value)}): accepted: an int >= 0")
+        if evaluator is not None and not hasattr(evaluator, "add_event_handler"):
+            raise TypeError(f"EarlyStopping.attach(evaluator={type(evaluator).__name__}) is not an ignite Engine")
+        if self.restore_best_weights and model is None and self._best.model is None:
             raise ValueError("EarlyStopping(restore_best_weights=True) needs the model: pass model=... "
                              "(attach_speedups(..., model=model) or EarlyStopping.attach(..., model=model))")
-        self._controller = controller
+        self._attach_to(trainer, min_epochs, min_steps)
         if model is not None:
-            self._model = model
+            self._best.model = model
+        if evaluator is not None and evaluator is not self._evaluator:
+            evaluator.add_event_handler(Events.COMPLETED, self._on_evaluator_completed)
+        self._evaluator = evaluator
+        return self
+
+    def detach(self) -> None:
+        """Stop judging the evaluator's runs (the loop is taken off, or this handler is replaced)."""
+        if self._evaluator is not None and self._evaluator.has_event_handler(self._on_evaluator_completed,
+                                                                             Events.COMPLETED):
+            self._evaluator.remove_event_handler(self._on_evaluator_completed, Events.COMPLETED)
+        self._evaluator = None
+
+    def _on_evaluator_completed(self, evaluator: Engine) -> None:
+        loop = self._loop
+        if loop is None or self._scheduled or not loop.clock.running:
+            return  # the schedule's runs are judged instead; or a run outside training (a final test)
+        self.on_validation_end(getattr(evaluator.state, "metrics", None) or {})
 
     def setup(self, *, val_check_interval: Any, check_val_every_n_epoch: int | None, validation_enabled: bool,
-              trainer: Any, evaluator: Any) -> None:
-        """Resolve where checks happen for this run and refuse a run that can never see the monitor.
+              trainer: Engine) -> None:
+        """Resolve where checks happen for a schedule and refuse one that can never see the monitor.
 
-        ``check_on_train_epoch_end=None`` follows :func:`resolve_check_on_train_epoch_end`. When
+        ``check_on_train_epoch_end=None`` follows
+        :func:`~ignite_speed.handlers.early_stopping_rule.resolve_check_on_train_epoch_end`. When
         validation is disabled, the monitor must be a metric of the trainer.
         """
         if self.check_on_train_epoch_end is None:
             self._on_epoch_end = resolve_check_on_train_epoch_end(val_check_interval, check_val_every_n_epoch)
         else:
             self._on_epoch_end = self.check_on_train_epoch_end
-        if not validation_enabled and not _is_trainer_metric(trainer, self.monitor):
+        if not validation_enabled and not is_trainer_metric(trainer, self.monitor):
             raise ValueError(
                 f"early_stopping monitors {self.monitor!r}, which is not a metric of the trainer, but validation "
                 f"is disabled (limit_val_batches=0 or no val_data), so it would never be computed; accepted: "
                 f"enable validation, or monitor a metric attached to the trainer (Metric.attach(trainer, name)); "
                 f"a metric attached to the trainer after attach_speedups is not there yet: attach it first"
             )
-        self._val_runs = 0
-        self._restored = False
 
-    def prepare_run(self, trainer: Any, schedule: Any) -> None:
-        """A run starts: with a :class:`~ignite_speed.handlers.ValidationSchedule`, judge its runs on
-        Lightning's rule (:meth:`setup`); without one, judge the attached evaluator's runs."""
+    # ------------------------------------------------------------------ hooks
+    def on_run_start(self, plan: RunPlan) -> None:
+        """With a :class:`~ignite_speed.handlers.ValidationSchedule`, judge its runs on Lightning's rule
+        (:meth:`setup`); without one, judge the attached evaluator's runs."""
+        schedule: Any = plan.validation
         self._scheduled = schedule is not None
         if schedule is not None:
             self.setup(val_check_interval=schedule.val_check_interval,
                        check_val_every_n_epoch=schedule.check_val_every_n_epoch,
-                       validation_enabled=schedule.enabled, trainer=trainer, evaluator=schedule.evaluator)
-            return
-        if self.check_on_train_epoch_end is None:
-            self._on_epoch_end = self._evaluator is None
+                       validation_enabled=schedule.enabled, trainer=self.loop.trainer)
         else:
-            self._on_epoch_end = self.check_on_train_epoch_end
-        if self._evaluator is None and not self._on_epoch_end:
-            raise ValueError("EarlyStopping.attach(evaluator=None) with check_on_train_epoch_end=False: without an "
-                             "evaluator or a ValidationSchedule there is no validation end to check at; pass the "
-                             "evaluator or use check_on_train_epoch_end=True with a trainer metric")
-        self._val_runs = 0
+            self._on_epoch_end = (self._evaluator is None if self.check_on_train_epoch_end is None
+                                  else self.check_on_train_epoch_end)
+            if self._evaluator is None and not self._on_epoch_end:
+                raise ValueError("EarlyStopping.attach(evaluator=None) with check_on_train_epoch_end=False: without "
+                                 "an evaluator or a ValidationSchedule there is no validation end to check at; pass "
+                                 "the evaluator or use check_on_train_epoch_end=True with a trainer metric")
+        self._monitor.reset()
         self._restored = False
 
-    def on_validation_end(self, trainer: Any, evaluator: Any, progress: Progress,
-                          metrics: Mapping[str, Any] | None = None) -> None:
-        """Called after each validation run during training (never for the sanity check) with that run's
-        ``metrics`` (default: the evaluator's now)."""
-        if metrics is None:
-            metrics = getattr(getattr(evaluator, "state", None), "metrics", None) or {}
-        self._last_metrics = dict(metrics)
-        self._replayed_value = None
-        self._val_runs += 1
+    def on_validation_end(self, metrics: Mapping[str, Any]) -> None:
+        """After each validation run during training (never the sanity check), with that run's ``metrics``."""
+        self._monitor.record(metrics)
         if not self._on_epoch_end:
-            self._check(trainer, progress)
+            self._check()
 
-    def on_train_epoch_end(self, trainer: Any, progress: Progress) -> None:
-        """Called at the end of every training epoch, after that epoch's validation. Syncs the stop
-        controller once either way (the epoch end is a decision point for every stop source)."""
+    def on_epoch_end(self, engine: Engine) -> None:
         if self._on_epoch_end:
-            self._check(trainer, progress)
-        elif self._controller is not None:
-            self._controller.sync()
+            self._check()
 
-    def monitor_value_now(self, trainer: Any) -> float | None:
-        """The monitor a check would read now (the last judged validation run's, else the trainer's): saved
-        with the loop, since a resumed run may replay the check and metrics are in no checkpoint."""
-        try:
-            return self._read_monitor(trainer)
-        except (TypeError, ValueError, RuntimeError):
-            return None
+    def on_resume(self, replaying: bool) -> None:
+        # the restored evaluator metrics are real validation runs', not a sanity check's; a replayed
+        # decision reads the monitor saved with the checkpoint (metrics are in no checkpoint)
+        self._monitor.val_runs = self.loop.progress.val_runs
+        if replaying and self._saved_monitor is not None:
+            self._monitor.replay(self._saved_monitor)
 
-    def restore_monitor_value(self, value: float) -> None:
-        """The monitor for a check the resumed run replays (see :meth:`monitor_value_now`): it stands in for
-        the last validation run's metrics, or for a trainer metric, until :meth:`end_replay`."""
-        self._last_metrics = {self.monitor: float(value)}
-        self._replayed_value = float(value)
+    def on_train_start(self) -> None:
+        self._monitor.end_replay()  # (after a resumed run's pending decision: metrics are live again)
+        self._saved_monitor = None
 
-    def end_replay(self) -> None:
-        """The resumed run made its pending decision: metrics are live again."""
-        self._replayed_value = None
+    def on_train_end(self, engine: Engine) -> None:
+        """Training ended (for any reason): load the best weights back when asked to."""
+        if self._restored:
+            return
+        self._restored = True
+        if self.restore_best_weights:
+            self._best.restore(f"{self.monitor}={self.best_score:.6g}", self._log)
+
+    def on_new_run(self) -> None:
+        self.reset()
+
+    def report_fields(self) -> dict[str, Any]:
+        return {"early_stopping": {"monitor": self.monitor, "mode": self.mode, "best_score": self.best_score,
+                                   "stopping_threshold": self.stopping_threshold,
+                                   "divergence_threshold": self.divergence_threshold}}
 
     def reset(self) -> None:
         """Forget everything learnt (best score, patience, reason, best weights): for a fresh run."""
@@ -270,13 +249,14 @@ class EarlyStopping:
         self.best_score = math.inf if self.mode == "min" else -math.inf
         self.stopped_epoch = 0
         self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
-        self.stopping_reason_message = None
+        self.stopping_reason_message: str | None = None
         self.checks = 0
-        self._since = 0
-        self._best_weights = None
-        self._val_runs = 0
+        self._since = 0  # position (in patience units) of the check that last reset the patience
+        model = getattr(getattr(self, "_best", None), "model", None)
+        self._best = BestWeights()
+        self._best.model = model
+        self._monitor = MonitorReader(self.monitor)
         self._restored = False
-        self._last_metrics = None
 
     def rearm(self) -> None:
         """Let a continued run (``Speedups.extend`` after an early stop) stop again: a fresh patience and
@@ -287,87 +267,51 @@ class EarlyStopping:
         self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
         self.stopping_reason_message = None
 
-    def count_earlier_validations(self, val_runs: int) -> None:
-        """A resumed run: ``val_runs`` validations already ran, so the evaluator metrics restored from the
-        checkpoint are real ones, not a sanity check's."""
-        self._val_runs = int(val_runs)
-
-    def on_train_end(self, trainer: Any) -> None:
-        """Training ended (for any reason): load the best weights back when asked to."""
-        if self._restored:
-            return
-        self._restored = True
-        if not self.restore_best_weights or self._model is None:
-            return
-        if self._best_weights is None:
-            self._log("restore_best_weights: no best weights were recorded in this run; weights left as they are")
-            return
-        _unwrap(self._model).load_state_dict(self._best_weights)
-        self._log(f"restored the weights of the best check ({self.monitor}={self.best_score:.6g})")
-
     # ------------------------------------------------------------------ the check
-    def _read_monitor(self, trainer: Any) -> float | None:
-        # the judged validation run's metrics (a sanity check's or another handler's evaluator run never count)
-        if self._last_metrics is not None and self._val_runs > 0 and self.monitor in self._last_metrics:
-            return to_float(self._last_metrics[self.monitor], self.monitor)
-        metrics = getattr(getattr(trainer, "state", None), "metrics", None) or {}
-        if self.monitor in metrics:
-            return to_float(metrics[self.monitor], self.monitor)
-        return self._replayed_value  # a resumed run's replayed check of a trainer metric (not checkpointed)
-
-    def _available(self, trainer: Any) -> list[str]:
-        keys: list[str] = list(self._last_metrics or {})
-        keys += list(getattr(getattr(trainer, "state", None), "metrics", None) or {})
-        return sorted(set(keys))
-
-    def _check(self, trainer: Any, progress: Progress) -> None:
-        controller = self._controller
-        if controller is None:
-            raise RuntimeError("EarlyStopping is not bound to a StopController; call attach() or bind() first")
+    def _check(self) -> None:
+        loop = self.loop
+        trainer, progress, controller = loop.trainer, loop.progress, loop.controller
         world, rank = get_world_size(), get_rank()
         flags = [0] * len(STOP_REASONS)
-        improved_on_rank0 = 0
-        missing = 0
+        improved_on_rank0 = missing = 0
         decision: Decision | None = None
-
-        value = self._read_monitor(trainer)
+        value = self._monitor.read(trainer)
         if value is None:
             if self.strict:
                 missing = 1
             elif self.verbose:
                 warnings.warn(f"EarlyStopping: the monitor {self.monitor!r} is missing; check skipped (available: "
-                              f"{self._available(trainer)})", RuntimeWarning, stacklevel=2)
+                              f"{self._monitor.available(trainer)})", RuntimeWarning, stacklevel=2)
         else:
-            self.checks += 1
-            position = {"checks": self.checks, "epochs": progress.epoch + 1,
-                        "steps": progress.global_step}[self.patience_unit]
-            decision = decide(value, best=self.best_score, wait=self.wait_count, since=self._since,
-                              position=position, criteria=self.criteria,
-                              warmup=progress.epoch < self.start_from_epoch)
-            self.best_score, self.wait_count, self._since = decision.best_score, decision.wait_count, decision.since
+            decision = self._decide(value, progress)
             if decision.should_stop:
                 flags[STOP_REASONS.index(decision.reason)] = world - rank  # MAX picks the lowest rank
                 controller.request(StopReason.EARLY_STOPPING, decision.message, "early_stopping")
-            if decision.improved and rank == 0:
-                improved_on_rank0 = 1
+            improved_on_rank0 = int(decision.improved and rank == 0)
             self._log(decision.message)
-
         controller.sync(extra=[*flags, improved_on_rank0, missing])
         agreed = list(controller.last_extra)
         if agreed[-1]:
             where = "" if missing else " on another rank"
             raise RuntimeError(f"EarlyStopping could not find the monitor {self.monitor!r}{where} (strict=True); "
-                               f"available metrics: {self._available(trainer)}. Log it in validation "
+                               f"available metrics: {self._monitor.available(trainer)}. Log it in validation "
                                f"(evaluator.state.metrics) or on the trainer, or pass strict=False")
-        if agreed[-2] and self.restore_best_weights and self._model is not None:
-            self._best_weights = {k: v.detach().to("cpu", copy=True)
-                                  for k, v in _unwrap(self._model).state_dict().items()}
+        if agreed[-2] and self.restore_best_weights:
+            self._best.keep()
         codes = agreed[:len(STOP_REASONS)]
         if any(codes):
-            reason = STOP_REASONS[codes.index(max(codes))]
             self.stopped_epoch = progress.epoch
-            self.stopping_reason = reason
+            self.stopping_reason = STOP_REASONS[codes.index(max(codes))]
             self.stopping_reason_message = self._agreed_message(controller, decision)
+
+    def _decide(self, value: float, progress: Progress) -> Decision:
+        self.checks += 1
+        position = {"checks": self.checks, "epochs": progress.epoch + 1,
+                    "steps": progress.global_step}[self.patience_unit]
+        decision = decide(value, best=self.best_score, wait=self.wait_count, since=self._since, position=position,
+                          criteria=self.criteria, warmup=progress.epoch < self.start_from_epoch)
+        self.best_score, self.wait_count, self._since = decision.best_score, decision.wait_count, decision.since
+        return decision
 
     def _agreed_message(self, controller: StopController, decision: Decision | None) -> str:
         local = decision.message if decision is not None and decision.should_stop else None
@@ -384,73 +328,20 @@ class EarlyStopping:
             return
         logger.info("EarlyStopping: %s", message)  # the package logger adds "[rank: N]" when distributed
 
-    # ------------------------------------------------------------------ standalone use
-    def attach(self, trainer: Engine, evaluator: Engine | None = None, model: torch.nn.Module | None = None,
-               min_epochs: int = 0, min_steps: int = 0) -> EarlyStopping:
-        """Use early stopping in a plain Ignite app (without ``attach_speedups``).
-
-        With a :class:`~ignite_speed.handlers.ValidationSchedule` on the trainer (attached before or after),
-        checks follow its validation runs with Lightning's rule for ``check_on_train_epoch_end=None``.
-        Without one, checks run when ``evaluator`` completes a run while ``trainer`` trains (or at the
-        trainer's ``EPOCH_COMPLETED`` with ``check_on_train_epoch_end=True``; ``None`` means at validation end
-        here, or at epoch end without an evaluator). A stop is synced across ranks and deferred until
-        ``min_epochs`` / ``min_steps`` (optimizer steps) are met; the trainer's loop then ends the run on
-        every rank (after the batch, or at the end of the epoch, of the check).
-        """
-        from ignite.engine import Events
-
-        from ..loop.training_loop import TrainingLoop
-
-        for flag, value in (("min_epochs", min_epochs), ("min_steps", min_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"EarlyStopping.attach({flag}={format_value(value)}): accepted: an int >= 0")
-        if evaluator is not None and not hasattr(evaluator, "add_event_handler"):
-            raise TypeError(f"EarlyStopping.attach(evaluator={type(evaluator).__name__}) is not an ignite Engine")
-        loop = TrainingLoop.of_or_attach(trainer)
-        if self._loop is not None and self._loop is not loop:
-            raise ValueError("EarlyStopping is already attached to another trainer; make one per trainer")
-        loop.controller.set_minimums(min_epochs, min_steps, caller="EarlyStopping.attach")
-        loop.add("early_stopping", self)
-        self.bind(loop.controller, model=model)
-        self._loop = loop
-        if evaluator is not None and evaluator is not self._evaluator:
-            evaluator.add_event_handler(Events.COMPLETED, self._on_evaluator_completed)
-        self._evaluator = evaluator
-        return self
-
-    def detach(self) -> None:
-        """Stop judging the evaluator's runs (a replaced early-stopping handler)."""
-        from ignite.engine import Events
-
-        if self._evaluator is not None and self._evaluator.has_event_handler(self._on_evaluator_completed,
-                                                                             Events.COMPLETED):
-            self._evaluator.remove_event_handler(self._on_evaluator_completed, Events.COMPLETED)
-        self._evaluator = None
-
-    def _on_evaluator_completed(self, evaluator: Any) -> None:
-        loop = self._loop
-        if loop is None or self._scheduled or not loop.clock.running:
-            return  # the schedule's runs are judged instead; or a run outside training (a final test)
-        self.on_validation_end(loop.trainer, evaluator, loop.progress)
-
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Plain data (loadable with ``torch.load(weights_only=True)``); the best weights (CPU tensors) are
-        included when ``restore_best_weights`` recorded some."""
+        """Plain data (loadable with ``torch.load(weights_only=True)``): Lightning's keys and ours; the best
+        weights (CPU tensors) when ``restore_best_weights`` recorded some; and the monitor a check would read
+        now, for a resumed run that replays a pending decision."""
         state: dict[str, Any] = {
-            "wait_count": self.wait_count,
-            "stopped_epoch": self.stopped_epoch,
-            "best_score": float(self.best_score),
-            "patience": self.patience,
-            "stopping_reason": self.stopping_reason.value,
-            "stopping_reason_message": self.stopping_reason_message,
-            "checks": self.checks,
-            "since": self._since,
-            "monitor": self.monitor,
-            "mode": self.mode,
+            "wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": float(self.best_score),
+            "patience": self.patience, "stopping_reason": self.stopping_reason.value,
+            "stopping_reason_message": self.stopping_reason_message, "checks": self.checks, "since": self._since,
+            "monitor": self.monitor, "mode": self.mode,
+            "monitor_value": self._monitor.read_or_none(self._loop.trainer) if self._loop is not None else None,
         }
-        if self.restore_best_weights and self._best_weights is not None:
-            state["best_weights"] = dict(self._best_weights)
+        if self.restore_best_weights and self._best.weights is not None:
+            state["best_weights"] = dict(self._best.weights)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -472,5 +363,6 @@ class EarlyStopping:
         self.stopping_reason_message = None if message is None else str(message)
         self.checks = int(state.get("checks", 0))
         self._since = int(state.get("since", 0))
-        weights = state.get("best_weights")
-        self._best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()} if weights else None
+        self._best.load(state.get("best_weights"))
+        saved = state.get("monitor_value")
+        self._saved_monitor = None if saved is None else float(saved)

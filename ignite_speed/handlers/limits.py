@@ -12,8 +12,9 @@ from typing import Any
 
 from ..config.durations import BatchLimit, parse_batch_limit
 from ..config.speed_config import SpeedConfig
-from ..loop.run_setup import RunLimits
-from ..loop.training_loop import LoopHandler, TrainingLoop
+from ..loop.plan import RunLimits, RunPlan
+from ..loop.training_loop import TrainingLoop
+from .base import LoopHandler
 
 __all__ = ["LoopLimits", "TrainBatchLimit"]
 
@@ -33,7 +34,8 @@ class LoopLimits(LoopHandler):
         min_steps: stop requests wait until this many optimizer steps are done (also makes ``min_epochs`` 1).
     """
 
-    concern = "limits"
+    name = "limits"
+    order = 20  # after the time budget (without max_epochs, a budget bounds the run)
 
     def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
                  min_steps: int | None = None) -> None:
@@ -57,7 +59,7 @@ class LoopLimits(LoopHandler):
         self.min_epochs: int = eff.min_epochs
         self.min_steps: int = eff.min_steps
         if self._loop is not None:
-            self._loop.controller.min_epochs, self._loop.controller.min_steps = self.min_epochs, self.min_steps
+            self._loop.controller.replace_minimums(self.min_epochs, self.min_steps)
 
     def reconfigure(self, cfg: SpeedConfig) -> None:
         """New limits for an attached handler (``Speedups.extend``)."""
@@ -69,6 +71,16 @@ class LoopLimits(LoopHandler):
 
     def _attached(self, loop: TrainingLoop) -> None:
         loop.controller.set_minimums(self.min_epochs, self.min_steps, caller="LoopLimits")
+
+    def plan_run(self, plan: RunPlan) -> None:
+        plan.limits = self.for_run(plan.max_epochs_arg, plan.max_iters_arg,
+                                   has_time_budget=plan.time_budget_seconds is not None, accumulate=plan.accumulate)
+        plan.fast_dev_run = self.fast_dev_run
+
+    def on_run_start(self, plan: RunPlan) -> None:
+        if plan.new_run and plan.run_limits.max_epochs_defaulted:
+            warnings.warn("max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "
+                          "(set max_epochs=-1 for no limit)", UserWarning, stacklevel=5)
 
     def for_run(self, run_max_epochs: int | None, max_iters: int | None, *, has_time_budget: bool,
                 accumulate: int) -> RunLimits:
@@ -86,7 +98,7 @@ class LoopLimits(LoopHandler):
                 raise ValueError(f"trainer.run(max_epochs={run_max_epochs!r}): accepted: an int >= 0")
             if self.fast_dev_run:
                 warnings.warn(f"fast_dev_run={self.fast_dev_run} runs 1 epoch; max_epochs={run_max_epochs} given to "
-                              f"run() is not used", UserWarning, stacklevel=5)
+                              f"run() is not used", UserWarning, stacklevel=7)
             elif self.max_epochs is not None and self.max_epochs != run_max_epochs:
                 raise ValueError(f"trainer.run(max_epochs={run_max_epochs}) conflicts with the config's "
                                  f"max_epochs={self.max_epochs}; give max_epochs in one place only")
@@ -102,12 +114,6 @@ class LoopLimits(LoopHandler):
                 max_epochs, defaulted = -1, False
         return RunLimits(max_epochs=max_epochs, max_steps=max_steps, max_epochs_defaulted=defaulted)
 
-    @staticmethod
-    def warn_if_defaulted(limits: RunLimits) -> None:
-        if limits.max_epochs_defaulted:
-            warnings.warn("max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "
-                          "(set max_epochs=-1 for no limit)", UserWarning, stacklevel=4)
-
 
 class TrainBatchLimit(LoopHandler):
     """Train on the first ``limit_train_batches`` batches of each epoch (Lightning's flag).
@@ -118,7 +124,8 @@ class TrainBatchLimit(LoopHandler):
             sees the first N batches of a new (possibly shuffled) pass, as in Lightning.
     """
 
-    concern = "train_batches"
+    name = "train_batches"
+    order = 30
 
     def __init__(self, limit_train_batches: Any = None) -> None:
         super().__init__()
@@ -134,3 +141,6 @@ class TrainBatchLimit(LoopHandler):
 
     def __repr__(self) -> str:
         return f"TrainBatchLimit({self.limit!r}{', overfit' if self.overfit else ''})"
+
+    def plan_run(self, plan: RunPlan) -> None:
+        plan.train_limit, plan.overfit = self.limit, self.overfit

@@ -15,7 +15,9 @@ from typing import Any
 import torch
 from ignite.engine import Engine
 
+from ..loop.state import Stage
 from ..loop.stop import StopController, StopReason
+from .base import LoopHandler
 
 __all__ = ["NonFiniteLossGuard"]
 
@@ -67,7 +69,7 @@ def _message(state: Any, bad: str) -> str:
             f"stopping")
 
 
-class NonFiniteLossGuard:
+class NonFiniteLossGuard(LoopHandler):
     """Request a stop (reason ``NON_FINITE_LOSS``) when the training output is not finite.
 
     Args:
@@ -76,56 +78,45 @@ class NonFiniteLossGuard:
             element must be finite.
     """
 
+    name = "nan_guard"
+    order = 0  # first: its deferred device-side flag reports before the other stop sources decide
     source = "terminate_on_nan"
 
     def __init__(self, output_transform: Callable[[Any], Any] = lambda out: out) -> None:
+        super().__init__()
         if not callable(output_transform):
             raise TypeError(f"NonFiniteLossGuard(output_transform={output_transform!r}) is not callable; accepted: "
                             f"a function of trainer.state.output")
         self.output_transform = output_transform
-        self._controller: StopController | None = None
-        self._loop: Any = None
         # accelerator tensors are not read on the host per batch: a device-side "some element was not finite"
-        # flag, and the iterations it covers, wait for flush()
+        # flag, and the iterations it covers, wait for the next agreement batch (on_agreement)
         self._device_bad: torch.Tensor | None = None
         self._device_since: tuple[int, int] | None = None  # (epoch, iteration) of the first batch it covers
         self._copy: tuple[torch.Tensor, Any, tuple[int, int], int] | None = None  # flag on its way to the host
 
-    def bind(self, controller: StopController) -> None:
-        """Send requests to ``controller`` (otherwise: the trainer's, see :meth:`StopController.of`)."""
-        self._controller = controller
-
-    def check(self, trainer: Any, controller: StopController | None = None) -> None:
+    def check(self, trainer: Engine, controller: StopController | None = None) -> None:
         """Inspect ``trainer.state.output``; request a stop when it is not finite (no sync here).
 
-        The request goes to ``controller``, else the bound one, else the trainer's."""
-        controller = controller or self._controller or StopController.of(trainer)
+        The request goes to ``controller``, else the trainer's."""
+        controller = controller or StopController.of(trainer)
         if controller is None:
-            raise RuntimeError("NonFiniteLossGuard has no StopController: call bind() or attach() first")
+            raise RuntimeError("NonFiniteLossGuard has no StopController: call attach() first")
         bad = first_non_finite(self.output_transform(trainer.state.output))
         if bad is not None:
             controller.request(StopReason.NON_FINITE_LOSS, _message(trainer.state, bad), self.source)
 
-    def attach(self, trainer: Engine, min_epochs: int = 0, min_steps: int = 0) -> NonFiniteLossGuard:
+    def attach(self, trainer: Engine, min_epochs: int = 0, min_steps: int = 0) -> NonFiniteLossGuard:  # type: ignore[override]
         """Standalone use in a plain Ignite app: check after every iteration; the trainer's loop syncs the
         stop across ranks and ends the run on every rank after the same iteration (a non-finite loss does
         not wait for ``min_epochs`` / ``min_steps``; other stop requests do)."""
-        from ..loop.training_loop import TrainingLoop
-
-        loop = TrainingLoop.of_or_attach(trainer)
-        if self._loop is not None and self._loop is not loop:
-            raise ValueError("NonFiniteLossGuard is already attached to another trainer; make one per trainer")
-        loop.controller.set_minimums(min_epochs, min_steps, caller="NonFiniteLossGuard.attach")
-        loop.add("nan_guard", self)
-        self.bind(loop.controller)
-        self._loop = loop
+        self._attach_to(trainer, min_epochs, min_steps)
         return self
 
-    def check_batch(self, engine: Any) -> None:
+    def on_batch_end(self, engine: Engine) -> None:
         """The per-batch check the trainer's loop runs (after the user's ``ITERATION_COMPLETED`` handlers).
 
         Numbers and CPU tensors are checked now; tensors on an accelerator only add to a flag on their
-        device, which :meth:`flush` reads at the loop's next agreement batch (no host read per batch)."""
+        device, which :meth:`on_agreement` reads at the loop's next agreement batch (no host read per batch)."""
         value = self.output_transform(engine.state.output)
         if type(value) is float:  # the common case (loss.item()): no tree walk
             if not math.isfinite(value):
@@ -144,9 +135,9 @@ class NonFiniteLossGuard:
         if bad_host is not None:
             self._request(engine, bad_host)
 
-    def flush(self, engine: Any) -> None:
+    def on_agreement(self, engine: Engine) -> None:
         """Report the device-side flag of earlier batches. On CUDA without waiting for the device: the flag
-        is copied to pinned host memory asynchronously, and a copy that has arrived by a later flush is read
+        is copied to pinned host memory asynchronously, and a copy that has arrived by a later agreement is read
         there (no synchronizing host read in the loop). Other accelerators read it here."""
         if self._copy is not None and self._copy[1].query():
             host, _, first, last = self._copy
@@ -168,22 +159,23 @@ class NonFiniteLossGuard:
         self._copy = (host, event, first_seen, engine.state.iteration)
 
     def _request_range(self, first: tuple[int, int], last: int) -> None:
-        assert self._controller is not None
-        self._controller.request(StopReason.NON_FINITE_LOSS,
-                                 f"training loss is not finite (nan or inf) in iterations {first[1]}..{last} "
-                                 f"(the first in epoch {first[0]}, 0-based); stopping", self.source)
+        self.loop.controller.request(StopReason.NON_FINITE_LOSS,
+                                     f"training loss is not finite (nan or inf) in iterations {first[1]}..{last} "
+                                     f"(the first in epoch {first[0]}, 0-based); stopping", self.source)
 
-    def _request(self, engine: Any, bad: str) -> None:
-        assert self._controller is not None
-        self._controller.request(StopReason.NON_FINITE_LOSS, _message(engine.state, bad), self.source)
+    def _request(self, engine: Engine, bad: str) -> None:
+        self.loop.controller.request(StopReason.NON_FINITE_LOSS, _message(engine.state, bad), self.source)
 
     def state_dict(self) -> dict[str, Any]:
-        """The trainer's loop state (see :meth:`~ignite_speed.loop.TrainingLoop.state_dict`)."""
-        if self._loop is None:
-            raise RuntimeError("NonFiniteLossGuard is not attached to a trainer: call attach(trainer) first")
-        return self._loop.state_dict()
+        """A checkpoint written after a batch and before the loop's decision on it: the request this batch's
+        output makes (the resumed run replays that decision; the output is in no checkpoint)."""
+        loop = self._loop
+        if loop is None or loop.state.stage is not Stage.BATCH_PENDING:
+            return {"requests": []}
+        probe = StopController()
+        self.check(loop.trainer, probe)
+        return {"requests": [r.to_dict() for r in probe.local_requests()]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self._loop is None:
-            raise RuntimeError("NonFiniteLossGuard is not attached to a trainer: call attach(trainer) first")
-        self._loop.load_state_dict(state)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for request in state.get("requests") or []:
+            self.loop.controller.request(request["reason"], request["message"], request["source"])

@@ -23,17 +23,19 @@ plans against ``max_time - max_time_reserve`` in every mode.
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
+
+from ignite.engine import Engine
 
 from ..loop.clock import TrainingClock
-from ..loop.position import Stage
+from ..loop.plan import RunPlan
 from ..loop.progress import Progress
+from ..loop.state import Stage
 from ..loop.stop import StopReason
-from ..loop.training_loop import LoopHandler
+from ..loop.training_loop import TrainingLoop
 from ..report.record import EpochTime, format_seconds
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..loop.training_loop import TrainingLoop
+from .base import LoopHandler
 
 __all__ = ["TrainingClock", "TimeBudget", "MAX_TIME_MODES"]
 
@@ -65,7 +67,8 @@ class TimeBudget(LoopHandler):
         epochs: the measured :class:`~ignite_speed.report.EpochTime` of every epoch of the run.
     """
 
-    concern = "time_budget"
+    name = "time_budget"
+    order = 10  # before the limits (a budget bounds a run without max_epochs) and early stopping
 
     def __init__(self, max_time: Any, mode: str = "step", reserve: Any = None) -> None:
         super().__init__()
@@ -86,8 +89,8 @@ class TimeBudget(LoopHandler):
         self.limit = self.seconds - self.reserve_seconds  # what training plans against
         self.epochs: list[EpochTime] = []
         self._epoch_start: float | None = None  # training-clock time of the current epoch's start
-        if self.mode != "epoch":
-            self.check_batch = self._check_batch  # "epoch" adds no per-batch work
+        if self.mode == "epoch":
+            self.skip_hooks = frozenset({"on_batch_end"})  # "epoch" adds no per-batch work
 
     def __repr__(self) -> str:
         extra = "" if self.mode == "step" else f", mode={self.mode!r}"
@@ -101,11 +104,17 @@ class TimeBudget(LoopHandler):
         name = f"max_time={self.max_time}"
         return f"{name} less max_time_reserve={self.reserve}" if self.reserve_seconds else name
 
-    # ------------------------------------------------------------------ checks
-    def _check_batch(self, engine: Any) -> None:
+    # ------------------------------------------------------------------ hooks
+    def plan_run(self, plan: RunPlan) -> None:
+        plan.time_budget_seconds = self.seconds
+
+    def on_train_start(self) -> None:
+        self.check(self.loop)
+
+    def on_batch_end(self, engine: Engine) -> None:
         loop = self._loop
         assert loop is not None
-        if loop.is_rank_zero:
+        if loop.plan.is_rank_zero:
             elapsed = loop.clock.elapsed()
             if elapsed >= self.limit:
                 self._request_spent(loop, elapsed, "")
@@ -120,11 +129,11 @@ class TimeBudget(LoopHandler):
         the run starts at an epoch boundary (a resumed or extended run)."""
         elapsed = loop.clock.elapsed()
         self._run_started(loop, elapsed)
-        if not loop.is_rank_zero:
+        if not loop.plan.is_rank_zero:
             return
         if elapsed >= self.limit:
             self._request_spent(loop, elapsed, "")
-        elif self.mode == "fit" and loop.stage is Stage.BETWEEN:
+        elif self.mode == "fit" and loop.state.stage is Stage.BETWEEN:
             self._predict_and_request(loop, elapsed)
 
     def _run_started(self, loop: TrainingLoop, elapsed: float) -> None:
@@ -135,25 +144,28 @@ class TimeBudget(LoopHandler):
         if self._epoch_start is None:
             self._epoch_start = elapsed
 
+    def on_epoch_end(self, engine: Engine) -> None:
+        self.check_epoch_end(self.loop)
+
     def check_epoch_end(self, loop: TrainingLoop) -> None:
-        """At every epoch end (called by the loop before the epoch end's stop sync): record the epoch's
-        duration; ``"epoch"`` requests the stop when the budget is spent, ``"fit"`` when the next epoch
-        would not fit."""
+        """At every epoch end (before the epoch end's stop sync): record the epoch's duration; ``"epoch"``
+        requests the stop when the budget is spent, ``"fit"`` when the next epoch would not fit."""
         p = loop.progress
         now = loop.clock.elapsed()
         start = self._epoch_start if self._epoch_start is not None else now
         val_seconds, val_runs = 0.0, 0
-        for record in reversed(getattr(loop.get("validation"), "runs", None) or []):
+        for record in reversed(getattr(loop.plan.validation, "runs", None) or []):
             if record.epoch != p.epoch or record.time < start:
                 break
             val_seconds += record.seconds
             val_runs += 1
-        complete = not (loop.epoch_ended_early or loop.end_after_epoch is not None)
+        state = loop.state
+        complete = not (state.epoch_ended_early or state.end_after_epoch is not None)
         self.epochs.append(EpochTime(p.epoch, now - start, val_seconds, val_runs, complete))
         self._epoch_start = now
-        if self.mode == "step" or not loop.is_rank_zero or loop.end_after_epoch is not None:
+        if self.mode == "step" or not loop.plan.is_rank_zero or state.end_after_epoch is not None:
             return  # ("step" checks per batch; a run that ends at this boundary anyway needs no request)
-        lim = loop.run_limits
+        lim = loop.plan.run_limits
         if (lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs) or \
                 (lim.max_steps != -1 and p.global_step >= lim.max_steps):
             return  # the run ends here anyway
@@ -178,7 +190,7 @@ class TimeBudget(LoopHandler):
         return train + runs * self._val_run_seconds(loop), runs
 
     def _val_runs_next_epoch(self, loop: TrainingLoop, recent: list[EpochTime]) -> int:
-        schedule = loop.get("validation")
+        schedule = loop.plan.validation
         plan = getattr(schedule, "plan", None)
         if plan is None or not plan.enabled:
             return 0
@@ -186,7 +198,7 @@ class TimeBudget(LoopHandler):
         epoch = p.epochs_done  # 0-based index of the next epoch
         if not plan.is_val_epoch(epoch):
             return 0
-        n = loop.train_batches
+        n = loop.plan.train_batches
         if plan.interval_seconds is not None or n is None or n > _MAX_REPLAYED_BATCHES:
             return max(e.val_runs for e in recent)  # time-based, or an epoch of unknown length: as measured
         runs = 0
@@ -197,12 +209,12 @@ class TimeBudget(LoopHandler):
         return runs
 
     def _val_run_seconds(self, loop: TrainingLoop) -> float:
-        schedule = loop.get("validation")
+        schedule = loop.plan.validation
         runs = list(getattr(schedule, "runs", None) or [])[-PREDICTION_WINDOW:]
         if runs:
             return max(r.seconds for r in runs)
         sanity_batches = getattr(schedule, "sanity_batches", 0)
-        val_batches = getattr(schedule, "_batches", None)
+        val_batches = getattr(schedule, "batches", None)
         if sanity_batches and val_batches:
             return schedule.sanity_seconds / sanity_batches * val_batches  # type: ignore[union-attr]
         return 0.0
@@ -220,14 +232,18 @@ class TimeBudget(LoopHandler):
                                     f"would not fit in the {format_seconds(left)} left", "max_time")
 
     # ------------------------------------------------------------------ state
-    def loop_state(self) -> dict[str, Any]:
-        """The measurements, saved in the loop state (``TrainingLoop.state_dict()['concerns']``)."""
+    def state_dict(self) -> dict[str, Any]:
+        """The measurements (the elapsed time itself is the loop's clock, in the loop's part of the state)."""
         return {"epochs": [e.to_dict() for e in self.epochs], "epoch_start": self._epoch_start}
 
-    def load_loop_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.epochs = [EpochTime.from_dict(e) for e in state.get("epochs") or []]
         start = state.get("epoch_start")
         self._epoch_start = None if start is None else float(start)
+
+    def report_fields(self) -> dict[str, Any]:
+        return {"max_time": self.seconds, "max_time_reserve": self.reserve_seconds, "max_time_mode": self.mode,
+                "epoch_times": tuple(self.epochs)}
 
     def adopt(self, other: TimeBudget) -> None:
         """Carry on the measurements of the budget this one replaces (``Speedups.extend``)."""

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +25,10 @@ from .._compat import prepare_engine_rerun
 from ..config.durations import BatchLimit
 from ..data.batched_fetch import with_batched_fetch
 from ..data.loaders import data_length, for_ignite, sequential_copy
+from ..loop.plan import RunPlan
 from ..loop.progress import Progress
-from ..loop.training_loop import LoopHandler
 from ..report.record import ValidationRecord, numeric_metrics
+from .base import LoopHandler
 
 __all__ = ["ValSchedule", "ValidationSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
 
@@ -168,7 +170,8 @@ class ValidationSchedule(LoopHandler):
     whatever other handlers later run the evaluator on.
     """
 
-    concern = "validation"
+    name = "validation"
+    order = 40  # after the limits; before early stopping, which judges its runs
 
     def __init__(self, evaluator: Engine, val_data: Any, val_check_interval: Any = None,
                  check_val_every_n_epoch: int | None = 1, num_sanity_val_steps: int = 2,
@@ -215,7 +218,7 @@ class ValidationSchedule(LoopHandler):
         self.last_val_end = 0.0  # training-clock time at which the last validation run ended
         self.last_metrics: dict[str, Any] | None = None
         self._loader: Any = None
-        self._batches: int | None = 0
+        self.batches: int | None = 0  # per validation run in the current run (None: all of an unsized loader)
         # [run record] every validation run of the run, the sanity check's duration (see ignite_speed.report)
         self.runs: list[ValidationRecord] = []
         self.sanity_seconds = 0.0
@@ -268,16 +271,25 @@ class ValidationSchedule(LoopHandler):
             f"its own, so that its runs stay apart from validation's", UserWarning,
             where[1] if where else "<unknown>", where[2] if where else 0)
 
+    def plan_run(self, plan: RunPlan) -> None:
+        plan.validation = self
+
+    def on_run_start(self, plan: RunPlan) -> None:
+        self.prepare_run(plan.train_batches, plan.train_limit)
+
+    def on_new_run(self) -> None:
+        self.reset()
+
     def prepare_run(self, train_batches: int | None, train_limit: BatchLimit) -> None:
         """Resolve the schedule for a run of ``train_batches`` batches per epoch (``None``: unknown)."""
         enabled = self.val_data is not None and not self.limit_val_batches.is_zero
-        self._loader, self._batches = None, 0
+        self._loader, self.batches = None, 0
         if enabled:
             self._loader = sequential_copy(self.val_data, "val") if self.overfit else self.val_data
             if self.loop.batched_fetch:
                 self._loader = with_batched_fetch(self._loader)
-            self._batches = self.limit_val_batches.resolve(data_length(self._loader), "limit_val_batches")
-            enabled = self._batches != 0
+            self.batches = self.limit_val_batches.resolve(data_length(self._loader), "limit_val_batches")
+            enabled = self.batches != 0
         self.plan = resolve_val_schedule(self.val_check_interval, self.check_val_every_n_epoch,
                                          train_batches=train_batches, train_limit=train_limit, enabled=enabled)
         self.time_based = self.plan.interval_seconds is not None and self.plan.enabled
@@ -287,7 +299,7 @@ class ValidationSchedule(LoopHandler):
         plan, steps = self.plan, self.num_sanity_val_steps
         if plan is None or not plan.enabled or steps == 0:
             return
-        n = self._batches if steps == -1 else (steps if self._batches is None else min(steps, self._batches))
+        n = self.batches if steps == -1 else (steps if self.batches is None else min(steps, self.batches))
         now = self.loop.clock.time_source  # [run record] timed on the training clock's time source
         started = now()
         self.sanity_batches = run_sanity_check(self.evaluator, self._loader, n)
@@ -316,7 +328,7 @@ class ValidationSchedule(LoopHandler):
         started = self.loop.clock.elapsed()  # [run record]
         self._own_run = True
         try:
-            run_evaluator(self.evaluator, self._loader, self._batches)
+            run_evaluator(self.evaluator, self._loader, self.batches)
         finally:
             self._own_run = False
         self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})
@@ -331,15 +343,20 @@ class ValidationSchedule(LoopHandler):
         self.last_metrics = None
         self.runs, self.sanity_seconds, self.sanity_batches = [], 0.0, 0
 
-    # [run record] saved in the loop state (TrainingLoop.state_dict()["concerns"]["validation"])
-    def loop_state(self) -> dict[str, Any]:
-        return {"runs": [r.to_dict() for r in self.runs], "sanity_seconds": self.sanity_seconds,
-                "sanity_batches": self.sanity_batches}
+    # ------------------------------------------------------------------ state and record
+    def state_dict(self) -> dict[str, Any]:
+        """When the last validation ended (a time-based schedule counts from there) and the run record."""
+        return {"last_val_end": float(self.last_val_end), "runs": [r.to_dict() for r in self.runs],
+                "sanity_seconds": self.sanity_seconds, "sanity_batches": self.sanity_batches}
 
-    def load_loop_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.last_val_end = float(state.get("last_val_end", 0.0))
         self.runs = [ValidationRecord.from_dict(r) for r in state.get("runs") or []]
         self.sanity_seconds = float(state.get("sanity_seconds", 0.0))
         self.sanity_batches = int(state.get("sanity_batches", 0))
+
+    def report_fields(self) -> dict[str, Any]:
+        return {"validation_runs": list(self.runs), "sanity_seconds": self.sanity_seconds}
 
 
 def _describe(value: Any) -> str:

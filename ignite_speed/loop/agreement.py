@@ -9,12 +9,9 @@ ranks agreed on in that same all-reduce: every rank reads it on the same batch, 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from ignite.engine import Engine
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .training_loop import TrainingLoop
+from .stop import StopController
 
 __all__ = ["StopAgreement", "AGREEMENT_SECONDS", "MAX_AGREEMENT_INTERVAL"]
 
@@ -46,33 +43,28 @@ class StopAgreement:
         self._agreed_at = None
         self._interval = 1
 
-    def agree(self, loop: TrainingLoop, engine: Engine) -> bool:
-        """At an agreement batch (the same on every rank): the checks deferred to here (a device-side
-        non-finite flag) report, and in a distributed run the sync started at the previous agreement
-        batch is completed and the next one started, without waiting. Returns whether a time-based
-        validation is due (rank 0's clock decides)."""
-        controller, p = loop.controller, loop.progress
-        for flush in loop.flushes:
-            flush(engine)
+    def agree(self, controller: StopController, total_batches: int, world_size: int,
+              time_due_here: Callable[[], bool]) -> bool:
+        """At an agreement batch (the same on every rank), after the deferred checks reported: in a
+        distributed run the sync started at the previous agreement batch is completed and the next one
+        started, without waiting. ``time_due_here``: whether this rank's clock says a time-based validation
+        is due (asked on rank 0 only). Returns whether one is due (rank 0's clock decides)."""
         now = time.monotonic()
-        if self._agreed_at is not None and p.total_batches > self._agreed_at[0]:
-            per_batch = (now - self._agreed_at[1]) / (p.total_batches - self._agreed_at[0])
+        if self._agreed_at is not None and total_batches > self._agreed_at[0]:
+            per_batch = (now - self._agreed_at[1]) / (total_batches - self._agreed_at[0])
             proposal = min(MAX_AGREEMENT_INTERVAL, max(1, int(AGREEMENT_SECONDS / max(per_batch, 1e-9))))
         else:
             proposal = 1
-        self._agreed_at = (p.total_batches, now)
-        if loop.world_size <= 1:
+        self._agreed_at = (total_batches, now)
+        if world_size <= 1:
             if controller.has_local_request:
                 controller.sync(1)
-            self.next_at = p.total_batches + (self.sync_every_n_batches or proposal)
+            self.next_at = total_batches + (self.sync_every_n_batches or proposal)
             return False
         time_due = False
         if controller.sync_in_flight:  # (a blocking sync since, at an epoch end say, completed it already)
             controller.finish_sync()
             time_due, self._interval = bool(controller.last_extra[0]), max(1, controller.last_extra[1])
-        schedule = loop.get("validation")
-        due_here = schedule is not None and schedule.time_based and loop.is_rank_zero and \
-            schedule.time_due(loop.clock.elapsed())
-        controller.start_sync(loop.world_size, [int(due_here), self.sync_every_n_batches or proposal])
-        self.next_at = p.total_batches + self._interval
+        controller.start_sync(world_size, [int(time_due_here()), self.sync_every_n_batches or proposal])
+        self.next_at = total_batches + self._interval
         return time_due

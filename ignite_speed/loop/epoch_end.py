@@ -1,96 +1,49 @@
-"""The loop's decision at the end of each training epoch."""
+"""The pieces of the loop's decision at the end of each training epoch (the loop makes it: see
+:meth:`~ignite_speed.loop.TrainingLoop.on_epoch_completed`)."""
 
 from __future__ import annotations
 
 import math
-import warnings
-from typing import TYPE_CHECKING, Any
-
-from ignite.engine import Engine
+from typing import Any
 
 from ..data.loaders import UnsizedView
+from .plan import RunLimits
+from .progress import Progress
 from .stop import StopReason, StopRequest
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .training_loop import TrainingLoop
-
-__all__ = ["epoch_end_decision", "one_shot", "TERMINATED_MESSAGE"]
+__all__ = ["hard_limit_reached", "one_shot", "empty_one_shot_message", "ignite_max_epochs_ahead",
+           "TERMINATED", "TERMINATED_MESSAGE"]
 
 TERMINATED_MESSAGE = "trainer.terminate() was called by a handler or user code (not by ignite-speed)"
+TERMINATED = StopRequest(StopReason.TERMINATED, TERMINATED_MESSAGE, "terminate")
 
 
-def epoch_end_decision(loop: TrainingLoop, engine: Engine) -> None:
-    """The decision at an epoch's end (the last EPOCH_COMPLETED handler): count the epoch, let the stop
-    sources report, and end the run or go on."""
-    p, lim = loop.progress, loop.run_limits
-    if engine.should_terminate and loop.end_after_epoch is None:
-        # terminate() called by another EPOCH_COMPLETED handler (an evaluator run with Ignite's EarlyStopping)
-        loop.end_after_epoch = StopRequest(StopReason.TERMINATED, TERMINATED_MESSAGE, "terminate")
-    schedule = loop.concerns.get("validation")
-    ended_early = loop.epoch_ended_early or loop.end_after_epoch is not None
-    empty = p.batch_in_epoch == 0 and not ended_early
-    if loop.train_batches is None and not ended_early and not empty:
-        # loader of unknown length, now exhausted: the pending optimizer step and the validation at exhaustion
-        if p.batch_in_epoch % loop.accumulate != 0:
-            p.global_step += 1
-        if schedule is not None and schedule.due_at_exhaustion(p):
-            loop.validate_now()
-    if empty and one_shot(engine.state.dataloader):
-        # a one-shot generator/iterator is exhausted after one pass: end the run, do not count empty epochs
-        message = (f"the training data gave no batches in epoch {p.epoch} (0-based): a one-shot generator or "
-                   f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
-                   f"more epochs")
-        warnings.warn(message, UserWarning, stacklevel=2)
-        loop.finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
-        return
-    # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
-    p.epochs_done += 1
-    for flush in loop.flushes:  # checks deferred to an agreement report before the epoch-end decision
-        flush(engine)
-    # [time budget] the epoch's duration is recorded; max_time_mode "epoch"/"fit" may request the stop,
-    # synced just below so that the run ends at this boundary
-    budget = loop.concerns.get("time_budget")
-    if budget is not None:
-        budget.check_epoch_end(loop)
-    es = loop.concerns.get("early_stopping")
-    if es is not None:
-        es.on_train_epoch_end(engine, p)
-    else:
-        loop.sync()
-    request = loop.end_after_epoch
-    if request is not None:
-        loop.finish(request, terminate=True)
-    elif lim.max_steps != -1 and p.global_step >= lim.max_steps:
-        loop.finish(StopRequest(StopReason.MAX_STEPS, f"max_steps={lim.max_steps} reached", "max_steps"),
-                     terminate=True)
-    elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
-        # terminate() too: after epochs ended early Ignite counts iterations and would run more epochs
-        loop.finish(StopRequest(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs"),
-                     terminate=True)
-    elif loop.controller.should_stop(p.epochs_done, p.global_step):
-        assert loop.controller.pending is not None
-        loop.finish(loop.controller.pending, terminate=True)
-    else:
-        if lim.max_epochs == -1 and engine.state.max_epochs is not None:
-            _raise_ignite_max_epochs(loop, engine)
-        if loop.fresh_iterator_each_epoch and not loop.epoch_ended_early:
-            # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
-            # (Ignite's epoch_length alone would continue the old one).
-            loop.position.new_iterator(engine)
+def hard_limit_reached(progress: Progress, limits: RunLimits) -> StopRequest | None:
+    """``max_steps`` or ``max_epochs`` reached at an epoch end (whatever the minimums), else ``None``."""
+    if limits.max_steps != -1 and progress.global_step >= limits.max_steps:
+        return StopRequest(StopReason.MAX_STEPS, f"max_steps={limits.max_steps} reached", "max_steps")
+    if limits.max_epochs != -1 and progress.epochs_done >= limits.max_epochs:
+        return StopRequest(StopReason.MAX_EPOCHS, f"max_epochs={limits.max_epochs} reached", "max_epochs")
+    return None
 
-def _raise_ignite_max_epochs(loop: TrainingLoop, engine: Engine) -> None:
-    """No epoch limit: keep Ignite's ``max_epochs`` ahead of the run (one more epoch, or as many as
-    ``max_time`` is likely to allow), so that Ignite trains on and a ``ProgressBar`` shows an estimate."""
-    state = engine.state
-    assert state.max_epochs is not None
-    wanted = state.epoch + 1
-    budget = loop.concerns.get("time_budget")
-    if budget is not None and loop.progress.epochs_done:
-        per_epoch = loop.clock.elapsed() / loop.progress.epochs_done
+
+def empty_one_shot_message(epoch: int) -> str:
+    return (f"the training data gave no batches in epoch {epoch} (0-based): a one-shot generator or "
+            f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
+            f"more epochs")
+
+
+def ignite_max_epochs_ahead(epoch: int, max_epochs: int, epochs_done: int, elapsed: float,
+                            budget_seconds: float | None) -> int | None:
+    """No epoch limit: the ``max_epochs`` to give Ignite so that it trains on and a ``ProgressBar`` shows
+    an estimate (one more epoch than ``epoch``, or as many as ``max_time`` is likely to allow), or ``None``
+    to leave it."""
+    wanted = epoch + 1
+    if budget_seconds is not None and epochs_done:
+        per_epoch = elapsed / epochs_done
         if per_epoch > 0:
-            wanted = max(wanted, math.ceil(budget.seconds / per_epoch))
-    if state.epoch >= state.max_epochs or wanted > state.max_epochs:
-        state.max_epochs = wanted
+            wanted = max(wanted, math.ceil(budget_seconds / per_epoch))
+    return wanted if epoch >= max_epochs or wanted > max_epochs else None
 
 
 def one_shot(data: Any) -> bool:

@@ -1,36 +1,20 @@
-"""Where a training run stands, for exact resume: the stage of the loop and the current data iterator.
+"""The current epoch's data iterator, for exact resume: created when, and how far it has been read.
 
-Ignite's ``Checkpoint`` runs inside the trainer's handlers, before the loop's own decisions of the same
-event, so a saved state can be "between" two of them. :class:`Stage` names the four places; the resumed
-run first makes the decision that was pending. :class:`DataPosition` tracks the epoch's data iterator
-(the generator states when it was created and how many batches it gave) so that a resumed run draws
-the same remaining batches in the same order.
+:class:`DataPosition` remembers the generator states when the epoch's iterator was created and how many
+batches it gave, so that a resumed run draws the same remaining batches in the same order.
 """
 
 from __future__ import annotations
 
-import enum
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ignite.engine import Engine
 
 from ..data.loaders import data_length
 from .resume import capture_rng, recreate_iterator, replay_batches, restore_rng
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .training_loop import TrainingLoop
-
-__all__ = ["Stage", "DataPosition", "replay_open_window"]
-
-
-class Stage(str, enum.Enum):
-    """Where the run stands when its state is saved (the ``str`` value is what the state stores)."""
-
-    BETWEEN = "between"  # between epochs (or the run is done): nothing pending
-    IN_EPOCH = "in_epoch"  # inside an epoch, the last batch fully decided
-    BATCH_PENDING = "batch_pending"  # after a batch's ITERATION_COMPLETED handlers, before its decision
-    EPOCH_PENDING = "epoch_pending"  # inside EPOCH_COMPLETED, before the epoch-end decision
+__all__ = ["DataPosition", "replay_open_window"]
 
 
 class DataPosition:
@@ -46,6 +30,34 @@ class DataPosition:
 
     def reset(self) -> None:
         self.creation_rng, self.fetched = None, 0
+
+    def start_run(self) -> None:
+        """A ``trainer.run()`` starts: its first epoch makes a fresh iterator (unless it resumes)."""
+        self.need_iterator = True
+
+    def end_run(self) -> None:
+        """The run ends: Ignite drops its iterator, a continuation starts afresh."""
+        self.creation_rng = None
+
+    def resume(self, mid_epoch: bool, replay: int) -> None:
+        """The next epoch start rebuilds the saved run's iterator (``mid_epoch``: inside its epoch, with
+        ``replay`` batches of an open accumulation window to replay)."""
+        self.resume_iterator = True
+        self.resume_mid_epoch = mid_epoch
+        self.replay = replay
+
+    def resume_done(self) -> None:
+        """A resumed run's pending decision ended the saved epoch: nothing of it is left to rebuild."""
+        self.resume_mid_epoch = False
+        self.replay = 0
+
+    def take_replay(self) -> int:
+        """The batches to replay at this epoch start (once)."""
+        replay, self.replay = self.replay, 0
+        return replay
+
+    def count(self) -> None:
+        self.fetched += 1
 
     def new_iterator(self, engine: Engine) -> None:
         """Give ``engine`` a fresh iterator of its data (remembering the generator states it starts from)."""
@@ -84,18 +96,19 @@ class DataPosition:
         self.fetched = int(state.get("iterator_fetched", 0))
 
 
-def replay_open_window(loop: TrainingLoop, engine: Engine, batches: int, window: Any) -> None:
-    """Replay the ``batches`` of an open accumulation window through the trainer's step (``window``: its
-    ``speed_accumulation``, or None when the step cannot)."""
+def replay_open_window(engine: Engine, position: DataPosition, batches: int, window: Any, window_rng: Any,
+                       accumulate: int) -> None:
+    """Replay the ``batches`` of an open accumulation window through the trainer's step (``window``: the
+    step's accumulation window, or None when the step cannot; ``window_rng``: the generator states where
+    the window began)."""
     if window is None:
         warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
-                      f"accumulate_grad_batches={loop.accumulate} batches done); their gradients are in no "
+                      f"accumulate_grad_batches={accumulate} batches done); their gradients are in no "
                       f"checkpoint and this trainer's process function cannot replay them (create_trainer's "
                       f"can), so the resumed run is not exact; checkpoint on StepEvents.OPTIMIZER_STEP to avoid "
                       f"it", UserWarning, stacklevel=2)
         replay_batches(engine, batches, None, run=False)
         return
-    position = loop.position
     if position.fetched == batches and position.creation_rng is not None:
         # the window began with the epoch's iterator: making that iterator draws from the generators too
         # (the loader's base seed, a shuffling sampler's seed), so replay from its creation on
@@ -108,4 +121,4 @@ def replay_open_window(loop: TrainingLoop, engine: Engine, batches: int, window:
         finally:
             restore_rng(now, data)
     else:
-        replay_batches(engine, batches, loop.window_rng)
+        replay_batches(engine, batches, window_rng)

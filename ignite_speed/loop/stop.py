@@ -95,6 +95,7 @@ class StopController:
         self.history: list[dict[str, str]] = []
         self.last_extra: list[int] = []
         self._inflight: tuple[Any, dict[StopReason, StopRequest], int, int] | None = None
+        self.syncs = 0  # decision points so far (syncs completed): the loop syncs an epoch end once
 
     # ------------------------------------------------------------------ one controller per trainer
     @classmethod
@@ -107,18 +108,6 @@ class StopController:
         """Make this the controller of ``trainer`` (what :meth:`of` returns)."""
         TrainerParts.of(trainer).controller = self
 
-    @classmethod
-    def of_or_new(cls, trainer: Any, *, min_epochs: int = 0, min_steps: int = 0, caller: str) -> StopController:
-        """The trainer's controller, created and bound if it has none (standalone handlers share one).
-
-        ``caller`` names the handler in the error raised when its minimums contradict the existing ones."""
-        controller = cls.of(trainer)
-        if controller is None:
-            controller = cls()
-            controller.bind(trainer)
-        controller.set_minimums(min_epochs, min_steps, caller=caller)
-        return controller
-
     def set_minimums(self, min_epochs: int = 0, min_steps: int = 0, *, caller: str) -> None:
         """Set ``min_epochs``/``min_steps`` given by a handler (0: not given). Two handlers that give
         different non-zero values conflict: ``caller`` is named in the error."""
@@ -129,6 +118,10 @@ class StopController:
                              f"give the minimums once")
         self.min_epochs = int(min_epochs or self.min_epochs)
         self.min_steps = int(min_steps or self.min_steps)
+
+    def replace_minimums(self, min_epochs: int, min_steps: int) -> None:
+        """New minimums for a continued run (``Speedups.extend``)."""
+        self.min_epochs, self.min_steps = int(min_epochs or 0), int(min_steps or 0)
 
     # ------------------------------------------------------------------ requests
     def request(self, reason: StopReason | str, message: str, source: str | None = None) -> None:
@@ -203,6 +196,7 @@ class StopController:
     def _combine(self, flags: Sequence[int], sent: dict[StopReason, StopRequest], n_extra: int,
                  world_size: int) -> StopRequest | None:
         """Apply the reduced ``flags`` of a sync to which this rank sent the requests ``sent``."""
+        self.syncs += 1
         from ..distributed._dist import gather_message
 
         if world_size > 1:

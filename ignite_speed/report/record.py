@@ -164,23 +164,24 @@ def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None 
     The best value is early stopping's best score when it follows ``monitor`` (improvements count only by
     ``min_delta``), else the lowest (``"min"``) or highest value of the validation runs.
     """
-    es, schedule, budget = loop.get("early_stopping"), loop.get("validation"), loop.get("time_budget")
-    follows_es = es is not None and monitor in (None, es.monitor) and mode in (None, es.mode)
+    fields = loop.handlers.report_fields()  # what each attached handler adds to the record
+    es = fields.get("early_stopping")
+    follows_es = es is not None and monitor in (None, es["monitor"]) and mode in (None, es["mode"])
     if monitor is None and es is not None:
-        monitor = es.monitor
+        monitor = es["monitor"]
     if mode is None:
-        mode = es.mode if follows_es else "min"
+        mode = es["mode"] if follows_es and es is not None else "min"
     if mode not in ("min", "max"):
         raise ValueError(f"report(mode={mode!r}): accepted: 'min' or 'max'")
-    records: list[ValidationRecord] = list(getattr(schedule, "runs", None) or [])
+    records: list[ValidationRecord] = list(fields.get("validation_runs") or [])
     points = [ValidationPoint(i + 1, r.epoch, r.step, r.batches, r.time, r.seconds,
                               r.metrics.get(monitor) if monitor is not None else None)
               for i, r in enumerate(records)]
     best: float | None = None
     best_at: ValidationPoint | None = None
     if monitor is not None:
-        if follows_es and math.isfinite(es.best_score):
-            best = float(es.best_score)
+        if follows_es and es is not None and math.isfinite(es["best_score"]):
+            best = float(es["best_score"])
             best_at = next((p for p in points if p.value == best), None)
         elif not follows_es:
             best_at = _best(points, mode)
@@ -192,13 +193,11 @@ def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None 
         stop_reason=controller.stop_reason.value, stop_message=controller.stop_message,
         epochs=p.epochs_done, steps=p.global_step, batches=p.total_batches, val_runs=p.val_runs,
         seconds=seconds, train_seconds=max(0.0, seconds - val_seconds), val_seconds=val_seconds,
-        sanity_seconds=float(getattr(schedule, "sanity_seconds", 0.0) or 0.0),
+        sanity_seconds=float(fields.get("sanity_seconds", 0.0) or 0.0),
         monitor=monitor, mode=mode if monitor is not None else None, best=best, best_at=best_at,
-        stopping_threshold=es.stopping_threshold if follows_es else None,
-        divergence_threshold=es.divergence_threshold if follows_es else None,
-        max_time=budget.seconds if budget is not None else None,
-        max_time_reserve=budget.reserve_seconds if budget is not None else 0.0,
-        max_time_mode=budget.mode if budget is not None else None,
-        validations=tuple(points),
-        epoch_times=tuple(budget.epochs) if budget is not None else (),
+        stopping_threshold=es["stopping_threshold"] if follows_es and es is not None else None,
+        divergence_threshold=es["divergence_threshold"] if follows_es and es is not None else None,
+        max_time=fields.get("max_time"), max_time_reserve=fields.get("max_time_reserve", 0.0),
+        max_time_mode=fields.get("max_time_mode"), validations=tuple(points),
+        epoch_times=tuple(fields.get("epoch_times", ())),
     )

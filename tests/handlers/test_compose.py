@@ -91,7 +91,7 @@ def test_handlers_share_one_stop_controller_and_two_per_batch_handlers():
     loop = TrainingLoop.of(run.trainer)
     assert StopController.of(run.trainer) is loop.controller
     assert len(run.trainer._event_handlers[Events.ITERATION_COMPLETED]) == before + 2
-    assert sorted(loop.concerns) == ["early_stopping", "limits", "nan_guard", "time_budget", "train_batches",
+    assert sorted(loop.handlers.names()) == ["early_stopping", "limits", "nan_guard", "time_budget", "train_batches",
                                      "validation"]
 
 
@@ -119,7 +119,7 @@ def test_one_handler_call_per_batch_when_nothing_runs_between_counting_and_decid
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append(
         [h[0] for h in e._event_handlers[Events.ITERATION_COMPLETED]]))
     trainer.run(list(range(3)))
-    assert seen == [[loop._on_iteration_completed]]  # merged: the trainer has no other handler of the event
+    assert seen == [[loop.on_iteration_completed]]  # merged: the trainer has no other handler of the event
     # a handler of the app's: counting first, the app's handler, deciding last (split again)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: None)
     loop.controller.reset_run()
@@ -127,4 +127,4 @@ def test_one_handler_call_per_batch_when_nothing_runs_between_counting_and_decid
     trainer.run(list(range(3)))
     handlers = seen[-1]
     assert len(handlers) == 3
-    assert (handlers[0], handlers[-1]) == (loop._on_iteration_counted, loop._on_iteration_decide)
+    assert (handlers[0], handlers[-1]) == (loop.on_iteration_counted, loop.on_iteration_decide)

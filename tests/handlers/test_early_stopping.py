@@ -268,15 +268,13 @@ def _trainer_with_avg(name: str) -> Engine:
 
 def test_case61_validation_disabled_is_refused_up_front():
     es = EarlyStopping("val_loss")
-    es.bind(StopController())
     with pytest.raises(ValueError, match=r"monitors 'val_loss'.*validation is disabled"):
         es.setup(val_check_interval=BatchLimit.all(), check_val_every_n_epoch=1, validation_enabled=False,
-                 trainer=Engine(lambda e, b: None), evaluator=Engine(lambda e, b: None))
+                 trainer=Engine(lambda e, b: None))
     # a metric of the trainer needs no validation
     es = EarlyStopping("train_loss")
-    es.bind(StopController())
     es.setup(val_check_interval=BatchLimit.all(), check_val_every_n_epoch=1, validation_enabled=False,
-             trainer=_trainer_with_avg("train_loss"), evaluator=None)
+             trainer=_trainer_with_avg("train_loss"))
     assert es.checks_at_epoch_end
 
 
@@ -301,14 +299,12 @@ def test_case62_patience_zero():
 def test_check_on_train_epoch_end_default(vci, cven, expected):
     assert resolve_check_on_train_epoch_end(vci, cven) is expected
     es = EarlyStopping("train_loss")
-    es.bind(StopController())
     es.setup(val_check_interval=vci, check_val_every_n_epoch=cven, validation_enabled=True,
-             trainer=Engine(lambda e, b: None), evaluator=None)
+             trainer=Engine(lambda e, b: None))
     assert es.checks_at_epoch_end is expected
     explicit = EarlyStopping("train_loss", check_on_train_epoch_end=not expected)
-    explicit.bind(StopController())
     explicit.setup(val_check_interval=vci, check_val_every_n_epoch=cven, validation_enabled=True,
-                   trainer=Engine(lambda e, b: None), evaluator=None)
+                   trainer=Engine(lambda e, b: None))
     assert explicit.checks_at_epoch_end is (not expected)
 
 

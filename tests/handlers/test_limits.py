@@ -119,7 +119,7 @@ def test_checkpointed_limits_resume_exactly(tmp_path):
     reference.trainer.run(loader(10, shuffle=True))
 
     crashed, limits = build()
-    saver = Checkpoint({"trainer": crashed.trainer, "model": crashed.model, "limits": limits},
+    saver = Checkpoint({"trainer": crashed.trainer, "model": crashed.model, "loop": limits.loop},
                        DiskSaver(str(tmp_path), require_empty=False), n_saved=1)
     crashed.trainer.add_event_handler(Events.ITERATION_COMPLETED(every=7), saver)
 
@@ -132,7 +132,7 @@ def test_checkpointed_limits_resume_exactly(tmp_path):
 
     resumed, limits = build()
     checkpoint = torch.load(next(tmp_path.glob("*.pt")), weights_only=True)
-    Checkpoint.load_objects({"trainer": resumed.trainer, "model": resumed.model, "limits": limits}, checkpoint)
+    Checkpoint.load_objects({"trainer": resumed.trainer, "model": resumed.model, "loop": limits.loop}, checkpoint)
     resumed.trainer.run(loader(10, shuffle=True))
     assert resumed.trainer.state.iteration == reference.trainer.state.iteration == 33
     assert StopController.of(resumed.trainer).stop_reason is StopReason.MAX_STEPS

@@ -139,10 +139,10 @@ def test_step_stops_after_the_crossing_batch_and_epoch_finishes_the_crossing_epo
 def test_epoch_mode_adds_no_per_batch_work():
     budget = TimeBudget(4, mode="epoch")
     trainer, _, _ = clocked_run(budget)
-    assert not hasattr(budget, "check_batch") and TrainingLoop.of(trainer)._per_batch == []
+    assert TrainingLoop.of(trainer).handlers.hooks["on_batch_end"] == []
     budget = TimeBudget(4, mode="fit")
     trainer, _, _ = clocked_run(budget)
-    assert TrainingLoop.of(trainer)._per_batch == [budget.check_batch]
+    assert TrainingLoop.of(trainer).handlers.hooks["on_batch_end"] == [budget.on_batch_end]
 
 
 def test_the_reserve_is_held_back_in_every_mode():
@@ -210,7 +210,7 @@ def test_resume_keeps_the_elapsed_time_and_the_measurements(tmp_path):
                         "validation) would not fit in the 1.50 s left")
 
     crashed, budget, _ = build()
-    saver = Checkpoint({"trainer": crashed, "budget": budget}, DiskSaver(str(tmp_path), require_empty=False),
+    saver = Checkpoint({"trainer": crashed, "loop": budget.loop}, DiskSaver(str(tmp_path), require_empty=False),
                        n_saved=1)
     crashed.add_event_handler(Events.ITERATION_COMPLETED(once=6), saver)  # epoch 1, after its second batch
 
@@ -224,10 +224,10 @@ def test_resume_keeps_the_elapsed_time_and_the_measurements(tmp_path):
     resumed, budget, clock = build()
     clock.now = 1000.0  # another process: its own clock readings; the elapsed time comes from the checkpoint
     checkpoint = torch.load(next(tmp_path.glob("*.pt")), weights_only=True)
-    saved = checkpoint["budget"]["concerns"]
+    saved = checkpoint["loop"]
     assert saved["time_budget"] == {"epochs": [EpochTime(0, 1.75, 0.25, 1, True).to_dict()], "epoch_start": 1.75}
     assert [r["time"] for r in saved["validation"]["runs"]] == [1.75]
-    Checkpoint.load_objects({"trainer": resumed, "budget": budget}, checkpoint)
+    Checkpoint.load_objects({"trainer": resumed, "loop": budget.loop}, checkpoint)
     resumed.run(loader(4))
     assert outcome(resumed) == expected
     assert budget.epochs == ref_budget.epochs == [EpochTime(0, 1.75, 0.25, 1, True), EpochTime(1, 1.25, 0.25, 1, True)]
@@ -243,7 +243,7 @@ def test_attach_speedups_passes_the_flags():
                                num_sanity_val_steps=0, val_data=loader(2))
     speedups.clock.time_source = clock
     trainer.run(loader(4))
-    assert repr(TrainingLoop.of(trainer).get("time_budget")) == "TimeBudget(max_time=0:00:05, mode='fit', " \
+    assert repr(speedups.time_budget) == "TimeBudget(max_time=0:00:05, mode='fit', " \
                                                                   "reserve=0:00:01)"
     assert (speedups.progress.epochs_done, speedups.clock.elapsed(), speedups.stop_reason) == \
         (3, 3.75, StopReason.MAX_TIME)

@@ -523,8 +523,8 @@ def test_state_dict_is_plain_data(tmp_path):
     path = tmp_path / "sp.pt"
     torch.save(sp.state_dict(), path)
     loaded = torch.load(path, weights_only=True)
-    assert loaded["progress"]["total_batches"] == 20
-    assert loaded["controller"]["final"]["reason"] == "max_epochs"
+    assert loaded["loop"]["state"]["progress"]["total_batches"] == 20
+    assert loaded["loop"]["controller"]["final"]["reason"] == "max_epochs"
     run2 = make_run()
     sp2 = attach_speedups(run2.trainer, run2.evaluator, dict(max_epochs=2))
     sp2.load_state_dict(loaded)

@@ -68,7 +68,7 @@ def test_a_checkpoint_on_optimizer_steps_resumes_exactly(tmp_path):
     model, trainer, sp, to_load = build(tmp_path / "crashed")
     (path,) = (tmp_path / "crashed").glob("*.pt")
     state = torch.load(path, weights_only=True)
-    assert state["speedups"]["window_batches"] == 0  # written at a window's end: nothing to replay
+    assert state["speedups"]["loop"]["state"]["window_batches"] == 0  # written at a window's end: nothing to replay
     Checkpoint.load_objects(to_load, state)
     trainer.run(loader(10, shuffle=True))
     assert (trainer.state.iteration, sp.global_step) == (30, 12)

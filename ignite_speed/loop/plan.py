@@ -1,0 +1,72 @@
+"""What one ``trainer.run()`` will do: its limits and batches, and the handlers' part in it.
+
+The loop makes a :class:`RunPlan` when a run starts; the handlers fill in what they govern through the
+``plan_run`` hook (:mod:`ignite_speed.loop.hooks`): the limits, the training-batch limit, the validation
+schedule, the time budget. The loop then resolves the rest (batches per epoch, ranks) and the handlers
+see the finished plan in ``on_run_start``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..config.durations import BatchLimit
+from .progress import Progress
+
+__all__ = ["RunLimits", "RunPlan", "ValidationRole"]
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """The hard limits of one ``trainer.run()`` (-1: none)."""
+
+    max_epochs: int = -1
+    max_steps: int = -1
+    max_epochs_defaulted: bool = False  # 1000 was chosen because nothing else bounds the run
+
+
+class ValidationRole(Protocol):
+    """What the loop asks of the handler that validates during training (a ``ValidationSchedule``)."""
+
+    time_based: bool
+    last_metrics: dict[str, Any] | None
+
+    def due_after_batch(self, progress: Progress, is_last: bool, stopping: bool, time_due: bool) -> bool: ...
+
+    def next_due(self, progress: Progress, train_batches: int | None) -> float: ...
+
+    def time_due(self, elapsed: float) -> bool: ...
+
+    def due_at_exhaustion(self, progress: Progress) -> bool: ...
+
+    def validate(self) -> None: ...
+
+    def sanity_check(self) -> None: ...
+
+
+@dataclass
+class RunPlan:
+    """One run's plan. The run's arguments come first; handlers set the fields they govern in
+    ``plan_run``; the loop sets the resolved fields before ``on_run_start``."""
+
+    new_run: bool = True
+    max_epochs_arg: int | None = None  # trainer.run(max_epochs=...)
+    max_iters_arg: int | None = None  # trainer.run(max_iters=...)
+    accumulate: int = 1  # batches per optimizer step
+    # set by handlers in plan_run
+    limits: RunLimits | None = None  # LoopLimits (None: Ignite's own run arguments govern)
+    fast_dev_run: int = 0  # LoopLimits under fast_dev_run (its Checkpoints are rehearsed)
+    train_limit: BatchLimit = field(default_factory=BatchLimit.all)  # TrainBatchLimit
+    overfit: bool = False  # TrainBatchLimit for overfit_batches: a sequential copy of the data
+    validation: ValidationRole | None = None  # the ValidationSchedule
+    time_budget_seconds: float | None = None  # TimeBudget's max_time
+    # resolved by the loop
+    train_batches: int | None = None  # per epoch (None: unknown length)
+    fresh_iterator_each_epoch: bool = False  # limit_train_batches: each epoch takes the first N of a new iterator
+    world_size: int = 1
+    is_rank_zero: bool = True
+
+    @property
+    def run_limits(self) -> RunLimits:
+        return self.limits if self.limits is not None else RunLimits()
