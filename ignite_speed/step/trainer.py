@@ -24,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ..config.speed_config import SpeedConfig
 from ..distributed._guard import warn_if_not_launched
 from ..loop.trainer_parts import TrainerParts
-from .precision import Precision, _cast_floating
+from .casting import cast_floating
+from .precision import Precision
 
 __all__ = ["create_trainer", "precision_of", "DeepSpeedPrecision"]
 
@@ -346,7 +347,7 @@ def _deepspeed_trainer(engine: Any, optimizer: Any, loss_fn: Callable[[Any, Any]
 
     def convert(batch: Any) -> Any:
         x_y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-        return x_y if dtype is None else _cast_floating(x_y, dtype)
+        return x_y if dtype is None else cast_floating(x_y, dtype)
 
     def close_window() -> None:
         # An epoch of unknown length ended inside a window. DeepSpeed reduces gradients in the backward of the
