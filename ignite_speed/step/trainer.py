@@ -12,18 +12,17 @@ clipping and fp16/bf16 from its config, and told by ignite-speed which batches e
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import torch
 from ignite.engine import DeterministicEngine, Engine, Events, _prepare_batch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..config.speed_config import SpeedConfig
 from ..distributed._guard import warn_if_not_launched
 from ..loop.trainer_parts import TrainerParts
+from .accumulation import AccumulationWindow, WindowReduction
 from .casting import cast_floating
 from .precision import Precision
 
@@ -36,59 +35,6 @@ def precision_of(trainer: Engine) -> Any:
     trainer that ``create_trainer`` did not make."""
     parts = TrainerParts.find(trainer)
     return None if parts is None else parts.precision
-
-
-class _AccumulationWindow:
-    """Counts batches within the epoch to decide which ones step the optimizer (every k-th and the last)."""
-
-    def __init__(self, k: int, on_leftover: Callable[[], None] | None = None) -> None:
-        self.k = k
-        self.on_leftover = on_leftover  # called when an epoch starts with the gradients of a cut-short window
-        self.batch_in_epoch = 0
-        self.pending = False  # gradients accumulated since the last optimizer step
-        self._resume_offset = 0
-        self._cut_short = False
-
-    def attach(self, engine: Engine, flush: Callable[[], None]) -> None:
-        def on_started(engine: Engine) -> None:
-            # Resuming mid-epoch from a checkpoint: Ignite itself places us at iteration % epoch_length.
-            length = engine.state.epoch_length
-            self._resume_offset = engine.state.iteration % length if length else 0
-
-        def on_epoch_started(engine: Engine) -> None:
-            self.batch_in_epoch, self._resume_offset = self._resume_offset, 0
-            if self.pending and self.on_leftover is not None:
-                self.on_leftover()
-            self.pending = False  # leftovers of an interrupted epoch are dropped: next batch zeroes the grads
-            self._cut_short = False
-
-        def on_epoch_cut_short(engine: Engine, iter_counter: int | None = None) -> None:
-            self._cut_short = True
-
-        def on_epoch_completed(engine: Engine) -> None:
-            # epoch_length was unknown during the epoch (iterator without len): the final partial window still
-            # steps, as it would on a known last batch. An epoch ended early (terminate_epoch(): a stop request,
-            # max_steps, end_epoch()) does not step its partial window, as in Lightning.
-            if self.pending and not engine.should_terminate and not self._cut_short:
-                flush()
-
-        engine.add_event_handler(Events.STARTED, on_started)
-        engine.add_event_handler(Events.EPOCH_STARTED, on_epoch_started)
-        engine.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, on_epoch_cut_short)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, on_epoch_completed)
-
-    def resume(self, batch_in_epoch: int) -> None:
-        """A resumed run continues the epoch after ``batch_in_epoch`` batches, with no gradients accumulated
-        (ignite-speed's loop then replays the batches of an open window through the step: the gradients of
-        a window are in no checkpoint)."""
-        self.batch_in_epoch = batch_in_epoch
-        self.pending = False
-
-    def next_batch(self, epoch_length: int | None) -> bool:
-        """Advance by one batch; True when this batch ends an accumulation window."""
-        self.batch_in_epoch += 1
-        last = epoch_length is not None and self.batch_in_epoch >= epoch_length
-        return self.batch_in_epoch % self.k == 0 or last
 
 
 # Flags that the loop applies (attach_speedups or the handlers), not the training step.
@@ -123,20 +69,6 @@ def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
                                where[1] if where else "<unknown>", where[2] if where else 0)
 
     trainer.add_event_handler(Events.STARTED, check)
-
-
-def _is_sharded_ddp(model: torch.nn.Module) -> bool:
-    cls = type(model)
-    return cls.__name__ == "ShardedDataParallel" and cls.__module__.startswith("fairscale")
-
-
-def _no_sync_of(model: torch.nn.Module) -> Callable[[], Any] | None:
-    """The ``no_sync`` context of a data-parallel wrapper that reduces gradients in backward, or None."""
-    if isinstance(model, DDP):
-        return model.no_sync
-    if _is_sharded_ddp(model):
-        return cast(Callable[[], Any], model.no_sync)
-    return None
 
 
 def _batch_device(model: torch.nn.Module, accelerator: str) -> torch.device | None:
@@ -218,12 +150,8 @@ def create_trainer(
     model, optimizer = precision.setup(model, optimizer)
     k = cfg.accumulate_grad_batches
     clip_val, clip_algorithm = cfg.gradient_clip_val, cfg.gradient_clip_algorithm
-    window = _AccumulationWindow(k)
-    # DDP and fairscale's ShardedDataParallel reduce in backward; only the batch that steps needs it.
-    # (FSDP2 reduce-scatters on every backward: its gradients stay sharded, as Lightning leaves them.)
-    no_sync = _no_sync_of(model) if k > 1 else None
-    # ShardedDataParallel reduces a window's skipped gradients on request (DDP cannot: see update())
-    reduce_later = cast(Callable[[], None], model.reduce) if no_sync is not None and _is_sharded_ddp(model) else None
+    window = AccumulationWindow(k)
+    reduction = WindowReduction(model, k)
 
     def optimizer_step() -> None:
         if clip_val:
@@ -232,8 +160,7 @@ def create_trainer(
         window.pending = False
 
     def close_window() -> None:  # the last window of an epoch whose length was unknown
-        if reduce_later is not None:
-            reduce_later()
+        reduction.reduce_skipped()
         optimizer_step()
 
     def update(engine: Engine, batch: Any) -> Any:
@@ -247,12 +174,7 @@ def create_trainer(
         if not window.pending:
             optimizer.zero_grad()
         x, y = precision.convert_input(prepare_batch(batch, device=device, non_blocking=non_blocking))
-        # While the epoch's length is unknown (the first epoch of a loader without len()), any batch may be the
-        # last, whose window is stepped at EPOCH_COMPLETED: DDP must reduce every batch then (its all-reduced
-        # sums accumulate correctly); ShardedDataParallel cannot (it frees what it reduced), but reduces later.
-        skip = no_sync is not None and not steps_now and (epoch_length is not None or reduce_later is not None)
-        sync = no_sync() if skip and no_sync is not None else contextlib.nullcontext()
-        with sync:
+        with reduction.during_batch(steps_now, epoch_length):
             with precision.autocast():
                 output = model_fn(model, x)
                 y_pred = model_transform(output)
@@ -373,7 +295,7 @@ def _deepspeed_trainer(engine: Any, optimizer: Any, loss_fn: Callable[[Any, Any]
                       "(other strategies discard them, as Lightning does)", UserWarning, stacklevel=2)
         window.pending = False
 
-    window = _AccumulationWindow(k, on_leftover=leftover)
+    window = AccumulationWindow(k, on_leftover=leftover)
 
     def update(trainer: Engine, batch: Any) -> Any:
         if not engine.training:
