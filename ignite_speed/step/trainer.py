@@ -23,8 +23,9 @@ from ..config.speed_config import SpeedConfig
 from ..distributed._guard import warn_if_not_launched
 from ..loop.trainer_parts import TrainerParts
 from .accumulation import AccumulationWindow, WindowReduction
-from .casting import cast_floating
+from .deepspeed_step import DeepSpeedPrecision, deepspeed_trainer, is_deepspeed_engine
 from .precision import Precision
+from .supervised_functions import SupervisedFunctions
 
 __all__ = ["create_trainer", "precision_of", "DeepSpeedPrecision"]
 
@@ -83,10 +84,6 @@ def _batch_device(model: torch.nn.Module, accelerator: str) -> torch.device | No
     return None
 
 
-def _is_deepspeed_engine(model: Any) -> bool:
-    return any(c.__name__ == "DeepSpeedEngine" for c in type(model).__mro__)
-
-
 def create_trainer(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | Any,
@@ -124,13 +121,13 @@ def create_trainer(
     """
     cfg = cfg if isinstance(cfg, SpeedConfig) else SpeedConfig.from_any(cfg)
     warn_if_not_launched(cfg, "create_trainer")
-    if _is_deepspeed_engine(model):
+    functions = SupervisedFunctions(loss_fn, prepare_batch, model_fn, model_transform, output_transform, device,
+                                    non_blocking)
+    if is_deepspeed_engine(model):
         if precision is not None:
             raise ValueError("precision= cannot be combined with a DeepSpeed engine: DeepSpeed applies fp16/bf16 "
                              "itself, as the precision flag given to prepare() configured it")
-        return _deepspeed_trainer(model, optimizer, loss_fn, cfg, device=device, non_blocking=non_blocking,
-                                  prepare_batch=prepare_batch, model_transform=model_transform,
-                                  output_transform=output_transform, model_fn=model_fn, deterministic=deterministic)
+        return deepspeed_trainer(model, optimizer, cfg, functions, deterministic=deterministic)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model has type {type(model).__name__}; accepted: a torch.nn.Module")
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -192,138 +189,4 @@ def create_trainer(
     # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
     # window the loop positions on resume
     TrainerParts.of(trainer).set_step(precision, k, window)
-    return trainer
-
-
-class DeepSpeedPrecision:
-    """``precision_of(trainer)`` of a DeepSpeed trainer: what DeepSpeed's config applies, for reading. The
-    step does nothing with it, and its state holds no loss scale (``DeepSpeedCheckpoint`` saves DeepSpeed's)."""
-
-    scaler = None
-
-    def __init__(self, engine: Any) -> None:
-        fp16, bf16 = bool(engine.fp16_enabled()), bool(engine.bfloat16_enabled())
-        self.effective_precision = "16-mixed" if fp16 else "bf16-mixed" if bf16 else "32-true"
-        self.requested_precision = self.effective_precision
-        self.amp_backend = "deepspeed"
-
-    def __repr__(self) -> str:
-        return f"DeepSpeedPrecision({self.effective_precision!r})"
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"precision": self.effective_precision, "amp_backend": "deepspeed"}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"DeepSpeedPrecision.load_state_dict expects a mapping, got {type(state_dict).__name__}")
-
-
-def _check_deepspeed_agrees(engine: Any, cfg: SpeedConfig) -> int:
-    """The engine's accumulation steps, after checking that its config says what ``cfg``'s flags say (the
-    loop counts optimizer steps from ``cfg``; DeepSpeed applies its own config)."""
-    k = int(engine.gradient_accumulation_steps())
-    if cfg.accumulate_grad_batches != k:
-        raise ValueError(f"accumulate_grad_batches={cfg.accumulate_grad_batches} but the DeepSpeed engine "
-                         f"accumulates gradient_accumulation_steps={k}: pass create_trainer (and attach_speedups) "
-                         f"the cfg given to prepare(), or set accumulate_grad_batches={k}, so that the steps counted "
-                         f"are the steps taken")
-    clipping = float(engine.gradient_clipping() or 0.0)
-    if cfg.gradient_clip_val and cfg.gradient_clip_algorithm != "norm":
-        raise ValueError("gradient_clip_algorithm='value' is not supported by DeepSpeed (it clips the global norm); "
-                         "accepted with a DeepSpeed engine: 'norm'")
-    wanted = float(cfg.gradient_clip_val or 0.0)
-    if ("gradient_clip_val" in cfg.explicit or wanted) and wanted != clipping:
-        raise ValueError(f"gradient_clip_val={cfg.gradient_clip_val!r} but the DeepSpeed engine clips at "
-                         f"gradient_clipping={clipping}; pass create_trainer the cfg given to prepare()")
-    if "precision" in cfg.explicit:
-        fp16, bf16 = bool(engine.fp16_enabled()), bool(engine.bfloat16_enabled())
-        has = "fp16" if fp16 else "bf16" if bf16 else "fp32"
-        wants = "fp16" if cfg.precision.startswith("16") else "bf16" if cfg.precision.startswith("bf16") else "fp32"
-        if cfg.precision == "64-true" or has != wants:
-            raise ValueError(f"precision={cfg.precision!r} but the DeepSpeed engine trains in {has}; pass "
-                             f"create_trainer the cfg given to prepare() (DeepSpeed applies the precision)")
-    return k
-
-
-def _deepspeed_trainer(engine: Any, optimizer: Any, loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
-                       cfg: SpeedConfig, *, device: str | torch.device | None, non_blocking: bool,
-                       prepare_batch: Callable, model_transform: Callable[[Any], Any],
-                       output_transform: Callable[[Any, Any, Any, torch.Tensor], Any],
-                       model_fn: Callable[[torch.nn.Module, Any], Any], deterministic: bool) -> Engine:
-    """``create_trainer`` for a DeepSpeed engine.
-
-    DeepSpeed divides the loss by its ``gradient_accumulation_steps``, scales it for fp16, reduces the
-    gradients (ZeRO: partitions them), clips them and steps. Its own micro-step counter would place the
-    windows across epoch ends, so every batch tells it whether it ends a window
-    (``set_gradient_accumulation_boundary``), on ignite-speed's rule: every k-th batch of the epoch and the
-    epoch's last. ``engine.step()`` runs on the batches that end one.
-    """
-    if optimizer is not None and optimizer is not engine.optimizer:
-        raise TypeError(f"optimizer has type {type(optimizer).__name__}, which is not the DeepSpeed engine's "
-                        f"optimizer; pass the (engine, optimizer) pair returned by prepare() (or optimizer=None)")
-    k = _check_deepspeed_agrees(engine, cfg)
-    dtype = torch.float16 if engine.fp16_enabled() else torch.bfloat16 if engine.bfloat16_enabled() else None
-    if device is None:
-        device = getattr(engine, "device", None)
-    last_batch: list[Any] = []  # kept only while the epoch's length is unknown (to close its final window)
-
-    def convert(batch: Any) -> Any:
-        x_y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-        return x_y if dtype is None else cast_floating(x_y, dtype)
-
-    def close_window() -> None:
-        # An epoch of unknown length ended inside a window. DeepSpeed reduces gradients in the backward of the
-        # batch that ends the window, and has no call to do it afterwards: run one more backward, on the last
-        # batch with the loss times 0 (gradients unchanged), as the window's end. In eval mode, so that it
-        # changes no BatchNorm statistics and draws no dropout masks.
-        x, y = last_batch.pop()
-        engine.set_gradient_accumulation_boundary(True)
-        modes = [(m, m.training) for m in engine.modules()]
-        engine.eval()
-        try:
-            loss = loss_fn(model_transform(model_fn(engine, x)), y)
-            engine.backward(loss * 0.0)
-        finally:
-            for module, training in modes:  # (submodules a user froze stay in eval)
-                module.training = training
-        engine.step()
-        window.pending = False
-
-    def leftover() -> None:
-        warnings.warn("the previous epoch ended inside a gradient accumulation window; DeepSpeed has no call to "
-                      "discard the gradients accumulated there, so they are added to this epoch's first window "
-                      "(other strategies discard them, as Lightning does)", UserWarning, stacklevel=2)
-        window.pending = False
-
-    window = AccumulationWindow(k, on_leftover=leftover)
-
-    def update(trainer: Engine, batch: Any) -> Any:
-        if not engine.training:
-            engine.train()
-        epoch_length = trainer.state.epoch_length
-        steps_now = window.next_batch(epoch_length)
-        x, y = convert(batch)
-        engine.set_gradient_accumulation_boundary(steps_now)
-        output = model_fn(engine, x)
-        y_pred = model_transform(output)
-        loss = loss_fn(y_pred, y)
-        engine.backward(loss)  # divides by gradient_accumulation_steps, as Lightning does
-        window.pending = True
-        if steps_now:
-            engine.step()
-            window.pending = False
-        elif epoch_length is None and k > 1:
-            last_batch[:] = [(x, y)]
-        return output_transform(x, y, y_pred, loss)
-
-    def closing() -> None:
-        if last_batch:
-            close_window()
-
-    trainer = DeterministicEngine(update) if deterministic else Engine(update)
-    window.attach(trainer, closing)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: last_batch.clear())
-    # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
-    # window the loop positions on resume
-    TrainerParts.of(trainer).set_step(DeepSpeedPrecision(engine), k, window)
     return trainer
