@@ -20,12 +20,13 @@ import torch
 from ignite.engine import DeterministicEngine, Engine, Events, _prepare_batch
 
 from ..config.speed_config import SpeedConfig
-from ..distributed._guard import warn_if_not_launched
+from ..distributed import warn_if_not_launched
 from ..loop.trainer_parts import TrainerParts
-from .accumulation import AccumulationWindow, WindowReduction
+from .accumulation import AccumulationWindow
 from .deepspeed_step import DeepSpeedPrecision, deepspeed_trainer, is_deepspeed_engine
 from .precision import Precision
 from .supervised_functions import SupervisedFunctions
+from .supervised_step import build_supervised_step
 
 __all__ = ["create_trainer", "precision_of", "DeepSpeedPrecision"]
 
@@ -36,52 +37,6 @@ def precision_of(trainer: Engine) -> Any:
     trainer that ``create_trainer`` did not make."""
     parts = TrainerParts.find(trainer)
     return None if parts is None else parts.precision
-
-
-# Flags that the loop applies (attach_speedups or the handlers), not the training step.
-_LOOP_FLAGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "max_time_mode", "max_time_reserve",
-               "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-               "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
-               "num_sanity_val_steps", "early_stopping", "terminate_on_nan", "batched_fetch")
-
-
-def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
-    """Loop flags given to create_trainer do nothing there: when the run starts with no ignite-speed loop on
-    the trainer (no attach_speedups), name them once."""
-    given = [name for name in _LOOP_FLAGS if name in cfg.explicit]
-    if not given:
-        return
-
-    checked = [False]  # once (removing a handler while Ignite fires the event would skip the next one)
-
-    def check(engine: Engine) -> None:
-        from ..loop.training_loop import TrainingLoop
-
-        if checked[0] or TrainingLoop.of(engine) is not None:
-            return
-        checked[0] = True
-        from .._callers import caller_outside_the_frameworks
-
-        where = caller_outside_the_frameworks()
-        flags = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in given)
-        warnings.warn_explicit(f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
-                               f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
-                               f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run", UserWarning,
-                               where[1] if where else "<unknown>", where[2] if where else 0)
-
-    trainer.add_event_handler(Events.STARTED, check)
-
-
-def _batch_device(model: torch.nn.Module, accelerator: str) -> torch.device | None:
-    """Where batches go when ``device`` is not given: where the model's parameters are, when the model is on
-    an accelerator (``prepare`` put it on this rank's GPU or XLA device) or ``accelerator="auto"`` (so that
-    autocast targets where the model actually lives, not merely where a GPU exists); else None (not moved)."""
-    param = next(model.parameters(), None)
-    if param is None:
-        return None
-    if accelerator == "auto" or param.device.type != "cpu":
-        return param.device
-    return None
 
 
 def create_trainer(
@@ -128,61 +83,46 @@ def create_trainer(
             raise ValueError("precision= cannot be combined with a DeepSpeed engine: DeepSpeed applies fp16/bf16 "
                              "itself, as the precision flag given to prepare() configured it")
         return deepspeed_trainer(model, optimizer, cfg, functions, deterministic=deterministic)
+    _check_model_and_optimizer(model, optimizer)
+    if device is None:
+        device = _batch_device(model, cfg.accelerator)
+    precision = _resolve_precision(precision, cfg, device)
+    model, optimizer = precision.setup(model, optimizer)
+    return _supervised_trainer(model, optimizer, precision, cfg, functions.on_device(device), deterministic)
+
+
+def _check_model_and_optimizer(model: Any, optimizer: Any) -> None:
+    """Refuse a model or optimizer of a type the plain (not DeepSpeed) step cannot drive."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model has type {type(model).__name__}; accepted: a torch.nn.Module")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer (or, "
                         f"with the DeepSpeed engine as model, the optimizer prepare() returned with it)")
-    if device is None:
-        device = _batch_device(model, cfg.accelerator)
+
+
+def _resolve_precision(precision: Precision | None, cfg: SpeedConfig, device: str | torch.device | None
+                       ) -> Precision:
+    """The ``Precision`` the step applies: ``cfg``'s, or the one passed as ``precision=`` (which ``cfg`` must
+    not contradict)."""
     if precision is None:
-        precision = Precision.from_config(cfg, device=device)
-    elif not isinstance(precision, Precision):
+        return Precision.from_config(cfg, device=device)
+    if not isinstance(precision, Precision):
         raise TypeError(f"precision={precision!r} has type {type(precision).__name__}; accepted: None or an "
                         f"ignite_speed.Precision")
-    elif "precision" in cfg.explicit and cfg.precision != precision.requested_precision:
+    if "precision" in cfg.explicit and cfg.precision != precision.requested_precision:
         raise ValueError(f"precision={cfg.precision!r} in cfg conflicts with the Precision object passed "
                          f"({precision.requested_precision!r}); give only one")
+    return precision
 
-    model, optimizer = precision.setup(model, optimizer)
+
+def _supervised_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, precision: Precision,
+                        cfg: SpeedConfig, functions: SupervisedFunctions, deterministic: bool) -> Engine:
+    """The trainer of a plain model (``precision`` set up on it already), with its accumulation window."""
     k = cfg.accumulate_grad_batches
-    clip_val, clip_algorithm = cfg.gradient_clip_val, cfg.gradient_clip_algorithm
     window = AccumulationWindow(k)
-    reduction = WindowReduction(model, k)
-
-    def optimizer_step() -> None:
-        if clip_val:
-            precision.clip_gradients(optimizer, clip_val, clip_algorithm)
-        precision.step(optimizer, model)
-        window.pending = False
-
-    def close_window() -> None:  # the last window of an epoch whose length was unknown
-        reduction.reduce_skipped()
-        optimizer_step()
-
-    def update(engine: Engine, batch: Any) -> Any:
-        # Back to training mode after an evaluation switched the model to eval. Checked on the root module:
-        # model.train() walks every submodule (about 0.1 ms for a 27-module conv net), too much for every
-        # batch, and submodules a user put in eval on purpose (frozen BatchNorm) stay as they are.
-        if not model.training:
-            model.train()
-        epoch_length = engine.state.epoch_length
-        steps_now = window.next_batch(epoch_length)
-        if not window.pending:
-            optimizer.zero_grad()
-        x, y = precision.convert_input(prepare_batch(batch, device=device, non_blocking=non_blocking))
-        with reduction.during_batch(steps_now, epoch_length):
-            with precision.autocast():
-                output = model_fn(model, x)
-                y_pred = model_transform(output)
-                loss = loss_fn(y_pred, y)
-            # Lightning divides by k on every batch, including a shorter final window.
-            precision.backward(loss / k if k > 1 else loss, optimizer, model)
-        window.pending = True
-        if steps_now:
-            optimizer_step()
-        return output_transform(x, y, y_pred, loss)
-
+    update, close_window = build_supervised_step(model, optimizer, precision, functions, window,
+                                                 clip_val=cfg.gradient_clip_val,
+                                                 clip_algorithm=cfg.gradient_clip_algorithm)
     trainer = DeterministicEngine(update) if deterministic else Engine(update)
     window.attach(trainer, close_window)
     _warn_if_loop_flags_unapplied(trainer, cfg)
@@ -190,3 +130,49 @@ def create_trainer(
     # window the loop positions on resume
     TrainerParts.of(trainer).set_step(precision, k, window)
     return trainer
+
+
+# Flags that the loop applies (attach_speedups or the handlers), not the training step.
+_LOOP_FLAGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "max_time_mode", "max_time_reserve",
+               "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+               "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
+               "num_sanity_val_steps", "early_stopping", "terminate_on_nan", "batched_fetch")
+
+
+def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
+    """Loop flags given to create_trainer do nothing there: when the run starts with no ignite-speed loop on
+    the trainer (no attach_speedups), name them once."""
+    given = [name for name in _LOOP_FLAGS if name in cfg.explicit]
+    if not given:
+        return
+
+    checked = [False]  # once (removing a handler while Ignite fires the event would skip the next one)
+
+    def check(engine: Engine) -> None:
+        from ..loop.training_loop import TrainingLoop
+
+        if checked[0] or TrainingLoop.of(engine) is not None:
+            return
+        checked[0] = True
+        from .._callers import caller_outside_the_frameworks
+
+        where = caller_outside_the_frameworks()
+        flags = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in given)
+        warnings.warn_explicit(f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
+                               f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
+                               f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run", UserWarning,
+                               where[1] if where else "<unknown>", where[2] if where else 0)
+
+    trainer.add_event_handler(Events.STARTED, check)
+
+
+def _batch_device(model: torch.nn.Module, accelerator: str) -> torch.device | None:
+    """Where batches go when ``device`` is not given: where the model's parameters are, when the model is on
+    an accelerator (``prepare`` put it on this rank's GPU or XLA device) or ``accelerator="auto"`` (so that
+    autocast targets where the model actually lives, not merely where a GPU exists); else None (not moved)."""
+    param = next(model.parameters(), None)
+    if param is None:
+        return None
+    if accelerator == "auto" or param.device.type != "cpu":
+        return param.device
+    return None
