@@ -12,17 +12,27 @@ Optional packages (``apex``, ``torch_xla``) are imported only when a ``Precision
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
-import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
 from ..config.speed_config import PRECISION_VALUES, SpeedConfig
+from .casting import cast_floating
+from .nvidia_apex import APEX_INSTALL_HINT, load_apex_amp, nvidia_apex_available  # noqa: F401  (APEX_INSTALL_HINT stays importable here)
+from .precision_plan import (
+    APEX_PLAN,
+    check_device_available,
+    check_plan_supported,
+    check_scaler_argument,
+    device_type_of,
+    resolve_plan,
+)
+from .precision_plan import resolve_plan as _resolve  # noqa: F401  (the name the precision tests import)
+
+__all__ = ["Precision", "nvidia_apex_available"]
 
 
 class _StepTaken:
@@ -44,95 +54,6 @@ class _StepTaken:
 
     def __repr__(self) -> str:
         return repr(bool(self))
-
-
-__all__ = ["Precision", "nvidia_apex_available"]
-
-_TRUE_DTYPES = {"64-true": torch.float64, "16-true": torch.float16, "bf16-true": torch.bfloat16}
-_MIXED_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
-# accelerator flag -> torch device type
-_DEVICE_TYPES = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps", "tpu": "xla", "xla": "xla"}
-
-APEX_INSTALL_HINT = (
-    "NVIDIA apex is not on PyPI (`pip install apex` installs an unrelated web toolkit). Build it from source "
-    "against your CUDA build of torch: `git clone https://github.com/NVIDIA/apex && cd apex && git checkout 25.05 "
-    "&& pip install -v --no-build-isolation --no-cache-dir ./` (releases after 25.05 removed apex.amp). "
-    "Or use amp_backend='native' (torch.amp), which needs nothing extra"
-)
-
-
-def nvidia_apex_available() -> bool:
-    """True when an ``apex`` package with an ``amp`` sub-package (NVIDIA apex <= 25.05) is importable.
-
-    Decided from the file system only: the PyPI package called ``apex`` is an unrelated web toolkit whose
-    import has side effects, so it must never be imported to find out.
-    """
-    spec = importlib.util.find_spec("apex")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    return any(os.path.isdir(os.path.join(loc, "amp")) for loc in spec.submodule_search_locations)
-
-
-def _import_apex_amp() -> Any:
-    spec = importlib.util.find_spec("apex")
-    if spec is None:
-        raise ImportError(f"amp_backend='apex' needs NVIDIA apex, which is not installed. {APEX_INSTALL_HINT}")
-    if not nvidia_apex_available():
-        where = ", ".join(spec.submodule_search_locations or []) or str(spec.origin)
-        raise ImportError(f"amp_backend='apex' needs NVIDIA apex, but the installed 'apex' package ({where}) has "
-                          f"no 'amp' module: it is either the unrelated PyPI package or an NVIDIA apex newer than "
-                          f"25.05. {APEX_INSTALL_HINT}")
-    try:
-        from apex import amp  # type: ignore[import-not-found]
-    except Exception as exc:  # a broken build fails in many ways; report them all the same way
-        raise ImportError(f"amp_backend='apex': importing apex.amp failed ({exc!r}). {APEX_INSTALL_HINT}") from exc
-    return amp
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What a (precision, device type) pair resolves to; pure data so it is testable without the hardware."""
-
-    effective: str
-    autocast_dtype: torch.dtype | None  # set for *-mixed
-    param_dtype: torch.dtype | None  # set for *-true (module and floating inputs are cast to it)
-    use_scaler: bool
-    warning: str | None = None
-
-
-def _resolve(requested: str, device_type: str, scaler: bool | None) -> _Plan:
-    """Resolve ``requested`` on ``device_type``; ``scaler`` is None (automatic), True (forced) or False."""
-    if scaler and requested != "16-mixed":
-        raise ValueError(f"scaler=True only applies to precision='16-mixed' (fp16 AMP), got precision={requested!r}; "
-                         f"bf16 and the '*-true' values train without loss scaling")
-    if requested == "16-mixed":
-        if device_type == "cpu" and not scaler:
-            # Like Lightning: CPU autocast is meant for bf16, so fp16 AMP becomes bf16 AMP, loudly.
-            return _Plan("bf16-mixed", torch.bfloat16, None, False,
-                         "precision='16-mixed' (fp16 AMP) is not supported on CPU; using precision='bf16-mixed' "
-                         "instead (pass scaler=True to force fp16 autocast with a CPU GradScaler)")
-        if device_type == "xla":
-            if scaler:
-                raise ValueError("scaler=True is not available on XLA (torch_xla has no GradScaler); "
-                                 "use precision='bf16-mixed' or 'bf16-true'")
-            return _Plan("bf16-mixed", torch.bfloat16, None, False,
-                         "precision='16-mixed' (fp16 AMP) is not supported on XLA; using precision='bf16-mixed'")
-        return _Plan("16-mixed", torch.float16, None, scaler is not False)
-    if requested in _MIXED_DTYPES:
-        return _Plan(requested, _MIXED_DTYPES[requested], None, False)
-    if requested in _TRUE_DTYPES:
-        return _Plan(requested, None, _TRUE_DTYPES[requested], False)
-    return _Plan("32-true", None, None, False)
-
-
-def _auto_device_type() -> str:
-    # XLA is never picked automatically: importing torch_xla to find out is slow and has side effects.
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 class Precision:
@@ -168,60 +89,27 @@ class Precision:
         self.requested_precision: str = cfg.precision
         self.amp_backend: str = cfg.amp_backend
         self.amp_level: str | None = cfg.amp_level
-        self.device_type: str = self._device_type(cfg.accelerator, device)
+        self.device_type: str = device_type_of(cfg.accelerator, device)
 
         given_scaler = scaler if isinstance(scaler, torch.amp.GradScaler) else None
-        if scaler is not None and not isinstance(scaler, (bool, torch.amp.GradScaler)):
-            raise TypeError(f"scaler={scaler!r} has type {type(scaler).__name__}; accepted: None (automatic), "
-                            f"True, False or a torch.amp.GradScaler")
+        check_scaler_argument(scaler)
         self._apex_amp: Any = None
-        if self.amp_backend != "apex":
-            self._check_device_available()
         if self.amp_backend == "apex":
             # SpeedConfig already ensured precision is 16-mixed; apex does its own casting and loss scaling.
-            if scaler is not None:
-                raise ValueError("scaler= cannot be combined with amp_backend='apex' (apex scales the loss itself)")
-            self._apex_amp = _import_apex_amp()
-            if self.device_type != "cuda":
-                raise ValueError(f"amp_backend='apex' needs a CUDA device, got device type {self.device_type!r}; "
-                                 f"use amp_backend='native'")
-            plan = _Plan("16-mixed", torch.float16, None, False)
+            self._apex_amp = load_apex_amp(self.device_type, scaler)
+            plan = APEX_PLAN
         else:
-            plan = _resolve(self.requested_precision, self.device_type, None if scaler is None else bool(scaler))
+            check_device_available(self.device_type)
+            plan = resolve_plan(self.requested_precision, self.device_type, None if scaler is None else bool(scaler))
         if plan.warning:
             warnings.warn(plan.warning, UserWarning, stacklevel=2)
         self._plan = plan
         self.effective_precision: str = plan.effective
-        if self.device_type == "cuda" and plan.autocast_dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"precision={self.requested_precision!r} needs bf16 support, which this CUDA device "
-                             f"lacks; use precision='16-mixed'")
-        if self.device_type == "xla" and importlib.util.find_spec("torch_xla") is None:
-            raise ImportError("accelerator='tpu'/'xla' needs torch_xla (pip install torch_xla matching your torch)")
+        check_plan_supported(plan, self.requested_precision, self.device_type)
         self.scaler: torch.amp.GradScaler | None = None
         if plan.use_scaler and self.amp_backend == "native":
             self.scaler = given_scaler or torch.amp.GradScaler(self.device_type)
         self._unscaled: set[int] = set()  # optimizers unscaled since their last step (unscale_ is once per step)
-
-    def _check_device_available(self) -> None:
-        # Autocast for a device type that is absent does nothing: refuse instead of training in fp32 unawares.
-        if self.device_type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("accelerator='gpu' (device type 'cuda') but CUDA is not available to torch "
-                             f"{torch.__version__}; use accelerator='cpu' or 'auto'")
-        mps = getattr(torch.backends, "mps", None)
-        if self.device_type == "mps" and not (mps is not None and mps.is_available()):
-            raise ValueError("accelerator='mps' but MPS is not available; use accelerator='cpu' or 'auto'")
-
-    @staticmethod
-    def _device_type(accelerator: str, device: str | torch.device | None) -> str:
-        if device is None:
-            return _auto_device_type() if accelerator == "auto" else _DEVICE_TYPES[accelerator]
-        try:
-            dev_type = torch.device(device).type
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device={device!r} is not a torch device ({exc})") from None
-        if accelerator != "auto" and _DEVICE_TYPES.get(accelerator) != dev_type:
-            raise ValueError(f"device={device!r} does not match accelerator={accelerator!r}")
-        return dev_type
 
     @classmethod
     def from_config(cls, cfg: SpeedConfig | Mapping[str, Any] | None = None, *,
@@ -288,7 +176,7 @@ class Precision:
         dtype = self._plan.param_dtype
         if dtype is None:
             return batch
-        return _cast_floating(batch, dtype)
+        return cast_floating(batch, dtype)
 
     # ------------------------------------------------------------------ backward and step
     def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
@@ -402,19 +290,3 @@ class Precision:
 
 def _is_fairscale_oss(optimizer: Any) -> bool:
     return any(c.__name__ == "OSS" and c.__module__.startswith("fairscale") for c in type(optimizer).__mro__)
-
-
-def _cast_floating(data: Any, dtype: torch.dtype) -> Any:
-    if isinstance(data, torch.Tensor):
-        return data.to(dtype) if data.is_floating_point() else data
-    if isinstance(data, Mapping):
-        items = {k: _cast_floating(v, dtype) for k, v in data.items()}
-        try:
-            return type(data)(items)  # type: ignore[call-arg]
-        except TypeError:  # a mapping type whose constructor takes something else
-            return items
-    if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
-        return type(data)(*(_cast_floating(v, dtype) for v in data))
-    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
-        return type(data)(_cast_floating(v, dtype) for v in data)  # type: ignore[call-arg]
-    return data

@@ -12,19 +12,21 @@ clipping and fp16/bf16 from its config, and told by ignite-speed which batches e
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import torch
 from ignite.engine import DeterministicEngine, Engine, Events, _prepare_batch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from ..config.speed_config import SpeedConfig
-from ..distributed._guard import warn_if_not_launched
+from ..distributed import warn_if_not_launched
 from ..loop.trainer_parts import TrainerParts
-from .precision import Precision, _cast_floating
+from .accumulation import AccumulationWindow
+from .deepspeed_step import DeepSpeedPrecision, deepspeed_trainer, is_deepspeed_engine
+from .precision import Precision
+from .supervised_functions import SupervisedFunctions
+from .supervised_step import build_supervised_step
 
 __all__ = ["create_trainer", "precision_of", "DeepSpeedPrecision"]
 
@@ -35,123 +37,6 @@ def precision_of(trainer: Engine) -> Any:
     trainer that ``create_trainer`` did not make."""
     parts = TrainerParts.find(trainer)
     return None if parts is None else parts.precision
-
-
-class _AccumulationWindow:
-    """Counts batches within the epoch to decide which ones step the optimizer (every k-th and the last)."""
-
-    def __init__(self, k: int, on_leftover: Callable[[], None] | None = None) -> None:
-        self.k = k
-        self.on_leftover = on_leftover  # called when an epoch starts with the gradients of a cut-short window
-        self.batch_in_epoch = 0
-        self.pending = False  # gradients accumulated since the last optimizer step
-        self._resume_offset = 0
-        self._cut_short = False
-
-    def attach(self, engine: Engine, flush: Callable[[], None]) -> None:
-        def on_started(engine: Engine) -> None:
-            # Resuming mid-epoch from a checkpoint: Ignite itself places us at iteration % epoch_length.
-            length = engine.state.epoch_length
-            self._resume_offset = engine.state.iteration % length if length else 0
-
-        def on_epoch_started(engine: Engine) -> None:
-            self.batch_in_epoch, self._resume_offset = self._resume_offset, 0
-            if self.pending and self.on_leftover is not None:
-                self.on_leftover()
-            self.pending = False  # leftovers of an interrupted epoch are dropped: next batch zeroes the grads
-            self._cut_short = False
-
-        def on_epoch_cut_short(engine: Engine, iter_counter: int | None = None) -> None:
-            self._cut_short = True
-
-        def on_epoch_completed(engine: Engine) -> None:
-            # epoch_length was unknown during the epoch (iterator without len): the final partial window still
-            # steps, as it would on a known last batch. An epoch ended early (terminate_epoch(): a stop request,
-            # max_steps, end_epoch()) does not step its partial window, as in Lightning.
-            if self.pending and not engine.should_terminate and not self._cut_short:
-                flush()
-
-        engine.add_event_handler(Events.STARTED, on_started)
-        engine.add_event_handler(Events.EPOCH_STARTED, on_epoch_started)
-        engine.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, on_epoch_cut_short)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, on_epoch_completed)
-
-    def resume(self, batch_in_epoch: int) -> None:
-        """A resumed run continues the epoch after ``batch_in_epoch`` batches, with no gradients accumulated
-        (ignite-speed's loop then replays the batches of an open window through the step: the gradients of
-        a window are in no checkpoint)."""
-        self.batch_in_epoch = batch_in_epoch
-        self.pending = False
-
-    def next_batch(self, epoch_length: int | None) -> bool:
-        """Advance by one batch; True when this batch ends an accumulation window."""
-        self.batch_in_epoch += 1
-        last = epoch_length is not None and self.batch_in_epoch >= epoch_length
-        return self.batch_in_epoch % self.k == 0 or last
-
-
-# Flags that the loop applies (attach_speedups or the handlers), not the training step.
-_LOOP_FLAGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "max_time_mode", "max_time_reserve",
-               "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-               "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
-               "num_sanity_val_steps", "early_stopping", "terminate_on_nan", "batched_fetch")
-
-
-def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
-    """Loop flags given to create_trainer do nothing there: when the run starts with no ignite-speed loop on
-    the trainer (no attach_speedups), name them once."""
-    given = [name for name in _LOOP_FLAGS if name in cfg.explicit]
-    if not given:
-        return
-
-    checked = [False]  # once (removing a handler while Ignite fires the event would skip the next one)
-
-    def check(engine: Engine) -> None:
-        from ..loop.training_loop import TrainingLoop
-
-        if checked[0] or TrainingLoop.of(engine) is not None:
-            return
-        checked[0] = True
-        from .._callers import caller_outside_the_frameworks
-
-        where = caller_outside_the_frameworks()
-        flags = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in given)
-        warnings.warn_explicit(f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
-                               f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
-                               f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run", UserWarning,
-                               where[1] if where else "<unknown>", where[2] if where else 0)
-
-    trainer.add_event_handler(Events.STARTED, check)
-
-
-def _is_sharded_ddp(model: torch.nn.Module) -> bool:
-    cls = type(model)
-    return cls.__name__ == "ShardedDataParallel" and cls.__module__.startswith("fairscale")
-
-
-def _no_sync_of(model: torch.nn.Module) -> Callable[[], Any] | None:
-    """The ``no_sync`` context of a data-parallel wrapper that reduces gradients in backward, or None."""
-    if isinstance(model, DDP):
-        return model.no_sync
-    if _is_sharded_ddp(model):
-        return cast(Callable[[], Any], model.no_sync)
-    return None
-
-
-def _batch_device(model: torch.nn.Module, accelerator: str) -> torch.device | None:
-    """Where batches go when ``device`` is not given: where the model's parameters are, when the model is on
-    an accelerator (``prepare`` put it on this rank's GPU or XLA device) or ``accelerator="auto"`` (so that
-    autocast targets where the model actually lives, not merely where a GPU exists); else None (not moved)."""
-    param = next(model.parameters(), None)
-    if param is None:
-        return None
-    if accelerator == "auto" or param.device.type != "cpu":
-        return param.device
-    return None
-
-
-def _is_deepspeed_engine(model: Any) -> bool:
-    return any(c.__name__ == "DeepSpeedEngine" for c in type(model).__mro__)
 
 
 def create_trainer(
@@ -191,78 +76,53 @@ def create_trainer(
     """
     cfg = cfg if isinstance(cfg, SpeedConfig) else SpeedConfig.from_any(cfg)
     warn_if_not_launched(cfg, "create_trainer")
-    if _is_deepspeed_engine(model):
+    functions = SupervisedFunctions(loss_fn, prepare_batch, model_fn, model_transform, output_transform, device,
+                                    non_blocking)
+    if is_deepspeed_engine(model):
         if precision is not None:
             raise ValueError("precision= cannot be combined with a DeepSpeed engine: DeepSpeed applies fp16/bf16 "
                              "itself, as the precision flag given to prepare() configured it")
-        return _deepspeed_trainer(model, optimizer, loss_fn, cfg, device=device, non_blocking=non_blocking,
-                                  prepare_batch=prepare_batch, model_transform=model_transform,
-                                  output_transform=output_transform, model_fn=model_fn, deterministic=deterministic)
+        return deepspeed_trainer(model, optimizer, cfg, functions, deterministic=deterministic)
+    _check_model_and_optimizer(model, optimizer)
+    if device is None:
+        device = _batch_device(model, cfg.accelerator)
+    precision = _resolve_precision(precision, cfg, device)
+    model, optimizer = precision.setup(model, optimizer)
+    return _supervised_trainer(model, optimizer, precision, cfg, functions.on_device(device), deterministic)
+
+
+def _check_model_and_optimizer(model: Any, optimizer: Any) -> None:
+    """Refuse a model or optimizer of a type the plain (not DeepSpeed) step cannot drive."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model has type {type(model).__name__}; accepted: a torch.nn.Module")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer (or, "
                         f"with the DeepSpeed engine as model, the optimizer prepare() returned with it)")
-    if device is None:
-        device = _batch_device(model, cfg.accelerator)
+
+
+def _resolve_precision(precision: Precision | None, cfg: SpeedConfig, device: str | torch.device | None
+                       ) -> Precision:
+    """The ``Precision`` the step applies: ``cfg``'s, or the one passed as ``precision=`` (which ``cfg`` must
+    not contradict)."""
     if precision is None:
-        precision = Precision.from_config(cfg, device=device)
-    elif not isinstance(precision, Precision):
+        return Precision.from_config(cfg, device=device)
+    if not isinstance(precision, Precision):
         raise TypeError(f"precision={precision!r} has type {type(precision).__name__}; accepted: None or an "
                         f"ignite_speed.Precision")
-    elif "precision" in cfg.explicit and cfg.precision != precision.requested_precision:
+    if "precision" in cfg.explicit and cfg.precision != precision.requested_precision:
         raise ValueError(f"precision={cfg.precision!r} in cfg conflicts with the Precision object passed "
                          f"({precision.requested_precision!r}); give only one")
+    return precision
 
-    model, optimizer = precision.setup(model, optimizer)
+
+def _supervised_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, precision: Precision,
+                        cfg: SpeedConfig, functions: SupervisedFunctions, deterministic: bool) -> Engine:
+    """The trainer of a plain model (``precision`` set up on it already), with its accumulation window."""
     k = cfg.accumulate_grad_batches
-    clip_val, clip_algorithm = cfg.gradient_clip_val, cfg.gradient_clip_algorithm
-    window = _AccumulationWindow(k)
-    # DDP and fairscale's ShardedDataParallel reduce in backward; only the batch that steps needs it.
-    # (FSDP2 reduce-scatters on every backward: its gradients stay sharded, as Lightning leaves them.)
-    no_sync = _no_sync_of(model) if k > 1 else None
-    # ShardedDataParallel reduces a window's skipped gradients on request (DDP cannot: see update())
-    reduce_later = cast(Callable[[], None], model.reduce) if no_sync is not None and _is_sharded_ddp(model) else None
-
-    def optimizer_step() -> None:
-        if clip_val:
-            precision.clip_gradients(optimizer, clip_val, clip_algorithm)
-        precision.step(optimizer, model)
-        window.pending = False
-
-    def close_window() -> None:  # the last window of an epoch whose length was unknown
-        if reduce_later is not None:
-            reduce_later()
-        optimizer_step()
-
-    def update(engine: Engine, batch: Any) -> Any:
-        # Back to training mode after an evaluation switched the model to eval. Checked on the root module:
-        # model.train() walks every submodule (about 0.1 ms for a 27-module conv net), too much for every
-        # batch, and submodules a user put in eval on purpose (frozen BatchNorm) stay as they are.
-        if not model.training:
-            model.train()
-        epoch_length = engine.state.epoch_length
-        steps_now = window.next_batch(epoch_length)
-        if not window.pending:
-            optimizer.zero_grad()
-        x, y = precision.convert_input(prepare_batch(batch, device=device, non_blocking=non_blocking))
-        # While the epoch's length is unknown (the first epoch of a loader without len()), any batch may be the
-        # last, whose window is stepped at EPOCH_COMPLETED: DDP must reduce every batch then (its all-reduced
-        # sums accumulate correctly); ShardedDataParallel cannot (it frees what it reduced), but reduces later.
-        skip = no_sync is not None and not steps_now and (epoch_length is not None or reduce_later is not None)
-        sync = no_sync() if skip and no_sync is not None else contextlib.nullcontext()
-        with sync:
-            with precision.autocast():
-                output = model_fn(model, x)
-                y_pred = model_transform(output)
-                loss = loss_fn(y_pred, y)
-            # Lightning divides by k on every batch, including a shorter final window.
-            precision.backward(loss / k if k > 1 else loss, optimizer, model)
-        window.pending = True
-        if steps_now:
-            optimizer_step()
-        return output_transform(x, y, y_pred, loss)
-
+    window = AccumulationWindow(k)
+    update, close_window = build_supervised_step(model, optimizer, precision, functions, window,
+                                                 clip_val=cfg.gradient_clip_val,
+                                                 clip_algorithm=cfg.gradient_clip_algorithm)
     trainer = DeterministicEngine(update) if deterministic else Engine(update)
     window.attach(trainer, close_window)
     _warn_if_loop_flags_unapplied(trainer, cfg)
@@ -272,135 +132,47 @@ def create_trainer(
     return trainer
 
 
-class DeepSpeedPrecision:
-    """``precision_of(trainer)`` of a DeepSpeed trainer: what DeepSpeed's config applies, for reading. The
-    step does nothing with it, and its state holds no loss scale (``DeepSpeedCheckpoint`` saves DeepSpeed's)."""
-
-    scaler = None
-
-    def __init__(self, engine: Any) -> None:
-        fp16, bf16 = bool(engine.fp16_enabled()), bool(engine.bfloat16_enabled())
-        self.effective_precision = "16-mixed" if fp16 else "bf16-mixed" if bf16 else "32-true"
-        self.requested_precision = self.effective_precision
-        self.amp_backend = "deepspeed"
-
-    def __repr__(self) -> str:
-        return f"DeepSpeedPrecision({self.effective_precision!r})"
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"precision": self.effective_precision, "amp_backend": "deepspeed"}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"DeepSpeedPrecision.load_state_dict expects a mapping, got {type(state_dict).__name__}")
+# Flags that the loop applies (attach_speedups or the handlers), not the training step.
+_LOOP_FLAGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "max_time_mode", "max_time_reserve",
+               "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+               "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
+               "num_sanity_val_steps", "early_stopping", "terminate_on_nan", "batched_fetch")
 
 
-def _check_deepspeed_agrees(engine: Any, cfg: SpeedConfig) -> int:
-    """The engine's accumulation steps, after checking that its config says what ``cfg``'s flags say (the
-    loop counts optimizer steps from ``cfg``; DeepSpeed applies its own config)."""
-    k = int(engine.gradient_accumulation_steps())
-    if cfg.accumulate_grad_batches != k:
-        raise ValueError(f"accumulate_grad_batches={cfg.accumulate_grad_batches} but the DeepSpeed engine "
-                         f"accumulates gradient_accumulation_steps={k}: pass create_trainer (and attach_speedups) "
-                         f"the cfg given to prepare(), or set accumulate_grad_batches={k}, so that the steps counted "
-                         f"are the steps taken")
-    clipping = float(engine.gradient_clipping() or 0.0)
-    if cfg.gradient_clip_val and cfg.gradient_clip_algorithm != "norm":
-        raise ValueError("gradient_clip_algorithm='value' is not supported by DeepSpeed (it clips the global norm); "
-                         "accepted with a DeepSpeed engine: 'norm'")
-    wanted = float(cfg.gradient_clip_val or 0.0)
-    if ("gradient_clip_val" in cfg.explicit or wanted) and wanted != clipping:
-        raise ValueError(f"gradient_clip_val={cfg.gradient_clip_val!r} but the DeepSpeed engine clips at "
-                         f"gradient_clipping={clipping}; pass create_trainer the cfg given to prepare()")
-    if "precision" in cfg.explicit:
-        fp16, bf16 = bool(engine.fp16_enabled()), bool(engine.bfloat16_enabled())
-        has = "fp16" if fp16 else "bf16" if bf16 else "fp32"
-        wants = "fp16" if cfg.precision.startswith("16") else "bf16" if cfg.precision.startswith("bf16") else "fp32"
-        if cfg.precision == "64-true" or has != wants:
-            raise ValueError(f"precision={cfg.precision!r} but the DeepSpeed engine trains in {has}; pass "
-                             f"create_trainer the cfg given to prepare() (DeepSpeed applies the precision)")
-    return k
+def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
+    """Loop flags given to create_trainer do nothing there: when the run starts with no ignite-speed loop on
+    the trainer (no attach_speedups), name them once."""
+    given = [name for name in _LOOP_FLAGS if name in cfg.explicit]
+    if not given:
+        return
+
+    checked = [False]  # once (removing a handler while Ignite fires the event would skip the next one)
+
+    def check(engine: Engine) -> None:
+        from ..loop.training_loop import TrainingLoop
+
+        if checked[0] or TrainingLoop.of(engine) is not None:
+            return
+        checked[0] = True
+        from .._callers import caller_outside_the_frameworks
+
+        where = caller_outside_the_frameworks()
+        flags = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in given)
+        warnings.warn_explicit(f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
+                               f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
+                               f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run", UserWarning,
+                               where[1] if where else "<unknown>", where[2] if where else 0)
+
+    trainer.add_event_handler(Events.STARTED, check)
 
 
-def _deepspeed_trainer(engine: Any, optimizer: Any, loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
-                       cfg: SpeedConfig, *, device: str | torch.device | None, non_blocking: bool,
-                       prepare_batch: Callable, model_transform: Callable[[Any], Any],
-                       output_transform: Callable[[Any, Any, Any, torch.Tensor], Any],
-                       model_fn: Callable[[torch.nn.Module, Any], Any], deterministic: bool) -> Engine:
-    """``create_trainer`` for a DeepSpeed engine.
-
-    DeepSpeed divides the loss by its ``gradient_accumulation_steps``, scales it for fp16, reduces the
-    gradients (ZeRO: partitions them), clips them and steps. Its own micro-step counter would place the
-    windows across epoch ends, so every batch tells it whether it ends a window
-    (``set_gradient_accumulation_boundary``), on ignite-speed's rule: every k-th batch of the epoch and the
-    epoch's last. ``engine.step()`` runs on the batches that end one.
-    """
-    if optimizer is not None and optimizer is not engine.optimizer:
-        raise TypeError(f"optimizer has type {type(optimizer).__name__}, which is not the DeepSpeed engine's "
-                        f"optimizer; pass the (engine, optimizer) pair returned by prepare() (or optimizer=None)")
-    k = _check_deepspeed_agrees(engine, cfg)
-    dtype = torch.float16 if engine.fp16_enabled() else torch.bfloat16 if engine.bfloat16_enabled() else None
-    if device is None:
-        device = getattr(engine, "device", None)
-    last_batch: list[Any] = []  # kept only while the epoch's length is unknown (to close its final window)
-
-    def convert(batch: Any) -> Any:
-        x_y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-        return x_y if dtype is None else _cast_floating(x_y, dtype)
-
-    def close_window() -> None:
-        # An epoch of unknown length ended inside a window. DeepSpeed reduces gradients in the backward of the
-        # batch that ends the window, and has no call to do it afterwards: run one more backward, on the last
-        # batch with the loss times 0 (gradients unchanged), as the window's end. In eval mode, so that it
-        # changes no BatchNorm statistics and draws no dropout masks.
-        x, y = last_batch.pop()
-        engine.set_gradient_accumulation_boundary(True)
-        modes = [(m, m.training) for m in engine.modules()]
-        engine.eval()
-        try:
-            loss = loss_fn(model_transform(model_fn(engine, x)), y)
-            engine.backward(loss * 0.0)
-        finally:
-            for module, training in modes:  # (submodules a user froze stay in eval)
-                module.training = training
-        engine.step()
-        window.pending = False
-
-    def leftover() -> None:
-        warnings.warn("the previous epoch ended inside a gradient accumulation window; DeepSpeed has no call to "
-                      "discard the gradients accumulated there, so they are added to this epoch's first window "
-                      "(other strategies discard them, as Lightning does)", UserWarning, stacklevel=2)
-        window.pending = False
-
-    window = _AccumulationWindow(k, on_leftover=leftover)
-
-    def update(trainer: Engine, batch: Any) -> Any:
-        if not engine.training:
-            engine.train()
-        epoch_length = trainer.state.epoch_length
-        steps_now = window.next_batch(epoch_length)
-        x, y = convert(batch)
-        engine.set_gradient_accumulation_boundary(steps_now)
-        output = model_fn(engine, x)
-        y_pred = model_transform(output)
-        loss = loss_fn(y_pred, y)
-        engine.backward(loss)  # divides by gradient_accumulation_steps, as Lightning does
-        window.pending = True
-        if steps_now:
-            engine.step()
-            window.pending = False
-        elif epoch_length is None and k > 1:
-            last_batch[:] = [(x, y)]
-        return output_transform(x, y, y_pred, loss)
-
-    def closing() -> None:
-        if last_batch:
-            close_window()
-
-    trainer = DeterministicEngine(update) if deterministic else Engine(update)
-    window.attach(trainer, closing)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: last_batch.clear())
-    # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
-    # window the loop positions on resume
-    TrainerParts.of(trainer).set_step(DeepSpeedPrecision(engine), k, window)
-    return trainer
+def _batch_device(model: torch.nn.Module, accelerator: str) -> torch.device | None:
+    """Where batches go when ``device`` is not given: where the model's parameters are, when the model is on
+    an accelerator (``prepare`` put it on this rank's GPU or XLA device) or ``accelerator="auto"`` (so that
+    autocast targets where the model actually lives, not merely where a GPU exists); else None (not moved)."""
+    param = next(model.parameters(), None)
+    if param is None:
+        return None
+    if accelerator == "auto" or param.device.type != "cpu":
+        return param.device
+    return None
