@@ -59,7 +59,7 @@ def parse_devices(value: Any) -> int | list[int] | str:
         text = value.strip()
         try:
             if "," in text:
-                return parse_devices([int(p) for p in text.split(",") if p.strip()])
+                return parse_devices([int(part) for part in text.split(",") if part.strip()])
             return parse_devices(int(text))
         except ValueError:
             raise ValueError(f"{flag}={value!r} is not understood; accepted: {accepted}") from None

@@ -85,9 +85,9 @@ def map_legacy(flags: dict[str, Any]) -> dict[str, Any]:
         cores = flags.pop("tpu_cores")
         if cores is not None:
             if isinstance(cores, (list, tuple)):
-                if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cores):
+                if any(isinstance(core, bool) or not isinstance(core, int) or core < 1 for core in cores):
                     raise ValueError(f"tpu_cores={cores!r}: a list names 1-based core numbers (Lightning 1.x)")
-                devices: Any = [c - 1 for c in cores]
+                devices: Any = [core - 1 for core in cores]
             else:
                 devices = cores
             put("accelerator", "tpu", f"tpu_cores={cores!r}")
