@@ -1,10 +1,15 @@
-"""Flags: parsed and validated once into typed values (:class:`SpeedConfig`), with the per-flag validators
-that the standalone handlers use too, durations and batch limits (:mod:`.durations`), and the
-``early_stopping`` keyword arguments (:mod:`.early_stopping`)."""
+"""Flags: parsed and validated once into typed values (:class:`SpeedConfig`, :mod:`.speed_config`), from
+per-flag validators that the standalone handlers use too (:mod:`.flags`: loop limits, ``max_time``, data
+limits, validation schedule, stop sources; :mod:`.precision`; :mod:`.devices`), the Lightning 1.x mapping
+(:mod:`.legacy`), durations and batch limits (:mod:`.durations`), the limits that govern a run
+(:mod:`.effective`) and the ``early_stopping`` keyword arguments (:mod:`.early_stopping`)."""
 
+from .devices import ACCELERATORS, STRATEGIES
 from .durations import BatchLimit, format_value, parse_batch_limit, parse_duration
 from .early_stopping import validate_early_stopping_kwargs
-from .speed_config import ACCELERATORS, PRECISION_VALUES, STRATEGIES, EffectiveLimits, SpeedConfig
+from .effective import EffectiveLimits
+from .precision import PRECISION_VALUES
+from .speed_config import SpeedConfig
 
 __all__ = ["SpeedConfig", "EffectiveLimits", "BatchLimit", "parse_batch_limit", "parse_duration", "format_value",
            "validate_early_stopping_kwargs", "PRECISION_VALUES", "STRATEGIES", "ACCELERATORS"]

@@ -11,6 +11,8 @@ import warnings
 from typing import Any
 
 from ..config.durations import BatchLimit, parse_batch_limit
+from ..config.effective import resolve_min_epochs, resolve_min_steps
+from ..config.flags import validate_loop_limits
 from ..config.speed_config import SpeedConfig
 from ..loop.plan import RunLimits, RunPlan
 from ..loop.training_loop import TrainingLoop
@@ -40,8 +42,11 @@ class LoopLimits(LoopHandler):
     def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
                  min_steps: int | None = None) -> None:
         super().__init__()
-        self._configure(SpeedConfig(max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps,
-                                    min_steps=min_steps))
+        limits = validate_loop_limits(max_epochs, min_epochs, max_steps, min_steps)
+        # what _configure sets from a config, from these flags alone (through vars: _configure declares the types)
+        vars(self).update(fast_dev_run=0, max_epochs=limits.max_epochs, max_steps=limits.max_steps,
+                          min_epochs=resolve_min_epochs(limits.min_epochs, limits.min_steps),
+                          min_steps=resolve_min_steps(limits.min_steps))
 
     @classmethod
     def from_config(cls, cfg: SpeedConfig) -> LoopLimits:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
+from ..config.flags import validate_max_time_flags
 from ..loop.clock import TrainingClock
 from ..loop.plan import RunPlan
 from ..loop.progress import Progress
@@ -75,15 +76,11 @@ class TimeBudget(LoopHandler):
         if max_time is None:
             raise ValueError("TimeBudget(max_time=None): accepted: a duration (\"DD:HH:MM:SS\", a dict such as "
                              "{\"minutes\": 5}, a timedelta or seconds)")
-        from ..config.speed_config import (
-            SpeedConfig,  # the flags' own validation (names the flag, the value, what is accepted)
-        )
-
-        cfg = SpeedConfig(max_time=max_time, max_time_mode=mode, max_time_reserve=reserve)
-        assert cfg.max_time is not None
-        self.max_time: datetime.timedelta = cfg.max_time
-        self.mode: str = cfg.max_time_mode
-        self.reserve: datetime.timedelta = cfg.max_time_reserve or datetime.timedelta(0)
+        flags = validate_max_time_flags(max_time, mode, reserve)  # names the flag, the value, what is accepted
+        assert flags.max_time is not None
+        self.max_time: datetime.timedelta = flags.max_time
+        self.mode: str = flags.mode
+        self.reserve: datetime.timedelta = flags.reserve or datetime.timedelta(0)
         self.seconds = self.max_time.total_seconds()
         self.reserve_seconds = self.reserve.total_seconds()
         self.limit = self.seconds - self.reserve_seconds  # what training plans against

@@ -23,6 +23,7 @@ from ignite.engine import Engine, Events
 from .._callers import caller_outside_the_frameworks
 from .._compat import prepare_engine_rerun
 from ..config.durations import BatchLimit
+from ..config.flags import validate_validation_schedule
 from ..data.batched_fetch import with_batched_fetch
 from ..data.loaders import data_length, for_ignite, sequential_copy
 from ..loop.plan import RunPlan
@@ -183,12 +184,10 @@ class ValidationSchedule(LoopHandler):
         if val_data is None:
             raise ValueError("ValidationSchedule(val_data=None): accepted: the validation data (a DataLoader or an "
                              "iterable); to turn validation off, set limit_val_batches=0")
-        from ..config.speed_config import SpeedConfig
-
-        cfg = SpeedConfig(val_check_interval=val_check_interval, check_val_every_n_epoch=check_val_every_n_epoch,
-                          num_sanity_val_steps=num_sanity_val_steps, limit_val_batches=limit_val_batches)
-        self._configure(evaluator, val_data, cfg.val_check_interval, cfg.check_val_every_n_epoch,
-                        cfg.num_sanity_val_steps, cfg.limit_val_batches, overfit=False)
+        flags = validate_validation_schedule(val_check_interval, check_val_every_n_epoch, num_sanity_val_steps,
+                                             limit_val_batches)
+        self._configure(evaluator, val_data, flags.val_check_interval, flags.check_val_every_n_epoch,
+                        flags.num_sanity_val_steps, flags.limit_val_batches, overfit=False)
 
     @classmethod
     def from_limits(cls, evaluator: Engine, val_data: Any, limits: Any) -> ValidationSchedule:

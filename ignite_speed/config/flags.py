@@ -1,0 +1,239 @@
+"""Per-flag validators for the loop-control flags: loop limits, ``max_time`` and its mode and reserve,
+data limits, ``fast_dev_run``, the validation schedule and the stop sources.
+
+Each takes the raw value(s) a user gave and returns the parsed value, or raises ``TypeError``/``ValueError``
+naming the flag, the value and what is accepted. :class:`~ignite_speed.config.SpeedConfig` is assembled
+from them, and the standalone handlers (``LoopLimits``, ``TimeBudget``, ``ValidationSchedule``) call the
+family validators (``validate_loop_limits``, ``validate_max_time_flags``, ``validate_validation_schedule``),
+so that a bad value gets the same message either way. Each family checks its flags in the order
+``SpeedConfig`` does, so that the same flag is reported first.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .checks import check_int, did_you_mean, type_name
+from .durations import BatchLimit, format_value, parse_batch_limit, parse_duration
+from .early_stopping import validate_early_stopping_kwargs
+
+__all__ = [
+    "MAX_TIME_MODES", "BATCH_LIMIT_FLAGS", "LoopLimitFlags", "MaxTimeFlags", "ValidationScheduleFlags",
+    "validate_max_epochs", "validate_max_steps", "validate_min_epochs", "validate_min_steps", "validate_loop_limits",
+    "validate_max_time", "validate_max_time_mode", "check_max_time_mode_needs_max_time", "validate_max_time_reserve",
+    "check_reserve_below_max_time", "validate_max_time_flags",
+    "validate_overfit_batches", "validate_fast_dev_run",
+    "validate_check_val_every_n_epoch", "check_fraction_interval_has_epochs", "validate_val_check_interval",
+    "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_early_stopping_flag",
+]
+
+MAX_TIME_MODES = ("step", "epoch", "fit")
+BATCH_LIMIT_FLAGS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+# ---------------------------------------------------------------------------------------------- loop limits
+def validate_max_epochs(value: Any) -> int | None:
+    accepted = "None, -1 (no limit) or an int >= 0"
+    max_epochs = check_int(value, "max_epochs", allow_none=True, accepted=accepted)
+    if max_epochs is not None and max_epochs < -1:
+        raise ValueError(f"max_epochs={max_epochs!r} is out of range; accepted: {accepted}")
+    return max_epochs
+
+
+def validate_max_steps(value: Any) -> int:
+    accepted = "-1 (no limit) or an int >= 0"
+    max_steps = check_int(value, "max_steps", accepted=accepted)
+    assert max_steps is not None  # None is refused without allow_none
+    if max_steps < -1:
+        raise ValueError(f"max_steps={max_steps!r} is out of range; accepted: {accepted}")
+    return max_steps
+
+
+def validate_min_epochs(value: Any) -> int | None:
+    return check_int(value, "min_epochs", minimum=0, allow_none=True)
+
+
+def validate_min_steps(value: Any) -> int | None:
+    return check_int(value, "min_steps", minimum=0, allow_none=True)
+
+
+@dataclass(frozen=True)
+class LoopLimitFlags:
+    """The four loop-limit flags, validated and as given (``None`` where unset)."""
+
+    max_epochs: int | None
+    min_epochs: int | None
+    max_steps: int
+    min_steps: int | None
+
+
+def validate_loop_limits(max_epochs: Any = None, min_epochs: Any = None, max_steps: Any = -1,
+                         min_steps: Any = None) -> LoopLimitFlags:
+    """``max_epochs``, ``max_steps``, ``min_epochs``, ``min_steps``, checked in that order."""
+    checked_max_epochs = validate_max_epochs(max_epochs)
+    checked_max_steps = validate_max_steps(max_steps)
+    return LoopLimitFlags(max_epochs=checked_max_epochs, min_epochs=validate_min_epochs(min_epochs),
+                          max_steps=checked_max_steps, min_steps=validate_min_steps(min_steps))
+
+
+# ---------------------------------------------------------------------------------------------- max_time
+def validate_max_time(value: Any) -> datetime.timedelta | None:
+    return parse_duration(value, "max_time")
+
+
+def validate_max_time_mode(mode: Any) -> str:
+    modes = "'step' (check after every batch), 'epoch' (at epoch ends) or 'fit' (stop at the last epoch " \
+            "boundary after which another epoch would not fit)"
+    if not isinstance(mode, str):
+        raise TypeError(f"max_time_mode={format_value(mode)} has type {type_name(mode)}; accepted: {modes}")
+    if mode not in MAX_TIME_MODES:
+        raise ValueError(f"max_time_mode={mode!r} is not known{did_you_mean(mode, list(MAX_TIME_MODES))}; "
+                         f"accepted: {modes}")
+    return mode
+
+
+def check_max_time_mode_needs_max_time(mode: str, max_time: datetime.timedelta | None) -> None:
+    """A mode other than the default ``"step"`` says how to stop on ``max_time``: it needs one."""
+    if mode != "step" and max_time is None:
+        raise ValueError(f"max_time_mode={mode!r} needs max_time: set max_time (a duration), or leave "
+                         f"max_time_mode unset")
+
+
+def check_reserve_below_max_time(reserve: datetime.timedelta | None, max_time: datetime.timedelta | None,
+                                 given: Any) -> None:
+    """A reserve is held back from ``max_time``: it needs one, and must leave some of it (``given``: the
+    reserve as the user wrote it, named when ``max_time`` is missing)."""
+    if reserve is not None and reserve > datetime.timedelta(0):
+        if max_time is None:
+            raise ValueError(f"max_time_reserve={format_value(given)} needs max_time: it is held "
+                             f"back from max_time; set max_time, or leave max_time_reserve unset")
+        if reserve >= max_time:
+            raise ValueError(f"max_time_reserve={reserve} is not less than max_time={max_time}; accepted: a "
+                             f"duration shorter than max_time (training plans against max_time - "
+                             f"max_time_reserve)")
+
+
+def validate_max_time_reserve(value: Any, max_time: datetime.timedelta | None) -> datetime.timedelta | None:
+    reserve = parse_duration(value, "max_time_reserve")
+    check_reserve_below_max_time(reserve, max_time, value)
+    return reserve
+
+
+@dataclass(frozen=True)
+class MaxTimeFlags:
+    """``max_time``, ``max_time_mode`` and ``max_time_reserve``, validated (durations parsed)."""
+
+    max_time: datetime.timedelta | None
+    mode: str
+    reserve: datetime.timedelta | None
+
+
+def validate_max_time_flags(max_time: Any = None, mode: Any = "step", reserve: Any = None) -> MaxTimeFlags:
+    parsed_max_time = validate_max_time(max_time)
+    checked_mode = validate_max_time_mode(mode)
+    check_max_time_mode_needs_max_time(checked_mode, parsed_max_time)
+    return MaxTimeFlags(parsed_max_time, checked_mode, validate_max_time_reserve(reserve, parsed_max_time))
+
+
+# ---------------------------------------------------------------------------------------------- data limits
+def validate_overfit_batches(value: Any) -> BatchLimit:
+    return parse_batch_limit(value, "overfit_batches", default=BatchLimit("fraction", 0.0))
+
+
+def validate_fast_dev_run(value: Any) -> int:
+    """The number of batches of a ``fast_dev_run`` (0: off; ``True`` is 1)."""
+    accepted = "False/0 (off), True (1 batch) or an int >= 1 (number of batches)"
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise TypeError(f"fast_dev_run={format_value(value)} has type {type_name(value)}; accepted: {accepted}")
+    if value < 0:
+        raise ValueError(f"fast_dev_run={value!r} is negative; accepted: {accepted}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- validation schedule
+def validate_check_val_every_n_epoch(value: Any) -> int | None:
+    accepted = "an int >= 1, or None to count val_check_interval across epochs"
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"check_val_every_n_epoch={format_value(value)} has type {type_name(value)}; "
+                            f"accepted: {accepted}")
+        if value < 1:
+            raise ValueError(f"check_val_every_n_epoch={value!r} is out of range; accepted: {accepted}")
+    return value
+
+
+def check_fraction_interval_has_epochs(val_check_interval: Any, check_val_every_n_epoch: int | None) -> None:
+    """A fractional ``val_check_interval`` is a part of an epoch: it needs epochs to count in."""
+    is_fraction = isinstance(val_check_interval, float) or (
+        isinstance(val_check_interval, BatchLimit) and val_check_interval.kind == "fraction")
+    if is_fraction and check_val_every_n_epoch is None:
+        raise ValueError(
+            f"val_check_interval={val_check_interval!r} is a fraction of an epoch, which needs epochs: with "
+            f"check_val_every_n_epoch=None give val_check_interval as an int number of batches "
+            f"(or a duration), or set check_val_every_n_epoch to an int >= 1")
+
+
+def validate_val_check_interval(value: Any, check_val_every_n_epoch: int | None) -> BatchLimit | datetime.timedelta:
+    """A duration (validate on a clock) or a :class:`BatchLimit` (``check_val_every_n_epoch`` validated first)."""
+    if isinstance(value, (str, dict, datetime.timedelta)):
+        duration = parse_duration(value, "val_check_interval")
+        assert duration is not None  # None is not among the types above
+        return duration
+    check_fraction_interval_has_epochs(value, check_val_every_n_epoch)
+    interval = parse_batch_limit(value, "val_check_interval")
+    if interval.kind == "count" and interval.value == 0:
+        # Lightning 2.6 accepts it and fails with ZeroDivisionError at the first training batch
+        raise ValueError(
+            f"val_check_interval={format_value(value)} would validate every 0 batches; accepted: an int "
+            f">= 1 (validate every n training batches), a float in [0.0, 1.0] (a fraction of the epoch; "
+            f"0.0 validates after every batch, as in Lightning), None (once per epoch), or a duration")
+    return interval
+
+
+def validate_num_sanity_val_steps(value: Any) -> int:
+    accepted = "-1 (all batches), 0 (off) or an int >= 1"
+    steps = check_int(value, "num_sanity_val_steps", accepted=accepted)
+    assert steps is not None  # None is refused without allow_none
+    if steps < -1:
+        raise ValueError(f"num_sanity_val_steps={steps!r} is out of range; accepted: {accepted}")
+    return steps
+
+
+@dataclass(frozen=True)
+class ValidationScheduleFlags:
+    """The validation schedule's flags, validated (intervals and limits parsed)."""
+
+    val_check_interval: BatchLimit | datetime.timedelta
+    check_val_every_n_epoch: int | None
+    num_sanity_val_steps: int
+    limit_val_batches: BatchLimit
+
+
+def validate_validation_schedule(val_check_interval: Any = None, check_val_every_n_epoch: Any = 1,
+                                 num_sanity_val_steps: Any = 2,
+                                 limit_val_batches: Any = None) -> ValidationScheduleFlags:
+    """``limit_val_batches``, ``check_val_every_n_epoch``, ``val_check_interval``, ``num_sanity_val_steps``,
+    checked in that order."""
+    limit = parse_batch_limit(limit_val_batches, "limit_val_batches")
+    every_n_epochs = validate_check_val_every_n_epoch(check_val_every_n_epoch)
+    interval = validate_val_check_interval(val_check_interval, every_n_epochs)
+    return ValidationScheduleFlags(interval, every_n_epochs, validate_num_sanity_val_steps(num_sanity_val_steps),
+                                   limit)
+
+
+# ---------------------------------------------------------------------------------------------- stop sources
+def validate_early_stopping_flag(value: Any) -> dict[str, Any] | None:
+    """``None`` (off) or the EarlyStopping keyword arguments, normalized."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"early_stopping={format_value(value)} has type {type_name(value)}; accepted: None or a "
+                        f"dict of EarlyStopping keyword arguments (monitor, patience, mode, ...)")
+    return validate_early_stopping_kwargs(dict(value))
