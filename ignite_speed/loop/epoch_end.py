@@ -44,6 +44,11 @@ def epoch_end_decision(loop: TrainingLoop, engine: Engine) -> None:
         loop.finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
         return
     # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
+    remeasure = empty and engine.state.epoch_length == 0
+    if remeasure:
+        # the run's first epoch of an unsized re-iterable gave no batch: Ignite took 0 as the epoch length,
+        # which ends its run; let it measure the next epoch again (on a fresh iterator, below)
+        engine.state.epoch_length = None
     p.epochs_done += 1
     for flush in loop.flushes:  # checks deferred to an agreement report before the epoch-end decision
         flush(engine)
@@ -73,7 +78,9 @@ def epoch_end_decision(loop: TrainingLoop, engine: Engine) -> None:
     else:
         if lim.max_epochs == -1 and engine.state.max_epochs is not None:
             _raise_ignite_max_epochs(loop, engine)
-        if loop.fresh_iterator_each_epoch and not loop.epoch_ended_early:
+        if remeasure:
+            loop.position.new_iterator(engine)
+        elif loop.fresh_iterator_each_epoch and not loop.epoch_ended_early:
             # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
             # (Ignite's epoch_length alone would continue the old one).
             loop.position.new_iterator(engine)
