@@ -365,6 +365,11 @@ class TrainingLoop:
             self.finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
             return
         # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
+        remeasure = empty and engine.state.epoch_length == 0
+        if remeasure:
+            # the run's first epoch of an unsized re-iterable gave no batch: Ignite took 0 as the epoch length,
+            # which ends its run; let it measure the next epoch again (on a fresh iterator, below)
+            engine.state.epoch_length = None
         p.epochs_done += 1
         syncs = self.controller.syncs
         # the handlers report (deferred checks, the time budget, early stopping's epoch-end check); one sync
@@ -384,7 +389,7 @@ class TrainingLoop:
                                              self.clock.elapsed(), plan.time_budget_seconds)
             if wanted is not None:
                 engine.state.max_epochs = wanted
-        if plan.fresh_iterator_each_epoch and not state.epoch_ended_early:
+        if remeasure or (plan.fresh_iterator_each_epoch and not state.epoch_ended_early):
             # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
             # (Ignite's epoch_length alone would continue the old one).
             self.position.new_iterator(engine)
