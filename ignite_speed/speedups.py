@@ -100,7 +100,7 @@ class Speedups:
     def _set_time_budget(self, cfg: SpeedConfig) -> None:
         old, self._time_budget = self._time_budget, None
         if old is not None:
-            self.loop.unregister(old)
+            self.loop.handlers.remove(old)
         if cfg.max_time is not None:
             budget = TimeBudget(cfg.max_time, mode=cfg.max_time_mode, reserve=cfg.max_time_reserve)
             if old is not None:
@@ -112,7 +112,7 @@ class Speedups:
         old, self._early_stopping = self._early_stopping, None
         if old is not None:
             old.detach()
-            self.loop.unregister(old)
+            self.loop.handlers.remove(old)
         es.attach(self.trainer, self.evaluator if self._schedule is not None else None, model=self.model)
         self._early_stopping = es
         lim = self.limits

@@ -41,7 +41,7 @@ class LoopHandler(LoopHooks):
         if self._loop is not None and self._loop is not loop:
             raise ValueError(f"{type(self).__name__} is already attached to another trainer; make one per trainer")
         loop.controller.set_minimums(min_epochs, min_steps, caller=f"{type(self).__name__}.attach")
-        loop.register(self)
+        loop.handlers.add(self)
         self._loop = loop
         self._attached(loop)
         return loop

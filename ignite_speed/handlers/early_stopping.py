@@ -18,25 +18,30 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 from .._logging import logger
-from ..config.durations import format_value
 from ..config.early_stopping import EARLY_STOPPING_DEFAULTS, validate_early_stopping_kwargs
-from ..distributed._dist import gather_message, get_rank, get_world_size
+from ..distributed._dist import get_rank, get_world_size
 from ..loop.plan import RunPlan
 from ..loop.progress import Progress
-from ..loop.stop import StopController, StopReason
 from .base import LoopHandler
-from .early_stopping_parts import BestWeights, MonitorReader, is_trainer_metric
+from .early_stopping_parts import (
+    BestWeights,
+    EvaluatorRuns,
+    MonitorReader,
+    agree_on_check,
+    check_attach_arguments,
+    checks_at_epoch_end,
+    checks_at_epoch_end_unscheduled,
+    parse_saved_state,
+    refuse_unseen_monitor,
+)
 from .early_stopping_rule import (
-    STOP_REASONS,
     Criteria,
     Decision,
     EarlyStoppingReason,
     decide,
-    resolve_check_on_train_epoch_end,
-    to_float,
 )
 
 __all__ = ["EarlyStopping", "EarlyStoppingReason"]
@@ -98,7 +103,7 @@ class EarlyStopping(LoopHandler):
         self.reset()
         self.checks = 0  # checks evaluated (skipped ones excluded), over all runs
         self._on_epoch_end: bool = bool(self.check_on_train_epoch_end)
-        self._evaluator: Engine | None = None  # the evaluator whose runs are judged when no schedule governs
+        self._evaluator = EvaluatorRuns(self._on_evaluator_completed)  # judged when no schedule governs
         self._scheduled = False  # a ValidationSchedule governs this run: judge its validation runs only
         self._saved_monitor: float | None = None  # the monitor saved with a loaded checkpoint
 
@@ -126,39 +131,24 @@ class EarlyStopping(LoopHandler):
     # ------------------------------------------------------------------ attaching
     def attach(self, trainer: Engine, evaluator: Engine | None = None,  # type: ignore[override]
                model: torch.nn.Module | None = None, min_epochs: int = 0, min_steps: int = 0) -> EarlyStopping:
-        """Attach early stopping to ``trainer``'s loop.
+        """Attach early stopping to ``trainer``'s loop (``model``: for ``restore_best_weights``).
 
-        With a :class:`~ignite_speed.handlers.ValidationSchedule` on the trainer (attached before or after),
-        checks follow its validation runs with Lightning's rule for ``check_on_train_epoch_end=None``.
-        Without one, checks run when ``evaluator`` completes a run while ``trainer`` trains (or at the
-        trainer's ``EPOCH_COMPLETED`` with ``check_on_train_epoch_end=True``; ``None`` means at validation end
-        here, or at epoch end without an evaluator). A stop is synced across ranks and deferred until
-        ``min_epochs`` / ``min_steps`` (optimizer steps) are met; the trainer's loop then ends the run on
-        every rank (after the batch, or at the end of the epoch, of the check). ``model`` is needed for
-        ``restore_best_weights``.
-        """
-        for flag, value in (("min_epochs", min_epochs), ("min_steps", min_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"EarlyStopping.attach({flag}={format_value(value)}): accepted: an int >= 0")
-        if evaluator is not None and not hasattr(evaluator, "add_event_handler"):
-            raise TypeError(f"EarlyStopping.attach(evaluator={type(evaluator).__name__}) is not an ignite Engine")
-        if self.restore_best_weights and model is None and self._best.model is None:
-            raise ValueError("EarlyStopping(restore_best_weights=True) needs the model: pass model=... "
-                             "(attach_speedups(..., model=model) or EarlyStopping.attach(..., model=model))")
+        With a :class:`~ignite_speed.handlers.ValidationSchedule` (attached before or after), checks follow its
+        runs with Lightning's rule for ``check_on_train_epoch_end=None``; without one, they follow ``evaluator``'s
+        runs during training (or the trainer's epoch ends: ``True``, or ``None`` without an evaluator). A stop is
+        synced across ranks and waits for ``min_epochs`` / ``min_steps``; the loop then ends the run on every
+        rank (after the batch, or at the end of the epoch, of the check)."""
+        check_attach_arguments(evaluator, min_epochs, min_steps,
+                               needs_model=self.restore_best_weights and model is None and self._best.model is None)
         self._attach_to(trainer, min_epochs, min_steps)
         if model is not None:
             self._best.model = model
-        if evaluator is not None and evaluator is not self._evaluator:
-            evaluator.add_event_handler(Events.COMPLETED, self._on_evaluator_completed)
-        self._evaluator = evaluator
+        self._evaluator.watch(evaluator)
         return self
 
     def detach(self) -> None:
         """Stop judging the evaluator's runs (the loop is taken off, or this handler is replaced)."""
-        if self._evaluator is not None and self._evaluator.has_event_handler(self._on_evaluator_completed,
-                                                                             Events.COMPLETED):
-            self._evaluator.remove_event_handler(self._on_evaluator_completed, Events.COMPLETED)
-        self._evaluator = None
+        self._evaluator.watch(None)
 
     def _on_evaluator_completed(self, evaluator: Engine) -> None:
         loop = self._loop
@@ -174,17 +164,9 @@ class EarlyStopping(LoopHandler):
         :func:`~ignite_speed.handlers.early_stopping_rule.resolve_check_on_train_epoch_end`. When
         validation is disabled, the monitor must be a metric of the trainer.
         """
-        if self.check_on_train_epoch_end is None:
-            self._on_epoch_end = resolve_check_on_train_epoch_end(val_check_interval, check_val_every_n_epoch)
-        else:
-            self._on_epoch_end = self.check_on_train_epoch_end
-        if not validation_enabled and not is_trainer_metric(trainer, self.monitor):
-            raise ValueError(
-                f"early_stopping monitors {self.monitor!r}, which is not a metric of the trainer, but validation "
-                f"is disabled (limit_val_batches=0 or no val_data), so it would never be computed; accepted: "
-                f"enable validation, or monitor a metric attached to the trainer (Metric.attach(trainer, name)); "
-                f"a metric attached to the trainer after attach_speedups is not there yet: attach it first"
-            )
+        self._on_epoch_end = checks_at_epoch_end(self.check_on_train_epoch_end, val_check_interval,
+                                                 check_val_every_n_epoch)
+        refuse_unseen_monitor(self.monitor, validation_enabled, trainer)
 
     # ------------------------------------------------------------------ hooks
     def on_run_start(self, plan: RunPlan) -> None:
@@ -197,12 +179,8 @@ class EarlyStopping(LoopHandler):
                        check_val_every_n_epoch=schedule.check_val_every_n_epoch,
                        validation_enabled=schedule.enabled, trainer=self.loop.trainer)
         else:
-            self._on_epoch_end = (self._evaluator is None if self.check_on_train_epoch_end is None
-                                  else self.check_on_train_epoch_end)
-            if self._evaluator is None and not self._on_epoch_end:
-                raise ValueError("EarlyStopping.attach(evaluator=None) with check_on_train_epoch_end=False: without "
-                                 "an evaluator or a ValidationSchedule there is no validation end to check at; pass "
-                                 "the evaluator or use check_on_train_epoch_end=True with a trainer metric")
+            self._on_epoch_end = checks_at_epoch_end_unscheduled(self.check_on_train_epoch_end,
+                                                                 has_evaluator=self._evaluator.engine is not None)
         self._monitor.reset()
         self._restored = False
 
@@ -229,11 +207,9 @@ class EarlyStopping(LoopHandler):
 
     def on_train_end(self, engine: Engine) -> None:
         """Training ended (for any reason): load the best weights back when asked to."""
-        if self._restored:
-            return
-        self._restored = True
-        if self.restore_best_weights:
+        if self.restore_best_weights and not self._restored:
             self._best.restore(f"{self.monitor}={self.best_score:.6g}", self._log)
+        self._restored = True
 
     def on_new_run(self) -> None:
         self.reset()
@@ -245,13 +221,9 @@ class EarlyStopping(LoopHandler):
 
     def reset(self) -> None:
         """Forget everything learnt (best score, patience, reason, best weights): for a fresh run."""
-        self.wait_count = 0
+        self.rearm()
         self.best_score = math.inf if self.mode == "min" else -math.inf
-        self.stopped_epoch = 0
-        self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
-        self.stopping_reason_message: str | None = None
         self.checks = 0
-        self._since = 0  # position (in patience units) of the check that last reset the patience
         model = getattr(getattr(self, "_best", None), "model", None)
         self._best = BestWeights()
         self._best.model = model
@@ -263,46 +235,29 @@ class EarlyStopping(LoopHandler):
         reason; the best score and best weights are kept."""
         self.wait_count = 0
         self.stopped_epoch = 0
-        self._since = 0
+        self._since = 0  # position (in patience units) of the check that last reset the patience
         self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
-        self.stopping_reason_message = None
+        self.stopping_reason_message: str | None = None
 
     # ------------------------------------------------------------------ the check
     def _check(self) -> None:
         loop = self.loop
-        trainer, progress, controller = loop.trainer, loop.progress, loop.controller
-        world, rank = get_world_size(), get_rank()
-        flags = [0] * len(STOP_REASONS)
-        improved_on_rank0 = missing = 0
+        trainer, progress = loop.trainer, loop.progress
         decision: Decision | None = None
         value = self._monitor.read(trainer)
-        if value is None:
-            if self.strict:
-                missing = 1
-            elif self.verbose:
-                warnings.warn(f"EarlyStopping: the monitor {self.monitor!r} is missing; check skipped (available: "
-                              f"{self._monitor.available(trainer)})", RuntimeWarning, stacklevel=2)
-        else:
+        if value is None and not self.strict and self.verbose:
+            warnings.warn(f"EarlyStopping: the monitor {self.monitor!r} is missing; check skipped (available: "
+                          f"{self._monitor.available(trainer)})", RuntimeWarning, stacklevel=2)
+        if value is not None:
             decision = self._decide(value, progress)
-            if decision.should_stop:
-                flags[STOP_REASONS.index(decision.reason)] = world - rank  # MAX picks the lowest rank
-                controller.request(StopReason.EARLY_STOPPING, decision.message, "early_stopping")
-            improved_on_rank0 = int(decision.improved and rank == 0)
             self._log(decision.message)
-        controller.sync(extra=[*flags, improved_on_rank0, missing])
-        agreed = list(controller.last_extra)
-        if agreed[-1]:
-            where = "" if missing else " on another rank"
-            raise RuntimeError(f"EarlyStopping could not find the monitor {self.monitor!r}{where} (strict=True); "
-                               f"available metrics: {self._monitor.available(trainer)}. Log it in validation "
-                               f"(evaluator.state.metrics) or on the trainer, or pass strict=False")
-        if agreed[-2] and self.restore_best_weights:
+        agreed = agree_on_check(loop.controller, decision, missing=value is None and self.strict,
+                                monitor=self.monitor, available=lambda: self._monitor.available(trainer))
+        if agreed.keep_best_weights and self.restore_best_weights:
             self._best.keep()
-        codes = agreed[:len(STOP_REASONS)]
-        if any(codes):
-            self.stopped_epoch = progress.epoch
-            self.stopping_reason = STOP_REASONS[codes.index(max(codes))]
-            self.stopping_reason_message = self._agreed_message(controller, decision)
+        if agreed.stop_reason is not None:
+            self.stopped_epoch, self.stopping_reason = progress.epoch, agreed.stop_reason
+            self.stopping_reason_message = agreed.message
 
     def _decide(self, value: float, progress: Progress) -> Decision:
         self.checks += 1
@@ -312,14 +267,6 @@ class EarlyStopping(LoopHandler):
                           criteria=self.criteria, warmup=progress.epoch < self.start_from_epoch)
         self.best_score, self.wait_count, self._since = decision.best_score, decision.wait_count, decision.since
         return decision
-
-    def _agreed_message(self, controller: StopController, decision: Decision | None) -> str:
-        local = decision.message if decision is not None and decision.should_stop else None
-        last = controller.history[-1] if controller.history else None
-        if last is not None and last["reason"] == StopReason.EARLY_STOPPING.value:
-            return last["message"]
-        # another stop source won this decision point: agree on early stopping's own message
-        return gather_message(local, "early_stopping")[0]
 
     def _log(self, message: str) -> None:
         if not self.verbose:
@@ -333,13 +280,11 @@ class EarlyStopping(LoopHandler):
         """Plain data (loadable with ``torch.load(weights_only=True)``): Lightning's keys and ours; the best
         weights (CPU tensors) when ``restore_best_weights`` recorded some; and the monitor a check would read
         now, for a resumed run that replays a pending decision."""
-        state: dict[str, Any] = {
-            "wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": float(self.best_score),
-            "patience": self.patience, "stopping_reason": self.stopping_reason.value,
-            "stopping_reason_message": self.stopping_reason_message, "checks": self.checks, "since": self._since,
-            "monitor": self.monitor, "mode": self.mode,
-            "monitor_value": self._monitor.read_or_none(self._loop.trainer) if self._loop is not None else None,
-        }
+        state: dict[str, Any] = dict(
+            wait_count=self.wait_count, stopped_epoch=self.stopped_epoch, best_score=float(self.best_score),
+            patience=self.patience, stopping_reason=self.stopping_reason.value, checks=self.checks, since=self._since,
+            stopping_reason_message=self.stopping_reason_message, monitor=self.monitor, mode=self.mode,
+            monitor_value=self._monitor.read_or_none(self._loop.trainer) if self._loop is not None else None)
         if self.restore_best_weights and self._best.weights is not None:
             state["best_weights"] = dict(self._best.weights)
         return state
@@ -347,22 +292,8 @@ class EarlyStopping(LoopHandler):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output (also a Lightning ``EarlyStopping`` state; as in Lightning,
         the saved ``patience`` replaces the constructor's)."""
-        missing = [k for k in ("wait_count", "stopped_epoch", "best_score", "patience") if k not in state]
-        if missing:
-            raise ValueError(f"EarlyStopping.load_state_dict: the state lacks {missing}; got keys {sorted(state)}")
-        self.wait_count = int(state["wait_count"])
-        self.stopped_epoch = int(state["stopped_epoch"])
-        self.best_score = to_float(state["best_score"], self.monitor)
-        self.patience = int(state["patience"])
-        reason = state.get("stopping_reason", 0)
-        if isinstance(reason, str):
-            self.stopping_reason = EarlyStoppingReason[reason.upper()]
-        else:
-            self.stopping_reason = EarlyStoppingReason(int(getattr(reason, "value", reason)))
-        message = state.get("stopping_reason_message")
-        self.stopping_reason_message = None if message is None else str(message)
-        self.checks = int(state.get("checks", 0))
-        self._since = int(state.get("since", 0))
+        (self.wait_count, self.stopped_epoch, self.best_score, self.patience, self.stopping_reason,
+         self.stopping_reason_message, self.checks, self._since) = parse_saved_state(state, self.monitor)
         self._best.load(state.get("best_weights"))
         saved = state.get("monitor_value")
         self._saved_monitor = None if saved is None else float(saved)

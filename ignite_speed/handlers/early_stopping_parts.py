@@ -1,16 +1,28 @@
-"""The parts of :class:`~ignite_speed.handlers.EarlyStopping` that hold data of their own: which value a
-check reads (:class:`MonitorReader`) and the weights of the best check (:class:`BestWeights`)."""
+"""The parts of :class:`~ignite_speed.handlers.EarlyStopping`: which value a check reads
+(:class:`MonitorReader`), the weights of the best check (:class:`BestWeights`), its argument checks, the
+ranks' agreement on one check (:func:`agree_on_check`) and the tally of a saved state."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import torch
+from ignite.engine import Engine, Events
 
-from .early_stopping_rule import to_float
+from ..config.durations import format_value
+from ..distributed._dist import gather_message, get_rank, get_world_size
+from ..loop.stop import StopController, StopReason
+from .early_stopping_rule import (
+    STOP_REASONS,
+    Decision,
+    EarlyStoppingReason,
+    resolve_check_on_train_epoch_end,
+    to_float,
+)
 
-__all__ = ["MonitorReader", "BestWeights", "is_trainer_metric"]
+__all__ = ["MonitorReader", "BestWeights", "EvaluatorRuns", "is_trainer_metric", "check_attach_arguments", "checks_at_epoch_end", "checks_at_epoch_end_unscheduled",
+           "refuse_unseen_monitor", "AgreedCheck", "agree_on_check", "parse_saved_state"]
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -90,6 +102,23 @@ class MonitorReader:
         self.last_metrics = None
 
 
+class EvaluatorRuns:
+    """The evaluator whose completed runs are judged (when no validation schedule governs)."""
+
+    def __init__(self, on_completed: Callable[[Engine], None]) -> None:
+        self.engine: Engine | None = None
+        self._on_completed = on_completed
+
+    def watch(self, engine: Engine | None) -> None:
+        """Judge ``engine``'s runs from now on (``None``: no evaluator's)."""
+        old = self.engine
+        if old is not None and old is not engine and old.has_event_handler(self._on_completed, Events.COMPLETED):
+            old.remove_event_handler(self._on_completed, Events.COMPLETED)
+        if engine is not None and engine is not old:
+            engine.add_event_handler(Events.COMPLETED, self._on_completed)
+        self.engine = engine
+
+
 class BestWeights:
     """A CPU copy of the model's weights at the best check, loaded back when training ends."""
 
@@ -112,3 +141,107 @@ class BestWeights:
             return
         _unwrap(self.model).load_state_dict(self.weights)
         log(f"restored the weights of the best check ({description})")
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+def check_attach_arguments(evaluator: Any, min_epochs: Any, min_steps: Any, *, needs_model: bool) -> None:
+    """Refuse bad arguments of ``EarlyStopping.attach`` (naming the argument, the value, what is accepted)."""
+    for flag, value in (("min_epochs", min_epochs), ("min_steps", min_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"EarlyStopping.attach({flag}={format_value(value)}): accepted: an int >= 0")
+    if evaluator is not None and not hasattr(evaluator, "add_event_handler"):
+        raise TypeError(f"EarlyStopping.attach(evaluator={type(evaluator).__name__}) is not an ignite Engine")
+    if needs_model:
+        raise ValueError("EarlyStopping(restore_best_weights=True) needs the model: pass model=... "
+                         "(attach_speedups(..., model=model) or EarlyStopping.attach(..., model=model))")
+
+
+def checks_at_epoch_end(check_on_train_epoch_end: bool | None, val_check_interval: Any,
+                        check_val_every_n_epoch: int | None) -> bool:
+    """Where the checks of a scheduled run happen: the flag, or Lightning's rule when it is ``None``."""
+    if check_on_train_epoch_end is None:
+        return resolve_check_on_train_epoch_end(val_check_interval, check_val_every_n_epoch)
+    return check_on_train_epoch_end
+
+
+def checks_at_epoch_end_unscheduled(check_on_train_epoch_end: bool | None, *, has_evaluator: bool) -> bool:
+    """Where the checks happen without a validation schedule: at the evaluator's runs, or at epoch ends
+    (``None``: at epoch ends only without an evaluator)."""
+    on_epoch_end = not has_evaluator if check_on_train_epoch_end is None else check_on_train_epoch_end
+    if not has_evaluator and not on_epoch_end:
+        raise ValueError("EarlyStopping.attach(evaluator=None) with check_on_train_epoch_end=False: without "
+                         "an evaluator or a ValidationSchedule there is no validation end to check at; pass "
+                         "the evaluator or use check_on_train_epoch_end=True with a trainer metric")
+    return on_epoch_end
+
+
+def refuse_unseen_monitor(monitor: str, validation_enabled: bool, trainer: Any) -> None:
+    """Without validation the monitor must be a metric of the trainer, or no check could ever see it."""
+    if not validation_enabled and not is_trainer_metric(trainer, monitor):
+        raise ValueError(
+            f"early_stopping monitors {monitor!r}, which is not a metric of the trainer, but validation "
+            f"is disabled (limit_val_batches=0 or no val_data), so it would never be computed; accepted: "
+            f"enable validation, or monitor a metric attached to the trainer (Metric.attach(trainer, name)); "
+            f"a metric attached to the trainer after attach_speedups is not there yet: attach it first"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- the ranks agree
+class AgreedCheck(NamedTuple):
+    """What the ranks agreed on at one check."""
+
+    stop_reason: EarlyStoppingReason | None  # the lowest stopping rank's reason (None: no rank stops)
+    message: str | None  # ... and its message
+    keep_best_weights: bool  # rank 0 improved: every rank keeps a copy of its weights
+
+
+def agree_on_check(controller: StopController, decision: Decision | None, *, missing: bool, monitor: str,
+                   available: Callable[[], list[str]]) -> AgreedCheck:
+    """Send this rank's decision (``None``: no value; ``missing``: none where ``strict`` wants one) to the
+    stop controller and agree with the other ranks in one sync: a stop request, its reason and message,
+    whether rank 0 improved, and whether any rank misses the monitor (then every rank raises)."""
+    world, rank = get_world_size(), get_rank()
+    flags = [0] * len(STOP_REASONS)
+    if decision is not None and decision.should_stop:
+        flags[STOP_REASONS.index(decision.reason)] = world - rank  # MAX picks the lowest rank
+        controller.request(StopReason.EARLY_STOPPING, decision.message, "early_stopping")
+    improved_on_rank0 = int(decision is not None and decision.improved and rank == 0)
+    controller.sync(extra=[*flags, improved_on_rank0, int(missing)])
+    agreed = list(controller.last_extra)
+    if agreed[-1]:
+        where = "" if missing else " on another rank"
+        raise RuntimeError(f"EarlyStopping could not find the monitor {monitor!r}{where} (strict=True); "
+                           f"available metrics: {available()}. Log it in validation "
+                           f"(evaluator.state.metrics) or on the trainer, or pass strict=False")
+    codes = agreed[:len(STOP_REASONS)]
+    if not any(codes):
+        return AgreedCheck(None, None, bool(agreed[-2]))
+    return AgreedCheck(STOP_REASONS[codes.index(max(codes))], _agreed_message(controller, decision), bool(agreed[-2]))
+
+
+def _agreed_message(controller: StopController, decision: Decision | None) -> str:
+    local = decision.message if decision is not None and decision.should_stop else None
+    last = controller.history[-1] if controller.history else None
+    if last is not None and last["reason"] == StopReason.EARLY_STOPPING.value:
+        return last["message"]
+    # another stop source won this decision point: agree on early stopping's own message
+    return gather_message(local, "early_stopping")[0]
+
+
+# ---------------------------------------------------------------------------------------------- saved state
+def parse_saved_state(state: Mapping[str, Any], monitor: str) -> tuple[int, int, float, int, EarlyStoppingReason,
+                                                                         str | None, int, int]:
+    """The tally of a saved state (ours or Lightning's ``EarlyStopping`` state): ``wait_count``,
+    ``stopped_epoch``, ``best_score``, ``patience``, ``stopping_reason``, its message, ``checks``, ``since``."""
+    missing = [k for k in ("wait_count", "stopped_epoch", "best_score", "patience") if k not in state]
+    if missing:
+        raise ValueError(f"EarlyStopping.load_state_dict: the state lacks {missing}; got keys {sorted(state)}")
+    reason = state.get("stopping_reason", 0)
+    if isinstance(reason, str):
+        stopping_reason = EarlyStoppingReason[reason.upper()]
+    else:
+        stopping_reason = EarlyStoppingReason(int(getattr(reason, "value", reason)))
+    message = state.get("stopping_reason_message")
+    return (int(state["wait_count"]), int(state["stopped_epoch"]), to_float(state["best_score"], monitor),
+            int(state["patience"]), stopping_reason, None if message is None else str(message),
+            int(state.get("checks", 0)), int(state.get("since", 0)))

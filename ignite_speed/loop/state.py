@@ -58,6 +58,10 @@ class LoopState:
         self.epoch_ended_early = False
         self.end_after_epoch = None
 
+    def end_after(self, request: StopRequest) -> None:
+        """The run ends with ``request`` at the end of the current epoch."""
+        self.end_after_epoch = request
+
     def count_fetched_batch(self) -> None:
         """A batch was fetched but not trained (``end_epoch()`` from ``ITERATION_STARTED``)."""
         p = self.progress

@@ -97,6 +97,6 @@ def detach_loop(loop: LoopView) -> None:
     parts = loop.parts
     if parts.loop is loop:
         parts.loop = None
-    if loop.owns_controller() and parts.controller is loop.controller:
+    if loop.owns_controller and parts.controller is loop.controller:
         parts.controller = None
     parts.drop_if_empty(t)

@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import datetime
 import math
-import warnings
 from typing import Any
 
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
-from .._compat import engine_is_done
 from .agreement import StopAgreement
 from .clock import TrainingClock
-from .epoch_end import TERMINATED, empty_one_shot_message, hard_limit_reached, ignite_max_epochs_ahead, one_shot
-from .hooks import LoopHooks
+from .decisions import LoopDecisions
 from .plan import RunPlan
 from .position import DataPosition, replay_open_window
 from .progress import Progress
@@ -39,7 +36,7 @@ from .run_setup import RunSetup
 from .state import LoopState, Stage
 from .state_io import load_loop_state, loop_state_dict
 from .step_events import StepEvents
-from .stop import StopController, StopReason, StopRequest
+from .stop import StopController, StopReason
 from .trainer_events import attach_loop, detach_loop
 from .trainer_parts import TrainerParts
 
@@ -67,7 +64,7 @@ class TrainingLoop:
     def __init__(self, trainer: Engine) -> None:
         self.trainer = trainer
         self.parts = TrainerParts.of(trainer)  # (the one attribute on the trainer)
-        self._own_controller = self.parts.controller is None
+        self.owns_controller = self.parts.controller is None  # (one bound before the loop stays when it detaches)
         if self.parts.controller is None:
             StopController().bind(trainer)
         self.controller: StopController = self.parts.controller
@@ -85,8 +82,9 @@ class TrainingLoop:
         # the per-batch fast path: the epoch batch index of the next planned validation, whether a clock
         # schedules it, max_steps as a number (set at the start of a run and after each due batch)
         self._next_val: float = 0
-        self._time_schedule = False
+        self.time_schedule = False  # validation on a clock, in a single process: asked after every batch
         self._max_steps: float = math.inf
+        self.decisions = LoopDecisions(self)
         if StepEvents.OPTIMIZER_STEP not in trainer._allowed_events:
             trainer.register_events(*StepEvents, event_to_attr={StepEvents.OPTIMIZER_STEP: "optimizer_step"})
         attach_loop(self, self.setup.run)
@@ -105,17 +103,6 @@ class TrainingLoop:
             raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
         loop = cls.of(trainer)
         return loop if loop is not None else cls(trainer)
-
-    def owns_controller(self) -> bool:
-        """Whether the loop made the trainer's stop controller (one bound before it stays when it detaches)."""
-        return self._own_controller
-
-    def register(self, handler: LoopHooks) -> None:
-        """Register ``handler`` (one per name and trainer); the loop calls its hooks from now on."""
-        self.handlers.add(handler)
-
-    def unregister(self, handler: LoopHooks) -> None:
-        self.handlers.remove(handler)
 
     def configure(self, *, accumulate: int, batched_fetch: bool, rank_failure_timeout: datetime.timedelta) -> None:
         """Settings of ``attach_speedups`` (the handlers alone keep the defaults)."""
@@ -139,15 +126,8 @@ class TrainingLoop:
         self.controller.request(StopReason.USER_REQUEST, message, "user")
 
     def end_epoch(self) -> None:
-        event = self.trainer.last_event_name
-        if event == Events.ITERATION_STARTED:
-            self.state.count_fetched_batch()  # fetched, not trained: no optimizer step
-            self.position.count()
-        elif event != Events.ITERATION_COMPLETED:
-            raise RuntimeError(f"end_epoch() must be called from an ITERATION_STARTED or ITERATION_COMPLETED "
-                               f"handler of the trainer; it was called during {event}")
-        self.state.epoch_ended_early = True
-        self.trainer.terminate_epoch()
+        """End the current epoch now (from an ``ITERATION_STARTED`` or ``ITERATION_COMPLETED`` handler)."""
+        self.decisions.end_epoch_now()
 
     def estimated_stepping_batches(self, train_data: Any) -> int | float:
         """Optimizer steps a ``trainer.run(train_data)`` will take under the attached limits, with
@@ -185,7 +165,7 @@ class TrainingLoop:
         self.agreement.start_run(self.state.progress.total_batches)
         self._next_val = 0
         schedule = self.plan.validation
-        self._time_schedule = self.plan.world_size <= 1 and schedule is not None and schedule.time_based
+        self.time_schedule = self.plan.world_size <= 1 and schedule is not None and schedule.time_based
         max_steps = self.plan.run_limits.max_steps
         self._max_steps = max_steps if max_steps != -1 else math.inf
         resume, self._resume = self._resume, None
@@ -270,7 +250,7 @@ class TrainingLoop:
         if state.epoch_ended_early:
             return
         if engine.should_terminate:
-            self._terminated_by_others(engine)
+            self.decisions.terminated_by_others(engine)
             return
         p, controller = state.progress, self.controller
         if self.accumulate > 1 and state.window_batches == 0:
@@ -280,139 +260,19 @@ class TrainingLoop:
         for check in self.handlers.hooks["on_batch_end"]:
             check(engine)
         if p.batch_in_epoch < self._next_val and p.total_batches < self.agreement.next_at \
-                and not controller.has_local_request and controller.pending is None and not self._time_schedule \
+                and not controller.has_local_request and controller.pending is None and not self.time_schedule \
                 and p.global_step < self._max_steps:
             return  # the common batch: nothing planned, nothing requested
-        self._decide_due_batch(engine, replay)
+        self._next_val = self.decisions.due_batch(engine, replay, self._next_val)
 
-    def _decide_due_batch(self, engine: Engine, replay: bool) -> None:
-        p, controller, schedule = self.state.progress, self.controller, self.plan.validation
-        time_due = False
-        if p.total_batches >= self.agreement.next_at:
-            self.handlers.call("on_agreement", engine)
-            time_due = self.agreement.agree(controller, p.total_batches, self.plan.world_size, self._time_due_here)
-        elif controller.has_local_request and self.plan.world_size <= 1:
-            controller.sync(1)
-        if self._time_schedule:
-            time_due = self._time_due_here()
-        stopping = controller.pending is not None and controller.should_stop(p.epochs_done, p.global_step)
-        if schedule is not None and schedule.due_after_batch(p, self.is_last_batch(), stopping, time_due):
-            self.validate_now()
-            if engine.should_terminate:  # e.g. Ignite's EarlyStopping on the evaluator
-                self._terminated_by_others(engine)
-                return
-            stopping = controller.should_stop(p.epochs_done, p.global_step)
-        if schedule is not None and p.batch_in_epoch >= self._next_val:
-            self._next_val = schedule.next_due(p, self.plan.train_batches)
-        max_steps = self.plan.run_limits.max_steps
-        if max_steps != -1 and p.global_step >= max_steps:
-            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"),
-                               replay)
-        elif stopping:
-            assert controller.pending is not None
-            self._end_training(controller.pending, replay)
-
-    def _time_due_here(self) -> bool:
-        # whether this rank's clock says a time-based validation is due (rank 0's decides in distributed runs)
-        schedule = self.plan.validation
-        return schedule is not None and schedule.time_based and self.plan.is_rank_zero and \
-            schedule.time_due(self.clock.elapsed())
-
-    def _terminated_by_others(self, engine: Engine) -> None:
-        """Another handler (Ignite's ``EarlyStopping`` or ``TerminateOnNan``, user code) called
-        ``trainer.terminate()`` during this batch: end the run as a stop request would, with the partial
-        epoch ending and counting (so that ``Speedups.extend`` continues it exactly), whatever the minimums."""
-        engine.should_terminate = False
-        self._end_training(TERMINATED)
-
-    def _end_training(self, request: StopRequest, replay: bool = False) -> None:
-        self.state.end_after_epoch = request
-        if not replay and not self.is_last_batch():
-            self.trainer.terminate_epoch()
-
-    def validate_now(self) -> None:
-        schedule = self.plan.validation
-        assert schedule is not None
-        schedule.validate()
-        self.state.progress.val_runs += 1
-        self.handlers.call("on_validation_end", schedule.last_metrics or {})
-
-    # ------------------------------------------------------------------ epoch end
     def on_epoch_completed(self, engine: Engine) -> None:
-        """The decision at an epoch's end (the last EPOCH_COMPLETED handler): count the epoch, let the
-        handlers report, and end the run or go on."""
-        self._epoch_end_decision(engine)
+        """The last EPOCH_COMPLETED handler: the epoch-end decision (:class:`~.decisions.LoopDecisions`)."""
+        self.decisions.epoch_end(engine)
         self.state.stage = Stage.BETWEEN
-
-    def _epoch_end_decision(self, engine: Engine) -> None:
-        state, plan = self.state, self.plan
-        p = state.progress
-        if engine.should_terminate and state.end_after_epoch is None:
-            # terminate() called by another EPOCH_COMPLETED handler (an evaluator run with Ignite's EarlyStopping)
-            state.end_after_epoch = TERMINATED
-        ended_early = state.epoch_ended_early or state.end_after_epoch is not None
-        empty = p.batch_in_epoch == 0 and not ended_early
-        if plan.train_batches is None and not ended_early and not empty:
-            # loader of unknown length, now exhausted: the pending optimizer step and the validation at exhaustion
-            if p.batch_in_epoch % self.accumulate != 0:
-                p.global_step += 1
-            if plan.validation is not None and plan.validation.due_at_exhaustion(p):
-                self.validate_now()
-        if empty and one_shot(engine.state.dataloader):
-            # a one-shot generator/iterator is exhausted after one pass: end the run, do not count empty epochs
-            message = empty_one_shot_message(p.epoch)
-            warnings.warn(message, UserWarning, stacklevel=2)
-            self.finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"), terminate=True)
-            return
-        # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
-        remeasure = empty and engine.state.epoch_length == 0
-        if remeasure:
-            # the run's first epoch of an unsized re-iterable gave no batch: Ignite took 0 as the epoch length,
-            # which ends its run; let it measure the next epoch again (on a fresh iterator, below)
-            engine.state.epoch_length = None
-        p.epochs_done += 1
-        syncs = self.controller.syncs
-        # the handlers report (deferred checks, the time budget, early stopping's epoch-end check); one sync
-        # makes this boundary a decision point for every stop source (early stopping's check syncs itself)
-        self.handlers.call("on_agreement", engine)
-        self.handlers.call("on_epoch_end", engine)
-        if self.controller.syncs == syncs:
-            self.sync()
-        request = state.end_after_epoch or hard_limit_reached(p, plan.run_limits)
-        if request is None and self.controller.should_stop(p.epochs_done, p.global_step):
-            request = self.controller.pending
-        if request is not None:
-            self.finish(request, terminate=True)
-            return
-        if plan.run_limits.max_epochs == -1 and engine.state.max_epochs is not None:
-            wanted = ignite_max_epochs_ahead(engine.state.epoch, engine.state.max_epochs, p.epochs_done,
-                                             self.clock.elapsed(), plan.time_budget_seconds)
-            if wanted is not None:
-                engine.state.max_epochs = wanted
-        if remeasure or (plan.fresh_iterator_each_epoch and not state.epoch_ended_early):
-            # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
-            # (Ignite's epoch_length alone would continue the old one).
-            self.position.new_iterator(engine)
-
-    def finish(self, request: StopRequest, *, terminate: bool) -> None:
-        """Record why the run ends (and end it, with ``terminate``)."""
-        self.position.end_run()
-        self.controller.finish(request.reason, request.message, request.source)
-        if terminate and not engine_is_done(self.trainer):
-            self.trainer.terminate()
 
     def on_completed(self, engine: Engine) -> None:
         self.clock.pause()
-        if self.controller.final is None:
-            p, lim = self.state.progress, self.plan.run_limits
-            if engine.should_terminate:
-                self.controller.finish(TERMINATED.reason, TERMINATED.message, TERMINATED.source)
-            elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
-                self.controller.finish(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs")
-            else:
-                self.controller.finish(StopReason.DATA_EXHAUSTED, "the training data ran out before the limits "
-                                       "were reached", "data")
-        self.handlers.call("on_train_end", engine)
+        self.decisions.completed(engine)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from ignite.engine import Engine
 
+from .agreement import StopAgreement
 from .clock import TrainingClock
 from .plan import RunPlan
 from .position import DataPosition
@@ -30,14 +31,16 @@ class LoopView(Protocol):
     handlers: HandlerRegistry
     plan: RunPlan
     accumulate: int
+    agreement: StopAgreement
+    time_schedule: bool
     batched_fetch: bool
     fire_steps: bool
     rank_failure_timeout: datetime.timedelta
+    owns_controller: bool
 
     @property
     def progress(self) -> Progress: ...
 
-    def owns_controller(self) -> bool: ...
 
     def begin_run(self, plan: RunPlan) -> None: ...
 
@@ -46,6 +49,8 @@ class LoopView(Protocol):
     def reset_run(self) -> None: ...
 
     def is_last_batch(self) -> bool: ...
+
+    def sync(self, extra: list[int] | None = None) -> None: ...
 
     def on_iteration_decide(self, engine: Engine, replay: bool = False) -> None: ...
 

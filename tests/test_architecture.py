@@ -1,0 +1,84 @@
+"""The shape the package keeps (docs/architecture.rst): sizes, layers, one handler protocol."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import ignite_speed
+from ignite_speed.handlers import (
+    EarlyStopping,
+    LoopHandler,
+    LoopLimits,
+    NonFiniteLossGuard,
+    TimeBudget,
+    TrainBatchLimit,
+    ValidationSchedule,
+)
+from ignite_speed.loop.hooks import HOOKS, LoopHooks
+
+PACKAGE = pathlib.Path(ignite_speed.__file__).parent
+MAX_CLASS_LINES = 250
+MAX_FUNCTION_LINES = 80
+MAX_TOP_LEVEL_MODULES = 12
+
+
+def _definitions() -> list[tuple[str, ast.AST]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.append((f"{path.relative_to(PACKAGE.parent)}:{node.name}", node))
+    return found
+
+
+def _lines(node: ast.AST) -> int:
+    return node.end_lineno - node.lineno + 1  # type: ignore[attr-defined,operator]
+
+
+def test_no_class_over_250_lines_and_no_function_over_80():
+    too_long = [f"{name} ({_lines(node)} lines)" for name, node in _definitions()
+                if _lines(node) > (MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES)]
+    assert too_long == []
+
+
+def test_at_most_12_modules_at_the_top_level():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_every_handler_is_a_loop_handler_with_a_name_of_its_own():
+    handlers = (LoopLimits, TrainBatchLimit, ValidationSchedule, TimeBudget, EarlyStopping, NonFiniteLossGuard)
+    assert all(issubclass(h, LoopHandler) and issubclass(h, LoopHooks) for h in handlers)
+    names = [h.name for h in handlers]
+    assert len(set(names)) == len(names) and "" not in names and "loop" not in names
+    assert set(HOOKS) <= set(dir(LoopHooks))
+
+
+def test_the_loop_imports_no_handler_and_the_config_nothing_above_it():
+    def imports(package: str) -> set[str]:
+        found = set()
+        for path in (PACKAGE / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    found.add(node.module.lstrip("."))
+        return found
+
+    def above(package: str, layers: set[str]) -> set[str]:
+        return {m for m in imports(package) if m.removeprefix("ignite_speed.").split(".")[0] in layers}
+
+    assert above("loop", {"handlers", "speedups", "step", "report"}) == set()
+    assert above("config", {"handlers", "loop", "step", "speedups", "report"}) == set()
+
+
+def test_no_private_module_attribute_of_the_loop_is_read_elsewhere():
+    # the loop's collaborators see it through ignite_speed.loop.view.LoopView, its public attributes
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "training_loop.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "loop" \
+                    and node.attr.startswith("_"):
+                offenders.append(f"{path.name}: loop.{node.attr}")
+    assert offenders == []
