@@ -8,8 +8,9 @@ from .devices import ACCELERATORS, STRATEGIES
 from .durations import BatchLimit, format_value, parse_batch_limit, parse_duration
 from .early_stopping import validate_early_stopping_kwargs
 from .effective import EffectiveLimits
+from .limits import UNLIMITED, Limit
 from .precision import PRECISION_VALUES
 from .speed_config import SpeedConfig
 
-__all__ = ["SpeedConfig", "EffectiveLimits", "BatchLimit", "parse_batch_limit", "parse_duration", "format_value",
+__all__ = ["Limit", "UNLIMITED", "SpeedConfig", "EffectiveLimits", "BatchLimit", "parse_batch_limit", "parse_duration", "format_value",
            "validate_early_stopping_kwargs", "PRECISION_VALUES", "STRATEGIES", "ACCELERATORS"]

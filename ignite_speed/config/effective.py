@@ -8,11 +8,11 @@ import datetime
 from dataclasses import dataclass
 
 from .durations import BatchLimit
+from .limits import UNLIMITED, Limit
 
 __all__ = ["EffectiveLimits", "UNLIMITED", "DEFAULT_MAX_EPOCHS", "resolve_max_epochs", "resolve_min_epochs",
            "resolve_min_steps", "fast_dev_run_limit", "overfit_limit"]
 
-UNLIMITED = -1
 DEFAULT_MAX_EPOCHS = 1000  # Lightning's max_epochs when nothing bounds the run
 
 
@@ -20,8 +20,8 @@ DEFAULT_MAX_EPOCHS = 1000  # Lightning's max_epochs when nothing bounds the run
 class EffectiveLimits:
     """The limits that govern a run once ``fast_dev_run`` and ``overfit_batches`` are applied."""
 
-    max_epochs: int  # -1 = unlimited
-    max_steps: int  # -1 = unlimited
+    max_epochs: Limit  # an int with a unit (ignite_speed.config.limits); UNLIMITED (-1): none
+    max_steps: Limit
     min_epochs: int
     min_steps: int
     max_time: datetime.timedelta | None
@@ -44,7 +44,7 @@ def resolve_max_epochs(max_epochs: int | None, max_steps: int,
     bounds the run, else no limit. Returns the limit and whether the 1000 default was chosen."""
     if max_epochs is not None:
         return max_epochs, False
-    if max_steps == -1 and max_time is None:
+    if max_steps == UNLIMITED and max_time is None:
         return DEFAULT_MAX_EPOCHS, True
     return UNLIMITED, False
 

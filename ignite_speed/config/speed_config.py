@@ -36,6 +36,7 @@ from .flags import (
     validate_validation_schedule,
 )
 from .legacy import map_legacy, unknown_flag_message
+from .limits import EPOCHS, STEPS, Limit
 from .precision import (
     PRECISION_VALUES,
     parse_precision,
@@ -217,7 +218,7 @@ class SpeedConfig:
             interval, every_n_epochs = self.val_check_interval, self.check_val_every_n_epoch
             sanity_steps = self.num_sanity_val_steps
         return EffectiveLimits(
-            max_epochs=max_epochs, max_steps=max_steps, min_epochs=min_epochs, min_steps=min_steps,
+            max_epochs=Limit(max_epochs, EPOCHS), max_steps=Limit(max_steps, STEPS), min_epochs=min_epochs, min_steps=min_steps,
             max_time=self.max_time, limit_train_batches=train, limit_val_batches=val,
             limit_test_batches=test, limit_predict_batches=predict, val_check_interval=interval,
             check_val_every_n_epoch=every_n_epochs, num_sanity_val_steps=sanity_steps, overfit=overfit,

@@ -11,16 +11,15 @@ import warnings
 from typing import Any
 
 from ..config.durations import BatchLimit, parse_batch_limit
-from ..config.effective import resolve_min_epochs, resolve_min_steps
+from ..config.effective import DEFAULT_MAX_EPOCHS, resolve_min_epochs, resolve_min_steps
 from ..config.flags import validate_loop_limits
+from ..config.limits import STEPS, UNLIMITED, Limit
 from ..config.speed_config import SpeedConfig
 from ..loop.plan import RunLimits, RunPlan
 from ..loop.training_loop import TrainingLoop
 from .base import LoopHandler
 
 __all__ = ["LoopLimits", "TrainBatchLimit"]
-
-_DEFAULT_MAX_EPOCHS = 1000
 
 
 class LoopLimits(LoopHandler):
@@ -39,14 +38,12 @@ class LoopLimits(LoopHandler):
     name = "limits"
     order = 20  # after the time budget (without max_epochs, a budget bounds the run)
 
-    def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = -1,
+    def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = UNLIMITED,
                  min_steps: int | None = None) -> None:
         super().__init__()
         limits = validate_loop_limits(max_epochs, min_epochs, max_steps, min_steps)
-        # what _configure sets from a config, from these flags alone (through vars: _configure declares the types)
-        vars(self).update(fast_dev_run=0, max_epochs=limits.max_epochs, max_steps=limits.max_steps,
-                          min_epochs=resolve_min_epochs(limits.min_epochs, limits.min_steps),
-                          min_steps=resolve_min_steps(limits.min_steps))
+        self._set(0, limits.max_epochs, limits.max_steps, resolve_min_epochs(limits.min_epochs, limits.min_steps),
+                  resolve_min_steps(limits.min_steps))
 
     @classmethod
     def from_config(cls, cfg: SpeedConfig) -> LoopLimits:
@@ -58,11 +55,14 @@ class LoopLimits(LoopHandler):
 
     def _configure(self, cfg: SpeedConfig) -> None:
         eff = cfg.effective()
-        self.fast_dev_run: int = eff.fast_dev_run
-        self.max_epochs: int | None = 1 if eff.fast_dev_run else cfg.max_epochs
-        self.max_steps: int = eff.max_steps
-        self.min_epochs: int = eff.min_epochs
-        self.min_steps: int = eff.min_steps
+        self._set(eff.fast_dev_run, 1 if eff.fast_dev_run else cfg.max_epochs, eff.max_steps, eff.min_epochs,
+                  eff.min_steps)
+
+    def _set(self, fast_dev_run: int, max_epochs: int | None, max_steps: int, min_epochs: int, min_steps: int) -> None:
+        self.fast_dev_run = fast_dev_run
+        self.max_epochs = max_epochs  # None: Lightning's default (1000, or no limit when something else bounds)
+        self.max_steps = Limit(max_steps, STEPS)
+        self.min_epochs, self.min_steps = min_epochs, min_steps
         if self._loop is not None:
             self._loop.controller.replace_minimums(self.min_epochs, self.min_steps)
 
@@ -90,14 +90,15 @@ class LoopLimits(LoopHandler):
     def for_run(self, run_max_epochs: int | None, max_iters: int | None, *, has_time_budget: bool,
                 accumulate: int) -> RunLimits:
         """The limits of one ``trainer.run(data, max_epochs=..., max_iters=...)``."""
+        max_steps: int = self.max_steps
         if self.fast_dev_run:
-            max_epochs, max_steps, defaulted = 1, self.max_steps, False
+            max_epochs, defaulted = 1, False
         elif self.max_epochs is not None:
-            max_epochs, max_steps, defaulted = self.max_epochs, self.max_steps, False
-        elif self.max_steps == -1 and not has_time_budget:
-            max_epochs, max_steps, defaulted = _DEFAULT_MAX_EPOCHS, self.max_steps, True
+            max_epochs, defaulted = self.max_epochs, False
+        elif self.max_steps == UNLIMITED and not has_time_budget:
+            max_epochs, defaulted = DEFAULT_MAX_EPOCHS, True
         else:
-            max_epochs, max_steps, defaulted = -1, self.max_steps, False
+            max_epochs, defaulted = UNLIMITED, False
         if run_max_epochs is not None:
             if isinstance(run_max_epochs, bool) or not isinstance(run_max_epochs, int) or run_max_epochs < 0:
                 raise ValueError(f"trainer.run(max_epochs={run_max_epochs!r}): accepted: an int >= 0")
@@ -110,14 +111,14 @@ class LoopLimits(LoopHandler):
             else:
                 max_epochs, defaulted = run_max_epochs, False
         if max_iters is not None:
-            if self.fast_dev_run or (self.max_steps != -1 and self.max_steps != max_iters) or accumulate != 1:
+            if self.fast_dev_run or (self.max_steps != UNLIMITED and self.max_steps != max_iters) or accumulate != 1:
                 raise ValueError(f"trainer.run(max_iters={max_iters}) conflicts with the config (max_steps="
                                  f"{self.max_steps}, accumulate_grad_batches={accumulate}); set max_steps in the "
                                  f"config instead")
             max_steps = int(max_iters)
             if run_max_epochs is None and self.max_epochs is None:
-                max_epochs, defaulted = -1, False
-        return RunLimits(max_epochs=max_epochs, max_steps=max_steps, max_epochs_defaulted=defaulted)
+                max_epochs, defaulted = UNLIMITED, False
+        return RunLimits.of(max_epochs, max_steps, defaulted)
 
 
 class TrainBatchLimit(LoopHandler):

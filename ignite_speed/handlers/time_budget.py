@@ -163,8 +163,7 @@ class TimeBudget(LoopHandler):
         if self.mode == "step" or not loop.plan.is_rank_zero or state.end_after_epoch is not None:
             return  # ("step" checks per batch; a run that ends at this boundary anyway needs no request)
         lim = loop.plan.run_limits
-        if (lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs) or \
-                (lim.max_steps != -1 and p.global_step >= lim.max_steps):
+        if lim.max_epochs.reached(p.epochs_done) or lim.max_steps.reached(p.global_step):
             return  # the run ends here anyway
         if now >= self.limit:
             self._request_spent(loop, now, f" (checked at the end of epoch {p.epoch}, 0-based)")

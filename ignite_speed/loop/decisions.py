@@ -46,7 +46,7 @@ class LoopDecisions:
         if schedule is not None and p.batch_in_epoch >= next_val:
             next_val = schedule.next_due(p, loop.plan.train_batches)
         max_steps = loop.plan.run_limits.max_steps
-        if max_steps != -1 and p.global_step >= max_steps:
+        if max_steps.reached(p.global_step):
             self.end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"),
                               replay)
         elif stopping:
@@ -132,7 +132,7 @@ class LoopDecisions:
         if request is not None:
             self.finish(request, terminate=True)
             return
-        if plan.run_limits.max_epochs == -1 and engine.state.max_epochs is not None:
+        if plan.run_limits.max_epochs.unlimited and engine.state.max_epochs is not None:
             wanted = ignite_max_epochs_ahead(engine.state.epoch, engine.state.max_epochs, p.epochs_done,
                                              loop.clock.elapsed(), plan.time_budget_seconds)
             if wanted is not None:
@@ -169,7 +169,7 @@ class LoopDecisions:
             p, lim = loop.state.progress, loop.plan.run_limits
             if engine.should_terminate:
                 controller.finish(TERMINATED.reason, TERMINATED.message, TERMINATED.source)
-            elif lim.max_epochs != -1 and p.epochs_done >= lim.max_epochs:
+            elif lim.max_epochs.reached(p.epochs_done):
                 controller.finish(StopReason.MAX_EPOCHS, f"max_epochs={lim.max_epochs} reached", "max_epochs")
             else:
                 controller.finish(StopReason.DATA_EXHAUSTED, "the training data ran out before the limits "

@@ -20,9 +20,9 @@ TERMINATED = StopRequest(StopReason.TERMINATED, TERMINATED_MESSAGE, "terminate")
 
 def hard_limit_reached(progress: Progress, limits: RunLimits) -> StopRequest | None:
     """``max_steps`` or ``max_epochs`` reached at an epoch end (whatever the minimums), else ``None``."""
-    if limits.max_steps != -1 and progress.global_step >= limits.max_steps:
+    if limits.max_steps.reached(progress.global_step):
         return StopRequest(StopReason.MAX_STEPS, f"max_steps={limits.max_steps} reached", "max_steps")
-    if limits.max_epochs != -1 and progress.epochs_done >= limits.max_epochs:
+    if limits.max_epochs.reached(progress.epochs_done):
         return StopRequest(StopReason.MAX_EPOCHS, f"max_epochs={limits.max_epochs} reached", "max_epochs")
     return None
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config.durations import BatchLimit
+from ..config.limits import EPOCHS, STEPS, UNLIMITED, Limit
 from .progress import Progress
 
 __all__ = ["RunLimits", "RunPlan", "ValidationRole"]
@@ -19,11 +20,15 @@ __all__ = ["RunLimits", "RunPlan", "ValidationRole"]
 
 @dataclass(frozen=True)
 class RunLimits:
-    """The hard limits of one ``trainer.run()`` (-1: none)."""
+    """The hard limits of one ``trainer.run()`` (:class:`~ignite_speed.config.Limit`; ``UNLIMITED``: none)."""
 
-    max_epochs: int = -1
-    max_steps: int = -1
+    max_epochs: Limit = Limit(UNLIMITED, EPOCHS)
+    max_steps: Limit = Limit(UNLIMITED, STEPS)
     max_epochs_defaulted: bool = False  # 1000 was chosen because nothing else bounds the run
+
+    @classmethod
+    def of(cls, max_epochs: int, max_steps: int, max_epochs_defaulted: bool = False) -> RunLimits:
+        return cls(Limit(max_epochs, EPOCHS), Limit(max_steps, STEPS), max_epochs_defaulted)
 
 
 class ValidationRole(Protocol):

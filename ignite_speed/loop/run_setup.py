@@ -15,6 +15,7 @@ from typing import Any
 from ignite.engine import Engine, Events, State
 
 from .._logging import logger
+from ..config.limits import UNLIMITED
 from ..data.batched_fetch import with_batched_fetch
 from ..data.loaders import data_length, for_ignite, sequential_copy
 from ..distributed import _dist
@@ -55,7 +56,7 @@ class RunSetup:
         if new_run and plan.validation is not None:
             plan.validation.sanity_check()
         lim = plan.run_limits
-        if plan.train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:
+        if plan.train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:  # (a Limit is its int value)
             what = ("limit_train_batches gives 0 batches" if plan.train_batches == 0
                     else "max_epochs=0" if lim.max_epochs == 0 else "max_steps=0")
             loop.controller.finish(StopReason.NO_TRAINING, f"no training: {what}", "limits")
@@ -75,8 +76,8 @@ class RunSetup:
             # No LoopLimits: Ignite's own arguments govern (run(data) trains 1 epoch, or continues a resumed run).
             if max_epochs is None:
                 state_max = loop.trainer.state.max_epochs
-                max_epochs = -1 if max_iters is not None else (1 if new_run or state_max is None else int(state_max))
-            plan.limits = RunLimits(max_epochs=max_epochs, max_steps=-1 if max_iters is None else int(max_iters))
+                max_epochs = UNLIMITED if max_iters is not None else (1 if new_run or state_max is None else int(state_max))
+            plan.limits = RunLimits.of(max_epochs, UNLIMITED if max_iters is None else int(max_iters))
         return plan
 
     def _check_continuable(self, new_run: bool) -> None:
@@ -167,19 +168,18 @@ class RunSetup:
         whole run under the attached limits (``math.inf`` when nothing bounds it)."""
         plan = self.plan_for(None, None, new_run=True)  # (plain Ignite's run(data): one epoch)
         lim = plan.run_limits
-        if lim.max_epochs == -1:
-            return math.inf if lim.max_steps == -1 else lim.max_steps
-        batches = plan.train_limit.resolve(data_length(for_ignite(data)), "limit_train_batches")
-        if batches is None:  # unsized: Lightning returns max_steps (-1 without one, which no schedule takes)
-            return math.inf if lim.max_steps == -1 else lim.max_steps
+        max_steps = lim.max_steps.bound  # (unsized data: Lightning returns max_steps, -1 without one, which no
+        batches = plan.train_limit.resolve(data_length(for_ignite(data)), "limit_train_batches")  # schedule takes)
+        if lim.max_epochs.unlimited or batches is None:
+            return max_steps
         steps = math.ceil(batches / self.loop.accumulate) * max(lim.max_epochs, 1)
-        return min(steps, lim.max_steps) if lim.max_steps != -1 else steps
+        return min(steps, max_steps)
 
     def _ignite_max_epochs(self, plan: RunPlan) -> int:
         loop, lim = self.loop, plan.run_limits
-        if lim.max_epochs != -1:
+        if not lim.max_epochs.unlimited:
             return int(lim.max_epochs)
-        if lim.max_steps != -1 and plan.train_batches:
+        if not lim.max_steps.unlimited and plan.train_batches:
             steps_per_epoch = math.ceil(plan.train_batches / loop.accumulate)
             return max(loop.trainer.state.epoch, math.ceil(lim.max_steps / steps_per_epoch))
         # No limit on epochs: Ignite gets one more than it has done, raised at each epoch end (its state and a
@@ -224,7 +224,7 @@ class RunSetup:
                 f"Checkpoint with both)")
         completed = p.epochs_done + (1 if state.stage is Stage.EPOCH_PENDING else 0)
         max_epochs = loop.plan.run_limits.max_epochs
-        if max_epochs != -1 and completed > max_epochs:
+        if not max_epochs.unlimited and completed > max_epochs:
             raise ValueError(f"the checkpoint has {completed} epochs done, but max_epochs={max_epochs}: resume with "
                              f"max_epochs >= {completed} (as saved), or start a new run")
         pending = state.stage in (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)

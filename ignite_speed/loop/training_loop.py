@@ -166,8 +166,7 @@ class TrainingLoop:
         self._next_val = 0
         schedule = self.plan.validation
         self.time_schedule = self.plan.world_size <= 1 and schedule is not None and schedule.time_based
-        max_steps = self.plan.run_limits.max_steps
-        self._max_steps = max_steps if max_steps != -1 else math.inf
+        self._max_steps = self.plan.run_limits.max_steps.bound
         resume, self._resume = self._resume, None
         if resume is not None:
             self.handlers.call("on_resume", resume)
