@@ -12,7 +12,8 @@ from typing import Any
 from ignite.engine import Engine
 
 __all__ = ["ProgressBar", "RUN_HAS_MAX_ITERS", "prepare_engine_rerun", "engine_is_done", "move_handler",
-           "engine_run_original"]
+           "engine_run_original", "event_handlers", "all_event_handlers", "has_event", "process_function",
+           "data_iterator", "set_batches_done_in_epoch", "checkpoint_saved", "set_checkpoint_saved"]
 
 try:  # 0.5.x
     from ignite.handlers import ProgressBar
@@ -62,3 +63,49 @@ def engine_run_original(engine: Engine) -> Callable[..., Any]:
     """The class's ``run`` bound to ``engine`` (bypasses an instance-level wrapper)."""
     return type(engine).run.__get__(engine)
 
+
+
+# ---------------------------------------------------------------------------------------------- private state
+# Ignite has no public API for these; every supported version (0.4.11 to 0.5.x) has them as below.
+
+
+def event_handlers(engine: Engine, event: Any) -> list[Any]:
+    """``event``'s handler entries, in call order (each entry starts with the handler)."""
+    return engine._event_handlers.get(event, [])
+
+
+def all_event_handlers(engine: Engine) -> list[Any]:
+    """Every handler entry of every event."""
+    return [entry for entries in engine._event_handlers.values() for entry in entries]
+
+
+def has_event(engine: Engine, event: Any) -> bool:
+    """Whether ``event`` is registered on ``engine`` (custom events must be registered before use)."""
+    return event in engine._allowed_events
+
+
+def process_function(engine: Engine) -> Callable[[Engine, Any], Any]:
+    return engine._process_function
+
+
+def data_iterator(engine: Engine) -> Any:
+    """The iterator ``engine`` draws its current epoch's batches from."""
+    if not hasattr(engine, "_dataloader_iter"):  # pragma: no cover - every supported Ignite has it
+        raise RuntimeError("exact resume needs Engine._dataloader_iter (Ignite 0.4.11 to 0.5.x)")
+    return engine._dataloader_iter
+
+
+def set_batches_done_in_epoch(engine: Engine, batches_done: int) -> None:
+    """Where inside the epoch the next ``run()`` continues."""
+    if not hasattr(engine, "_init_iter"):  # pragma: no cover - every supported Ignite has it
+        raise RuntimeError("exact resume needs Engine._init_iter (Ignite 0.4.11 to 0.5.x)")
+    engine._init_iter = int(batches_done)
+
+
+def checkpoint_saved(checkpoint: Any) -> list[Any]:
+    """The files a ``Checkpoint`` wrote so far (newest last)."""
+    return checkpoint._saved
+
+
+def set_checkpoint_saved(checkpoint: Any, saved: list[Any]) -> None:
+    checkpoint._saved = saved

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import torch
 from ignite.engine import Engine, Events
 
+from .._compat import all_event_handlers
 from ..config.durations import format_value
 from ..distributed._dist import gather_message, get_rank, get_world_size
 from ..loop.stop import StopController, StopReason
@@ -41,13 +42,11 @@ def is_trainer_metric(trainer: Any, name: str) -> bool:
     try:
         from ignite.metrics import Metric
 
-        handlers = getattr(trainer, "_event_handlers", {})
-        for entries in handlers.values():
-            for entry in entries:
-                func, args = entry[0], entry[1]
-                owner = getattr(func, "__self__", None)
-                if isinstance(owner, Metric) and getattr(func, "__name__", "") == "completed" and name in args:
-                    return True
+        for entry in all_event_handlers(trainer):
+            func, args = entry[0], entry[1]
+            owner = getattr(func, "__self__", None)
+            if isinstance(owner, Metric) and getattr(func, "__name__", "") == "completed" and name in args:
+                return True
     except Exception:  # pragma: no cover - private layout changed: be permissive
         return True
     return False

@@ -21,7 +21,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from .._callers import caller_outside_the_frameworks
-from .._compat import prepare_engine_rerun
+from .._compat import prepare_engine_rerun, process_function
 from ..config.durations import BatchLimit
 from ..config.flags import validate_validation_schedule
 from ..data.batched_fetch import with_batched_fetch
@@ -143,7 +143,7 @@ def run_sanity_check(evaluator: Engine, data: Any, n_batches: int | None) -> int
 
     def step(engine: Engine, batch: Any) -> Any:
         counted[0] += 1
-        return evaluator._process_function(engine, batch)
+        return process_function(evaluator)(engine, batch)
 
     shadow = Engine(step)
     shadow.logger.disabled = True

@@ -16,6 +16,8 @@ from typing import Any
 
 from ignite.engine import Engine
 
+from .._compat import all_event_handlers, checkpoint_saved, set_checkpoint_saved
+
 __all__ = ["CheckpointRehearsal"]
 
 
@@ -24,12 +26,11 @@ def _checkpoints_of(trainer: Engine) -> list[Any]:
     from ignite.handlers import Checkpoint
 
     found: list[Any] = []
-    for entries in trainer._event_handlers.values():
-        for entry in entries:
-            handler = entry[0]
-            handler = getattr(handler, "__wrapped__", handler)  # Ignite wraps a filtered handler
-            if isinstance(handler, Checkpoint) and all(handler is not f for f in found):
-                found.append(handler)
+    for entry in all_event_handlers(trainer):
+        handler = entry[0]
+        handler = getattr(handler, "__wrapped__", handler)  # Ignite wraps a filtered handler
+        if isinstance(handler, Checkpoint) and all(handler is not f for f in found):
+            found.append(handler)
     return found
 
 
@@ -44,9 +45,9 @@ class CheckpointRehearsal:
         self._swapped: list[tuple[Any, Any, list[Any], str]] = []
         for i, ckpt in enumerate(_checkpoints_of(trainer)):
             folder = f"{self.folder}/{i}"
-            self._swapped.append((ckpt, ckpt.save_handler, list(ckpt._saved), folder))
+            self._swapped.append((ckpt, ckpt.save_handler, list(checkpoint_saved(ckpt)), folder))
             ckpt.save_handler = DiskSaver(folder, require_empty=False, create_dir=True)
-            ckpt._saved = []
+            set_checkpoint_saved(ckpt, [])
 
     @property
     def checkpoints(self) -> int:
@@ -60,9 +61,9 @@ class CheckpointRehearsal:
 
         try:
             for ckpt, _, _, folder in self._swapped if rehearse else []:
-                if not ckpt._saved:
+                if not checkpoint_saved(ckpt):
                     ckpt(self.trainer)
-                path = f"{folder}/{ckpt._saved[-1].filename}"
+                path = f"{folder}/{checkpoint_saved(ckpt)[-1].filename}"
                 states = {name: copy.deepcopy(obj.state_dict()) for name, obj in ckpt.to_save.items()}
                 try:
                     Checkpoint.load_objects(to_load=ckpt.to_save, checkpoint=torch.load(path, weights_only=False))
@@ -79,5 +80,6 @@ class CheckpointRehearsal:
                     obj.load_state_dict(states[name])
         finally:
             for ckpt, saver, saved, _ in self._swapped:
-                ckpt.save_handler, ckpt._saved = saver, saved
+                ckpt.save_handler = saver
+                set_checkpoint_saved(ckpt, saved)
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from ignite.engine import Engine
 
+from .._compat import data_iterator, process_function, set_batches_done_in_epoch
+
 __all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "set_epoch_position",
            "torch_rng_state", "set_torch_rng_state", "replay_batches"]
 
@@ -102,7 +104,7 @@ def replay_batches(engine: Engine, n: int, rng: dict[str, Any] | None, *, run: b
     no counter of Ignite's, under the generator states ``rng`` (those of the batches' first run); the
     generator states are put back afterwards. Rebuilds the gradients that a checkpoint written inside an
     accumulation window does not hold. ``run=False`` only draws the batches."""
-    iterator = _live_iterator(engine)
+    iterator = data_iterator(engine)
     now = torch_rng_state()
     if rng is not None:
         set_torch_rng_state(rng)
@@ -111,15 +113,9 @@ def replay_batches(engine: Engine, n: int, rng: dict[str, Any] | None, *, run: b
             batch = next(iterator)
             if run:
                 engine.state.batch = batch
-                engine._process_function(engine, batch)
+                process_function(engine)(engine, batch)
     finally:
         set_torch_rng_state(now)
-
-
-def _live_iterator(engine: Engine) -> Any:
-    if not hasattr(engine, "_dataloader_iter"):  # pragma: no cover - every supported Ignite has it
-        raise RuntimeError("exact resume needs Engine._dataloader_iter (Ignite 0.4.11 to 0.5.x)")
-    return engine._dataloader_iter
 
 
 def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consumed: int) -> None:
@@ -135,7 +131,7 @@ def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consu
         restore_rng(creation_rng, data)
     try:
         engine.set_data(data)  # type: ignore[arg-type]
-        iterator = _live_iterator(engine)
+        iterator = data_iterator(engine)
         for skipped in range(consumed):
             try:
                 next(iterator)
@@ -151,9 +147,7 @@ def set_epoch_position(engine: Engine, epoch: int, batches_done: int) -> None:
     """Make the next ``run()`` continue epoch ``epoch + 1`` (1-based) after ``batches_done`` batches.
 
     Ignite computes both from ``iteration`` and ``epoch_length``, which is only right when no epoch
-    ended early; the in-epoch counter is private (``_init_iter``) on every supported version.
+    ended early; the in-epoch counter is private on every supported version (see ``_compat``).
     """
-    if not hasattr(engine, "_init_iter"):  # pragma: no cover - every supported Ignite has it
-        raise RuntimeError("exact resume needs Engine._init_iter (Ignite 0.4.11 to 0.5.x)")
     engine.state.epoch = int(epoch)
-    engine._init_iter = int(batches_done)
+    set_batches_done_in_epoch(engine, batches_done)

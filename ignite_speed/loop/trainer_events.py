@@ -8,7 +8,7 @@ from typing import Any
 
 from ignite.engine import Events, State
 
-from .._compat import engine_run_original, move_handler
+from .._compat import engine_run_original, event_handlers, move_handler
 from .step_events import StepEvents
 from .view import LoopView
 
@@ -65,7 +65,7 @@ def _wrap_run(loop: LoopView, run_setup: Any) -> None:
 def keep_decisions_last(loop: LoopView) -> None:
     """Handlers attached after the loop still run before the decisions of the same event."""
     t = loop.trainer
-    loop.fire_steps = bool(t._event_handlers.get(StepEvents.OPTIMIZER_STEP))
+    loop.fire_steps = bool(event_handlers(t, StepEvents.OPTIMIZER_STEP))
     t.state.optimizer_step = loop.progress.global_step  # type: ignore[attr-defined]
     iteration = Events.ITERATION_COMPLETED
     if t.has_event_handler(loop.on_iteration_completed, iteration):  # merged by the last run: split again
@@ -77,7 +77,7 @@ def keep_decisions_last(loop: LoopView) -> None:
     move_handler(t, iteration, loop.on_iteration_counted, first=True)
     move_handler(t, Events.EPOCH_COMPLETED, loop.on_epoch_pending, first=True)
     move_handler(t, Events.EPOCH_STARTED, loop.on_epoch_data, first=False)
-    if len(t._event_handlers[iteration]) == 2:
+    if len(event_handlers(t, iteration)) == 2:
         # nothing runs between counting and deciding: one handler call per batch instead of two (Ignite's
         # dispatch costs about as much as either body)
         t.remove_event_handler(loop.on_iteration_counted, iteration)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
+from .._compat import has_event
 from .agreement import StopAgreement
 from .clock import TrainingClock
 from .decisions import LoopDecisions
@@ -85,7 +86,7 @@ class TrainingLoop:
         self.time_schedule = False  # validation on a clock, in a single process: asked after every batch
         self._max_steps: float = math.inf
         self.decisions = LoopDecisions(self)
-        if StepEvents.OPTIMIZER_STEP not in trainer._allowed_events:
+        if not has_event(trainer, StepEvents.OPTIMIZER_STEP):
             trainer.register_events(*StepEvents, event_to_attr={StepEvents.OPTIMIZER_STEP: "optimizer_step"})
         attach_loop(self, self.setup.run)
         self.parts.loop = self
