@@ -40,7 +40,7 @@ import ignite  # noqa: E402
 from ignite.engine import Events  # noqa: E402
 
 from ignite_speed.step.precision import Precision  # noqa: E402
-from ignite_speed.step.trainer import create_trainer  # noqa: E402
+from ignite_speed.step.trainer import create_trainer, precision_of  # noqa: E402
 
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 GOAL_SPEEDUP, GOAL_OVERHEAD_PCT = 2.0, 2.0
@@ -132,7 +132,7 @@ class AdapterLoop:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # 16-mixed on CPU warns that it runs as bf16-mixed
             self.trainer = create_trainer(model, optimizer, loss_fn, {"precision": precision}, device=device)
-        self.precision = self.trainer.speed_precision
+        self.precision = precision_of(self.trainer)
         self.seconds = 0.0
 
         @self.trainer.on(Events.EPOCH_STARTED)

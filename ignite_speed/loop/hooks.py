@@ -61,7 +61,8 @@ class LoopHooks:
         """Ignite's ``COMPLETED``: training ended, for any reason."""
 
     def on_new_run(self) -> None:
-        """A new run starts from scratch: forget what the last run learnt."""
+        """A new run starts from scratch on a loop that trained before (``trainer.state.max_epochs = None``):
+        forget what the last run learnt."""
 
     def on_resume(self, replaying: bool) -> None:
         """A run resumes from a loaded checkpoint (``replaying``: the saved run had a decision pending,
