@@ -43,13 +43,17 @@ def validate_max_epochs(value: Any) -> int | None:
     return max_epochs
 
 
+def _check_int_from_minus_one(value: Any, flag: str, accepted: str) -> int:
+    """An int flag whose -1 has a meaning of its own (no limit, all batches)."""
+    number = check_int(value, flag, accepted=accepted)
+    assert number is not None  # None is refused without allow_none
+    if number < -1:
+        raise ValueError(f"{flag}={number!r} is out of range; accepted: {accepted}")
+    return number
+
+
 def validate_max_steps(value: Any) -> int:
-    accepted = "-1 (no limit) or an int >= 0"
-    max_steps = check_int(value, "max_steps", accepted=accepted)
-    assert max_steps is not None  # None is refused without allow_none
-    if max_steps < -1:
-        raise ValueError(f"max_steps={max_steps!r} is out of range; accepted: {accepted}")
-    return max_steps
+    return _check_int_from_minus_one(value, "max_steps", "-1 (no limit) or an int >= 0")
 
 
 def validate_min_epochs(value: Any) -> int | None:
@@ -198,12 +202,7 @@ def validate_val_check_interval(value: Any, check_val_every_n_epoch: int | None)
 
 
 def validate_num_sanity_val_steps(value: Any) -> int:
-    accepted = "-1 (all batches), 0 (off) or an int >= 1"
-    steps = check_int(value, "num_sanity_val_steps", accepted=accepted)
-    assert steps is not None  # None is refused without allow_none
-    if steps < -1:
-        raise ValueError(f"num_sanity_val_steps={steps!r} is out of range; accepted: {accepted}")
-    return steps
+    return _check_int_from_minus_one(value, "num_sanity_val_steps", "-1 (all batches), 0 (off) or an int >= 1")
 
 
 @dataclass(frozen=True)

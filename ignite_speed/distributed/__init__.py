@@ -7,8 +7,9 @@ strategies); optional engines (DeepSpeed, fairscale, torch_xla) are imported onl
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 _EXPORTS = {
     "warn_if_not_launched": "_guard",
@@ -37,14 +38,4 @@ if TYPE_CHECKING:  # pragma: no cover  (static checkers see the lazy names)
     from .strategies import current_strategy, deepspeed_config_for, prepare, rebuild_optimizer  # noqa: F401
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ignite_speed.distributed' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, __all__, globals())
