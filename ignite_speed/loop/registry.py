@@ -51,8 +51,9 @@ class HandlerRegistry:
         # looked up once here rather than on every call
         for name in HOOKS:
             default = getattr(LoopHooks, name)
-            self.hooks[name] = [getattr(h, name) for h in self._handlers
-                                if getattr(type(h), name, default) is not default and name not in h.skip_hooks]
+            # in place: the loop keeps a reference to the per-batch list
+            self.hooks[name][:] = [getattr(h, name) for h in self._handlers
+                                   if getattr(type(h), name, default) is not default and name not in h.skip_hooks]
 
     def call(self, hook: str, *args: Any) -> None:
         for method in self.hooks[hook]:

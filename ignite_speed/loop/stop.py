@@ -89,6 +89,7 @@ class StopController:
         self.min_epochs = int(min_epochs or 0)
         self.min_steps = int(min_steps or 0)
         self._local: dict[StopReason, StopRequest] = {}
+        self.unsynced = self._local  # (the same dict, never replaced: the loop's per-batch check reads it)
         self.pending: StopRequest | None = None
         self.final: StopRequest | None = None
         self._deferral_logged = False

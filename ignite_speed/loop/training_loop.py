@@ -56,8 +56,7 @@ class TrainingLoop:
         handlers: the registered handlers (:class:`~ignite_speed.loop.registry.HandlerRegistry`).
         plan: the current run's :class:`~ignite_speed.loop.plan.RunPlan`.
         accumulate: batches per optimizer step (``accumulate_grad_batches``).
-        batched_fetch: read ``TensorDataset`` loaders a batch at a time (``attach_speedups``' flag; the
-            handlers alone leave it off).
+        batched_fetch: read ``TensorDataset`` loaders a batch at a time (``attach_speedups``' flag).
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -85,6 +84,8 @@ class TrainingLoop:
         self._next_val: float = 0
         self.time_schedule = False  # validation on a clock, in a single process: asked after every batch
         self._max_steps: float = math.inf
+        self._train_batches: int | None = None  # the plan's, read per batch
+        self._batch_checks = self.handlers.hooks["on_batch_end"]  # (updated in place as handlers register)
         self.decisions = LoopDecisions(self)
         if not has_event(trainer, StepEvents.OPTIMIZER_STEP):
             trainer.register_events(*StepEvents, event_to_attr={StepEvents.OPTIMIZER_STEP: "optimizer_step"})
@@ -144,7 +145,7 @@ class TrainingLoop:
     # ------------------------------------------------------------------ a run (called by RunSetup)
     def begin_run(self, plan: RunPlan) -> None:
         """The resolved plan of the run that starts (before any training event)."""
-        self.plan = plan
+        self.plan, self._train_batches = plan, plan.train_batches
 
     def begin_resume(self, replaying: bool | None) -> None:
         """A loaded run resumes at the next ``STARTED`` (``replaying``: with the decision it had pending;
@@ -226,7 +227,7 @@ class TrainingLoop:
         p.total_batches += 1
         self.position.fetched += 1
         state.stage = _BATCH_PENDING
-        train_batches = self.plan.train_batches
+        train_batches = self._train_batches
         if n % self.accumulate == 0 or (train_batches is not None and n >= train_batches):
             p.global_step += 1
             state.window_batches = 0
@@ -257,10 +258,10 @@ class TrainingLoop:
             # a window of accumulated gradients starts with the next batch: the generator state that its
             # forward passes draw from, for a resume inside it (replay_window)
             state.window_rng = torch_rng_state()
-        for check in self.handlers.hooks["on_batch_end"]:
+        for check in self._batch_checks:
             check(engine)
         if p.batch_in_epoch < self._next_val and p.total_batches < self.agreement.next_at \
-                and not controller.has_local_request and controller.pending is None and not self.time_schedule \
+                and not controller.unsynced and controller.pending is None and not self.time_schedule \
                 and p.global_step < self._max_steps:
             return  # the common batch: nothing planned, nothing requested
         self._next_val = self.decisions.due_batch(engine, replay, self._next_val)
