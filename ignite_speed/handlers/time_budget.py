@@ -28,7 +28,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
-from ..config.flags import validate_max_time_flags
+from ..config.flags import MAX_TIME_MODES, validate_max_time_flags
 from ..loop.clock import TrainingClock
 from ..loop.plan import RunPlan
 from ..loop.progress import Progress
@@ -40,7 +40,6 @@ from .base import LoopHandler
 
 __all__ = ["TrainingClock", "TimeBudget", "MAX_TIME_MODES"]
 
-MAX_TIME_MODES = ("step", "epoch", "fit")
 # "fit" predicts from the last this many complete epochs (the longest of them: a slow epoch is not forgotten
 # at once, a slow first epoch (warm-up) is after a few)
 PREDICTION_WINDOW = 3
