@@ -385,9 +385,9 @@ def test_max_epochs_not_set_warning():
                                          "after 1000 epochs"):
         run.trainer.run(loader(BORING))
     assert sp.cfg.effective().max_epochs == 1000 and sp.progress.epochs_done == 1
-    for fdr in (True, 1):
+    for fast_dev_run in (True, 1):
         run = make_run()
-        sp = attach_speedups(run.trainer, run.evaluator, dict(fast_dev_run=fdr), val_data=loader(BORING))
+        sp = attach_speedups(run.trainer, run.evaluator, dict(fast_dev_run=fast_dev_run), val_data=loader(BORING))
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             run.trainer.run(loader(BORING))

@@ -83,27 +83,27 @@ class ValSchedule:
         return train_batches if train_batches is not None and train_batches > n else INF
 
 
-def resolve_val_schedule(vci: BatchLimit | datetime.timedelta, every_n_epochs: int | None, *,
+def resolve_val_schedule(interval: BatchLimit | datetime.timedelta, every_n_epochs: int | None, *,
                          train_batches: int | None, train_limit: BatchLimit, enabled: bool) -> ValSchedule:
     """Turn ``val_check_interval`` into a batch cadence for an epoch of ``train_batches`` batches
     (``None``: unknown length). Raises ``ValueError`` for an int interval longer than the epoch."""
     limit_count = int(train_limit.value) if train_limit.kind == "count" else None
-    if isinstance(vci, datetime.timedelta):
-        return ValSchedule(enabled, every_n_epochs, None, vci.total_seconds(), limit_count)
-    if vci.kind == "count":
-        if (train_batches is not None and vci.value > train_batches and every_n_epochs is not None and enabled):
+    if isinstance(interval, datetime.timedelta):
+        return ValSchedule(enabled, every_n_epochs, None, interval.total_seconds(), limit_count)
+    if interval.kind == "count":
+        if (train_batches is not None and interval.value > train_batches and every_n_epochs is not None and enabled):
             raise ValueError(
-                f"val_check_interval={vci.value} is more than the {train_batches} training batches of an epoch; "
+                f"val_check_interval={interval.value} is more than the {train_batches} training batches of an epoch; "
                 f"use val_check_interval <= {train_batches}, a fraction such as 0.5, or set "
                 f"check_val_every_n_epoch=None to count batches across epochs")
-        return ValSchedule(enabled, every_n_epochs, float(vci.value), None, limit_count)
+        return ValSchedule(enabled, every_n_epochs, float(interval.value), None, limit_count)
     if train_batches is None:
-        if vci.value != 1.0:
+        if interval.value != 1.0:
             raise ValueError(
-                f"val_check_interval={vci.value!r} is a fraction of an epoch, but the training loader has no length; "
+                f"val_check_interval={interval.value!r} is a fraction of an epoch, but the training loader has no length; "
                 f"accepted here: 1.0 (validate when the loader is exhausted), an int number of batches, or a duration")
         return ValSchedule(enabled, every_n_epochs, INF, None, limit_count)
-    return ValSchedule(enabled, every_n_epochs, float(max(1, int(train_batches * vci.value))), None, limit_count)
+    return ValSchedule(enabled, every_n_epochs, float(max(1, int(train_batches * interval.value))), None, limit_count)
 
 
 def run_evaluator(evaluator: Engine, data: Any, n_batches: int | None) -> None:
@@ -200,11 +200,11 @@ class ValidationSchedule(LoopHandler):
         schedule.fast_dev_run = limits.fast_dev_run
         return schedule
 
-    def _configure(self, evaluator: Engine, val_data: Any, vci: BatchLimit | datetime.timedelta,
+    def _configure(self, evaluator: Engine, val_data: Any, interval: BatchLimit | datetime.timedelta,
                    every_n_epochs: int | None, sanity_steps: int, limit: BatchLimit, *, overfit: bool) -> None:
         self.evaluator = evaluator
         self.val_data = val_data
-        self.val_check_interval = vci
+        self.val_check_interval = interval
         self.check_val_every_n_epoch = every_n_epochs
         self.num_sanity_val_steps = sanity_steps
         self.limit_val_batches = limit

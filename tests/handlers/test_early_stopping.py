@@ -290,20 +290,20 @@ def test_case62_patience_zero():
     assert (r.epochs, r.es.best_score, r.es.stopping_reason) == (3, 0.5, R.PATIENCE_EXHAUSTED)
 
 
-@pytest.mark.parametrize("vci, cven, expected", [
+@pytest.mark.parametrize("interval, every_n_epochs, expected", [
     (BatchLimit("fraction", 1.0), 1, True), (BatchLimit("fraction", 0.5), 1, False),
     (BatchLimit("fraction", 1.0), 2, False), (BatchLimit("count", 1), 1, True), (BatchLimit("count", 5), 1, False),
     (BatchLimit("count", 10), None, False), (1.0, 1, True), (1, 1, True), (0.5, 1, False), (None, 1, True),
     (datetime.timedelta(minutes=1), 1, False),  # case 64: Lightning 2.6.6 raises AttributeError here
 ])
-def test_check_on_train_epoch_end_default(vci, cven, expected):
-    assert resolve_check_on_train_epoch_end(vci, cven) is expected
+def test_check_on_train_epoch_end_default(interval, every_n_epochs, expected):
+    assert resolve_check_on_train_epoch_end(interval, every_n_epochs) is expected
     es = EarlyStopping("train_loss")
-    es.setup(val_check_interval=vci, check_val_every_n_epoch=cven, validation_enabled=True,
+    es.setup(val_check_interval=interval, check_val_every_n_epoch=every_n_epochs, validation_enabled=True,
              trainer=Engine(lambda e, b: None))
     assert es.checks_at_epoch_end is expected
     explicit = EarlyStopping("train_loss", check_on_train_epoch_end=not expected)
-    explicit.setup(val_check_interval=vci, check_val_every_n_epoch=cven, validation_enabled=True,
+    explicit.setup(val_check_interval=interval, check_val_every_n_epoch=every_n_epochs, validation_enabled=True,
                    trainer=Engine(lambda e, b: None))
     assert explicit.checks_at_epoch_end is (not expected)
 

@@ -147,9 +147,9 @@ def test_case12_point_three():
     assert run.val_at == [3, 6, 9]
 
 
-@pytest.mark.parametrize("vci", [0.0, 0.05])
-def test_case13_tiny_fraction_is_every_batch(vci):
-    run, _ = go(val_check_interval=vci, max_epochs=1)
+@pytest.mark.parametrize("interval", [0.0, 0.05])
+def test_case13_tiny_fraction_is_every_batch(interval):
+    run, _ = go(val_check_interval=interval, max_epochs=1)
     assert run.val_at == list(range(1, 11))
 
 
@@ -214,9 +214,9 @@ def test_case22_iterable_train_validation():
         run.trainer.run(stream_loader(10))
 
 
-@pytest.mark.parametrize("nsvs,expected", [(-1, 5), (10, 5), (0, 0), (2, 2)])
-def test_case23_sanity_steps(nsvs, expected):
-    run, _ = go(num_sanity_val_steps=nsvs, max_epochs=1)
+@pytest.mark.parametrize("sanity_steps,expected", [(-1, 5), (10, 5), (0, 0), (2, 2)])
+def test_case23_sanity_steps(sanity_steps, expected):
+    run, _ = go(num_sanity_val_steps=sanity_steps, max_epochs=1)
     assert run.sanity == expected
 
 
