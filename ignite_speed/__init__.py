@@ -23,6 +23,8 @@ _EXPORTS = {
     "EarlyStopping": "handlers",
     "EarlyStoppingReason": "handlers",
     "NonFiniteLossGuard": "handlers",
+    "PreemptionGuard": "handlers",
+    "PREEMPTED_EXIT_CODE": "handlers",
     "LoopLimits": "handlers",
     "TrainBatchLimit": "handlers",
     "ValidationSchedule": "handlers",
@@ -44,10 +46,12 @@ if TYPE_CHECKING:  # pragma: no cover  (static checkers see the lazy names)
     from .data import with_batched_fetch  # noqa: F401
     from .distributed import launch, prepare, prepare_dataloader  # noqa: F401
     from .handlers import (  # noqa: F401
+        PREEMPTED_EXIT_CODE,
         EarlyStopping,
         EarlyStoppingReason,
         LoopLimits,
         NonFiniteLossGuard,
+        PreemptionGuard,
         TimeBudget,
         TrainBatchLimit,
         ValidationSchedule,

@@ -25,6 +25,7 @@ from .data.loaders import data_length, sequential_copy
 from .handlers.early_stopping import EarlyStopping
 from .handlers.limits import LoopLimits, TrainBatchLimit
 from .handlers.nan_guard import NonFiniteLossGuard
+from .handlers.preemption import PreemptionGuard, exit_code_of
 from .handlers.time_budget import TimeBudget, TrainingClock
 from .handlers.validation import ValidationSchedule, run_evaluator
 from .loop.progress import Progress
@@ -50,6 +51,7 @@ class Speedups:
         rank_failure_timeout: when ``trainer.run`` raises on one rank of a distributed run, how long that
             rank waits for the others to reach their next stop sync, where they learn of the failure and
             raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
+        preemption: the :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None.
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -95,6 +97,7 @@ class Speedups:
         if lim.early_stopping_enabled:
             self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
         self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
+        self.preemption = PreemptionGuard(cfg.preemption_signals).attach(trainer) if cfg.preemption_signals else None
         self.loop.parts.speedups = self
 
     def _set_time_budget(self, cfg: SpeedConfig) -> None:
@@ -156,6 +159,12 @@ class Speedups:
     @property
     def stop_message(self) -> str | None:
         return self.controller.stop_message
+
+    @property
+    def exit_code(self) -> int:
+        """What the training script exits with (``sys.exit(speedups.exit_code)``): ``PREEMPTED_EXIT_CODE``
+        (75) when the last run ended with ``PREEMPTED`` (a job script requeues on it), else 0."""
+        return exit_code_of(self.stop_reason)
 
     @property
     def global_step(self) -> int:

@@ -14,6 +14,7 @@ import datetime
 import json
 import math
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -31,13 +32,16 @@ BATCHES = 4  # per epoch
 GROUP_TIMEOUT_S = 5  # the process group's collective timeout (the test asserts it is honoured)
 SYNC_EVERY = 2
 FAILURE_WAIT_S = 2  # Speedups.rank_failure_timeout in the DDP-backward case
+PREEMPT_BATCHES = 8  # per epoch, in the preemption job
+PREEMPT_SIGNAL_AT = 3  # rank 1 sends itself SIGUSR1 during this iteration
 
 
 def _trainer(*, fail_at: int | None = None, fail_before_backward: bool = False, nan_at: int | None = None,
-             sleep_at: dict[int, float] | None = None, ddp: bool = True) -> tuple[Engine, dict[str, float]]:
+             sleep_at: dict[int, float] | None = None, ddp: bool = True,
+             signal_at: int | None = None) -> tuple[Engine, dict[str, float]]:
     """A DDP-trained Linear(1, 1) (``ddp=False``: each rank trains its own). On rank 1 only: raise at
     ``fail_at`` (after the backward pass, or before it), or return a NaN loss at ``nan_at``. ``sleep_at``
-    maps iterations to seconds this rank sleeps."""
+    maps iterations to seconds this rank sleeps; at ``signal_at`` rank 1 sends itself SIGUSR1."""
     torch.manual_seed(0)
     model = idist.auto_model(torch.nn.Linear(1, 1)) if ddp else torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -59,6 +63,8 @@ def _trainer(*, fail_at: int | None = None, fail_before_backward: bool = False, 
             when["raised"] = time.time()
             raise ValueError(f"boom at iteration {it}")
         time.sleep((sleep_at or {}).get(it, 0.0))
+        if rank == 1 and it == signal_at:
+            os.kill(os.getpid(), signal.SIGUSR1)
         return math.nan if rank == 1 and it == nan_at else loss.item()
 
     return Engine(step), when
@@ -170,7 +176,26 @@ def job_raise(local_rank: int, out_dir: str) -> None:
         json.dump(results, fh)
 
 
-JOBS = {"divergent": job_divergent, "raise": job_raise}
+def job_preempt(local_rank: int, out_dir: str) -> None:
+    """SIGUSR1 to rank 1 alone, during iteration PREEMPT_SIGNAL_AT: both ranks stop at the same batch, with
+    PREEMPTED, and their Checkpoint saves there."""
+    from ignite.handlers import Checkpoint, DiskSaver
+
+    rank = idist.get_rank()
+    trainer, _ = _trainer(signal_at=PREEMPT_SIGNAL_AT)
+    speed = attach_speedups(trainer, cfg={"max_epochs": 3})
+    speed.loop.sync_every_n_batches = SYNC_EVERY
+    ckpt = Checkpoint({"trainer": trainer, "speedups": speed}, DiskSaver(os.path.join(out_dir, "ckpt"),
+                                                                        require_empty=False), n_saved=None)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, ckpt)
+    result = _outcome(trainer, speed, lambda: trainer.run(list(range(PREEMPT_BATCHES))))
+    assert speed.preemption is not None
+    result.update(exit_code=speed.exit_code, saved=speed.preemption.saved, received=speed.preemption.received)
+    with open(os.path.join(out_dir, f"preempt_{rank}.json"), "w") as fh:
+        json.dump({"preempt": result}, fh)
+
+
+JOBS = {"divergent": job_divergent, "raise": job_raise, "preempt": job_preempt}
 
 
 def main(job: str, out_dir: str, port: int) -> None:

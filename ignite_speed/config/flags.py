@@ -12,6 +12,7 @@ so that a bad value gets the same message either way. Each family checks its fla
 from __future__ import annotations
 
 import datetime
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "validate_overfit_batches", "validate_fast_dev_run",
     "validate_check_val_every_n_epoch", "check_fraction_interval_has_epochs", "validate_val_check_interval",
     "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_early_stopping_flag",
+    "DEFAULT_PREEMPTION_SIGNALS", "validate_preemption_signals",
 ]
 
 MAX_TIME_MODES = ("step", "epoch", "fit")
@@ -236,3 +238,53 @@ def validate_early_stopping_flag(value: Any) -> dict[str, Any] | None:
         raise TypeError(f"early_stopping={format_value(value)} has type {type_name(value)}; accepted: None or a "
                         f"dict of EarlyStopping keyword arguments (monitor, patience, mode, ...)")
     return validate_early_stopping_kwargs(dict(value))
+
+
+# SIGTERM: what SLURM (at the time limit, on scancel or preemption), Kubernetes and torchrun send first; SIGUSR1:
+# what ``#SBATCH --signal=USR1@90`` asks SLURM to send ahead of the time limit (where the platform has it)
+DEFAULT_PREEMPTION_SIGNALS = tuple(name for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+_UNCATCHABLE = frozenset(name for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name))
+_PREEMPTION_ACCEPTED = ("signal names ('SIGTERM' or 'TERM') or numbers, one or a list of them, or () or None "
+                        "(no signal handling)")
+
+
+def _signal_name(item: Any, value: Any) -> str:
+    """The canonical name (``"SIGTERM"``) of one signal of ``preemption_signals``."""
+    given = f"preemption_signals={format_value(value)}"
+    if isinstance(item, bool) or not isinstance(item, (str, int)):
+        raise TypeError(f"{given}: {format_value(item)} has type {type_name(item)}; accepted: {_PREEMPTION_ACCEPTED}")
+    known = {s.name: s for s in signal.Signals}
+    if isinstance(item, int):
+        try:
+            name = signal.Signals(item).name
+        except ValueError:
+            raise ValueError(f"{given}: {item} is not a signal number on this platform; accepted: "
+                             f"{_PREEMPTION_ACCEPTED}") from None
+    else:
+        upper = item.strip().upper()
+        name = upper if upper.startswith("SIG") else f"SIG{upper}"
+        if name not in known:
+            names = sorted(known) + sorted(n[3:] for n in known)
+            raise ValueError(f"{given}: {item!r} is not a signal name{did_you_mean(upper, names)}; accepted: "
+                             f"{_PREEMPTION_ACCEPTED}")
+    if name in _UNCATCHABLE:
+        raise ValueError(f"{given}: {name} cannot be caught (the process ends at once, with no chance to save); "
+                         f"accepted: {_PREEMPTION_ACCEPTED}")
+    return name
+
+
+def validate_preemption_signals(value: Any) -> tuple[str, ...]:
+    """The signals that stop a run with ``PREEMPTED`` (:class:`~ignite_speed.handlers.PreemptionGuard`), as
+    canonical names in the order given, each once (``()``: none, the guard is off)."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, (str, int)) else value
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"preemption_signals={format_value(value)} has type {type_name(value)}; accepted: "
+                        f"{_PREEMPTION_ACCEPTED}")
+    names: list[str] = []
+    for item in items:
+        name = _signal_name(item, value)
+        if name not in names:
+            names.append(name)
+    return tuple(names)

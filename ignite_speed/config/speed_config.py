@@ -28,11 +28,13 @@ from .effective import (
 )
 from .flags import (
     BATCH_LIMIT_FLAGS,
+    DEFAULT_PREEMPTION_SIGNALS,
     validate_early_stopping_flag,
     validate_fast_dev_run,
     validate_loop_limits,
     validate_max_time_flags,
     validate_overfit_batches,
+    validate_preemption_signals,
     validate_validation_schedule,
 )
 from .legacy import map_legacy, unknown_flag_message
@@ -85,6 +87,7 @@ class SpeedConfig:
     # stop sources
     early_stopping: Mapping[str, Any] | None = None
     terminate_on_nan: bool = False
+    preemption_signals: Any = DEFAULT_PREEMPTION_SIGNALS  # -> tuple of names; () turns PreemptionGuard off
     # precision
     precision: Any = "32-true"
     amp_backend: str = "native"
@@ -177,6 +180,7 @@ class SpeedConfig:
     def _validate_stop_flags(self) -> None:
         self._set("early_stopping", validate_early_stopping_flag(self.early_stopping))
         check_bool(self.terminate_on_nan, "terminate_on_nan")
+        self._set("preemption_signals", validate_preemption_signals(self.preemption_signals))
         check_bool(self.batched_fetch, "batched_fetch")
 
     def _validate_optimizer_step_flags(self) -> None:

@@ -3,7 +3,7 @@
 .. code-block:: python
 
     from ignite_speed.handlers import (LoopLimits, TrainBatchLimit, ValidationSchedule, TimeBudget,
-                                       EarlyStopping, NonFiniteLossGuard)
+                                       EarlyStopping, NonFiniteLossGuard, PreemptionGuard)
 
     LoopLimits(max_epochs=10, min_epochs=2).attach(trainer)
     ValidationSchedule(evaluator, val_loader, val_check_interval=0.5).attach(trainer)
@@ -24,8 +24,9 @@ from .early_stopping import EarlyStopping
 from .early_stopping_rule import EarlyStoppingReason
 from .limits import LoopLimits, TrainBatchLimit
 from .nan_guard import NonFiniteLossGuard
+from .preemption import PREEMPTED_EXIT_CODE, PreemptionGuard
 from .time_budget import TimeBudget
 from .validation import ValidationSchedule
 
 __all__ = ["LoopHandler", "EarlyStoppingReason", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
-           "NonFiniteLossGuard", "TrainingLoop", "StopController", "StopReason", "StepEvents"]
+           "NonFiniteLossGuard", "PreemptionGuard", "PREEMPTED_EXIT_CODE", "TrainingLoop", "StopController", "StopReason", "StepEvents"]

@@ -37,7 +37,14 @@ class LoopDecisions:
         if loop.time_schedule:
             time_due = self.time_due_here()
         stopping = controller.pending is not None and controller.should_stop(p.epochs_done, p.global_step)
-        if schedule is not None and schedule.due_after_batch(p, loop.is_last_batch(), stopping, time_due):
+        preempted = stopping and controller.pending is not None and controller.pending.reason is StopReason.PREEMPTED
+        if preempted and not replay and not loop.is_last_batch():
+            assert controller.pending is not None
+            self.stop_now(controller.pending)
+            return next_val
+        # (a preempted run does not validate at its stop: the resumed run validates where it is due)
+        if schedule is not None and schedule.due_after_batch(p, loop.is_last_batch(), stopping and not preempted,
+                                                             time_due):
             self.validate_now()
             if engine.should_terminate:  # e.g. Ignite's EarlyStopping on the evaluator
                 self.terminated_by_others(engine)
@@ -80,6 +87,13 @@ class LoopDecisions:
         epoch ending and counting (so that ``Speedups.extend`` continues it exactly), whatever the minimums."""
         engine.should_terminate = False
         self.end_training(TERMINATED)
+
+    def stop_now(self, request: StopRequest) -> None:
+        """End the run after this batch, inside its epoch (a preemption): the epoch neither ends nor counts, so
+        that a checkpoint written now resumes at the next batch of the same epoch, exactly. The data position
+        is kept for that checkpoint (:meth:`completed` lets it go)."""
+        self.loop.controller.finish(request.reason, request.message, request.source)
+        self.loop.trainer.terminate()
 
     def end_training(self, request: StopRequest, replay: bool = False) -> None:
         loop = self.loop
@@ -175,3 +189,5 @@ class LoopDecisions:
                 controller.finish(StopReason.DATA_EXHAUSTED, "the training data ran out before the limits "
                                   "were reached", "data")
         loop.handlers.call("on_train_end", engine)
+        if controller.stop_reason is StopReason.PREEMPTED:
+            loop.position.end_run()  # (stop_now kept it for the handlers' last save)

@@ -60,6 +60,11 @@ class LoopHooks:
     def on_train_end(self, engine: Engine) -> None:
         """Ignite's ``COMPLETED``: training ended, for any reason."""
 
+    def on_run_exit(self) -> None:
+        """``trainer.run`` returns or raises (after ``COMPLETED``, or on an exception, which fires no
+        ``COMPLETED``): release what the run took (:class:`~ignite_speed.handlers.PreemptionGuard`'s signal
+        handlers)."""
+
     def on_new_run(self) -> None:
         """A new run starts from scratch on a loop that trained before (``trainer.state.max_epochs = None``):
         forget what the last run learnt."""
@@ -84,4 +89,4 @@ class LoopHooks:
 
 
 HOOKS = ("plan_run", "on_run_start", "on_train_start", "on_batch_end", "on_agreement", "on_validation_end",
-         "on_epoch_end", "on_train_end", "on_new_run", "on_resume", "report_fields", "detach")
+         "on_epoch_end", "on_train_end", "on_run_exit", "on_new_run", "on_resume", "report_fields", "detach")

@@ -157,6 +157,7 @@ class RunSetup:
             raise
         finally:
             loop.clock.pause()
+            loop.handlers.call("on_run_exit")
         if rehearsal is not None:
             rehearsal.finish()
             self._loaded = False  # the loop's own state was loaded back and restored too

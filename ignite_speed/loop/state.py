@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .progress import Progress
-from .stop import StopRequest
+from .stop import StopRequest, unless_preempted
 
 __all__ = ["Stage", "LoopState", "PENDING_STAGES"]
 
@@ -83,7 +83,7 @@ class LoopState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.progress.load_state_dict(state["progress"])
         self.stage = Stage(str(state.get("stage", Stage.BETWEEN.value)))
-        self.end_after_epoch = StopRequest.from_dict(state.get("end_after_epoch"))
+        self.end_after_epoch = unless_preempted(StopRequest.from_dict(state.get("end_after_epoch")))
         self.epoch_ended_early = bool(state.get("epoch_ended_early", False))
         self.window_batches = int(state.get("window_batches", 0))
         self.window_rng = state.get("window_rng")

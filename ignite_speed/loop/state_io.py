@@ -13,6 +13,7 @@ from typing import Any
 
 from .resume import capture_rng
 from .state import LoopState
+from .stop import StopReason
 from .view import LoopView
 
 __all__ = ["STATE_VERSION", "loop_state_dict", "load_loop_state", "migrate_flat_state"]
@@ -51,8 +52,9 @@ def load_loop_state(loop: LoopView, state: dict[str, Any]) -> dict[str, Any] | N
     own = state["loop"]
     loop_state = LoopState()
     loop_state.load_state_dict(own["state"])
-    loop.load_own_state(loop_state, own["controller"], own["clock"], own.get("data") or {},
-                        list(own.get("local_requests") or []))
+    # (a loaded run does not repeat the preemption its saved run was stopping for)
+    requests = [r for r in own.get("local_requests") or [] if r.get("reason") != StopReason.PREEMPTED.value]
+    loop.load_own_state(loop_state, own["controller"], own["clock"], own.get("data") or {}, requests)
     for handler in loop.handlers:
         part = state.get(handler.name)
         if part is not None:

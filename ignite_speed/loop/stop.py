@@ -41,19 +41,26 @@ class StopReason(str, enum.Enum):
     USER_REQUEST = "user_request"
     TERMINATED = "terminated"  # trainer.terminate() called by another handler or user code
     RANK_FAILURE = "rank_failure"
+    PREEMPTED = "preempted"  # a signal of the job scheduler (PreemptionGuard): save and exit, resume later
 
 
 # When ranks request different reasons on the same iteration, the reason recorded by every rank is the
 # first of this list that any rank requested.
-_PRIORITY = (StopReason.RANK_FAILURE, StopReason.NON_FINITE_LOSS, StopReason.EARLY_STOPPING,
+_PRIORITY = (StopReason.RANK_FAILURE, StopReason.PREEMPTED, StopReason.NON_FINITE_LOSS, StopReason.EARLY_STOPPING,
              StopReason.MAX_TIME, StopReason.USER_REQUEST)
 _REQUESTABLE = frozenset(_PRIORITY)
-# Training on after these is pointless (NaN weights) or impossible (a rank is gone): min_epochs/min_steps
-# do not defer them.
-_URGENT = frozenset({StopReason.RANK_FAILURE, StopReason.NON_FINITE_LOSS})
+# Training on after these is pointless (NaN weights), impossible (a rank is gone) or cut short anyway (the job
+# is preempted): min_epochs/min_steps do not defer them.
+_URGENT = frozenset({StopReason.RANK_FAILURE, StopReason.PREEMPTED, StopReason.NON_FINITE_LOSS})
 # Every sync reduces this many flags (the reasons, then the stop sources' extras, zero-padded): a failing
 # rank joins whichever sync the other ranks are at without knowing its extras.
 _SYNC_FLAGS = 16
+
+
+def unless_preempted(request: StopRequest | None) -> StopRequest | None:
+    """``request``, or ``None`` for a preemption: a run loaded from a checkpoint does not repeat the
+    preemption its saved run was stopping for (every part of the loop's state drops it on loading)."""
+    return None if request is not None and request.reason is StopReason.PREEMPTED else request
 
 
 class RankFailureError(RuntimeError):
@@ -295,7 +302,9 @@ class StopController:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pending = StopRequest.from_dict(state.get("pending"))
-        self.final = StopRequest.from_dict(state.get("final"))
+        """Restore :meth:`state_dict` output. A preemption is not the end of training: a run saved with
+        ``PREEMPTED`` pending or final continues when its state is loaded (its history keeps the record)."""
+        self.pending = unless_preempted(StopRequest.from_dict(state.get("pending")))
+        self.final = unless_preempted(StopRequest.from_dict(state.get("final")))
         self.history = [dict(h) for h in state.get("history", [])]
         self._local.clear()

@@ -46,10 +46,12 @@ def test_the_state_has_the_loop_part_and_each_handler_under_its_name():
     trainer.run(data)
     state = sp.state_dict()
     assert state["version"] == STATE_VERSION == 3
-    assert sorted(state) == ["early_stopping", "limits", "loop", "precision", "time_budget", "validation", "version"]
+    assert sorted(state) == ["early_stopping", "limits", "loop", "precision", "preemption", "time_budget", "validation",
+                             "version"]
     assert sorted(state["loop"]) == ["clock", "controller", "data", "local_requests", "state"]
     assert state["loop"]["state"]["progress"]["total_batches"] == 40 and state["limits"] == {}
     assert len(state["validation"]["runs"]) == 8 and len(state["time_budget"]["epochs"]) == 4
+    assert state["preemption"] == {}  # (the guard, on by default, has no state of its own)
     assert state["early_stopping"]["wait_count"] == sp.early_stopping.wait_count
 
 
