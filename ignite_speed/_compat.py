@@ -11,7 +11,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
-__all__ = ["ProgressBar", "RUN_HAS_MAX_ITERS", "prepare_engine_rerun", "engine_is_done", "move_handler",
+__all__ = ["ProgressBar", "RUN_HAS_MAX_ITERS", "CHECKPOINT_SAVED_EVENT", "prepare_engine_rerun", "engine_is_done", "move_handler",
            "engine_run_original", "event_handlers", "all_event_handlers", "has_event", "process_function",
            "data_iterator", "set_batches_done_in_epoch", "checkpoint_saved", "set_checkpoint_saved"]
 
@@ -21,6 +21,17 @@ except ImportError:  # 0.4.x
     from ignite.contrib.handlers import ProgressBar  # type: ignore[no-redef]
 
 RUN_HAS_MAX_ITERS = "max_iters" in inspect.signature(Engine.run).parameters
+
+
+def _checkpoint_saved_event() -> Any:
+    from ignite.handlers import checkpoint
+
+    events = getattr(checkpoint, "CheckpointEvents", None)
+    return None if events is None else events.SAVED_CHECKPOINT
+
+
+# Ignite 0.5.x fires CheckpointEvents.SAVED_CHECKPOINT on the engine after each save; 0.4.x has no such event.
+CHECKPOINT_SAVED_EVENT = _checkpoint_saved_event()
 
 
 def engine_is_done(engine: Engine) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
-from .._compat import all_event_handlers, checkpoint_saved, has_event
+from .._compat import CHECKPOINT_SAVED_EVENT, all_event_handlers, checkpoint_saved, has_event
 from ..config.flags import DEFAULT_PREEMPTION_SIGNALS, validate_preemption_signals
 from ..loop.stop import StopReason
 from .base import LoopHandler
@@ -54,14 +54,6 @@ def _checkpoints_of(trainer: Engine) -> list[Any]:
 
 def _saved_items(checkpoint: Any) -> tuple[tuple[int, str], ...]:
     return tuple((id(item), item.filename) for item in checkpoint_saved(checkpoint))
-
-
-def _saved_checkpoint_event() -> Any:
-    """Ignite's ``CheckpointEvents.SAVED_CHECKPOINT`` (``None`` on an Ignite without it)."""
-    from ignite.handlers import checkpoint
-
-    events = getattr(checkpoint, "CheckpointEvents", None)
-    return None if events is None else events.SAVED_CHECKPOINT
 
 
 class PreemptionGuard(LoopHandler):
@@ -146,9 +138,9 @@ class PreemptionGuard(LoopHandler):
     def _track_saves(self) -> None:
         """Note which Checkpoint saves at which iteration (Ignite fires ``SAVED_CHECKPOINT`` after each save: no
         cost per batch), so that the save at a preemption skips one that saved at the stop already."""
-        trainer, event = self.loop.trainer, _saved_checkpoint_event()
+        trainer, event = self.loop.trainer, CHECKPOINT_SAVED_EVENT
         self._last_save = {id(c): (_saved_items(c), -1) for c in _checkpoints_of(trainer)}
-        if event is None:  # pragma: no cover  (an Ignite without it: each saves again, over the same file)
+        if event is None:  # Ignite 0.4.x: a Checkpoint that saved at the stop saves again there (the same file)
             return
         if not has_event(trainer, event):
             from ignite.handlers.checkpoint import CheckpointEvents
@@ -171,7 +163,7 @@ class PreemptionGuard(LoopHandler):
                 self.saved += [item.filename for item in checkpoint_saved(checkpoint) if item.filename not in before]
 
     def _restore(self) -> None:
-        event = _saved_checkpoint_event()
+        event = CHECKPOINT_SAVED_EVENT
         trainer = self._loop.trainer if self._loop is not None else None
         if event is not None and trainer is not None and trainer.has_event_handler(self._on_saved, event):
             trainer.remove_event_handler(self._on_saved, event)
