@@ -20,6 +20,7 @@ import ignite_speed
 from ignite_speed import PREEMPTED_EXIT_CODE, PreemptionGuard, StopReason, attach_speedups
 from ignite_speed._compat import CHECKPOINT_SAVED_EVENT
 from ignite_speed.handlers import LoopLimits
+from tests.helpers import mse_step
 
 BATCHES = 6  # per epoch
 EPOCHS = 3
@@ -36,15 +37,13 @@ def _build(ckpt_dir: Path, *, kill_at: tuple[int, ...] = (), sig: int = signal.S
     x = torch.randn(BATCHES * 4, 4, generator=g)
     data = DataLoader(TensorDataset(x, x.sum(dim=1, keepdim=True)), batch_size=4, shuffle=True)
 
+    train_step = mse_step(model, opt)
+
     def step(engine: Engine, batch: Any) -> float:
-        xb, yb = batch
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(xb), yb)
-        loss.backward()
-        opt.step()
+        loss = train_step(engine, batch)
         for _ in range(kill_at.count(engine.state.iteration)):
             os.kill(os.getpid(), sig)
-        return loss.item()
+        return loss
 
     trainer = Engine(step)
     sp = attach_speedups(trainer, cfg={"max_epochs": EPOCHS, **cfg})
