@@ -24,6 +24,7 @@ _EXPORTS = {
     "EarlyStoppingReason": "handlers",
     "NonFiniteLossGuard": "handlers",
     "PreemptionGuard": "handlers",
+    "AutoResume": "handlers",
     "PREEMPTED_EXIT_CODE": "handlers",
     "LoopLimits": "handlers",
     "TrainBatchLimit": "handlers",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover  (static checkers see the lazy names)
     from .distributed import launch, prepare, prepare_dataloader  # noqa: F401
     from .handlers import (  # noqa: F401
         PREEMPTED_EXIT_CODE,
+        AutoResume,
         EarlyStopping,
         EarlyStoppingReason,
         LoopLimits,

@@ -22,6 +22,7 @@ from ignite.engine import Engine, State
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
+from .handlers.autoresume import AutoResume
 from .handlers.early_stopping import EarlyStopping
 from .handlers.limits import LoopLimits, TrainBatchLimit
 from .handlers.nan_guard import NonFiniteLossGuard
@@ -52,6 +53,7 @@ class Speedups:
             rank waits for the others to reach their next stop sync, where they learn of the failure and
             raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
         preemption: the :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None.
+        autoresume: the :class:`~ignite_speed.handlers.AutoResume` of ``autoresume``, or None.
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -98,6 +100,7 @@ class Speedups:
             self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
         self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
         self.preemption = PreemptionGuard(cfg.preemption_signals).attach(trainer) if cfg.preemption_signals else None
+        self.autoresume = AutoResume().attach(trainer) if cfg.autoresume else None
         self.loop.parts.speedups = self
 
     def _set_time_budget(self, cfg: SpeedConfig) -> None:

@@ -29,7 +29,7 @@ __all__ = [
     "validate_overfit_batches", "validate_fast_dev_run",
     "validate_check_val_every_n_epoch", "check_fraction_interval_has_epochs", "validate_val_check_interval",
     "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_early_stopping_flag",
-    "DEFAULT_PREEMPTION_SIGNALS", "validate_preemption_signals",
+    "DEFAULT_PREEMPTION_SIGNALS", "validate_preemption_signals", "validate_autoresume",
 ]
 
 MAX_TIME_MODES = ("step", "epoch", "fit")
@@ -288,3 +288,11 @@ def validate_preemption_signals(value: Any) -> tuple[str, ...]:
         if name not in names:
             names.append(name)
     return tuple(names)
+
+
+def validate_autoresume(value: Any) -> bool:
+    """``autoresume``: True or False (:class:`~ignite_speed.handlers.AutoResume`)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"autoresume={format_value(value)} has type {type_name(value)}; accepted: True (continue from "
+                        f"the newest checkpoint of the trainer's Checkpoint when a run starts) or False")
+    return value

@@ -29,6 +29,7 @@ from .effective import (
 from .flags import (
     BATCH_LIMIT_FLAGS,
     DEFAULT_PREEMPTION_SIGNALS,
+    validate_autoresume,
     validate_early_stopping_flag,
     validate_fast_dev_run,
     validate_loop_limits,
@@ -88,6 +89,7 @@ class SpeedConfig:
     early_stopping: Mapping[str, Any] | None = None
     terminate_on_nan: bool = False
     preemption_signals: Any = DEFAULT_PREEMPTION_SIGNALS  # -> tuple of names; () turns PreemptionGuard off
+    autoresume: bool = False  # continue from the newest checkpoint of the trainer's Checkpoint (AutoResume)
     # precision
     precision: Any = "32-true"
     amp_backend: str = "native"
@@ -181,6 +183,7 @@ class SpeedConfig:
         self._set("early_stopping", validate_early_stopping_flag(self.early_stopping))
         check_bool(self.terminate_on_nan, "terminate_on_nan")
         self._set("preemption_signals", validate_preemption_signals(self.preemption_signals))
+        validate_autoresume(self.autoresume)
         check_bool(self.batched_fetch, "batched_fetch")
 
     def _validate_optimizer_step_flags(self) -> None:

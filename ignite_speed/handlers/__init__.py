@@ -3,7 +3,7 @@
 .. code-block:: python
 
     from ignite_speed.handlers import (LoopLimits, TrainBatchLimit, ValidationSchedule, TimeBudget,
-                                       EarlyStopping, NonFiniteLossGuard, PreemptionGuard)
+                                       EarlyStopping, NonFiniteLossGuard, PreemptionGuard, AutoResume)
 
     LoopLimits(max_epochs=10, min_epochs=2).attach(trainer)
     ValidationSchedule(evaluator, val_loader, val_check_interval=0.5).attach(trainer)
@@ -19,6 +19,7 @@ attach order; :func:`~ignite_speed.attach_speedups` attaches the ones a config e
 from __future__ import annotations
 
 from ..loop import StepEvents, StopController, StopReason, TrainingLoop
+from .autoresume import AutoResume
 from .base import LoopHandler
 from .early_stopping import EarlyStopping
 from .early_stopping_rule import EarlyStoppingReason
@@ -29,4 +30,4 @@ from .time_budget import TimeBudget
 from .validation import ValidationSchedule
 
 __all__ = ["LoopHandler", "EarlyStoppingReason", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
-           "NonFiniteLossGuard", "PreemptionGuard", "PREEMPTED_EXIT_CODE", "TrainingLoop", "StopController", "StopReason", "StepEvents"]
+           "NonFiniteLossGuard", "PreemptionGuard", "AutoResume", "PREEMPTED_EXIT_CODE", "TrainingLoop", "StopController", "StopReason", "StepEvents"]

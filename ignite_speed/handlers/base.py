@@ -2,7 +2,7 @@
 
 A handler is one concern of a trainer's :class:`~ignite_speed.loop.TrainingLoop`. It attaches with
 ``attach(trainer)`` (the first handler of a trainer makes its loop), the loop calls its hooks
-(:class:`~ignite_speed.loop.hooks.LoopHooks`: ``plan_run``, ``on_run_start``, ``on_train_start``,
+(:class:`~ignite_speed.loop.hooks.LoopHooks`: ``before_run``, ``plan_run``, ``on_run_start``, ``on_train_start``,
 ``on_batch_end``, ``on_agreement``, ``on_validation_end``, ``on_epoch_end``, ``on_train_end``,
 ``on_run_exit``, ``on_new_run``, ``on_resume``), and its own state is ``state_dict()`` / ``load_state_dict()``, saved under
 its :attr:`~ignite_speed.loop.hooks.LoopHooks.name` in the loop's checkpoint

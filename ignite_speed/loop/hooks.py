@@ -36,6 +36,10 @@ class LoopHooks:
     order: ClassVar[int] = 100
     skip_hooks: frozenset[str] = frozenset()  # hooks this instance overrides but needs not (per its settings)
 
+    def before_run(self) -> None:
+        """``trainer.run()`` was called: first thing, before the run's setup reads ``trainer.state`` (load a
+        checkpoint here, as :class:`~ignite_speed.handlers.AutoResume` does)."""
+
     def plan_run(self, plan: RunPlan) -> None:
         """A ``trainer.run()`` starts: set the parts of ``plan`` this handler governs."""
 
@@ -88,5 +92,5 @@ class LoopHooks:
         """The loop is being taken off the trainer: remove what this handler added to other engines."""
 
 
-HOOKS = ("plan_run", "on_run_start", "on_train_start", "on_batch_end", "on_agreement", "on_validation_end",
+HOOKS = ("before_run", "plan_run", "on_run_start", "on_train_start", "on_batch_end", "on_agreement", "on_validation_end",
          "on_epoch_end", "on_train_end", "on_run_exit", "on_new_run", "on_resume", "report_fields", "detach")

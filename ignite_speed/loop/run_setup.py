@@ -36,6 +36,7 @@ class RunSetup:
         self.loop = loop
         self._loaded = False  # a state was loaded that no run() has used yet
         self._loaded_rng: dict[str, Any] | None = None  # ... with the generator states it was saved with
+        self.source: str | None = None  # the file the loaded state came from, when known (autoresume)
 
     def loaded(self, rng: dict[str, Any] | None) -> None:
         """A state was loaded (:meth:`TrainingLoop.load_state_dict`): the next run resumes it."""
@@ -45,6 +46,7 @@ class RunSetup:
     def run(self, original: Callable[..., State], data: Any, max_epochs: int | None, epoch_length: int | None,
             **kwargs: Any) -> State:
         loop = self.loop
+        loop.handlers.call("before_run")  # (autoresume loads a checkpoint here)
         t = loop.trainer
         # A brand-new engine, or one the user reset with ``trainer.state.max_epochs = None`` (Ignite's restart).
         new_run = t.state.max_epochs is None and getattr(t.state, "max_iters", None) is None
@@ -210,6 +212,8 @@ class RunSetup:
         if not self._loaded:
             return False
         self._loaded = False
+        source, self.source = self.source, None
+        of = "" if source is None else f" ({source})"
         loop = self.loop
         t, state = loop.trainer, loop.state
         p = state.progress
@@ -221,13 +225,14 @@ class RunSetup:
         if t.state.iteration != p.total_batches:
             raise ValueError(
                 f"the trainer's state (iteration={t.state.iteration}) and the speedups state (total_batches="
-                f"{p.total_batches}) are from different points of training; save and load them together (one "
+                f"{p.total_batches}) are from different points of training{of}; save and load them together (one "
                 f"Checkpoint with both)")
         completed = p.epochs_done + (1 if state.stage is Stage.EPOCH_PENDING else 0)
         max_epochs = loop.plan.run_limits.max_epochs
         if not max_epochs.unlimited and completed > max_epochs:
-            raise ValueError(f"the checkpoint has {completed} epochs done, but max_epochs={max_epochs}: resume with "
-                             f"max_epochs >= {completed} (as saved), or start a new run")
+            raise ValueError(f"the checkpoint{of} has {completed} epochs done, but max_epochs={max_epochs}: resume with "
+                             f"max_epochs >= {completed} (as saved), or start a new run"
+                             + ("" if source is None else " (move that file out of its folder, or set autoresume=False)"))
         pending = state.stage in (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)
         mid_epoch = state.stage in (Stage.IN_EPOCH, Stage.BATCH_PENDING)
         loop.begin_resume(pending)
