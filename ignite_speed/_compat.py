@@ -13,7 +13,7 @@ from ignite.engine import Engine
 
 __all__ = ["ProgressBar", "RUN_HAS_MAX_ITERS", "CHECKPOINT_SAVED_EVENT", "prepare_engine_rerun", "engine_is_done", "move_handler",
            "engine_run_original", "event_handlers", "all_event_handlers", "has_event", "process_function",
-           "data_iterator", "set_batches_done_in_epoch", "checkpoint_saved", "set_checkpoint_saved"]
+           "data_iterator", "set_batches_done_in_epoch", "checkpoint_saved", "set_checkpoint_saved", "checkpoint_handlers"]
 
 try:  # 0.5.x
     from ignite.handlers import ProgressBar
@@ -120,3 +120,17 @@ def checkpoint_saved(checkpoint: Any) -> list[Any]:
 
 def set_checkpoint_saved(checkpoint: Any, saved: list[Any]) -> None:
     checkpoint._saved = saved
+
+
+def checkpoint_handlers(engine: Engine, *, latest_state_only: bool = False) -> list[Any]:
+    """The ``Checkpoint`` handlers attached to ``engine`` (also under an event filter), each once;
+    ``latest_state_only``: only those that keep the latest state (no ``score_function``: not the best)."""
+    from ignite.handlers import Checkpoint
+
+    found: list[Any] = []
+    for entry in all_event_handlers(engine):
+        handler = getattr(entry[0], "__wrapped__", entry[0])  # Ignite wraps a filtered handler
+        if isinstance(handler, Checkpoint) and all(handler is not f for f in found) and \
+                not (latest_state_only and handler.score_function is not None):
+            found.append(handler)
+    return found

@@ -82,3 +82,25 @@ def test_no_private_module_attribute_of_the_loop_is_read_elsewhere():
                     and node.attr.startswith("_"):
                 offenders.append(f"{path.name}: loop.{node.attr}")
     assert offenders == []
+
+
+def test_no_private_function_or_class_is_imported_from_another_package():
+    # a private name (``_helper``) may be used inside its own sub-package only; modules such as ``_dist`` are
+    # imported as modules
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        package = path.parent
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            source = package
+            for _ in range(node.level - 1):
+                source = source.parent
+            target = source.joinpath(*(node.module or "").split(".")) if node.module else source
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                is_module = (target / f"{alias.name}.py").exists() or (target / alias.name).is_dir()
+                same_package = (target if target.is_dir() else target.parent) == package
+                if private and not is_module and not same_package:
+                    offenders.append(f"{path.relative_to(PACKAGE)}: {alias.name}")
+    assert offenders == []

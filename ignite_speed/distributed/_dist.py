@@ -48,6 +48,11 @@ def get_rank() -> int:
     return int(_idist().get_rank())
 
 
+def broadcast_str(value: str, src: int = 0) -> str:
+    """``value`` of rank ``src`` on every rank (a path, a name: one collective)."""
+    return str(_idist().broadcast(value, src=src))
+
+
 def stop_group() -> Any:
     """The process group of the stop controller's collectives, or ``None`` (not a torch.distributed
     gloo/nccl/mpi job: the default group of ``ignite.distributed`` is used).

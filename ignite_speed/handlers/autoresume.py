@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
+from .._compat import checkpoint_handlers
 from .._logging import logger
 from ..distributed import _dist
 from .base import LoopHandler
-from .preemption import _checkpoints_of
 
 __all__ = ["AutoResume", "checkpoint_files"]
 
@@ -104,7 +104,7 @@ class AutoResume(LoopHandler):
         """The trainer's Checkpoints that save the loop's state with the trainer's (refused when none does)."""
         loop = self.loop
         ours = (loop, loop.parts.speedups)
-        all_of = _checkpoints_of(loop.trainer)
+        all_of = checkpoint_handlers(loop.trainer, latest_state_only=True)
         found = [c for c in all_of if any(any(v is o for o in ours if o is not None) for v in c.to_save.values())
                  and any(v is loop.trainer for v in c.to_save.values())]
         if not all_of:
@@ -125,7 +125,7 @@ class AutoResume(LoopHandler):
             if _dist.get_rank() == 0:
                 result = self._first_readable(files)
                 chosen = "" if result is None else result[0]
-            chosen = str(_dist._idist().broadcast(chosen, src=0))
+            chosen = _dist.broadcast_str(chosen, src=0)
             if _dist.get_rank() == 0:
                 return result
             files = [(p, c) for p, c in files if p == chosen]

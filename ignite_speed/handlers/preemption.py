@@ -21,7 +21,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
-from .._compat import CHECKPOINT_SAVED_EVENT, all_event_handlers, checkpoint_saved, has_event
+from .._compat import CHECKPOINT_SAVED_EVENT, checkpoint_handlers, checkpoint_saved, has_event
 from ..config.flags import DEFAULT_PREEMPTION_SIGNALS, validate_preemption_signals
 from ..loop.stop import StopReason
 from .base import LoopHandler
@@ -39,17 +39,7 @@ def exit_code_of(reason: StopReason) -> int:
 
 
 def _checkpoints_of(trainer: Engine) -> list[Any]:
-    """The ``Checkpoint`` handlers attached to ``trainer`` that keep the latest state (not the best by a score),
-    each once."""
-    from ignite.handlers import Checkpoint
-
-    found: list[Any] = []
-    for entry in all_event_handlers(trainer):
-        handler = getattr(entry[0], "__wrapped__", entry[0])  # Ignite wraps a filtered handler
-        if isinstance(handler, Checkpoint) and handler.score_function is None and \
-                all(handler is not f for f in found):
-            found.append(handler)
-    return found
+    return checkpoint_handlers(trainer, latest_state_only=True)
 
 
 def _saved_items(checkpoint: Any) -> tuple[tuple[int, str], ...]:

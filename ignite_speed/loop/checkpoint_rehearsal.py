@@ -16,22 +16,9 @@ from typing import Any
 
 from ignite.engine import Engine
 
-from .._compat import all_event_handlers, checkpoint_saved, set_checkpoint_saved
+from .._compat import checkpoint_handlers, checkpoint_saved, set_checkpoint_saved
 
 __all__ = ["CheckpointRehearsal"]
-
-
-def _checkpoints_of(trainer: Engine) -> list[Any]:
-    """The ``Checkpoint`` handlers attached to ``trainer`` (also under an event filter), each once."""
-    from ignite.handlers import Checkpoint
-
-    found: list[Any] = []
-    for entry in all_event_handlers(trainer):
-        handler = entry[0]
-        handler = getattr(handler, "__wrapped__", handler)  # Ignite wraps a filtered handler
-        if isinstance(handler, Checkpoint) and all(handler is not f for f in found):
-            found.append(handler)
-    return found
 
 
 class CheckpointRehearsal:
@@ -43,7 +30,7 @@ class CheckpointRehearsal:
         self.trainer = trainer
         self.folder = tempfile.mkdtemp(prefix="ignite_speed_fast_dev_run_")
         self._swapped: list[tuple[Any, Any, list[Any], str]] = []
-        for i, ckpt in enumerate(_checkpoints_of(trainer)):
+        for i, ckpt in enumerate(checkpoint_handlers(trainer)):
             folder = f"{self.folder}/{i}"
             self._swapped.append((ckpt, ckpt.save_handler, list(checkpoint_saved(ckpt)), folder))
             ckpt.save_handler = DiskSaver(folder, require_empty=False, create_dir=True)

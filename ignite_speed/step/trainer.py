@@ -136,7 +136,8 @@ def _supervised_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer
 _LOOP_FLAGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "max_time_mode", "max_time_reserve",
                "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
                "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
-               "num_sanity_val_steps", "early_stopping", "terminate_on_nan", "batched_fetch", "preemption_signals")
+               "num_sanity_val_steps", "early_stopping", "terminate_on_nan", "batched_fetch", "preemption_signals",
+               "autoresume")
 
 
 def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
