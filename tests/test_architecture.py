@@ -104,3 +104,19 @@ def test_no_private_function_or_class_is_imported_from_another_package():
                 if private and not is_module and not same_package:
                     offenders.append(f"{path.relative_to(PACKAGE)}: {alias.name}")
     assert offenders == []
+
+
+def test_only_the_loop_assigns_its_attributes():
+    # helpers, handlers and the facade change the loop through its methods (begin_run, configure, ...)
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "training_loop.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                owner = target.value if isinstance(target, ast.Attribute) else None
+                if owner is not None and ast.unparse(owner) in ("loop", "self.loop", "self._loop"):
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(target)}")
+    assert offenders == []

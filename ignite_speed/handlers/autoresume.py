@@ -169,7 +169,7 @@ class AutoResume(LoopHandler):
                              f"{sorted(checkpoint.to_save)}: it was written by another setup; move it out of "
                              f"{os.path.dirname(path)} to start from scratch, or set autoresume=False")
         Checkpoint.load_objects(to_load=checkpoint.to_save, checkpoint=state)
-        self.loop.setup.source = path
+        self.loop.setup.loaded_from(path)
         self.resumed_from = path
         logger.info("autoresume: resuming from %s (iteration %d, epoch %d)", path, self.loop.trainer.state.iteration,
                     self.loop.trainer.state.epoch)

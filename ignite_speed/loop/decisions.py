@@ -71,7 +71,7 @@ class LoopDecisions:
         elif event != Events.ITERATION_COMPLETED:
             raise RuntimeError(f"end_epoch() must be called from an ITERATION_STARTED or ITERATION_COMPLETED "
                                f"handler of the trainer; it was called during {event}")
-        loop.state.epoch_ended_early = True
+        loop.state.end_epoch_early()
         loop.trainer.terminate_epoch()
 
     def time_due_here(self) -> bool:

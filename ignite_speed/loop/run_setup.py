@@ -38,6 +38,10 @@ class RunSetup:
         self._loaded_rng: dict[str, Any] | None = None  # ... with the generator states it was saved with
         self.source: str | None = None  # the file the loaded state came from, when known (autoresume)
 
+    def loaded_from(self, path: str) -> None:
+        """The state loaded for the next run came from ``path`` (named in the refusals of a resume)."""
+        self.source = path
+
     def loaded(self, rng: dict[str, Any] | None) -> None:
         """A state was loaded (:meth:`TrainingLoop.load_state_dict`): the next run resumes it."""
         self._loaded, self._loaded_rng = True, rng

@@ -62,6 +62,10 @@ class LoopState:
         """The run ends with ``request`` at the end of the current epoch."""
         self.end_after_epoch = request
 
+    def end_epoch_early(self) -> None:
+        """The current epoch ends before its last batch (``end_epoch()``)."""
+        self.epoch_ended_early = True
+
     def count_fetched_batch(self) -> None:
         """A batch was fetched but not trained (``end_epoch()`` from ``ITERATION_STARTED``)."""
         p = self.progress

@@ -9,7 +9,6 @@ from typing import Any
 from ignite.engine import Events, State
 
 from .._compat import engine_run_original, event_handlers, move_handler
-from .step_events import StepEvents
 from .view import LoopView
 
 __all__ = ["attach_loop", "keep_decisions_last", "detach_loop"]
@@ -65,7 +64,6 @@ def _wrap_run(loop: LoopView, run_setup: Any) -> None:
 def keep_decisions_last(loop: LoopView) -> None:
     """Handlers attached after the loop still run before the decisions of the same event."""
     t = loop.trainer
-    loop.fire_steps = bool(event_handlers(t, StepEvents.OPTIMIZER_STEP))
     t.state.optimizer_step = loop.progress.global_step  # type: ignore[attr-defined]
     iteration = Events.ITERATION_COMPLETED
     if t.has_event_handler(loop.on_iteration_completed, iteration):  # merged by the last run: split again
@@ -94,9 +92,4 @@ def detach_loop(loop: LoopView) -> None:
             t.remove_event_handler(handler, event)
     t.__dict__.pop("run", None)  # the class's run again
     loop.handlers.call("detach")
-    parts = loop.parts
-    if parts.loop is loop:
-        parts.loop = None
-    if loop.owns_controller and parts.controller is loop.controller:
-        parts.controller = None
-    parts.drop_if_empty(t)
+    loop.parts.forget_loop(t, loop, loop.controller if loop.owns_controller else None)

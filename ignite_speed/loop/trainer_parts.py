@@ -55,6 +55,15 @@ class TrainerParts:
         """What ``create_trainer``'s step applies (read by the loop and ``Speedups``)."""
         self.precision, self.accumulate, self.accumulation = precision, int(accumulate), accumulation
 
+    def forget_loop(self, trainer: Any, loop: Any, controller: Any | None) -> None:
+        """A detached ``loop`` (and ``controller``, when the loop made it) is gone; the attribute goes too when
+        nothing is left in it."""
+        if self.loop is loop:
+            self.loop = None
+        if controller is not None and self.controller is controller:
+            self.controller = None
+        self.drop_if_empty(trainer)
+
     def drop_if_empty(self, trainer: Any) -> None:
         """Take the attribute off ``trainer`` when nothing is left in it (a detached loop)."""
         if all(getattr(self, name) is None for name in ("loop", "controller", "precision", "accumulation",

@@ -24,7 +24,7 @@ from typing import Any
 
 from ignite.engine import Engine
 
-from .._compat import has_event
+from .._compat import event_handlers, has_event
 from .agreement import StopAgreement
 from .clock import TrainingClock
 from .decisions import LoopDecisions
@@ -77,7 +77,6 @@ class TrainingLoop:
         self.batched_fetch = False
         self.agreement = StopAgreement()  # when the ranks agree on stop requests (see agreement.py)
         self.setup = RunSetup(self)
-        self.fire_steps = False  # StepEvents.OPTIMIZER_STEP has handlers (set at each run start)
         self._resume: bool | None = None  # a loaded run resumes at the next STARTED (True: a decision pending)
         # the per-batch fast path: the epoch batch index of the next planned validation, whether a clock
         # schedules it, max_steps as a number (set at the start of a run and after each due batch)
@@ -163,6 +162,7 @@ class TrainingLoop:
     # ------------------------------------------------------------------ per-run handlers
     def on_started(self, engine: Engine) -> None:
         self.clock.start()
+        self.fire_steps = bool(event_handlers(engine, StepEvents.OPTIMIZER_STEP))  # (read per batch)
         self.position.start_run()
         self.agreement.start_run(self.state.progress.total_batches)
         self._next_val = 0

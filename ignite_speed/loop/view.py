@@ -34,7 +34,6 @@ class LoopView(Protocol):
     agreement: StopAgreement
     time_schedule: bool
     batched_fetch: bool
-    fire_steps: bool
     rank_failure_timeout: datetime.timedelta
     owns_controller: bool
 
