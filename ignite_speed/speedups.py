@@ -90,6 +90,10 @@ class Speedups:
             TrainBatchLimit.for_overfit(lim.limit_train_batches).attach(trainer)
         elif not lim.limit_train_batches.is_all:
             TrainBatchLimit(lim.limit_train_batches).attach(trainer)
+        if lim.val_time_fraction is not None and (evaluator is None or val_data is None):
+            raise ValueError(f"val_time_fraction={lim.val_time_fraction!r} budgets validation, but attach_speedups "
+                             f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
+                             f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
         self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
         if self._schedule is not None:
             self._schedule.attach(trainer)
@@ -123,7 +127,8 @@ class Speedups:
         self._early_stopping = es
         lim = self.limits
         es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
-                 validation_enabled=self._schedule is not None and self._schedule.configured, trainer=self.trainer)
+                 validation_enabled=self._schedule is not None and self._schedule.configured, trainer=self.trainer,
+                 budgeted=lim.val_time_fraction is not None)
 
     # ------------------------------------------------------------------ public API
     @property

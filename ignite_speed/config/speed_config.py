@@ -85,6 +85,7 @@ class SpeedConfig:
     val_check_interval: Any = None  # -> BatchLimit | timedelta
     check_val_every_n_epoch: int | None = 1
     num_sanity_val_steps: int = 2
+    val_time_fraction: float | None = None  # ignite-speed's own: the most of the training clock validation takes
     # stop sources
     early_stopping: Mapping[str, Any] | None = None
     terminate_on_nan: bool = False
@@ -176,8 +177,10 @@ class SpeedConfig:
     def _validate_schedule_flags(self) -> None:
         # limit_val_batches is parsed already (with the other limits): the family returns it unchanged
         schedule = validate_validation_schedule(self.val_check_interval, self.check_val_every_n_epoch,
-                                                self.num_sanity_val_steps, self.limit_val_batches)
+                                                self.num_sanity_val_steps, self.limit_val_batches,
+                                                self.val_time_fraction)
         self._set("val_check_interval", schedule.val_check_interval)
+        self._set("val_time_fraction", schedule.val_time_fraction)
 
     def _validate_stop_flags(self) -> None:
         self._set("early_stopping", validate_early_stopping_flag(self.early_stopping))
@@ -231,4 +234,5 @@ class SpeedConfig:
             check_val_every_n_epoch=every_n_epochs, num_sanity_val_steps=sanity_steps, overfit=overfit,
             fast_dev_run=fast_dev_run, early_stopping_enabled=self.early_stopping is not None and not fast_dev_run,
             max_epochs_defaulted=max_epochs_defaulted,
+            val_time_fraction=None if fast_dev_run else self.val_time_fraction,  # fast_dev_run validates each time
         )
