@@ -217,6 +217,8 @@ class ValidationSchedule(LoopHandler):
         self.overfit = overfit  # overfit_batches: validate on a sequential copy of the data
         self.val_time_fraction = fraction
         self.budget = None if fraction is None else ValidationBudget(fraction)  # (validation_budget.py)
+        if self.budget is None:
+            self.skip_hooks = frozenset({"on_agreement"})
         self.fast_dev_run = 0  # fast_dev_run=n: every run of the evaluator, whoever starts it, takes n batches
         self._own_run = False  # the evaluator runs for this schedule now
         self._warned_other_run = False
@@ -287,6 +289,11 @@ class ValidationSchedule(LoopHandler):
     def on_new_run(self) -> None:
         self.reset()
 
+    def on_agreement(self, engine: Engine) -> None:
+        """(``val_time_fraction`` only) an agreement batch: a mark for the budget's training time per batch."""
+        assert self.budget is not None
+        self.budget.mark_batch(self.loop.clock.elapsed(), self.loop.progress.total_batches)
+
     def prepare_run(self, train_batches: int | None, train_limit: BatchLimit) -> None:
         """Resolve the schedule for a run of ``train_batches`` batches per epoch (``None``: unknown)."""
         enabled = self.val_data is not None and not self.limit_val_batches.is_zero
@@ -348,10 +355,10 @@ class ValidationSchedule(LoopHandler):
         if self.budget is not None:
             next_at = self.budget.record(self.last_val_end - started, self.last_val_end, p.total_batches)
             plan = self.loop.plan
-            if plan.world_size > 1:  # rank 0's measurements decide: one small collective per validation run
+            if plan.world_size > 1:  # the rank that waits longest decides: one small collective per validation run
                 from ..distributed._dist import all_reduce_flags
 
-                next_at = all_reduce_flags([next_at if plan.is_rank_zero else 0], self.loop.rank_failure_timeout)[0]
+                next_at = all_reduce_flags([next_at], self.loop.rank_failure_timeout)[0]
             self.budget.next_at = next_at
 
     def reset(self) -> None:

@@ -25,27 +25,26 @@ __all__ = ["ValidationBudget", "batches_until_allowed", "PREDICTION_WINDOW"]
 PREDICTION_WINDOW = 3
 
 
-def batches_until_allowed(fraction: float, elapsed: float, val_seconds: float, batches: int,
-                          predicted: float) -> int:
+def batches_until_allowed(fraction: float, elapsed: float, val_seconds: float, predicted: float,
+                          per_batch: float) -> int:
     """Training batches to run before the next validation fits the budget (0: the next candidate may validate).
 
     Args:
         fraction: the budget, in (0, 1).
         elapsed: the training clock now (seconds, validation included).
         val_seconds: the validation time on that clock so far.
-        batches: the training batches behind ``elapsed``.
         predicted: the predicted duration of the next validation run.
+        per_batch: the predicted training time of a batch (the clock's time outside validation).
 
     The next run may start once the clock reaches ``t`` with ``(val_seconds + predicted) / (t + predicted) <=
-    fraction``; the training time to get there is divided by the mean training time per batch so far.
+    fraction``, that is after ``t - elapsed`` more seconds of training.
     """
     needed = (val_seconds + predicted) / fraction - predicted - elapsed
-    if needed <= 0:
+    if needed <= 1e-12 * max(1.0, elapsed):  # (what rounding leaves of an exact fit)
         return 0
-    per_batch = (elapsed - val_seconds) / batches if batches > 0 else 0.0
     if per_batch <= 0:
         return 1  # nothing to measure a batch by: look again at the next candidate
-    return max(1, math.ceil(needed / per_batch - 1e-9))
+    return max(1, math.ceil(needed / per_batch))
 
 
 class ValidationBudget:
@@ -67,6 +66,15 @@ class ValidationBudget:
     def reset(self) -> None:
         self.next_at, self.val_seconds, self.runs, self.skipped = 0, 0.0, 0, 0
         self.recent: list[float] = []
+        self.last_end, self.last_batches = 0.0, 0  # where the previous validation run ended
+        self.mark: tuple[float, int] | None = None  # the first agreement batch since then (clock, batches)
+
+    def mark_batch(self, elapsed: float, total_batches: int) -> None:
+        """An agreement batch (the first of a run, then about once a second): the first since the last
+        validation run starts a measurement of the training time per batch without what came before it (the
+        first batch of a run pays for warm-up and, distributed, for waiting on the other ranks)."""
+        if self.mark is None:
+            self.mark = (elapsed, total_batches)
 
     def allows(self, total_batches: int) -> bool:
         """Whether a candidate after training batch ``total_batches`` validates (counts a skipped one)."""
@@ -78,12 +86,28 @@ class ValidationBudget:
     def record(self, seconds: float, elapsed: float, total_batches: int) -> int:
         """A validation run of ``seconds`` ended at ``elapsed`` on the training clock, after ``total_batches``
         batches: returns this rank's ``next_at`` (the caller makes the ranks agree on rank 0's)."""
+        per_batch = self.per_batch(elapsed - seconds, total_batches)
         self.val_seconds += seconds
         self.runs += 1
         self.recent = (self.recent + [seconds])[-PREDICTION_WINDOW:]
-        wait = batches_until_allowed(self.fraction, elapsed, self.val_seconds, total_batches, max(self.recent))
+        self.last_end, self.last_batches, self.mark = elapsed, total_batches, None
+        wait = batches_until_allowed(self.fraction, elapsed, self.val_seconds, max(self.recent), per_batch)
         self.next_at = total_batches + wait
         return self.next_at
+
+    def per_batch(self, started: float, total_batches: int) -> float:
+        """The training time per batch, for a validation run that started at ``started`` on the clock: the
+        lowest of the means over the run, since the previous validation run and since the first agreement
+        batch after it (a lower estimate waits more batches: the budget holds when batches get faster)."""
+        means = []
+        if total_batches > 0:
+            means.append((started - self.val_seconds) / total_batches)
+        if self.runs and total_batches > self.last_batches:
+            means.append((started - self.last_end) / (total_batches - self.last_batches))
+        if self.mark is not None and total_batches > self.mark[1]:
+            means.append((started - self.mark[0]) / (total_batches - self.mark[1]))
+        positive = [m for m in means if m > 0]
+        return min(positive) if positive else 0.0
 
     def share(self, elapsed: float) -> float:
         """Validation's share of ``elapsed`` seconds of training clock."""
@@ -91,10 +115,14 @@ class ValidationBudget:
 
     def state_dict(self) -> dict[str, Any]:
         return {"next_at": self.next_at, "val_seconds": self.val_seconds, "runs": self.runs,
-                "skipped": self.skipped, "recent": list(self.recent)}
+                "skipped": self.skipped, "recent": list(self.recent), "last_end": self.last_end,
+                "last_batches": self.last_batches, "mark": None if self.mark is None else list(self.mark)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.next_at = int(state.get("next_at", 0))
         self.val_seconds = float(state.get("val_seconds", 0.0))
         self.runs, self.skipped = int(state.get("runs", 0)), int(state.get("skipped", 0))
         self.recent = [float(s) for s in state.get("recent") or []]
+        self.last_end, self.last_batches = float(state.get("last_end", 0.0)), int(state.get("last_batches", 0))
+        mark = state.get("mark")
+        self.mark = None if mark is None else (float(mark[0]), int(mark[1]))
