@@ -24,7 +24,7 @@ from ignite.engine import Engine, Events  # noqa: E402
 from ignite_speed import SpeedConfig, attach_speedups  # noqa: E402
 from ignite_speed.handlers import EarlyStopping, LoopLimits, TrainingLoop, ValidationSchedule  # noqa: E402
 from ignite_speed.handlers.validation_budget import ValidationBudget, batches_until_allowed  # noqa: E402
-from tests.helpers import loader, run_rank_job  # noqa: E402
+from tests.helpers import loader, run_rank_job, stream_loader  # noqa: E402
 
 # sleep-timed runs: a training batch takes TRAIN_S, a validation run VAL_BATCHES * VAL_S (40 ms)
 TRAIN_S, VAL_S, VAL_BATCHES = 0.010, 0.020, 2
@@ -192,6 +192,44 @@ def test_with_a_time_based_interval_the_budget_applies_on_top():
     speedups.loop.clock.time_source = clock
     trainer.run(loader(10))
     assert val_at == [2, 18, 27]  # every batch 2 s after a validation is a candidate
+
+
+def test_a_loader_of_unknown_length_validates_when_it_runs_out_under_the_budget():
+    clock = FakeClock(train=1.0, val=2.0)
+    trainer, evaluator, val_at = fake_engines(clock)
+    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 10, "val_time_fraction": 0.2,
+                                                    "num_sanity_val_steps": 0}, val_data=loader(2))
+    speedups.loop.clock.time_source = clock
+    trainer.run(stream_loader(4))
+    assert val_at == [4, 32]  # as with a sized loader (the test above)
+    assert speedups.report().val_skipped == 8
+
+
+def test_the_budget_adds_no_per_batch_hook_and_only_the_agreement_mark():
+    trainer, evaluator, _ = fake_engines(FakeClock())
+    plain = ValidationSchedule(evaluator, loader(2)).attach(trainer)
+    hooks = TrainingLoop.of(trainer).handlers.hooks
+    assert plain.on_batch_end not in hooks["on_batch_end"] and hooks["on_agreement"] == []
+    assert "budget" not in plain.state_dict() and "val_skipped" not in plain.report_fields()
+
+    trainer, evaluator, _ = fake_engines(FakeClock())
+    budgeted = ValidationSchedule(evaluator, loader(2), val_time_fraction=0.5).attach(trainer)
+    hooks = TrainingLoop.of(trainer).handlers.hooks
+    assert hooks["on_batch_end"] == [] and hooks["on_agreement"] == [budgeted.on_agreement]
+    assert budgeted.state_dict()["budget"]["next_at"] == 0
+    assert budgeted.report_fields()["val_time_fraction"] == 0.5
+
+
+@pytest.mark.parametrize("fraction, expected", [(None, [4, 6]), (0.2, [4])])
+def test_the_extra_validation_at_a_stop_in_mid_epoch_is_under_the_budget_too(fraction, expected):
+    clock = FakeClock(train=1.0, val=2.0)
+    trainer, evaluator, val_at = fake_engines(clock)
+    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 10, "val_time_fraction": fraction,
+                                                    "num_sanity_val_steps": 0}, val_data=loader(2))
+    speedups.loop.clock.time_source = clock
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=6), lambda _: speedups.request_stop())
+    trainer.run(loader(4))
+    assert (trainer.state.iteration, val_at) == (6, expected)
 
 
 def test_early_stopping_patience_counts_the_validation_runs_that_happen():
