@@ -5,7 +5,8 @@
 :class:`ValSchedule` is a small pure decision object: given the loop counters after a training batch,
 should validation run now? It follows Lightning 2.x's per-batch rules (see docs/validation.rst).
 :func:`run_evaluator` and :func:`run_sanity_check` run an Ignite evaluator on a limited number of
-batches.
+batches. ``val_time_fraction``'s budget, which skips some of the schedule's points, is in
+:mod:`~ignite_speed.handlers.validation_budget`.
 """
 
 from __future__ import annotations
@@ -234,8 +235,9 @@ class ValidationSchedule(LoopHandler):
         self.sanity_batches = 0
 
     def __repr__(self) -> str:
+        budget = "" if self.budget is None else f", val_time_fraction={self.budget.fraction}"
         return (f"ValidationSchedule(val_check_interval={self.val_check_interval!r}, check_val_every_n_epoch="
-                f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r})")
+                f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r}{budget})")
 
     @property
     def configured(self) -> bool:

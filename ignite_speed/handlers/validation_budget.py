@@ -9,8 +9,9 @@ The budget is decided after each validation run, never per batch. :func:`batches
 measured times into a number of training batches: the next validation may run at the first candidate at
 or after that many more batches. Measured at that candidate, a validation as long as the predicted one
 ends with the share at most ``fraction``. A count of batches is the same on every rank, so a distributed
-run needs one small collective per validation run (rank 0's measurements decide), and none at the
-candidates. The first validation run of a run always runs: nothing has been measured yet.
+run needs one small collective per validation run (the ranks take the latest of their counts: the budget
+holds on every rank), and none at the candidates. The first validation run of a run always runs: nothing
+has been measured yet.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class ValidationBudget:
 
     def record(self, seconds: float, elapsed: float, total_batches: int) -> int:
         """A validation run of ``seconds`` ended at ``elapsed`` on the training clock, after ``total_batches``
-        batches: returns this rank's ``next_at`` (the caller makes the ranks agree on rank 0's)."""
+        batches: returns this rank's ``next_at`` (the schedule makes the ranks agree on the latest of theirs)."""
         per_batch = self.per_batch(elapsed - seconds, total_batches)
         self.val_seconds += seconds
         self.runs += 1
@@ -108,10 +109,6 @@ class ValidationBudget:
             means.append((started - self.mark[0]) / (total_batches - self.mark[1]))
         positive = [m for m in means if m > 0]
         return min(positive) if positive else 0.0
-
-    def share(self, elapsed: float) -> float:
-        """Validation's share of ``elapsed`` seconds of training clock."""
-        return self.val_seconds / elapsed if elapsed > 0 else 0.0
 
     def state_dict(self) -> dict[str, Any]:
         return {"next_at": self.next_at, "val_seconds": self.val_seconds, "runs": self.runs,
