@@ -9,7 +9,7 @@ and loads it with ``Checkpoint.load_objects`` into that ``Checkpoint``'s ``to_sa
 then continues exactly where the saved run stood. A file that cannot be read (a kill while it was written
 elsewhere than through ``DiskSaver``'s rename, a full disk) falls back to the previous one, with a warning;
 no file starts the run from scratch. In a distributed run rank 0 chooses the file and tells the other
-ranks (docs/reliability.rst, "Automatic resume").
+ranks (docs/preemption.rst, "Automatic resume").
 """
 
 from __future__ import annotations
