@@ -239,3 +239,28 @@ def test_the_flag_takes_a_bool_and_reaches_the_loop():
     attach_speedups(trainer, allow_resume_changes=True)
     loop = TrainingLoop.of(trainer)
     assert loop is not None and loop.setup.allow_resume_changes is True
+
+
+def test_an_epoch_end_checkpoint_with_a_loader_generator_resumes_the_next_epoch_order(tmp_path):
+    """A DataLoader with its own generator= draws a randperm when its exhausted iterator raises StopIteration at
+    the next epoch's first fetch (torch's RandomSampler); a resume from a checkpoint after the epoch's last batch
+    rebuilds that iterator (indices only), so the next epoch is shuffled as in the run never interrupted."""
+    reference = _build(tmp_path / "ref", batch_size=2, epoch_end_ckpt=True)
+    reference["trainer"].run(reference["data"])
+    _crash(tmp_path, at=14, batch_size=2, epoch_end_ckpt=True)  # checkpoint_12: epoch 1's EPOCH_COMPLETED
+    run = _build(tmp_path, batch_size=2, epoch_end_ckpt=True)
+    _load(run, tmp_path / "checkpoint_12.pt")
+    run["trainer"].run(run["data"])
+    assert run["record"]["samples"] == reference["record"]["samples"][12:]
+    assert torch.equal(run["model"].weight, reference["model"].weight)
+
+
+def test_a_checkpoint_at_the_last_batch_with_a_loader_generator_resumes_exactly(tmp_path):
+    reference = _build(tmp_path / "ref", batch_size=2, every=12)
+    reference["trainer"].run(reference["data"])
+    _crash(tmp_path, at=14, batch_size=2, every=12)  # checkpoint_12: after epoch 1's last batch, its decision pending
+    run = _build(tmp_path, batch_size=2, every=12)
+    _load(run, tmp_path / "checkpoint_12.pt")
+    run["trainer"].run(run["data"])
+    assert run["record"]["samples"] == reference["record"]["samples"][12:]
+    assert torch.equal(run["model"].weight, reference["model"].weight)
