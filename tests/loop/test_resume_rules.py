@@ -24,9 +24,10 @@ SAMPLES = 24
 
 
 def _build(ckpt_dir: Path, *, batch_size: int = 4, every: int = 4, crash_at: int = 0, epoch_end_ckpt: bool = False,
-           accumulate: int = 1, **cfg: Any) -> dict[str, Any]:
+           accumulate: int = 1, validate: bool = False, **cfg: Any) -> dict[str, Any]:
     """A shuffled regression (24 samples) under create_trainer, a Checkpoint every ``every`` iterations (or at
-    epoch ends); raises KeyboardInterrupt after iteration ``crash_at``."""
+    epoch ends); raises KeyboardInterrupt after iteration ``crash_at``; ``validate``: with an evaluator (that
+    does nothing) on 2 batches."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -36,7 +37,9 @@ def _build(ckpt_dir: Path, *, batch_size: int = 4, every: int = 4, crash_at: int
                       generator=torch.Generator().manual_seed(2))
     trainer = create_trainer(model, opt, torch.nn.MSELoss(), {"accumulate_grad_batches": accumulate},
                              prepare_batch=lambda batch, device, non_blocking: (batch[0], batch[1]))
-    sp = attach_speedups(trainer, cfg={"max_epochs": 3, "accumulate_grad_batches": accumulate, **cfg})
+    evaluator = Engine(lambda engine, batch: None) if validate else None
+    sp = attach_speedups(trainer, evaluator, cfg={"max_epochs": 3, "accumulate_grad_batches": accumulate, **cfg},
+                         val_data=[0, 1] if validate else None)
     to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp}
     ckpt = Checkpoint(to_save, DiskSaver(str(ckpt_dir), require_empty=False), n_saved=None)
     trainer.add_event_handler(Events.EPOCH_COMPLETED if epoch_end_ckpt else Events.ITERATION_COMPLETED(every=every),
@@ -147,6 +150,20 @@ def test_raising_the_limits_and_changing_the_validation_schedule_stay_allowed_an
         run["trainer"].run(run["data"])
     assert (run["trainer"].state.iteration, run["sp"].global_step, run["sp"].stop_reason) == (24, 24, StopReason.MAX_EPOCHS)
     assert torch.equal(run["model"].weight, reference["model"].weight)
+
+
+def test_another_validation_schedule_is_allowed_and_applies_from_the_resume_on(tmp_path):
+    """val_check_interval is not part of the layout: the resumed run validates on the new schedule from where it
+    stands, starting with the pending decision of the checkpoint's batch."""
+    _crash(tmp_path, at=10, validate=True, val_check_interval=3)  # checkpoint_8: epoch 2 after batch 2; 2 runs
+    run = _build(tmp_path, validate=True, val_check_interval=2)
+    _load(run, tmp_path / "checkpoint_8.pt")
+    assert run["sp"].progress.val_runs == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run["trainer"].run(run["data"])
+    # epoch 2: after batches 2 (the pending decision), 4 and 6; epoch 3: after batches 2, 4 and 6
+    assert (run["sp"].progress.val_runs, run["trainer"].state.iteration) == (8, 18)
 
 
 # ---------------------------------------------------------------------------------------------- accepted
