@@ -131,7 +131,7 @@ class RunSetup:
             full_length is None or plan.train_batches < full_length)
         saved = self.loop.position.layout
         self._saved_batches = None if saved is None else saved.train_batches
-        self.changes = _check_layout(self.loop, plan, given, full_length, None if new_run else saved, self.source,
+        self.changes = _check_layout(self.loop, plan, given, data_length(data), None if new_run else saved, self.source,
                                      self.allow_resume_changes)
         if self.changes:
             t.state.epoch_length = plan.train_batches  # (Ignite's own, for the rest of the run)

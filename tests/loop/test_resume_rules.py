@@ -128,6 +128,20 @@ def test_another_limit_train_batches_is_refused_naming_the_flag(tmp_path):
         run["trainer"].run(run["data"])
 
 
+def test_run_epoch_length_is_the_batches_per_epoch_not_the_data_length(tmp_path):
+    crashed = _build(tmp_path, crash_at=6)  # trainer.run(data, epoch_length=4): checkpoint_4 at epoch 1's end
+    with pytest.raises(KeyboardInterrupt):
+        crashed["trainer"].run(crashed["data"], epoch_length=4)
+    state = torch.load(tmp_path / "checkpoint_4.pt", weights_only=True)["speedups"]["loop"]["data"]["layout"]
+    assert (state["data_length"], state["train_batches"]) == (6, 4)
+    run = _build(tmp_path)
+    _load(run, tmp_path / "checkpoint_4.pt")
+    with pytest.raises(ValueError, match=rf"\(saved -> now\): {_changes_text('batches per epoch (per process) 4 -> 6')}{FIX}"):
+        run["trainer"].run(run["data"])
+    run["trainer"].run(run["data"], epoch_length=4)  # as saved
+    assert (run["trainer"].state.iteration, run["sp"].stop_reason) == (12, StopReason.MAX_EPOCHS)
+
+
 def test_autoresume_refuses_naming_the_file_and_the_fixes(tmp_path):
     _crash(tmp_path, at=10)
     run = _build(tmp_path, batch_size=2, autoresume=True)
