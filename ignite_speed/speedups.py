@@ -84,6 +84,7 @@ class Speedups:
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
+        self.loop.setup.allow_resume_changes = cfg.allow_resume_changes
         lim = self.limits
         self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
         if lim.overfit:
@@ -213,6 +214,7 @@ class Speedups:
             self.limits = self.cfg.effective()
             self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
                                 rank_failure_timeout=self.loop.rank_failure_timeout)
+            self.loop.setup.allow_resume_changes = self.cfg.allow_resume_changes
             self._loop_limits.reconfigure(self.cfg)
             self._set_time_budget(self.cfg)
         es = self.early_stopping

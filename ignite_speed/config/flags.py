@@ -31,6 +31,7 @@ __all__ = [
     "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_val_time_fraction",
     "check_val_time_fraction_has_validation", "validate_early_stopping_flag",
     "DEFAULT_PREEMPTION_SIGNALS", "validate_preemption_signals", "validate_autoresume",
+    "validate_allow_resume_changes", "validate_ckpt_path",
 ]
 
 MAX_TIME_MODES = ("step", "epoch", "fit")
@@ -322,3 +323,34 @@ def validate_autoresume(value: Any) -> bool:
         raise TypeError(f"autoresume={format_value(value)} has type {type_name(value)}; accepted: True (continue from "
                         f"the newest checkpoint of the trainer's Checkpoint when a run starts) or False")
     return value
+
+
+def validate_allow_resume_changes(value: Any) -> bool:
+    """``allow_resume_changes``: True or False (:mod:`ignite_speed.loop.layout`)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"allow_resume_changes={format_value(value)} has type {type_name(value)}; accepted: False "
+                        f"(refuse to resume a checkpoint written under another number of processes, batches per "
+                        f"epoch, batch size or accumulate_grad_batches) or True (resume it at the next epoch "
+                        f"boundary, with the counters kept)")
+    return value
+
+
+_CKPT_PATH_FIX = ("ignite-speed reads only ckpt_path='last' (mapped to autoresume=True: continue from the newest "
+                  "checkpoint of the trainer's Checkpoint) or None; to resume from one file, load it before "
+                  "trainer.run with Checkpoint.load_objects(to_load={'trainer': trainer, 'speedups': speedups, ...}, "
+                  "checkpoint=torch.load(path, weights_only=True))")
+
+
+def validate_ckpt_path(value: Any) -> bool:
+    """Lightning's ``trainer.fit(..., ckpt_path=...)``: ``"last"`` is ``autoresume=True`` (returned: whether to
+    resume), ``None`` nothing; a file or ``"best"``/``"hpc"``/``"registry"`` is refused with the fix."""
+    if value is None:
+        return False
+    if not isinstance(value, str):
+        raise TypeError(f"ckpt_path={format_value(value)} has type {type_name(value)}; {_CKPT_PATH_FIX}")
+    if value == "last":
+        return True
+    if value in ("best", "hpc", "registry") or value.startswith("registry:"):
+        raise ValueError(f"ckpt_path={value!r}: Lightning's {value.split(':')[0]!r} checkpoint has no counterpart "
+                         f"here; {_CKPT_PATH_FIX}")
+    raise ValueError(f"ckpt_path={value!r} is not mapped (a file to resume from); {_CKPT_PATH_FIX}")

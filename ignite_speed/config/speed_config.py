@@ -29,7 +29,9 @@ from .effective import (
 from .flags import (
     BATCH_LIMIT_FLAGS,
     DEFAULT_PREEMPTION_SIGNALS,
+    validate_allow_resume_changes,
     validate_autoresume,
+    validate_ckpt_path,
     validate_early_stopping_flag,
     validate_fast_dev_run,
     validate_loop_limits,
@@ -91,6 +93,7 @@ class SpeedConfig:
     terminate_on_nan: bool = False
     preemption_signals: Any = DEFAULT_PREEMPTION_SIGNALS  # -> tuple of names; () turns PreemptionGuard off
     autoresume: bool = False  # continue from the newest checkpoint of the trainer's Checkpoint (AutoResume)
+    allow_resume_changes: bool = False  # resume under another setup (world size, ...) at the next epoch boundary
     # precision
     precision: Any = "32-true"
     amp_backend: str = "native"
@@ -127,7 +130,7 @@ class SpeedConfig:
 
     def __init__(self, **flags: Any) -> None:
         known = self.flag_names()
-        flags = map_legacy(dict(flags))
+        flags = _map_ckpt_path(map_legacy(dict(flags)))
         for key in flags:
             if key not in known:
                 raise ValueError(unknown_flag_message(key, known))
@@ -187,6 +190,7 @@ class SpeedConfig:
         check_bool(self.terminate_on_nan, "terminate_on_nan")
         self._set("preemption_signals", validate_preemption_signals(self.preemption_signals))
         validate_autoresume(self.autoresume)
+        validate_allow_resume_changes(self.allow_resume_changes)
         check_bool(self.batched_fetch, "batched_fetch")
 
     def _validate_optimizer_step_flags(self) -> None:
@@ -236,3 +240,16 @@ class SpeedConfig:
             max_epochs_defaulted=max_epochs_defaulted,
             val_time_fraction=None if fast_dev_run else self.val_time_fraction,  # fast_dev_run validates each time
         )
+
+
+def _map_ckpt_path(flags: dict[str, Any]) -> dict[str, Any]:
+    """Lightning's ``trainer.fit(..., ckpt_path="last")`` is ``autoresume=True`` (``None`` is dropped; other
+    values are refused by :func:`~ignite_speed.config.flags.validate_ckpt_path` with the fix)."""
+    if "ckpt_path" in flags:
+        value = flags.pop("ckpt_path")
+        if validate_ckpt_path(value):
+            if flags.get("autoresume", True) is not True:
+                raise ValueError(f"ckpt_path='last' (autoresume=True) conflicts with autoresume="
+                                 f"{flags['autoresume']!r}; give one of them")
+            flags["autoresume"] = True
+    return flags

@@ -198,10 +198,10 @@ class TrainingLoop:
         """The last EPOCH_STARTED handler: the epoch's data iterator; after a resume inside an accumulation
         window, the window's batches replayed (their gradients are in no checkpoint)."""
         resumed_mid_epoch = self.position.resume_mid_epoch
-        self.position.on_epoch_data(engine)
+        restarted = self.position.on_epoch_data(engine)  # (True: a resume under another layout's fresh epoch)
         replay = self.position.take_replay()
         window = self.parts.accumulation
-        if resumed_mid_epoch and window is not None:
+        if (resumed_mid_epoch or restarted) and window is not None:
             # the step's own window counter follows the loop's position (Ignite's iteration % epoch_length is
             # wrong once an epoch ended early)
             window.resume(self.state.progress.batch_in_epoch - replay)
