@@ -12,7 +12,7 @@ from typing import Any
 from ignite.engine import Engine
 
 from ..data.loaders import data_length
-from .resume import capture_rng, recreate_iterator, replay_batches, restore_rng
+from .resume import capture_rng, draw_iterator_end, recreate_iterator, replay_batches, restore_rng
 
 __all__ = ["DataPosition", "replay_open_window"]
 
@@ -84,6 +84,12 @@ class DataPosition:
                 recreate_iterator(engine, self.creation_rng, self.fetched - self.replay)
                 return
             self.replay = 0
+            if self.creation_rng is not None and exhausted:
+                # the saved epoch read its iterator to the end: draw what that iterator draws as it ends, then
+                # make the next epoch's iterator, as the uninterrupted run did at its next batch
+                draw_iterator_end(engine.state.dataloader, self.creation_rng)
+                self.new_iterator(engine)
+                return
         if self.need_iterator:
             self.need_iterator = False
             self.new_iterator(engine)
@@ -117,7 +123,7 @@ def replay_open_window(engine: Engine, position: DataPosition, batches: int, win
         restore_rng(position.creation_rng, data)
         try:
             engine.set_data(data)  # type: ignore[arg-type]
-            replay_batches(engine, batches, None)
+            replay_batches(engine, batches, {"later": (window_rng or {}).get("later") or {}})
         finally:
             restore_rng(now, data)
     else:

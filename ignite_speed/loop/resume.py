@@ -26,8 +26,8 @@ from ignite.engine import Engine
 
 from .._compat import data_iterator, process_function, set_batches_done_in_epoch
 
-__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "set_epoch_position",
-           "torch_rng_state", "set_torch_rng_state", "replay_batches"]
+__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "draw_iterator_end",
+           "set_epoch_position", "torch_rng_state", "set_torch_rng_state", "replay_batches"]
 
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
@@ -101,15 +101,19 @@ def set_torch_rng_state(state: dict[str, Any]) -> None:
 
 def replay_batches(engine: Engine, n: int, rng: dict[str, Any] | None, *, run: bool = True) -> None:
     """Run ``engine``'s process function on the next ``n`` batches of its live iterator, with no event and
-    no counter of Ignite's, under the generator states ``rng`` (those of the batches' first run); the
-    generator states are put back afterwards. Rebuilds the gradients that a checkpoint written inside an
-    accumulation window does not hold. ``run=False`` only draws the batches."""
+    no counter of Ignite's, under the generator states ``rng`` (those of the batches' first run; its
+    ``"later"`` maps a batch's index to the states it started from when something drew between the batches,
+    a validation run, say); the generator states are put back afterwards. Rebuilds the gradients that a
+    checkpoint written inside an accumulation window does not hold. ``run=False`` only draws the batches."""
     iterator = data_iterator(engine)
     now = torch_rng_state()
-    if rng is not None:
+    if rng is not None and "torch" in rng:
         set_torch_rng_state(rng)
+    later = (rng or {}).get("later") or {}
     try:
-        for _ in range(n):
+        for index in range(n):
+            if index in later:
+                set_torch_rng_state(later[index])
             batch = next(iterator)
             if run:
                 engine.state.batch = batch
@@ -141,6 +145,36 @@ def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consu
                     f"but the training data gives only {skipped}; resume with the same data") from None
     finally:
         restore_rng(now, data)
+
+
+def draw_iterator_end(loader: Any, creation_rng: dict[str, Any]) -> None:
+    """Advance ``loader``'s own generators past the end of an iterator created under ``creation_rng`` and read
+    to its end, without loading data.
+
+    An uninterrupted run reads the exhausted iterator once more at the next epoch, and its sampler draws from
+    its generator as it ends (``RandomSampler`` draws one more permutation for its empty remainder) before
+    Ignite makes the next epoch's iterator. A run resumed from a checkpoint taken after the epoch's last batch
+    makes that iterator afresh, so it draws these first: the sampler's iterator is made as a ``DataLoader``
+    makes it, then the loader's base seed is drawn, then the sampler is read to its end. The global generators
+    are left as they are (these iterators drew from them when they were made, before the checkpoint)."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    generators = loader_generators(loader)
+    if not generators or not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        return
+    sampler = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
+    now = capture_rng(loader)
+    restore_rng(creation_rng, loader)
+    try:
+        indices = iter(sampler)
+        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+        for _ in indices:
+            pass
+        ended = [g.get_state() for g in generators]
+    finally:
+        restore_rng(now, loader)
+    for gen, state in zip(generators, ended):
+        gen.set_state(state)
 
 
 def set_epoch_position(engine: Engine, epoch: int, batches_done: int) -> None:
