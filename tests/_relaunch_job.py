@@ -172,7 +172,8 @@ def run(rank: int, mode: str, ckpt_dir: str, out: str, accum: int, shuffle: bool
               "message": speedups.stop_message, "exit_code": speedups.exit_code, "val_at": val_log.at,
               "weights": weights, "resumed_from": speedups.autoresume.resumed_from,
               "skipped": speedups.autoresume.skipped, "received": speedups.preemption.received,
-              "saved": speedups.preemption.saved, "files": sorted(os.listdir(ckpt_dir))}
+              "saved": speedups.preemption.saved, "files": sorted(os.listdir(ckpt_dir)),
+              "restart_count": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))}
     with open(f"{out}.rank{rank}.json", "w") as fh:
         json.dump(result, fh)
     return speedups.exit_code
@@ -208,9 +209,24 @@ def main() -> int:
                             timeout=GROUP_TIMEOUT) as parallel:
             parallel.run(_rank_job, *args)
         return max(int(open(f"{a.out}.exit{rank}").read()) for rank in (0, 1))
-    with idist.Parallel(backend="gloo", timeout=GROUP_TIMEOUT) as parallel:  # torchrun: the world from its env
-        parallel.run(_rank_job, *args)
-    return int(open(f"{a.out}.exit{os.environ.get('RANK', '0')}").read())
+    _torchrun_group()
+    try:
+        _rank_job(int(os.environ["LOCAL_RANK"]), *args)
+    finally:
+        torch.distributed.destroy_process_group()
+    return int(open(f"{a.out}.exit{os.environ['RANK']}").read())
+
+
+def _torchrun_group() -> None:
+    """The default group of a torchrun worker, on the agent's store under a prefix of this restart: with
+    ``init_method="env://"`` (``idist.Parallel``), the workers that torchrun restarts read the addresses that the
+    workers of the first attempt left in the agent's store, and gloo's connect is refused (torch 2.13)."""
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                                       is_master=rank == 0 and not agent_store, timeout=GROUP_TIMEOUT)
+    prefixed = torch.distributed.PrefixStore(f"restart_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    torch.distributed.init_process_group("gloo", store=prefixed, rank=rank, world_size=world, timeout=GROUP_TIMEOUT)
 
 
 if __name__ == "__main__":

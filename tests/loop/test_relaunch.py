@@ -218,3 +218,45 @@ def test_two_gloo_ranks_signalled_alone_and_together_relaunch_to_the_uninterrupt
     assert last["ranks"][0]["skipped"] == [str(bad)] and last["ranks"][1]["skipped"] == []
     assert last["resumed_from"] != str(bad) and os.path.basename(last["resumed_from"]) in second["files"]
     _assert_same_run(attempts, ref)
+
+
+def _torchrun(ckpt: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=2",
+            "--monitor-interval=0.1", str(SCRIPT), "torchrun", str(ckpt), str(out), "--shuffle"]
+
+
+def test_torchrun_restarts_a_sigkilled_worker_and_autoresume_continues_exactly(tmp_path):
+    """``torchrun --max-restarts=2``: rank 1 is killed with SIGKILL (no handler, no save) at its 14th batch,
+    after checkpoints at iterations 9 and 12; torchrun ends rank 0 and starts both workers again, which resume
+    from the newest checkpoint and end as a never-killed torchrun run."""
+    reference = _start(_torchrun(tmp_path / "ref_ckpt", tmp_path / "ref"))
+    code, text = _wait(reference, time.monotonic() + JOB_TIMEOUT_S)
+    assert code == 0, text[-4000:]
+    ref = _results(tmp_path / "ref", 2)
+    assert (ref["reason"], ref["iteration"], ref["resumed_from"]) == ("max_epochs", 40, None)
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "run"
+    Path(f"{out}.pause").write_text("kill 14 1")  # read by the first workers only (TORCHELASTIC_RESTART_COUNT 0)
+    proc = _start(_torchrun(ckpt, out))
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    marker = Path(f"{out}.paused.1")
+    try:
+        while proc.poll() is None and time.monotonic() < deadline and not marker.exists():
+            time.sleep(0.01)
+        assert marker.exists(), proc.communicate()[0][-4000:] if proc.poll() is not None else "no pause"
+        saved = sorted(int(f.stem.rsplit("_", 1)[1]) for f in ckpt.glob("checkpoint_*.pt"))
+        assert saved == [9, 12], saved
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        code, text = _wait(proc, deadline)
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+    assert code == 0, text[-4000:]
+    run = _results(out, 2)
+    for key in ("resumed_from", "weights", "iteration"):
+        assert run["ranks"][0][key] == run["ranks"][1][key], key
+    assert [r["restart_count"] for r in run["ranks"]] == [1, 1]  # the workers that torchrun restarted once
+    assert run["resumed_from"] == str(ckpt / "checkpoint_12.pt")
+    assert run["received"] == [] and run["reason"] == "max_epochs"
+    for key in COMPARED:
+        assert run[key] == ref[key], (key, run[key], ref[key])
