@@ -42,11 +42,38 @@ def _command(mode: str, ckpt: Path, out: Path, *flags: str) -> list[str]:
     return [sys.executable, str(SCRIPT), mode, str(ckpt), str(out), *flags]
 
 
+def _descendants(root: int) -> list[int]:
+    """The processes under ``root`` (Linux ``/proc``): torchrun starts its workers in sessions of their own."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill a job that ran past its deadline: its process group and every process under it."""
+    tree = _descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
 
 
