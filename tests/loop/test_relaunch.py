@@ -189,8 +189,12 @@ def test_sigterm_at_random_moments_and_relaunch_ends_as_one_uninterrupted_run(tm
     plan = _seeded_plan(seed)
     if name == "early_stopping":  # the stop comes at the 3rd validation (iteration 12): pause before it
         plan = [(phase, 1, ranks) for phase, _, ranks in plan[:3]]
-    attempts = _relaunch_until_done(_command("single", tmp_path / "ckpt", out, *flags), out, plan)
-    code, text = _wait(reference, time.monotonic() + JOB_TIMEOUT_S)
+    try:
+        attempts = _relaunch_until_done(_command("single", tmp_path / "ckpt", out, *flags), out, plan)
+        code, text = _wait(reference, time.monotonic() + JOB_TIMEOUT_S)
+    finally:
+        if reference.poll() is None:
+            _kill_group(reference)
     assert code == 0, text[-4000:]
     ref = _result(tmp_path / "ref")
     if name == "early_stopping":
