@@ -10,6 +10,7 @@ from ignite.engine import Engine, Events
 
 from .._compat import engine_is_done
 from .epoch_end import TERMINATED, empty_one_shot_message, hard_limit_reached, ignite_max_epochs_ahead, one_shot
+from .resume import torch_rng_state
 from .stop import StopReason, StopRequest
 from .view import LoopView
 
@@ -106,6 +107,7 @@ class LoopDecisions:
         schedule = loop.plan.validation
         assert schedule is not None
         schedule.validate()
+        loop.state.note_window_draws(torch_rng_state)
         loop.state.progress.val_runs += 1
         loop.handlers.call("on_validation_end", schedule.last_metrics or {})
 

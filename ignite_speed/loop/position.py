@@ -141,7 +141,7 @@ def replay_open_window(engine: Engine, position: DataPosition, batches: int, win
         restore_rng(position.creation_rng, data)
         try:
             engine.set_data(data)  # type: ignore[arg-type]
-            replay_batches(engine, batches, None)
+            replay_batches(engine, batches, {"later": (window_rng or {}).get("later") or {}})
         finally:
             restore_rng(now, data)
     else:

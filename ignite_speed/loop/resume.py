@@ -102,15 +102,19 @@ def set_torch_rng_state(state: dict[str, Any]) -> None:
 
 def replay_batches(engine: Engine, n: int, rng: dict[str, Any] | None, *, run: bool = True) -> None:
     """Run ``engine``'s process function on the next ``n`` batches of its live iterator, with no event and
-    no counter of Ignite's, under the generator states ``rng`` (those of the batches' first run); the
-    generator states are put back afterwards. Rebuilds the gradients that a checkpoint written inside an
-    accumulation window does not hold. ``run=False`` only draws the batches."""
+    no counter of Ignite's, under the generator states ``rng`` (those of the batches' first run; its
+    ``"later"`` maps a batch's index to the states it started from when something drew between the batches,
+    a validation run, say); the generator states are put back afterwards. Rebuilds the gradients that a
+    checkpoint written inside an accumulation window does not hold. ``run=False`` only draws the batches."""
     iterator = data_iterator(engine)
     now = torch_rng_state()
-    if rng is not None:
+    if rng is not None and "torch" in rng:
         set_torch_rng_state(rng)
+    later = (rng or {}).get("later") or {}
     try:
-        for _ in range(n):
+        for index in range(n):
+            if index in later:
+                set_torch_rng_state(later[index])
             batch = next(iterator)
             if run:
                 engine.state.batch = batch

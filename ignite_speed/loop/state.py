@@ -9,6 +9,7 @@ first makes the decision that was pending.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,13 @@ class LoopState:
     def end_epoch_early(self) -> None:
         """The current epoch ends before its last batch (``end_epoch()``)."""
         self.epoch_ended_early = True
+
+    def note_window_draws(self, rng_state: Callable[[], Any]) -> None:
+        """Something drew from the generators inside the open accumulation window (a validation run): the
+        window's next batch starts from ``rng_state()``, and a resume inside the window replays it from there."""
+        if self.window_batches and self.window_rng is not None:
+            later = {**self.window_rng.get("later", {}), self.window_batches: rng_state()}
+            self.window_rng = {**self.window_rng, "later": later}
 
     def count_fetched_batch(self) -> None:
         """A batch was fetched but not trained (``end_epoch()`` from ``ITERATION_STARTED``)."""
