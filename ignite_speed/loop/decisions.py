@@ -50,7 +50,14 @@ class LoopDecisions:
             if engine.should_terminate:  # e.g. Ignite's EarlyStopping on the evaluator
                 self.terminated_by_others(engine)
                 return next_val
+            if controller.has_local_request and loop.plan.world_size <= 1:
+                controller.sync(1)  # a signal during the validation run: act on it at this batch, not the next
             stopping = controller.should_stop(p.epochs_done, p.global_step)
+            pending = controller.pending
+            if stopping and pending is not None and pending.reason is StopReason.PREEMPTED and not replay \
+                    and not loop.is_last_batch():
+                self.stop_now(pending)
+                return next_val
         if schedule is not None and p.batch_in_epoch >= next_val:
             next_val = schedule.next_due(p, loop.plan.train_batches)
         max_steps = loop.plan.run_limits.max_steps

@@ -27,7 +27,7 @@ EPOCHS = 3
 
 
 def _build(ckpt_dir: Path, *, kill_at: tuple[int, ...] = (), sig: int = signal.SIGTERM,
-           every: Events | None = None, **cfg: Any) -> dict[str, Any]:
+           every: Events | None = None, evaluator: Engine | None = None, **cfg: Any) -> dict[str, Any]:
     """A shuffled Linear regression; the process function sends ``sig`` to this process at each iteration of
     ``kill_at``. A Checkpoint of trainer, model, optimizer and speedups at every epoch end (or ``every``)."""
     torch.manual_seed(0)
@@ -46,7 +46,8 @@ def _build(ckpt_dir: Path, *, kill_at: tuple[int, ...] = (), sig: int = signal.S
         return loss
 
     trainer = Engine(step)
-    sp = attach_speedups(trainer, cfg={"max_epochs": EPOCHS, **cfg})
+    val_data = None if evaluator is None else [torch.zeros(1)] * 3
+    sp = attach_speedups(trainer, evaluator, {"max_epochs": EPOCHS, **cfg}, val_data=val_data)
     saves: list[int] = []  # the iteration of every save (a file written again under its name counts)
 
     class RecordingSaver(DiskSaver):
@@ -230,3 +231,41 @@ def test_preempted_ranks_right_after_rank_failure_and_adds_no_per_batch_hook(tmp
     hooks = run["sp"].loop.handlers.hooks
     assert [m.__self__.name for m in hooks["on_batch_end"]] == []
     assert [m.__self__.name for m in hooks["on_train_start"]] == ["preemption"]
+
+
+def _with_validation(ckpt_dir: Path, kill_in_validation_at: int = 0) -> dict[str, Any]:
+    """The regression of :func:`_build`, validated every 2 batches; the evaluator sends SIGTERM to this process
+    during the validation run after training iteration ``kill_in_validation_at``."""
+    evaluator = Engine(lambda engine, batch: None)
+    validated: list[int] = []
+    run = _build(ckpt_dir, evaluator=evaluator, val_check_interval=2, num_sanity_val_steps=0)
+    trainer = run["trainer"]
+
+    @evaluator.on(Events.ITERATION_COMPLETED)
+    def _signal(engine: Engine) -> None:
+        if trainer.state.iteration == kill_in_validation_at and engine.state.iteration == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    @evaluator.on(Events.COMPLETED)
+    def _record(engine: Engine) -> None:
+        validated.append(trainer.state.iteration)
+
+    return {**run, "validated": validated}
+
+
+def test_a_signal_during_a_validation_run_stops_after_that_batch_and_resumes_exactly(tmp_path, reference):
+    run = _with_validation(tmp_path, kill_in_validation_at=8)
+    run["trainer"].run(run["data"])
+    sp = run["sp"]
+    assert sp.stop_reason is StopReason.PREEMPTED and run["trainer"].state.iteration == 8
+    assert run["validated"] == [2, 4, 6, 8]  # the run stopped after batch 8's validation, not after batch 9
+    assert _files(tmp_path) == ["checkpoint_6.pt", "checkpoint_8.pt"]
+
+    resumed = _with_validation(tmp_path / "resumed")
+    Checkpoint.load_objects({"trainer": resumed["trainer"], "model": resumed["model"], "optimizer": resumed["opt"],
+                             "speedups": resumed["sp"]}, torch.load(tmp_path / "checkpoint_8.pt", weights_only=False))
+    resumed["trainer"].run(resumed["data"])
+    assert resumed["sp"].stop_reason is StopReason.MAX_EPOCHS
+    assert resumed["validated"] == [10, 12, 14, 16, 18]  # batch 8's validation is not repeated
+    assert torch.equal(resumed["model"].weight, reference["weight"])
+    assert torch.equal(resumed["model"].bias, reference["bias"])
