@@ -13,7 +13,7 @@ from ignite.engine import Engine
 
 from ..data.loaders import data_length
 from .layout import RunLayout
-from .resume import capture_rng, indices_only, loader_generators, recreate_iterator, replay_batches, restore_rng
+from .resume import capture_rng, draw_iterator_end, recreate_iterator, replay_batches, restore_rng
 
 __all__ = ["DataPosition", "replay_open_window"]
 
@@ -97,14 +97,13 @@ class DataPosition:
             if self.creation_rng is not None and not exhausted:
                 recreate_iterator(engine, self.creation_rng, self.fetched - self.replay)
                 return restarted
-            if self.creation_rng is not None and self.fetched == length and indices_only(data) \
-                    and loader_generators(data):
-                # the interrupted run's iterator gave all its batches; its next() raises StopIteration, and a
-                # shuffling sampler with the loader's own generator draws from it there: rebuild that iterator
-                # (indices only, no batch loaded), so that the next epoch is shuffled from the same state
-                recreate_iterator(engine, self.creation_rng, self.fetched, skip_loading=True)
-                return restarted
             self.replay = 0
+            if self.creation_rng is not None and exhausted:
+                # the saved epoch read its iterator to the end: draw what that iterator draws as it ends, then
+                # make the next epoch's iterator, as the uninterrupted run did at its next batch
+                draw_iterator_end(engine.state.dataloader, self.creation_rng)
+                self.new_iterator(engine)
+                return restarted
         if self.need_iterator:
             self.need_iterator = False
             self.new_iterator(engine)

@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine
-from torch.utils.data import DataLoader
 
 from .._compat import data_iterator, process_function, set_batches_done_in_epoch
 
-__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "indices_only", "set_epoch_position",
-           "torch_rng_state", "set_torch_rng_state", "replay_batches"]
+__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "draw_iterator_end",
+           "set_epoch_position", "torch_rng_state", "set_torch_rng_state", "replay_batches"]
 
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
@@ -123,20 +122,12 @@ def replay_batches(engine: Engine, n: int, rng: dict[str, Any] | None, *, run: b
         set_torch_rng_state(now)
 
 
-def indices_only(loader: Any) -> bool:
-    """Whether an iterator of ``loader`` can be moved forward by its batch sampler alone (no data loaded): a
-    single-process ``DataLoader``, whose iterator draws from no generator when it loads a batch."""
-    return isinstance(loader, DataLoader) and loader.num_workers == 0 and loader.batch_sampler is not None
-
-
-def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consumed: int, *,
-                      skip_loading: bool = False) -> None:
+def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consumed: int) -> None:
     """Give ``engine`` a fresh iterator of its data as it was after ``consumed`` batches.
 
     The iterator is created under ``creation_rng`` (the generator states when the interrupted run
     created it), ``consumed`` batches are drawn and dropped, and the generator states are then put
-    back to what they were before the call. ``skip_loading`` (only for :func:`indices_only` loaders): the
-    batches' indices are drawn from the iterator's batch sampler and no batch is loaded.
+    back to what they were before the call.
     """
     data = engine.state.dataloader
     now = capture_rng(data)
@@ -145,8 +136,6 @@ def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consu
     try:
         engine.set_data(data)  # type: ignore[arg-type]
         iterator = data_iterator(engine)
-        if skip_loading:
-            iterator = iterator._sampler_iter  # (torch's _SingleProcessDataLoaderIter: its batch sampler's)
         for skipped in range(consumed):
             try:
                 next(iterator)
@@ -156,6 +145,36 @@ def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consu
                     f"but the training data gives only {skipped}; resume with the same data") from None
     finally:
         restore_rng(now, data)
+
+
+def draw_iterator_end(loader: Any, creation_rng: dict[str, Any]) -> None:
+    """Advance ``loader``'s own generators past the end of an iterator created under ``creation_rng`` and read
+    to its end, without loading data.
+
+    An uninterrupted run reads the exhausted iterator once more at the next epoch, and its sampler draws from
+    its generator as it ends (``RandomSampler`` draws one more permutation for its empty remainder) before
+    Ignite makes the next epoch's iterator. A run resumed from a checkpoint taken after the epoch's last batch
+    makes that iterator afresh, so it draws these first: the sampler's iterator is made as a ``DataLoader``
+    makes it, then the loader's base seed is drawn, then the sampler is read to its end. The global generators
+    are left as they are (these iterators drew from them when they were made, before the checkpoint)."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    generators = loader_generators(loader)
+    if not generators or not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        return
+    sampler = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
+    now = capture_rng(loader)
+    restore_rng(creation_rng, loader)
+    try:
+        indices = iter(sampler)
+        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+        for _ in indices:
+            pass
+        ended = [g.get_state() for g in generators]
+    finally:
+        restore_rng(now, loader)
+    for gen, state in zip(generators, ended):
+        gen.set_state(state)
 
 
 def set_epoch_position(engine: Engine, epoch: int, batches_done: int) -> None:
