@@ -84,6 +84,7 @@ class Speedups:
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
+        self.loop.timer.fine = cfg.profile  # the run profile: training split into data, step and handlers
         lim = self.limits
         self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
         if lim.overfit:
@@ -208,6 +209,7 @@ class Speedups:
             self.limits = self.cfg.effective()
             self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
                                 rank_failure_timeout=self.loop.rank_failure_timeout)
+            self.loop.timer.fine = self.cfg.profile
             self._loop_limits.reconfigure(self.cfg)
             self._set_time_budget(self.cfg)
         es = self.early_stopping
@@ -251,10 +253,9 @@ class Speedups:
 
     # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)
     def report(self, monitor: str | None = None, mode: str | None = None) -> RunReport:
-        """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason and message,
-        epochs, steps, batches, validation runs, the time split into training, validation and sanity check,
-        and the monitored metric of every validation run (default: early stopping's ``monitor``) with the best.
-        """
+        """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason, counts, where
+        the time went (``profile``: :class:`~ignite_speed.report.RunProfile`), and the monitored metric of every
+        validation run (default: early stopping's ``monitor``) with the best."""
         from .report.record import run_report
 
         return run_report(self.loop, monitor, mode)

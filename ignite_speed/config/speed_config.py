@@ -36,6 +36,7 @@ from .flags import (
     validate_max_time_flags,
     validate_overfit_batches,
     validate_preemption_signals,
+    validate_profile,
     validate_validation_schedule,
 )
 from .legacy import map_legacy, unknown_flag_message
@@ -90,6 +91,7 @@ class SpeedConfig:
     terminate_on_nan: bool = False
     preemption_signals: Any = DEFAULT_PREEMPTION_SIGNALS  # -> tuple of names; () turns PreemptionGuard off
     autoresume: bool = False  # continue from the newest checkpoint of the trainer's Checkpoint (AutoResume)
+    profile: bool = False  # split training time into data, step and handlers (speedups.report().profile)
     # precision
     precision: Any = "32-true"
     amp_backend: str = "native"
@@ -185,6 +187,7 @@ class SpeedConfig:
         self._set("preemption_signals", validate_preemption_signals(self.preemption_signals))
         validate_autoresume(self.autoresume)
         check_bool(self.batched_fetch, "batched_fetch")
+        validate_profile(self.profile)
 
     def _validate_optimizer_step_flags(self) -> None:
         validate_amp_flags(self.amp_backend, self.amp_level, self.precision)

@@ -60,7 +60,7 @@ class RunSetup:
         loop.begin_run(plan)
         loop.handlers.call("on_run_start", plan)
         if new_run and plan.validation is not None:
-            plan.validation.sanity_check()
+            loop.timer.timed("sanity_check", plan.validation.sanity_check)
         lim = plan.run_limits
         if plan.train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:  # (a Limit is its int value)
             what = ("limit_train_batches gives 0 batches" if plan.train_batches == 0
@@ -93,6 +93,7 @@ class RunSetup:
         if new_run:
             if loop.progress.total_batches or loop.controller.final is not None:
                 loop.reset_run()
+                loop.timer.reset()
         elif not self._loaded and loop.progress.total_batches != t.state.iteration:
             # Ignite's state came from a checkpoint (Checkpoint.load_objects), the loop's did not: its counters,
             # stop record and data position would be those of another point of training
@@ -114,8 +115,8 @@ class RunSetup:
         t = self.loop.trainer
         plan.world_size = _dist.get_world_size()
         plan.is_rank_zero = _dist.get_rank() == 0
-        data = for_ignite(data)
-        full_length = epoch_length if epoch_length is not None else data_length(data)
+        plan.train_data, data = data, for_ignite(data)
+        full_length = plan.data_batches = epoch_length if epoch_length is not None else data_length(data)
         if plan.overfit:
             data = sequential_copy(data, "train")
         if self.loop.batched_fetch:
@@ -154,6 +155,7 @@ class RunSetup:
             from .checkpoint_rehearsal import CheckpointRehearsal
 
             rehearsal = CheckpointRehearsal(loop.trainer)
+        loop.timer.begin_call(loop)  # [run profile] checkpoint saves (and with profile=True the batches) timed
         try:
             state = original(data, **run_kwargs)
         except Exception as exc:
@@ -162,6 +164,7 @@ class RunSetup:
             self._signal_rank_failure(exc)
             raise
         finally:
+            loop.timer.end_call(loop)
             loop.clock.pause()
             loop.handlers.call("on_run_exit")
         if rehearsal is not None:

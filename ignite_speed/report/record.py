@@ -1,7 +1,7 @@
 """The record of a training run as plain data: :func:`run_report` (``Speedups.report()``).
 
 What a run did (stop reason and message, epochs, steps, batches, validation runs), where its time went
-(training, validation, the sanity check), and the monitored metric of every validation run with its step
+(training, validation, the sanity check; the run profile of :mod:`.profile`), and the monitored metric of every validation run with its step
 and time, with the best value and where it was reached. The validation runs are recorded by the
 :class:`~ignite_speed.handlers.ValidationSchedule` as they happen (:class:`ValidationRecord`) and the
 epoch durations by the :class:`~ignite_speed.handlers.TimeBudget` (:class:`EpochTime`); both are part of
@@ -18,6 +18,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .profile import RunProfile, run_profile
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..loop.training_loop import TrainingLoop
@@ -132,12 +134,18 @@ class RunReport:
     max_time_mode: str | None
     validations: tuple[ValidationPoint, ...]
     epoch_times: tuple[EpochTime, ...]
+    # where the wall time of trainer.run went (measured on the real clock; not compared)
+    profile: RunProfile | None = field(default=None, compare=False)
+    # fast_dev_run: the projection of the full run (set by Speedups.report)
+    projection: Any = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as nested dicts and lists (``json.dumps`` takes it)."""
         d = dataclasses.asdict(self)
         d["validations"] = [dict(v) for v in d["validations"]]
         d["epoch_times"] = [dict(e) for e in d["epoch_times"]]
+        d["profile"] = None if self.profile is None else self.profile.to_dict()
+        d["projection"] = None if self.projection is None else self.projection.to_dict()
         return d
 
 
@@ -151,12 +159,14 @@ def _best(points: list[ValidationPoint], mode: str) -> ValidationPoint | None:
     return best
 
 
-def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None = None) -> RunReport:
+def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None = None, *,
+               projection: Any = None) -> RunReport:
     """The :class:`RunReport` of the trainer's loop (``TrainingLoop.of(trainer)``).
 
     Args:
         monitor: the metric to follow; default: early stopping's ``monitor`` (``None`` without early stopping).
         mode: ``"min"`` or ``"max"``; default: early stopping's for its monitor, else ``"min"``.
+        projection: the report's ``projection`` (a fast_dev_run's :class:`~ignite_speed.report.projection.Projection`).
 
     Raises:
         ValueError: for a ``mode`` other than ``"min"``/``"max"``.
@@ -199,5 +209,5 @@ def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None 
         divergence_threshold=es["divergence_threshold"] if follows_es and es is not None else None,
         max_time=fields.get("max_time"), max_time_reserve=fields.get("max_time_reserve", 0.0),
         max_time_mode=fields.get("max_time_mode"), validations=tuple(points),
-        epoch_times=tuple(fields.get("epoch_times", ())),
+        epoch_times=tuple(fields.get("epoch_times", ())), profile=run_profile(loop), projection=projection,
     )
