@@ -33,14 +33,17 @@ from .loop.progress import Progress
 from .loop.stop import StopController, StopReason
 from .loop.trainer_parts import TrainerParts
 from .loop.training_loop import TrainingLoop
-from .report.record import RunReport
+from .report.record import RunReport, run_report
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report.advice import Advice, RunFacts
 
 if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: loaded only where used)
     import torch
 
     from .step.precision import Precision
 
-__all__ = ["Speedups", "attach_speedups"]
+__all__ = ["Speedups", "attach_speedups", "run_facts"]
 
 
 class Speedups:
@@ -256,9 +259,14 @@ class Speedups:
         """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason, counts, where
         the time went (``profile``: :class:`~ignite_speed.report.RunProfile`), and the monitored metric of every
         validation run (default: early stopping's ``monitor``) with the best."""
-        from .report.record import run_report
-
         return run_report(self.loop, monitor, mode)
+
+    def advise(self, monitor: str | None = None, mode: str | None = None) -> Advice:
+        """What to change to make this run faster (:func:`~ignite_speed.report.advice.advise`; empty when nothing
+        is worth changing): ranked findings, each with its measured share, the switch and the predicted saving."""
+        from .report.advice import advise
+
+        return advise(self.report(monitor, mode), run_facts(self))
 
     def plot(self, path: Any, x: str = "step", monitor: str | None = None, mode: str | None = None) -> Any:
         """Draw the monitored metric per validation run against ``x`` (``"step"`` or ``"time"``) to ``path``
@@ -286,6 +294,38 @@ class Speedups:
         precision = self.precision
         if precision is not None and state.get("precision") is not None:
             precision.load_state_dict(state["precision"])
+
+
+def run_facts(speedups: Speedups) -> RunFacts:
+    """What :meth:`Speedups.advise` knows of a run besides its report: the loader, the config, the device."""
+    import torch
+
+    from .data.batched_fetch import batched_fetch_refusal
+    from .report.advice import RunFacts, cpu_count
+
+    data, cfg, lim = speedups.loop.plan.train_data, speedups.cfg, speedups.limits
+    is_loader = isinstance(data, torch.utils.data.DataLoader)
+    schedule = speedups._schedule
+    on_gpu = torch.cuda.is_available() and (speedups.model is None or
+                                            any(p.is_cuda for p in speedups.model.parameters()))
+    es = speedups.early_stopping
+    return RunFacts(
+        loader_kind="DataLoader" if is_loader else type(data).__name__,
+        num_workers=data.num_workers if is_loader else None, pin_memory=data.pin_memory if is_loader else None,
+        persistent_workers=data.persistent_workers if is_loader else None, batched_fetch=cfg.batched_fetch,
+        batched_fetch_refusal=batched_fetch_refusal(data) if is_loader and cfg.batched_fetch else None,
+        cpus=cpu_count(), val_check_interval=_flag_text(lim.val_check_interval),
+        check_val_every_n_epoch=lim.check_val_every_n_epoch, limit_val_batches=_flag_text(lim.limit_val_batches),
+        val_batches=None if schedule is None else schedule.batches, num_sanity_val_steps=lim.num_sanity_val_steps,
+        precision=str(cfg.precision), on_gpu=on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        early_stopping=None if es is None else int(es.patience))
+
+
+def _flag_text(value: Any) -> Any:
+    """A flag's value as the user would write it (a ``BatchLimit``'s number, a duration's text)."""
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    return getattr(value, "value", value)
 
 
 def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:

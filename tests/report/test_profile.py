@@ -18,7 +18,7 @@ from ignite_speed._compat import event_handlers, process_function
 from ignite_speed.report import RunProfile
 from tests.report.timed_runs import TimedRun
 
-TOLERANCE = 0.04  # absolute, on a share (a loaded 2-core machine oversleeps by a millisecond here and there)
+TOLERANCE = 0.05  # absolute, on a share: a loaded 2-core machine oversleeps, and Ignite runs between the sleeps
 
 
 def assert_adds_up(profile: RunProfile, wall: float) -> None:
