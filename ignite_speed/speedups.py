@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, State
 
+from ._logging import logger
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
@@ -37,13 +39,14 @@ from .report.record import RunReport, run_report
 
 if TYPE_CHECKING:  # pragma: no cover
     from .report.advice import Advice, RunFacts
+    from .report.projection import FullRun, Projection
 
 if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: loaded only where used)
     import torch
 
     from .step.precision import Precision
 
-__all__ = ["Speedups", "attach_speedups", "run_facts"]
+__all__ = ["Speedups", "attach_speedups", "run_facts", "full_run_plan"]
 
 
 class Speedups:
@@ -76,6 +79,8 @@ class Speedups:
         self._precision = precision
         self.limits: EffectiveLimits = cfg.effective()
         self.loop = TrainingLoop.of_or_attach(trainer)
+        self.projection: Projection | None = None  # set at the end of a fast_dev_run
+        self.loop.timer.listeners.append(lambda: _project_fast_dev_run(self))
         try:
             self._attach_handlers(trainer, evaluator, cfg, val_data)
         except BaseException:
@@ -257,9 +262,9 @@ class Speedups:
     # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)
     def report(self, monitor: str | None = None, mode: str | None = None) -> RunReport:
         """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason, counts, where
-        the time went (``profile``: :class:`~ignite_speed.report.RunProfile`), and the monitored metric of every
-        validation run (default: early stopping's ``monitor``) with the best."""
-        return run_report(self.loop, monitor, mode)
+        the time went (``profile``), every validation run's monitored metric (default: early stopping's) with the
+        best, and after a ``fast_dev_run`` the projection of the full run (``projection``)."""
+        return run_report(self.loop, monitor, mode, projection=self.projection)
 
     def advise(self, monitor: str | None = None, mode: str | None = None) -> Advice:
         """What to change to make this run faster (:func:`~ignite_speed.report.advice.advise`; empty when nothing
@@ -319,6 +324,81 @@ def run_facts(speedups: Speedups) -> RunFacts:
         val_batches=None if schedule is None else schedule.batches, num_sanity_val_steps=lim.num_sanity_val_steps,
         precision=str(cfg.precision), on_gpu=on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
         early_stopping=None if es is None else int(es.patience))
+
+
+def _project_fast_dev_run(speedups: Speedups) -> None:
+    """After a ``fast_dev_run``: project the full run from its measurements and log it (rank 0)."""
+    loop = speedups.loop
+    if not speedups.limits.fast_dev_run or loop.timer.batches == 0:
+        return
+    from .report.profile import run_profile
+    from .report.projection import project
+
+    profile = run_profile(loop)
+    run = full_run_plan(speedups, profile.batch_seconds or 0.0)
+    if run is None:
+        return
+    schedule = speedups._schedule
+    measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
+    speedups.projection = project(profile, measured, run)
+    if loop.plan.is_rank_zero:
+        logger.info("%s", speedups.projection)
+
+
+def full_run_plan(speedups: Speedups, batch_seconds: float) -> FullRun | None:
+    """The full run that the config (without ``fast_dev_run``) plans for the data of the last run (``None``:
+    unknown, with a loader of no length or a run bounded by ``max_time`` alone)."""
+    from .report.projection import FullRun
+
+    full, loop = speedups.cfg.replace(fast_dev_run=False).effective(), speedups.loop
+    per_epoch = full.limit_train_batches.resolve(loop.plan.data_batches, "limit_train_batches")
+    if not per_epoch:
+        return None
+    total = math.inf if full.max_epochs.unlimited else per_epoch * int(full.max_epochs)
+    if not full.max_steps.unlimited:
+        accumulate = speedups.cfg.accumulate_grad_batches
+        epochs, steps = divmod(int(full.max_steps), math.ceil(per_epoch / accumulate))
+        total = min(total, epochs * per_epoch + steps * accumulate)
+    if math.isinf(total):
+        return None
+    batches = int(total)
+    val_runs, val_batches, sanity = _planned_validation(speedups, full, per_epoch, batches, batch_seconds)
+    max_time = full.max_time.total_seconds() if full.max_time is not None else None
+    reserve = speedups.cfg.max_time_reserve
+    return FullRun(math.ceil(batches / per_epoch), per_epoch, batches, val_runs, val_batches, sanity, max_time,
+                   reserve.total_seconds() if reserve is not None else 0.0, speedups.cfg.max_time_mode)
+
+
+def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: int,
+                        batch_seconds: float) -> tuple[int, int, int]:
+    """Validation runs, batches per run and sanity-check batches of the full run."""
+    from .handlers.validation import resolve_val_schedule
+
+    schedule = speedups._schedule
+    if schedule is None or not schedule.configured:
+        return 0, 0, 0
+    val_batches = full.limit_val_batches.resolve(data_length(speedups.val_data), "limit_val_batches") or 0
+    plan = resolve_val_schedule(full.val_check_interval, full.check_val_every_n_epoch, train_batches=per_epoch,
+                                train_limit=full.limit_train_batches, enabled=val_batches > 0)
+    if not plan.enabled:
+        return 0, 0, 0
+    steps = full.num_sanity_val_steps
+    sanity = val_batches if steps == -1 else min(steps, val_batches)
+    if plan.interval_seconds is not None:  # on a clock: at the measured pace
+        return int(batches * batch_seconds // plan.interval_seconds), val_batches, sanity
+    runs, epoch = 0, 0
+    while epoch * per_epoch < batches:
+        in_epoch = min(per_epoch, batches - epoch * per_epoch)
+        p = Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch)
+        while True:
+            due = plan.next_due(p, per_epoch)
+            if due > in_epoch:
+                break
+            p.total_batches += int(due) - p.batch_in_epoch
+            p.batch_in_epoch = int(due)
+            runs += plan.after_batch(p, p.batch_in_epoch == per_epoch, False, False, 0.0)
+        epoch += 1
+    return runs, val_batches, sanity
 
 
 def _flag_text(value: Any) -> Any:

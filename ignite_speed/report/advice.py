@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .record import RunReport, format_seconds
+from .record import RunReport, format_duration
 
 __all__ = ["Advice", "Finding", "RunFacts", "advise", "MIN_SAVING"]
 
@@ -47,7 +47,7 @@ class Finding:
 
     def __str__(self) -> str:
         return (f"{self.part.replace('_', ' ')} takes {100 * self.share:.0f}% of the run "
-                f"({format_seconds(self.seconds)}): try {self.switch}, to save about {format_seconds(self.saving)}. "
+                f"({format_duration(self.seconds)}): try {self.switch}, to save about {format_duration(self.saving)}. "
                 f"{self.why}")
 
 
@@ -182,7 +182,7 @@ def _validation(report: RunReport, facts: RunFacts) -> Finding | None:
         switch, setting, kept = f"limit_val_batches={n}", {"limit_val_batches": n}, n / facts.val_batches
     else:
         return None
-    why = (f"{runs} validation runs of {format_seconds(seconds / runs)} each (val_check_interval={interval}, "
+    why = (f"{runs} validation runs of {format_duration(seconds / runs)} each (val_check_interval={interval}, "
            f"check_val_every_n_epoch={facts.check_val_every_n_epoch}, limit_val_batches={facts.limit_val_batches}); "
            f"val_time_fraction caps validation's share of the time instead.")
     return Finding("validation", profile.share("validation"), seconds, switch, seconds * (1 - kept), why, setting)
@@ -206,7 +206,7 @@ def _checkpoint(report: RunReport) -> Finding | None:
     seconds, calls = profile.parts.get("checkpoint", 0.0), profile.checkpoint_calls
     if seconds <= 0 or calls == 0:
         return None
-    why = (f"{calls} calls of the trainer's Checkpoint handlers, {format_seconds(seconds / calls)} each: save half as "
+    why = (f"{calls} calls of the trainer's Checkpoint handlers, {format_duration(seconds / calls)} each: save half as "
            f"often (an event filter with twice the interval, e.g. StepEvents.OPTIMIZER_STEP(every=2 * n)), or save "
            f"less (n_saved, the weights without the optimizer).")
     return Finding("checkpoint", profile.share("checkpoint"), seconds, "saving half as often", seconds / 2, why,

@@ -24,8 +24,8 @@ from .profile import RunProfile, run_profile
 if TYPE_CHECKING:  # pragma: no cover
     from ..loop.training_loop import TrainingLoop
 
-__all__ = ["EpochTime", "RunReport", "ValidationPoint", "ValidationRecord", "format_seconds", "numeric_metrics",
-           "run_report"]
+__all__ = ["EpochTime", "RunReport", "ValidationPoint", "ValidationRecord", "format_duration", "format_seconds",
+           "numeric_metrics", "run_report"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -33,6 +33,13 @@ def format_seconds(seconds: float) -> str:
     if seconds >= 10:
         return str(datetime.timedelta(seconds=round(seconds)))
     return f"{max(seconds, 0.0):.2f} s"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration of any size for messages: milliseconds below a second, else :func:`format_seconds`."""
+    if seconds < 1:
+        return f"{1000 * max(seconds, 0.0):.{1 if seconds < 0.01 else 0}f} ms"
+    return format_seconds(seconds)
 
 
 def numeric_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
