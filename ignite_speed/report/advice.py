@@ -9,10 +9,12 @@ wall time is left out, so a run with nothing worth changing gets no advice at al
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .profile import PART_LABELS
 from .record import RunReport, format_duration
 
 __all__ = ["Advice", "Finding", "RunFacts", "advise", "MIN_SAVING"]
@@ -46,9 +48,9 @@ class Finding:
     setting: Mapping[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return (f"{self.part.replace('_', ' ')} takes {100 * self.share:.0f}% of the run "
-                f"({format_duration(self.seconds)}): try {self.switch}, to save about {format_duration(self.saving)}. "
-                f"{self.why}")
+        what = "the run after the best validation" if self.part == "early_stopping" else PART_LABELS[self.part]
+        return (f"{what}: {100 * self.share:.0f}% of the run ({format_duration(self.seconds)}). Try {self.switch} to "
+                f"save about {format_duration(self.saving)}. {self.why}")
 
 
 @dataclass(frozen=True)
@@ -143,8 +145,9 @@ def _data(report: RunReport, facts: RunFacts) -> Finding | None:
     rest = (profile.training - profile.parts.get("data", 0.0)) / batches  # step and handlers per batch
     workers = facts.num_workers
     if workers == 0:
-        new = max(1, min(4, facts.cpus))
-        new_wait = max(0.0, wait / new - rest)  # each worker reads a batch in `wait`; they overlap the step
+        # enough workers to read a batch per step (each reads one in `wait`, while the step runs), within the cores
+        new = min(max(1, math.ceil(wait / max(rest, 1e-9))), max(2, facts.cpus), 8)
+        new_wait = max(0.0, wait / new - rest)
     else:
         new = 2 * workers
         new_wait = max(0.0, (wait + rest) / 2 - rest)  # twice the workers: the batches come twice as fast

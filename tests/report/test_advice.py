@@ -86,7 +86,7 @@ def test_advice_prints_ranked_with_the_note_of_an_unsplit_profile():
     assert [f.part for f in advice] == ["validation", "checkpoint"]
     assert advice[0].saving >= advice[1].saving
     text = str(advice)
-    assert text.startswith("Where to save time") and "1. validation takes" in text and "2. checkpoint takes" in text
+    assert text.startswith("Where to save time") and "1. validation: " in text and "2. checkpoint saves: " in text
     assert text.endswith("(training was not split: attach with profile=True to see its data, step and handler time)")
 
 
