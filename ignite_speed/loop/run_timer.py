@@ -33,6 +33,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from .._compat import checkpoint_handlers, process_function, replace_handler, set_process_function
+from .._logging import logger
 
 __all__ = ["RunTimer", "COARSE_PARTS", "FINE_PARTS"]
 
@@ -85,7 +86,11 @@ class RunTimer:
             self.wall += self.time_source() - self._started
             self._started = None
         for listener in list(self.listeners):
-            listener()
+            try:
+                listener()
+            except Exception as exc:  # (a report of the run must never fail the run)
+                logger.warning("after trainer.run: %s failed: %s: %s", getattr(listener, "__qualname__", listener),
+                               type(exc).__name__, exc)
 
     def begin_call(self, loop: Any) -> None:
         """Ignite's ``run`` starts: time the checkpoint saves, and with :attr:`fine` the batches."""

@@ -64,3 +64,16 @@ def test_projection_arithmetic():
     assert tight.stops == {"step": "after about 231 of 300 batches (in epoch 3)",
                            "epoch": "at the end of epoch 3 of 3, past the budget",
                            "fit": "after epoch 2 of 3, the last that fits"}
+
+
+def test_a_failing_projection_does_not_fail_the_run(monkeypatch, caplog):
+    import ignite_speed.speedups as speedups_module
+
+    def broken(*args):
+        raise ValueError("no plan")
+
+    monkeypatch.setattr(speedups_module, "full_run_plan", broken)
+    with caplog.at_level(logging.WARNING, logger="ignite_speed"):
+        fast, _ = TimedRun(step=0.0, batches=2).run(fast_dev_run=1, max_epochs=2)
+    assert fast.progress.total_batches == 1 and fast.report().projection is None
+    assert "failed: ValueError: no plan" in caplog.text
