@@ -60,20 +60,20 @@ def draw_profile(ax: Any, profile: RunProfile) -> None:
     """``profile`` as one horizontal stacked bar of the wall time, a segment per part (labelled when wide)."""
     left = 0.0
     for name, seconds in profile.parts.items():
-        if seconds <= 0:
-            continue
         share = profile.share(name)
-        label = f"{PART_LABELS.get(name, name)} {100 * share:.0f}%"
-        ax.barh([0], [seconds], left=left, color=_PART_COLORS.get(name, "tab:cyan"), edgecolor="white", label=label)
+        if share < 0.005:
+            continue
+        ax.barh([0], [seconds], left=left, color=_PART_COLORS.get(name, "tab:cyan"), edgecolor="white",
+                label=f"{PART_LABELS.get(name, name)} {100 * share:.0f}%")
         if share >= 0.08:
             ax.text(left + seconds / 2, 0, f"{100 * share:.0f}%", ha="center", va="center", fontsize="small",
                     color="white")
         left += seconds
     ax.set_xlim(0.0, max(profile.wall, 1e-9))
     ax.set_yticks([])
-    ax.set_xlabel(f"wall time of trainer.run: {format_seconds(profile.wall)}"
-                  + ("" if profile.fine else " (profile=True splits training)"))
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=4, fontsize="x-small", frameon=False)
+    ax.set_title(f"where the wall time of trainer.run went ({format_seconds(profile.wall)})"
+                 + ("" if profile.fine else "; profile=True splits training"), fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.7), ncol=4, fontsize="x-small", frameon=False)
 
 
 def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | None = None) -> Any:
@@ -94,8 +94,8 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
     fig = _figure()
     profile = report.profile
     if profile is not None and profile.wall > 0:
-        fig.set_size_inches(_WIDTH, _HEIGHT + 1.6)
-        grid = fig.add_gridspec(2, 1, height_ratios=(4.6, 0.5))
+        fig.set_size_inches(_WIDTH, _HEIGHT + 1.8)
+        grid = fig.add_gridspec(2, 1, height_ratios=(4.6, 0.45))
         ax = fig.add_subplot(grid[0])
         draw_profile(fig.add_subplot(grid[1]), profile)
     else:
@@ -145,7 +145,10 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
     if report.stop_message:
         message = report.stop_message if len(report.stop_message) <= 140 else report.stop_message[:137] + "..."
         fig.text(0.01, 0.01, f"stop: {message}", fontsize="x-small", color="dimgray")
-    fig.tight_layout(rect=(0.0, 0.03, 1.0, 1.0))
+    if profile is not None and profile.wall > 0:  # (tight_layout cannot place the profile's legend)
+        fig.subplots_adjust(left=0.09, right=0.97, top=0.94, bottom=0.14, hspace=0.45)
+    else:
+        fig.tight_layout(rect=(0.0, 0.03, 1.0, 1.0))
     fig.savefig(path)
     return path
 
