@@ -92,13 +92,17 @@ class Speedups:
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
-        self.loop.timer.fine = cfg.profile  # the run profile: training split into data, step and handlers
+        self.loop.timer.fine, self.loop.setup.allow_resume_changes = cfg.profile, cfg.allow_resume_changes
         lim = self.limits
         self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
         if lim.overfit:
             TrainBatchLimit.for_overfit(lim.limit_train_batches).attach(trainer)
         elif not lim.limit_train_batches.is_all:
             TrainBatchLimit(lim.limit_train_batches).attach(trainer)
+        if lim.val_time_fraction is not None and (evaluator is None or val_data is None):
+            raise ValueError(f"val_time_fraction={lim.val_time_fraction!r} budgets validation, but attach_speedups "
+                             f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
+                             f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
         self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
         if self._schedule is not None:
             self._schedule.attach(trainer)
@@ -132,7 +136,8 @@ class Speedups:
         self._early_stopping = es
         lim = self.limits
         es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
-                 validation_enabled=self._schedule is not None and self._schedule.configured, trainer=self.trainer)
+                 validation_enabled=self._schedule is not None and self._schedule.configured, trainer=self.trainer,
+                 budgeted=lim.val_time_fraction is not None)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -217,7 +222,7 @@ class Speedups:
             self.limits = self.cfg.effective()
             self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
                                 rank_failure_timeout=self.loop.rank_failure_timeout)
-            self.loop.timer.fine = self.cfg.profile
+            self.loop.timer.fine, self.loop.setup.allow_resume_changes = self.cfg.profile, self.cfg.allow_resume_changes
             self._loop_limits.reconfigure(self.cfg)
             self._set_time_budget(self.cfg)
         es = self.early_stopping
@@ -261,22 +266,17 @@ class Speedups:
 
     # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)
     def report(self, monitor: str | None = None, mode: str | None = None) -> RunReport:
-        """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason, counts, where
-        the time went (``profile``), every validation run's monitored metric (default: early stopping's) with the
-        best, and after a ``fast_dev_run`` the projection of the full run (``projection``)."""
+        """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason, counts, ``profile``,
+        every validation run's monitored metric (default: early stopping's), the best, a fast_dev_run's ``projection``."""
         return run_report(self.loop, monitor, mode, projection=self.projection)
 
     def advise(self, monitor: str | None = None, mode: str | None = None) -> Advice:
-        """What to change to make this run faster (:func:`~ignite_speed.report.advice.advise`; empty when nothing
-        is worth changing): ranked findings, each with its measured share, the switch and the predicted saving."""
-        from .report.advice import advise
-
-        return advise(self.report(monitor, mode), run_facts(self))
+        """Ranked findings worth changing to make the run faster (:func:`~ignite_speed.report.advice.advise`)."""
+        return _advise(self.report(monitor, mode), run_facts(self))
 
     def plot(self, path: Any, x: str = "step", monitor: str | None = None, mode: str | None = None) -> Any:
-        """Draw the monitored metric per validation run against ``x`` (``"step"`` or ``"time"``) to ``path``
-        (a PNG, or any format matplotlib writes), with the best point, early stopping's thresholds, the
-        stop and the ``max_time`` budget. Needs matplotlib (``pip install matplotlib``). Returns ``path``."""
+        """Draw the monitored metric per validation run against ``x`` (``"step"`` or ``"time"``) to ``path`` (any format
+        matplotlib writes), with the best point, the thresholds, the stop, ``max_time`` and the profile; returns ``path``."""
         from .report.plot import plot_report
 
         return plot_report(self.report(monitor, mode), path, x=x)
@@ -299,6 +299,12 @@ class Speedups:
         precision = self.precision
         if precision is not None and state.get("precision") is not None:
             precision.load_state_dict(state["precision"])
+
+
+def _advise(report: RunReport, facts: RunFacts) -> Advice:
+    from .report.advice import advise
+
+    return advise(report, facts)
 
 
 def run_facts(speedups: Speedups) -> RunFacts:

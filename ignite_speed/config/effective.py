@@ -36,6 +36,7 @@ class EffectiveLimits:
     fast_dev_run: int  # 0 = off
     early_stopping_enabled: bool
     max_epochs_defaulted: bool  # True when 1000 was chosen because nothing bounds the run
+    val_time_fraction: float | None = None  # the validation time budget (None: none, or under fast_dev_run)
 
 
 def resolve_max_epochs(max_epochs: int | None, max_steps: int,

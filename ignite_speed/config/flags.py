@@ -28,8 +28,10 @@ __all__ = [
     "check_reserve_below_max_time", "validate_max_time_flags", "validate_profile",
     "validate_overfit_batches", "validate_fast_dev_run",
     "validate_check_val_every_n_epoch", "check_fraction_interval_has_epochs", "validate_val_check_interval",
-    "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_early_stopping_flag",
+    "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_val_time_fraction",
+    "check_val_time_fraction_has_validation", "validate_early_stopping_flag",
     "DEFAULT_PREEMPTION_SIGNALS", "validate_preemption_signals", "validate_autoresume",
+    "validate_allow_resume_changes", "validate_ckpt_path",
 ]
 
 MAX_TIME_MODES = ("step", "epoch", "fit")
@@ -215,18 +217,43 @@ class ValidationScheduleFlags:
     check_val_every_n_epoch: int | None
     num_sanity_val_steps: int
     limit_val_batches: BatchLimit
+    val_time_fraction: float | None = None
 
 
 def validate_validation_schedule(val_check_interval: Any = None, check_val_every_n_epoch: Any = 1,
-                                 num_sanity_val_steps: Any = 2,
-                                 limit_val_batches: Any = None) -> ValidationScheduleFlags:
+                                 num_sanity_val_steps: Any = 2, limit_val_batches: Any = None,
+                                 val_time_fraction: Any = None) -> ValidationScheduleFlags:
     """``limit_val_batches``, ``check_val_every_n_epoch``, ``val_check_interval``, ``num_sanity_val_steps``,
-    checked in that order."""
+    ``val_time_fraction``, checked in that order."""
     limit = parse_batch_limit(limit_val_batches, "limit_val_batches")
     every_n_epochs = validate_check_val_every_n_epoch(check_val_every_n_epoch)
     interval = validate_val_check_interval(val_check_interval, every_n_epochs)
-    return ValidationScheduleFlags(interval, every_n_epochs, validate_num_sanity_val_steps(num_sanity_val_steps),
-                                   limit)
+    sanity_steps = validate_num_sanity_val_steps(num_sanity_val_steps)
+    fraction = validate_val_time_fraction(val_time_fraction)
+    check_val_time_fraction_has_validation(fraction, limit)
+    return ValidationScheduleFlags(interval, every_n_epochs, sanity_steps, limit, fraction)
+
+
+def validate_val_time_fraction(value: Any) -> float | None:
+    """``val_time_fraction``: ``None`` (no budget) or a number in (0, 1), the most of the training clock that
+    validation may take (see docs/validation.rst)."""
+    accepted = "None (no budget) or a number strictly between 0 and 1 (the most of the training wall time that " \
+               "validation may take, such as 0.1)"
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"val_time_fraction={format_value(value)} has type {type_name(value)}; accepted: {accepted}")
+    if not 0.0 < float(value) < 1.0:  # (NaN fails too)
+        raise ValueError(f"val_time_fraction={value!r} is out of range; accepted: {accepted}")
+    return float(value)
+
+
+def check_val_time_fraction_has_validation(fraction: float | None, limit_val_batches: BatchLimit) -> None:
+    """A validation time budget needs validation: ``limit_val_batches=0`` turns it off."""
+    if fraction is not None and limit_val_batches.is_zero:
+        raise ValueError(f"val_time_fraction={fraction!r} budgets validation, but limit_val_batches="
+                         f"{format_value(limit_val_batches.value)} turns validation off; accepted: leave "
+                         f"val_time_fraction unset (None), or let validation run (limit_val_batches > 0)")
 
 
 # ---------------------------------------------------------------------------------------------- stop sources
@@ -306,3 +333,32 @@ def validate_profile(value: Any) -> bool:
                         f"small cost per batch) or False (the default: training, validation, sanity check and "
                         f"checkpoint saves only, at no cost per batch)")
     return value
+def validate_allow_resume_changes(value: Any) -> bool:
+    """``allow_resume_changes``: True or False (:mod:`ignite_speed.loop.layout`)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"allow_resume_changes={format_value(value)} has type {type_name(value)}; accepted: False "
+                        f"(refuse to resume a checkpoint written under another number of processes, batches per "
+                        f"epoch, batch size or accumulate_grad_batches) or True (resume it at the next epoch "
+                        f"boundary, with the counters kept)")
+    return value
+
+
+_CKPT_PATH_FIX = ("ignite-speed reads only ckpt_path='last' (mapped to autoresume=True: continue from the newest "
+                  "checkpoint of the trainer's Checkpoint) or None; to resume from one file, load it before "
+                  "trainer.run with Checkpoint.load_objects(to_load={'trainer': trainer, 'speedups': speedups, ...}, "
+                  "checkpoint=torch.load(path, weights_only=True))")
+
+
+def validate_ckpt_path(value: Any) -> bool:
+    """Lightning's ``trainer.fit(..., ckpt_path=...)``: ``"last"`` is ``autoresume=True`` (returned: whether to
+    resume), ``None`` nothing; a file or ``"best"``/``"hpc"``/``"registry"`` is refused with the fix."""
+    if value is None:
+        return False
+    if not isinstance(value, str):
+        raise TypeError(f"ckpt_path={format_value(value)} has type {type_name(value)}; {_CKPT_PATH_FIX}")
+    if value == "last":
+        return True
+    if value in ("best", "hpc", "registry") or value.startswith("registry:"):
+        raise ValueError(f"ckpt_path={value!r}: Lightning's {value.split(':')[0]!r} checkpoint has no counterpart "
+                         f"here; {_CKPT_PATH_FIX}")
+    raise ValueError(f"ckpt_path={value!r} is not mapped (a file to resume from); {_CKPT_PATH_FIX}")

@@ -29,7 +29,9 @@ from .effective import (
 from .flags import (
     BATCH_LIMIT_FLAGS,
     DEFAULT_PREEMPTION_SIGNALS,
+    validate_allow_resume_changes,
     validate_autoresume,
+    validate_ckpt_path,
     validate_early_stopping_flag,
     validate_fast_dev_run,
     validate_loop_limits,
@@ -86,12 +88,14 @@ class SpeedConfig:
     val_check_interval: Any = None  # -> BatchLimit | timedelta
     check_val_every_n_epoch: int | None = 1
     num_sanity_val_steps: int = 2
+    val_time_fraction: float | None = None  # ignite-speed's own: the most of the training clock validation takes
     # stop sources
     early_stopping: Mapping[str, Any] | None = None
     terminate_on_nan: bool = False
     preemption_signals: Any = DEFAULT_PREEMPTION_SIGNALS  # -> tuple of names; () turns PreemptionGuard off
     autoresume: bool = False  # continue from the newest checkpoint of the trainer's Checkpoint (AutoResume)
     profile: bool = False  # split training time into data, step and handlers (speedups.report().profile)
+    allow_resume_changes: bool = False  # resume under another setup (world size, ...) at the next epoch boundary
     # precision
     precision: Any = "32-true"
     amp_backend: str = "native"
@@ -128,7 +132,7 @@ class SpeedConfig:
 
     def __init__(self, **flags: Any) -> None:
         known = self.flag_names()
-        flags = map_legacy(dict(flags))
+        flags = _map_ckpt_path(map_legacy(dict(flags)))
         for key in flags:
             if key not in known:
                 raise ValueError(unknown_flag_message(key, known))
@@ -178,14 +182,17 @@ class SpeedConfig:
     def _validate_schedule_flags(self) -> None:
         # limit_val_batches is parsed already (with the other limits): the family returns it unchanged
         schedule = validate_validation_schedule(self.val_check_interval, self.check_val_every_n_epoch,
-                                                self.num_sanity_val_steps, self.limit_val_batches)
+                                                self.num_sanity_val_steps, self.limit_val_batches,
+                                                self.val_time_fraction)
         self._set("val_check_interval", schedule.val_check_interval)
+        self._set("val_time_fraction", schedule.val_time_fraction)
 
     def _validate_stop_flags(self) -> None:
         self._set("early_stopping", validate_early_stopping_flag(self.early_stopping))
         check_bool(self.terminate_on_nan, "terminate_on_nan")
         self._set("preemption_signals", validate_preemption_signals(self.preemption_signals))
         validate_autoresume(self.autoresume)
+        validate_allow_resume_changes(self.allow_resume_changes)
         check_bool(self.batched_fetch, "batched_fetch")
         validate_profile(self.profile)
 
@@ -234,4 +241,18 @@ class SpeedConfig:
             check_val_every_n_epoch=every_n_epochs, num_sanity_val_steps=sanity_steps, overfit=overfit,
             fast_dev_run=fast_dev_run, early_stopping_enabled=self.early_stopping is not None and not fast_dev_run,
             max_epochs_defaulted=max_epochs_defaulted,
+            val_time_fraction=None if fast_dev_run else self.val_time_fraction,  # fast_dev_run validates each time
         )
+
+
+def _map_ckpt_path(flags: dict[str, Any]) -> dict[str, Any]:
+    """Lightning's ``trainer.fit(..., ckpt_path="last")`` is ``autoresume=True`` (``None`` is dropped; other
+    values are refused by :func:`~ignite_speed.config.flags.validate_ckpt_path` with the fix)."""
+    if "ckpt_path" in flags:
+        value = flags.pop("ckpt_path")
+        if validate_ckpt_path(value):
+            if flags.get("autoresume", True) is not True:
+                raise ValueError(f"ckpt_path='last' (autoresume=True) conflicts with autoresume="
+                                 f"{flags['autoresume']!r}; give one of them")
+            flags["autoresume"] = True
+    return flags

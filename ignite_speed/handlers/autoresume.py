@@ -9,7 +9,7 @@ and loads it with ``Checkpoint.load_objects`` into that ``Checkpoint``'s ``to_sa
 then continues exactly where the saved run stood. A file that cannot be read (a kill while it was written
 elsewhere than through ``DiskSaver``'s rename, a full disk) falls back to the previous one, with a warning;
 no file starts the run from scratch. In a distributed run rank 0 chooses the file and tells the other
-ranks (docs/reliability.rst, "Automatic resume").
+ranks (docs/preemption.rst, "Automatic resume").
 """
 
 from __future__ import annotations
@@ -168,7 +168,17 @@ class AutoResume(LoopHandler):
             raise ValueError(f"autoresume: {path} has no {', '.join(map(repr, missing))} of the Checkpoint's to_save "
                              f"{sorted(checkpoint.to_save)}: it was written by another setup; move it out of "
                              f"{os.path.dirname(path)} to start from scratch, or set autoresume=False")
-        Checkpoint.load_objects(to_load=checkpoint.to_save, checkpoint=state)
+        for key, obj in checkpoint.to_save.items():  # one at a time, so that a refusal names the object
+            try:
+                Checkpoint.load_objects(to_load={key: obj}, checkpoint={key: state[key]})
+            except Exception as exc:
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+                reason = reason if len(reason) <= 600 else reason[:597] + "..."
+                raise RuntimeError(
+                    f"autoresume: {path} does not fit this run: its {key!r} cannot be loaded into the Checkpoint's "
+                    f"{key!r} ({type(obj).__name__}): {reason}. The file was written by another setup (another model, "
+                    f"optimizer or ignite-speed version?); move it out of {os.path.dirname(path)} to start from "
+                    f"scratch, or set autoresume=False") from None
         self.loop.setup.loaded_from(path)
         self.resumed_from = path
         logger.info("autoresume: resuming from %s (iteration %d, epoch %d)", path, self.loop.trainer.state.iteration,

@@ -157,15 +157,15 @@ class EarlyStopping(LoopHandler):
         self.on_validation_end(getattr(evaluator.state, "metrics", None) or {})
 
     def setup(self, *, val_check_interval: Any, check_val_every_n_epoch: int | None, validation_enabled: bool,
-              trainer: Engine) -> None:
+              trainer: Engine, budgeted: bool = False) -> None:
         """Resolve where checks happen for a schedule and refuse one that can never see the monitor.
 
         ``check_on_train_epoch_end=None`` follows
-        :func:`~ignite_speed.handlers.early_stopping_rule.resolve_check_on_train_epoch_end`. When
-        validation is disabled, the monitor must be a metric of the trainer.
+        :func:`~ignite_speed.handlers.early_stopping_parts.checks_at_epoch_end` (``budgeted``: under
+        ``val_time_fraction``). When validation is disabled, the monitor must be a metric of the trainer.
         """
         self._on_epoch_end = checks_at_epoch_end(self.check_on_train_epoch_end, val_check_interval,
-                                                 check_val_every_n_epoch)
+                                                 check_val_every_n_epoch, budgeted=budgeted)
         refuse_unseen_monitor(self.monitor, validation_enabled, trainer)
 
     # ------------------------------------------------------------------ hooks
@@ -175,9 +175,9 @@ class EarlyStopping(LoopHandler):
         schedule: Any = plan.validation
         self._scheduled = schedule is not None
         if schedule is not None:
-            self.setup(val_check_interval=schedule.val_check_interval,
-                       check_val_every_n_epoch=schedule.check_val_every_n_epoch,
-                       validation_enabled=schedule.enabled, trainer=self.loop.trainer)
+            self.setup(val_check_interval=schedule.val_check_interval, check_val_every_n_epoch=schedule.check_val_every_n_epoch,
+                       validation_enabled=schedule.enabled, trainer=self.loop.trainer,
+                       budgeted=getattr(schedule, "budget", None) is not None)
         else:
             self._on_epoch_end = checks_at_epoch_end_unscheduled(self.check_on_train_epoch_end,
                                                                  has_evaluator=self._evaluator.engine is not None)

@@ -156,9 +156,12 @@ def check_attach_arguments(evaluator: Any, min_epochs: Any, min_steps: Any, *, n
 
 
 def checks_at_epoch_end(check_on_train_epoch_end: bool | None, val_check_interval: Any,
-                        check_val_every_n_epoch: int | None) -> bool:
-    """Where the checks of a scheduled run happen: the flag, or Lightning's rule when it is ``None``."""
+                        check_val_every_n_epoch: int | None, *, budgeted: bool = False) -> bool:
+    """Where the checks of a scheduled run happen: the flag, or Lightning's rule when it is ``None`` (at
+    validation end under ``val_time_fraction``, ``budgeted``: patience then counts the runs that happen)."""
     if check_on_train_epoch_end is None:
+        if budgeted:
+            return False
         return resolve_check_on_train_epoch_end(val_check_interval, check_val_every_n_epoch)
     return check_on_train_epoch_end
 

@@ -8,7 +8,7 @@ picks it up, so the guard adds nothing per batch. The run ends after the batch t
 epoch (distributed: at the batch where the ranks next agree, on every rank), and every ``Checkpoint`` of the
 trainer saves once more there, unless it already wrote that file. A script then exits with
 :data:`PREEMPTED_EXIT_CODE` (``sys.exit(speedups.exit_code)``), and its job requeues and resumes from the
-checkpoint (docs/reliability.rst, "Preemption: stop on a signal").
+checkpoint (docs/preemption.rst, "What happens on a signal").
 """
 
 from __future__ import annotations

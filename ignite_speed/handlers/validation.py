@@ -5,7 +5,8 @@
 :class:`ValSchedule` is a small pure decision object: given the loop counters after a training batch,
 should validation run now? It follows Lightning 2.x's per-batch rules (see docs/validation.rst).
 :func:`run_evaluator` and :func:`run_sanity_check` run an Ignite evaluator on a limited number of
-batches.
+batches. ``val_time_fraction``'s budget, which skips some of the schedule's points, is in
+:mod:`~ignite_speed.handlers.validation_budget`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..loop.plan import RunPlan
 from ..loop.progress import Progress
 from ..report.record import ValidationRecord, numeric_metrics
 from .base import LoopHandler
+from .validation_budget import ValidationBudget
 
 __all__ = ["ValSchedule", "ValidationSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
 
@@ -166,6 +168,8 @@ class ValidationSchedule(LoopHandler):
             its handlers, metrics discarded); ``-1``: all, ``0``: off.
         limit_val_batches: batches per validation run and sanity check: a fraction or an int; ``0`` turns
             validation off.
+        val_time_fraction: the most of the training clock that validation may take, in (0, 1): a candidate
+            of the schedule validates only when the budget allows it (see docs/validation.rst); ``None``: no budget.
 
     After each run the evaluator's metrics are kept (:attr:`last_metrics`): early stopping judges those,
     whatever other handlers later run the evaluator on.
@@ -176,7 +180,7 @@ class ValidationSchedule(LoopHandler):
 
     def __init__(self, evaluator: Engine, val_data: Any, val_check_interval: Any = None,
                  check_val_every_n_epoch: int | None = 1, num_sanity_val_steps: int = 2,
-                 limit_val_batches: Any = None) -> None:
+                 limit_val_batches: Any = None, val_time_fraction: float | None = None) -> None:
         super().__init__()
         if not isinstance(evaluator, Engine):
             raise TypeError(f"ValidationSchedule(evaluator={type(evaluator).__name__}) is not an ignite Engine; "
@@ -185,9 +189,10 @@ class ValidationSchedule(LoopHandler):
             raise ValueError("ValidationSchedule(val_data=None): accepted: the validation data (a DataLoader or an "
                              "iterable); to turn validation off, set limit_val_batches=0")
         flags = validate_validation_schedule(val_check_interval, check_val_every_n_epoch, num_sanity_val_steps,
-                                             limit_val_batches)
+                                             limit_val_batches, val_time_fraction)
         self._configure(evaluator, val_data, flags.val_check_interval, flags.check_val_every_n_epoch,
-                        flags.num_sanity_val_steps, flags.limit_val_batches, overfit=False)
+                        flags.num_sanity_val_steps, flags.limit_val_batches, overfit=False,
+                        fraction=flags.val_time_fraction)
 
     @classmethod
     def from_limits(cls, evaluator: Engine, val_data: Any, limits: Any) -> ValidationSchedule:
@@ -196,12 +201,14 @@ class ValidationSchedule(LoopHandler):
         schedule = cls.__new__(cls)
         LoopHandler.__init__(schedule)
         schedule._configure(evaluator, val_data, limits.val_check_interval, limits.check_val_every_n_epoch,
-                            limits.num_sanity_val_steps, limits.limit_val_batches, overfit=limits.overfit)
+                            limits.num_sanity_val_steps, limits.limit_val_batches, overfit=limits.overfit,
+                            fraction=limits.val_time_fraction)
         schedule.fast_dev_run = limits.fast_dev_run
         return schedule
 
     def _configure(self, evaluator: Engine, val_data: Any, interval: BatchLimit | datetime.timedelta,
-                   every_n_epochs: int | None, sanity_steps: int, limit: BatchLimit, *, overfit: bool) -> None:
+                   every_n_epochs: int | None, sanity_steps: int, limit: BatchLimit, *, overfit: bool,
+                   fraction: float | None) -> None:
         self.evaluator = evaluator
         self.val_data = val_data
         self.val_check_interval = interval
@@ -209,6 +216,10 @@ class ValidationSchedule(LoopHandler):
         self.num_sanity_val_steps = sanity_steps
         self.limit_val_batches = limit
         self.overfit = overfit  # overfit_batches: validate on a sequential copy of the data
+        self.val_time_fraction = fraction
+        self.budget = None if fraction is None else ValidationBudget(fraction)  # (validation_budget.py)
+        if self.budget is None:
+            self.skip_hooks = frozenset({"on_agreement"})
         self.fast_dev_run = 0  # fast_dev_run=n: every run of the evaluator, whoever starts it, takes n batches
         self._own_run = False  # the evaluator runs for this schedule now
         self._warned_other_run = False
@@ -224,8 +235,9 @@ class ValidationSchedule(LoopHandler):
         self.sanity_batches = 0
 
     def __repr__(self) -> str:
+        budget = "" if self.budget is None else f", val_time_fraction={self.budget.fraction}"
         return (f"ValidationSchedule(val_check_interval={self.val_check_interval!r}, check_val_every_n_epoch="
-                f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r})")
+                f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r}{budget})")
 
     @property
     def configured(self) -> bool:
@@ -279,6 +291,11 @@ class ValidationSchedule(LoopHandler):
     def on_new_run(self) -> None:
         self.reset()
 
+    def on_agreement(self, engine: Engine) -> None:
+        """(``val_time_fraction`` only) an agreement batch: a mark for the budget's training time per batch."""
+        assert self.budget is not None
+        self.budget.mark_batch(self.loop.clock.elapsed(), self.loop.progress.total_batches)
+
     def prepare_run(self, train_batches: int | None, train_limit: BatchLimit) -> None:
         """Resolve the schedule for a run of ``train_batches`` batches per epoch (``None``: unknown)."""
         enabled = self.val_data is not None and not self.limit_val_batches.is_zero
@@ -310,7 +327,8 @@ class ValidationSchedule(LoopHandler):
 
     def due_after_batch(self, progress: Progress, is_last: bool, stopping: bool, time_due: bool) -> bool:
         assert self.plan is not None
-        return self.plan.after_batch(progress, is_last, False, stopping, INF if time_due else 0.0)
+        due = self.plan.after_batch(progress, is_last, False, stopping, INF if time_due else 0.0)
+        return due and (self.budget is None or self.budget.allows(progress.total_batches))
 
     def next_due(self, progress: Progress, train_batches: int | None) -> float:
         """See :meth:`ValSchedule.next_due`."""
@@ -320,7 +338,8 @@ class ValidationSchedule(LoopHandler):
     def due_at_exhaustion(self, progress: Progress) -> bool:
         """Validate when a loader of unknown length is exhausted (``val_check_interval=1.0``)?"""
         plan = self.plan
-        return plan is not None and plan.enabled and plan.check_batch == INF and plan.is_val_epoch(progress.epoch)
+        due = plan is not None and plan.enabled and plan.check_batch == INF and plan.is_val_epoch(progress.epoch)
+        return due and (self.budget is None or self.budget.allows(progress.total_batches))
 
     def validate(self) -> None:
         """One validation run now; its metrics are kept in :attr:`last_metrics`."""
@@ -335,27 +354,45 @@ class ValidationSchedule(LoopHandler):
         p = self.loop.progress  # [run record]
         self.runs.append(ValidationRecord(p.epoch, p.global_step, p.total_batches, self.last_val_end,
                                           self.last_val_end - started, numeric_metrics(self.last_metrics)))
+        if self.budget is not None:
+            next_at = self.budget.record(self.last_val_end - started, self.last_val_end, p.total_batches)
+            plan = self.loop.plan
+            if plan.world_size > 1:  # the rank that waits longest decides: one small collective per validation run
+                from ..distributed._dist import all_reduce_flags
+
+                next_at = all_reduce_flags([next_at], self.loop.rank_failure_timeout)[0]
+            self.budget.next_at = next_at
 
     def reset(self) -> None:
         """A new run: no validation yet."""
         self.last_val_end = 0.0
         self.last_metrics = None
         self.runs, self.sanity_seconds, self.sanity_batches = [], 0.0, 0
+        if self.budget is not None:
+            self.budget.reset()
 
     # ------------------------------------------------------------------ state and record
     def state_dict(self) -> dict[str, Any]:
         """When the last validation ended (a time-based schedule counts from there) and the run record."""
-        return {"last_val_end": float(self.last_val_end), "runs": [r.to_dict() for r in self.runs],
-                "sanity_seconds": self.sanity_seconds, "sanity_batches": self.sanity_batches}
+        state = {"last_val_end": float(self.last_val_end), "runs": [r.to_dict() for r in self.runs],
+                 "sanity_seconds": self.sanity_seconds, "sanity_batches": self.sanity_batches}
+        if self.budget is not None:
+            state["budget"] = self.budget.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.last_val_end = float(state.get("last_val_end", 0.0))
         self.runs = [ValidationRecord.from_dict(r) for r in state.get("runs") or []]
         self.sanity_seconds = float(state.get("sanity_seconds", 0.0))
         self.sanity_batches = int(state.get("sanity_batches", 0))
+        if self.budget is not None:
+            self.budget.load_state_dict(state.get("budget") or {})
 
     def report_fields(self) -> dict[str, Any]:
-        return {"validation_runs": list(self.runs), "sanity_seconds": self.sanity_seconds}
+        fields = {"validation_runs": list(self.runs), "sanity_seconds": self.sanity_seconds}
+        if self.budget is not None:
+            fields.update(val_time_fraction=self.budget.fraction, val_skipped=self.budget.skipped)
+        return fields
 
 
 def _describe(value: Any) -> str:

@@ -12,7 +12,8 @@ from typing import Any
 from ignite.engine import Engine
 
 from ..data.loaders import data_length
-from .resume import capture_rng, recreate_iterator, replay_batches, restore_rng
+from .layout import RunLayout
+from .resume import capture_rng, indices_only, loader_generators, recreate_iterator, replay_batches, restore_rng
 
 __all__ = ["DataPosition", "replay_open_window"]
 
@@ -27,6 +28,8 @@ class DataPosition:
         self.resume_iterator = False  # the next EPOCH_STARTED rebuilds the interrupted run's iterator
         self.resume_mid_epoch = False  # ... inside an epoch whose counters come from the checkpoint
         self.replay = 0  # ... of which these last fetched batches are replayed (an open accumulation window)
+        self.restarted = False  # the next EPOCH_STARTED starts a fresh epoch of a resume under another layout
+        self.layout: RunLayout | None = None  # what the data order depends on (the run's, or the loaded one's)
 
     def reset(self) -> None:
         self.creation_rng, self.fetched = None, 0
@@ -45,6 +48,14 @@ class DataPosition:
         self.resume_iterator = True
         self.resume_mid_epoch = mid_epoch
         self.replay = replay
+
+    def restart(self) -> None:
+        """A resume under another layout (``allow_resume_changes``): nothing of the saved run's iterator is
+        rebuilt; the next epoch start makes a fresh iterator."""
+        self.reset()
+        self.resume_iterator = self.resume_mid_epoch = False
+        self.replay = 0
+        self.need_iterator = self.restarted = True
 
     def resume_done(self) -> None:
         """A resumed run's pending decision ended the saved epoch: nothing of it is left to rebuild."""
@@ -71,29 +82,42 @@ class DataPosition:
         self.creation_rng = capture_rng(engine.state.dataloader)
         self.fetched = 0
 
-    def on_epoch_data(self, engine: Engine) -> None:
+    def on_epoch_data(self, engine: Engine) -> bool:
         """The epoch's iterator: after a resume the interrupted run's, fast-forwarded past the batches it
-        had consumed; at a run's first epoch a fresh one."""
+        had consumed; at a run's first epoch a fresh one. Returns whether this is the first epoch of a resume
+        under another layout (:meth:`restart`)."""
+        restarted, self.restarted = self.restarted, False
         if self.resume_iterator:
             self.resume_iterator = False
             self.resume_mid_epoch = False
             self.need_iterator = False
-            length = data_length(engine.state.dataloader)
+            data = engine.state.dataloader
+            length = data_length(data)
             exhausted = length is not None and self.fetched >= length
             if self.creation_rng is not None and not exhausted:
                 recreate_iterator(engine, self.creation_rng, self.fetched - self.replay)
-                return
+                return restarted
+            if self.creation_rng is not None and self.fetched == length and indices_only(data) \
+                    and loader_generators(data):
+                # the interrupted run's iterator gave all its batches; its next() raises StopIteration, and a
+                # shuffling sampler with the loader's own generator draws from it there: rebuild that iterator
+                # (indices only, no batch loaded), so that the next epoch is shuffled from the same state
+                recreate_iterator(engine, self.creation_rng, self.fetched, skip_loading=True)
+                return restarted
             self.replay = 0
         if self.need_iterator:
             self.need_iterator = False
             self.new_iterator(engine)
+        return restarted
 
     def state_dict(self) -> dict[str, Any]:
-        return {"iterator_rng": self.creation_rng, "iterator_fetched": int(self.fetched)}
+        return {"iterator_rng": self.creation_rng, "iterator_fetched": int(self.fetched),
+                "layout": None if self.layout is None else self.layout.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.creation_rng = state.get("iterator_rng")
         self.fetched = int(state.get("iterator_fetched", 0))
+        self.layout = RunLayout.from_state(state.get("layout"))  # (None in a version-3 checkpoint)
 
 
 def replay_open_window(engine: Engine, position: DataPosition, batches: int, window: Any, window_rng: Any,

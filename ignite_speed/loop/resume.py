@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine
+from torch.utils.data import DataLoader
 
 from .._compat import data_iterator, process_function, set_batches_done_in_epoch
 
-__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "set_epoch_position",
+__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "indices_only", "set_epoch_position",
            "torch_rng_state", "set_torch_rng_state", "replay_batches"]
 
 
@@ -118,12 +119,20 @@ def replay_batches(engine: Engine, n: int, rng: dict[str, Any] | None, *, run: b
         set_torch_rng_state(now)
 
 
-def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consumed: int) -> None:
+def indices_only(loader: Any) -> bool:
+    """Whether an iterator of ``loader`` can be moved forward by its batch sampler alone (no data loaded): a
+    single-process ``DataLoader``, whose iterator draws from no generator when it loads a batch."""
+    return isinstance(loader, DataLoader) and loader.num_workers == 0 and loader.batch_sampler is not None
+
+
+def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consumed: int, *,
+                      skip_loading: bool = False) -> None:
     """Give ``engine`` a fresh iterator of its data as it was after ``consumed`` batches.
 
     The iterator is created under ``creation_rng`` (the generator states when the interrupted run
     created it), ``consumed`` batches are drawn and dropped, and the generator states are then put
-    back to what they were before the call.
+    back to what they were before the call. ``skip_loading`` (only for :func:`indices_only` loaders): the
+    batches' indices are drawn from the iterator's batch sampler and no batch is loaded.
     """
     data = engine.state.dataloader
     now = capture_rng(data)
@@ -132,6 +141,8 @@ def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consu
     try:
         engine.set_data(data)  # type: ignore[arg-type]
         iterator = data_iterator(engine)
+        if skip_loading:
+            iterator = iterator._sampler_iter  # (torch's _SingleProcessDataLoaderIter: its batch sampler's)
         for skipped in range(consumed):
             try:
                 next(iterator)

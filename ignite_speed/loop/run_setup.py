@@ -9,6 +9,7 @@ trainer where the saved run stood and, at its first event, makes the decision th
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..config.limits import UNLIMITED
 from ..data.batched_fetch import with_batched_fetch
 from ..data.loaders import data_length, for_ignite, sequential_copy
 from ..distributed import _dist
+from .layout import RunLayout, layout_refusal, layout_warning
 from .plan import RunLimits, RunPlan
 from .resume import restore_rng, set_epoch_position
 from .state import Stage
@@ -37,6 +39,10 @@ class RunSetup:
         self._loaded = False  # a state was loaded that no run() has used yet
         self._loaded_rng: dict[str, Any] | None = None  # ... with the generator states it was saved with
         self.source: str | None = None  # the file the loaded state came from, when known (autoresume)
+        self.allow_resume_changes = False  # resume under another layout at the next epoch boundary (layout.py)
+        self.changes: list[tuple[str, Any, Any]] = []  # this run's layout against the saved one (accepted)
+        self._end_epoch_at_resume = False  # a resume under another layout ends the interrupted epoch first
+        self._saved_batches: int | None = None  # ... whose batches per epoch were these
 
     def loaded_from(self, path: str) -> None:
         """The state loaded for the next run came from ``path`` (named in the refusals of a resume)."""
@@ -93,7 +99,6 @@ class RunSetup:
         if new_run:
             if loop.progress.total_batches or loop.controller.final is not None:
                 loop.reset_run()
-                loop.timer.reset()
         elif not self._loaded and loop.progress.total_batches != t.state.iteration:
             # Ignite's state came from a checkpoint (Checkpoint.load_objects), the loop's did not: its counters,
             # stop record and data position would be those of another point of training
@@ -124,7 +129,13 @@ class RunSetup:
         plan.train_batches = plan.train_limit.resolve(full_length, "limit_train_batches")
         plan.fresh_iterator_each_epoch = plan.train_batches is not None and (
             full_length is None or plan.train_batches < full_length)
-        if not new_run and t.state.epoch_length is not None and plan.train_batches is not None \
+        saved = self.loop.position.layout
+        self._saved_batches = None if saved is None else saved.train_batches
+        self.changes = _check_layout(self.loop, plan, plan.train_data, data_length(data), None if new_run else saved, self.source,
+                                     self.allow_resume_changes)
+        if self.changes:
+            t.state.epoch_length = plan.train_batches  # (Ignite's own, for the rest of the run)
+        elif not new_run and t.state.epoch_length is not None and plan.train_batches is not None \
                 and t.state.epoch_length != plan.train_batches:
             raise ValueError(
                 f"the resumed run trained {t.state.epoch_length} batches per epoch, but limit_train_batches now gives "
@@ -140,9 +151,13 @@ class RunSetup:
             # would start over), the decision ends it if it is
             run_kwargs["max_epochs"] = max(run_kwargs["max_epochs"],
                                            t.state.iteration // t.state.epoch_length + 1, t.state.epoch + 1)
+        if self.changes and t.state.epoch_length:
+            # another epoch length: Ignite's iteration >= epoch_length * max_epochs must not end the run before
+            # the loop's own limits do (the loop ends it at its max_epochs)
+            run_kwargs["max_epochs"] += -(-t.state.iteration // t.state.epoch_length)
         if new_run or t.state.epoch_length is None:
             run_kwargs["epoch_length"] = plan.train_batches
-        elif not pending and t.state.iteration >= t.state.epoch_length * run_kwargs["max_epochs"]:
+        elif not pending and not self.changes and t.state.iteration >= t.state.epoch_length * run_kwargs["max_epochs"]:
             raise ValueError(f"nothing left to train: the run already reached max_epochs={run_kwargs['max_epochs']}; "
                              f"raise it with speedups.extend(max_epochs=...)")
         return run_kwargs
@@ -161,7 +176,7 @@ class RunSetup:
         except Exception as exc:
             if rehearsal is not None:
                 rehearsal.finish(rehearse=False)
-            self._signal_rank_failure(exc)
+            _signal_rank_failure(loop, exc)
             raise
         finally:
             loop.timer.end_call(loop)
@@ -174,8 +189,7 @@ class RunSetup:
         return state
 
     def estimated_stepping_batches(self, data: Any) -> int | float:
-        """Lightning's ``Trainer.estimated_stepping_batches`` for a run on ``data``: optimizer steps of the
-        whole run under the attached limits (``math.inf`` when nothing bounds it)."""
+        """Lightning's ``Trainer.estimated_stepping_batches`` for a run on ``data`` (``math.inf``: unbounded)."""
         plan = self.plan_for(None, None, new_run=True)  # (plain Ignite's run(data): one epoch)
         lim = plan.run_limits
         max_steps = lim.max_steps.bound  # (unsized data: Lightning returns max_steps, -1 without one, which no
@@ -195,21 +209,6 @@ class RunSetup:
         # No limit on epochs: Ignite gets one more than it has done, raised at each epoch end (its state and a
         # ProgressBar then show a sensible number, not 2**31 - 1).
         return int(loop.trainer.state.epoch) + 1
-
-    def _signal_rank_failure(self, exc: Exception) -> None:
-        """This rank's training raised: tell the other ranks at their next stop sync (they would otherwise
-        wait in it until the process group times out, 30 minutes by default). No cost while all goes well."""
-        loop = self.loop
-        world_size = loop.plan.world_size
-        if world_size <= 1 or isinstance(exc, RankFailureError) or _dist.is_collective_error(exc):
-            return  # alone, told by another rank, or the process group itself failed: nobody to tell
-        rank = _dist.get_rank()
-        message = f"rank {rank} failed at iteration {loop.trainer.state.iteration}: {type(exc).__name__}: {exc}"
-        try:
-            loop.controller.signal_failure(message, f"rank {rank}", world_size, loop.rank_failure_timeout)
-        except Exception as sync_exc:  # the original exception is what the user must see: only log this one
-            logger.warning("rank %d could not tell the other ranks that it failed (%s); they stop when the process "
-                           "group times out", rank, sync_exc)
 
     # ------------------------------------------------------------------ resume
     def _position_for_resume(self, new_run: bool) -> bool:
@@ -242,8 +241,15 @@ class RunSetup:
                              + ("" if source is None else " (move that file out of its folder, or set autoresume=False)"))
         pending = state.stage in (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)
         mid_epoch = state.stage in (Stage.IN_EPOCH, Stage.BATCH_PENDING)
+        if self.changes:
+            # another layout: the interrupted epoch ends at the checkpoint's batch, the next starts afresh
+            _warn_layout_change(loop, self.changes, mid_epoch, self._saved_batches)
+            self._end_epoch_at_resume = mid_epoch
+            pending = pending or mid_epoch
+            loop.position.restart()
+        else:
+            loop.position.resume(mid_epoch, state.window_batches if mid_epoch and loop.accumulate > 1 else 0)
         loop.begin_resume(pending)
-        loop.position.resume(mid_epoch, state.window_batches if mid_epoch and loop.accumulate > 1 else 0)
         if state.stage is Stage.BETWEEN:
             set_epoch_position(t, p.epochs_done, 0)
         else:
@@ -260,7 +266,10 @@ class RunSetup:
         if self._loaded_rng is not None:
             restore_rng(self._loaded_rng, engine.state.dataloader)
             self._loaded_rng = None
-        if state.stage is Stage.BATCH_PENDING:
+        if self._end_epoch_at_resume:
+            self._end_epoch_at_resume = False
+            _end_interrupted_epoch(loop, engine)
+        elif state.stage is Stage.BATCH_PENDING:
             loop.on_iteration_decide(engine, replay=True)
             if state.epoch_ended_early or state.end_after_epoch is not None or loop.is_last_batch():
                 if not loop.is_last_batch():
@@ -272,3 +281,53 @@ class RunSetup:
         elif state.stage is Stage.EPOCH_PENDING:
             engine.state.epoch = p.epoch + 1
             loop.on_epoch_completed(engine)
+
+
+def _end_interrupted_epoch(loop: LoopView, engine: Engine) -> None:
+    """A resume under another layout (``allow_resume_changes``), from a checkpoint inside an epoch: the epoch
+    ends at the checkpoint's batch, as if ``end_epoch()`` had been called after it (a decision pending on that
+    batch is not made; the epoch-end decision is, with the app's ``EPOCH_COMPLETED`` handlers)."""
+    p = loop.state.progress
+    loop.state.end_epoch_early()
+    loop.state.window_batches = 0  # (the open window's gradients are in no checkpoint: no optimizer step)
+    engine.state.epoch = p.epoch + 1
+    engine.fire_event(Events.EPOCH_COMPLETED)
+    set_epoch_position(loop.trainer, p.epoch + 1, 0)
+
+
+def _check_layout(loop: LoopView, plan: RunPlan, data: Any, data_length: int | None, saved: RunLayout | None,
+                  source: str | None, allow: bool) -> list[tuple[str, Any, Any]]:
+    """Record this run's layout; against the ``saved`` one (a continued run's), the changes, refused unless
+    ``allow`` (``allow_resume_changes``)."""
+    layout = RunLayout.of(world_size=plan.world_size, data=data, data_length=data_length,
+                          train_batches=plan.train_batches, accumulate=loop.accumulate, limit=plan.train_limit)
+    changes = [] if saved is None else saved.changes(layout)
+    if changes and not allow:
+        raise ValueError(layout_refusal(changes, source))
+    loop.position.layout = layout
+    return changes
+
+
+def _signal_rank_failure(loop: LoopView, exc: Exception) -> None:
+    """This rank's training raised: tell the other ranks at their next stop sync (they would otherwise
+    wait in it until the process group times out, 30 minutes by default). No cost while all goes well."""
+    world_size = loop.plan.world_size
+    if world_size <= 1 or isinstance(exc, RankFailureError) or _dist.is_collective_error(exc):
+        return  # alone, told by another rank, or the process group itself failed: nobody to tell
+    rank = _dist.get_rank()
+    message = f"rank {rank} failed at iteration {loop.trainer.state.iteration}: {type(exc).__name__}: {exc}"
+    try:
+        loop.controller.signal_failure(message, f"rank {rank}", world_size, loop.rank_failure_timeout)
+    except Exception as sync_exc:  # the original exception is what the user must see: only log this one
+        logger.warning("rank %d could not tell the other ranks that it failed (%s); they stop when the process "
+                       "group times out", rank, sync_exc)
+
+
+def _warn_layout_change(loop: LoopView, changes: list[tuple[str, Any, Any]], mid_epoch: bool,
+                        saved_batches: int | None) -> None:
+    state = loop.state
+    p = state.progress
+    at = p.epoch if mid_epoch else p.epochs_done + (state.stage is Stage.EPOCH_PENDING)
+    text = layout_warning(changes, at, p.batch_in_epoch if mid_epoch else 0, saved_batches,
+                          state.window_batches if mid_epoch else 0)
+    warnings.warn(text, UserWarning, stacklevel=5)

@@ -1,10 +1,12 @@
 """The loop's checkpoint: one convention, versioned.
 
-``TrainingLoop.state_dict()`` is ``{"version": 3, "loop": {...}, "<handler name>": handler.state_dict(), ...}``:
+``TrainingLoop.state_dict()`` is ``{"version": 4, "loop": {...}, "<handler name>": handler.state_dict(), ...}``:
 the loop's own part (its :class:`~ignite_speed.loop.state.LoopState`, the stop controller, the clock, the data
-position and generator states, stop requests not yet synced) and each registered handler's own state under
+position and generator states, the run's data layout, stop requests not yet synced) and each registered handler's own state under
 its name. All plain data: ``torch.load(weights_only=True)`` reads it back. States saved by ignite-speed
-0.1.0 (versions 1 and 2, one flat dict) are migrated when loaded.
+0.1.0 (versions 1 and 2, one flat dict) are migrated when loaded. Version 4 added the run's layout under
+``loop.data.layout`` (:class:`~ignite_speed.loop.layout.RunLayout`); a version-3 state has none and loads
+as it is (its resume is not checked against the layout, only against the batches per epoch).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from .view import LoopView
 
 __all__ = ["STATE_VERSION", "loop_state_dict", "load_loop_state", "migrate_flat_state"]
 
-STATE_VERSION = 3
+STATE_VERSION = 4
+_READ_VERSIONS = (3, 4)  # 3: without the run's layout
 _FLAT_VERSIONS = (1, 2)  # ignite-speed 0.1.0: one flat dict
 
 
@@ -46,9 +49,9 @@ def load_loop_state(loop: LoopView, state: dict[str, Any]) -> dict[str, Any] | N
     version = state.get("version")
     if version in _FLAT_VERSIONS:
         state = migrate_flat_state(state)
-    elif version != STATE_VERSION:
+    elif version not in _READ_VERSIONS:
         raise ValueError(f"speedups state has version {version!r}; this ignite-speed reads versions "
-                         f"{[*_FLAT_VERSIONS, STATE_VERSION]}")
+                         f"{[*_FLAT_VERSIONS, *_READ_VERSIONS]}")
     own = state["loop"]
     loop_state = LoopState()
     loop_state.load_state_dict(own["state"])

@@ -73,8 +73,7 @@ class TrainingLoop:
         self.state = LoopState()
         self.clock, self.timer = TrainingClock(), RunTimer()
         self.position = DataPosition()
-        self.handlers = HandlerRegistry()
-        self.plan = RunPlan()
+        self.handlers, self.plan = HandlerRegistry(), RunPlan()
         self.accumulate, self.batched_fetch = self.parts.accumulate, False
         self.agreement = StopAgreement()  # when the ranks agree on stop requests (see agreement.py)
         self.setup = RunSetup(self)
@@ -153,11 +152,12 @@ class TrainingLoop:
         self._resume = replaying
 
     def reset_run(self) -> None:
-        """A new run from scratch: counters, stop record, clock and the handlers' run state are reset."""
+        """A new run from scratch: counters, stop record, clock, run profile and the handlers' run state are reset."""
         self.state = LoopState()
         self.position.reset()
         self.controller.reset_run()
         self.clock.reset()
+        self.timer.reset()
         self.handlers.call("on_new_run")
 
     # ------------------------------------------------------------------ per-run handlers
@@ -199,10 +199,10 @@ class TrainingLoop:
         """The last EPOCH_STARTED handler: the epoch's data iterator; after a resume inside an accumulation
         window, the window's batches replayed (their gradients are in no checkpoint)."""
         resumed_mid_epoch = self.position.resume_mid_epoch
-        self.position.on_epoch_data(engine)
+        restarted = self.position.on_epoch_data(engine)  # (True: a resume under another layout's fresh epoch)
         replay = self.position.take_replay()
         window = self.parts.accumulation
-        if resumed_mid_epoch and window is not None:
+        if (resumed_mid_epoch or restarted) and window is not None:
             # the step's own window counter follows the loop's position (Ignite's iteration % epoch_length is
             # wrong once an epoch ended early)
             window.resume(self.state.progress.batch_in_epoch - replay)

@@ -141,10 +141,18 @@ class RunReport:
     max_time_mode: str | None
     validations: tuple[ValidationPoint, ...]
     epoch_times: tuple[EpochTime, ...]
+    val_time_fraction: float | None = None  # the validation time budget (None: none)
+    val_skipped: int = 0  # the schedule's candidates that the budget skipped
     # where the wall time of trainer.run went (measured on the real clock; not compared)
     profile: RunProfile | None = field(default=None, compare=False)
     # fast_dev_run: the projection of the full run (set by Speedups.report)
     projection: Any = field(default=None, compare=False)
+
+    @property
+    def val_share(self) -> float:
+        """Validation's share of the training clock: ``val_seconds / seconds`` (what ``val_time_fraction``
+        bounds)."""
+        return self.val_seconds / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The report as nested dicts and lists (``json.dumps`` takes it)."""
@@ -216,5 +224,6 @@ def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None 
         divergence_threshold=es["divergence_threshold"] if follows_es and es is not None else None,
         max_time=fields.get("max_time"), max_time_reserve=fields.get("max_time_reserve", 0.0),
         max_time_mode=fields.get("max_time_mode"), validations=tuple(points),
-        epoch_times=tuple(fields.get("epoch_times", ())), profile=run_profile(loop), projection=projection,
+        epoch_times=tuple(fields.get("epoch_times", ())), val_time_fraction=fields.get("val_time_fraction"),
+        val_skipped=int(fields.get("val_skipped", 0) or 0), profile=run_profile(loop), projection=projection,
     )

@@ -30,7 +30,7 @@ from ignite_speed import SpeedConfig, attach_speedups
 from tests.helpers import loader, make_run, stream_loader
 
 FLAGS = SpeedConfig.flag_names()
-LEGACY = ["gpus", "tpu_cores", "num_processes", "distributed_backend", "plugins"]
+LEGACY = ["gpus", "tpu_cores", "num_processes", "distributed_backend", "plugins", "ckpt_path"]
 # Lightning 2.x Trainer flags outside ignite-speed's scope, and misspellings: refused, naming the key
 OTHER_KEYS = ["logger", "log_every_n_steps", "enable_checkpointing", "callbacks", "max_epoch", "val_check_intervall",
               "bogus_flag"]

@@ -31,7 +31,7 @@ def _build(ckpt_dir: Path, *, crash_at: int = 0, autoresume: bool = True, to_sav
     x = torch.randn(BATCHES * 4, 4, generator=torch.Generator().manual_seed(1))
     data = DataLoader(TensorDataset(x, x.sum(dim=1, keepdim=True)), batch_size=4, shuffle=True)
     trainer = Engine(mse_step(model, opt))
-    sp = attach_speedups(trainer, cfg={"max_epochs": EPOCHS, "autoresume": autoresume, **cfg})
+    sp = attach_speedups(trainer, cfg={"max_epochs": EPOCHS, **({"autoresume": True} if autoresume else {}), **cfg})
     objects = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp}
     saved = {k: objects[k] for k in (to_save or objects)}
     ckpt = Checkpoint(saved, DiskSaver(str(ckpt_dir), require_empty=False), n_saved=None)
@@ -158,3 +158,28 @@ def test_the_flag_takes_a_bool_only():
     trainer = Engine(lambda e, b: 0.0)
     assert attach_speedups(trainer, cfg={"max_epochs": 1}).autoresume is None
     assert isinstance(attach_speedups(Engine(lambda e, b: 0.0), autoresume=True).autoresume, AutoResume)
+
+
+def test_a_file_of_another_model_is_refused_naming_the_file_and_the_object(tmp_path):
+    _crashed(tmp_path)
+    run = _build(tmp_path)
+    other = torch.nn.Linear(4, 2)  # another model under the same name
+    run["ckpt"].to_save["model"] = other
+    path = tmp_path / "checkpoint_8.pt"
+    with pytest.raises(RuntimeError) as caught:
+        run["trainer"].run(run["data"])
+    message = str(caught.value)
+    assert message.startswith(f"autoresume: {path} does not fit this run: its 'model' cannot be loaded into the "
+                              f"Checkpoint's 'model' (Linear): RuntimeError: Error(s) in loading state_dict for Linear: "
+                              f"size mismatch for weight")
+    assert message.endswith(f"The file was written by another setup (another model, optimizer or ignite-speed "
+                            f"version?); move it out of {tmp_path} to start from scratch, or set autoresume=False")
+    assert "\n" not in message and caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_ckpt_path_last_resumes_as_autoresume(tmp_path, reference):
+    _crashed(tmp_path)
+    run = _build(tmp_path, autoresume=False, ckpt_path="last")  # Lightning: trainer.fit(model, ckpt_path="last")
+    run["trainer"].run(run["data"])
+    assert run["sp"].autoresume.resumed_from == str(tmp_path / "checkpoint_8.pt")
+    _assert_ends_as(run, reference)

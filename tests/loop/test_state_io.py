@@ -45,12 +45,14 @@ def test_the_state_has_the_loop_part_and_each_handler_under_its_name():
     model, _, trainer, sp, data = build()
     trainer.run(data)
     state = sp.state_dict()
-    assert state["version"] == STATE_VERSION == 3
+    assert state["version"] == STATE_VERSION == 4
     assert sorted(state) == ["early_stopping", "limits", "loop", "precision", "preemption", "time_budget", "validation",
                              "version"]
     assert sorted(state["loop"]) == ["clock", "controller", "data", "local_requests", "state"]
     assert state["loop"]["state"]["progress"]["total_batches"] == 40 and state["limits"] == {}
     assert len(state["validation"]["runs"]) == 8 and len(state["time_budget"]["epochs"]) == 4
+    assert state["loop"]["data"]["layout"] == {"world_size": 1, "batch_size": 4, "data_length": 10, "train_batches": 10,
+                                               "accumulate_grad_batches": 2, "limit_train_batches": None}
     assert state["preemption"] == {}  # (the guard, on by default, has no state of its own)
     assert state["early_stopping"]["wait_count"] == sp.early_stopping.wait_count
 
@@ -77,5 +79,5 @@ def test_a_state_written_by_0_1_0_is_migrated_and_resumes_exactly():
 
 def test_an_unknown_version_is_refused():
     _, _, _, sp, _ = build()
-    with pytest.raises(ValueError, match=r"speedups state has version 99; this ignite-speed reads versions \[1, 2, 3\]"):
+    with pytest.raises(ValueError, match=r"speedups state has version 99; this ignite-speed reads versions \[1, 2, 3, 4\]"):
         sp.load_state_dict({"version": 99})
