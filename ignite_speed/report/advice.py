@@ -20,6 +20,7 @@ from .record import RunReport, format_duration
 __all__ = ["Advice", "Finding", "RunFacts", "advise", "MIN_SAVING"]
 
 MIN_SAVING = 0.05  # of the wall time: a smaller predicted saving is not worth a finding
+WORKER_HANDOFF = 0.001  # seconds a batch costs to come from a worker process (pickling, a queue): a guess on the high side
 BF16_STEP_SAVING = 0.3  # of the step's time: a conservative guess for bf16 autocast on a GPU with bf16 units
 
 
@@ -151,11 +152,15 @@ def _data(report: RunReport, facts: RunFacts) -> Finding | None:
     else:
         new = 2 * workers
         new_wait = max(0.0, (wait + rest) / 2 - rest)  # twice the workers: the batches come twice as fast
+    if workers == 0:
+        new_wait += WORKER_HANDOFF  # (a batch read in memory in less than that is better read in the process)
     setting: dict[str, Any] = {"num_workers": new, "persistent_workers": True}
     if facts.on_gpu and not facts.pin_memory:
         setting["pin_memory"] = True
+    if new_wait >= wait:
+        return None
     why = (f"Waiting {1000 * wait:.1f} ms per batch for {1000 * rest:.1f} ms of step and handlers: {new} worker "
-           f"processes read batches while the step runs (persistent_workers keeps them between epochs"
+           f"process{'es' if new > 1 else ''} read batches while the step runs (persistent_workers keeps them between epochs"
            + (", pin_memory speeds the copy to the GPU" if "pin_memory" in setting else "") + ").")
     if facts.batched_fetch_refusal is not None:
         why += f" batched_fetch could not read this loader a batch at a time: {facts.batched_fetch_refusal}."
