@@ -13,7 +13,8 @@ from ignite.engine import Engine
 
 __all__ = ["ProgressBar", "RUN_HAS_MAX_ITERS", "CHECKPOINT_SAVED_EVENT", "prepare_engine_rerun", "engine_is_done", "move_handler",
            "engine_run_original", "event_handlers", "all_event_handlers", "has_event", "process_function",
-           "data_iterator", "set_batches_done_in_epoch", "checkpoint_saved", "set_checkpoint_saved", "checkpoint_handlers"]
+           "data_iterator", "set_batches_done_in_epoch", "checkpoint_saved", "set_checkpoint_saved", "checkpoint_handlers",
+           "set_process_function", "replace_handler"]
 
 try:  # 0.5.x
     from ignite.handlers import ProgressBar
@@ -97,6 +98,22 @@ def has_event(engine: Engine, event: Any) -> bool:
 
 def process_function(engine: Engine) -> Callable[[Engine, Any], Any]:
     return engine._process_function
+
+
+def set_process_function(engine: Engine, function: Callable[[Engine, Any], Any]) -> None:
+    """Give ``engine`` another process function (the run profile's timed wrapper, and back)."""
+    engine._process_function = function
+
+
+def replace_handler(engine: Engine, event: Any, old: Callable, new: Callable) -> bool:
+    """Put ``new`` in ``old``'s place in ``event``'s handler list (same position, same stored arguments);
+    returns whether ``old`` was there."""
+    handlers = engine._event_handlers.get(event, [])
+    for i, entry in enumerate(handlers):
+        if entry[0] == old:
+            handlers[i] = (new, *entry[1:])
+            return True
+    return False
 
 
 def data_iterator(engine: Engine) -> Any:

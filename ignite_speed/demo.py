@@ -40,8 +40,8 @@ from ignite_speed import SpeedConfig, attach_speedups, create_trainer
 from ignite_speed._compat import ProgressBar
 from ignite_speed.step import precision_of
 
-__all__ = ["DEMO_DEFAULTS", "RunResult", "load_digits_splits", "main", "parse_value", "train_baseline",
-           "train_with_speedups"]
+__all__ = ["DEMO_DEFAULTS", "RunResult", "format_time_split", "load_digits_splits", "main", "parse_value",
+           "train_baseline", "train_with_speedups"]
 
 # The demo's recipe. These override SpeedConfig's own defaults; a --config file and the command line
 # override these in turn.
@@ -280,6 +280,19 @@ def format_report(result: RunResult, cfg: SpeedConfig) -> str:
     return "\n".join(lines)
 
 
+def format_time_split(speedups: Any) -> str:
+    """Where the time of the run went (``speedups.report().profile``), the advice (``speedups.advise()``;
+    nothing when nothing is worth changing) and, after a ``fast_dev_run``, the projection of the full run."""
+    report = speedups.report()
+    parts = [str(report.profile)]
+    advice = str(speedups.advise())
+    if advice:
+        parts.append(advice)
+    if report.projection is not None:
+        parts.append(str(report.projection))
+    return "\n\n".join(parts)
+
+
 def format_comparison(baseline: RunResult, fast: RunResult) -> str:
     ratio = fast.seconds / baseline.seconds if baseline.seconds > 0 else math.inf
     gap = (fast.test_acc or 0.0) - (baseline.test_acc or 0.0)
@@ -464,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(format_report(fast, cfg))
+        print()
+        print(format_time_split(speedups))
         baseline = None
         if args.compare:
             baseline = train_baseline(args.baseline_epochs, seed=args.seed, progress=not args.no_progress,

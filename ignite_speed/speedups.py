@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, State
 
+from ._logging import logger
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
@@ -33,14 +35,18 @@ from .loop.progress import Progress
 from .loop.stop import StopController, StopReason
 from .loop.trainer_parts import TrainerParts
 from .loop.training_loop import TrainingLoop
-from .report.record import RunReport
+from .report.record import RunReport, run_report
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report.advice import Advice, RunFacts
+    from .report.projection import FullRun, Projection
 
 if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: loaded only where used)
     import torch
 
     from .step.precision import Precision
 
-__all__ = ["Speedups", "attach_speedups"]
+__all__ = ["Speedups", "attach_speedups", "run_facts", "full_run_plan"]
 
 
 class Speedups:
@@ -73,6 +79,8 @@ class Speedups:
         self._precision = precision
         self.limits: EffectiveLimits = cfg.effective()
         self.loop = TrainingLoop.of_or_attach(trainer)
+        self.projection: Projection | None = None  # set at the end of a fast_dev_run
+        self.loop.timer.listeners.append(lambda: _project_fast_dev_run(self))
         try:
             self._attach_handlers(trainer, evaluator, cfg, val_data)
         except BaseException:
@@ -84,7 +92,7 @@ class Speedups:
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
-        self.loop.setup.allow_resume_changes = cfg.allow_resume_changes
+        self.loop.timer.fine, self.loop.setup.allow_resume_changes = cfg.profile, cfg.allow_resume_changes
         lim = self.limits
         self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
         if lim.overfit:
@@ -214,7 +222,7 @@ class Speedups:
             self.limits = self.cfg.effective()
             self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
                                 rank_failure_timeout=self.loop.rank_failure_timeout)
-            self.loop.setup.allow_resume_changes = self.cfg.allow_resume_changes
+            self.loop.timer.fine, self.loop.setup.allow_resume_changes = self.cfg.profile, self.cfg.allow_resume_changes
             self._loop_limits.reconfigure(self.cfg)
             self._set_time_budget(self.cfg)
         es = self.early_stopping
@@ -258,18 +266,17 @@ class Speedups:
 
     # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)
     def report(self, monitor: str | None = None, mode: str | None = None) -> RunReport:
-        """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason and message,
-        epochs, steps, batches, validation runs, the time split into training, validation and sanity check,
-        and the monitored metric of every validation run (default: early stopping's ``monitor``) with the best.
-        """
-        from .report.record import run_report
+        """The run's record as plain data (:class:`~ignite_speed.report.RunReport`): stop reason, counts, ``profile``,
+        every validation run's monitored metric (default: early stopping's), the best, a fast_dev_run's ``projection``."""
+        return run_report(self.loop, monitor, mode, projection=self.projection)
 
-        return run_report(self.loop, monitor, mode)
+    def advise(self, monitor: str | None = None, mode: str | None = None) -> Advice:
+        """Ranked findings worth changing to make the run faster (:func:`~ignite_speed.report.advice.advise`)."""
+        return _advise(self.report(monitor, mode), run_facts(self))
 
     def plot(self, path: Any, x: str = "step", monitor: str | None = None, mode: str | None = None) -> Any:
-        """Draw the monitored metric per validation run against ``x`` (``"step"`` or ``"time"``) to ``path``
-        (a PNG, or any format matplotlib writes), with the best point, early stopping's thresholds, the
-        stop and the ``max_time`` budget. Needs matplotlib (``pip install matplotlib``). Returns ``path``."""
+        """Draw the monitored metric per validation run against ``x`` (``"step"`` or ``"time"``) to ``path`` (any format
+        matplotlib writes), with the best point, the thresholds, the stop, ``max_time`` and the profile; returns ``path``."""
         from .report.plot import plot_report
 
         return plot_report(self.report(monitor, mode), path, x=x)
@@ -292,6 +299,119 @@ class Speedups:
         precision = self.precision
         if precision is not None and state.get("precision") is not None:
             precision.load_state_dict(state["precision"])
+
+
+def _advise(report: RunReport, facts: RunFacts) -> Advice:
+    from .report.advice import advise
+
+    return advise(report, facts)
+
+
+def run_facts(speedups: Speedups) -> RunFacts:
+    """What :meth:`Speedups.advise` knows of a run besides its report: the loader, the config, the device."""
+    import torch
+
+    from .data.batched_fetch import batched_fetch_refusal
+    from .report.advice import RunFacts, cpu_count
+
+    data, cfg, lim = speedups.loop.plan.train_data, speedups.cfg, speedups.limits
+    is_loader = isinstance(data, torch.utils.data.DataLoader)
+    schedule = speedups._schedule
+    on_gpu = torch.cuda.is_available() and (speedups.model is None or
+                                            any(p.is_cuda for p in speedups.model.parameters()))
+    es = speedups.early_stopping
+    return RunFacts(
+        loader_kind="DataLoader" if is_loader else type(data).__name__,
+        num_workers=data.num_workers if is_loader else None, pin_memory=data.pin_memory if is_loader else None,
+        persistent_workers=data.persistent_workers if is_loader else None, batched_fetch=cfg.batched_fetch,
+        batched_fetch_refusal=batched_fetch_refusal(data) if is_loader and cfg.batched_fetch else None,
+        cpus=cpu_count(), val_check_interval=_flag_text(lim.val_check_interval),
+        check_val_every_n_epoch=lim.check_val_every_n_epoch, limit_val_batches=_flag_text(lim.limit_val_batches),
+        val_batches=None if schedule is None else schedule.batches, num_sanity_val_steps=lim.num_sanity_val_steps,
+        precision=str(cfg.precision), on_gpu=on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        early_stopping=None if es is None else int(es.patience))
+
+
+def _project_fast_dev_run(speedups: Speedups) -> None:
+    """After a ``fast_dev_run``: project the full run from its measurements and log it (rank 0)."""
+    loop = speedups.loop
+    if not speedups.limits.fast_dev_run or loop.timer.batches == 0:
+        return
+    from .report.profile import run_profile
+    from .report.projection import project
+
+    profile = run_profile(loop)
+    run = full_run_plan(speedups, profile.batch_seconds or 0.0)
+    if run is None:
+        return
+    schedule = speedups._schedule
+    measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
+    speedups.projection = project(profile, measured, run)
+    if loop.plan.is_rank_zero:
+        logger.info("%s", speedups.projection)
+
+
+def full_run_plan(speedups: Speedups, batch_seconds: float) -> FullRun | None:
+    """The full run that the config (without ``fast_dev_run``) plans for the data of the last run (``None``:
+    unknown, with a loader of no length or a run bounded by ``max_time`` alone)."""
+    from .report.projection import FullRun
+
+    full, loop = speedups.cfg.replace(fast_dev_run=False).effective(), speedups.loop
+    per_epoch = full.limit_train_batches.resolve(loop.plan.data_batches, "limit_train_batches")
+    if not per_epoch:
+        return None
+    total = math.inf if full.max_epochs.unlimited else per_epoch * int(full.max_epochs)
+    if not full.max_steps.unlimited:
+        accumulate = speedups.cfg.accumulate_grad_batches
+        epochs, steps = divmod(int(full.max_steps), math.ceil(per_epoch / accumulate))
+        total = min(total, epochs * per_epoch + steps * accumulate)
+    if math.isinf(total):
+        return None
+    batches = int(total)
+    val_runs, val_batches, sanity = _planned_validation(speedups, full, per_epoch, batches, batch_seconds)
+    max_time = full.max_time.total_seconds() if full.max_time is not None else None
+    reserve = speedups.cfg.max_time_reserve
+    return FullRun(math.ceil(batches / per_epoch), per_epoch, batches, val_runs, val_batches, sanity, max_time,
+                   reserve.total_seconds() if reserve is not None else 0.0, speedups.cfg.max_time_mode)
+
+
+def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: int,
+                        batch_seconds: float) -> tuple[int, int, int]:
+    """Validation runs, batches per run and sanity-check batches of the full run."""
+    from .handlers.validation import resolve_val_schedule
+
+    schedule = speedups._schedule
+    if schedule is None or not schedule.configured:
+        return 0, 0, 0
+    val_batches = full.limit_val_batches.resolve(data_length(speedups.val_data), "limit_val_batches") or 0
+    plan = resolve_val_schedule(full.val_check_interval, full.check_val_every_n_epoch, train_batches=per_epoch,
+                                train_limit=full.limit_train_batches, enabled=val_batches > 0)
+    if not plan.enabled:
+        return 0, 0, 0
+    steps = full.num_sanity_val_steps
+    sanity = val_batches if steps == -1 else min(steps, val_batches)
+    if plan.interval_seconds is not None:  # on a clock: at the measured pace
+        return int(batches * batch_seconds // plan.interval_seconds), val_batches, sanity
+    runs, epoch = 0, 0
+    while epoch * per_epoch < batches:
+        in_epoch = min(per_epoch, batches - epoch * per_epoch)
+        p = Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch)
+        while True:
+            due = plan.next_due(p, per_epoch)
+            if due > in_epoch:
+                break
+            p.total_batches += int(due) - p.batch_in_epoch
+            p.batch_in_epoch = int(due)
+            runs += plan.after_batch(p, p.batch_in_epoch == per_epoch, False, False, 0.0)
+        epoch += 1
+    return runs, val_batches, sanity
+
+
+def _flag_text(value: Any) -> Any:
+    """A flag's value as the user would write it (a ``BatchLimit``'s number, a duration's text)."""
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    return getattr(value, "value", value)
 
 
 def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:

@@ -243,3 +243,12 @@ def test_config_yaml_errors(tmp_path, capsys):
     listing.write_text("- 1\n- 2\n", encoding="utf-8")
     code, _, err = run_main(capsys, "--no_progress", "--config", str(listing))
     assert code == 2 and "mapping" in err
+
+
+def test_the_demo_prints_where_the_time_went_and_the_advice(capsys):
+    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "2", "--early_stopping", "None",
+                            "--num_sanity_val_steps", "0", "--profile", "true")
+    assert code == 0
+    assert "where the time went" in out and "waiting for data" in out and "wall time of trainer.run" in out
+    code, out, _ = run_main(capsys, "--no_progress", "--fast_dev_run", "3")
+    assert code == 0 and "fast_dev_run projection of the full run: about" in out

@@ -25,7 +25,7 @@ __all__ = [
     "MAX_TIME_MODES", "BATCH_LIMIT_FLAGS", "LoopLimitFlags", "MaxTimeFlags", "ValidationScheduleFlags",
     "validate_max_epochs", "validate_max_steps", "validate_min_epochs", "validate_min_steps", "validate_loop_limits",
     "validate_max_time", "validate_max_time_mode", "check_max_time_mode_needs_max_time", "validate_max_time_reserve",
-    "check_reserve_below_max_time", "validate_max_time_flags",
+    "check_reserve_below_max_time", "validate_max_time_flags", "validate_profile",
     "validate_overfit_batches", "validate_fast_dev_run",
     "validate_check_val_every_n_epoch", "check_fraction_interval_has_epochs", "validate_val_check_interval",
     "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_val_time_fraction",
@@ -325,6 +325,14 @@ def validate_autoresume(value: Any) -> bool:
     return value
 
 
+def validate_profile(value: Any) -> bool:
+    """``profile``: True or False (split training time into data, step and handlers, batch by batch)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"profile={format_value(value)} has type {type_name(value)}; accepted: True (split the training "
+                        f"time of speedups.report().profile into waiting for data, the step and the handlers, at a "
+                        f"small cost per batch) or False (the default: training, validation, sanity check and "
+                        f"checkpoint saves only, at no cost per batch)")
+    return value
 def validate_allow_resume_changes(value: Any) -> bool:
     """``allow_resume_changes``: True or False (:mod:`ignite_speed.loop.layout`)."""
     if not isinstance(value, bool):

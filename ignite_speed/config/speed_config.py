@@ -38,6 +38,7 @@ from .flags import (
     validate_max_time_flags,
     validate_overfit_batches,
     validate_preemption_signals,
+    validate_profile,
     validate_validation_schedule,
 )
 from .legacy import map_legacy, unknown_flag_message
@@ -93,6 +94,7 @@ class SpeedConfig:
     terminate_on_nan: bool = False
     preemption_signals: Any = DEFAULT_PREEMPTION_SIGNALS  # -> tuple of names; () turns PreemptionGuard off
     autoresume: bool = False  # continue from the newest checkpoint of the trainer's Checkpoint (AutoResume)
+    profile: bool = False  # split training time into data, step and handlers (speedups.report().profile)
     allow_resume_changes: bool = False  # resume under another setup (world size, ...) at the next epoch boundary
     # precision
     precision: Any = "32-true"
@@ -192,6 +194,7 @@ class SpeedConfig:
         validate_autoresume(self.autoresume)
         validate_allow_resume_changes(self.allow_resume_changes)
         check_bool(self.batched_fetch, "batched_fetch")
+        validate_profile(self.profile)
 
     def _validate_optimizer_step_flags(self) -> None:
         validate_amp_flags(self.amp_backend, self.amp_level, self.precision)

@@ -113,7 +113,7 @@ class LoopDecisions:
         loop = self.loop
         schedule = loop.plan.validation
         assert schedule is not None
-        schedule.validate()
+        loop.timer.timed("validation", schedule.validate)
         loop.state.note_window_draws(torch_rng_state)
         loop.state.progress.val_runs += 1
         loop.handlers.call("on_validation_end", schedule.last_metrics or {})

@@ -68,6 +68,8 @@ class RunPlan:
     time_budget_seconds: float | None = None  # TimeBudget's max_time
     # resolved by the loop
     train_batches: int | None = None  # per epoch (None: unknown length)
+    train_data: Any = None  # the data the user passed to run() (the run's advice looks at its loader)
+    data_batches: int | None = None  # batches in that data (or run()'s epoch_length), before limit_train_batches
     fresh_iterator_each_epoch: bool = False  # limit_train_batches: each epoch takes the first N of a new iterator
     world_size: int = 1
     is_rank_zero: bool = True

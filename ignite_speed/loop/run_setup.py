@@ -66,7 +66,7 @@ class RunSetup:
         loop.begin_run(plan)
         loop.handlers.call("on_run_start", plan)
         if new_run and plan.validation is not None:
-            plan.validation.sanity_check()
+            loop.timer.timed("sanity_check", plan.validation.sanity_check)
         lim = plan.run_limits
         if plan.train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:  # (a Limit is its int value)
             what = ("limit_train_batches gives 0 batches" if plan.train_batches == 0
@@ -120,8 +120,8 @@ class RunSetup:
         t = self.loop.trainer
         plan.world_size = _dist.get_world_size()
         plan.is_rank_zero = _dist.get_rank() == 0
-        given, data = data, for_ignite(data)
-        full_length = epoch_length if epoch_length is not None else data_length(data)
+        plan.train_data, data = data, for_ignite(data)
+        full_length = plan.data_batches = epoch_length if epoch_length is not None else data_length(data)
         if plan.overfit:
             data = sequential_copy(data, "train")
         if self.loop.batched_fetch:
@@ -131,7 +131,7 @@ class RunSetup:
             full_length is None or plan.train_batches < full_length)
         saved = self.loop.position.layout
         self._saved_batches = None if saved is None else saved.train_batches
-        self.changes = _check_layout(self.loop, plan, given, data_length(data), None if new_run else saved, self.source,
+        self.changes = _check_layout(self.loop, plan, plan.train_data, data_length(data), None if new_run else saved, self.source,
                                      self.allow_resume_changes)
         if self.changes:
             t.state.epoch_length = plan.train_batches  # (Ignite's own, for the rest of the run)
@@ -170,6 +170,7 @@ class RunSetup:
             from .checkpoint_rehearsal import CheckpointRehearsal
 
             rehearsal = CheckpointRehearsal(loop.trainer)
+        loop.timer.begin_call(loop)  # [run profile] checkpoint saves (and with profile=True the batches) timed
         try:
             state = original(data, **run_kwargs)
         except Exception as exc:
@@ -178,6 +179,7 @@ class RunSetup:
             _signal_rank_failure(loop, exc)
             raise
         finally:
+            loop.timer.end_call(loop)
             loop.clock.pause()
             loop.handlers.call("on_run_exit")
         if rehearsal is not None:
@@ -187,8 +189,7 @@ class RunSetup:
         return state
 
     def estimated_stepping_batches(self, data: Any) -> int | float:
-        """Lightning's ``Trainer.estimated_stepping_batches`` for a run on ``data``: optimizer steps of the
-        whole run under the attached limits (``math.inf`` when nothing bounds it)."""
+        """Lightning's ``Trainer.estimated_stepping_batches`` for a run on ``data`` (``math.inf``: unbounded)."""
         plan = self.plan_for(None, None, new_run=True)  # (plain Ignite's run(data): one epoch)
         lim = plan.run_limits
         max_steps = lim.max_steps.bound  # (unsized data: Lightning returns max_steps, -1 without one, which no

@@ -53,10 +53,16 @@ def _wrap_run(loop: LoopView, run_setup: Any) -> None:
     # saved run stood before Ignite derives its position from ``iteration % epoch_length``.
     original = engine_run_original(loop.trainer)
 
+    timer = loop.timer
+
     @functools.wraps(original)
     def run(data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None,
             **kwargs: Any) -> State:
-        return run_setup(original, data, max_epochs, epoch_length, **kwargs)
+        timer.run_started()  # [run profile] the wall time of the whole call
+        try:
+            return run_setup(original, data, max_epochs, epoch_length, **kwargs)
+        finally:
+            timer.run_ended()
 
     loop.trainer.run = run  # type: ignore[method-assign,assignment]
 

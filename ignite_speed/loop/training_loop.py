@@ -34,6 +34,7 @@ from .progress import Progress
 from .registry import HandlerRegistry
 from .resume import torch_rng_state
 from .run_setup import RunSetup
+from .run_timer import RunTimer
 from .state import LoopState, Stage
 from .state_io import load_loop_state, loop_state_dict
 from .step_events import StepEvents
@@ -53,6 +54,7 @@ class TrainingLoop:
         controller: the trainer's :class:`~ignite_speed.loop.StopController`.
         state: the loop's own state (:class:`~ignite_speed.loop.state.LoopState`: counters, stage, window).
         clock: elapsed training time (validation included; the sanity check excluded).
+        timer: where the time of ``trainer.run`` goes (:class:`~ignite_speed.loop.run_timer.RunTimer`).
         handlers: the registered handlers (:class:`~ignite_speed.loop.registry.HandlerRegistry`).
         plan: the current run's :class:`~ignite_speed.loop.plan.RunPlan`.
         accumulate: batches per optimizer step (``accumulate_grad_batches``).
@@ -69,12 +71,10 @@ class TrainingLoop:
             StopController().bind(trainer)
         self.controller: StopController = self.parts.controller
         self.state = LoopState()
-        self.clock = TrainingClock()
+        self.clock, self.timer = TrainingClock(), RunTimer()
         self.position = DataPosition()
-        self.handlers = HandlerRegistry()
-        self.plan = RunPlan()
-        self.accumulate: int = self.parts.accumulate
-        self.batched_fetch = False
+        self.handlers, self.plan = HandlerRegistry(), RunPlan()
+        self.accumulate, self.batched_fetch = self.parts.accumulate, False
         self.agreement = StopAgreement()  # when the ranks agree on stop requests (see agreement.py)
         self.setup = RunSetup(self)
         self._resume: bool | None = None  # a loaded run resumes at the next STARTED (True: a decision pending)
@@ -152,11 +152,12 @@ class TrainingLoop:
         self._resume = replaying
 
     def reset_run(self) -> None:
-        """A new run from scratch: counters, stop record, clock and the handlers' run state are reset."""
+        """A new run from scratch: counters, stop record, clock, run profile and the handlers' run state are reset."""
         self.state = LoopState()
         self.position.reset()
         self.controller.reset_run()
         self.clock.reset()
+        self.timer.reset()
         self.handlers.call("on_new_run")
 
     # ------------------------------------------------------------------ per-run handlers

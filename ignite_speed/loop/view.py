@@ -14,6 +14,7 @@ from .plan import RunPlan
 from .position import DataPosition
 from .progress import Progress
 from .registry import HandlerRegistry
+from .run_timer import RunTimer
 from .state import LoopState
 from .stop import StopController
 from .trainer_parts import TrainerParts
@@ -27,6 +28,7 @@ class LoopView(Protocol):
     controller: StopController
     state: LoopState
     clock: TrainingClock
+    timer: RunTimer
     position: DataPosition
     handlers: HandlerRegistry
     plan: RunPlan

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .profile import PART_LABELS, RunProfile
 from .record import RunReport, format_seconds
 
-__all__ = ["Curve", "plot_report", "plot_comparison"]
+__all__ = ["Curve", "plot_report", "plot_comparison", "draw_profile"]
 
 _WIDTH, _HEIGHT, _DPI = 8.0, 4.6, 100
 
@@ -50,6 +51,31 @@ def _threshold(ax: Any, ys: list[Any], value: float, label: str, color: str) -> 
         ax.plot([], [], color=color, linestyle="--", linewidth=1.2, label=f"{label} (off the chart)")
 
 
+_PART_COLORS = {"data": "tab:red", "step": "tab:blue", "training": "tab:blue", "app_handlers": "tab:purple",
+                "ignite_speed_handlers": "tab:pink", "validation": "tab:green", "sanity_check": "tab:olive",
+                "checkpoint": "tab:orange", "other": "tab:gray"}
+
+
+def draw_profile(ax: Any, profile: RunProfile) -> None:
+    """``profile`` as one horizontal stacked bar of the wall time, a segment per part (labelled when wide)."""
+    left = 0.0
+    for name, seconds in profile.parts.items():
+        share = profile.share(name)
+        if share < 0.005:
+            continue
+        ax.barh([0], [seconds], left=left, color=_PART_COLORS.get(name, "tab:cyan"), edgecolor="white",
+                label=f"{PART_LABELS.get(name, name)} {100 * share:.0f}%")
+        if share >= 0.08:
+            ax.text(left + seconds / 2, 0, f"{100 * share:.0f}%", ha="center", va="center", fontsize="small",
+                    color="white")
+        left += seconds
+    ax.set_xlim(0.0, max(profile.wall, 1e-9))
+    ax.set_yticks([])
+    ax.set_title(f"where the wall time of trainer.run went ({format_seconds(profile.wall)})"
+                 + ("" if profile.fine else "; profile=True splits training"), fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.7), ncol=4, fontsize="x-small", frameon=False)
+
+
 def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | None = None) -> Any:
     """Draw ``report``'s monitored metric per validation run against ``x`` (``"step"``: optimizer steps;
     ``"time"``: training-clock seconds) and save it to ``path``; returns ``path``.
@@ -57,7 +83,8 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
     Marked: the best value (a star), early stopping's ``stopping_threshold`` / ``divergence_threshold``
     (dashed lines), the stop with its reason (a dotted line; the message below the chart) and, when
     ``max_time`` is set, its budget (shaded; the reserve hatched). Against steps the budget's end is where
-    the run's measured pace would reach it.
+    the run's measured pace would reach it. Below the chart, where the wall time went (the run profile, a
+    stacked bar: :func:`draw_profile`).
     """
     if x not in ("step", "time"):
         raise ValueError(f"plot(x={x!r}): accepted: 'step' or 'time'")
@@ -65,7 +92,14 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
         raise ValueError("plot() needs a monitored metric and early stopping is off: pass monitor='val_loss' "
                          "(a metric of the evaluator)")
     fig = _figure()
-    ax = fig.add_subplot(1, 1, 1)
+    profile = report.profile
+    if profile is not None and profile.wall > 0:
+        fig.set_size_inches(_WIDTH, _HEIGHT + 1.8)
+        grid = fig.add_gridspec(2, 1, height_ratios=(4.6, 0.45))
+        ax = fig.add_subplot(grid[0])
+        draw_profile(fig.add_subplot(grid[1]), profile)
+    else:
+        ax = fig.add_subplot(1, 1, 1)
     points = [p for p in report.validations if p.value is not None]
     key = (lambda p: p.step) if x == "step" else (lambda p: p.time)
     xs, ys = [key(p) for p in points], [p.value for p in points]
@@ -111,7 +145,10 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
     if report.stop_message:
         message = report.stop_message if len(report.stop_message) <= 140 else report.stop_message[:137] + "..."
         fig.text(0.01, 0.01, f"stop: {message}", fontsize="x-small", color="dimgray")
-    fig.tight_layout(rect=(0.0, 0.03, 1.0, 1.0))
+    if profile is not None and profile.wall > 0:  # (tight_layout cannot place the profile's legend)
+        fig.subplots_adjust(left=0.09, right=0.97, top=0.94, bottom=0.14, hspace=0.45)
+    else:
+        fig.tight_layout(rect=(0.0, 0.03, 1.0, 1.0))
     fig.savefig(path)
     return path
 

@@ -1,7 +1,7 @@
 """The record of a training run as plain data: :func:`run_report` (``Speedups.report()``).
 
 What a run did (stop reason and message, epochs, steps, batches, validation runs), where its time went
-(training, validation, the sanity check), and the monitored metric of every validation run with its step
+(training, validation, the sanity check; the run profile of :mod:`.profile`), and the monitored metric of every validation run with its step
 and time, with the best value and where it was reached. The validation runs are recorded by the
 :class:`~ignite_speed.handlers.ValidationSchedule` as they happen (:class:`ValidationRecord`) and the
 epoch durations by the :class:`~ignite_speed.handlers.TimeBudget` (:class:`EpochTime`); both are part of
@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .profile import RunProfile, run_profile
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..loop.training_loop import TrainingLoop
 
-__all__ = ["EpochTime", "RunReport", "ValidationPoint", "ValidationRecord", "format_seconds", "numeric_metrics",
-           "run_report"]
+__all__ = ["EpochTime", "RunReport", "ValidationPoint", "ValidationRecord", "format_duration", "format_seconds",
+           "numeric_metrics", "run_report"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -31,6 +33,13 @@ def format_seconds(seconds: float) -> str:
     if seconds >= 10:
         return str(datetime.timedelta(seconds=round(seconds)))
     return f"{max(seconds, 0.0):.2f} s"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration of any size for messages: milliseconds below a second, else :func:`format_seconds`."""
+    if seconds < 1:
+        return f"{1000 * max(seconds, 0.0):.{1 if seconds < 0.01 else 0}f} ms"
+    return format_seconds(seconds)
 
 
 def numeric_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
@@ -134,6 +143,10 @@ class RunReport:
     epoch_times: tuple[EpochTime, ...]
     val_time_fraction: float | None = None  # the validation time budget (None: none)
     val_skipped: int = 0  # the schedule's candidates that the budget skipped
+    # where the wall time of trainer.run went (measured on the real clock; not compared)
+    profile: RunProfile | None = field(default=None, compare=False)
+    # fast_dev_run: the projection of the full run (set by Speedups.report)
+    projection: Any = field(default=None, compare=False)
 
     @property
     def val_share(self) -> float:
@@ -146,6 +159,8 @@ class RunReport:
         d = dataclasses.asdict(self)
         d["validations"] = [dict(v) for v in d["validations"]]
         d["epoch_times"] = [dict(e) for e in d["epoch_times"]]
+        d["profile"] = None if self.profile is None else self.profile.to_dict()
+        d["projection"] = None if self.projection is None else self.projection.to_dict()
         return d
 
 
@@ -159,12 +174,14 @@ def _best(points: list[ValidationPoint], mode: str) -> ValidationPoint | None:
     return best
 
 
-def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None = None) -> RunReport:
+def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None = None, *,
+               projection: Any = None) -> RunReport:
     """The :class:`RunReport` of the trainer's loop (``TrainingLoop.of(trainer)``).
 
     Args:
         monitor: the metric to follow; default: early stopping's ``monitor`` (``None`` without early stopping).
         mode: ``"min"`` or ``"max"``; default: early stopping's for its monitor, else ``"min"``.
+        projection: the report's ``projection`` (a fast_dev_run's :class:`~ignite_speed.report.projection.Projection`).
 
     Raises:
         ValueError: for a ``mode`` other than ``"min"``/``"max"``.
@@ -208,5 +225,5 @@ def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None 
         max_time=fields.get("max_time"), max_time_reserve=fields.get("max_time_reserve", 0.0),
         max_time_mode=fields.get("max_time_mode"), validations=tuple(points),
         epoch_times=tuple(fields.get("epoch_times", ())), val_time_fraction=fields.get("val_time_fraction"),
-        val_skipped=int(fields.get("val_skipped", 0) or 0),
+        val_skipped=int(fields.get("val_skipped", 0) or 0), profile=run_profile(loop), projection=projection,
     )

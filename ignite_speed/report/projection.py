@@ -1,0 +1,115 @@
+"""How long the full run will take, projected from a ``fast_dev_run`` (:func:`project`).
+
+A ``fast_dev_run`` measures a training batch (data, step and handlers) and a validation batch. The full
+run's plan (:class:`FullRun`: its epochs, batches, validation runs and sanity check, counted by
+``attach_speedups`` from the config without ``fast_dev_run``) times those measurements gives the
+projection: training batches x batch time + validation runs x validation time + the sanity check. With
+``max_time`` it also says whether the run fits, and where each ``max_time_mode`` would stop it. Checkpoint
+saves are left out (a ``fast_dev_run`` rehearses them once; how often the full run saves is up to their
+event filters), and so is an early stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .profile import RunProfile
+from .record import format_duration
+
+__all__ = ["FullRun", "Projection", "project"]
+
+
+@dataclass(frozen=True)
+class FullRun:
+    """What the full run will do, as the config plans it.
+
+    Attributes:
+        epochs: epochs it trains (the last one may be cut short by ``max_steps``: see ``batches``).
+        batches_per_epoch: training batches of a full epoch.
+        batches: training batches in all.
+        val_runs: validation runs in all.
+        val_batches: batches per validation run.
+        sanity_batches: batches of the sanity check.
+        max_time, max_time_reserve: seconds (``None``: no ``max_time``); ``max_time_mode``: its mode.
+    """
+
+    epochs: int
+    batches_per_epoch: int
+    batches: int
+    val_runs: int
+    val_batches: int
+    sanity_batches: int
+    max_time: float | None = None
+    max_time_reserve: float = 0.0
+    max_time_mode: str = "step"
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The projected time of the full run, in seconds (:func:`project`).
+
+    ``seconds = setup_seconds + train_seconds + val_seconds + sanity_seconds``. ``fits`` is ``None`` without ``max_time``;
+    ``stops`` says, per ``max_time_mode``, where the run would stop when it does not fit.
+    """
+
+    seconds: float
+    setup_seconds: float
+    train_seconds: float
+    val_seconds: float
+    sanity_seconds: float
+    batch_seconds: float
+    val_batch_seconds: float
+    run: FullRun
+    fits: bool | None
+    stops: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        r = self.run
+        lines = [f"fast_dev_run projection of the full run: about {format_duration(self.seconds)} = "
+                 f"{r.batches} training batches x {1000 * self.batch_seconds:.1f} ms + {r.val_runs} validation runs x "
+                 f"{format_duration(r.val_batches * self.val_batch_seconds)} + sanity check "
+                 f"{format_duration(self.sanity_seconds)} + set-up {format_duration(self.setup_seconds)} ({r.epochs} epochs; checkpoint saves and early stopping not "
+                 f"counted)"]
+        if self.fits is not None and r.max_time is not None:
+            budget = r.max_time - r.max_time_reserve
+            if self.fits:
+                lines.append(f"it fits in max_time ({format_duration(budget)} to train and validate)")
+            else:
+                lines.append(f"it does not fit in max_time ({format_duration(budget)} to train and validate): "
+                             + "; ".join(f"max_time_mode={mode!r} stops it {where}" for mode, where in self.stops.items()))
+        return "\n".join(lines)
+
+
+def project(profile: RunProfile, val_batches_measured: int, run: FullRun) -> Projection:
+    """The full ``run`` at the pace of the ``fast_dev_run`` whose profile is ``profile`` (which ran
+    ``val_batches_measured`` validation batches in all)."""
+    batch = profile.batch_seconds or 0.0
+    val_batch = profile.parts.get("validation", 0.0) / val_batches_measured if val_batches_measured else 0.0
+    train, val = run.batches * batch, run.val_runs * run.val_batches * val_batch
+    sanity, setup = run.sanity_batches * val_batch, profile.parts.get("setup", 0.0)
+    fits, stops = None, {}
+    if run.max_time is not None:
+        budget = run.max_time - run.max_time_reserve
+        fits = train + val <= budget
+        if not fits:
+            stops = _stops(run, batch, run.val_batches * val_batch, budget)
+    return Projection(setup + train + val + sanity, setup, train, val, sanity, batch, val_batch, run, fits, stops)
+
+
+def _stops(run: FullRun, batch: float, val_run: float, budget: float) -> dict[str, str]:
+    """Where each ``max_time_mode`` stops a run that does not fit (validation spread evenly over the batches)."""
+    per_batch = batch + (run.val_runs * val_run / run.batches if run.batches else 0.0)
+    epoch = run.batches_per_epoch * per_batch
+    at = min(run.batches, math.floor(budget / per_batch)) if per_batch > 0 else run.batches
+    done = math.floor(budget / epoch) if epoch > 0 else run.epochs
+    return {
+        "step": f"after about {at} of {run.batches} batches (in epoch {at // max(1, run.batches_per_epoch) + 1})",
+        "epoch": f"at the end of epoch {min(run.epochs, done + 1)} of {run.epochs}, past the budget",
+        "fit": f"after epoch {done} of {run.epochs}, the last that fits",
+    }
