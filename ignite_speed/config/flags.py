@@ -317,30 +317,32 @@ def validate_preemption_signals(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _check_bool(flag: str, value: Any, accepted: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{flag}={format_value(value)} has type {type_name(value)}; accepted: {accepted}")
+    return value
+
+
 def validate_autoresume(value: Any) -> bool:
     """``autoresume``: True or False (:class:`~ignite_speed.handlers.AutoResume`)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"autoresume={format_value(value)} has type {type_name(value)}; accepted: True (continue from "
-                        f"the newest checkpoint of the trainer's Checkpoint when a run starts) or False")
-    return value
+    return _check_bool("autoresume", value, "True (continue from the newest checkpoint of the trainer's Checkpoint "
+                                            "when a run starts) or False")
 
 
 def validate_profile(value: Any) -> bool:
     """``profile``: True or False (split training time into data, step and handlers, batch by batch)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"profile={format_value(value)} has type {type_name(value)}; accepted: True (split the training "
-                        f"time of speedups.report().profile into waiting for data, the step and the handlers, at a "
-                        f"small cost per batch) or False (the default: training, validation, sanity check and "
-                        f"checkpoint saves only, at no cost per batch)")
-    return value
+    return _check_bool("profile", value, "True (split the training time of speedups.report().profile into waiting "
+                                         "for data, the step and the handlers, at a small cost per batch) or False "
+                                         "(the default: training, validation, sanity check and checkpoint saves "
+                                         "only, at no cost per batch)")
+
+
 def validate_allow_resume_changes(value: Any) -> bool:
     """``allow_resume_changes``: True or False (:mod:`ignite_speed.loop.layout`)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"allow_resume_changes={format_value(value)} has type {type_name(value)}; accepted: False "
-                        f"(refuse to resume a checkpoint written under another number of processes, batches per "
-                        f"epoch, batch size or accumulate_grad_batches) or True (resume it at the next epoch "
-                        f"boundary, with the counters kept)")
-    return value
+    return _check_bool("allow_resume_changes", value, "False (refuse to resume a checkpoint written under another "
+                                                      "number of processes, batches per epoch, batch size or "
+                                                      "accumulate_grad_batches) or True (resume it at the next "
+                                                      "epoch boundary, with the counters kept)")
 
 
 _CKPT_PATH_FIX = ("ignite-speed reads only ckpt_path='last' (mapped to autoresume=True: continue from the newest "
