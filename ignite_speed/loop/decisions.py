@@ -42,6 +42,7 @@ class LoopDecisions:
         if preempted and not replay and not loop.is_last_batch():
             assert controller.pending is not None
             self.stop_now(controller.pending)
+            loop.state.leave_decision_pending()  # (the resumed run decides for this batch)
             return next_val
         # (a preempted run does not validate at its stop: the resumed run validates where it is due)
         if schedule is not None and schedule.due_after_batch(p, loop.is_last_batch(), stopping and not preempted,
@@ -54,16 +55,16 @@ class LoopDecisions:
                 controller.sync(1)  # a signal during the validation run: act on it at this batch, not the next
             stopping = controller.should_stop(p.epochs_done, p.global_step)
             pending = controller.pending
-            if stopping and pending is not None and pending.reason is StopReason.PREEMPTED and not replay \
-                    and not loop.is_last_batch():
-                self.stop_now(pending)
-                return next_val
+            preempted = stopping and pending is not None and pending.reason is StopReason.PREEMPTED
         if schedule is not None and p.batch_in_epoch >= next_val:
             next_val = schedule.next_due(p, loop.plan.train_batches)
         max_steps = loop.plan.run_limits.max_steps
         if max_steps.reached(p.global_step):
             self.end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"),
                               replay)
+        elif preempted and not replay and not loop.is_last_batch():  # (a signal during this batch's validation)
+            assert controller.pending is not None
+            self.stop_now(controller.pending)
         elif stopping:
             assert controller.pending is not None
             self.end_training(controller.pending, replay)

@@ -63,6 +63,11 @@ class LoopState:
         """The run ends with ``request`` at the end of the current epoch."""
         self.end_after_epoch = request
 
+    def leave_decision_pending(self) -> None:
+        """The run stops before deciding for its last batch (a preemption): a run resumed from a checkpoint
+        written now makes that batch's decision first (a validation due there, ``max_steps`` reached there)."""
+        self.stage = Stage.BATCH_PENDING
+
     def end_epoch_early(self) -> None:
         """The current epoch ends before its last batch (``end_epoch()``)."""
         self.epoch_ended_early = True

@@ -233,12 +233,12 @@ def test_preempted_ranks_right_after_rank_failure_and_adds_no_per_batch_hook(tmp
     assert [m.__self__.name for m in hooks["on_train_start"]] == ["preemption"]
 
 
-def _with_validation(ckpt_dir: Path, kill_in_validation_at: int = 0) -> dict[str, Any]:
+def _with_validation(ckpt_dir: Path, kill_in_validation_at: int = 0, kill_at: tuple[int, ...] = ()) -> dict[str, Any]:
     """The regression of :func:`_build`, validated every 2 batches; the evaluator sends SIGTERM to this process
     during the validation run after training iteration ``kill_in_validation_at``."""
     evaluator = Engine(lambda engine, batch: None)
     validated: list[int] = []
-    run = _build(ckpt_dir, evaluator=evaluator, val_check_interval=2, num_sanity_val_steps=0)
+    run = _build(ckpt_dir, kill_at=kill_at, evaluator=evaluator, val_check_interval=2, num_sanity_val_steps=0)
     trainer = run["trainer"]
 
     @evaluator.on(Events.ITERATION_COMPLETED)
@@ -269,3 +269,19 @@ def test_a_signal_during_a_validation_run_stops_after_that_batch_and_resumes_exa
     assert resumed["validated"] == [10, 12, 14, 16, 18]  # batch 8's validation is not repeated
     assert torch.equal(resumed["model"].weight, reference["weight"])
     assert torch.equal(resumed["model"].bias, reference["bias"])
+
+
+def test_a_signal_at_a_batch_with_a_validation_due_leaves_it_to_the_resumed_run(tmp_path, reference):
+    run = _with_validation(tmp_path, kill_at=(8,))  # validation is due after batch 8; the signal comes in its step
+    run["trainer"].run(run["data"])
+    assert run["sp"].stop_reason is StopReason.PREEMPTED and run["trainer"].state.iteration == 8
+    assert run["validated"] == [2, 4, 6]  # a preempted run does not validate at its stop
+    assert _files(tmp_path) == ["checkpoint_6.pt", "checkpoint_8.pt"]  # the save at the stop
+
+    resumed = _with_validation(tmp_path / "resumed")
+    Checkpoint.load_objects({"trainer": resumed["trainer"], "model": resumed["model"], "optimizer": resumed["opt"],
+                             "speedups": resumed["sp"]}, torch.load(tmp_path / "checkpoint_8.pt", weights_only=False))
+    resumed["trainer"].run(resumed["data"])
+    assert resumed["validated"] == [8, 10, 12, 14, 16, 18]  # batch 8's validation runs first
+    assert resumed["sp"].report().val_runs == 9  # 3 before the stop, 6 after
+    assert torch.equal(resumed["model"].weight, reference["weight"])
