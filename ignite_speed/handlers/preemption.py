@@ -46,6 +46,14 @@ def _saved_items(checkpoint: Any) -> tuple[tuple[int, str], ...]:
     return tuple((id(item), item.filename) for item in checkpoint_saved(checkpoint))
 
 
+def _wrote_this_step(checkpoint: Any, engine: Engine) -> bool:
+    """Whether ``checkpoint`` (no ``score_function``: its priority is its global step) already wrote the file of the
+    global step it would save now (Ignite 0.4.x, which has no ``SAVED_CHECKPOINT`` event to tell)."""
+    transform = checkpoint.global_step_transform
+    step = transform(engine, engine.last_event_name) if transform is not None else engine.state.iteration
+    return any(item.priority == step for item in checkpoint_saved(checkpoint))
+
+
 class PreemptionGuard(LoopHandler):
     """Stop the run with ``PREEMPTED`` on one of ``signals`` (a job scheduler's notice), and save.
 
@@ -130,7 +138,7 @@ class PreemptionGuard(LoopHandler):
         cost per batch), so that the save at a preemption skips one that saved at the stop already."""
         trainer, event = self.loop.trainer, CHECKPOINT_SAVED_EVENT
         self._last_save = {id(c): (_saved_items(c), -1) for c in _checkpoints_of(trainer)}
-        if event is None:  # Ignite 0.4.x: a Checkpoint that saved at the stop saves again there (the same file)
+        if event is None:  # Ignite 0.4.x: _save asks the Checkpoint's own list (_wrote_this_step)
             return
         if not has_event(trainer, event):
             from ignite.handlers.checkpoint import CheckpointEvents
@@ -147,6 +155,8 @@ class PreemptionGuard(LoopHandler):
 
     def _save(self, engine: Engine) -> None:
         for checkpoint in _checkpoints_of(engine):
+            if CHECKPOINT_SAVED_EVENT is None and _wrote_this_step(checkpoint, engine):
+                continue
             if self._last_save.get(id(checkpoint), ((), -1))[1] != engine.state.iteration:
                 before = {item.filename for item in checkpoint_saved(checkpoint)}
                 checkpoint(engine)

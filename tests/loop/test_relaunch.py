@@ -27,12 +27,6 @@ from ignite_speed import PREEMPTED_EXIT_CODE
 
 pytestmark = pytest.mark.slow  # training jobs in subprocesses, 2-process gloo jobs, torchrun
 
-# Known on Ignite 0.4.x (no SAVED_CHECKPOINT event): a relaunch that is preempted again right after a save, inside
-# an accumulation window with a validation run in it, or in 2 processes, ends with other weights; exact on 0.5.x.
-_IGNITE_04 = tuple(int(v) for v in __import__("ignite").__version__.split(".")[:2]) < (0, 5)
-_INEXACT_ON_04 = pytest.mark.xfail(_IGNITE_04, strict=False, reason="repeated preemptions are not exact on Ignite "
-                                   "0.4.x yet (docs/preemption.rst, 'What is exact and what is not')")
-
 TESTS = Path(__file__).parents[1]
 SCRIPT = TESTS / "_relaunch_job.py"
 JOB_TIMEOUT_S = 90
@@ -186,7 +180,7 @@ def _assert_same_run(attempts: list[dict], reference: dict) -> None:
 
 @pytest.mark.parametrize(("name", "flags", "seed"), [
     ("plain", (), 19),
-    pytest.param("accumulate_shuffled", ("--accum", "3", "--shuffle"), 20, marks=_INEXACT_ON_04),
+    ("accumulate_shuffled", ("--accum", "3", "--shuffle"), 20),
     ("early_stopping", ("--early-stop", "--shuffle"), 21),
 ])
 def test_sigterm_at_random_moments_and_relaunch_ends_as_one_uninterrupted_run(tmp_path, name, flags, seed):
@@ -216,7 +210,6 @@ def _newest_checkpoint(folder: Path) -> Path:
     return max(folder.glob("checkpoint_*.pt"), key=lambda f: int(f.stem.rsplit("_", 1)[1]))
 
 
-@_INEXACT_ON_04
 def test_two_gloo_ranks_signalled_alone_and_together_relaunch_to_the_uninterrupted_weights(tmp_path):
     """2 DDP ranks (``idist.Parallel``, gloo), shuffled by a ``DistributedSampler``: SIGTERM to rank 1 alone
     inside a batch, then to both ranks inside a validation run, then a relaunch whose newest checkpoint is
