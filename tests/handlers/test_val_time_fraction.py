@@ -59,6 +59,15 @@ def fake_engines(clock: FakeClock, metric: float | None = None) -> tuple[Engine,
     return trainer, evaluator, val_at
 
 
+def fake_speedups(clock: FakeClock, cfg: dict[str, Any],
+                  metric: float | None = None) -> tuple[Engine, Any, list[int]]:
+    """:func:`fake_engines` under ``attach_speedups(cfg)`` (no sanity check, 2 validation batches) on ``clock``."""
+    trainer, evaluator, val_at = fake_engines(clock, metric)
+    speedups = attach_speedups(trainer, evaluator, {"num_sanity_val_steps": 0, **cfg}, val_data=loader(2))
+    speedups.loop.clock.time_source = clock
+    return trainer, speedups, val_at
+
+
 def sleep_engines(train_s: float = TRAIN_S, val_s: float = VAL_S) -> tuple[Engine, Engine, list[int]]:
     trainer, evaluator = Engine(lambda e, b: time.sleep(train_s)), Engine(lambda e, b: time.sleep(val_s))
     val_at: list[int] = []
@@ -140,11 +149,8 @@ def test_the_training_time_per_batch_is_the_lower_of_the_whole_run_and_since_the
 def test_exact_decisions_on_a_fake_clock():
     """10 batches an epoch of 1 s each, candidates every 2 batches, a validation run of 3 s, budget 0.25."""
     clock = FakeClock()
-    trainer, evaluator, val_at = fake_engines(clock)
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 3, "val_check_interval": 2,
-                                                    "val_time_fraction": 0.25, "num_sanity_val_steps": 0},
-                               val_data=loader(2))
-    speedups.loop.clock.time_source = clock
+    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 3, "val_check_interval": 2,
+                                                      "val_time_fraction": 0.25})
     trainer.run(loader(10))
     # after batch 2: 3 s of 5 s; the next run fits after (3 + 3) / 0.25 - 3 = 21 s, 16 batches on: batch 18.
     # After it: 6 s of 24 s, next at 9 / 0.25 - 3 = 33 s, 9 batches on (27): the candidate at batch 28.
@@ -160,11 +166,8 @@ def test_exact_decisions_on_a_fake_clock():
 
 def test_a_budget_that_never_binds_validates_at_every_candidate():
     clock = FakeClock(train=1.0, val=0.01)
-    trainer, evaluator, val_at = fake_engines(clock)
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 2, "val_check_interval": 0.5,
-                                                    "val_time_fraction": 0.5, "num_sanity_val_steps": 0},
-                               val_data=loader(2))
-    speedups.loop.clock.time_source = clock
+    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 2, "val_check_interval": 0.5,
+                                                      "val_time_fraction": 0.5})
     trainer.run(loader(10))
     assert val_at == [5, 10, 15, 20]  # never more often than val_check_interval asks
     assert speedups.report().val_skipped == 0
@@ -185,21 +188,15 @@ def test_alone_the_candidates_are_the_epoch_ends_and_the_handler_works_standalon
 
 def test_with_a_time_based_interval_the_budget_applies_on_top():
     clock = FakeClock(train=1.0, val=1.5)
-    trainer, evaluator, val_at = fake_engines(clock)
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 3, "val_check_interval": {"seconds": 2},
-                                                    "val_time_fraction": 0.25, "num_sanity_val_steps": 0},
-                               val_data=loader(2))
-    speedups.loop.clock.time_source = clock
+    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 3, "val_check_interval": {"seconds": 2},
+                                                      "val_time_fraction": 0.25})
     trainer.run(loader(10))
     assert val_at == [2, 18, 27]  # every batch 2 s after a validation is a candidate
 
 
 def test_a_loader_of_unknown_length_validates_when_it_runs_out_under_the_budget():
     clock = FakeClock(train=1.0, val=2.0)
-    trainer, evaluator, val_at = fake_engines(clock)
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 10, "val_time_fraction": 0.2,
-                                                    "num_sanity_val_steps": 0}, val_data=loader(2))
-    speedups.loop.clock.time_source = clock
+    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 10, "val_time_fraction": 0.2})
     trainer.run(stream_loader(4))
     assert val_at == [4, 32]  # as with a sized loader (the test above)
     assert speedups.report().val_skipped == 8
@@ -223,10 +220,7 @@ def test_the_budget_adds_no_per_batch_hook_and_only_the_agreement_mark():
 @pytest.mark.parametrize("fraction, expected", [(None, [4, 6]), (0.2, [4])])
 def test_the_extra_validation_at_a_stop_in_mid_epoch_is_under_the_budget_too(fraction, expected):
     clock = FakeClock(train=1.0, val=2.0)
-    trainer, evaluator, val_at = fake_engines(clock)
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 10, "val_time_fraction": fraction,
-                                                    "num_sanity_val_steps": 0}, val_data=loader(2))
-    speedups.loop.clock.time_source = clock
+    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 10, "val_time_fraction": fraction})
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=6), lambda _: speedups.request_stop())
     trainer.run(loader(4))
     assert (trainer.state.iteration, val_at) == (6, expected)
@@ -236,12 +230,9 @@ def test_early_stopping_patience_counts_the_validation_runs_that_happen():
     """A constant metric, patience 2: the stop comes at the third validation run, however many candidates the
     budget skipped (checks happen at validation end; epoch ends without validation are no checks)."""
     clock = FakeClock(train=1.0, val=2.0)
-    trainer, evaluator, val_at = fake_engines(clock, metric=1.0)
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 100, "val_time_fraction": 0.2,
-                                                    "num_sanity_val_steps": 0,
-                                                    "early_stopping": {"monitor": "val_loss", "patience": 2}},
-                               val_data=loader(2))
-    speedups.loop.clock.time_source = clock
+    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 100, "val_time_fraction": 0.2,
+                                                      "early_stopping": {"monitor": "val_loss", "patience": 2}},
+                                              metric=1.0)
     trainer.run(loader(4))
     assert speedups.stop_reason.value == "early_stopping"
     assert len(val_at) == 3 and speedups.progress.val_runs == 3
@@ -263,12 +254,7 @@ def test_an_explicit_check_at_epoch_end_keeps_counting_epochs():
 
 # ---------------------------------------------------------------------------------------------- resume
 def _budget_run(clock: FakeClock) -> tuple[Engine, Any, list[int]]:
-    trainer, evaluator, val_at = fake_engines(clock)
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 3, "val_check_interval": 2,
-                                                    "val_time_fraction": 0.25, "num_sanity_val_steps": 0},
-                               val_data=loader(2))
-    speedups.loop.clock.time_source = clock
-    return trainer, speedups, val_at
+    return fake_speedups(clock, {"max_epochs": 3, "val_check_interval": 2, "val_time_fraction": 0.25})
 
 
 @pytest.mark.parametrize("save_at, runs_saved", [(18, 1), (23, 2)])
