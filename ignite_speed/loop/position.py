@@ -101,7 +101,7 @@ class DataPosition:
             if self.creation_rng is not None and exhausted:
                 # the saved epoch read its iterator to the end: draw what that iterator draws as it ends, then
                 # make the next epoch's iterator, as the uninterrupted run did at its next batch
-                draw_iterator_end(engine.state.dataloader, self.creation_rng)
+                draw_iterator_end(data, self.creation_rng)
                 self.new_iterator(engine)
                 return restarted
         if self.need_iterator:
