@@ -22,7 +22,6 @@ plus one ``attach_speedups`` call. Everything after that call is bookkeeping for
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import math
 import sys
@@ -38,6 +37,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ignite_speed import SpeedConfig, attach_speedups, create_trainer
 from ignite_speed._compat import ProgressBar
+from ignite_speed.config.checks import closest
 from ignite_speed.step import precision_of
 
 __all__ = ["DEMO_DEFAULTS", "RunResult", "format_time_split", "load_digits_splits", "main", "parse_value",
@@ -436,9 +436,9 @@ def _unknown_option_message(message: str, parser: argparse.ArgumentParser) -> st
     hints = []
     for word in message.split(":", 1)[1].split():
         if word.startswith("--"):
-            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6)
-            if close:
-                hints.append(f"{word}: did you mean {close[0]}?")
+            close = closest(word.split("=")[0], known)
+            if close is not None:
+                hints.append(f"{word}: did you mean {close}?")
     return message + ("; " + "; ".join(hints) if hints else "") + " (see --help)"
 
 

@@ -10,26 +10,109 @@ from typing import Any
 from .checks import check_int, did_you_mean, type_name
 from .durations import format_value
 
-__all__ = ["ACCELERATORS", "STRATEGIES", "LEGACY_BACKENDS", "REMOVED_BACKENDS", "DeviceFlags",
+__all__ = ["ACCELERATORS", "STRATEGIES", "STRATEGY_FAMILIES", "DDP_STRATEGIES", "DEEPSPEED_STRATEGIES",
+           "FSDP_STRATEGIES", "XLA_STRATEGIES", "SINGLE_PROCESS_STRATEGIES", "GPU_ONLY_STRATEGIES",
+           "PROCESS_GROUP_STRATEGIES", "LEGACY_BACKENDS", "REMOVED_BACKENDS", "DEVICE_TYPES", "Accelerators",
+           "available_accelerators", "resolve_accelerator", "check_accelerator_available", "DeviceFlags",
            "validate_accelerator", "parse_devices", "validate_strategy", "check_strategy_fits_accelerator",
+           "check_devices_fit_accelerator",
            "validate_node_rank", "validate_master_address", "validate_deepspeed_config", "validate_device_flags"]
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "xla")
-STRATEGIES = (
-    "auto", "single_device", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook",
-    "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false",
-    "zero", "fsdp", "fsdp_cpu_offload", "ddp_sharded",
-    "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
-    "deepspeed_stage_3", "deepspeed_stage_3_offload",
-    "xla", "single_xla", "single_tpu",
-)
-_GPU_ONLY_STRATEGIES = ("fsdp_cpu_offload",)
-_XLA_STRATEGIES = ("xla", "single_xla", "single_tpu")
+# accelerator flag -> torch device type
+DEVICE_TYPES = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps", "tpu": "xla", "xla": "xla"}
+
+# The strategy table: every accepted name, grouped by what ``prepare`` does with it (the family's key). The
+# validators, the launch plan and ``prepare`` all read it from here.
+STRATEGY_FAMILIES: dict[str, tuple[str, ...]] = {
+    "auto": ("auto",),
+    "single_device": ("single_device",),
+    "ddp": ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
+            "ddp_find_unused_parameters_false"),
+    "zero": ("zero",),
+    "fsdp": ("fsdp", "fsdp_cpu_offload"),
+    "ddp_sharded": ("ddp_sharded",),
+    "deepspeed": ("deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
+                  "deepspeed_stage_3", "deepspeed_stage_3_offload"),
+    "xla": ("xla", "single_xla", "single_tpu"),
+}
+STRATEGIES = tuple(name for names in STRATEGY_FAMILIES.values() for name in names)
+DDP_STRATEGIES = STRATEGY_FAMILIES["ddp"]
+DEEPSPEED_STRATEGIES = STRATEGY_FAMILIES["deepspeed"]
+FSDP_STRATEGIES = STRATEGY_FAMILIES["fsdp"]
+XLA_STRATEGIES = STRATEGY_FAMILIES["xla"]
+SINGLE_PROCESS_STRATEGIES = ("single_device", "single_xla", "single_tpu")
+GPU_ONLY_STRATEGIES = ("fsdp_cpu_offload",)
+# the strategies that run inside a torch.distributed process group
+PROCESS_GROUP_STRATEGIES = DDP_STRATEGIES + DEEPSPEED_STRATEGIES + FSDP_STRATEGIES + ("zero", "ddp_sharded")
 
 # Lightning 1.x spellings of the backend passed through ``accelerator`` / ``distributed_backend``.
 LEGACY_BACKENDS = {"ddp": "ddp", "ddp_spawn": "ddp_spawn", "ddp_cpu": "ddp", "ddp_sharded": "ddp_sharded",
                    "ddp_sharded_spawn": "ddp_sharded", "deepspeed": "deepspeed", "fsdp": "fsdp"}
 REMOVED_BACKENDS = ("dp", "ddp2", "horovod")
+
+
+@dataclass(frozen=True)
+class Accelerators:
+    """What a machine offers: the inputs of ``accelerator="auto"`` (pass one to test a machine you lack)."""
+
+    cuda: int = 0  # visible CUDA devices
+    mps: bool = False
+    tpu: bool = False
+
+
+def available_accelerators() -> Accelerators:
+    """The accelerators of this machine, as Lightning 2.6 detects them (``torch_xla`` is imported only where it
+    is installed, to count TPU devices)."""
+    import importlib.util
+
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return Accelerators(cuda=torch.cuda.device_count(), mps=bool(mps is not None and mps.is_available()),
+                        tpu=importlib.util.find_spec("torch_xla") is not None and _tpu_devices() > 0)
+
+
+def _tpu_devices() -> int:
+    try:  # Lightning's XLAAccelerator.auto_device_count (torch_xla >= 2.1)
+        from torch_xla._internal import tpu
+
+        return int(tpu.num_available_devices())
+    except Exception:  # an old or broken torch_xla, no TPU runtime: no TPU for "auto"
+        return 0
+
+
+def resolve_accelerator(accelerator: str, available: Accelerators | None = None) -> str:
+    """The accelerator a parsed ``accelerator`` flag runs on: the one rule of ``prepare``, the launch plan and
+    :class:`~ignite_speed.step.Precision`.
+
+    ``"auto"`` follows Lightning 2.6 (``_select_auto_accelerator``): ``"tpu"`` when torch_xla sees TPU devices,
+    else ``"mps"`` when MPS is available, else ``"gpu"`` when a CUDA device is visible, else ``"cpu"``. Other
+    values are returned canonical (``"cuda"`` is ``"gpu"``, ``"xla"`` is ``"tpu"``); whether the machine has
+    them is :func:`check_accelerator_available`'s question. ``available`` defaults to
+    :func:`available_accelerators` (read only for ``"auto"``).
+    """
+    accelerator = {"cuda": "gpu", "xla": "tpu"}.get(accelerator, accelerator)
+    if accelerator != "auto":
+        return accelerator
+    available = available_accelerators() if available is None else available
+    if available.tpu:
+        return "tpu"
+    if available.mps:
+        return "mps"
+    return "gpu" if available.cuda > 0 else "cpu"
+
+
+def check_accelerator_available(accelerator: str, available: Accelerators) -> None:
+    """Refuse ``"gpu"`` without a CUDA device and ``"mps"`` without MPS (autocast for an absent device type
+    does nothing: never train in fp32 unawares). ``"tpu"`` is checked where torch_xla is imported."""
+    if accelerator == "gpu" and available.cuda == 0:
+        import torch
+
+        raise ValueError(f"accelerator='gpu' but CUDA is not available to torch {torch.__version__} (no CUDA device "
+                         f"is visible: torch.cuda.device_count() == 0); accepted here: accelerator='cpu' or 'auto'")
+    if accelerator == "mps" and not available.mps:
+        raise ValueError("accelerator='mps' but MPS is not available; accepted here: accelerator='cpu' or 'auto'")
 
 
 def validate_accelerator(value: Any) -> str:
@@ -95,19 +178,24 @@ def validate_strategy(value: Any) -> str:
     return strategy
 
 
-def check_strategy_fits_accelerator(strategy: str, accelerator: str, devices: int | list[int] | str) -> None:
+def check_strategy_fits_accelerator(strategy: str, accelerator: str, devices: int | list[int] | str = "auto") -> None:
     """Cross-flag rules of the parsed ``strategy``, ``accelerator`` and ``devices``: on CPU, a number of
-    processes and no GPU-only strategy; the XLA strategies on a TPU."""
-    if accelerator == "cpu":
-        if isinstance(devices, list) or devices == -1:
-            raise TypeError(f"devices={devices!r} with accelerator='cpu': on CPU give the number of "
-                            f"processes as an int >= 1 (or 'auto')")
-        if strategy in _GPU_ONLY_STRATEGIES:
-            raise ValueError(f"strategy={strategy!r} needs accelerator='gpu'; on CPU use strategy='fsdp' "
-                             f"(torch FSDP2), 'zero' or 'ddp'")
-    if strategy in _XLA_STRATEGIES and accelerator not in ("tpu", "auto"):
+    processes and no GPU-only strategy; the XLA strategies on a TPU. Checked when the flags are parsed and again
+    by the launch plan once ``accelerator="auto"`` is resolved."""
+    check_devices_fit_accelerator(devices, accelerator)
+    if accelerator == "cpu" and strategy in GPU_ONLY_STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} needs accelerator='gpu'; on CPU use strategy='fsdp' "
+                         f"(torch FSDP2), 'zero' or 'ddp'")
+    if strategy in XLA_STRATEGIES and accelerator not in ("tpu", "auto"):
         raise ValueError(f"strategy={strategy!r} needs accelerator='tpu' (or 'xla'), got "
                          f"accelerator={accelerator!r}")
+
+
+def check_devices_fit_accelerator(devices: int | list[int] | str, accelerator: str) -> None:
+    """On CPU, ``devices`` is a number of processes (not ``-1`` nor a list of indices)."""
+    if accelerator == "cpu" and (isinstance(devices, list) or devices == -1):
+        raise TypeError(f"devices={devices!r} with accelerator='cpu': on CPU give the number of "
+                        f"processes as an int >= 1 (or 'auto')")
 
 
 def validate_node_rank(node_rank: Any, num_nodes: int) -> int | None:

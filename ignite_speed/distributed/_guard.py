@@ -7,13 +7,14 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ._plan import DEEPSPEED, FSDP, as_config, detect_launcher
+from ..config.devices import DEEPSPEED_STRATEGIES, FSDP_STRATEGIES
+from ._plan import as_config, detect_launcher
 
 __all__ = ["warn_if_not_launched"]
 
 # strategies that do something even on one process, but only inside a process group (prepare() refuses them
 # without one); ddp and zero on one process are the plain model and optimizer anyway
-_NEEDS_A_GROUP_EVEN_ALONE = DEEPSPEED + FSDP + ("ddp_sharded",)
+_NEEDS_A_GROUP_EVEN_ALONE = DEEPSPEED_STRATEGIES + FSDP_STRATEGIES + ("ddp_sharded",)
 _warned = False
 
 

@@ -11,22 +11,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.devices import (
+    DDP_STRATEGIES,
+    SINGLE_PROCESS_STRATEGIES,
+    XLA_STRATEGIES,
+    Accelerators,
+    available_accelerators,
+    check_accelerator_available,
+    check_devices_fit_accelerator,
+    check_strategy_fits_accelerator,
+    resolve_accelerator,
+)
 from ..config.speed_config import SpeedConfig
 
 __all__ = [
     "LaunchPlan", "plan_launch", "detect_launcher", "resolve_accelerator", "resolve_strategy",
     "resolve_nproc_per_node", "as_config",
 ]
-
-# Strategy families ``prepare`` knows how to apply.
-DDP_ALIASES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
-               "ddp_find_unused_parameters_false")
-DEEPSPEED = ("deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
-             "deepspeed_stage_3", "deepspeed_stage_3_offload")
-FSDP = ("fsdp", "fsdp_cpu_offload")
-XLA = ("xla", "single_xla", "single_tpu")
-SINGLE = ("single_device", "single_xla", "single_tpu")
-NEEDS_PROCESS_GROUP = DDP_ALIASES + DEEPSPEED + FSDP + ("zero", "ddp_sharded")
 
 _BACKENDS = {"cpu": "gloo", "gpu": "nccl", "tpu": "xla-tpu"}
 DEFAULT_MULTINODE_PORT = 29500
@@ -88,23 +89,10 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
-def resolve_accelerator(accelerator: str, cuda_count: int) -> str:
-    """``"auto"`` becomes ``"gpu"`` when CUDA devices are visible, else ``"cpu"``; ``"gpu"`` without
-    CUDA is an error (Lightning refuses it too)."""
-    if accelerator == "auto":
-        return "gpu" if cuda_count > 0 else "cpu"
-    if accelerator == "gpu" and cuda_count == 0:
-        raise ValueError("accelerator='gpu' but no CUDA device is visible (torch.cuda.device_count() == 0); "
-                         "accepted here: accelerator='cpu' or 'auto'")
-    return accelerator
-
-
 def resolve_nproc_per_node(accelerator: str, devices: Any, cuda_count: int) -> tuple[int | None, tuple[int, ...] | None]:
     """(processes per node, explicit CUDA device indices or None) for a parsed ``devices`` value."""
+    check_devices_fit_accelerator(devices, accelerator)
     if accelerator == "cpu":
-        if isinstance(devices, list) or devices == -1:
-            raise TypeError(f"devices={devices!r} with accelerator='cpu': give the number of processes as an "
-                            f"int >= 1 (or 'auto')")
         return (1 if devices == "auto" else int(devices)), None
     if accelerator == "mps":
         if devices not in ("auto", 1, [0]):
@@ -144,15 +132,14 @@ def resolve_strategy(strategy: str, accelerator: str, world_size: int | None) ->
     if accelerator == "tpu":
         if strategy == "auto":
             return "xla" if multi else "single_xla"
-        if strategy not in XLA:
+        if strategy not in XLA_STRATEGIES:
             raise ValueError(f"strategy={strategy!r} does not run on accelerator='tpu'; accepted there: 'auto', "
                              f"'xla', 'single_xla'")
-        if strategy in SINGLE and multi:
+        if strategy in SINGLE_PROCESS_STRATEGIES and multi:
             raise ValueError(f"strategy={strategy!r} runs one process, but devices give {world_size or 'all'} "
                              f"TPU cores; use strategy='xla'")
         return "single_xla" if strategy == "single_tpu" else strategy
-    if strategy in XLA:
-        raise ValueError(f"strategy={strategy!r} needs accelerator='tpu', got accelerator={accelerator!r}")
+    check_strategy_fits_accelerator(strategy, accelerator)  # the rules checked at parsing, on the resolved value
     if accelerator == "mps" and strategy not in ("auto", "single_device"):
         raise ValueError(f"strategy={strategy!r} does not run on accelerator='mps' (no distributed backend); "
                          f"accepted there: 'auto', 'single_device'")
@@ -161,29 +148,30 @@ def resolve_strategy(strategy: str, accelerator: str, world_size: int | None) ->
     if strategy == "single_device" and multi:
         raise ValueError(f"strategy='single_device' runs one process, but devices x num_nodes give {world_size}; "
                          f"use strategy='ddp' (or 'auto')")
-    if strategy in DDP_ALIASES:
+    if strategy in DDP_STRATEGIES:
         return "ddp"
-    if strategy == "fsdp_cpu_offload" and accelerator != "gpu":
-        raise ValueError(f"strategy='fsdp_cpu_offload' needs accelerator='gpu', got {accelerator!r}; on CPU use "
-                         f"strategy='fsdp'")
     return strategy
 
 
-def plan_launch(cfg: Any = None, env: Mapping[str, str] | None = None, cuda_count: int | None = None) -> LaunchPlan:
+def plan_launch(cfg: Any = None, env: Mapping[str, str] | None = None, cuda_count: int | None = None, *,
+                accelerators: Accelerators | None = None) -> LaunchPlan:
     """Resolve ``cfg`` (+ the environment) into a :class:`LaunchPlan`. Raises ``ValueError`` /
-    ``TypeError`` for impossible combinations, naming the flag and what is accepted."""
+    ``TypeError`` for impossible combinations, naming the flag and what is accepted.
+
+    The machine is read unless given: ``accelerators`` (what ``accelerator="auto"`` chooses from), or only
+    ``cuda_count`` (a machine with that many CUDA devices, no MPS, no TPU)."""
     cfg = as_config(cfg)
     env = os.environ if env is None else env
-    if cuda_count is None:
-        import torch
-
-        cuda_count = torch.cuda.device_count()
-    accelerator = resolve_accelerator(cfg.accelerator, cuda_count)
+    if accelerators is None:
+        accelerators = available_accelerators() if cuda_count is None else Accelerators(cuda=cuda_count)
+    cuda_count = accelerators.cuda
+    accelerator = resolve_accelerator(cfg.accelerator, accelerators)
     if accelerator == "mps" and cfg.num_nodes > 1:
         raise ValueError(f"num_nodes={cfg.num_nodes} with accelerator='mps': MPS has no distributed backend; "
                          f"accepted: num_nodes=1")
     launcher = detect_launcher(env)
     nproc, device_ids = resolve_nproc_per_node(accelerator, cfg.devices, cuda_count)
+    check_accelerator_available(accelerator, accelerators)
     nnodes = cfg.num_nodes
     if launcher is not None:
         world = _int_env(env, "WORLD_SIZE", 0) or _int_env(env, "SLURM_NTASKS", 1)
@@ -203,7 +191,7 @@ def plan_launch(cfg: Any = None, env: Mapping[str, str] | None = None, cuda_coun
                           _int_env(env, "MASTER_PORT", 0) or None, launcher, device_ids)
     world_size = None if nproc is None else nproc * nnodes
     strategy = resolve_strategy(cfg.strategy, accelerator, world_size)
-    if world_size == 1 and strategy in SINGLE:
+    if world_size == 1 and strategy in SINGLE_PROCESS_STRATEGIES:
         backend = None
     elif accelerator == "mps":
         backend = None

@@ -15,17 +15,54 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ModelState", "OptimizerState", "DeepSpeedCheckpoint", "checkpoint_objects", "unwrap_model"]
+from ..config.checks import check_int
+
+__all__ = ["ModelState", "OptimizerState", "DeepSpeedCheckpoint", "checkpoint_objects", "unwrap_model",
+           "is_deepspeed_engine"]
+
+
+# Wrappers whose ``.module`` is the user's model, recognised by class name so that fairscale and deepspeed are
+# never imported to find out: DDP, DataParallel, fairscale's ShardedDataParallel and FullyShardedDataParallel,
+# torch's FSDP (version 1), a DeepSpeed engine.
+_WRAPPERS = ("DistributedDataParallel", "DataParallel", "ShardedDataParallel", "FullyShardedDataParallel",
+             "DeepSpeedEngine")
 
 
 def unwrap_model(model: Any) -> Any:
-    """The user's module inside DDP / DataParallel / ShardedDataParallel / a DeepSpeed engine."""
+    """The user's module inside every wrapper around it: DDP, DataParallel, fairscale's ShardedDataParallel and
+    FullyShardedDataParallel, torch's FSDP (version 1), a DeepSpeed engine, ``torch.compile``'s
+    ``OptimizedModule``, nested in any order.
+
+    Any other module whose ``.module`` holds all of its parameters and buffers (a wrapper of one's own) is
+    unwrapped too; a model that keeps state outside ``.module`` is the model itself. FSDP2 (``fully_shard``)
+    wraps nothing: the model is returned as it is. The one unwrapping rule of ignite-speed (checkpoints, early
+    stopping's best weights).
+    """
     while True:
-        inner = getattr(model, "module", None)
-        if isinstance(inner, nn.Module) and inner is not model:
-            model = inner
-        else:
+        inner = _wrapped(model)
+        if inner is None:
             return model
+        model = inner
+
+
+def _wrapped(model: Any) -> nn.Module | None:
+    """The module ``model`` wraps, or None."""
+    names = {c.__name__ for c in type(model).__mro__}
+    if "OptimizedModule" in names:  # torch.compile
+        inner = getattr(model, "_orig_mod", None)
+        return inner if isinstance(inner, nn.Module) else None
+    inner = getattr(model, "module", None)
+    if not isinstance(inner, nn.Module) or inner is model:
+        return None
+    if names & set(_WRAPPERS):
+        return inner
+    return inner if isinstance(model, nn.Module) and _holds_all_state(inner, model) else None
+
+
+def _holds_all_state(inner: nn.Module, outer: nn.Module) -> bool:
+    """Whether every parameter and buffer of ``outer`` is ``inner``'s (unwrapping then loses nothing)."""
+    inner_ids = {id(t) for t in inner.parameters()} | {id(t) for t in inner.buffers()}
+    return all(id(t) in inner_ids for t in outer.parameters()) and all(id(t) in inner_ids for t in outer.buffers())
 
 
 def _is_fsdp2(model: Any) -> bool:
@@ -39,7 +76,8 @@ def _is_fsdp2(model: Any) -> bool:
     return isinstance(model, nn.Module) and any(isinstance(m, FSDPModule) for m in model.modules())
 
 
-def _is_deepspeed_engine(model: Any) -> bool:
+def is_deepspeed_engine(model: Any) -> bool:
+    """Whether ``model`` is a ``deepspeed.DeepSpeedEngine`` (or a subclass); deepspeed is not imported."""
     return any(c.__name__ == "DeepSpeedEngine" for c in type(model).__mro__)
 
 
@@ -65,7 +103,7 @@ class ModelState:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        if _is_deepspeed_engine(model):
+        if is_deepspeed_engine(model):
             raise TypeError("a DeepSpeed engine keeps its own checkpoint files; use DeepSpeedCheckpoint(engine, "
                             "directory) in to_save")
         if not isinstance(model, nn.Module):
@@ -143,11 +181,10 @@ class DeepSpeedCheckpoint:
     """
 
     def __init__(self, engine: Any, directory: str | os.PathLike[str], keep_last: int | None = None) -> None:
-        if not _is_deepspeed_engine(engine):
+        if not is_deepspeed_engine(engine):
             raise TypeError(f"engine has type {type(engine).__name__}; accepted: the DeepSpeedEngine returned by "
                             f"ignite_speed.prepare with a deepspeed strategy")
-        if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
-            raise ValueError(f"keep_last={keep_last!r}; accepted: None (keep all) or an int >= 1")
+        keep_last = check_int(keep_last, "keep_last", minimum=1, allow_none=True, accepted="None (keep all) or an int >= 1")
         self.engine = engine
         self.directory = os.fspath(directory)
         self.keep_last = keep_last
@@ -180,7 +217,7 @@ def checkpoint_objects(model: Any, optimizer: Any = None, *, directory: str | os
     """``to_save`` entries for ``model`` and ``optimizer`` as returned by ``prepare``, for any strategy:
     ``{"model": ModelState, "optimizer": OptimizerState}``, or ``{"deepspeed": DeepSpeedCheckpoint}``
     for a DeepSpeed engine (which then needs ``directory``)."""
-    if _is_deepspeed_engine(model):
+    if is_deepspeed_engine(model):
         if directory is None:
             raise ValueError("checkpoint_objects(engine, ...): a DeepSpeed engine needs directory= (where "
                              "DeepSpeed writes its files; shared by all ranks)")

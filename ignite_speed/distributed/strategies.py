@@ -10,8 +10,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.devices import (
+    DEEPSPEED_STRATEGIES,
+    FSDP_STRATEGIES,
+    PROCESS_GROUP_STRATEGIES,
+    available_accelerators,
+    check_accelerator_available,
+    resolve_accelerator,
+)
 from ._guard import warn_if_not_launched
-from ._plan import DEEPSPEED, FSDP, NEEDS_PROCESS_GROUP, as_config, resolve_accelerator, resolve_strategy
+from ._plan import as_config, resolve_strategy
 
 __all__ = ["prepare", "current_strategy", "deepspeed_config_for", "rebuild_optimizer"]
 
@@ -24,9 +32,17 @@ def current_strategy(cfg: Any = None) -> str:
     import ignite.distributed as idist
 
     cfg = as_config(cfg)
-    accelerator = resolve_accelerator(cfg.accelerator, torch.cuda.device_count())
+    accelerator = _accelerator(cfg)
     world = None if accelerator == "tpu" and cfg.devices in ("auto", -1) else idist.get_world_size()
     return resolve_strategy(cfg.strategy, accelerator, world)
+
+
+def _accelerator(cfg: Any) -> str:
+    """``cfg.accelerator`` resolved on this machine (the one rule ``Precision`` applies too), and available."""
+    available = available_accelerators()
+    accelerator = resolve_accelerator(cfg.accelerator, available)
+    check_accelerator_available(accelerator, available)
+    return accelerator
 
 
 def _device(accelerator: str) -> torch.device:
@@ -129,11 +145,11 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
     cfg = as_config(cfg)
     import ignite.distributed as idist
 
-    accelerator = resolve_accelerator(cfg.accelerator, torch.cuda.device_count())
+    accelerator = _accelerator(cfg)
     strategy = current_strategy(cfg)
     _reject_fairscale_fsdp(model, accelerator)
     world = idist.get_world_size()
-    if strategy in NEEDS_PROCESS_GROUP and strategy not in ("ddp", "zero") and not _process_group_ready():
+    if strategy in PROCESS_GROUP_STRATEGIES and strategy not in ("ddp", "zero") and not _process_group_ready():
         raise ValueError(f"strategy={cfg.strategy!r} needs a process group; call prepare() inside the function "
                          f"passed to ignite_speed.launch(cfg, fn)")
     warn_if_not_launched(cfg, "prepare")
@@ -143,10 +159,10 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
         from .xla import prepare_xla
 
         return prepare_xla(model, lambda moved: _make_optimizer(optimizer, moved, names))
-    if strategy in DEEPSPEED:
+    if strategy in DEEPSPEED_STRATEGIES:
         return _prepare_deepspeed(model, optimizer, cfg, strategy)
     device = _device(accelerator)
-    if strategy in FSDP:
+    if strategy in FSDP_STRATEGIES:
         sharded = _fully_shard(model, device, world, offload=strategy == "fsdp_cpu_offload",
                                shard_modules=shard_modules)
         return sharded, _make_optimizer(optimizer, sharded, names)
@@ -259,8 +275,8 @@ def deepspeed_config_for(cfg: Any, strategy: str | None = None) -> dict[str, Any
     """
     cfg = as_config(cfg)
     strategy = strategy or cfg.strategy
-    if strategy not in DEEPSPEED:
-        raise ValueError(f"strategy={strategy!r} is not a DeepSpeed strategy; accepted: {list(DEEPSPEED)}")
+    if strategy not in DEEPSPEED_STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is not a DeepSpeed strategy; accepted: {list(DEEPSPEED_STRATEGIES)}")
     raw = cfg.deepspeed_config
     if isinstance(raw, str):
         if not os.path.isfile(raw):

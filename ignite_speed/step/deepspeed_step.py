@@ -15,6 +15,7 @@ import torch
 from ignite.engine import DeterministicEngine, Engine, Events
 
 from ..config.speed_config import SpeedConfig
+from ..distributed.checkpoint import is_deepspeed_engine
 from ..loop.trainer_parts import TrainerParts
 from .accumulation import AccumulationWindow
 from .casting import cast_floating
@@ -44,11 +45,6 @@ class DeepSpeedPrecision:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"DeepSpeedPrecision.load_state_dict expects a mapping, got {type(state_dict).__name__}")
-
-
-def is_deepspeed_engine(model: Any) -> bool:
-    """Whether ``model`` is a ``deepspeed.DeepSpeedEngine`` (or a subclass)."""
-    return any(c.__name__ == "DeepSpeedEngine" for c in type(model).__mro__)
 
 
 def check_deepspeed_agrees(engine: Any, cfg: SpeedConfig) -> int:

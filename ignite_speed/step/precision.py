@@ -12,13 +12,13 @@ Optional packages (``apex``, ``torch_xla``) are imported only when a ``Precision
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
+from ..config.checks import check_number
 from ..config.speed_config import PRECISION_VALUES, SpeedConfig
 from .casting import cast_floating
 from .nvidia_apex import APEX_INSTALL_HINT, load_apex_amp, nvidia_apex_available  # noqa: F401  (APEX_INSTALL_HINT stays importable here)
@@ -63,7 +63,8 @@ class Precision:
         precision: ``"32-true"`` (default), ``"64-true"``, ``"16-mixed"``, ``"bf16-mixed"``, ``"16-true"``,
             ``"bf16-true"`` or a legacy spelling (16, 32, 64, ``"bf16"``).
         accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``/``"cuda"``, ``"mps"`` or ``"tpu"``/``"xla"``; decides the
-            autocast device type. ``"auto"`` picks CUDA, then MPS, then CPU (never XLA).
+            autocast device type. ``"auto"`` is resolved as ``prepare`` resolves it (Lightning 2.6's rule: TPU,
+            then MPS, then CUDA, then CPU; see :func:`~ignite_speed.config.devices.resolve_accelerator`).
         device: optional device the model runs on; when given it decides the device type and must agree with an
             explicit ``accelerator``.
         amp_backend: ``"native"`` (``torch.amp``) or ``"apex"`` (NVIDIA apex, ``precision="16-mixed"`` on CUDA).
@@ -210,9 +211,7 @@ class Precision:
             raise ValueError(f"gradient_clip_algorithm={algorithm!r} is not known; accepted: 'norm' or 'value'")
         if clip_val is None or clip_val == 0:
             return
-        if isinstance(clip_val, bool) or not isinstance(clip_val, (int, float)) or not math.isfinite(clip_val) \
-                or clip_val < 0:
-            raise ValueError(f"gradient_clip_val={clip_val!r} is out of range; accepted: None or a finite number >= 0")
+        check_number(clip_val, "gradient_clip_val", minimum=0, accepted="None or a finite number >= 0")
         self.unscale_gradients(optimizer)
         if algorithm == "norm" and _is_fairscale_oss(optimizer):
             # each rank holds the reduced gradients of its own shard only: the norm needs all of them

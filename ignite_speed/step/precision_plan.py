@@ -11,13 +11,19 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config.devices import (
+    DEVICE_TYPES,
+    Accelerators,
+    available_accelerators,
+    check_accelerator_available,
+    resolve_accelerator,
+)
+
 __all__ = ["PrecisionPlan", "APEX_PLAN", "resolve_plan", "device_type_of", "check_scaler_argument",
            "check_device_available", "check_plan_supported"]
 
 TRUE_DTYPES = {"64-true": torch.float64, "16-true": torch.float16, "bf16-true": torch.bfloat16}
 MIXED_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
-# accelerator flag -> torch device type
-DEVICE_TYPES = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps", "tpu": "xla", "xla": "xla"}
 
 
 @dataclass(frozen=True)
@@ -62,22 +68,13 @@ def resolve_plan(requested: str, device_type: str, scaler: bool | None) -> Preci
     return PrecisionPlan("32-true", None, None, False)
 
 
-def auto_device_type() -> str:
-    """The device type of ``accelerator="auto"``: CUDA, then MPS, then CPU."""
-    # XLA is never picked automatically: importing torch_xla to find out is slow and has side effects.
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def device_type_of(accelerator: str, device: str | torch.device | None) -> str:
+def device_type_of(accelerator: str, device: str | torch.device | None,
+                   available: Accelerators | None = None) -> str:
     """The torch device type that ``device`` names (it must agree with an explicit ``accelerator``), or, without
-    a ``device``, the one ``accelerator`` means."""
+    a ``device``, the one ``accelerator`` runs on (``"auto"`` resolved by the launch plan's rule,
+    :func:`~ignite_speed.config.devices.resolve_accelerator`, on ``available`` or this machine)."""
     if device is None:
-        return auto_device_type() if accelerator == "auto" else DEVICE_TYPES[accelerator]
+        return DEVICE_TYPES[resolve_accelerator(accelerator, available)]
     try:
         dev_type = torch.device(device).type
     except (RuntimeError, TypeError) as exc:
@@ -94,15 +91,11 @@ def check_scaler_argument(scaler: object) -> None:
                         f"True, False or a torch.amp.GradScaler")
 
 
-def check_device_available(device_type: str) -> None:
-    """Refuse a CUDA or MPS device type that torch cannot use here."""
-    # Autocast for a device type that is absent does nothing: refuse instead of training in fp32 unawares.
-    if device_type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("accelerator='gpu' (device type 'cuda') but CUDA is not available to torch "
-                         f"{torch.__version__}; use accelerator='cpu' or 'auto'")
-    mps = getattr(torch.backends, "mps", None)
-    if device_type == "mps" and not (mps is not None and mps.is_available()):
-        raise ValueError("accelerator='mps' but MPS is not available; use accelerator='cpu' or 'auto'")
+def check_device_available(device_type: str, available: Accelerators | None = None) -> None:
+    """Refuse a CUDA or MPS device type that torch cannot use here (the launch plan's rule)."""
+    if device_type in ("cuda", "mps"):
+        check_accelerator_available("gpu" if device_type == "cuda" else "mps",
+                                    available_accelerators() if available is None else available)
 
 
 def check_plan_supported(plan: PrecisionPlan, requested: str, device_type: str) -> None:
