@@ -261,7 +261,7 @@ class Speedups:
     def _run_limited(self, engine: Engine, data: Any, limit: Any, flag: str) -> State:
         n = limit.resolve(data_length(data), flag)
         if n != 0:
-            run_evaluator(engine, with_batched_fetch(data) if self.cfg.batched_fetch else data, n)
+            _run_under_precision(engine, with_batched_fetch(data) if self.cfg.batched_fetch else data, n, self.precision)
         return engine.state
 
     # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)
@@ -462,4 +462,17 @@ def attach_speedups(trainer: Engine, evaluator: Engine | None = None,
         raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
     if val_data is not None and evaluator is None:
         raise ValueError("val_data was given without an evaluator; pass the evaluator Engine that runs validation")
-    return Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
+    speedups = Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
+    from .step.evaluation import apply_precision
+
+    apply_precision(evaluator, speedups.precision)  # validation runs under the training precision, as Lightning's
+    return speedups
+
+
+def _run_under_precision(engine: Engine, data: Any, n: int | None, precision: Any) -> None:
+    """``speedups.test``/``predict``: the engine runs under the training precision, as Lightning's test and predict
+    steps (given back afterwards)."""
+    from .step.evaluation import apply_precision
+
+    with apply_precision(engine, precision):
+        run_evaluator(engine, data, n)

@@ -39,3 +39,15 @@ def test_lightning_parity(mode):
             mismatches.append(f"scenario {sc['id']} flags={sc['flags']} es={sc.get('early_stopping')}: {msg}")
     assert checked > SEEDS // 2
     assert not mismatches, f"{len(mismatches)} of {checked} scenarios differ:\n" + "\n".join(mismatches[:20])
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "bf16-true", "64-true"])
+def test_validation_metrics_under_precision_equal_lightnings(precision):
+    """The same seeded run trained and validated by Lightning and by create_trainer + Ignite's
+    create_supervised_evaluator + attach_speedups: every validation metric of every run is equal (issue 26: the
+    evaluator ran without autocast under *-mixed, and crashed on the cast model under *-true)."""
+    from tests.parity import precision_runs
+
+    lightning = precision_runs.run_lightning(precision)
+    assert len(lightning) == precision_runs.EPOCHS
+    assert precision_runs.run_ignite_speed(precision) == lightning

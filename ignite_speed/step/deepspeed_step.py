@@ -7,6 +7,7 @@ recognised by its class name.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -33,11 +34,20 @@ class DeepSpeedPrecision:
     def __init__(self, engine: Any) -> None:
         fp16, bf16 = bool(engine.fp16_enabled()), bool(engine.bfloat16_enabled())
         self.effective_precision = "16-mixed" if fp16 else "bf16-mixed" if bf16 else "32-true"
+        self.dtype: torch.dtype | None = torch.float16 if fp16 else torch.bfloat16 if bf16 else None
         self.requested_precision = self.effective_precision
         self.amp_backend = "deepspeed"
 
     def __repr__(self) -> str:
         return f"DeepSpeedPrecision({self.effective_precision!r})"
+
+    def convert_input(self, batch: Any) -> Any:
+        """``batch`` with its floating tensors in the engine's fp16/bf16 (as the training step casts them)."""
+        return batch if self.dtype is None else cast_floating(batch, self.dtype)
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """No context: DeepSpeed's model holds the fp16/bf16 weights itself."""
+        return contextlib.nullcontext()
 
     def state_dict(self) -> dict[str, Any]:
         return {"precision": self.effective_precision, "amp_backend": "deepspeed"}
@@ -88,7 +98,8 @@ def deepspeed_trainer(engine: Any, optimizer: Any, cfg: SpeedConfig, functions: 
         raise TypeError(f"optimizer has type {type(optimizer).__name__}, which is not the DeepSpeed engine's "
                         f"optimizer; pass the (engine, optimizer) pair returned by prepare() (or optimizer=None)")
     k = check_deepspeed_agrees(engine, cfg)
-    dtype = torch.float16 if engine.fp16_enabled() else torch.bfloat16 if engine.bfloat16_enabled() else None
+    precision = DeepSpeedPrecision(engine)
+    dtype = precision.dtype
     if functions.device is None:
         functions = functions.on_device(getattr(engine, "device", None))
     window = AccumulationWindow(k, on_leftover=_warn_of_leftover_gradients)
@@ -106,7 +117,7 @@ def deepspeed_trainer(engine: Any, optimizer: Any, cfg: SpeedConfig, functions: 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: last_batch.clear())
     # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
     # window the loop positions on resume
-    TrainerParts.of(trainer).set_step(DeepSpeedPrecision(engine), k, window)
+    TrainerParts.of(trainer).set_step(precision, k, window)
     return trainer
 
 

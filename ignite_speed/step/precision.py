@@ -179,6 +179,14 @@ class Precision:
             return batch
         return cast_floating(batch, dtype)
 
+    def apply_to_evaluator(self, evaluator: Any) -> Any:
+        """Run ``evaluator``'s steps under this precision (validation, test, predict), as Lightning does:
+        :func:`~ignite_speed.step.evaluate_with_precision` ``(evaluator, self)``. Returns the handle whose
+        ``detach()`` undoes it."""
+        from .evaluation import evaluate_with_precision
+
+        return evaluate_with_precision(evaluator, self)
+
     # ------------------------------------------------------------------ backward and step
     def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
                  model: torch.nn.Module | None = None) -> None:
