@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ..config.devices import DEEPSPEED_STRATEGIES, FSDP_STRATEGIES
+from ..config.devices import DEEPSPEED_STRATEGIES, FSDP_STRATEGIES, available_accelerators, resolve_accelerator
 from ._plan import as_config, detect_launcher
 
 __all__ = ["warn_if_not_launched"]
@@ -25,16 +25,16 @@ def _requested_processes(cfg: Any) -> str | None:
     if devices != "auto":
         many = (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1)
         if devices == -1:  # all devices: more than one where several GPUs (or TPU cores) exist
-            import torch
-
-            many = cfg.accelerator == "tpu" or (cfg.accelerator in ("auto", "gpu") and torch.cuda.device_count() > 1)
+            available = available_accelerators()
+            accelerator = resolve_accelerator(cfg.accelerator, available)  # "auto" as the launch plan resolves it
+            many = accelerator == "tpu" or (accelerator == "gpu" and available.cuda > 1)
         if many:
             reasons.append(f"devices={devices!r}")
     elif cfg.strategy not in ("auto", "single_device") and cfg.accelerator in ("auto", "gpu"):
-        import torch
-
-        if torch.cuda.device_count() > 1:  # an explicit strategy over all visible GPUs
-            reasons.append(f"devices='auto' ({torch.cuda.device_count()} GPUs)")
+        available = available_accelerators()
+        # an explicit strategy over all visible GPUs
+        if resolve_accelerator(cfg.accelerator, available) == "gpu" and available.cuda > 1:
+            reasons.append(f"devices='auto' ({available.cuda} GPUs)")
     if cfg.num_nodes > 1:
         reasons.append(f"num_nodes={cfg.num_nodes}")
     strategy = cfg.strategy
