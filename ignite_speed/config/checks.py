@@ -11,9 +11,13 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-from .durations import format_value
+__all__ = ["format_value", "type_name", "closest", "did_you_mean", "is_int", "is_number", "check_int", "check_bool", "check_number"]
 
-__all__ = ["type_name", "closest", "did_you_mean", "is_int", "is_number", "check_int", "check_bool", "check_number"]
+
+def format_value(value: Any) -> str:
+    """``repr`` that stays short for long values (used in error messages)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def type_name(value: Any) -> str:

@@ -17,20 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checks import format_value, is_int, is_number
+
 __all__ = ["BatchLimit", "parse_batch_limit", "parse_duration", "format_value"]
 
 _DHMS = re.compile(r"(\d+):(\d\d):(\d\d):(\d\d)")
 _TIMEDELTA_KEYS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")
-
-
-def format_value(value: Any) -> str:
-    """``repr`` that stays short for long values (used in error messages)."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -108,17 +100,18 @@ def parse_batch_limit(value: Any, flag: str, *, default: BatchLimit | None = Non
         return default if default is not None else BatchLimit.all()
     if isinstance(value, BatchLimit):
         return value
-    if isinstance(value, bool) or not _is_number(value):
+    if isinstance(value, bool) or not is_number(value):
         raise TypeError(
             f"{flag}={format_value(value)} has type {type(value).__name__}; accepted: a float in [0.0, 1.0] "
             f"(fraction of the loader) or an int >= 0 (number of batches)"
         )
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{flag}={value!r} is not finite; accepted: a float in [0.0, 1.0] or an int >= 0")
-    if isinstance(value, int):
+    if is_int(value):
         if value < 0:
             raise ValueError(f"{flag}={value!r} is negative; accepted: a float in [0.0, 1.0] or an int >= 0")
-        return BatchLimit("count", value)
+        return BatchLimit("count", int(value))
+    value = float(value)  # (numpy and other real scalars too)
+    if not math.isfinite(value):
+        raise ValueError(f"{flag}={value!r} is not finite; accepted: a float in [0.0, 1.0] or an int >= 0")
     if 0.0 <= value <= 1.0:
         return BatchLimit("fraction", float(value))
     if value > 1.0 and value.is_integer():
@@ -154,13 +147,13 @@ def parse_duration(value: Any, flag: str) -> datetime.timedelta | None:
                 f"{flag}={format_value(value)} has unknown key(s) {unknown}; accepted keys: {list(_TIMEDELTA_KEYS)}"
             )
         for key, part in value.items():
-            if isinstance(part, bool) or not _is_number(part) or not math.isfinite(part):
+            if isinstance(part, bool) or not is_number(part) or not math.isfinite(part):
                 raise TypeError(f"{flag}[{key!r}]={format_value(part)} must be a finite number")
-        td = datetime.timedelta(**value)
-    elif _is_number(value):
+        td = datetime.timedelta(**{key: float(part) for key, part in value.items()})
+    elif is_number(value):
         if not math.isfinite(value):
             raise ValueError(f"{flag}={value!r} is not a finite number of seconds")
-        td = datetime.timedelta(seconds=value)
+        td = datetime.timedelta(seconds=float(value))
     else:
         raise TypeError(
             f"{flag}={format_value(value)} has type {type(value).__name__}; accepted: \"DD:HH:MM:SS\", a dict of "

@@ -174,3 +174,17 @@ def test_number_checks_have_one_rule() -> None:
     model = nn.Linear(1, 1)
     with pytest.raises(TypeError, match="gradient_clip_val='1' has type str; accepted: None or a finite number"):
         prec.clip_gradients(torch.optim.SGD(model.parameters(), lr=0.1), "1")  # type: ignore[arg-type]
+
+
+def test_numpy_numbers_mean_the_same_to_every_flag() -> None:
+    """Before: early stopping's patience took np.int64 (numbers.Integral) while max_epochs, limit_train_batches
+    and max_time refused it ("has type int64"): each file had its own idea of a number."""
+    cfg = SpeedConfig(max_epochs=np.int64(2), limit_train_batches=np.int64(3), limit_val_batches=np.float64(0.5),
+                      max_time=np.int64(90), early_stopping={"monitor": "val_loss", "patience": np.int64(4)})
+    assert cfg.max_epochs == 2 and cfg.effective().max_epochs == 2
+    assert (cfg.limit_train_batches.kind, cfg.limit_train_batches.value) == ("count", 3)
+    assert (cfg.limit_val_batches.kind, cfg.limit_val_batches.value) == ("fraction", 0.5)
+    assert cfg.max_time.total_seconds() == 90
+    assert cfg.early_stopping["patience"] == 4
+    with pytest.raises(TypeError, match="max_epochs=True has type bool"):
+        SpeedConfig(max_epochs=True)
