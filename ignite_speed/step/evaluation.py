@@ -157,7 +157,9 @@ class _NoPrecision:
 
 def apply_precision(engine: Engine | None, precision: Any) -> EvaluatorPrecision | _NoPrecision:
     """:func:`evaluate_with_precision` for the engines ``attach_speedups`` drives: nothing to do without an engine
-    or without a precision that converts inputs (a trainer with a step of its own and no ``precision=``)."""
-    if engine is None or precision is None or not hasattr(precision, "convert_input"):
+    or without a precision that converts inputs (a trainer with a step of its own and no ``precision=``), nor for
+    ``32-true`` (which changes nothing: the evaluator keeps its own process function)."""
+    if engine is None or precision is None or not hasattr(precision, "convert_input") or \
+            getattr(precision, "effective_precision", None) == "32-true":
         return _NoPrecision()
     return evaluate_with_precision(engine, precision)

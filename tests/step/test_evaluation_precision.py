@@ -151,3 +151,13 @@ def test_speedups_test_and_predict_run_their_engine_under_the_precision_then_giv
     speedups.predict(tester, _data(1))
     assert seen == [(torch.bfloat16, False)] * 3
     assert process_function(tester) is own_step
+
+
+def test_attach_speedups_leaves_the_evaluator_alone_under_32_true() -> None:
+    model = _model()
+    cfg = {"accelerator": "cpu", "max_epochs": 1}
+    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, cfg)
+    evaluator = create_supervised_evaluator(model)
+    own_step = process_function(evaluator)
+    attach_speedups(trainer, evaluator, cfg, val_data=_data(1))
+    assert process_function(evaluator) is own_step
