@@ -41,7 +41,7 @@ def test_lightning_parity(mode):
     assert not mismatches, f"{len(mismatches)} of {checked} scenarios differ:\n" + "\n".join(mismatches[:20])
 
 
-@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "bf16-true", "64-true"])
+@pytest.mark.parametrize("precision", ["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"])
 def test_validation_metrics_under_precision_equal_lightnings(precision):
     """The same seeded run trained and validated by Lightning and by create_trainer + Ignite's
     create_supervised_evaluator + attach_speedups: every validation metric of every run is equal (issue 26: the
