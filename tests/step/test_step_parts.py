@@ -162,3 +162,26 @@ def test_check_deepspeed_agrees_returns_the_engines_accumulation_or_names_the_di
         check_deepspeed_agrees(DeepSpeedEngine(), SpeedConfig(gradient_clip_val=1.0))
     with pytest.raises(ValueError, match=r"precision='bf16-mixed' but the DeepSpeed engine trains in fp16"):
         check_deepspeed_agrees(DeepSpeedEngine(fp16=True), SpeedConfig(precision="bf16-mixed"))
+
+
+def test_a_deepspeed_trainers_precision_applies_to_an_evaluator_as_its_training_step_casts():
+    """DeepSpeed's fp16 model gets fp16 inputs in validation too (Lightning's DeepSpeedPrecision.convert_input);
+    no autocast, and the output is left in fp16 (the model computes in it)."""
+    from ignite.engine import Engine
+
+    from ignite_speed.step import evaluate_with_precision
+    from ignite_speed.step.deepspeed_step import DeepSpeedPrecision
+
+    precision = DeepSpeedPrecision(DeepSpeedEngine(fp16=True))
+    assert precision.effective_precision == "16-mixed" and precision.dtype is torch.float16
+    seen = []
+
+    def step(engine, batch):
+        seen.append((batch[0].dtype, batch[1].dtype, torch.is_autocast_enabled("cpu")))
+        return batch[0]
+
+    evaluator = Engine(step)
+    with evaluate_with_precision(evaluator, precision):
+        evaluator.run([(torch.ones(2, 3), torch.zeros(2, dtype=torch.long))])
+    assert seen == [(torch.float16, torch.int64, False)] and evaluator.state.output.dtype is torch.float16
+    assert DeepSpeedPrecision(DeepSpeedEngine()).convert_input(torch.ones(1)).dtype is torch.float32
