@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .checks import check_int, did_you_mean, type_name
+from .checks import check_int, did_you_mean, is_number, type_name
 from .durations import BatchLimit, format_value, parse_batch_limit, parse_duration
 from .early_stopping import validate_early_stopping_kwargs
 
@@ -168,13 +168,7 @@ def validate_fast_dev_run(value: Any) -> int:
 # ---------------------------------------------------------------------------------------------- validation schedule
 def validate_check_val_every_n_epoch(value: Any) -> int | None:
     accepted = "an int >= 1, or None to count val_check_interval across epochs"
-    if value is not None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"check_val_every_n_epoch={format_value(value)} has type {type_name(value)}; "
-                            f"accepted: {accepted}")
-        if value < 1:
-            raise ValueError(f"check_val_every_n_epoch={value!r} is out of range; accepted: {accepted}")
-    return value
+    return check_int(value, "check_val_every_n_epoch", minimum=1, allow_none=True, accepted=accepted)
 
 
 def check_fraction_interval_has_epochs(val_check_interval: Any, check_val_every_n_epoch: int | None) -> None:
@@ -241,7 +235,7 @@ def validate_val_time_fraction(value: Any) -> float | None:
                "validation may take, such as 0.1)"
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"val_time_fraction={format_value(value)} has type {type_name(value)}; accepted: {accepted}")
     if not 0.0 < float(value) < 1.0:  # (NaN fails too)
         raise ValueError(f"val_time_fraction={value!r} is out of range; accepted: {accepted}")

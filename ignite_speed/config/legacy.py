@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .checks import did_you_mean, type_name
+from .checks import check_int, did_you_mean, type_name
 from .devices import LEGACY_BACKENDS, parse_devices
 from .durations import format_value
 
@@ -99,11 +99,7 @@ def map_legacy(flags: dict[str, Any]) -> dict[str, Any]:
         if processes is not None:
             # a number of CPU processes: not -1 or a list of indices, which devices= would take (GPUs)
             accepted = "an int >= 1 (the number of CPU processes; a Lightning 1.x flag, mapped to devices)"
-            if isinstance(processes, bool) or not isinstance(processes, int):
-                raise TypeError(f"num_processes={format_value(processes)} has type {type_name(processes)}; "
-                                f"accepted: {accepted}")
-            if processes < 1:
-                raise ValueError(f"num_processes={processes!r} is out of range; accepted: {accepted}")
+            processes = check_int(processes, "num_processes", minimum=1, accepted=accepted)
             processes_given = True
             put("devices", processes, f"num_processes={processes!r}")
             _warn_legacy(f"num_processes={processes!r}", f"accelerator='cpu', devices={processes!r}")

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
-from .checks import check_int, type_name
+from .checks import check_int, check_number, type_name
 from .durations import format_value
 
 __all__ = ["PRECISION_VALUES", "parse_precision", "validate_amp_flags", "validate_accumulate_grad_batches",
@@ -73,12 +72,7 @@ def validate_accumulate_grad_batches(value: Any) -> int:
 def validate_gradient_clip_val(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"gradient_clip_val={format_value(value)} has type {type_name(value)}; "
-                        f"accepted: None or a finite number >= 0")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"gradient_clip_val={value!r} is out of range; accepted: None or a finite number >= 0")
-    return float(value)
+    return float(check_number(value, "gradient_clip_val", minimum=0, accepted="None or a finite number >= 0"))
 
 
 def validate_gradient_clip_algorithm(value: Any) -> str:

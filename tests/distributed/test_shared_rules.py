@@ -188,3 +188,14 @@ def test_numpy_numbers_mean_the_same_to_every_flag() -> None:
     assert cfg.early_stopping["patience"] == 4
     with pytest.raises(TypeError, match="max_epochs=True has type bool"):
         SpeedConfig(max_epochs=True)
+
+
+@pytest.mark.parametrize("bad", ["1", float("nan"), -0.5, True])
+def test_gradient_clip_val_is_refused_alike_by_the_config_and_by_precision(bad) -> None:
+    """Before: SpeedConfig raised TypeError for a non-number and Precision.clip_gradients ValueError for all."""
+    with pytest.raises((TypeError, ValueError)) as by_config:
+        SpeedConfig(gradient_clip_val=bad)
+    model = nn.Linear(1, 1)
+    with pytest.raises((TypeError, ValueError)) as by_step:
+        Precision("32-true", "cpu").clip_gradients(torch.optim.SGD(model.parameters(), lr=0.1), bad)
+    assert (type(by_config.value), str(by_config.value)) == (type(by_step.value), str(by_step.value))
