@@ -59,9 +59,9 @@ class EarlyStopping(LoopHandler):
 
     Args:
         evaluator: the engine whose runs compute the monitor. Next to a
-            :class:`~ignite_speed.handlers.ValidationSchedule` the schedule's runs are judged (the evaluator
-            may then be left out); without one, every run of ``evaluator`` while the trainer trains is.
-            ``None`` and no schedule: the monitor must be a metric of the trainer.
+            :class:`~ignite_speed.handlers.ValidationSchedule` the schedule's runs are judged; without one,
+            every run of ``evaluator`` while the trainer trains is. ``None``: the schedule must be attached
+            first, or the monitor be a metric of the trainer (else ``attach`` refuses).
         options: the settings, as one object (instead of keyword ``settings``).
         model: the model, needed by ``restore_best_weights=True`` (DDP / DataParallel wrappers are unwrapped).
         settings: the settings as keyword arguments (instead of ``options``).

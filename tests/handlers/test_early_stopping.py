@@ -667,3 +667,36 @@ def test_first_non_finite():
     assert first_non_finite(complex(1, math.inf)) is not None
     with pytest.raises(TypeError, match="is not callable"):
         NonFiniteLossGuard(output_transform=3)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- construction
+
+
+def test_built_one_way_from_keywords_or_options():
+    evaluator = Engine(lambda e, b: None)
+    options = EarlyStoppingOptions("val_loss", patience=2, mode="MAX")
+    assert options.mode == "max" and EarlyStopping(evaluator, monitor="val_loss", patience=2, mode="max").options == options
+    es = EarlyStopping(evaluator, options=options)
+    assert es.options is options and (es.monitor, es.patience, es.mode) == ("val_loss", 2, "max")
+    with pytest.raises(TypeError, match=r"EarlyStopping\(options=\.\.\., patience=\.\.\.\): give the settings one way"):
+        EarlyStopping(evaluator, options=options, patience=3)
+    with pytest.raises(TypeError, match=r"evaluator='val_loss'\) is not an ignite Engine; the monitor is a keyword "
+                                        r"argument: EarlyStopping\(evaluator, monitor='val_loss', \.\.\.\)"):
+        EarlyStopping("val_loss")  # type: ignore[arg-type]  # the old spelling, monitor first
+    with pytest.raises(ValueError, match=r"EarlyStopping: patiance is not an EarlyStopping argument; did you mean "
+                                         r"'patience'\?"):
+        EarlyStopping(evaluator, monitor="val_loss", patiance=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"EarlyStopping: patience=-1 is negative"):
+        EarlyStoppingOptions("val_loss", patience=-1)
+
+
+def test_the_config_flag_is_validated_once_into_the_options_the_handler_keeps():
+    cfg = SpeedConfig(early_stopping={"monitor": "val_loss", "mode": "MAX", "patience": 4})
+    assert cfg.early_stopping == {"monitor": "val_loss", "mode": "max", "patience": 4}
+    assert cfg.early_stopping_options == EarlyStoppingOptions("val_loss", mode="max", patience=4)
+    assert SpeedConfig().early_stopping_options is None
+    trainer, evaluator = Engine(lambda e, b: 0.0), Engine(lambda e, b: None)
+    from ignite_speed import attach_speedups
+
+    sp = attach_speedups(trainer, evaluator, cfg, val_data=[0])
+    assert sp.early_stopping.options is sp.cfg.early_stopping_options  # not built (nor checked) a second time
