@@ -215,7 +215,7 @@ class SpeedConfig:
     def early_stopping_options(self) -> EarlyStoppingOptions | None:
         """The ``early_stopping`` flag as :class:`~ignite_speed.handlers.EarlyStopping`'s typed options
         (``None``: off), built when the flag was validated."""
-        options: EarlyStoppingOptions | None = self.__dict__["_early_stopping_options"]
+        options: EarlyStoppingOptions | None = self.__dict__.get("_early_stopping_options")
         return options
 
     # ------------------------------------------------------------------ resolution
