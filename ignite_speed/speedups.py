@@ -25,7 +25,7 @@ from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
 from .handlers.autoresume import AutoResume
-from .handlers.early_stopping import EarlyStopping
+from .handlers.early_stopping import EarlyStopping, EarlyStoppingOptions
 from .handlers.limits import LoopLimits, TrainBatchLimit
 from .handlers.nan_guard import NonFiniteLossGuard
 from .handlers.preemption import PreemptionGuard, exit_code_of
@@ -109,8 +109,8 @@ class Speedups:
         self._time_budget: TimeBudget | None = None
         self._set_time_budget(cfg)
         self._early_stopping: EarlyStopping | None = None
-        if lim.early_stopping_enabled:
-            self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
+        if lim.early_stopping_enabled and cfg.early_stopping_options is not None:
+            self._attach_early_stopping(cfg.early_stopping_options)
         self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
         self.preemption = PreemptionGuard(cfg.preemption_signals).attach(trainer) if cfg.preemption_signals else None
         self.autoresume = AutoResume().attach(trainer) if cfg.autoresume else None
@@ -126,18 +126,14 @@ class Speedups:
                 budget.adopt(old)  # an extended run keeps its epoch measurements
             self._time_budget = budget.attach(self.trainer)
 
-    def _attach_early_stopping(self, es: EarlyStopping) -> None:
+    def _attach_early_stopping(self, options: EarlyStoppingOptions) -> EarlyStopping:
         # Judged on the schedule's runs; without validation the monitor must be a trainer metric (refused now).
         old, self._early_stopping = self._early_stopping, None
         if old is not None:
             old.detach()
             self.loop.handlers.remove(old)
-        es.attach(self.trainer, self.evaluator if self._schedule is not None else None, model=self.model)
-        self._early_stopping = es
-        lim = self.limits
-        es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
-                 validation_enabled=self._schedule is not None and self._schedule.configured, trainer=self.trainer,
-                 budgeted=lim.val_time_fraction is not None)
+        self._early_stopping = EarlyStopping(self.evaluator, options=options, model=self.model).attach(self.trainer)
+        return self._early_stopping
 
     # ------------------------------------------------------------------ public API
     @property
@@ -227,9 +223,8 @@ class Speedups:
             self._set_time_budget(self.cfg)
         es = self.early_stopping
         if es is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
-            if "early_stopping" in limits and self.cfg.early_stopping is not None:
-                new = EarlyStopping(**dict(self.cfg.early_stopping))
-                self._attach_early_stopping(new)
+            if "early_stopping" in limits and self.cfg.early_stopping_options is not None:
+                new = self._attach_early_stopping(self.cfg.early_stopping_options)
                 if (new.monitor, new.mode) == (es.monitor, es.mode):
                     new.best_score = es.best_score
                 es = new

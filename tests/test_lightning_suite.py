@@ -596,7 +596,7 @@ def _multi_es(first: dict, second: dict | None, check_on_train_epoch_end: bool) 
                                                            max_epochs=20, early_stopping={**first, **extra}),
                          val_data=loader(BORING))
     if second is not None:
-        EarlyStopping(**second, **extra).attach(run.trainer, run.evaluator)
+        EarlyStopping(run.evaluator, **second, **extra).attach(run.trainer)
     run.trainer.run(loader(BORING))
     return run, sp
 

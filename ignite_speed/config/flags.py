@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import datetime
 import signal
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .checks import check_int, did_you_mean, is_number, type_name
 from .durations import BatchLimit, format_value, parse_batch_limit, parse_duration
-from .early_stopping import validate_early_stopping_kwargs
+from .early_stopping import early_stopping_flag_options
 
 __all__ = [
     "MAX_TIME_MODES", "BATCH_LIMIT_FLAGS", "LoopLimitFlags", "MaxTimeFlags", "ValidationScheduleFlags",
@@ -253,12 +252,8 @@ def check_val_time_fraction_has_validation(fraction: float | None, limit_val_bat
 # ---------------------------------------------------------------------------------------------- stop sources
 def validate_early_stopping_flag(value: Any) -> dict[str, Any] | None:
     """``None`` (off) or the EarlyStopping keyword arguments, normalized."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise TypeError(f"early_stopping={format_value(value)} has type {type_name(value)}; accepted: None or a "
-                        f"dict of EarlyStopping keyword arguments (monitor, patience, mode, ...)")
-    return validate_early_stopping_kwargs(dict(value))
+    options = early_stopping_flag_options(value)
+    return None if options is None else options.kwargs(value)
 
 
 # SIGTERM: what SLURM (at the time limit, on scancel or preemption), Kubernetes and torchrun send first; SIGUSR1:

@@ -18,6 +18,7 @@ from typing import Any
 from .checks import check_bool
 from .devices import ACCELERATORS, STRATEGIES, validate_device_flags
 from .durations import BatchLimit, parse_batch_limit
+from .early_stopping import EarlyStoppingOptions, early_stopping_flag_options
 from .effective import (
     EffectiveLimits,
     fast_dev_run_limit,
@@ -32,7 +33,6 @@ from .flags import (
     validate_allow_resume_changes,
     validate_autoresume,
     validate_ckpt_path,
-    validate_early_stopping_flag,
     validate_fast_dev_run,
     validate_loop_limits,
     validate_max_time_flags,
@@ -188,7 +188,9 @@ class SpeedConfig:
         self._set("val_time_fraction", schedule.val_time_fraction)
 
     def _validate_stop_flags(self) -> None:
-        self._set("early_stopping", validate_early_stopping_flag(self.early_stopping))
+        es = early_stopping_flag_options(self.early_stopping)  # the flag's one validation
+        self._set("early_stopping", None if es is None else es.kwargs(self.early_stopping))
+        self._set("_early_stopping_options", es)
         check_bool(self.terminate_on_nan, "terminate_on_nan")
         self._set("preemption_signals", validate_preemption_signals(self.preemption_signals))
         validate_autoresume(self.autoresume)
@@ -208,6 +210,13 @@ class SpeedConfig:
         self._set("accelerator", devices.accelerator)
         self._set("devices", devices.devices)
         self._set("strategy", devices.strategy)
+
+    @property
+    def early_stopping_options(self) -> EarlyStoppingOptions | None:
+        """The ``early_stopping`` flag as :class:`~ignite_speed.handlers.EarlyStopping`'s typed options
+        (``None``: off), built when the flag was validated."""
+        options: EarlyStoppingOptions | None = self.__dict__.get("_early_stopping_options")
+        return options
 
     # ------------------------------------------------------------------ resolution
     def effective(self) -> EffectiveLimits:

@@ -7,7 +7,7 @@
 
     LoopLimits(max_epochs=10, min_epochs=2).attach(trainer)
     ValidationSchedule(evaluator, val_loader, val_check_interval=0.5).attach(trainer)
-    EarlyStopping(monitor="val_loss", patience=3).attach(trainer, evaluator)
+    EarlyStopping(evaluator, monitor="val_loss", patience=3).attach(trainer)
     trainer.run(train_loader)          # LoopLimits governs: no max_epochs here
 
 All handlers of a trainer share its :class:`~ignite_speed.loop.TrainingLoop` and
@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..loop import StepEvents, StopController, StopReason, TrainingLoop
 from .autoresume import AutoResume
 from .base import LoopHandler
-from .early_stopping import EarlyStopping
+from .early_stopping import EarlyStopping, EarlyStoppingOptions
 from .early_stopping_rule import EarlyStoppingReason
 from .limits import LoopLimits, TrainBatchLimit
 from .nan_guard import NonFiniteLossGuard
@@ -29,5 +29,5 @@ from .preemption import PREEMPTED_EXIT_CODE, PreemptionGuard
 from .time_budget import TimeBudget
 from .validation import ValidationSchedule
 
-__all__ = ["LoopHandler", "EarlyStoppingReason", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
+__all__ = ["LoopHandler", "EarlyStoppingReason", "EarlyStoppingOptions", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
            "NonFiniteLossGuard", "PreemptionGuard", "AutoResume", "PREEMPTED_EXIT_CODE", "TrainingLoop", "StopController", "StopReason", "StepEvents"]

@@ -1,118 +1,109 @@
 """Early stopping with Lightning 2.6 semantics, a few Keras-style extras, and one decision for all ranks.
 
-Three layers, each in its own module:
-
-* :func:`~ignite_speed.config.early_stopping.validate_early_stopping_kwargs` checks and normalizes the
-  keyword arguments (the ``early_stopping`` flag of :class:`~ignite_speed.config.SpeedConfig` and this class);
-* :func:`~ignite_speed.handlers.early_stopping_rule.decide` is the pure, per-check decision;
-* :class:`EarlyStopping` (here) reads the monitor from the engines, calls ``decide``, sends stop requests
-  through the trainer's :class:`~ignite_speed.loop.StopController` (one collective per check) and keeps the
-  Lightning-style attributes (``wait_count``, ``best_score``, ``stopped_epoch``, ``stopping_reason``...).
+Two modules: the pure rule (:mod:`~ignite_speed.handlers.early_stopping_rule`: one check's decision and
+where a run's checks happen) and, here, :class:`EarlyStopping`, which reads the monitor from the engines,
+applies the rule, sends stop requests through the trainer's :class:`~ignite_speed.loop.StopController`
+(one collective per check) and keeps the Lightning-style attributes (``wait_count``, ``best_score``,
+``stopped_epoch``, ``stopping_reason``...). Its settings are one
+:class:`~ignite_speed.config.early_stopping.EarlyStoppingOptions`, checked when it is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
+from .._compat import all_event_handlers
 from .._logging import logger
-from ..config.early_stopping import EARLY_STOPPING_DEFAULTS, validate_early_stopping_kwargs
-from ..distributed._dist import get_rank, get_world_size
+from ..config.durations import format_value
+from ..config.early_stopping import EarlyStoppingOptions, early_stopping_options
+from ..distributed._dist import gather_message, get_rank, get_world_size
+from ..distributed.checkpoint import unwrap_model
 from ..loop.plan import RunPlan
 from ..loop.progress import Progress
+from ..loop.stop import StopController, StopReason
+from ..loop.training_loop import TrainingLoop
 from .base import LoopHandler
-from .early_stopping_parts import (
-    BestWeights,
-    EvaluatorRuns,
-    MonitorReader,
-    agree_on_check,
-    check_attach_arguments,
-    checks_at_epoch_end,
-    checks_at_epoch_end_unscheduled,
-    parse_saved_state,
-    refuse_unseen_monitor,
-)
 from .early_stopping_rule import (
-    Criteria,
+    STOP_REASONS,
     Decision,
     EarlyStoppingReason,
+    ValidationCadence,
+    checks_at_epoch_end,
     decide,
+    to_float,
 )
+from .validation import ValidationSchedule
 
-__all__ = ["EarlyStopping", "EarlyStoppingReason"]
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Unpack
+
+    from ..config.early_stopping import EarlyStoppingSettings
+
+__all__ = ["EarlyStopping", "EarlyStoppingReason", "EarlyStoppingOptions"]
 
 
 class EarlyStopping(LoopHandler):
     """Stop training when a monitored metric stops improving (Lightning 2.6 semantics, plus extras).
 
+    Build it from keyword settings, ``EarlyStopping(evaluator, monitor="val_loss", patience=3)``, or from
+    options, ``EarlyStopping(evaluator, options=EarlyStoppingOptions("val_loss", patience=3))``; then
+    ``attach(trainer)``. The settings are those of
+    :class:`~ignite_speed.config.early_stopping.EarlyStoppingOptions` (``monitor`` is required).
+
     Args:
-        monitor: metric name, read from ``evaluator.state.metrics`` (else ``trainer.state.metrics``).
-        min_delta: smallest change that counts as an improvement (>= 0; the direction follows ``mode``).
-        patience: how many checks (``patience_unit``) without improvement before stopping.
-        verbose: log each check's outcome (and warn about a missing metric when ``strict=False``).
-        mode: ``"min"`` (lower is better) or ``"max"``.
-        strict: a missing monitor raises ``RuntimeError`` (``False``: the check is skipped).
-        check_finite: stop when the monitor is NaN or infinite.
-        stopping_threshold: stop as soon as the monitor is strictly better than this.
-        divergence_threshold: stop as soon as the monitor is strictly worse than this.
-        check_on_train_epoch_end: check at the end of the training epoch (``True``), after each validation
-            run (``False``), or ``None``: Lightning's rule (:meth:`setup`).
-        log_rank_zero_only: only rank 0 logs.
-        baseline: stop when the monitor has not beaten this value within ``patience``.
-        restore_best_weights: keep a CPU copy of the weights of the best check and load it back when
-            training ends for any reason (needs the model).
-        start_from_epoch: warm-up: in epochs ``< start_from_epoch`` (0-based) the best value is tracked
-            but no stop is ever requested.
-        patience_unit: ``"checks"`` (Lightning), ``"epochs"`` or ``"steps"`` (optimizer steps).
-        min_delta_mode: ``"abs"`` or ``"rel"`` (``min_delta`` is a fraction of ``|best|``).
+        evaluator: the engine whose runs compute the monitor. Next to a
+            :class:`~ignite_speed.handlers.ValidationSchedule` the schedule's runs are judged; without one,
+            every run of ``evaluator`` while the trainer trains is. ``None``: the schedule must be attached
+            first, or the monitor be a metric of the trainer (else ``attach`` refuses).
+        options: the settings, as one object (instead of keyword ``settings``).
+        model: the model, needed by ``restore_best_weights=True`` (DDP / DataParallel wrappers are unwrapped).
+        settings: the settings as keyword arguments (instead of ``options``).
+
+    ``min_epochs`` / ``min_steps`` are not early stopping's: the trainer's stop controller defers every stop
+    request until they are met (give them to :class:`~ignite_speed.handlers.LoopLimits`).
     """
 
     name = "early_stopping"
     order = 50  # after the other stop sources and the validation schedule: it judges the schedule's runs
 
-    def __init__(self, monitor: str, min_delta: float = 0.0, patience: int = 3, verbose: bool = False,
-                 mode: str = "min", strict: bool = True, check_finite: bool = True,
-                 stopping_threshold: float | None = None, divergence_threshold: float | None = None,
-                 check_on_train_epoch_end: bool | None = None, log_rank_zero_only: bool = False,
-                 baseline: float | None = None, restore_best_weights: bool = False, start_from_epoch: int = 0,
-                 patience_unit: str = "checks", min_delta_mode: str = "abs") -> None:
+    def __init__(self, evaluator: Engine | None = None, *, options: EarlyStoppingOptions | None = None,
+                 model: torch.nn.Module | None = None, **settings: Unpack[EarlyStoppingSettings]) -> None:
         super().__init__()
-        given = {k: v for k, v in locals().items() if k in EARLY_STOPPING_DEFAULTS}
-        opts = {**EARLY_STOPPING_DEFAULTS, **validate_early_stopping_kwargs(given, flag="EarlyStopping")}
-        self.monitor: str = opts["monitor"]
-        self.min_delta: float = opts["min_delta"]
-        self.patience: int = opts["patience"]
-        self.verbose: bool = opts["verbose"]
-        self.mode: str = opts["mode"]
-        self.strict: bool = opts["strict"]
-        self.check_finite: bool = opts["check_finite"]
-        self.stopping_threshold: float | None = opts["stopping_threshold"]
-        self.divergence_threshold: float | None = opts["divergence_threshold"]
-        self.check_on_train_epoch_end: bool | None = opts["check_on_train_epoch_end"]
-        self.log_rank_zero_only: bool = opts["log_rank_zero_only"]
-        self.baseline: float | None = opts["baseline"]
-        self.restore_best_weights: bool = opts["restore_best_weights"]
-        self.start_from_epoch: int = opts["start_from_epoch"]
-        self.patience_unit: str = opts["patience_unit"]
-        self.min_delta_mode: str = opts["min_delta_mode"]
+        self.options = _options_of(evaluator, options, dict(settings))
+        if self.options.restore_best_weights and model is None:
+            raise ValueError("EarlyStopping(restore_best_weights=True) needs the model: pass model=... "
+                             "(attach_speedups(..., model=model) or EarlyStopping(..., model=model))")
+        self.evaluator = evaluator
+        self._best = BestWeights(model)
         self.reset()
-        self.checks = 0  # checks evaluated (skipped ones excluded), over all runs
-        self._on_epoch_end: bool = bool(self.check_on_train_epoch_end)
-        self._evaluator = EvaluatorRuns(self._on_evaluator_completed)  # judged when no schedule governs
+        self._on_epoch_end: bool = bool(self.options.check_on_train_epoch_end)
         self._scheduled = False  # a ValidationSchedule governs this run: judge its validation runs only
         self._saved_monitor: float | None = None  # the monitor saved with a loaded checkpoint
 
     # ------------------------------------------------------------------ description
     @property
-    def criteria(self) -> Criteria:
-        return Criteria(self.monitor, self.mode, self.min_delta, self.min_delta_mode, self.patience,
-                        self.patience_unit, self.check_finite, self.stopping_threshold,
-                        self.divergence_threshold, self.baseline)
+    def monitor(self) -> str:
+        return self.options.monitor
+
+    @property
+    def mode(self) -> str:
+        return self.options.mode
+
+    @property
+    def patience(self) -> int:
+        """``options.patience`` (a loaded state's ``patience`` replaces it, as in Lightning)."""
+        return self.options.patience
+
+    @property
+    def min_delta(self) -> float:
+        return self.options.min_delta
 
     @property
     def state_key(self) -> str:
@@ -121,34 +112,37 @@ class EarlyStopping(LoopHandler):
 
     @property
     def checks_at_epoch_end(self) -> bool:
-        """Where checks happen (resolved by :meth:`setup` or at the start of a run)."""
+        """Where checks happen (resolved at the start of each run:
+        :func:`~ignite_speed.handlers.early_stopping_rule.checks_at_epoch_end`)."""
         return self._on_epoch_end
 
     def __repr__(self) -> str:
-        return (f"EarlyStopping(monitor={self.monitor!r}, mode={self.mode!r}, patience={self.patience}, "
-                f"patience_unit={self.patience_unit!r}, min_delta={self.min_delta})")
+        o = self.options
+        return (f"EarlyStopping(monitor={o.monitor!r}, mode={o.mode!r}, patience={o.patience}, "
+                f"patience_unit={o.patience_unit!r}, min_delta={o.min_delta})")
 
     # ------------------------------------------------------------------ attaching
-    def attach(self, trainer: Engine, evaluator: Engine | None = None,  # type: ignore[override]
-               model: torch.nn.Module | None = None, min_epochs: int = 0, min_steps: int = 0) -> EarlyStopping:
-        """Attach early stopping to ``trainer``'s loop (``model``: for ``restore_best_weights``).
+    def attach(self, trainer: Engine) -> EarlyStopping:
+        """Attach early stopping to ``trainer``'s loop; returns ``self``.
 
         With a :class:`~ignite_speed.handlers.ValidationSchedule` (attached before or after), checks follow its
-        runs with Lightning's rule for ``check_on_train_epoch_end=None``; without one, they follow ``evaluator``'s
-        runs during training (or the trainer's epoch ends: ``True``, or ``None`` without an evaluator). A stop is
-        synced across ranks and waits for ``min_epochs`` / ``min_steps``; the loop then ends the run on every
-        rank (after the batch, or at the end of the epoch, of the check)."""
-        check_attach_arguments(evaluator, min_epochs, min_steps,
-                               needs_model=self.restore_best_weights and model is None and self._best.model is None)
-        self._attach_to(trainer, min_epochs, min_steps)
-        if model is not None:
-            self._best.model = model
-        self._evaluator.watch(evaluator)
+        runs; without one, they follow the evaluator's runs during training (or the trainer's epoch ends).
+        A stop is synced across ranks and waits for the stop controller's ``min_epochs`` / ``min_steps``; the
+        loop then ends the run on every rank. A monitor that nothing can compute (no validation, and not a
+        metric of the trainer) is refused here, as ``attach_speedups`` refuses it."""
+        loop = TrainingLoop.of(trainer)
+        refuse_unseen_monitor(self.monitor, trainer, None if loop is None else _schedule_of(loop),
+                              has_evaluator=self.evaluator is not None)
+        super().attach(trainer)
+        if self.evaluator is not None and not self.evaluator.has_event_handler(self._on_evaluator_completed):
+            self.evaluator.add_event_handler(Events.COMPLETED, self._on_evaluator_completed)
         return self
 
     def detach(self) -> None:
         """Stop judging the evaluator's runs (the loop is taken off, or this handler is replaced)."""
-        self._evaluator.watch(None)
+        if self.evaluator is not None and self.evaluator.has_event_handler(self._on_evaluator_completed,
+                                                                           Events.COMPLETED):
+            self.evaluator.remove_event_handler(self._on_evaluator_completed, Events.COMPLETED)
 
     def _on_evaluator_completed(self, evaluator: Engine) -> None:
         loop = self._loop
@@ -156,31 +150,19 @@ class EarlyStopping(LoopHandler):
             return  # the schedule's runs are judged instead; or a run outside training (a final test)
         self.on_validation_end(getattr(evaluator.state, "metrics", None) or {})
 
-    def setup(self, *, val_check_interval: Any, check_val_every_n_epoch: int | None, validation_enabled: bool,
-              trainer: Engine, budgeted: bool = False) -> None:
-        """Resolve where checks happen for a schedule and refuse one that can never see the monitor.
-
-        ``check_on_train_epoch_end=None`` follows
-        :func:`~ignite_speed.handlers.early_stopping_parts.checks_at_epoch_end` (``budgeted``: under
-        ``val_time_fraction``). When validation is disabled, the monitor must be a metric of the trainer.
-        """
-        self._on_epoch_end = checks_at_epoch_end(self.check_on_train_epoch_end, val_check_interval,
-                                                 check_val_every_n_epoch, budgeted=budgeted)
-        refuse_unseen_monitor(self.monitor, validation_enabled, trainer)
-
     # ------------------------------------------------------------------ hooks
     def on_run_start(self, plan: RunPlan) -> None:
-        """With a :class:`~ignite_speed.handlers.ValidationSchedule`, judge its runs on Lightning's rule
-        (:meth:`setup`); without one, judge the attached evaluator's runs."""
-        schedule: Any = plan.validation
+        """Resolve where this run's checks happen (:func:`checks_at_epoch_end`): under the run's
+        :class:`~ignite_speed.handlers.ValidationSchedule`, judging its runs, or at the evaluator's runs."""
+        schedule = _schedule_of(self.loop)
         self._scheduled = schedule is not None
-        if schedule is not None:
-            self.setup(val_check_interval=schedule.val_check_interval, check_val_every_n_epoch=schedule.check_val_every_n_epoch,
-                       validation_enabled=schedule.enabled, trainer=self.loop.trainer,
-                       budgeted=getattr(schedule, "budget", None) is not None)
-        else:
-            self._on_epoch_end = checks_at_epoch_end_unscheduled(self.check_on_train_epoch_end,
-                                                                 has_evaluator=self._evaluator.engine is not None)
+        cadence = None
+        if schedule is not None:  # (attached after this handler, it is only known now)
+            refuse_unseen_monitor(self.monitor, self.loop.trainer, schedule, has_evaluator=self.evaluator is not None)
+            cadence = ValidationCadence(schedule.val_check_interval, schedule.check_val_every_n_epoch,
+                                        budgeted=schedule.budget is not None)
+        self._on_epoch_end = checks_at_epoch_end(self.options.check_on_train_epoch_end, cadence,
+                                                 has_evaluator=self.evaluator is not None)
         self._monitor.reset()
         self._restored = False
 
@@ -207,7 +189,7 @@ class EarlyStopping(LoopHandler):
 
     def on_train_end(self, engine: Engine) -> None:
         """Training ended (for any reason): load the best weights back when asked to."""
-        if self.restore_best_weights and not self._restored:
+        if self.options.restore_best_weights and not self._restored:
             self._best.restore(f"{self.monitor}={self.best_score:.6g}", self._log)
         self._restored = True
 
@@ -215,18 +197,17 @@ class EarlyStopping(LoopHandler):
         self.reset()
 
     def report_fields(self) -> dict[str, Any]:
-        return {"early_stopping": {"monitor": self.monitor, "mode": self.mode, "best_score": self.best_score,
-                                   "stopping_threshold": self.stopping_threshold,
-                                   "divergence_threshold": self.divergence_threshold}}
+        o = self.options
+        return {"early_stopping": {"monitor": o.monitor, "mode": o.mode, "best_score": self.best_score,
+                                   "stopping_threshold": o.stopping_threshold,
+                                   "divergence_threshold": o.divergence_threshold}}
 
     def reset(self) -> None:
         """Forget everything learnt (best score, patience, reason, best weights): for a fresh run."""
         self.rearm()
         self.best_score = math.inf if self.mode == "min" else -math.inf
-        self.checks = 0
-        model = getattr(getattr(self, "_best", None), "model", None)
-        self._best = BestWeights()
-        self._best.model = model
+        self.checks = 0  # checks evaluated (skipped ones excluded), over all runs
+        self._best.weights = None
         self._monitor = MonitorReader(self.monitor)
         self._restored = False
 
@@ -245,15 +226,15 @@ class EarlyStopping(LoopHandler):
         trainer, progress = loop.trainer, loop.progress
         decision: Decision | None = None
         value = self._monitor.read(trainer)
-        if value is None and not self.strict and self.verbose:
+        if value is None and not self.options.strict and self.options.verbose:
             warnings.warn(f"EarlyStopping: the monitor {self.monitor!r} is missing; check skipped (available: "
                           f"{self._monitor.available(trainer)})", RuntimeWarning, stacklevel=2)
         if value is not None:
             decision = self._decide(value, progress)
             self._log(decision.message)
-        agreed = agree_on_check(loop.controller, decision, missing=value is None and self.strict,
+        agreed = agree_on_check(loop.controller, decision, missing=value is None and self.options.strict,
                                 monitor=self.monitor, available=lambda: self._monitor.available(trainer))
-        if agreed.keep_best_weights and self.restore_best_weights:
+        if agreed.keep_best_weights and self.options.restore_best_weights:
             self._best.keep()
         if agreed.stop_reason is not None:
             self.stopped_epoch, self.stopping_reason = progress.epoch, agreed.stop_reason
@@ -261,17 +242,17 @@ class EarlyStopping(LoopHandler):
 
     def _decide(self, value: float, progress: Progress) -> Decision:
         self.checks += 1
-        position = {"checks": self.checks, "epochs": progress.epoch + 1,
-                    "steps": progress.global_step}[self.patience_unit]
+        o = self.options
+        position = {"checks": self.checks, "epochs": progress.epoch + 1, "steps": progress.global_step}[o.patience_unit]
         decision = decide(value, best=self.best_score, wait=self.wait_count, since=self._since, position=position,
-                          criteria=self.criteria, warmup=progress.epoch < self.start_from_epoch)
+                          options=o, warmup=progress.epoch < o.start_from_epoch)
         self.best_score, self.wait_count, self._since = decision.best_score, decision.wait_count, decision.since
         return decision
 
     def _log(self, message: str) -> None:
-        if not self.verbose:
+        if not self.options.verbose:
             return
-        if self.log_rank_zero_only and get_world_size() > 1 and get_rank() != 0:
+        if self.options.log_rank_zero_only and get_world_size() > 1 and get_rank() != 0:
             return
         logger.info("EarlyStopping: %s", message)  # the package logger adds "[rank: N]" when distributed
 
@@ -285,15 +266,201 @@ class EarlyStopping(LoopHandler):
             patience=self.patience, stopping_reason=self.stopping_reason.value, checks=self.checks, since=self._since,
             stopping_reason_message=self.stopping_reason_message, monitor=self.monitor, mode=self.mode,
             monitor_value=self._monitor.read_or_none(self._loop.trainer) if self._loop is not None else None)
-        if self.restore_best_weights and self._best.weights is not None:
+        if self.options.restore_best_weights and self._best.weights is not None:
             state["best_weights"] = dict(self._best.weights)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output (also a Lightning ``EarlyStopping`` state; as in Lightning,
         the saved ``patience`` replaces the constructor's)."""
-        (self.wait_count, self.stopped_epoch, self.best_score, self.patience, self.stopping_reason,
-         self.stopping_reason_message, self.checks, self._since) = parse_saved_state(state, self.monitor)
+        missing = [k for k in ("wait_count", "stopped_epoch", "best_score", "patience") if k not in state]
+        if missing:
+            raise ValueError(f"EarlyStopping.load_state_dict: the state lacks {missing}; got keys {sorted(state)}")
+        reason, message = state.get("stopping_reason", 0), state.get("stopping_reason_message")
+        parsed = (int(state["wait_count"]), int(state["stopped_epoch"]), to_float(state["best_score"], self.monitor),
+                  dataclasses.replace(self.options, patience=int(state["patience"])),
+                  EarlyStoppingReason[reason.upper()] if isinstance(reason, str)
+                  else EarlyStoppingReason(int(getattr(reason, "value", reason))),
+                  None if message is None else str(message), int(state.get("checks", 0)), int(state.get("since", 0)))
+        # assigned together once all of it parsed: a bad state leaves this handler as it was
+        (self.wait_count, self.stopped_epoch, self.best_score, self.options, self.stopping_reason,
+         self.stopping_reason_message, self.checks, self._since) = parsed
         self._best.load(state.get("best_weights"))
         saved = state.get("monitor_value")
         self._saved_monitor = None if saved is None else float(saved)
+
+
+def _options_of(evaluator: Any, options: EarlyStoppingOptions | None, settings: dict[str, Any]) -> EarlyStoppingOptions:
+    """The options of ``EarlyStopping(evaluator, options=..., **settings)``: given in one of the two ways."""
+    if evaluator is not None and not isinstance(evaluator, Engine):
+        hint = (f"; the monitor is a keyword argument: EarlyStopping(evaluator, monitor={evaluator!r}, ...)"
+                if isinstance(evaluator, str) else "")
+        raise TypeError(f"EarlyStopping(evaluator={format_value(evaluator)}) is not an ignite Engine{hint}")
+    if options is not None:
+        if settings:
+            raise TypeError(f"EarlyStopping(options=..., {', '.join(settings)}=...): give the settings one way, "
+                            f"as options=EarlyStoppingOptions(...) or as keyword arguments")
+        if not isinstance(options, EarlyStoppingOptions):
+            raise TypeError(f"EarlyStopping(options={format_value(options)}) has type {type(options).__name__}; "
+                            f"accepted: an EarlyStoppingOptions")
+        return options
+    if "monitor" not in settings:
+        raise TypeError("EarlyStopping() needs monitor=...: the name of the metric to watch, e.g. "
+                        "EarlyStopping(evaluator, monitor='val_loss') (or options=EarlyStoppingOptions(...))")
+    return early_stopping_options(settings, flag="EarlyStopping")
+
+
+def _schedule_of(loop: TrainingLoop) -> ValidationSchedule | None:
+    """The trainer's validation schedule, if one is attached (it validates during training)."""
+    return next((h for h in loop.handlers if isinstance(h, ValidationSchedule)), None)
+
+
+def refuse_unseen_monitor(monitor: str, trainer: Engine, schedule: ValidationSchedule | None, *,
+                          has_evaluator: bool) -> None:
+    """Without validation the monitor must be a metric of the trainer, or no check could ever see it."""
+    if schedule is not None:
+        validates, why = schedule.enabled, "limit_val_batches=0 or no val_data"
+    else:
+        validates, why = has_evaluator, "no evaluator given, and no ValidationSchedule attached"
+    if validates or is_trainer_metric(trainer, monitor):
+        return
+    raise ValueError(
+        f"early_stopping monitors {monitor!r}, which is not a metric of the trainer, but validation is "
+        f"disabled ({why}), so it would never be computed; accepted: enable validation (an evaluator and "
+        f"val_data for attach_speedups; EarlyStopping(evaluator, ...) or a ValidationSchedule attached first), "
+        f"or monitor a metric attached to the trainer (Metric.attach(trainer, name)); a metric attached to "
+        f"the trainer after attach_speedups is not there yet: attach it first")
+
+
+def is_trainer_metric(trainer: Any, name: str) -> bool:
+    """``name`` is a metric computed on the trainer (attached Ignite ``Metric`` or already in its state)."""
+    state = getattr(trainer, "state", None)
+    if state is not None and name in (getattr(state, "metrics", None) or {}):
+        return True
+    try:
+        from ignite.metrics import Metric
+
+        for entry in all_event_handlers(trainer):
+            func, args = entry[0], entry[1]
+            owner = getattr(func, "__self__", None)
+            if isinstance(owner, Metric) and getattr(func, "__name__", "") == "completed" and name in args:
+                return True
+    except Exception:  # pragma: no cover - private layout changed: be permissive
+        return True
+    return False
+
+
+class MonitorReader:
+    """The monitored value a check reads: the last judged validation run's metrics (a sanity check's or
+    another handler's evaluator run never count), else the trainer's metrics; after a resume, the value
+    saved with the checkpoint stands in for the metrics of the decision the resumed run replays."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.val_runs = 0  # validation runs judged in the current run (sanity check excluded)
+        self.last_metrics: dict[str, Any] | None = None
+        self.replayed_value: float | None = None
+
+    def record(self, metrics: Mapping[str, Any]) -> None:
+        """A validation run ended with ``metrics``."""
+        self.last_metrics = dict(metrics)
+        self.replayed_value = None
+        self.val_runs += 1
+
+    def read(self, trainer: Any) -> float | None:
+        if self.last_metrics is not None and self.val_runs > 0 and self.monitor in self.last_metrics:
+            return to_float(self.last_metrics[self.monitor], self.monitor)
+        metrics = getattr(getattr(trainer, "state", None), "metrics", None) or {}
+        if self.monitor in metrics:
+            return to_float(metrics[self.monitor], self.monitor)
+        return self.replayed_value  # a resumed run's replayed check of a trainer metric (not checkpointed)
+
+    def read_or_none(self, trainer: Any) -> float | None:
+        try:
+            return self.read(trainer)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+
+    def available(self, trainer: Any) -> list[str]:
+        keys: list[str] = list(self.last_metrics or {})
+        keys += list(getattr(getattr(trainer, "state", None), "metrics", None) or {})
+        return sorted(set(keys))
+
+    def replay(self, value: float) -> None:
+        """The saved monitor stands in for the metrics until :meth:`end_replay`."""
+        self.last_metrics = {self.monitor: float(value)}
+        self.replayed_value = float(value)
+
+    def end_replay(self) -> None:
+        self.replayed_value = None
+
+    def reset(self) -> None:
+        self.val_runs = 0
+        self.last_metrics = None
+
+
+class BestWeights:
+    """A CPU copy of the model's weights at the best check, loaded back when training ends."""
+
+    def __init__(self, model: torch.nn.Module | None) -> None:
+        self.model = model
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def keep(self) -> None:
+        if self.model is not None:
+            state = unwrap_model(self.model).state_dict()
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+    def load(self, weights: Mapping[str, torch.Tensor] | None) -> None:
+        self.weights = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()} if weights else None
+
+    def restore(self, description: str, log: Callable[[str], None]) -> None:
+        if self.model is None:
+            return
+        if self.weights is None:
+            log("restore_best_weights: no best weights were recorded in this run; weights left as they are")
+            return
+        unwrap_model(self.model).load_state_dict(self.weights)
+        log(f"restored the weights of the best check ({description})")
+
+
+# ---------------------------------------------------------------------------------------------- the ranks agree
+class AgreedCheck(NamedTuple):
+    """What the ranks agreed on at one check."""
+
+    stop_reason: EarlyStoppingReason | None  # the lowest stopping rank's reason (None: no rank stops)
+    message: str | None  # ... and its message
+    keep_best_weights: bool  # rank 0 improved: every rank keeps a copy of its weights
+
+
+def agree_on_check(controller: StopController, decision: Decision | None, *, missing: bool, monitor: str,
+                   available: Callable[[], list[str]]) -> AgreedCheck:
+    """Send this rank's decision (``None``: no value; ``missing``: none where ``strict`` wants one) to the
+    stop controller and agree with the other ranks in one sync: a stop request, its reason and message,
+    whether rank 0 improved, and whether any rank misses the monitor (then every rank raises)."""
+    world, rank = get_world_size(), get_rank()
+    flags = [0] * len(STOP_REASONS)
+    if decision is not None and decision.should_stop:
+        flags[STOP_REASONS.index(decision.reason)] = world - rank  # MAX picks the lowest rank
+        controller.request(StopReason.EARLY_STOPPING, decision.message, "early_stopping")
+    improved_on_rank0 = int(decision is not None and decision.improved and rank == 0)
+    controller.sync(extra=[*flags, improved_on_rank0, int(missing)])
+    agreed = list(controller.last_extra)
+    if agreed[-1]:
+        where = "" if missing else " on another rank"
+        raise RuntimeError(f"EarlyStopping could not find the monitor {monitor!r}{where} (strict=True); "
+                           f"available metrics: {available()}. Log it in validation "
+                           f"(evaluator.state.metrics) or on the trainer, or pass strict=False")
+    codes = agreed[:len(STOP_REASONS)]
+    if not any(codes):
+        return AgreedCheck(None, None, bool(agreed[-2]))
+    return AgreedCheck(STOP_REASONS[codes.index(max(codes))], _agreed_message(controller, decision), bool(agreed[-2]))
+
+
+def _agreed_message(controller: StopController, decision: Decision | None) -> str:
+    local = decision.message if decision is not None and decision.should_stop else None
+    last = controller.history[-1] if controller.history else None
+    if last is not None and last["reason"] == StopReason.EARLY_STOPPING.value:
+        return last["message"]
+    # another stop source won this decision point: agree on early stopping's own message
+    return gather_message(local, "early_stopping")[0]

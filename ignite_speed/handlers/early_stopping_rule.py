@@ -1,5 +1,6 @@
-"""Early stopping's rule as pure functions: one check's decision (:func:`decide`), the criteria it applies,
-and Lightning's default for when checks run. No engine, no collective: the handler
+"""Early stopping's rule as pure functions: one check's decision (:func:`decide`, Lightning's
+``_evaluate_stopping_criteria``: ``(should_stop, reason)`` first) and where the checks of a run happen
+(:func:`checks_at_epoch_end`). No engine, no collective: the handler
 (:class:`~ignite_speed.handlers.early_stopping.EarlyStopping`) reads the monitor and reports the decision."""
 
 from __future__ import annotations
@@ -8,15 +9,15 @@ import datetime
 import enum
 import math
 import numbers
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 
 from ..config.durations import BatchLimit, format_value
+from ..config.early_stopping import EarlyStoppingOptions
 
-__all__ = ["EarlyStoppingReason", "STOP_REASONS", "Criteria", "Decision", "decide",
-           "resolve_check_on_train_epoch_end", "to_float", "is_number"]
+__all__ = ["EarlyStoppingReason", "STOP_REASONS", "Decision", "decide", "ValidationCadence", "checks_at_epoch_end",
+           "to_float"]
 
 
 class EarlyStoppingReason(enum.Enum):
@@ -41,45 +42,6 @@ STOP_REASONS = (
 )
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-
-
-@dataclass(frozen=True)
-class Criteria:
-    """The rules of one :class:`EarlyStopping` (validated values)."""
-
-    monitor: str
-    mode: str = "min"
-    min_delta: float = 0.0
-    min_delta_mode: str = "abs"
-    patience: int = 3
-    patience_unit: str = "checks"
-    check_finite: bool = True
-    stopping_threshold: float | None = None
-    divergence_threshold: float | None = None
-    baseline: float | None = None
-
-    def better(self, value: float, reference: float) -> bool:
-        """``value`` improves on ``reference`` by more than ``min_delta`` (strict; NaN never improves)."""
-        margin = self.min_delta
-        if self.min_delta_mode == "rel":
-            margin = self.min_delta * abs(reference) if math.isfinite(reference) else 0.0
-        if self.mode == "min":
-            return value < reference - margin
-        return value > reference + margin
-
-    def beyond(self, value: float, threshold: float, *, worse: bool) -> bool:
-        """``value`` is strictly better (or, with ``worse``, strictly worse) than ``threshold``."""
-        below = value < threshold
-        above = value > threshold
-        if self.mode == "min":
-            return above if worse else below
-        return below if worse else above
-
-
 class Decision(NamedTuple):
     """What one check decided (locally, before the ranks agree)."""
 
@@ -92,95 +54,129 @@ class Decision(NamedTuple):
     improved: bool  # best_score changed
 
 
+def _better(o: EarlyStoppingOptions, value: float, reference: float) -> bool:
+    """``value`` improves on ``reference`` by more than ``min_delta`` (strict; NaN never improves)."""
+    margin = o.min_delta
+    if o.min_delta_mode == "rel":
+        margin = o.min_delta * abs(reference) if math.isfinite(reference) else 0.0
+    return value < reference - margin if o.mode == "min" else value > reference + margin
+
+
+def _beyond(o: EarlyStoppingOptions, value: float, threshold: float, *, worse: bool) -> bool:
+    """``value`` is strictly better (or, with ``worse``, strictly worse) than ``threshold``."""
+    lower_is_better = (o.mode == "min") != worse
+    return value < threshold if lower_is_better else value > threshold
+
+
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def decide(current: float, *, best: float, wait: int, since: int, position: int, criteria: Criteria,
+def decide(current: float, *, best: float, wait: int, since: int, position: int, options: EarlyStoppingOptions,
            warmup: bool = False) -> Decision:
     """The decision of one early-stopping check, as a pure function.
 
     Args:
         current: the monitored value.
         best: best value so far (``+inf`` / ``-inf`` before the first one).
-        wait: checks (or epochs, steps: see ``criteria.patience_unit``) without improvement so far.
+        wait: checks (or epochs, steps: see ``options.patience_unit``) without improvement so far.
         since: position of the check that last reset the patience (0 at the start).
         position: where this check happens, in patience units (the check number, ``epoch + 1`` or
             ``global_step``); only used when ``patience_unit`` is not ``"checks"``.
-        criteria: the rules.
+        options: the rules.
         warmup: inside ``start_from_epoch``: the best value is tracked, nothing else happens.
 
     The branches, first match wins: warm-up; non-finite value (``check_finite``); stopping threshold;
     divergence threshold; improvement (by more than ``min_delta``, which also has to beat ``baseline``
     to reset the patience); otherwise the patience grows and stops at ``wait >= patience``.
     """
-    c = criteria
-    name = c.monitor
+    o, name = options, options.monitor
     # Each message starts with Lightning 2.6's phrase for the same outcome (EarlyStopping.
     # _evaluate_stopping_criteria / _improvement_message); what follows the phrase is ignite-speed's detail.
-    better_op, worse_op = ("<", ">") if c.mode == "min" else (">", "<")
+    better_op, worse_op = ("<", ">") if o.mode == "min" else (">", "<")
     # Lightning counts patience in "records" (checks); patience_unit="epochs"/"steps" counts those instead
-    records = "records" if c.patience_unit == "checks" else c.patience_unit
+    records = "records" if o.patience_unit == "checks" else o.patience_unit
     if warmup:
-        improved = math.isfinite(current) and c.better(current, best)
+        improved = math.isfinite(current) and _better(o, current, best)
         new_best = current if improved else best
         return Decision(False, EarlyStoppingReason.NOT_STOPPED,
                         f"Metric {name} = {_fmt(current)} during warm-up (start_from_epoch). Best score so far: "
                         f"{_fmt(new_best)}", new_best, 0, position, improved)
-    if c.check_finite and not math.isfinite(current):
+    if o.check_finite and not math.isfinite(current):
         return Decision(True, EarlyStoppingReason.NON_FINITE_METRIC,
                         f"Monitored metric {name} = {_fmt(current)} is not finite. Previous best value was "
                         f"{_fmt(best)}; stopping", best, wait, since, False)
-    if c.stopping_threshold is not None and c.beyond(current, c.stopping_threshold, worse=False):
+    if o.stopping_threshold is not None and _beyond(o, current, o.stopping_threshold, worse=False):
         return Decision(True, EarlyStoppingReason.STOPPING_THRESHOLD,
                         f"Stopping threshold reached: {name} = {_fmt(current)} {better_op} "
-                        f"stopping_threshold={_fmt(c.stopping_threshold)}; stopping", best, wait, since, False)
-    if c.divergence_threshold is not None and c.beyond(current, c.divergence_threshold, worse=True):
+                        f"stopping_threshold={_fmt(o.stopping_threshold)}; stopping", best, wait, since, False)
+    if o.divergence_threshold is not None and _beyond(o, current, o.divergence_threshold, worse=True):
         return Decision(True, EarlyStoppingReason.DIVERGENCE_THRESHOLD,
                         f"Divergence threshold reached: {name} = {_fmt(current)} {worse_op} "
-                        f"divergence_threshold={_fmt(c.divergence_threshold)}; stopping", best, wait, since, False)
-    improved = c.better(current, best)
+                        f"divergence_threshold={_fmt(o.divergence_threshold)}; stopping", best, wait, since, False)
+    improved = _better(o, current, best)
     if improved:
         previous, best = best, current
-        if c.baseline is None or c.better(current, c.baseline):
+        if o.baseline is None or _better(o, current, o.baseline):
             if math.isfinite(previous):
-                relative = " x |best|" if c.min_delta_mode == "rel" else ""
+                relative = " x |best|" if o.min_delta_mode == "rel" else ""
                 message = (f"Metric {name} improved by {_fmt(abs(previous - current))} > min_delta = "
-                           f"{_fmt(c.min_delta)}{relative}. New best score: {_fmt(current)}")
+                           f"{_fmt(o.min_delta)}{relative}. New best score: {_fmt(current)}")
             else:
                 message = f"Metric {name} improved. New best score: {_fmt(current)}"
             return Decision(False, EarlyStoppingReason.NOT_STOPPED, message, best, 0, position, True)
-    wait = wait + 1 if c.patience_unit == "checks" else position - since
-    if wait < c.patience:
+    wait = wait + 1 if o.patience_unit == "checks" else position - since
+    if wait < o.patience:
         return Decision(False, EarlyStoppingReason.NOT_STOPPED,
-                        f"Metric {name} = {_fmt(current)} did not improve: {wait} of patience {c.patience} "
+                        f"Metric {name} = {_fmt(current)} did not improve: {wait} of patience {o.patience} "
                         f"{records} without improvement. Best score: {_fmt(best)}", best, wait, since, improved)
-    if c.baseline is not None and not c.better(best, c.baseline):
+    if o.baseline is not None and not _better(o, best, o.baseline):
         return Decision(True, EarlyStoppingReason.BASELINE_NOT_MET,
-                        f"Monitored metric {name} did not beat baseline={_fmt(c.baseline)} in the last {wait} "
+                        f"Monitored metric {name} did not beat baseline={_fmt(o.baseline)} in the last {wait} "
                         f"{records}. Best score: {_fmt(best)}; stopping", best, wait, since, improved)
     return Decision(True, EarlyStoppingReason.PATIENCE_EXHAUSTED,
                     f"Monitored metric {name} did not improve in the last {wait} {records}. Best score: "
-                    f"{_fmt(best)} (patience {c.patience}); stopping", best, wait, since, improved)
+                    f"{_fmt(best)} (patience {o.patience}); stopping", best, wait, since, improved)
 
 
-def resolve_check_on_train_epoch_end(val_check_interval: Any, check_val_every_n_epoch: int | None) -> bool:
-    """Lightning's default for ``check_on_train_epoch_end=None``: check at the end of the training epoch
-    when validation runs exactly once per epoch, every epoch (``val_check_interval == 1.0`` and
-    ``check_val_every_n_epoch == 1``; an int ``val_check_interval=1`` also equals 1.0, as in Lightning).
+class ValidationCadence(NamedTuple):
+    """What the placement rule reads of the validation schedule that governs a run."""
 
-    A time-based ``val_check_interval`` (a :class:`datetime.timedelta`) checks at validation end
-    (Lightning 2.6 raises ``AttributeError`` there).
+    val_check_interval: Any = None  # BatchLimit, a number, a datetime.timedelta, or None (1.0)
+    check_val_every_n_epoch: int | None = 1
+    budgeted: bool = False  # under val_time_fraction: some points of the schedule do not validate
+
+
+def checks_at_epoch_end(check_on_train_epoch_end: bool | None, schedule: ValidationCadence | None, *,
+                        has_evaluator: bool = True) -> bool:
+    """Where the checks of a run happen: at the end of each training epoch (``True``) or after each
+    validation run (``False``). The one placement rule, resolved at the start of each run.
+
+    An explicit ``check_on_train_epoch_end`` is kept. ``None`` follows Lightning's rule under a validation
+    ``schedule``: at epoch end exactly when validation runs once at the end of every epoch
+    (``val_check_interval`` 1.0 or the int 1, ``check_val_every_n_epoch`` 1); at validation end under a
+    time-based interval (Lightning 2.6 raises ``AttributeError`` there) or a ``val_time_fraction`` budget
+    (patience then counts the validation runs that happen). Without a schedule the app runs the evaluator
+    itself: ``None`` checks at its validation ends, or at epoch ends when there is no evaluator (a metric
+    of the trainer).
     """
-    if check_val_every_n_epoch != 1 or isinstance(val_check_interval, datetime.timedelta):
+    if schedule is None:
+        on_epoch_end = not has_evaluator if check_on_train_epoch_end is None else check_on_train_epoch_end
+        if not has_evaluator and not on_epoch_end:
+            raise ValueError("EarlyStopping(evaluator=None, check_on_train_epoch_end=False): without an evaluator "
+                             "or a ValidationSchedule there is no validation end to check at; pass the evaluator "
+                             "or use check_on_train_epoch_end=True with a trainer metric")
+        return on_epoch_end
+    if check_on_train_epoch_end is not None:
+        return check_on_train_epoch_end
+    interval = schedule.val_check_interval
+    if schedule.budgeted or schedule.check_val_every_n_epoch != 1 or isinstance(interval, datetime.timedelta):
         return False
-    if val_check_interval is None:
+    if interval is None:
         return True
-    if isinstance(val_check_interval, BatchLimit):
-        return val_check_interval.value == 1
-    return is_number(val_check_interval) and val_check_interval == 1
-
-
+    if isinstance(interval, BatchLimit):
+        return interval.value == 1
+    return isinstance(interval, numbers.Real) and not isinstance(interval, bool) and interval == 1
 
 
 def to_float(value: Any, monitor: str) -> float:

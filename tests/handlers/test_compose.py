@@ -47,7 +47,7 @@ def _handlers(cfg: dict, run) -> list:
                                       check_val_every_n_epoch=cfg.get("check_val_every_n_epoch", 1),
                                       num_sanity_val_steps=cfg.get("num_sanity_val_steps", 2),
                                       limit_val_batches=cfg.get("limit_val_batches")).attach(run.trainer),
-           lambda: EarlyStopping(**cfg["early_stopping"]).attach(run.trainer, run.evaluator)]
+           lambda: EarlyStopping(run.evaluator, **cfg["early_stopping"]).attach(run.trainer)]
     if "limit_train_batches" in cfg:
         out.append(lambda: TrainBatchLimit(cfg["limit_train_batches"]).attach(run.trainer))
     if "max_time" in cfg:

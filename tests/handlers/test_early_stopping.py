@@ -19,13 +19,13 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.metrics import Average
 
-from ignite_speed.config import BatchLimit, SpeedConfig, validate_early_stopping_kwargs
-from ignite_speed.handlers import EarlyStopping
+from ignite_speed.config import BatchLimit, EarlyStoppingOptions, SpeedConfig, validate_early_stopping_kwargs
+from ignite_speed.handlers import EarlyStopping, LoopLimits
 from ignite_speed.handlers.early_stopping_rule import (
-    Criteria,
     EarlyStoppingReason,
+    ValidationCadence,
+    checks_at_epoch_end,
     decide,
-    resolve_check_on_train_epoch_end,
 )
 from ignite_speed.handlers.nan_guard import NonFiniteLossGuard, first_non_finite
 from ignite_speed.loop.stop import StopController, StopReason
@@ -63,10 +63,11 @@ class Run:
 
 
 def run_es(values: Sequence[float] | None, *, max_epochs: int = 20, val_every_iters: int | None = None,
-           val_every_epochs: int = 1, metric: str = "val_loss", attach: dict[str, Any] | None = None,
+           val_every_epochs: int = 1, metric: str = "val_loss", minimums: dict[str, Any] | None = None,
            **es_kwargs: Any) -> Run:
     """Train a Linear(1, 1) for up to ``max_epochs`` epochs of 10 batches; validation (an evaluator run
-    over 5 batches) logs ``values[k]`` (the last value repeats) as ``metric`` at its k-th run."""
+    over 5 batches) logs ``values[k]`` (the last value repeats) as ``metric`` at its k-th run. ``minimums``
+    (``min_epochs``, ``min_steps``) go to the trainer's stop controller through a ``LoopLimits``."""
     torch.manual_seed(0)
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -91,10 +92,10 @@ def run_es(values: Sequence[float] | None, *, max_epochs: int = 20, val_every_it
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=val_every_iters), validate)
     else:
         trainer.add_event_handler(Events.EPOCH_COMPLETED(every=val_every_epochs), validate)
-    attach = dict(attach or {})
-    attach.setdefault("model", model)
+    if minimums:
+        LoopLimits(**minimums).attach(trainer)
     es_kwargs.setdefault("monitor", metric)
-    run.es = EarlyStopping(**es_kwargs).attach(trainer, evaluator, **attach)
+    run.es = EarlyStopping(evaluator, model=model, **es_kwargs).attach(trainer)
     trainer.run(data, max_epochs=max_epochs)
     return run
 
@@ -134,7 +135,7 @@ def test_case47_min_delta_strict():
 
 def test_case48_negative_min_delta_refused():
     with pytest.raises(ValueError, match=r"min_delta=-0\.5 is negative; accepted: a finite number >= 0"):
-        EarlyStopping("val_loss", min_delta=-0.5)
+        EarlyStopping(monitor="val_loss", min_delta=-0.5)
     with pytest.raises(ValueError, match=r"early_stopping\['min_delta'\]=-0\.5 is negative"):
         SpeedConfig(early_stopping={"monitor": "val_loss", "min_delta": -0.5})
 
@@ -161,7 +162,7 @@ def run_es_probe(seen: list[int]) -> None:
     evaluator = Engine(lambda e, b: None)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run([0]))
     evaluator.add_event_handler(Events.COMPLETED, lambda _: seen.append(trainer.state.iteration))
-    EarlyStopping("val_loss").attach(trainer, evaluator)
+    EarlyStopping(evaluator, monitor="val_loss").attach(trainer)
     trainer.run(list(range(N_TRAIN)), max_epochs=3)
 
 
@@ -208,7 +209,7 @@ def test_case54_check_order():
 
 
 def test_case55_min_epochs_defers():
-    r = run_es(CONSTANT, monitor="val_loss", patience=1, attach={"min_epochs": 5})
+    r = run_es(CONSTANT, monitor="val_loss", patience=1, minimums={"min_epochs": 5})
     assert (r.epochs, r.batches, len(r.val_at), r.es.wait_count, r.es.stopped_epoch) == (5, 50, 5, 4, 4)
     assert r.controller.stop_reason is StopReason.EARLY_STOPPING
 
@@ -216,18 +217,18 @@ def test_case55_min_epochs_defers():
 def test_case56_min_steps_defers_to_mid_epoch():
     # as with attach_speedups (and Lightning 2.6.6): the stop at step 25 ends the partial epoch, whose
     # EPOCH_COMPLETED handlers run, so the app's own validation runs once more and early stopping checks it
-    r = run_es(CONSTANT, monitor="val_loss", patience=1, attach={"min_epochs": 1, "min_steps": 25})
+    r = run_es(CONSTANT, monitor="val_loss", patience=1, minimums={"min_epochs": 1, "min_steps": 25})
     assert (r.batches, r.val_at, r.epochs, r.es.stopped_epoch, r.es.wait_count) == (25, [10, 20, 25], 3, 2, 2)
 
 
 def test_case57_reason_sticks_when_the_metric_improves_later():
-    r = run_es([1.0, 1.0, 0.8, 0.6, 0.4, 0.2], monitor="val_loss", patience=1, attach={"min_epochs": 6})
+    r = run_es([1.0, 1.0, 0.8, 0.6, 0.4, 0.2], monitor="val_loss", patience=1, minimums={"min_epochs": 6})
     assert (r.epochs, r.es.stopped_epoch, r.es.wait_count, r.es.best_score) == (6, 1, 0, 0.2)
     assert r.es.stopping_reason is R.PATIENCE_EXHAUSTED
 
 
 def test_case58_validation_every_batch_but_one_check_per_epoch():
-    assert resolve_check_on_train_epoch_end(BatchLimit("count", 1), 1) is True
+    assert checks_at_epoch_end(None, ValidationCadence(BatchLimit("count", 1), 1)) is True
     r = run_es(CONSTANT, monitor="val_loss", val_every_iters=1, check_on_train_epoch_end=True)
     assert (r.epochs, len(r.val_at), r.es.checks, r.es.stopped_epoch) == (4, 40, 4, 3)
 
@@ -254,7 +255,8 @@ def test_case60_sanity_metrics_do_not_count():
     evaluator = Engine(lambda e, b: None)
     evaluator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(val_loss=1.0))
     trainer.add_event_handler(Events.EPOCH_COMPLETED(every=2), lambda _: evaluator.run([0]))
-    es = EarlyStopping("val_loss", check_on_train_epoch_end=True, strict=False, patience=3).attach(trainer, evaluator)
+    es = EarlyStopping(evaluator, monitor="val_loss", check_on_train_epoch_end=True, strict=False,
+                       patience=3).attach(trainer)
     evaluator.run([0])
     trainer.run(list(range(N_TRAIN)), max_epochs=20)
     assert (trainer.state.epoch, es.checks) == (5, 4)
@@ -267,20 +269,19 @@ def _trainer_with_avg(name: str) -> Engine:
 
 
 def test_case61_validation_disabled_is_refused_up_front():
-    es = EarlyStopping("val_loss")
+    es = EarlyStopping(monitor="val_loss")  # no evaluator, no ValidationSchedule: nothing validates
     with pytest.raises(ValueError, match=r"monitors 'val_loss'.*validation is disabled"):
-        es.setup(val_check_interval=BatchLimit.all(), check_val_every_n_epoch=1, validation_enabled=False,
-                 trainer=Engine(lambda e, b: None))
+        es.attach(Engine(lambda e, b: None))
     # a metric of the trainer needs no validation
-    es = EarlyStopping("train_loss")
-    es.setup(val_check_interval=BatchLimit.all(), check_val_every_n_epoch=1, validation_enabled=False,
-             trainer=_trainer_with_avg("train_loss"))
+    trainer = _trainer_with_avg("train_loss")
+    es = EarlyStopping(monitor="train_loss").attach(trainer)
+    trainer.run(list(range(N_TRAIN)), max_epochs=1)
     assert es.checks_at_epoch_end
 
 
 def test_trainer_metric_without_evaluator():
     trainer = _trainer_with_avg("train_loss")
-    es = EarlyStopping("train_loss", patience=2).attach(trainer)
+    es = EarlyStopping(monitor="train_loss", patience=2).attach(trainer)
     trainer.run(list(range(N_TRAIN)), max_epochs=10)
     assert (trainer.state.epoch, es.checks, es.stopped_epoch, es.best_score) == (3, 3, 2, 1.0)
 
@@ -297,27 +298,22 @@ def test_case62_patience_zero():
     (datetime.timedelta(minutes=1), 1, False),  # case 64: Lightning 2.6.6 raises AttributeError here
 ])
 def test_check_on_train_epoch_end_default(interval, every_n_epochs, expected):
-    assert resolve_check_on_train_epoch_end(interval, every_n_epochs) is expected
-    es = EarlyStopping("train_loss")
-    es.setup(val_check_interval=interval, check_val_every_n_epoch=every_n_epochs, validation_enabled=True,
-             trainer=Engine(lambda e, b: None))
-    assert es.checks_at_epoch_end is expected
-    explicit = EarlyStopping("train_loss", check_on_train_epoch_end=not expected)
-    explicit.setup(val_check_interval=interval, check_val_every_n_epoch=every_n_epochs, validation_enabled=True,
-                   trainer=Engine(lambda e, b: None))
-    assert explicit.checks_at_epoch_end is (not expected)
+    # the one placement rule (EarlyStopping resolves it at each run start: checks_at_epoch_end there)
+    cadence = ValidationCadence(interval, every_n_epochs)
+    assert checks_at_epoch_end(None, cadence) is expected
+    assert checks_at_epoch_end(not expected, cadence) is (not expected)
 
 
 # ---------------------------------------------------------------------------------------------- pure decision
 
 
 def _replay(values: Sequence[float], positions: Sequence[int] | None = None, **kw: Any) -> list[Any]:
-    c = Criteria("m", **kw)
+    c = EarlyStoppingOptions("m", **kw)
     best = math.inf if c.mode == "min" else -math.inf
     wait, since, out = 0, 0, []
     for i, v in enumerate(values):
         pos = positions[i] if positions is not None else i + 1
-        d = decide(v, best=best, wait=wait, since=since, position=pos, criteria=c)
+        d = decide(v, best=best, wait=wait, since=since, position=pos, options=c)
         best, wait, since = d.best_score, d.wait_count, d.since
         out.append(d)
         if d.should_stop:
@@ -327,13 +323,14 @@ def _replay(values: Sequence[float], positions: Sequence[int] | None = None, **k
 
 def test_decide_first_three_fields_are_the_contract():
     should_stop, reason, message, *_ = decide(1.0, best=math.inf, wait=0, since=0, position=1,
-                                              criteria=Criteria("val_loss"))
+                                              options=EarlyStoppingOptions("val_loss"))
     assert (should_stop, reason) == (False, R.NOT_STOPPED)
     assert message == "Metric val_loss improved. New best score: 1"
 
 
 def _decide_once(current, best=math.inf, wait=0, **criteria):
-    return decide(current, best=best, wait=wait, since=0, position=wait + 1, criteria=Criteria("val_loss", **criteria))
+    return decide(current, best=best, wait=wait, since=0, position=wait + 1,
+                  options=EarlyStoppingOptions("val_loss", **criteria))
 
 
 @pytest.mark.parametrize("current,best,wait,criteria,reason,message", [
@@ -371,7 +368,7 @@ def test_decide_messages_start_with_lightnings_phrases(current, best, wait, crit
 
 
 def test_decide_warm_up_message():
-    d = decide(0.7, best=0.9, wait=0, since=0, position=1, criteria=Criteria("val_loss"), warmup=True)
+    d = decide(0.7, best=0.9, wait=0, since=0, position=1, options=EarlyStoppingOptions("val_loss"), warmup=True)
     assert d.message == "Metric val_loss = 0.7 during warm-up (start_from_epoch). Best score so far: 0.7"
 
 
@@ -417,10 +414,10 @@ def test_decide_patience_in_steps():
 
 
 def test_decide_warmup_tracks_best_only():
-    c = Criteria("m", patience=0, stopping_threshold=0.1)
-    d = decide(0.05, best=1.0, wait=0, since=0, position=3, criteria=c, warmup=True)
+    c = EarlyStoppingOptions("m", patience=0, stopping_threshold=0.1)
+    d = decide(0.05, best=1.0, wait=0, since=0, position=3, options=c, warmup=True)
     assert (d.should_stop, d.best_score, d.wait_count, d.since, d.improved) == (False, 0.05, 0, 3, True)
-    d = decide(math.nan, best=1.0, wait=0, since=0, position=3, criteria=c, warmup=True)
+    d = decide(math.nan, best=1.0, wait=0, since=0, position=3, options=c, warmup=True)
     assert (d.should_stop, d.best_score, d.improved) == (False, 1.0, False)
 
 
@@ -472,13 +469,13 @@ def test_restore_best_weights_when_training_ends_without_early_stop():
 
 def test_restore_best_weights_needs_the_model():
     with pytest.raises(ValueError, match=r"restore_best_weights=True\) needs the model"):
-        EarlyStopping("val_loss", restore_best_weights=True).attach(Engine(lambda e, b: 0), Engine(lambda e, b: 0))
+        EarlyStopping(Engine(lambda e, b: 0), monitor="val_loss", restore_best_weights=True).attach(Engine(lambda e, b: 0))
 
 
 def test_restore_best_weights_of_wrapped_model():
     model = torch.nn.DataParallel(torch.nn.Linear(2, 1))  # CPU: a wrapper with a "module." prefix, like DDP
-    es = EarlyStopping("val_loss", restore_best_weights=True)
     trainer, evaluator = Engine(lambda e, b: 0.0), Engine(lambda e, b: None)
+    es = EarlyStopping(evaluator, monitor="val_loss", restore_best_weights=True, model=model)
     values = iter([1.0, 2.0, 2.0])
     best = {}
 
@@ -494,7 +491,7 @@ def test_restore_best_weights_of_wrapped_model():
             model.module.weight.add_(1.0)
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run([0]))
-    es.attach(trainer, evaluator, model=model)
+    es.attach(trainer)
     trainer.run([0, 1], max_epochs=3)
     assert set(es.state_dict()["best_weights"]) == {"weight", "bias"}
     assert torch.equal(model.module.weight, best["weight"])
@@ -511,19 +508,19 @@ def test_state_dict_round_trip_weights_only():
     buf.seek(0)
     loaded = torch.load(buf, weights_only=True)
     assert loaded["stopping_reason"] == R.PATIENCE_EXHAUSTED.value and loaded["best_score"] == 1.0
-    es = EarlyStopping("val_loss", patience=7, restore_best_weights=True)
+    es = EarlyStopping(monitor="val_loss", patience=7, restore_best_weights=True, model=r.model)
     es.load_state_dict(loaded)
     assert (es.wait_count, es.stopped_epoch, es.best_score, es.patience, es.checks) == (2, 3, 1.0, 2, 4)
     assert es.stopping_reason is R.PATIENCE_EXHAUSTED and es.stopping_reason_message == r.es.stopping_reason_message
     assert es.state_dict().keys() == state.keys()
     assert torch.equal(es.state_dict()["best_weights"]["weight"], r.weights_at_check[1])
-    plain = EarlyStopping("val_loss").state_dict()
+    plain = EarlyStopping(monitor="val_loss").state_dict()
     assert all(isinstance(v, (int, float, str, type(None))) for v in plain.values())
     assert r.es.state_key == "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
 
 
 def test_load_lightning_state_dict():
-    es = EarlyStopping("val_loss")
+    es = EarlyStopping(monitor="val_loss")
     es.load_state_dict({"wait_count": 1, "stopped_epoch": 4, "best_score": torch.tensor(0.25), "patience": 5,
                         "stopping_reason": 3, "stopping_reason_message": "m"})
     assert (es.wait_count, es.best_score, es.patience, es.stopping_reason) == (1, 0.25, 5, R.PATIENCE_EXHAUSTED)
@@ -535,7 +532,7 @@ def test_load_lightning_state_dict():
 
 def test_resume_continues_the_tally():
     first = run_es([1.0, 1.0], monitor="val_loss", patience=3, max_epochs=2)
-    second = EarlyStopping("val_loss", patience=3)
+    second = EarlyStopping(monitor="val_loss", patience=3)
     second.load_state_dict(first.es.state_dict())
     assert (second.wait_count, second.checks) == (1, 2)
 
@@ -594,18 +591,21 @@ def test_config_normalizes_and_class_messages():
     es = EarlyStopping(**cfg.early_stopping)
     assert (es.patience, es.min_delta, es.mode) == (5, 0.0, "min")
     with pytest.raises(ValueError, match=r"EarlyStopping: mode='avg' is not known"):
-        EarlyStopping("val_loss", mode="avg")
+        EarlyStopping(monitor="val_loss", mode="avg")
     with pytest.raises(TypeError):
         EarlyStopping()  # type: ignore[call-arg]  # monitor is required, as in Lightning 2.x
 
 
 def test_attach_minimums_conflict():
+    # minimums are the stop controller's, given once (LoopLimits), never to EarlyStopping
     trainer = Engine(lambda e, b: 0.0)
     StopController(min_epochs=2).bind(trainer)
     with pytest.raises(ValueError, match=r"conflicts with the trainer's stop controller \(min_epochs=2"):
-        EarlyStopping("val_loss").attach(trainer, Engine(lambda e, b: None), min_epochs=3)
+        LoopLimits(min_epochs=3).attach(trainer)
     with pytest.raises(ValueError, match=r"min_steps=-1"):
-        EarlyStopping("val_loss").attach(Engine(lambda e, b: 0.0), Engine(lambda e, b: None), min_steps=-1)
+        LoopLimits(min_steps=-1)
+    with pytest.raises(TypeError):
+        EarlyStopping(Engine(lambda e, b: None), monitor="val_loss").attach(trainer, min_epochs=3)  # type: ignore[call-arg]
 
 
 def test_evaluator_runs_outside_training_are_not_checks():
@@ -667,3 +667,36 @@ def test_first_non_finite():
     assert first_non_finite(complex(1, math.inf)) is not None
     with pytest.raises(TypeError, match="is not callable"):
         NonFiniteLossGuard(output_transform=3)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- construction
+
+
+def test_built_one_way_from_keywords_or_options():
+    evaluator = Engine(lambda e, b: None)
+    options = EarlyStoppingOptions("val_loss", patience=2, mode="MAX")
+    assert options.mode == "max" and EarlyStopping(evaluator, monitor="val_loss", patience=2, mode="max").options == options
+    es = EarlyStopping(evaluator, options=options)
+    assert es.options is options and (es.monitor, es.patience, es.mode) == ("val_loss", 2, "max")
+    with pytest.raises(TypeError, match=r"EarlyStopping\(options=\.\.\., patience=\.\.\.\): give the settings one way"):
+        EarlyStopping(evaluator, options=options, patience=3)
+    with pytest.raises(TypeError, match=r"evaluator='val_loss'\) is not an ignite Engine; the monitor is a keyword "
+                                        r"argument: EarlyStopping\(evaluator, monitor='val_loss', \.\.\.\)"):
+        EarlyStopping("val_loss")  # type: ignore[arg-type]  # the old spelling, monitor first
+    with pytest.raises(ValueError, match=r"EarlyStopping: patiance is not an EarlyStopping argument; did you mean "
+                                         r"'patience'\?"):
+        EarlyStopping(evaluator, monitor="val_loss", patiance=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"EarlyStopping: patience=-1 is negative"):
+        EarlyStoppingOptions("val_loss", patience=-1)
+
+
+def test_the_config_flag_is_validated_once_into_the_options_the_handler_keeps():
+    cfg = SpeedConfig(early_stopping={"monitor": "val_loss", "mode": "MAX", "patience": 4})
+    assert cfg.early_stopping == {"monitor": "val_loss", "mode": "max", "patience": 4}
+    assert cfg.early_stopping_options == EarlyStoppingOptions("val_loss", mode="max", patience=4)
+    assert SpeedConfig().early_stopping_options is None
+    trainer, evaluator = Engine(lambda e, b: 0.0), Engine(lambda e, b: None)
+    from ignite_speed import attach_speedups
+
+    sp = attach_speedups(trainer, evaluator, cfg, val_data=[0])
+    assert sp.early_stopping.options is sp.cfg.early_stopping_options  # not built (nor checked) a second time

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import ignite.distributed as idist  # noqa: E402
 from ignite.engine import Engine, Events  # noqa: E402
 
-from ignite_speed.handlers import EarlyStopping  # noqa: E402
+from ignite_speed.handlers import EarlyStopping, LoopLimits  # noqa: E402
 from ignite_speed.handlers.nan_guard import NonFiniteLossGuard  # noqa: E402
 from ignite_speed.loop import TrainingLoop  # noqa: E402
 from ignite_speed.loop.stop import StopController  # noqa: E402
@@ -56,7 +56,7 @@ def _ddp_trainer(seed: int = 0) -> tuple[Engine, torch.nn.Module, list[torch.Ten
 
 
 def _scenario(values_by_rank: dict[int, list[float]], *, val_every_iters: int | None = None, max_epochs: int = 10,
-              attach: dict[str, Any] | None = None, **es_kwargs: Any) -> dict[str, Any]:
+              minimums: dict[str, Any] | None = None, **es_kwargs: Any) -> dict[str, Any]:
     rank = idist.get_rank()
     values = values_by_rank[rank]
     trainer, model, weights = _ddp_trainer()
@@ -76,7 +76,9 @@ def _scenario(values_by_rank: dict[int, list[float]], *, val_every_iters: int | 
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=val_every_iters), run_val)
     else:
         trainer.add_event_handler(Events.EPOCH_COMPLETED, run_val)
-    es = EarlyStopping("val_loss", **es_kwargs).attach(trainer, evaluator, model=model, **(attach or {}))
+    if minimums:  # the trainer's stop controller applies them (LoopLimits gives them)
+        LoopLimits(**minimums).attach(trainer)
+    es = EarlyStopping(evaluator, monitor="val_loss", model=model, **es_kwargs).attach(trainer)
     error = None
     try:
         trainer.run(list(range(BATCHES)), max_epochs=max_epochs)
@@ -130,7 +132,7 @@ def job_divergent(local_rank: int, out_dir: str) -> None:
         # strict: the monitor is missing on rank 1 only -> both ranks raise, no hang
         "missing_rank1": _scenario({0: [1.0]}, patience=2) if rank == 0 else _missing_on_this_rank(),
         # a stop deferred by min_epochs ends both ranks on the same iteration
-        "min_epochs": _scenario({0: [1.0], 1: [1.0, 0.5, 0.4]}, patience=1, attach={"min_epochs": 4}),
+        "min_epochs": _scenario({0: [1.0], 1: [1.0, 0.5, 0.4]}, patience=1, minimums={"min_epochs": 4}),
         # the non-finite training loss guard: NaN on rank 1 only, at iteration 5
         "guard": _guard_scenario(nan_at=5),
         # restore_best_weights on a DDP model: rank 0's best is its 2nd check, rank 1's its 3rd; the
@@ -147,7 +149,7 @@ def _missing_on_this_rank() -> dict[str, Any]:
     trainer, model, _ = _ddp_trainer()
     evaluator = Engine(lambda e, b: None)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run([0, 1]))
-    EarlyStopping("val_loss", patience=2).attach(trainer, evaluator)
+    EarlyStopping(evaluator, monitor="val_loss", patience=2).attach(trainer)
     try:
         trainer.run(list(range(BATCHES)), max_epochs=10)
     except RuntimeError as exc:

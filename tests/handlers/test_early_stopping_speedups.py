@@ -10,8 +10,10 @@ import math
 import pytest
 import torch
 from ignite.engine import Events
+from ignite.metrics import Average
 
-from ignite_speed import EarlyStoppingReason, StopReason, attach_speedups
+from ignite_speed import EarlyStopping, EarlyStoppingReason, StopController, StopReason, TrainingLoop, attach_speedups
+from ignite_speed.handlers import ValidationSchedule
 from tests.helpers import loader, make_run
 
 R = EarlyStoppingReason
@@ -160,3 +162,72 @@ def test_terminate_on_nan_through_the_config():
     assert sp.stop_reason is StopReason.NON_FINITE_LOSS
     assert run.total == 7 and es.stopping_reason is R.NOT_STOPPED
     assert "training loss is nan" in sp.stop_message
+
+
+# ---------------------------------------------------------------------------------------------- alone = attach_speedups
+VALUES = [1.0, 0.8, 0.5, 0.6, 0.4, 0.41, 0.42, 0.43]
+
+
+def _outcome(run, es, stop_reason):
+    # (where the checks are may differ: at the app's validation ends alone, at epoch ends under the schedule)
+    return (run.total, run.val_at, es.checks, es.stopped_epoch, es.wait_count, es.best_score, es.stopping_reason,
+            es.stopping_reason_message, stop_reason)
+
+
+@pytest.mark.parametrize("settings", [
+    {"patience": 2}, {"patience": 1, "min_delta": 0.15}, {"stopping_threshold": 0.45}, {"mode": "max", "patience": 2},
+    {"patience": 2, "patience_unit": "epochs"}, {"patience": 3, "check_on_train_epoch_end": False},
+    {"patience": 1, "restore_best_weights": True}, {"patience": 2, "start_from_epoch": 3, "baseline": 0.3},
+])
+def test_early_stopping_alone_behaves_as_attach_speedups_for_the_flag(settings):
+    """The same app, validating after each epoch: EarlyStopping(evaluator, ...) alone (the app runs the
+    evaluator) stops where attach_speedups({"early_stopping": ...}) does, with the same state and weights."""
+    torch.manual_seed(0)
+    flag_run = make_run(VALUES)
+    sp = attach_speedups(flag_run.trainer, flag_run.evaluator,
+                         {"max_epochs": 20, "num_sanity_val_steps": 0, "early_stopping": {"monitor": "val_loss", **settings}},
+                         val_data=loader(5, 1000.0), model=flag_run.model)
+    flag_run.trainer.run(loader(10))
+    torch.manual_seed(0)
+    alone = make_run(VALUES)
+    alone.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: alone.evaluator.run(loader(5, 1000.0)))
+    es = EarlyStopping(alone.evaluator, monitor="val_loss", model=alone.model, **settings).attach(alone.trainer)
+    alone.trainer.run(loader(10), max_epochs=20)
+    assert _outcome(alone, es, StopController.of(alone.trainer).stop_reason) == \
+        _outcome(flag_run, sp.early_stopping, sp.stop_reason)
+    assert torch.equal(alone.model.weight, flag_run.model.weight) and torch.equal(alone.model.bias, flag_run.model.bias)
+
+
+def test_early_stopping_alone_on_a_trainer_metric_behaves_as_attach_speedups_without_evaluator():
+    def trainer_loss(run):
+        Average(output_transform=lambda out: torch.tensor([1.0])).attach(run.trainer, "train_loss")
+        return run
+
+    flag_run = trainer_loss(make_run())
+    sp = attach_speedups(flag_run.trainer, None, {"max_epochs": 10, "early_stopping": {"monitor": "train_loss",
+                                                                                        "patience": 2}})
+    flag_run.trainer.run(loader(4))
+    alone = trainer_loss(make_run())
+    es = EarlyStopping(monitor="train_loss", patience=2).attach(alone.trainer)
+    alone.trainer.run(loader(4), max_epochs=10)
+    assert _outcome(alone, es, StopController.of(alone.trainer).stop_reason) == \
+        _outcome(flag_run, sp.early_stopping, sp.stop_reason)
+    assert (alone.total, es.checks, es.checks_at_epoch_end) == (12, 3, True)
+
+
+def test_early_stopping_alone_refuses_a_monitor_nothing_computes_at_attach_as_attach_speedups_does():
+    """No evaluator, no ValidationSchedule, not a trainer metric: refused at attach (naming what it needs),
+    with attach_speedups' message, instead of failing at the first check."""
+    with pytest.raises(ValueError) as by_flag:
+        attach_speedups(make_run().trainer, None, {"early_stopping": {"monitor": "val_loss"}})
+    trainer = make_run().trainer
+    with pytest.raises(ValueError) as alone:
+        EarlyStopping(monitor="val_loss").attach(trainer)
+    assert str(alone.value) == str(by_flag.value)
+    assert "EarlyStopping(evaluator, ...) or a ValidationSchedule attached first" in str(alone.value)
+    assert TrainingLoop.of(trainer) is None  # refused before anything was attached
+    # a ValidationSchedule whose validation is off (limit_val_batches=0) is refused the same way
+    run = make_run()
+    ValidationSchedule(run.evaluator, loader(2), limit_val_batches=0).attach(run.trainer)
+    with pytest.raises(ValueError, match=r"monitors 'val_loss'.*validation is disabled \(limit_val_batches=0"):
+        EarlyStopping(run.evaluator, monitor="val_loss").attach(run.trainer)

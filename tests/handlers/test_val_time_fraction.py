@@ -243,10 +243,10 @@ def test_early_stopping_patience_counts_the_validation_runs_that_happen():
 def test_an_explicit_check_at_epoch_end_keeps_counting_epochs():
     clock = FakeClock(train=1.0, val=2.0)
     trainer, evaluator, val_at = fake_engines(clock, metric=1.0)
-    es = EarlyStopping("val_loss", patience=2, check_on_train_epoch_end=True)
+    es = EarlyStopping(evaluator, monitor="val_loss", patience=2, check_on_train_epoch_end=True)
     attach_speedups(trainer, evaluator, {"max_epochs": 100, "val_time_fraction": 0.2, "num_sanity_val_steps": 0},
                     val_data=loader(2))
-    es.attach(trainer, evaluator)
+    es.attach(trainer)
     TrainingLoop.of(trainer).clock.time_source = clock
     trainer.run(loader(4))
     assert trainer.state.epoch == 3 and val_at == [4]  # the stale value of epoch 1 is compared again

@@ -86,7 +86,7 @@ def test_early_stopping_judges_the_schedules_runs_not_the_apps_own_evaluator_run
     # the app evaluates the training data after each epoch, with the same evaluator (Ignite's examples do)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: evaluator.run(train_data))
     schedule = ValidationSchedule(evaluator, [[100 + i] for i in range(3)], num_sanity_val_steps=0)
-    es = EarlyStopping("score", mode="max", patience=2)
+    es = EarlyStopping(evaluator, monitor="score", mode="max", patience=2)
     if order == "attach_speedups":
         from ignite_speed import attach_speedups
 
@@ -94,9 +94,9 @@ def test_early_stopping_judges_the_schedules_runs_not_the_apps_own_evaluator_run
             "monitor": "score", "mode": "max", "patience": 2}}, val_data=schedule.val_data).early_stopping
     elif order == "schedule_first":
         schedule.attach(trainer)
-        es.attach(trainer, evaluator)
+        es.attach(trainer)
     else:
-        es.attach(trainer, evaluator)
+        es.attach(trainer)
         schedule.attach(trainer)
     trainer.run(train_data, max_epochs=None if order == "attach_speedups" else 10)
     # checks at epoch end (Lightning's rule for the default schedule) read the schedule's run: 1.0 three times

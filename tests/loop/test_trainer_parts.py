@@ -33,7 +33,7 @@ def test_handlers_add_one_attribute_and_detach_removes_it():
     trainer = Engine(lambda e, b: 0.0)
     before = set(vars(trainer))
     LoopLimits(max_epochs=1).attach(trainer)
-    EarlyStopping("loss").attach(trainer, Engine(lambda e, b: None))
+    EarlyStopping(Engine(lambda e, b: None), monitor="loss").attach(trainer)
     assert _added(trainer, before) == {ATTRIBUTE, "run"}
     loop = TrainingLoop.of(trainer)
     assert loop is not None and StopController.of(trainer) is loop.controller

@@ -8,7 +8,7 @@ With --handlers, each scenario is built instead from the individually imported h
 seeded random order (the handlers issue's API; overfit_batches / fast_dev_run scenarios and test-batch
 counts are left out):
     LoopLimits(...).attach(trainer); TrainBatchLimit(...).attach(trainer)
-    ValidationSchedule(evaluator, val_data, ...).attach(trainer); EarlyStopping(**es).attach(trainer, evaluator)
+    ValidationSchedule(evaluator, val_data, ...).attach(trainer); EarlyStopping(evaluator, **es).attach(trainer)
     trainer.run(train_loader)
 Usage: python run_ignite_speed.py ORACLE.json [--handlers]   (prints mismatches, last line = figure)
 """
@@ -139,7 +139,7 @@ def run_handlers(sc):
     if "limit_train_batches" in f:
         attachers.append(lambda: TrainBatchLimit(f["limit_train_batches"]).attach(trainer))
     if sc.get("early_stopping"):
-        attachers.append(lambda: EarlyStopping(**dict(sc["early_stopping"])).attach(trainer, evaluator))
+        attachers.append(lambda: EarlyStopping(evaluator, **dict(sc["early_stopping"])).attach(trainer))
     random.Random(sc["id"]).shuffle(attachers)
 
     def body():
