@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import torch
 from ignite.engine import Engine
 
 from ..data.loaders import data_length
@@ -120,10 +121,10 @@ class DataPosition:
 
 
 def replay_open_window(engine: Engine, position: DataPosition, batches: int, window: Any, window_rng: Any,
-                       accumulate: int) -> None:
+                       accumulate: int, model: Any = None) -> None:
     """Replay the ``batches`` of an open accumulation window through the trainer's step (``window``: the
     step's accumulation window, or None when the step cannot; ``window_rng``: the generator states where
-    the window began)."""
+    the window began; ``model``: the step's model, whose buffers are put back afterwards)."""
     if window is None:
         warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
                       f"accumulate_grad_batches={accumulate} batches done); their gradients are in no "
@@ -132,16 +133,28 @@ def replay_open_window(engine: Engine, position: DataPosition, batches: int, win
                       f"it", UserWarning, stacklevel=2)
         replay_batches(engine, batches, None, run=False)
         return
-    if position.fetched == batches and position.creation_rng is not None:
-        # the window began with the epoch's iterator: making that iterator draws from the generators too
-        # (the loader's base seed, a shuffling sampler's seed), so replay from its creation on
-        data = engine.state.dataloader
-        now = capture_rng(data)
-        restore_rng(position.creation_rng, data)
-        try:
-            engine.set_data(data)  # type: ignore[arg-type]
-            replay_batches(engine, batches, {"later": (window_rng or {}).get("later") or {}})
-        finally:
-            restore_rng(now, data)
-    else:
-        replay_batches(engine, batches, window_rng)
+    # Restore, not replace: the replay is the only way to rebuild the window's gradients (they are in no
+    # checkpoint), and it touches nothing but them and the buffers a train-mode forward updates (BatchNorm's
+    # running statistics and num_batches_tracked, already counted in the checkpoint). No optimizer step
+    # runs inside a window, so parameters, optimizer and scaler stay; the generators are put back by
+    # replay_batches. BatchNorm normalises with the batch's own statistics in train mode, so the replayed
+    # gradients do not depend on the buffers' values.
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if model is not None else []
+    try:
+        if position.fetched == batches and position.creation_rng is not None:
+            # the window began with the epoch's iterator: making that iterator draws from the generators too
+            # (the loader's base seed, a shuffling sampler's seed), so replay from its creation on
+            data = engine.state.dataloader
+            now = capture_rng(data)
+            restore_rng(position.creation_rng, data)
+            try:
+                engine.set_data(data)  # type: ignore[arg-type]
+                replay_batches(engine, batches, {"later": (window_rng or {}).get("later") or {}})
+            finally:
+                restore_rng(now, data)
+        else:
+            replay_batches(engine, batches, window_rng)
+    finally:
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)

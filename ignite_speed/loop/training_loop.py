@@ -207,7 +207,8 @@ class TrainingLoop:
             # wrong once an epoch ended early)
             window.resume(self.state.progress.batch_in_epoch - replay)
         if replay:
-            replay_open_window(engine, self.position, replay, window, self.state.window_rng, self.accumulate)
+            replay_open_window(engine, self.position, replay, window, self.state.window_rng, self.accumulate,
+                               self.parts.model)
         elif not resumed_mid_epoch and self.accumulate > 1:
             self.state.window_rng = torch_rng_state()  # the epoch's first window starts here
 
