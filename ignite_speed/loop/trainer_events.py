@@ -25,7 +25,8 @@ def _event_handlers(loop: LoopView) -> tuple[tuple[Any, Any], ...]:
             (Events.ITERATION_COMPLETED, loop.on_iteration_counted),
             (Events.ITERATION_COMPLETED, loop.on_iteration_decide),
             (Events.ITERATION_COMPLETED, loop.on_iteration_completed),
-            (Events.EPOCH_COMPLETED, loop.on_epoch_completed), (Events.COMPLETED, loop.on_completed))
+            (Events.EPOCH_COMPLETED, loop.on_epoch_completed), (Events.TERMINATE, loop.on_terminate),
+            (Events.COMPLETED, loop.on_completed))
 
 
 def attach_loop(loop: LoopView, run: Any) -> None:
@@ -42,6 +43,7 @@ def attach_loop(loop: LoopView, run: Any) -> None:
     move_handler(t, Events.ITERATION_COMPLETED, loop.on_iteration_counted, first=True)
     t.add_event_handler(Events.ITERATION_COMPLETED, loop.on_iteration_decide)
     t.add_event_handler(Events.EPOCH_COMPLETED, loop.on_epoch_completed)
+    t.add_event_handler(Events.TERMINATE, loop.on_terminate)
     t.add_event_handler(Events.COMPLETED, loop.on_completed)
     _wrap_run(loop, run)
 
@@ -81,6 +83,7 @@ def keep_decisions_last(loop: LoopView) -> None:
     move_handler(t, iteration, loop.on_iteration_counted, first=True)
     move_handler(t, Events.EPOCH_COMPLETED, loop.on_epoch_pending, first=True)
     move_handler(t, Events.EPOCH_STARTED, loop.on_epoch_data, first=False)
+    move_handler(t, Events.TERMINATE, loop.on_terminate, first=True)
     if len(event_handlers(t, iteration)) == 2:
         # nothing runs between counting and deciding: one handler call per batch instead of two (Ignite's
         # dispatch costs about as much as either body)

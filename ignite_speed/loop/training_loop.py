@@ -22,7 +22,7 @@ import datetime
 import math
 from typing import Any
 
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
 from .._compat import event_handlers, has_event
 from .agreement import StopAgreement
@@ -272,6 +272,18 @@ class TrainingLoop:
         """The last EPOCH_COMPLETED handler: the epoch-end decision (:class:`~.decisions.LoopDecisions`)."""
         self.decisions.epoch_end(engine)
         self.state.stage = Stage.BETWEEN
+
+    def on_terminate(self, engine: Engine) -> None:
+        """Ignite's ``TERMINATE`` (first): a ``terminate()`` that no decision of the loop saw, from an
+        ``ITERATION_STARTED`` (or ``GET_BATCH_*``) handler, where Ignite ends the run at once. As at any other
+        event, the partial epoch ends and counts (its ``EPOCH_COMPLETED`` fires), and Ignite's ``iteration``
+        drops the batch it counted but never ran, so that ``Speedups.extend`` continues the run."""
+        if self.controller.final is not None or self.state.stage is not Stage.IN_EPOCH:
+            return  # a decision of the loop ended the run, or the epoch had ended
+        engine.state.iteration = self.state.progress.total_batches
+        flag = engine.should_terminate  # (Ignite 0.5's "skip_completed" must survive the epoch-end decision)
+        engine.fire_event(Events.EPOCH_COMPLETED)
+        engine.should_terminate = flag
 
     def on_completed(self, engine: Engine) -> None:
         self.clock.pause()
