@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import datetime
 import enum
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._logging import logger
+from .clock import TIME_SOURCE
 from .trainer_parts import TrainerParts
 
 __all__ = ["StopReason", "StopRequest", "StopController", "RankFailureError", "StopAgreement", "AGREEMENT_SECONDS",
@@ -338,8 +338,9 @@ class StopAgreement:
 
     def __init__(self) -> None:
         self.sync_every_n_batches: int | None = None
+        self.time_source = TIME_SOURCE  # (measures the batches' pace; a test may give its own)
         self.next_at = 1
-        self._agreed_at: tuple[int, float] | None = None  # (total_batches, monotonic time) of the last one
+        self._agreed_at: tuple[int, float] | None = None  # (total_batches, time) of the last one
         self._interval = 1  # batches between agreements, as last agreed
 
     def start_run(self, total_batches: int) -> None:
@@ -353,7 +354,7 @@ class StopAgreement:
         distributed run the sync started at the previous agreement batch is completed and the next one
         started, without waiting. ``time_due_here``: whether this rank's clock says a time-based validation
         is due (asked on rank 0 only). Returns whether one is due (rank 0's clock decides)."""
-        now = time.monotonic()
+        now = self.time_source()
         if self._agreed_at is not None and total_batches > self._agreed_at[0]:
             per_batch = (now - self._agreed_at[1]) / (total_batches - self._agreed_at[0])
             proposal = min(MAX_AGREEMENT_INTERVAL, max(1, int(AGREEMENT_SECONDS / max(per_batch, 1e-9))))
