@@ -283,7 +283,7 @@ class TrainingLoop:
         p, controller = state.progress, self.controller
         if self.accumulate > 1 and state.window_batches == 0:
             # a window of accumulated gradients starts with the next batch: the generator state that its
-            # forward passes draw from, for a resume inside it (replay_window)
+            # forward passes draw from, for a resume inside it (replay_open_window)
             state.window_rng = torch_rng_state()
         for check in self._batch_checks:
             check(engine)
