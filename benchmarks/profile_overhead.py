@@ -75,7 +75,7 @@ def micro(calls: int = 200_000, repeats: int = 7) -> dict[str, float]:
     loop.timer.instrument(trainer, loop)
     timed_step, timed_handler = process_function(trainer), event_handlers(trainer, Events.ITERATION_COMPLETED)[0][0]
     loop.timer.restore()
-    loop.decisions.due_batch = lambda *args: 0  # type: ignore[method-assign]  (a batch with nothing due)
+    loop.due_batch = lambda *args: 0  # type: ignore[method-assign]  (a batch with nothing due)
 
     def best(function) -> float:
         return min(timeit.repeat(function, number=calls, repeat=repeats)) / calls * 1e6

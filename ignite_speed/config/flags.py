@@ -327,7 +327,7 @@ def validate_profile(value: Any) -> bool:
 
 
 def validate_allow_resume_changes(value: Any) -> bool:
-    """``allow_resume_changes``: True or False (:mod:`ignite_speed.loop.layout`)."""
+    """``allow_resume_changes``: True or False (:class:`ignite_speed.loop.resume.RunLayout`)."""
     return _check_bool("allow_resume_changes", value, "False (refuse to resume a checkpoint written under another "
                                                       "number of processes, batches per epoch, batch size or "
                                                       "accumulate_grad_batches) or True (resume it at the next "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from typing import Any
 
 import torch
@@ -29,6 +30,10 @@ from .base import LoopHandler
 __all__ = ["AutoResume", "checkpoint_files"]
 
 _STEP = "AUTORESUMEGLOBALSTEP"
+
+
+class _RefusedObjects(pickle.UnpicklingError):
+    """A complete checkpoint file with objects that ``torch.load(weights_only=True)`` refuses (not skipped)."""
 
 
 def checkpoint_files(checkpoint: Any) -> list[tuple[int, float, str]]:
@@ -137,12 +142,12 @@ class AutoResume(LoopHandler):
         for path, checkpoint in files:
             try:
                 state = self._read(path)
-            except pickle.UnpicklingError:
+            except _RefusedObjects:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # whatever torch.load raises for a file it cannot read: skip it
                 self.skipped.append(path)
                 logger.warning("autoresume: cannot read %s (%s: %s); trying the previous checkpoint",
-                               path, type(exc).__name__, exc)
+                               path, type(exc).__name__, " ".join(str(exc).split())[:300])
                 continue
             if self.skipped:
                 logger.warning("autoresume: resuming from %s instead of the newer %s, which cannot be read",
@@ -154,9 +159,11 @@ class AutoResume(LoopHandler):
         try:
             return torch.load(path, map_location="cpu", weights_only=self.weights_only)
         except pickle.UnpicklingError as exc:
-            if not self.weights_only or "weights_only" not in str(exc).lower():
+            # torch.load(weights_only=True) words every unpickling failure alike, a truncated file's too: only a
+            # complete file (torch.save writes a zip archive) holds objects it refuses; the rest is unreadable
+            if not self.weights_only or "weights_only" not in str(exc).lower() or not zipfile.is_zipfile(path):
                 raise
-            raise pickle.UnpicklingError(
+            raise _RefusedObjects(
                 f"autoresume: {path} holds objects that torch.load(weights_only=True) does not read; if the file "
                 f"is your own, attach AutoResume(weights_only=False) instead of autoresume=True ({exc})") from None
 

@@ -7,9 +7,8 @@ handler protocol (:mod:`ignite_speed.handlers.base`).
 """
 
 from .progress import Progress
-from .step_events import StepEvents
 from .stop import RankFailureError, StopController, StopReason, StopRequest
-from .training_loop import TrainingLoop
+from .training_loop import StepEvents, TrainingLoop
 
 __all__ = ["TrainingLoop", "Progress", "StopController", "StopReason", "StopRequest", "RankFailureError",
            "StepEvents"]

@@ -4,12 +4,12 @@ Every ignite-speed handler (:mod:`ignite_speed.handlers`, built on
 :class:`~ignite_speed.handlers.base.LoopHandler`) is a :class:`LoopHooks`: the loop calls each hook on
 every handler that overrides it, in the order of the handlers' :attr:`~LoopHooks.order`, and never looks
 a handler up by name. A hook a handler does not override costs nothing (the loop keeps, per hook, the list
-of handlers that override it; the per-batch hook is called only for those).
+of handlers that override it; the per-batch hook is called only for those): :class:`HandlerRegistry`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .plan import RunPlan
 
-__all__ = ["LoopHooks", "HOOKS"]
+__all__ = ["LoopHooks", "HOOKS", "HandlerRegistry"]
 
 
 class LoopHooks:
@@ -94,3 +94,59 @@ class LoopHooks:
 
 HOOKS = ("before_run", "plan_run", "on_run_start", "on_train_start", "on_batch_end", "on_agreement", "on_validation_end",
          "on_epoch_end", "on_train_end", "on_run_exit", "on_new_run", "on_resume", "report_fields", "detach")
+
+
+class HandlerRegistry:
+    """The loop's handlers, ordered by :attr:`~ignite_speed.loop.hooks.LoopHooks.order`, one per name.
+
+    For each hook it keeps the bound methods of the handlers that override it, so that calling a hook
+    costs nothing for the handlers that do not implement it (the per-batch hook above all).
+    """
+
+    def __init__(self) -> None:
+        self._handlers: list[LoopHooks] = []
+        self.hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOKS}
+
+    def __iter__(self) -> Iterator[LoopHooks]:
+        return iter(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def names(self) -> list[str]:
+        return [h.name for h in self._handlers]
+
+    def add(self, handler: LoopHooks) -> None:
+        """Register ``handler``; a second handler of the same name is refused."""
+        for old in self._handlers:
+            if old is handler:
+                return
+            if old.name == handler.name:
+                raise ValueError(f"{type(handler).__name__}.attach: this trainer already has a {type(old).__name__} "
+                                 f"attached; attach one handler per concern (change the one attached instead)")
+        self._handlers.append(handler)
+        self._handlers.sort(key=lambda h: h.order)
+        self._refresh()
+
+    def remove(self, handler: LoopHooks) -> None:
+        """Forget ``handler`` (``Speedups.extend`` replaces handlers with new settings)."""
+        self._handlers = [h for h in self._handlers if h is not handler]
+        self._refresh()
+
+    def _refresh(self) -> None:
+        # looked up once here rather than on every call
+        for name in HOOKS:
+            default = getattr(LoopHooks, name)
+            # in place: the loop keeps a reference to the per-batch list
+            self.hooks[name][:] = [getattr(h, name) for h in self._handlers
+                                   if getattr(type(h), name, default) is not default and name not in h.skip_hooks]
+
+    def call(self, hook: str, *args: Any) -> None:
+        for method in self.hooks[hook]:
+            method(*args)
+
+    def report_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for method in self.hooks["report_fields"]:
+            fields.update(method())
+        return fields

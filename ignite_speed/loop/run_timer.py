@@ -26,7 +26,6 @@ validation run inside the loop's handler) counts for the inner one only. Each ra
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ from ignite.engine import Engine, Events
 
 from .._compat import checkpoint_handlers, process_function, replace_handler, set_process_function
 from .._logging import logger
+from .clock import TIME_SOURCE
 
 __all__ = ["RunTimer", "COARSE_PARTS", "FINE_PARTS"]
 
@@ -46,7 +46,7 @@ class RunTimer:
 
     Attributes:
         fine: split training into data, step and handlers (``profile=True``).
-        time_source: the seconds counter read (``time.perf_counter``); tests may give their own.
+        time_source: the seconds counter read (:data:`~ignite_speed.loop.clock.TIME_SOURCE`); tests may give their own.
         wall: seconds spent in ``trainer.run`` calls of this run (from the start of a new run).
         parts: measured seconds per part (``COARSE_PARTS``, and ``FINE_PARTS`` when ``fine``).
         counts: how many of each rare part ran (validation runs, checkpoint saves, sanity checks).
@@ -57,7 +57,7 @@ class RunTimer:
 
     def __init__(self) -> None:
         self.fine = False
-        self.time_source: Callable[[], float] = time.perf_counter
+        self.time_source: Callable[[], float] = TIME_SOURCE
         self.listeners: list[Callable[[], None]] = []
         self._started: float | None = None
         self._undo: list[Callable[[], Any]] = []

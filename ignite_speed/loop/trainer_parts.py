@@ -24,10 +24,11 @@ class TrainerParts:
         accumulate: ``create_trainer``'s ``accumulate_grad_batches`` (the loop counts optimizer steps with it).
         accumulation: the step's accumulation window, which the loop positions on resume (``None``: the step
             cannot replay batches).
+        model: the model the step trains (its buffers are put back after a resume's replay of a window).
         speedups: the ``Speedups`` of ``attach_speedups``, if it was used.
     """
 
-    __slots__ = ("loop", "controller", "precision", "accumulate", "accumulation", "speedups")
+    __slots__ = ("loop", "controller", "precision", "accumulate", "accumulation", "model", "speedups")
 
     def __init__(self) -> None:
         self.loop: Any = None
@@ -35,6 +36,7 @@ class TrainerParts:
         self.precision: Any = None
         self.accumulate = 1
         self.accumulation: Any = None
+        self.model: Any = None
         self.speedups: Any = None
 
     @staticmethod
@@ -51,9 +53,10 @@ class TrainerParts:
             setattr(trainer, ATTRIBUTE, parts)
         return parts
 
-    def set_step(self, precision: Any, accumulate: int, accumulation: Any) -> None:
-        """What ``create_trainer``'s step applies (read by the loop and ``Speedups``)."""
+    def set_step(self, precision: Any, accumulate: int, accumulation: Any, model: Any = None) -> None:
+        """What ``create_trainer``'s step applies, and the model it trains (read by the loop and ``Speedups``)."""
         self.precision, self.accumulate, self.accumulation = precision, int(accumulate), accumulation
+        self.model = model
 
     def forget_loop(self, trainer: Any, loop: Any, controller: Any | None) -> None:
         """A detached ``loop`` (and ``controller``, when the loop made it) is gone; the attribute goes too when
@@ -67,6 +70,6 @@ class TrainerParts:
     def drop_if_empty(self, trainer: Any) -> None:
         """Take the attribute off ``trainer`` when nothing is left in it (a detached loop)."""
         if all(getattr(self, name) is None for name in ("loop", "controller", "precision", "accumulation",
-                                                        "speedups")):
+                                                        "model", "speedups")):
             if getattr(trainer, ATTRIBUTE, None) is self:
                 delattr(trainer, ATTRIBUTE)

@@ -117,7 +117,7 @@ def deepspeed_trainer(engine: Any, optimizer: Any, cfg: SpeedConfig, functions: 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: last_batch.clear())
     # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
     # window the loop positions on resume
-    TrainerParts.of(trainer).set_step(precision, k, window)
+    TrainerParts.of(trainer).set_step(precision, k, window, engine)
     return trainer
 
 

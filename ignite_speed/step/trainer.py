@@ -128,7 +128,7 @@ def _supervised_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer
     _warn_if_loop_flags_unapplied(trainer, cfg)
     # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
     # window the loop positions on resume
-    TrainerParts.of(trainer).set_step(precision, k, window)
+    TrainerParts.of(trainer).set_step(precision, k, window, model)
     return trainer
 
 

@@ -98,6 +98,36 @@ def test_a_truncated_newest_file_falls_back_to_the_previous_one_with_a_warning(t
     _assert_ends_as(run, reference)
 
 
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_a_newest_file_cut_to_a_few_bytes_falls_back_to_the_previous_one(tmp_path, reference, caplog, size):
+    # torch.load(weights_only=True) raises UnpicklingError for these (worded as a weights_only refusal)
+    _crashed(tmp_path)
+    newest = tmp_path / "checkpoint_8.pt"
+    newest.write_bytes(newest.read_bytes()[:size])
+    run = _build(tmp_path)
+    with caplog.at_level("INFO", logger="ignite_speed"):
+        run["trainer"].run(run["data"])
+    assert run["sp"].autoresume.resumed_from == str(tmp_path / "checkpoint_4.pt")
+    assert run["sp"].autoresume.skipped == [str(newest)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"cannot read {newest} (UnpicklingError" in w for w in warnings), warnings
+    _assert_ends_as(run, reference)
+
+
+class _Unlisted:  # an object that torch.load(weights_only=True) refuses
+    pass
+
+
+def test_a_complete_file_with_objects_weights_only_refuses_is_not_skipped(tmp_path):
+    _crashed(tmp_path)
+    newest = tmp_path / "checkpoint_8.pt"
+    torch.save({**torch.load(newest, weights_only=True), "extra": _Unlisted()}, newest)
+    run = _build(tmp_path)
+    with pytest.raises(Exception, match="AutoResume\\(weights_only=False\\)") as info:
+        run["trainer"].run(run["data"])
+    assert str(newest) in str(info.value)
+
+
 def test_an_empty_folder_starts_from_scratch_with_an_info_line(tmp_path, reference, caplog):
     run = _build(tmp_path)
     with caplog.at_level("INFO", logger="ignite_speed"):

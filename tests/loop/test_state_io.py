@@ -11,7 +11,7 @@ from ignite.engine import create_supervised_evaluator
 from ignite.metrics import Loss
 
 from ignite_speed import StopReason, attach_speedups, create_trainer
-from ignite_speed.loop.state_io import STATE_VERSION
+from ignite_speed.loop.resume import STATE_VERSION
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "speedups_0.1.0.pt"
 
