@@ -141,12 +141,13 @@ def test_a_trainer_metric_attached_after_attach_speedups_is_named_as_an_order_pr
 
 def test_an_apps_own_validation_handler_is_named_once(recwarn):
     run = make_run()
+    val_loader = loader(2, 100.0)
     sp = attach_speedups(run.trainer, run.evaluator, {"max_epochs": 2, "num_sanity_val_steps": 0},
-                         val_data=loader(2, 100.0))
+                         val_data=val_loader)
 
     @run.trainer.on(Events.EPOCH_COMPLETED)
     def log_validation_results(engine):  # as in Ignite's examples
-        run.evaluator.run(loader(2, 100.0))
+        run.evaluator.run(val_loader)
 
     run.trainer.run(loader(4))
     # the schedule's run and the app's run each epoch: validated twice per epoch
@@ -274,3 +275,78 @@ def test_a_refused_config_leaves_the_trainer_as_it_was_so_a_corrected_call_attac
     sp = attach_speedups(run.trainer, None, {"max_epochs": 2, "min_epochs": 1})  # corrected: attaches
     run.trainer.run(loader(3))
     assert (sp.stop_reason, run.total) == (StopReason.MAX_EPOCHS, 6)
+
+
+# ---------------------------------------------------------------------------------------------- Ignite's examples
+# An app as Ignite's mnist (with its tqdm logger) and cifar10 examples write it: create_supervised_trainer/evaluator,
+# a RunningAverage of the loss, a ProgressBar, an evaluator run on the training data and on the validation data
+# after every epoch, a Checkpoint; data made here in the same shapes (16 training batches, 4 validation batches).
+
+def _example_app(train_batches: int = 16, dropout: bool = True):
+    from ignite.engine import create_supervised_evaluator, create_supervised_trainer
+    from ignite.metrics import Accuracy, Loss, RunningAverage
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ignite_speed._compat import ProgressBar
+
+    torch.manual_seed(0)
+    x, y = torch.randn(train_batches * 8 + 32, 6), torch.randint(0, 3, (train_batches * 8 + 32,))
+    train_loader = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8, shuffle=True)
+    val_loader = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8)
+    layers = [torch.nn.Linear(6, 16), torch.nn.ReLU()] + ([torch.nn.Dropout(0.5)] if dropout else [])
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = create_supervised_trainer(model, optimizer, torch.nn.functional.cross_entropy)
+    metrics = {"accuracy": Accuracy(), "nll": Loss(torch.nn.functional.cross_entropy)}
+    evaluator = create_supervised_evaluator(model, metrics=metrics)
+    RunningAverage(output_transform=lambda loss: loss).attach(trainer, "loss")
+    ProgressBar(persist=False, disable=True).attach(trainer, metric_names="all")
+    return model, optimizer, trainer, evaluator, metrics, train_loader, val_loader
+
+
+def test_the_double_validation_warning_names_the_handler_to_remove(recwarn):
+    model, optimizer, trainer, evaluator, metrics, train_loader, val_loader = _example_app(train_batches=4)
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_training_results(engine):  # Ignite's examples: first, the same evaluator on the training data
+        evaluator.run(train_loader)
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_validation_results(engine):  # then on the validation data: the one that validates twice
+        evaluator.run(val_loader)
+
+    attach_speedups(trainer, evaluator, {"max_epochs": 2, "num_sanity_val_steps": 0}, val_data=val_loader)
+    trainer.run(train_loader)
+    warned = [str(w.message) for w in recwarn.list if "also run during training" in str(w.message)]
+    assert len(warned) == 2  # once each
+    prefix = "test_the_double_validation_warning_names_the_handler_to_remove.<locals>."
+    assert f"on its val_data, by {prefix}log_validation_results (test_existing_apps.py:" in warned[1]
+    assert "remove it (the schedule validates: val_check_interval=None (1.0), check_val_every_n_epoch=1)" in warned[1]
+    assert f"on data other than val_data, by {prefix}log_training_results (test_existing_apps.py:" in warned[0]
+    assert "give that run an Engine of its own" in warned[0]
+
+
+def test_the_overfit_batches_warning_points_at_the_users_line():
+    model, optimizer, trainer, evaluator, metrics, train_loader, val_loader = _example_app(train_batches=4)
+    attach_speedups(trainer, evaluator, {"overfit_batches": 2, "max_epochs": 1}, val_data=val_loader)
+    with pytest.warns(UserWarning, match="overfit_batches: turning off shuffling of the train loader") as record:
+        trainer.run(train_loader)
+    warned = [w for w in record.list if "overfit_batches" in str(w.message)]
+    assert [(w.filename, w.lineno) for w in warned] == [(__file__, warned[0].lineno)]
+    with open(__file__) as source:
+        assert source.readlines()[warned[0].lineno - 1].strip() == "trainer.run(train_loader)"
+
+
+def test_a_migrated_trainer_call_with_several_out_of_scope_flags_is_refused_in_one_error():
+    lightning_trainer_kwargs = {"max_epochs": 3, "logger": False, "enable_checkpointing": False,
+                                "enable_progress_bar": True, "enable_model_summary": False, "deterministic": True,
+                                "log_every_n_steps": 10}
+    with pytest.raises(ValueError) as refused:
+        attach_speedups(make_run().trainer, None, lightning_trainer_kwargs)
+    message = str(refused.value)
+    flags = ["logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary", "deterministic",
+             "log_every_n_steps"]
+    assert message.startswith(f"6 flags are refused ({', '.join(map(repr, flags))}): remove or fix them all")
+    for flag in flags:
+        assert f"\n  - {flag!r}: a Lightning Trainer flag outside the scope; in Ignite: " in message
+    assert "attach ignite.handlers.ProgressBar() to the trainer" in message

@@ -221,8 +221,9 @@ class ValidationSchedule(LoopHandler):
         if self.budget is None:
             self.skip_hooks = frozenset({"on_agreement"})
         self.fast_dev_run = 0  # fast_dev_run=n: every run of the evaluator, whoever starts it, takes n batches
+        self.model: Any = None  # the trained model, whose modes each run gives back (see trained_model)
         self._own_run = False  # the evaluator runs for this schedule now
-        self._warned_other_run = False
+        self._warned_other_run: set[bool] = set()  # (named once each: a run on the validation data, on other data)
         self.plan: ValSchedule | None = None  # resolved for the current run
         self.time_based = False
         self.last_val_end = 0.0  # training-clock time at which the last validation run ended
@@ -270,17 +271,13 @@ class ValidationSchedule(LoopHandler):
             length = evaluator.state.epoch_length
             evaluator.state.epoch_length = self.fast_dev_run if length is None else min(length, self.fast_dev_run)
         loop = self._loop
-        if self._warned_other_run or loop is None or not loop.clock.running:
+        if loop is None or not loop.clock.running:
             return
-        self._warned_other_run = True
-        where = caller_outside_the_frameworks()
-        warnings.warn_explicit(
-            f"the evaluator of ignite-speed's validation schedule was also run during training by "
-            f"{where[0] if where else 'a handler'}: if that run validates on the validation data, remove it (the "
-            f"schedule validates: val_check_interval={_describe(self.val_check_interval)}, check_val_every_n_epoch="
-            f"{self.check_val_every_n_epoch}); if it evaluates other data (training metrics), give it an Engine of "
-            f"its own, so that its runs stay apart from validation's", UserWarning,
-            where[1] if where else "<unknown>", where[2] if where else 0)
+        on_val_data = _same_data(evaluator.state.dataloader, self.val_data)
+        if on_val_data in self._warned_other_run:
+            return
+        self._warned_other_run.add(on_val_data)
+        _warn_other_run(on_val_data, self.val_check_interval, self.check_val_every_n_epoch)
 
     def plan_run(self, plan: RunPlan) -> None:
         plan.validation = self
@@ -393,6 +390,33 @@ class ValidationSchedule(LoopHandler):
         if self.budget is not None:
             fields.update(val_time_fraction=self.budget.fraction, val_skipped=self.budget.skipped)
         return fields
+
+
+def _same_data(data: Any, val_data: Any) -> bool:
+    """Whether an evaluator's run is on the schedule's validation data (that loader, or one of its dataset)."""
+    if data is val_data:
+        return True
+    dataset = getattr(data, "dataset", None)
+    return dataset is not None and dataset is getattr(val_data, "dataset", None)
+
+
+def _warn_other_run(on_val_data: bool, interval: Any, every_n_epochs: int | None) -> None:
+    """Name the app's handler that ran the schedule's evaluator during training, with what to do about it: the
+    run on the validation data is the one to remove (Ignite's examples run the same evaluator on the training
+    data first: naming that one would send the user to the wrong handler)."""
+    where = caller_outside_the_frameworks()
+    who = where[0] if where else "a handler"
+    if on_val_data:
+        text = (f"the evaluator of ignite-speed's validation schedule was also run during training, on its "
+                f"val_data, by {who}: remove it (the schedule validates: val_check_interval={_describe(interval)}, "
+                f"check_val_every_n_epoch={every_n_epochs}), or the app validates twice")
+    else:
+        text = (f"the evaluator of ignite-speed's validation schedule was also run during training, on data other "
+                f"than val_data, by {who}: if it evaluates other data (training metrics), give that run an Engine of "
+                f"its own (a second create_supervised_evaluator), so that its runs and metrics stay apart from "
+                f"validation's; if it validates, remove it (the schedule validates: val_check_interval="
+                f"{_describe(interval)}, check_val_every_n_epoch={every_n_epochs})")
+    warnings.warn_explicit(text, UserWarning, where[1] if where else "<unknown>", where[2] if where else 0)
 
 
 def _describe(value: Any) -> str:
