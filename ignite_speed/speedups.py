@@ -105,7 +105,7 @@ class Speedups:
                              f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
         self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
         if self._schedule is not None:
-            self._schedule.attach(trainer)
+            self._schedule.attach(trainer).model = self.model  # (its runs give the model its modes back)
         self._time_budget: TimeBudget | None = None
         self._set_time_budget(cfg)
         self._early_stopping: EarlyStopping | None = None

@@ -304,6 +304,52 @@ def _example_app(train_batches: int = 16, dropout: bool = True):
     return model, optimizer, trainer, evaluator, metrics, train_loader, val_loader
 
 
+@pytest.mark.parametrize("how", ["model=", "create_trainer"])
+def test_after_a_validation_inside_an_epoch_the_model_is_back_in_the_mode_it_had(how):
+    from ignite.engine import Engine
+
+    model, optimizer, _, evaluator, _, train_loader, val_loader = _example_app(train_batches=4)
+    modes = []
+
+    def train_step(engine, batch):  # a hand-written step: it sets train mode once per epoch (below)
+        modes.append(model.training)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    cfg = {"max_epochs": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 0}
+    if how == "model=":
+        trainer = Engine(train_step)
+        sp = attach_speedups(trainer, evaluator, cfg, val_data=val_loader, model=model)
+    else:  # (its step sets train mode itself: the mode is recorded before the step)
+        from ignite_speed import create_trainer
+
+        trainer = create_trainer(model, optimizer, torch.nn.functional.cross_entropy, cfg)
+        trainer.add_event_handler(Events.ITERATION_STARTED, lambda _: modes.append(model.training))
+        sp = attach_speedups(trainer, evaluator, cfg, val_data=val_loader)
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: model.train())
+    trainer.run(train_loader)
+    # validation after batches 2 and 4 of each epoch (the evaluator's step calls model.eval()); before, the mode
+    # stayed eval for batches 3 and 4: [True, True, False, False, ...]
+    assert (modes, sp.progress.val_runs) == ([True] * 8, 4)
+    assert model.training  # after the epoch-end validation too
+
+
+def test_a_model_in_eval_mode_before_validation_is_given_back_in_eval_mode():
+    from ignite.engine import Engine
+
+    model, _, _, evaluator, _, train_loader, val_loader = _example_app(train_batches=2)
+    model.eval()
+    modes = []
+    trainer = Engine(lambda e, b: modes.append(model.training))
+    sp = attach_speedups(trainer, evaluator, {"max_epochs": 1, "val_check_interval": 1}, val_data=val_loader,
+                         model=model)
+    trainer.run(train_loader)
+    assert (modes, model.training, sp.progress.val_runs) == ([False, False], False, 2)
+
+
 def test_the_double_validation_warning_names_the_handler_to_remove(recwarn):
     model, optimizer, trainer, evaluator, metrics, train_loader, val_loader = _example_app(train_batches=4)
 

@@ -33,7 +33,8 @@ from ..report.record import ValidationRecord, numeric_metrics
 from .base import LoopHandler
 from .validation_budget import ValidationBudget
 
-__all__ = ["ValSchedule", "ValidationSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
+__all__ = ["ValSchedule", "ValidationSchedule", "modes_kept", "resolve_val_schedule", "run_evaluator",
+           "run_sanity_check"]
 
 INF = math.inf
 
@@ -112,6 +113,19 @@ def run_evaluator(evaluator: Engine, data: Any, n_batches: int | None) -> None:
     """One evaluator run over the first ``n_batches`` batches of a fresh iterator of ``data``."""
     prepare_engine_rerun(evaluator)
     evaluator.run(for_ignite(data), max_epochs=1, epoch_length=n_batches)
+
+
+@contextlib.contextmanager
+def modes_kept(model: Any) -> Any:
+    """Give every module of ``model`` back the train/eval mode it had (Lightning's rule after a validation
+    run): an evaluator's step calls ``model.eval()``, and a training step that sets ``model.train()`` only at
+    ``EPOCH_STARTED`` would train the rest of the epoch in eval mode (dropout off, BatchNorm frozen)."""
+    modes = None if model is None else [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes or ():
+            module.training = training
 
 
 @contextlib.contextmanager
@@ -315,8 +329,14 @@ class ValidationSchedule(LoopHandler):
         n = self.batches if steps == -1 else (steps if self.batches is None else min(steps, self.batches))
         now = self.loop.clock.time_source  # [run record] timed on the training clock's time source
         started = now()
-        self.sanity_batches = run_sanity_check(self.evaluator, self._loader, n)
+        with modes_kept(self.trained_model()):
+            self.sanity_batches = run_sanity_check(self.evaluator, self._loader, n)
         self.sanity_seconds = now() - started
+
+    def trained_model(self) -> Any:
+        """The model whose train/eval modes a validation run gives back: :attr:`model` (``attach_speedups(...,
+        model=)``), else ``create_trainer``'s; ``None``: not known (the app's step sets the mode itself)."""
+        return self.model if self.model is not None else self.loop.parts.model
 
     def time_due(self, elapsed: float) -> bool:
         assert self.plan is not None and self.plan.interval_seconds is not None
@@ -343,7 +363,8 @@ class ValidationSchedule(LoopHandler):
         started = self.loop.clock.elapsed()  # [run record]
         self._own_run = True
         try:
-            run_evaluator(self.evaluator, self._loader, self.batches)
+            with modes_kept(self.trained_model()):
+                run_evaluator(self.evaluator, self._loader, self.batches)
         finally:
             self._own_run = False
         self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})

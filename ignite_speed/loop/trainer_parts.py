@@ -25,9 +25,10 @@ class TrainerParts:
         accumulation: the step's accumulation window, which the loop positions on resume (``None``: the step
             cannot replay batches).
         speedups: the ``Speedups`` of ``attach_speedups``, if it was used.
+        model: the model that ``create_trainer`` trains (validation gives it back in the mode it had).
     """
 
-    __slots__ = ("loop", "controller", "precision", "accumulate", "accumulation", "speedups")
+    __slots__ = ("loop", "controller", "precision", "accumulate", "accumulation", "speedups", "model")
 
     def __init__(self) -> None:
         self.loop: Any = None
@@ -36,6 +37,7 @@ class TrainerParts:
         self.accumulate = 1
         self.accumulation: Any = None
         self.speedups: Any = None
+        self.model: Any = None
 
     @staticmethod
     def find(trainer: Any) -> TrainerParts | None:

@@ -129,6 +129,7 @@ def _supervised_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer
     # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
     # window the loop positions on resume
     TrainerParts.of(trainer).set_step(precision, k, window)
+    TrainerParts.of(trainer).model = model  # (validation gives it back in the mode it had: handlers/validation.py)
     return trainer
 
 
