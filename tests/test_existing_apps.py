@@ -304,6 +304,34 @@ def _example_app(train_batches: int = 16, dropout: bool = True):
     return model, optimizer, trainer, evaluator, metrics, train_loader, val_loader
 
 
+def test_fast_dev_run_limits_an_apps_second_evaluator_and_says_so(capsys):
+    from ignite.engine import Engine, create_supervised_evaluator
+
+    model, optimizer, trainer, evaluator, metrics, train_loader, val_loader = _example_app()
+    train_evaluator = create_supervised_evaluator(model, metrics=metrics)  # as docs/existing_apps.rst says
+    train_eval_batches = []
+    train_evaluator.add_event_handler(Events.COMPLETED, lambda e: train_eval_batches.append(e.state.iteration))
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_training_results(engine):
+        train_evaluator.run(train_loader)
+
+    sp = attach_speedups(trainer, evaluator, {"fast_dev_run": True}, val_data=val_loader)
+    run_before = Engine.run
+    trainer.run(train_loader)
+    # 1 training batch, 1 validation batch, and 1 batch of the app's training-data evaluation (it took all 16)
+    assert (trainer.state.iteration, evaluator.state.iteration, train_eval_batches) == (1, 1, [1])
+    assert sp.stop_reason is StopReason.MAX_STEPS and Engine.run is run_before  # (Engine.run given back)
+    summary = capsys.readouterr().err  # printed: an app that never configured logging sees it
+    assert summary.startswith("ignite-speed: fast_dev_run=1 done (1 training batch, every engine run limited to "
+                              "1 batch)\n")
+    assert "other engines' runs limited to 1 batch: runs started by test_fast_dev_run_limits_an_apps_second_" \
+           "evaluator_and_says_so.<locals>.log_training_results (test_existing_apps.py:" in summary
+    assert "fast_dev_run projection of the full run" in summary
+    train_evaluator.run(train_loader)  # after the debug run: not limited
+    assert train_eval_batches[-1] == 16
+
+
 @pytest.mark.parametrize("how", ["model=", "create_trainer"])
 def test_after_a_validation_inside_an_epoch_the_model_is_back_in_the_mode_it_had(how):
     from ignite.engine import Engine
