@@ -424,3 +424,28 @@ def test_a_migrated_trainer_call_with_several_out_of_scope_flags_is_refused_in_o
     for flag in flags:
         assert f"\n  - {flag!r}: a Lightning Trainer flag outside the scope; in Ignite: " in message
     assert "attach ignite.handlers.ProgressBar() to the trainer" in message
+
+
+def test_fast_dev_run_gives_engine_run_back_after_a_raise_and_leaves_other_threads_engines_whole():
+    import threading
+
+    from ignite.engine import Engine
+
+    run_before = Engine.run
+    other_thread_batches = []
+
+    def other_thread():  # an engine of another thread (a parallel trial, say) while the debug run runs
+        engine = Engine(lambda e, b: None)
+        other_thread_batches.append(engine.run(range(7)).iteration)
+
+    def crash(_):
+        raise KeyboardInterrupt
+
+    run = make_run()
+    attach_speedups(run.trainer, None, {"fast_dev_run": 2})
+    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: [t.start() or t.join() for t in [
+        threading.Thread(target=other_thread)]])
+    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, crash)
+    with pytest.raises(KeyboardInterrupt):
+        run.trainer.run(loader(10))
+    assert (Engine.run, other_thread_batches, run.total) == (run_before, [7], 2)

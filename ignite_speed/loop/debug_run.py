@@ -11,12 +11,14 @@ useful thing to do with an unregistered engine is what registration would have d
 the length of a ``fast_dev_run``'s ``trainer.run`` (and only then), ``Engine.run`` is wrapped: a run of
 any other engine started from inside it is one epoch of at most ``n`` batches of a fresh state, as
 Lightning's ``fast_dev_run`` runs every loop. The class's ``run`` is restored when the trainer's run
-returns or raises. (An ``Engine`` subclass whose own ``run`` calls ``super().run`` is limited too.)
+returns or raises. (An ``Engine`` subclass whose own ``run`` calls ``super().run`` is limited too; engines
+run by other threads, an HPO study's parallel trials say, are not.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,11 +36,11 @@ def engines_limited_to(n_batches: int, trainer: Engine, limited: list[str]) -> I
     """While it is open, a run of any engine but ``trainer`` runs 1 epoch of at most ``n_batches``
     batches. The callers whose runs it shortened are added to ``limited`` (``"log_training_results
     (main.py:42)"``), for the debug run's summary."""
-    original = Engine.__dict__["run"]
+    original, thread = Engine.__dict__["run"], threading.get_ident()
 
     def run(engine: Engine, data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None,
             **kwargs: Any) -> Any:
-        if engine is trainer:
+        if engine is trainer or threading.get_ident() != thread:  # (another thread's engines: not this run's)
             return original(engine, data, max_epochs=max_epochs, epoch_length=epoch_length, **kwargs)
         kwargs.pop("max_iters", None)
         length = epoch_length if epoch_length is not None else data_length(data)
