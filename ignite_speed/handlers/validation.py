@@ -186,7 +186,9 @@ class ValidationSchedule(LoopHandler):
             of the schedule validates only when the budget allows it (see docs/validation.rst); ``None``: no budget.
 
     After each run the evaluator's metrics are kept (:attr:`last_metrics`): early stopping judges those,
-    whatever other handlers later run the evaluator on.
+    whatever other handlers later run the evaluator on. Each run (and the sanity check) gives the trained
+    model back the train/eval mode of each of its modules: set :attr:`model` (``attach_speedups`` sets its
+    ``model=``), or let ``create_trainer`` tell it; without either the modes are the evaluator's step's.
     """
 
     name = "validation"
