@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, State
 
-from ._logging import logger
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
@@ -105,7 +104,7 @@ class Speedups:
                              f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
         self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
         if self._schedule is not None:
-            self._schedule.attach(trainer)
+            self._schedule.attach(trainer).model = self.model  # (its runs give the model its modes back)
         self._time_budget: TimeBudget | None = None
         self._set_time_budget(cfg)
         self._early_stopping: EarlyStopping | None = None
@@ -328,7 +327,7 @@ def run_facts(speedups: Speedups) -> RunFacts:
 
 
 def _project_fast_dev_run(speedups: Speedups) -> None:
-    """After a ``fast_dev_run``: project the full run from its measurements and log it (rank 0)."""
+    """After a ``fast_dev_run``: project the full run from its measurements and tell it (rank 0)."""
     loop = speedups.loop
     if not speedups.limits.fast_dev_run or loop.timer.batches == 0:
         return
@@ -337,13 +336,27 @@ def _project_fast_dev_run(speedups: Speedups) -> None:
 
     profile = run_profile(loop)
     run = full_run_plan(speedups, profile.batch_seconds or 0.0)
-    if run is None:
-        return
-    schedule = speedups._schedule
-    measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
-    speedups.projection = project(profile, measured, run)
+    if run is not None:
+        schedule = speedups._schedule
+        measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
+        speedups.projection = project(profile, measured, run)
     if loop.plan.is_rank_zero:
-        logger.info("%s", speedups.projection)
+        _tell_fast_dev_run(speedups.limits.fast_dev_run, loop.plan.debug_limited, speedups.projection)
+
+
+def _tell_fast_dev_run(n: int, limited: list[str], projection: Projection | None) -> None:
+    """The debug run's summary on standard error: an app that never configured logging sees it too (an INFO
+    record of the package logger would be dropped there), and a debug run is one the user watches."""
+    import sys
+
+    lines = [f"ignite-speed: fast_dev_run={n} done ({n} training batch{'es' if n > 1 else ''}, every engine run "
+             f"limited to {n} batch{'es' if n > 1 else ''})"]
+    if limited:
+        lines.append(f"  other engines' runs limited to {n} batch{'es' if n > 1 else ''}: runs started by "
+                     f"{', '.join(limited)}")
+    if projection is not None:
+        lines.append(f"  {projection}")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def full_run_plan(speedups: Speedups, batch_seconds: float) -> FullRun | None:

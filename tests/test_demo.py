@@ -163,8 +163,10 @@ def test_plot_without_matplotlib_is_an_error_after_the_report(tmp_path, capsys, 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     code, out, err = run_main(capsys, "--no_progress", "--fast_dev_run", "1", "--plot", str(tmp_path / "x.png"))
     assert code == 1 and out.startswith("Run report")
-    assert err == "error: --plot: plotting needs matplotlib, which is not installed: pip install matplotlib (or pip " \
-                  "install 'ignite-speed[plot]')\n"
+    summary, error = err.split("error: ", 1)  # (the fast_dev_run's summary first, on standard error)
+    assert summary.startswith("ignite-speed: fast_dev_run=1 done (1 training batch, every engine run limited to ")
+    assert error == "--plot: plotting needs matplotlib, which is not installed: pip install matplotlib (or pip " \
+                    "install 'ignite-speed[plot]')\n"
 
 
 def test_max_time_mode_shows_in_the_report(capsys):

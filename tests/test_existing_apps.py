@@ -98,14 +98,14 @@ def test_estimated_stepping_batches_sizes_a_one_cycle_schedule_that_ends_with_tr
     assert scheduler.last_epoch == scheduler.total_steps == sp.global_step == 12
 
 
-def test_a_progress_bar_shows_a_sensible_epoch_count_under_max_time_only():
+def test_a_progress_bar_shows_no_total_when_no_epoch_count_bounds_the_run():
     import time
 
     from ignite.engine import Engine
 
     from ignite_speed._compat import ProgressBar
 
-    trainer = Engine(lambda e, b: time.sleep(0.01))  # epochs of 4 batches take >= 0.04 s
+    trainer = Engine(lambda e, b: time.sleep(0.01))
     sp = attach_speedups(trainer, None, {"max_time": {"seconds": 1}})
     descriptions: list[str] = []
     bar = ProgressBar(persist=False, disable=True)
@@ -113,12 +113,16 @@ def test_a_progress_bar_shows_a_sensible_epoch_count_under_max_time_only():
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: descriptions.append(bar.pbar.desc))
     trainer.add_event_handler(Events.EPOCH_COMPLETED(once=3), lambda _: sp.request_stop())
     trainer.run(list(range(4)))
-    # no "Epoch [2/2147483647]": Ignite's max_epochs follows what the time budget allows (at most 1 s / 0.04 s)
-    assert descriptions[0] == "Iteration: "  # the first epoch: nothing measured yet
-    counts = [tuple(map(int, d.split("[")[1].split("]")[0].split("/"))) for d in descriptions[4:]]
-    assert [c[0] for c in counts] == [2] * 4 + [3] * 4
-    assert all(epoch < total <= 25 for epoch, total in counts), counts
+    # max_time alone plans no number of epochs: no total (not "Epoch [2/2]", "[3/3]" or a moving estimate), and
+    # not Ignite's one-epoch label "Iteration" in epoch 1; the batch total of an epoch stays
+    assert descriptions == ["Epoch 1: "] * 4 + ["Epoch 2: "] * 4 + ["Epoch 3: "] * 4
     assert trainer.state.epoch == 3 and sp.stop_reason is StopReason.USER_REQUEST
+    # extended with a planned total, the bar shows it again (the bar's own label and totals are given back)
+    sp.extend(max_epochs=4, max_time=None)
+    trainer.run(list(range(4)))
+    assert descriptions[12:] == ["Epoch [4/4]: "] * 4
+    assert "get_max_number_events" not in vars(next(h for h, *_ in trainer._event_handlers[Events.ITERATION_COMPLETED]
+                                                if type(h).__name__ == "_OutputHandler"))
 
 
 def test_a_trainer_metric_attached_after_attach_speedups_is_named_as_an_order_problem():
@@ -137,12 +141,13 @@ def test_a_trainer_metric_attached_after_attach_speedups_is_named_as_an_order_pr
 
 def test_an_apps_own_validation_handler_is_named_once(recwarn):
     run = make_run()
+    val_loader = loader(2, 100.0)
     sp = attach_speedups(run.trainer, run.evaluator, {"max_epochs": 2, "num_sanity_val_steps": 0},
-                         val_data=loader(2, 100.0))
+                         val_data=val_loader)
 
     @run.trainer.on(Events.EPOCH_COMPLETED)
     def log_validation_results(engine):  # as in Ignite's examples
-        run.evaluator.run(loader(2, 100.0))
+        run.evaluator.run(val_loader)
 
     run.trainer.run(loader(4))
     # the schedule's run and the app's run each epoch: validated twice per epoch
@@ -270,3 +275,177 @@ def test_a_refused_config_leaves_the_trainer_as_it_was_so_a_corrected_call_attac
     sp = attach_speedups(run.trainer, None, {"max_epochs": 2, "min_epochs": 1})  # corrected: attaches
     run.trainer.run(loader(3))
     assert (sp.stop_reason, run.total) == (StopReason.MAX_EPOCHS, 6)
+
+
+# ---------------------------------------------------------------------------------------------- Ignite's examples
+# An app as Ignite's mnist (with its tqdm logger) and cifar10 examples write it: create_supervised_trainer/evaluator,
+# a RunningAverage of the loss, a ProgressBar, an evaluator run on the training data and on the validation data
+# after every epoch, a Checkpoint; data made here in the same shapes (16 training batches, 4 validation batches).
+
+def _example_app(train_batches: int = 16, dropout: bool = True):
+    from ignite.engine import create_supervised_evaluator, create_supervised_trainer
+    from ignite.metrics import Accuracy, Loss, RunningAverage
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ignite_speed._compat import ProgressBar
+
+    torch.manual_seed(0)
+    x, y = torch.randn(train_batches * 8 + 32, 6), torch.randint(0, 3, (train_batches * 8 + 32,))
+    train_loader = DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8, shuffle=True)
+    val_loader = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8)
+    layers = [torch.nn.Linear(6, 16), torch.nn.ReLU()] + ([torch.nn.Dropout(0.5)] if dropout else [])
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = create_supervised_trainer(model, optimizer, torch.nn.functional.cross_entropy)
+    metrics = {"accuracy": Accuracy(), "nll": Loss(torch.nn.functional.cross_entropy)}
+    evaluator = create_supervised_evaluator(model, metrics=metrics)
+    RunningAverage(output_transform=lambda loss: loss).attach(trainer, "loss")
+    ProgressBar(persist=False, disable=True).attach(trainer, metric_names="all")
+    return model, optimizer, trainer, evaluator, metrics, train_loader, val_loader
+
+
+def test_fast_dev_run_limits_an_apps_second_evaluator_and_says_so(capsys):
+    from ignite.engine import Engine, create_supervised_evaluator
+
+    model, optimizer, trainer, evaluator, metrics, train_loader, val_loader = _example_app()
+    train_evaluator = create_supervised_evaluator(model, metrics=metrics)  # as docs/existing_apps.rst says
+    train_eval_batches = []
+    train_evaluator.add_event_handler(Events.COMPLETED, lambda e: train_eval_batches.append(e.state.iteration))
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_training_results(engine):
+        train_evaluator.run(train_loader)
+
+    sp = attach_speedups(trainer, evaluator, {"fast_dev_run": True}, val_data=val_loader)
+    run_before = Engine.run
+    trainer.run(train_loader)
+    # 1 training batch, 1 validation batch, and 1 batch of the app's training-data evaluation (it took all 16)
+    assert (trainer.state.iteration, evaluator.state.iteration, train_eval_batches) == (1, 1, [1])
+    assert sp.stop_reason is StopReason.MAX_STEPS and Engine.run is run_before  # (Engine.run given back)
+    summary = capsys.readouterr().err  # printed: an app that never configured logging sees it
+    assert summary.startswith("ignite-speed: fast_dev_run=1 done (1 training batch, every engine run limited to "
+                              "1 batch)\n")
+    assert "other engines' runs limited to 1 batch: runs started by test_fast_dev_run_limits_an_apps_second_" \
+           "evaluator_and_says_so.<locals>.log_training_results (test_existing_apps.py:" in summary
+    assert "fast_dev_run projection of the full run" in summary
+    train_evaluator.run(train_loader)  # after the debug run: not limited
+    assert train_eval_batches[-1] == 16
+
+
+@pytest.mark.parametrize("how", ["model=", "create_trainer"])
+def test_after_a_validation_inside_an_epoch_the_model_is_back_in_the_mode_it_had(how):
+    from ignite.engine import Engine
+
+    model, optimizer, _, evaluator, _, train_loader, val_loader = _example_app(train_batches=4)
+    modes = []
+
+    def train_step(engine, batch):  # a hand-written step: it sets train mode once per epoch (below)
+        modes.append(model.training)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    cfg = {"max_epochs": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 0}
+    if how == "model=":
+        trainer = Engine(train_step)
+        sp = attach_speedups(trainer, evaluator, cfg, val_data=val_loader, model=model)
+    else:  # (its step sets train mode itself: the mode is recorded before the step)
+        from ignite_speed import create_trainer
+
+        trainer = create_trainer(model, optimizer, torch.nn.functional.cross_entropy, cfg)
+        trainer.add_event_handler(Events.ITERATION_STARTED, lambda _: modes.append(model.training))
+        sp = attach_speedups(trainer, evaluator, cfg, val_data=val_loader)
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: model.train())
+    trainer.run(train_loader)
+    # validation after batches 2 and 4 of each epoch (the evaluator's step calls model.eval()); before, the mode
+    # stayed eval for batches 3 and 4: [True, True, False, False, ...]
+    assert (modes, sp.progress.val_runs) == ([True] * 8, 4)
+    assert model.training  # after the epoch-end validation too
+
+
+def test_a_model_in_eval_mode_before_validation_is_given_back_in_eval_mode():
+    from ignite.engine import Engine
+
+    model, _, _, evaluator, _, train_loader, val_loader = _example_app(train_batches=2)
+    model.eval()
+    modes = []
+    trainer = Engine(lambda e, b: modes.append(model.training))
+    sp = attach_speedups(trainer, evaluator, {"max_epochs": 1, "val_check_interval": 1}, val_data=val_loader,
+                         model=model)
+    trainer.run(train_loader)
+    assert (modes, model.training, sp.progress.val_runs) == ([False, False], False, 2)
+
+
+def test_the_double_validation_warning_names_the_handler_to_remove(recwarn):
+    model, optimizer, trainer, evaluator, metrics, train_loader, val_loader = _example_app(train_batches=4)
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_training_results(engine):  # Ignite's examples: first, the same evaluator on the training data
+        evaluator.run(train_loader)
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def log_validation_results(engine):  # then on the validation data: the one that validates twice
+        evaluator.run(val_loader)
+
+    attach_speedups(trainer, evaluator, {"max_epochs": 2, "num_sanity_val_steps": 0}, val_data=val_loader)
+    trainer.run(train_loader)
+    warned = [str(w.message) for w in recwarn.list if "also run during training" in str(w.message)]
+    assert len(warned) == 2  # once each
+    prefix = "test_the_double_validation_warning_names_the_handler_to_remove.<locals>."
+    assert f"on its val_data, by {prefix}log_validation_results (test_existing_apps.py:" in warned[1]
+    assert "remove it (the schedule validates: val_check_interval=None (1.0), check_val_every_n_epoch=1)" in warned[1]
+    assert f"on data other than val_data, by {prefix}log_training_results (test_existing_apps.py:" in warned[0]
+    assert "give that run an Engine of its own" in warned[0]
+
+
+def test_the_overfit_batches_warning_points_at_the_users_line():
+    model, optimizer, trainer, evaluator, metrics, train_loader, val_loader = _example_app(train_batches=4)
+    attach_speedups(trainer, evaluator, {"overfit_batches": 2, "max_epochs": 1}, val_data=val_loader)
+    with pytest.warns(UserWarning, match="overfit_batches: turning off shuffling of the train loader") as record:
+        trainer.run(train_loader)
+    warned = [w for w in record.list if "overfit_batches" in str(w.message)]
+    assert [(w.filename, w.lineno) for w in warned] == [(__file__, warned[0].lineno)]
+    with open(__file__) as source:
+        assert source.readlines()[warned[0].lineno - 1].strip() == "trainer.run(train_loader)"
+
+
+def test_a_migrated_trainer_call_with_several_out_of_scope_flags_is_refused_in_one_error():
+    lightning_trainer_kwargs = {"max_epochs": 3, "logger": False, "enable_checkpointing": False,
+                                "enable_progress_bar": True, "enable_model_summary": False, "deterministic": True,
+                                "log_every_n_steps": 10}
+    with pytest.raises(ValueError) as refused:
+        attach_speedups(make_run().trainer, None, lightning_trainer_kwargs)
+    message = str(refused.value)
+    flags = ["logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary", "deterministic",
+             "log_every_n_steps"]
+    assert message.startswith(f"6 flags are refused ({', '.join(map(repr, flags))}): remove or fix them all")
+    for flag in flags:
+        assert f"\n  - {flag!r}: a Lightning Trainer flag outside the scope; in Ignite: " in message
+    assert "attach ignite.handlers.ProgressBar() to the trainer" in message
+
+
+def test_fast_dev_run_gives_engine_run_back_after_a_raise_and_leaves_other_threads_engines_whole():
+    import threading
+
+    from ignite.engine import Engine
+
+    run_before = Engine.run
+    other_thread_batches = []
+
+    def other_thread():  # an engine of another thread (a parallel trial, say) while the debug run runs
+        engine = Engine(lambda e, b: None)
+        other_thread_batches.append(engine.run(range(7)).iteration)
+
+    def crash(_):
+        raise KeyboardInterrupt
+
+    run = make_run()
+    attach_speedups(run.trainer, None, {"fast_dev_run": 2})
+    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: [t.start() or t.join() for t in [
+        threading.Thread(target=other_thread)]])
+    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, crash)
+    with pytest.raises(KeyboardInterrupt):
+        run.trainer.run(loader(10))
+    assert (Engine.run, other_thread_batches, run.total) == (run_before, [7], 2)

@@ -12,7 +12,7 @@ from .checks import check_int, did_you_mean, type_name
 from .devices import LEGACY_BACKENDS, parse_devices
 from .durations import format_value
 
-__all__ = ["LIGHTNING_OUT_OF_SCOPE", "unknown_flag_message", "map_legacy"]
+__all__ = ["LIGHTNING_OUT_OF_SCOPE", "unknown_flag_message", "unknown_flags_message", "map_legacy"]
 
 # Lightning 2.6 ``Trainer.__init__`` flags that ignite-speed does not handle (it handles the loop-control,
 # data-limit, precision and distribution flags), with what to use in Ignite instead. ``plugins`` is here
@@ -54,6 +54,19 @@ def unknown_flag_message(key: str, known: list[str]) -> str:
                 f"limits, validation scheduling, data limits, early stopping, precision and distribution flags); "
                 f"in Ignite: {LIGHTNING_OUT_OF_SCOPE[key]}")
     return f"unknown ignite-speed flag {key!r}{did_you_mean(key, known)} (known flags: {', '.join(known)})"
+
+
+def unknown_flags_message(keys: list[str], known: list[str]) -> str:
+    """Why ``keys`` are refused, all in one message (a migrated Lightning ``Trainer(...)`` call often has
+    several flags outside the scope: one error each would take as many round trips)."""
+    if len(keys) == 1:
+        return unknown_flag_message(keys[0], known)
+    lines = [f"{key!r}: a Lightning Trainer flag outside the scope; in Ignite: {LIGHTNING_OUT_OF_SCOPE[key]}"
+             if key in LIGHTNING_OUT_OF_SCOPE else f"{key!r}: unknown flag{did_you_mean(key, known)}" for key in keys]
+    known_list = "" if all(key in LIGHTNING_OUT_OF_SCOPE for key in keys) else f"\n(known flags: {', '.join(known)})"
+    return (f"{len(keys)} flags are refused ({', '.join(map(repr, keys))}): remove or fix them all (ignite-speed "
+            f"handles the loop limits, validation scheduling, data limits, early stopping, precision and distribution "
+            f"flags)\n  - " + "\n  - ".join(lines) + known_list)
 
 
 def _warn_legacy(old: str, new: str) -> None:

@@ -41,7 +41,7 @@ from .flags import (
     validate_profile,
     validate_validation_schedule,
 )
-from .legacy import map_legacy, unknown_flag_message
+from .legacy import map_legacy, unknown_flags_message
 from .limits import EPOCHS, STEPS, Limit
 from .precision import (
     PRECISION_VALUES,
@@ -133,9 +133,9 @@ class SpeedConfig:
     def __init__(self, **flags: Any) -> None:
         known = self.flag_names()
         flags = _map_ckpt_path(map_legacy(dict(flags)))
-        for key in flags:
-            if key not in known:
-                raise ValueError(unknown_flag_message(key, known))
+        unknown = [key for key in flags if key not in known]
+        if unknown:  # all of them in one error (a migrated Trainer(...) call often has several)
+            raise ValueError(unknown_flags_message(unknown, known))
         defaults = {f.name: f.default for f in dataclasses.fields(type(self)) if f.name != "explicit"}
         values = {**defaults, **flags}
         for name, value in values.items():

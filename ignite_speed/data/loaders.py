@@ -81,11 +81,11 @@ def sequential_copy(loader: Any, stage: str) -> Any:
     if not shuffles(loader) or isinstance(loader.dataset, IterableDataset):
         return loader
     if type(loader.batch_sampler).__name__ != "BatchSampler":
-        warnings.warn(f"overfit_batches: the {stage} loader has a custom batch sampler, which is kept; its batches "
-                      f"may differ between epochs", UserWarning, stacklevel=3)
+        _warn_at_users_line(f"overfit_batches: the {stage} loader has a custom batch sampler, which is kept; its "
+                            f"batches may differ between epochs")
         return loader
-    warnings.warn(f"overfit_batches: turning off shuffling of the {stage} loader so that every epoch sees the same "
-                  f"batches", UserWarning, stacklevel=3)
+    _warn_at_users_line(f"overfit_batches: turning off shuffling of the {stage} loader so that every epoch sees the "
+                        f"same batches")
     kwargs: dict[str, Any] = dict(
         batch_size=loader.batch_size, shuffle=False, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
         pin_memory=loader.pin_memory, drop_last=loader.drop_last, timeout=loader.timeout,
@@ -96,3 +96,15 @@ def sequential_copy(loader: Any, stage: str) -> Any:
         kwargs["prefetch_factor"] = loader.prefetch_factor
         kwargs["multiprocessing_context"] = loader.multiprocessing_context
     return DataLoader(loader.dataset, **kwargs)
+
+
+def _warn_at_users_line(message: str) -> None:
+    """Warn at the user's line that led here (their ``trainer.run(...)``, say), not at ignite-speed's own: the
+    call comes from several depths (a run's set-up, the validation schedule, ``Speedups.validate``)."""
+    from .._callers import caller_outside_the_frameworks
+
+    where = caller_outside_the_frameworks()
+    if where is None:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        warnings.warn_explicit(message, UserWarning, where[1], where[2])

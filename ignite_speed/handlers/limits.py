@@ -18,6 +18,7 @@ from ..config.speed_config import SpeedConfig
 from ..loop.plan import RunLimits, RunPlan
 from ..loop.training_loop import TrainingLoop
 from .base import LoopHandler
+from .progress_bars import UntotalledBars
 
 __all__ = ["LoopLimits", "TrainBatchLimit"]
 
@@ -41,6 +42,7 @@ class LoopLimits(LoopHandler):
     def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = UNLIMITED,
                  min_steps: int | None = None) -> None:
         super().__init__()
+        self._bars = UntotalledBars()  # (a run without a planned total: progress_bars.py)
         limits = validate_loop_limits(max_epochs, min_epochs, max_steps, min_steps)
         self._set(0, limits.max_epochs, limits.max_steps, resolve_min_epochs(limits.min_epochs, limits.min_steps),
                   resolve_min_steps(limits.min_steps))
@@ -50,6 +52,7 @@ class LoopLimits(LoopHandler):
         """The limits of a full config (``fast_dev_run`` applied)."""
         limits = cls.__new__(cls)
         LoopHandler.__init__(limits)
+        limits._bars = UntotalledBars()
         limits._configure(cfg)
         return limits
 
@@ -83,9 +86,17 @@ class LoopLimits(LoopHandler):
         plan.fast_dev_run = self.fast_dev_run
 
     def on_run_start(self, plan: RunPlan) -> None:
+        lim = plan.run_limits
+        if lim.max_epochs.unlimited and lim.max_steps.unlimited:  # no planned total: a ProgressBar shows none
+            self._bars.start(self.loop.trainer)
+        else:
+            self._bars.stop()  # (a run that ended before Ignite's run, with no on_run_exit, may have left them)
         if plan.new_run and plan.run_limits.max_epochs_defaulted:
             warnings.warn("max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "
                           "(set max_epochs=-1 for no limit)", UserWarning, stacklevel=5)
+
+    def on_run_exit(self) -> None:
+        self._bars.stop()
 
     def for_run(self, run_max_epochs: int | None, max_iters: int | None, *, has_time_budget: bool,
                 accumulate: int) -> RunLimits:

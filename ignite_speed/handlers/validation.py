@@ -33,7 +33,8 @@ from ..report.record import ValidationRecord, numeric_metrics
 from .base import LoopHandler
 from .validation_budget import ValidationBudget
 
-__all__ = ["ValSchedule", "ValidationSchedule", "resolve_val_schedule", "run_evaluator", "run_sanity_check"]
+__all__ = ["ValSchedule", "ValidationSchedule", "modes_kept", "resolve_val_schedule", "run_evaluator",
+           "run_sanity_check"]
 
 INF = math.inf
 
@@ -115,6 +116,19 @@ def run_evaluator(evaluator: Engine, data: Any, n_batches: int | None) -> None:
 
 
 @contextlib.contextmanager
+def modes_kept(model: Any) -> Any:
+    """Give every module of ``model`` back the train/eval mode it had (Lightning's rule after a validation
+    run): an evaluator's step calls ``model.eval()``, and a training step that sets ``model.train()`` only at
+    ``EPOCH_STARTED`` would train the rest of the epoch in eval mode (dropout off, BatchNorm frozen)."""
+    modes = None if model is None else [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in modes or ():
+            module.training = training
+
+
+@contextlib.contextmanager
 def _isolated_rng() -> Any:
     """Leave the global RNG states as they were (the sanity check must not change training)."""
     import random
@@ -172,7 +186,9 @@ class ValidationSchedule(LoopHandler):
             of the schedule validates only when the budget allows it (see docs/validation.rst); ``None``: no budget.
 
     After each run the evaluator's metrics are kept (:attr:`last_metrics`): early stopping judges those,
-    whatever other handlers later run the evaluator on.
+    whatever other handlers later run the evaluator on. Each run (and the sanity check) gives the trained
+    model back the train/eval mode of each of its modules: set :attr:`model` (``attach_speedups`` sets its
+    ``model=``), or let ``create_trainer`` tell it; without either the modes are the evaluator's step's.
     """
 
     name = "validation"
@@ -221,8 +237,9 @@ class ValidationSchedule(LoopHandler):
         if self.budget is None:
             self.skip_hooks = frozenset({"on_agreement"})
         self.fast_dev_run = 0  # fast_dev_run=n: every run of the evaluator, whoever starts it, takes n batches
+        self.model: Any = None  # the trained model, whose modes each run gives back (see trained_model)
         self._own_run = False  # the evaluator runs for this schedule now
-        self._warned_other_run = False
+        self._warned_other_run: set[bool] = set()  # (named once each: a run on the validation data, on other data)
         self.plan: ValSchedule | None = None  # resolved for the current run
         self.time_based = False
         self.last_val_end = 0.0  # training-clock time at which the last validation run ended
@@ -270,17 +287,13 @@ class ValidationSchedule(LoopHandler):
             length = evaluator.state.epoch_length
             evaluator.state.epoch_length = self.fast_dev_run if length is None else min(length, self.fast_dev_run)
         loop = self._loop
-        if self._warned_other_run or loop is None or not loop.clock.running:
+        if loop is None or not loop.clock.running:
             return
-        self._warned_other_run = True
-        where = caller_outside_the_frameworks()
-        warnings.warn_explicit(
-            f"the evaluator of ignite-speed's validation schedule was also run during training by "
-            f"{where[0] if where else 'a handler'}: if that run validates on the validation data, remove it (the "
-            f"schedule validates: val_check_interval={_describe(self.val_check_interval)}, check_val_every_n_epoch="
-            f"{self.check_val_every_n_epoch}); if it evaluates other data (training metrics), give it an Engine of "
-            f"its own, so that its runs stay apart from validation's", UserWarning,
-            where[1] if where else "<unknown>", where[2] if where else 0)
+        on_val_data = _same_data(evaluator.state.dataloader, self.val_data)
+        if on_val_data in self._warned_other_run:
+            return
+        self._warned_other_run.add(on_val_data)
+        _warn_other_run(on_val_data, self.val_check_interval, self.check_val_every_n_epoch)
 
     def plan_run(self, plan: RunPlan) -> None:
         plan.validation = self
@@ -318,8 +331,14 @@ class ValidationSchedule(LoopHandler):
         n = self.batches if steps == -1 else (steps if self.batches is None else min(steps, self.batches))
         now = self.loop.clock.time_source  # [run record] timed on the training clock's time source
         started = now()
-        self.sanity_batches = run_sanity_check(self.evaluator, self._loader, n)
+        with modes_kept(self.trained_model()):
+            self.sanity_batches = run_sanity_check(self.evaluator, self._loader, n)
         self.sanity_seconds = now() - started
+
+    def trained_model(self) -> Any:
+        """The model whose train/eval modes a validation run gives back: :attr:`model` (``attach_speedups(...,
+        model=)``), else ``create_trainer``'s; ``None``: not known (the app's step sets the mode itself)."""
+        return self.model if self.model is not None else self.loop.parts.model
 
     def time_due(self, elapsed: float) -> bool:
         assert self.plan is not None and self.plan.interval_seconds is not None
@@ -346,7 +365,8 @@ class ValidationSchedule(LoopHandler):
         started = self.loop.clock.elapsed()  # [run record]
         self._own_run = True
         try:
-            run_evaluator(self.evaluator, self._loader, self.batches)
+            with modes_kept(self.trained_model()):
+                run_evaluator(self.evaluator, self._loader, self.batches)
         finally:
             self._own_run = False
         self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})
@@ -393,6 +413,33 @@ class ValidationSchedule(LoopHandler):
         if self.budget is not None:
             fields.update(val_time_fraction=self.budget.fraction, val_skipped=self.budget.skipped)
         return fields
+
+
+def _same_data(data: Any, val_data: Any) -> bool:
+    """Whether an evaluator's run is on the schedule's validation data (that loader, or one of its dataset)."""
+    if data is val_data:
+        return True
+    dataset = getattr(data, "dataset", None)
+    return dataset is not None and dataset is getattr(val_data, "dataset", None)
+
+
+def _warn_other_run(on_val_data: bool, interval: Any, every_n_epochs: int | None) -> None:
+    """Name the app's handler that ran the schedule's evaluator during training, with what to do about it: the
+    run on the validation data is the one to remove (Ignite's examples run the same evaluator on the training
+    data first: naming that one would send the user to the wrong handler)."""
+    where = caller_outside_the_frameworks()
+    who = where[0] if where else "a handler"
+    if on_val_data:
+        text = (f"the evaluator of ignite-speed's validation schedule was also run during training, on its "
+                f"val_data, by {who}: remove it (the schedule validates: val_check_interval={_describe(interval)}, "
+                f"check_val_every_n_epoch={every_n_epochs}), or the app validates twice")
+    else:
+        text = (f"the evaluator of ignite-speed's validation schedule was also run during training, on data other "
+                f"than val_data, by {who}: if it evaluates other data (training metrics), give that run an Engine of "
+                f"its own (a second create_supervised_evaluator), so that its runs and metrics stay apart from "
+                f"validation's; if it validates, remove it (the schedule validates: val_check_interval="
+                f"{_describe(interval)}, check_val_every_n_epoch={every_n_epochs})")
+    warnings.warn_explicit(text, UserWarning, where[1] if where else "<unknown>", where[2] if where else 0)
 
 
 def _describe(value: Any) -> str:

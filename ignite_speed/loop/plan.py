@@ -62,6 +62,7 @@ class RunPlan:
     # set by handlers in plan_run
     limits: RunLimits | None = None  # LoopLimits (None: Ignite's own run arguments govern)
     fast_dev_run: int = 0  # LoopLimits under fast_dev_run (its Checkpoints are rehearsed)
+    debug_limited: list[str] = field(default_factory=list)  # fast_dev_run: who ran other engines it limited
     train_limit: BatchLimit = field(default_factory=BatchLimit.all)  # TrainBatchLimit
     overfit: bool = False  # TrainBatchLimit for overfit_batches: a sequential copy of the data
     validation: ValidationRole | None = None  # the ValidationSchedule

@@ -24,7 +24,8 @@ class TrainerParts:
         accumulate: ``create_trainer``'s ``accumulate_grad_batches`` (the loop counts optimizer steps with it).
         accumulation: the step's accumulation window, which the loop positions on resume (``None``: the step
             cannot replay batches).
-        model: the model the step trains (its buffers are put back after a resume's replay of a window).
+        model: the model the step trains (its buffers are put back after a resume's replay of a window, and
+            validation gives it back in the mode it had).
         speedups: the ``Speedups`` of ``attach_speedups``, if it was used.
     """
 

@@ -735,7 +735,7 @@ class RunSetup:
             rehearsal = CheckpointRehearsal(loop.trainer)
         loop.timer.begin_call(loop)  # [run profile] checkpoint saves (and with profile=True the batches) timed
         try:
-            state = original(data, **run_kwargs)
+            state = _other_engines_limited(loop, original)(data, **run_kwargs)  # (fast_dev_run: the app's too)
         except Exception as exc:
             if rehearsal is not None:
                 rehearsal.finish(rehearse=False)
@@ -844,6 +844,21 @@ class RunSetup:
         elif state.stage is Stage.EPOCH_PENDING:
             engine.state.epoch = p.epoch + 1
             loop.on_epoch_completed(engine)
+
+
+def _other_engines_limited(loop: TrainingLoop, original: Callable[..., State]) -> Callable[..., State]:
+    """Under ``fast_dev_run=n``, Ignite's ``run`` with every other engine that runs inside it limited to n
+    batches (:mod:`~ignite_speed.loop.debug_run` says why; the plan's ``debug_limited`` names who ran them)."""
+    n = loop.plan.fast_dev_run
+    if not n:
+        return original
+    from .debug_run import engines_limited_to
+
+    def run(*args: Any, **kwargs: Any) -> State:
+        with engines_limited_to(int(n), loop.trainer, loop.plan.debug_limited):
+            return original(*args, **kwargs)
+
+    return run
 
 
 def _end_interrupted_epoch(loop: TrainingLoop, engine: Engine) -> None:
