@@ -16,15 +16,17 @@ import datetime
 import math
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ignite.engine import Engine, State
 
 from ._logging import logger
+from .config.slices import kwargs_of
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
 from .handlers.autoresume import AutoResume
+from .handlers.base import LoopHandler
 from .handlers.early_stopping import EarlyStopping
 from .handlers.limits import LoopLimits, TrainBatchLimit
 from .handlers.nan_guard import NonFiniteLossGuard
@@ -46,7 +48,34 @@ if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: l
 
     from .step.precision import Precision
 
-__all__ = ["Speedups", "attach_speedups", "run_facts", "full_run_plan"]
+__all__ = ["Speedups", "attach_speedups", "run_facts", "full_run_plan", "EXTEND_REFUSED"]
+
+_H = TypeVar("_H", bound=LoopHandler)
+
+
+# The flags extend refuses (they cannot act on a continuing run), with what to do instead.
+_STEP = ("applied by the training step that create_trainer built (or by your own step); build a new trainer "
+         "with it (create_trainer(..., {name}=...)) and attach_speedups again")
+_JOB = ("the job's processes and devices are set when it launches; relaunch the job with the new value and resume "
+        "from its checkpoint (allow_resume_changes=True resumes under another setup)")
+EXTEND_REFUSED: dict[str, str] = {
+    **{name: _STEP.format(name=name) for name in ("precision", "amp_backend", "amp_level", "gradient_clip_val",
+                                                   "gradient_clip_algorithm")},
+    "accumulate_grad_batches": _STEP.format(name="accumulate_grad_batches") + " (the step and global_step count "
+                               "optimizer steps with the value the run started with; a change in a continuing run "
+                               "would make them disagree)",
+    **{name: _JOB for name in ("accelerator", "devices", "num_nodes", "strategy", "node_rank", "master_addr",
+                               "master_port", "deepspeed_config")},
+    "fast_dev_run": "a fast_dev_run is a short debug run, not the start of a longer one; to train, attach_speedups "
+                    "without fast_dev_run to a new trainer (or speedups.extend(max_epochs=...) after a run without it)",
+    "num_sanity_val_steps": "the sanity check runs before the first batch of a new run; the run extend continues "
+                            "has none (give it to attach_speedups)",
+    "autoresume": "it acts when the first run of a fresh process starts; the run extend continues is in memory "
+                  "(give it to attach_speedups)",
+}
+# validation flags: refused when nothing validates (no evaluator)
+_VALIDATION_ONLY_FLAGS = frozenset({"limit_val_batches", "val_check_interval", "check_val_every_n_epoch",
+                                    "val_time_fraction"})
 
 
 class Speedups:
@@ -90,41 +119,54 @@ class Speedups:
             _warn_step_flags_unapplied(cfg)
 
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
-        self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
-                            rank_failure_timeout=type(self).rank_failure_timeout)
-        self.loop.timer.fine, self.loop.setup.allow_resume_changes = cfg.profile, cfg.allow_resume_changes
-        lim = self.limits
-        self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
-        if lim.overfit:
-            TrainBatchLimit.for_overfit(lim.limit_train_batches).attach(trainer)
-        elif not lim.limit_train_batches.is_all:
-            TrainBatchLimit(lim.limit_train_batches).attach(trainer)
-        if lim.val_time_fraction is not None and (evaluator is None or val_data is None):
-            raise ValueError(f"val_time_fraction={lim.val_time_fraction!r} budgets validation, but attach_speedups "
+        """The handlers the config enables, each built by its constructor from its slice of ``cfg``."""
+        self._configure_loop()
+        if cfg.val_time_fraction is not None and (evaluator is None or val_data is None):
+            raise ValueError(f"val_time_fraction={cfg.val_time_fraction!r} budgets validation, but attach_speedups "
                              f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
                              f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
-        self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
-        if self._schedule is not None:
-            self._schedule.attach(trainer)
-        self._time_budget: TimeBudget | None = None
-        self._set_time_budget(cfg)
+        self._loop_limits = self._replace(None, LoopLimits(**kwargs_of(cfg.loop_limits_flags())))
+        self._train_batches = self._build_train_batches(None)
+        # with an evaluator but no val_data nothing validates, and a fast_dev_run still limits the evaluator's runs
+        self._schedule = None if evaluator is None else self._replace(None, ValidationSchedule(
+            evaluator, () if val_data is None else val_data, **kwargs_of(cfg.validation_flags())))
+        self._time_budget: TimeBudget | None = self._build_time_budget(None)
         self._early_stopping: EarlyStopping | None = None
-        if lim.early_stopping_enabled:
+        if self.limits.early_stopping_enabled:
             self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
-        self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
-        self.preemption = PreemptionGuard(cfg.preemption_signals).attach(trainer) if cfg.preemption_signals else None
+        self._nan_guard = self._replace(None, NonFiniteLossGuard()) if cfg.terminate_on_nan else None
+        self.preemption = self._build_preemption(None)
         self.autoresume = AutoResume().attach(trainer) if cfg.autoresume else None
         self.loop.parts.speedups = self
 
-    def _set_time_budget(self, cfg: SpeedConfig) -> None:
-        old, self._time_budget = self._time_budget, None
+    def _configure_loop(self) -> None:
+        cfg = self.cfg
+        self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
+                            rank_failure_timeout=type(self).rank_failure_timeout)
+        self.loop.timer.fine, self.loop.setup.allow_resume_changes = cfg.profile, cfg.allow_resume_changes
+
+    def _replace(self, old: Any, new: _H | None) -> _H | None:
+        """Attach ``new`` in place of ``old`` (either may be None); ``new`` carries on ``old``'s state."""
         if old is not None:
+            old.detach()
             self.loop.handlers.remove(old)
-        if cfg.max_time is not None:
-            budget = TimeBudget(cfg.max_time, mode=cfg.max_time_mode, reserve=cfg.max_time_reserve)
-            if old is not None:
-                budget.adopt(old)  # an extended run keeps its epoch measurements
-            self._time_budget = budget.attach(self.trainer)
+        if new is None:
+            return None
+        if old is not None:
+            new.load_state_dict(old.state_dict())  # an extended run keeps its measurements and records
+        return new.attach(self.trainer)
+
+    def _build_train_batches(self, old: TrainBatchLimit | None) -> TrainBatchLimit | None:
+        flags = self.cfg.train_batch_flags()
+        return self._replace(old, None if flags.is_all else TrainBatchLimit(**kwargs_of(flags)))
+
+    def _build_time_budget(self, old: TimeBudget | None) -> TimeBudget | None:
+        flags = self.cfg.max_time_flags()
+        return self._replace(old, None if flags is None else TimeBudget(flags.max_time, flags.mode, flags.reserve))
+
+    def _build_preemption(self, old: PreemptionGuard | None) -> PreemptionGuard | None:
+        signals = self.cfg.preemption_signals
+        return self._replace(old, PreemptionGuard(signals) if signals else None)
 
     def _attach_early_stopping(self, es: EarlyStopping) -> None:
         # Judged on the schedule's runs; without validation the monitor must be a trainer metric (refused now).
@@ -134,10 +176,15 @@ class Speedups:
             self.loop.handlers.remove(old)
         es.attach(self.trainer, self.evaluator if self._schedule is not None else None, model=self.model)
         self._early_stopping = es
-        lim = self.limits
-        es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
-                 validation_enabled=self._schedule is not None and self._schedule.configured, trainer=self.trainer,
-                 budgeted=lim.val_time_fraction is not None)
+        self._place_early_stopping()
+
+    def _place_early_stopping(self) -> None:
+        """Where early stopping checks, for the schedule (again after ``extend`` changes the schedule)."""
+        es, lim = self._early_stopping, self.limits
+        if es is not None:
+            es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
+                     validation_enabled=self._schedule is not None and self._schedule.configured,
+                     trainer=self.trainer, budgeted=lim.val_time_fraction is not None)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -209,32 +256,73 @@ class Speedups:
         """
         self.loop.end_epoch()
 
-    def extend(self, **limits: Any) -> None:
+    def extend(self, **flags: Any) -> None:
         """Let the next ``trainer.run()`` continue a run that already finished, with raised limits.
 
-        ``limits`` are config flags to change first (e.g. ``max_epochs=20``, ``max_steps``, ``max_time``,
-        early-stopping settings). Without calling it, running a finished trainer again raises instead of
-        silently training on.
+        ``flags`` are config flags to change first (e.g. ``max_epochs=20``, ``max_steps``, ``max_time``,
+        ``val_check_interval``, ``early_stopping``). Every handler whose flags changed is rebuilt, keeping
+        its measurements, and acts on the next run; a flag that cannot act on a continuing run
+        (:data:`EXTEND_REFUSED`: the job's devices and processes, the training step's, ``fast_dev_run``,
+        ``num_sanity_val_steps``, ``autoresume``) is refused here with the reason, and nothing changes. Without
+        calling it, running a finished trainer again raises instead of silently training on.
         """
         final = self.controller.final
-        if limits:
-            self.cfg = self.cfg.replace(**limits)
-            self.limits = self.cfg.effective()
-            self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
-                                rank_failure_timeout=self.loop.rank_failure_timeout)
-            self.loop.timer.fine, self.loop.setup.allow_resume_changes = self.cfg.profile, self.cfg.allow_resume_changes
-            self._loop_limits.reconfigure(self.cfg)
-            self._set_time_budget(self.cfg)
+        old = self.cfg
+        new = old.replace(**flags) if flags else old
+        changed = [name for name in SpeedConfig.flag_names() if getattr(new, name) != getattr(old, name)]
+        self._refuse_unchangeable(changed, new)
+        if changed:
+            self.cfg, self.limits = new, new.effective()
+            self._configure_loop()
+            self._rebuild_changed(old, new)
         es = self.early_stopping
         if es is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
-            if "early_stopping" in limits and self.cfg.early_stopping is not None:
-                new = EarlyStopping(**dict(self.cfg.early_stopping))
-                self._attach_early_stopping(new)
-                if (new.monitor, new.mode) == (es.monitor, es.mode):
-                    new.best_score = es.best_score
-                es = new
             es.rearm()
         self.controller.reset_run()
+
+    def _refuse_unchangeable(self, changed: list[str], new: SpeedConfig) -> None:
+        for name in changed:
+            reason = EXTEND_REFUSED.get(name)
+            if reason is None and name in _VALIDATION_ONLY_FLAGS and self._schedule is None:
+                reason = ("nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
+                          "to a new trainer's attach_speedups to validate")
+            if reason is not None:
+                raise ValueError(f"speedups.extend({name}={getattr(new, name)!r}): {name} cannot change in a "
+                                 f"continuing run (it is {getattr(self.cfg, name)!r}): {reason}")
+
+    def _rebuild_changed(self, old: SpeedConfig, new: SpeedConfig) -> None:
+        """Rebuild every handler whose slice of the config changed (its state carried over)."""
+        if old.loop_limits_flags() != new.loop_limits_flags():
+            self._loop_limits = self._replace(self._loop_limits, LoopLimits(**kwargs_of(new.loop_limits_flags())))
+        if old.train_batch_flags() != new.train_batch_flags():
+            self._train_batches = self._build_train_batches(self._train_batches)
+        if old.max_time_flags() != new.max_time_flags():
+            self._time_budget = self._build_time_budget(self._time_budget)
+        schedule = self._schedule
+        if schedule is not None and old.validation_flags() != new.validation_flags():
+            self._schedule = self._replace(schedule, ValidationSchedule(
+                schedule.evaluator, schedule.val_data, **kwargs_of(new.validation_flags())))
+            self._place_early_stopping()
+        if old.early_stopping != new.early_stopping:
+            self._rebuild_early_stopping()
+        if old.terminate_on_nan != new.terminate_on_nan:
+            self._nan_guard = self._replace(self._nan_guard, NonFiniteLossGuard() if new.terminate_on_nan else None)
+        if old.preemption_signals != new.preemption_signals:
+            self.preemption = self._build_preemption(self.preemption)
+
+    def _rebuild_early_stopping(self) -> None:
+        # (the call site of EarlyStopping's current API: the best score carries over for the same monitor and mode)
+        es = self._early_stopping
+        if not self.limits.early_stopping_enabled:
+            if es is not None:
+                es.detach()
+                self.loop.handlers.remove(es)
+            self._early_stopping = None
+            return
+        new = EarlyStopping(**dict(self.cfg.early_stopping or {}))
+        self._attach_early_stopping(new)
+        if es is not None and (new.monitor, new.mode) == (es.monitor, es.mode):
+            new.best_score = es.best_score
 
     def test(self, engine: Engine, data: Any) -> State:
         """Run ``engine`` on ``data`` under ``limit_test_batches`` (or ``fast_dev_run``)."""
@@ -392,18 +480,11 @@ def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: 
     sanity = val_batches if steps == -1 else min(steps, val_batches)
     if plan.interval_seconds is not None:  # on a clock: at the measured pace
         return int(batches * batch_seconds // plan.interval_seconds), val_batches, sanity
-    runs, epoch = 0, 0
-    while epoch * per_epoch < batches:
+    runs = 0
+    for epoch in range(math.ceil(batches / per_epoch)):  # the schedule's own count, epoch by epoch
         in_epoch = min(per_epoch, batches - epoch * per_epoch)
-        p = Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch)
-        while True:
-            due = plan.next_due(p, per_epoch)
-            if due > in_epoch:
-                break
-            p.total_batches += int(due) - p.batch_in_epoch
-            p.batch_in_epoch = int(due)
-            runs += plan.after_batch(p, p.batch_in_epoch == per_epoch, False, False, 0.0)
-        epoch += 1
+        runs += plan.count_due(Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch), in_epoch,
+                               per_epoch) or 0
     return runs, val_batches, sanity
 
 

@@ -37,6 +37,8 @@ class LoopHandler(LoopHooks):
         return self
 
     def _attach_to(self, trainer: Engine, min_epochs: int = 0, min_steps: int = 0) -> TrainingLoop:
+        # (min_epochs/min_steps: only EarlyStopping.attach still passes them, until it takes the trainer only;
+        # the minimums' home is LoopLimits)
         loop = TrainingLoop.of_or_attach(trainer)
         if self._loop is not None and self._loop is not loop:
             raise ValueError(f"{type(self).__name__} is already attached to another trainer; make one per trainer")

@@ -49,6 +49,13 @@ class ValidationRole(Protocol):
 
     def sanity_check(self) -> None: ...
 
+    # what the time budget and a fast_dev_run's projection read of the schedule
+    def count_due(self, start: Progress, batches: int | None, epoch_batches: int | None = None) -> int | None: ...
+
+    def run_seconds(self, window: int) -> float: ...
+
+    def epoch_runs(self, epoch: int, since: float) -> tuple[float, int]: ...
+
 
 @dataclass
 class RunPlan:
