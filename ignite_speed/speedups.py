@@ -296,6 +296,9 @@ class Speedups:
             self._loop_limits = self._replace(self._loop_limits, LoopLimits(**kwargs_of(new.loop_limits_flags())))
         if old.train_batch_flags() != new.train_batch_flags():
             self._train_batches = self._build_train_batches(self._train_batches)
+            # asked for: the continued run takes the new batches per epoch as allow_resume_changes does (from the
+            # next epoch boundary; an interrupted epoch ends at its last batch)
+            self.loop.setup.extended_layout = True
         if old.max_time_flags() != new.max_time_flags():
             self._time_budget = self._build_time_budget(self._time_budget)
         schedule = self._schedule

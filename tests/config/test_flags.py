@@ -53,8 +53,8 @@ from ignite_speed.config.precision import (
     validate_gradient_clip_algorithm,
     validate_gradient_clip_val,
 )
-from ignite_speed.config.sources import flags_from_source
 from ignite_speed.config.slices import kwargs_of
+from ignite_speed.config.sources import flags_from_source
 from ignite_speed.handlers import LoopLimits, TimeBudget, ValidationSchedule
 
 MINUTE = datetime.timedelta(minutes=1)
