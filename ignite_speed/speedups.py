@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: l
 
     from .step.precision import Precision
 
-__all__ = ["Speedups", "attach_speedups", "run_facts", "full_run_plan", "EXTEND_REFUSED"]
+__all__ = ["Speedups", "SpeedupHandlers", "attach_speedups", "run_facts", "full_run_plan", "EXTEND_REFUSED"]
 
 _H = TypeVar("_H", bound=LoopHandler)
 
@@ -78,6 +78,115 @@ _VALIDATION_ONLY_FLAGS = frozenset({"limit_val_batches", "val_check_interval", "
                                     "val_time_fraction"})
 
 
+class SpeedupHandlers:
+    """The handlers a config enables on one trainer: the composition of :func:`attach_speedups`. Each is built by
+    its constructor from its slice of the config (``cfg.loop_limits_flags()``, ...: ignite_speed.config.slices);
+    :meth:`rebuild` replaces those whose slice changed (``Speedups.extend``), carrying their state over.
+
+    Attributes (each None when the config does not enable it): ``limits`` (:class:`~ignite_speed.handlers.LoopLimits`),
+    ``train_batches``, ``validation``, ``time_budget``, ``early_stopping``, ``nan_guard``, ``preemption``,
+    ``autoresume``.
+    """
+
+    def __init__(self, loop: TrainingLoop, evaluator: Engine | None, val_data: Any, model: Any) -> None:
+        self.loop, self.trainer, self.evaluator, self.val_data, self.model = loop, loop.trainer, evaluator, val_data, model
+        self.limits: LoopLimits | None = None
+        self.train_batches: TrainBatchLimit | None = None
+        self.validation: ValidationSchedule | None = None
+        self.time_budget: TimeBudget | None = None
+        self.early_stopping: EarlyStopping | None = None
+        self.nan_guard: NonFiniteLossGuard | None = None
+        self.preemption: PreemptionGuard | None = None
+        self.autoresume: AutoResume | None = None
+
+    def build(self, cfg: SpeedConfig) -> None:
+        evaluator, val_data = self.evaluator, self.val_data
+        if cfg.val_time_fraction is not None and (evaluator is None or val_data is None):
+            raise ValueError(f"val_time_fraction={cfg.val_time_fraction!r} budgets validation, but attach_speedups "
+                             f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
+                             f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
+        self.limits = self._replace(None, LoopLimits(**kwargs_of(cfg.loop_limits_flags())))
+        self.train_batches = self._train_batches(None, cfg)
+        # with an evaluator but no val_data nothing validates, and a fast_dev_run still limits the evaluator's runs
+        self.validation = None if evaluator is None else self._replace(None, ValidationSchedule(
+            evaluator, () if val_data is None else val_data, **kwargs_of(cfg.validation_flags())))
+        self.time_budget = self._time_budget(None, cfg)
+        self._early_stopping(cfg)
+        self.nan_guard = self._replace(None, NonFiniteLossGuard()) if cfg.terminate_on_nan else None
+        self.preemption = self._preemption(None, cfg)
+        self.autoresume = self._replace(None, AutoResume()) if cfg.autoresume else None
+
+    def rebuild(self, old: SpeedConfig, new: SpeedConfig) -> None:
+        """Replace every handler whose slice changed from ``old`` to ``new`` (state carried over)."""
+        if old.loop_limits_flags() != new.loop_limits_flags():
+            self.limits = self._replace(self.limits, LoopLimits(**kwargs_of(new.loop_limits_flags())))
+        if old.train_batch_flags() != new.train_batch_flags():
+            self.train_batches = self._train_batches(self.train_batches, new)
+            # asked for: the continued run takes the new batches per epoch as allow_resume_changes does (from the
+            # next epoch boundary; an interrupted epoch ends at its last batch)
+            self.loop.setup.extended_layout = True
+        if old.max_time_flags() != new.max_time_flags():
+            self.time_budget = self._time_budget(self.time_budget, new)
+        schedule = self.validation
+        if schedule is not None and old.validation_flags() != new.validation_flags():
+            self.validation = self._replace(schedule, ValidationSchedule(
+                schedule.evaluator, schedule.val_data, **kwargs_of(new.validation_flags())))
+            self._place_early_stopping(new)
+        if old.early_stopping != new.early_stopping:
+            self._early_stopping(new)
+        if old.terminate_on_nan != new.terminate_on_nan:
+            self.nan_guard = self._replace(self.nan_guard, NonFiniteLossGuard() if new.terminate_on_nan else None)
+        if old.preemption_signals != new.preemption_signals:
+            self.preemption = self._preemption(self.preemption, new)
+
+    def _replace(self, old: Any, new: _H | None) -> _H | None:
+        """Attach ``new`` in place of ``old`` (either may be None); ``new`` carries on ``old``'s state."""
+        if old is not None:
+            old.detach()
+            self.loop.handlers.remove(old)
+        if new is None:
+            return None
+        if old is not None:
+            new.load_state_dict(old.state_dict())  # an extended run keeps its measurements and records
+        return new.attach(self.trainer)
+
+    def _train_batches(self, old: TrainBatchLimit | None, cfg: SpeedConfig) -> TrainBatchLimit | None:
+        flags = cfg.train_batch_flags()
+        return self._replace(old, None if flags.is_all else TrainBatchLimit(**kwargs_of(flags)))
+
+    def _time_budget(self, old: TimeBudget | None, cfg: SpeedConfig) -> TimeBudget | None:
+        flags = cfg.max_time_flags()
+        return self._replace(old, None if flags is None else TimeBudget(flags.max_time, flags.mode, flags.reserve))
+
+    def _preemption(self, old: PreemptionGuard | None, cfg: SpeedConfig) -> PreemptionGuard | None:
+        return self._replace(old, PreemptionGuard(cfg.preemption_signals) if cfg.preemption_signals else None)
+
+    def _early_stopping(self, cfg: SpeedConfig) -> None:
+        # (EarlyStopping's current API: it attaches with the evaluator and the model, and its placement is set
+        # for the schedule; the best score carries over to a rebuilt one with the same monitor and mode)
+        old, self.early_stopping = self.early_stopping, None
+        if old is not None:
+            old.detach()
+            self.loop.handlers.remove(old)
+        if not cfg.effective().early_stopping_enabled:
+            return
+        es = EarlyStopping(**dict(cfg.early_stopping or {}))
+        # judged on the schedule's runs; without validation the monitor must be a trainer metric (refused now)
+        es.attach(self.trainer, self.evaluator if self.validation is not None else None, model=self.model)
+        self.early_stopping = es
+        self._place_early_stopping(cfg)
+        if old is not None and (es.monitor, es.mode) == (old.monitor, old.mode):
+            es.best_score = old.best_score
+
+    def _place_early_stopping(self, cfg: SpeedConfig) -> None:
+        """Where early stopping checks, for the schedule (again after ``extend`` changes the schedule)."""
+        es, lim = self.early_stopping, cfg.effective()
+        if es is not None:
+            es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
+                     validation_enabled=self.validation is not None and self.validation.configured,
+                     trainer=self.trainer, budgeted=lim.val_time_fraction is not None)
+
+
 class Speedups:
     """The speed-up controls attached to one trainer (returned by :func:`attach_speedups`).
 
@@ -87,8 +196,7 @@ class Speedups:
         rank_failure_timeout: when ``trainer.run`` raises on one rank of a distributed run, how long that
             rank waits for the others to reach their next stop sync, where they learn of the failure and
             raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
-        preemption: the :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None.
-        autoresume: the :class:`~ignite_speed.handlers.AutoResume` of ``autoresume``, or None.
+        handlers: the handlers the config enables (:class:`SpeedupHandlers`).
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -110,81 +218,22 @@ class Speedups:
         self.loop = TrainingLoop.of_or_attach(trainer)
         self.projection: Projection | None = None  # set at the end of a fast_dev_run
         self.loop.timer.listeners.append(lambda: _project_fast_dev_run(self))
+        self.handlers = SpeedupHandlers(self.loop, evaluator, val_data, model)
         try:
-            self._attach_handlers(trainer, evaluator, cfg, val_data)
+            self._configure_loop()
+            self.handlers.build(cfg)
+            self.loop.parts.speedups = self
         except BaseException:
             self.loop.detach()  # a refused config leaves the trainer as it was: a corrected call can attach
             raise
         if self.loop.parts.precision is None and precision is None:
             _warn_step_flags_unapplied(cfg)
 
-    def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
-        """The handlers the config enables, each built by its constructor from its slice of ``cfg``."""
-        self._configure_loop()
-        if cfg.val_time_fraction is not None and (evaluator is None or val_data is None):
-            raise ValueError(f"val_time_fraction={cfg.val_time_fraction!r} budgets validation, but attach_speedups "
-                             f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
-                             f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
-        self._loop_limits = self._replace(None, LoopLimits(**kwargs_of(cfg.loop_limits_flags())))
-        self._train_batches = self._build_train_batches(None)
-        # with an evaluator but no val_data nothing validates, and a fast_dev_run still limits the evaluator's runs
-        self._schedule = None if evaluator is None else self._replace(None, ValidationSchedule(
-            evaluator, () if val_data is None else val_data, **kwargs_of(cfg.validation_flags())))
-        self._time_budget: TimeBudget | None = self._build_time_budget(None)
-        self._early_stopping: EarlyStopping | None = None
-        if self.limits.early_stopping_enabled:
-            self._attach_early_stopping(EarlyStopping(**dict(cfg.early_stopping or {})))
-        self._nan_guard = self._replace(None, NonFiniteLossGuard()) if cfg.terminate_on_nan else None
-        self.preemption = self._build_preemption(None)
-        self.autoresume = AutoResume().attach(trainer) if cfg.autoresume else None
-        self.loop.parts.speedups = self
-
     def _configure_loop(self) -> None:
         cfg = self.cfg
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
         self.loop.timer.fine, self.loop.setup.allow_resume_changes = cfg.profile, cfg.allow_resume_changes
-
-    def _replace(self, old: Any, new: _H | None) -> _H | None:
-        """Attach ``new`` in place of ``old`` (either may be None); ``new`` carries on ``old``'s state."""
-        if old is not None:
-            old.detach()
-            self.loop.handlers.remove(old)
-        if new is None:
-            return None
-        if old is not None:
-            new.load_state_dict(old.state_dict())  # an extended run keeps its measurements and records
-        return new.attach(self.trainer)
-
-    def _build_train_batches(self, old: TrainBatchLimit | None) -> TrainBatchLimit | None:
-        flags = self.cfg.train_batch_flags()
-        return self._replace(old, None if flags.is_all else TrainBatchLimit(**kwargs_of(flags)))
-
-    def _build_time_budget(self, old: TimeBudget | None) -> TimeBudget | None:
-        flags = self.cfg.max_time_flags()
-        return self._replace(old, None if flags is None else TimeBudget(flags.max_time, flags.mode, flags.reserve))
-
-    def _build_preemption(self, old: PreemptionGuard | None) -> PreemptionGuard | None:
-        signals = self.cfg.preemption_signals
-        return self._replace(old, PreemptionGuard(signals) if signals else None)
-
-    def _attach_early_stopping(self, es: EarlyStopping) -> None:
-        # Judged on the schedule's runs; without validation the monitor must be a trainer metric (refused now).
-        old, self._early_stopping = self._early_stopping, None
-        if old is not None:
-            old.detach()
-            self.loop.handlers.remove(old)
-        es.attach(self.trainer, self.evaluator if self._schedule is not None else None, model=self.model)
-        self._early_stopping = es
-        self._place_early_stopping()
-
-    def _place_early_stopping(self) -> None:
-        """Where early stopping checks, for the schedule (again after ``extend`` changes the schedule)."""
-        es, lim = self._early_stopping, self.limits
-        if es is not None:
-            es.setup(val_check_interval=lim.val_check_interval, check_val_every_n_epoch=lim.check_val_every_n_epoch,
-                     validation_enabled=self._schedule is not None and self._schedule.configured,
-                     trainer=self.trainer, budgeted=lim.val_time_fraction is not None)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -204,16 +253,26 @@ class Speedups:
     @property
     def early_stopping(self) -> EarlyStopping | None:
         """The :class:`~ignite_speed.handlers.EarlyStopping` built from the config, or None."""
-        return self._early_stopping
+        return self.handlers.early_stopping
 
     @property
     def time_budget(self) -> TimeBudget | None:
         """The :class:`~ignite_speed.handlers.TimeBudget` of ``max_time``, or None."""
-        return self._time_budget
+        return self.handlers.time_budget
 
     @property
     def nan_guard(self) -> NonFiniteLossGuard | None:
-        return self._nan_guard
+        return self.handlers.nan_guard
+
+    @property
+    def preemption(self) -> PreemptionGuard | None:
+        """The :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None."""
+        return self.handlers.preemption
+
+    @property
+    def autoresume(self) -> AutoResume | None:
+        """The :class:`~ignite_speed.handlers.AutoResume` of ``autoresume``, or None."""
+        return self.handlers.autoresume
 
     @property
     def stop_reason(self) -> StopReason:
@@ -259,73 +318,30 @@ class Speedups:
     def extend(self, **flags: Any) -> None:
         """Let the next ``trainer.run()`` continue a run that already finished, with raised limits.
 
-        ``flags`` are config flags to change first (e.g. ``max_epochs=20``, ``max_steps``, ``max_time``,
-        ``val_check_interval``, ``early_stopping``). Every handler whose flags changed is rebuilt, keeping
-        its measurements, and acts on the next run; a flag that cannot act on a continuing run
-        (:data:`EXTEND_REFUSED`: the job's devices and processes, the training step's, ``fast_dev_run``,
-        ``num_sanity_val_steps``, ``autoresume``) is refused here with the reason, and nothing changes. Without
-        calling it, running a finished trainer again raises instead of silently training on.
-        """
+        ``flags`` are config flags to change first (``max_epochs=20``, ``val_check_interval``, ...). Every handler
+        whose flags changed is rebuilt, keeping its measurements, and acts on the next run; a flag that cannot act
+        on a continuing run (:data:`EXTEND_REFUSED`) is refused here with what to do instead, and nothing changes.
+        Without calling it, running a finished trainer again raises instead of silently training on."""
         final = self.controller.final
         old = self.cfg
         new = old.replace(**flags) if flags else old
         changed = [name for name in SpeedConfig.flag_names() if getattr(new, name) != getattr(old, name)]
-        self._refuse_unchangeable(changed, new)
-        if changed:
-            self.cfg, self.limits = new, new.effective()
-            self._configure_loop()
-            self._rebuild_changed(old, new)
-        es = self.early_stopping
-        if es is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
-            es.rearm()
-        self.controller.reset_run()
-
-    def _refuse_unchangeable(self, changed: list[str], new: SpeedConfig) -> None:
         for name in changed:
             reason = EXTEND_REFUSED.get(name)
-            if reason is None and name in _VALIDATION_ONLY_FLAGS and self._schedule is None:
+            if reason is None and name in _VALIDATION_ONLY_FLAGS and self.handlers.validation is None:
                 reason = ("nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
                           "to a new trainer's attach_speedups to validate")
             if reason is not None:
                 raise ValueError(f"speedups.extend({name}={getattr(new, name)!r}): {name} cannot change in a "
-                                 f"continuing run (it is {getattr(self.cfg, name)!r}): {reason}")
-
-    def _rebuild_changed(self, old: SpeedConfig, new: SpeedConfig) -> None:
-        """Rebuild every handler whose slice of the config changed (its state carried over)."""
-        if old.loop_limits_flags() != new.loop_limits_flags():
-            self._loop_limits = self._replace(self._loop_limits, LoopLimits(**kwargs_of(new.loop_limits_flags())))
-        if old.train_batch_flags() != new.train_batch_flags():
-            self._train_batches = self._build_train_batches(self._train_batches)
-            # asked for: the continued run takes the new batches per epoch as allow_resume_changes does (from the
-            # next epoch boundary; an interrupted epoch ends at its last batch)
-            self.loop.setup.extended_layout = True
-        if old.max_time_flags() != new.max_time_flags():
-            self._time_budget = self._build_time_budget(self._time_budget)
-        schedule = self._schedule
-        if schedule is not None and old.validation_flags() != new.validation_flags():
-            self._schedule = self._replace(schedule, ValidationSchedule(
-                schedule.evaluator, schedule.val_data, **kwargs_of(new.validation_flags())))
-            self._place_early_stopping()
-        if old.early_stopping != new.early_stopping:
-            self._rebuild_early_stopping()
-        if old.terminate_on_nan != new.terminate_on_nan:
-            self._nan_guard = self._replace(self._nan_guard, NonFiniteLossGuard() if new.terminate_on_nan else None)
-        if old.preemption_signals != new.preemption_signals:
-            self.preemption = self._build_preemption(self.preemption)
-
-    def _rebuild_early_stopping(self) -> None:
-        # (the call site of EarlyStopping's current API: the best score carries over for the same monitor and mode)
-        es = self._early_stopping
-        if not self.limits.early_stopping_enabled:
-            if es is not None:
-                es.detach()
-                self.loop.handlers.remove(es)
-            self._early_stopping = None
-            return
-        new = EarlyStopping(**dict(self.cfg.early_stopping or {}))
-        self._attach_early_stopping(new)
-        if es is not None and (new.monitor, new.mode) == (es.monitor, es.mode):
-            new.best_score = es.best_score
+                                 f"continuing run (it is {getattr(old, name)!r}): {reason}")
+        if changed:
+            self.cfg, self.limits = new, new.effective()
+            self._configure_loop()
+            self.handlers.rebuild(old, new)
+        es = self.early_stopping
+        if es is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
+            es.rearm()
+        self.controller.reset_run()
 
     def test(self, engine: Engine, data: Any) -> State:
         """Run ``engine`` on ``data`` under ``limit_test_batches`` (or ``fast_dev_run``)."""
@@ -407,7 +423,7 @@ def run_facts(speedups: Speedups) -> RunFacts:
 
     data, cfg, lim = speedups.loop.plan.train_data, speedups.cfg, speedups.limits
     is_loader = isinstance(data, torch.utils.data.DataLoader)
-    schedule = speedups._schedule
+    schedule = speedups.handlers.validation
     on_gpu = torch.cuda.is_available() and (speedups.model is None or
                                             any(p.is_cuda for p in speedups.model.parameters()))
     es = speedups.early_stopping
@@ -435,7 +451,7 @@ def _project_fast_dev_run(speedups: Speedups) -> None:
     run = full_run_plan(speedups, profile.batch_seconds or 0.0)
     if run is None:
         return
-    schedule = speedups._schedule
+    schedule = speedups.handlers.validation
     measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
     speedups.projection = project(profile, measured, run)
     if loop.plan.is_rank_zero:
@@ -471,7 +487,7 @@ def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: 
     """Validation runs, batches per run and sanity-check batches of the full run."""
     from .handlers.validation import resolve_val_schedule
 
-    schedule = speedups._schedule
+    schedule = speedups.handlers.validation
     if schedule is None or not schedule.configured:
         return 0, 0, 0
     val_batches = full.limit_val_batches.resolve(data_length(speedups.val_data), "limit_val_batches") or 0

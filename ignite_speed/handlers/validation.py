@@ -219,17 +219,11 @@ class ValidationSchedule(LoopHandler):
         self.flags = ValidationFlags.parse(val_check_interval, check_val_every_n_epoch, num_sanity_val_steps,
                                            limit_val_batches, val_time_fraction, overfit_batches, fast_dev_run)
         flags = self.flags.resolved()  # fast_dev_run and overfit_batches applied
-        interval, every_n_epochs, sanity_steps = (flags.val_check_interval, flags.check_val_every_n_epoch,
-                                                  flags.num_sanity_val_steps)
-        limit, overfit, fraction = flags.limit_val_batches, flags.overfit, flags.val_time_fraction
-        self.evaluator = evaluator
-        self.val_data = val_data
-        self.val_check_interval = interval
-        self.check_val_every_n_epoch = every_n_epochs
-        self.num_sanity_val_steps = sanity_steps
-        self.limit_val_batches = limit
-        self.overfit = overfit  # overfit_batches: validate on a sequential copy of the data
-        self.val_time_fraction = fraction
+        self.evaluator, self.val_data = evaluator, val_data
+        self.val_check_interval, self.check_val_every_n_epoch = flags.val_check_interval, flags.check_val_every_n_epoch
+        self.num_sanity_val_steps, self.limit_val_batches = flags.num_sanity_val_steps, flags.limit_val_batches
+        self.overfit = flags.overfit  # overfit_batches: validate on a sequential copy of the data
+        self.val_time_fraction = fraction = flags.val_time_fraction
         self.budget = None if fraction is None else ValidationBudget(fraction)  # (validation_budget.py)
         if self.budget is None:
             self.skip_hooks = frozenset({"on_agreement"})

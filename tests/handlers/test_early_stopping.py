@@ -20,7 +20,7 @@ from ignite.engine import Engine, Events
 from ignite.metrics import Average
 
 from ignite_speed.config import BatchLimit, SpeedConfig, validate_early_stopping_kwargs
-from ignite_speed.handlers import EarlyStopping
+from ignite_speed.handlers import EarlyStopping, LoopLimits
 from ignite_speed.handlers.early_stopping_rule import (
     Criteria,
     EarlyStoppingReason,
@@ -630,7 +630,9 @@ def test_verbose_logs_with_reason(caplog):
 def _loss_trainer(outputs: Sequence[Any], **attach: Any) -> tuple[Engine, NonFiniteLossGuard]:
     it = iter(outputs)
     trainer = Engine(lambda e, b: next(it))
-    guard = NonFiniteLossGuard(**attach.pop("kw", {})).attach(trainer, **attach)
+    guard = NonFiniteLossGuard(**attach.pop("kw", {})).attach(trainer)
+    if attach:  # the minimums' home
+        LoopLimits(**attach).attach(trainer)
     return trainer, guard
 
 

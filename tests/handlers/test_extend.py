@@ -112,7 +112,7 @@ ACTS: dict[str, Any] = {
     "check_val_every_n_epoch": lambda: Job({}).extend_and_run(max_epochs=3, check_val_every_n_epoch=2).val_at
     == [8, 16],
     # validation takes 4 s a run: with a budget of 1 %, the first candidate of the run validates, the others wait
-    "val_time_fraction": lambda: (lambda j: (j.val_at, j.speedups._schedule.budget.skipped) == ([2, 4, 6, 8, 10], 3))(
+    "val_time_fraction": lambda: (lambda j: (j.val_at, j.speedups.handlers.validation.budget.skipped) == ([2, 4, 6, 8, 10], 3))(
         Job({"val_check_interval": 0.25}).extend_and_run(max_epochs=2, val_time_fraction=0.01)),
     "early_stopping": lambda: Job({"early_stopping": {"monitor": "val_loss", "patience": 3}}).extend_and_run(
         max_epochs=9, early_stopping={"monitor": "val_loss", "patience": 1}).outcome
