@@ -36,6 +36,13 @@ class ValidationRole(Protocol):
 
     time_based: bool
     last_metrics: dict[str, Any] | None
+    # the settings early stopping places its checks by (Lightning's rule for check_on_train_epoch_end=None)
+    val_check_interval: Any  # a BatchLimit or a timedelta
+    check_val_every_n_epoch: int | None
+    val_time_fraction: float | None
+
+    @property
+    def enabled(self) -> bool: ...
 
     def due_after_batch(self, progress: Progress, is_last: bool, stopping: bool, time_due: bool) -> bool: ...
 
