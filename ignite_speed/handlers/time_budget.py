@@ -54,7 +54,9 @@ class TimeBudget(LoopHandler):
     Checked at the start of a run in every mode (a resumed run whose time is spent stops before its first
     batch); then after every training batch (``"step"``, ``"fit"``: a clock read, on rank 0 only in
     distributed runs) and at every epoch end (``"epoch"``, ``"fit"``). A stop is a request: it waits for
-    ``min_epochs``/``min_steps`` like any other. Validation time counts; the sanity check does not.
+    ``min_epochs``/``min_steps`` like any other. Validation time counts; the sanity check does not. Without
+    ``max_epochs`` (from ``run()`` or a :class:`LoopLimits`), the budget bounds the run, as Lightning's ``max_time``
+    does: attached alone, ``trainer.run(data)`` trains until the budget, not Ignite's one epoch.
 
     Args:
         max_time: ``"DD:HH:MM:SS"``, a dict such as ``{"minutes": 5}``, a ``timedelta`` or seconds.
