@@ -196,7 +196,7 @@ class Speedups:
         rank_failure_timeout: when ``trainer.run`` raises on one rank of a distributed run, how long that
             rank waits for the others to reach their next stop sync, where they learn of the failure and
             raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
-        handlers: the handlers the config enables (:class:`SpeedupHandlers`).
+        handlers: the handlers the config enables (``SpeedupHandlers`` of ``ignite_speed.speedups``).
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -320,7 +320,7 @@ class Speedups:
 
         ``flags`` are config flags to change first (``max_epochs=20``, ``val_check_interval``, ...). Every handler
         whose flags changed is rebuilt, keeping its measurements, and acts on the next run; a flag that cannot act
-        on a continuing run (:data:`EXTEND_REFUSED`) is refused here with what to do instead, and nothing changes.
+        on a continuing run (``EXTEND_REFUSED``) is refused here with what to do instead, and nothing changes.
         Without calling it, running a finished trainer again raises instead of silently training on."""
         final = self.controller.final
         old = self.cfg
