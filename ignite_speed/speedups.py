@@ -73,6 +73,11 @@ EXTEND_REFUSED: dict[str, str] = {
     "autoresume": "it acts when the first run of a fresh process starts; the run extend continues is in memory "
                   "(give it to attach_speedups)",
 }
+# what fast_dev_run overrides: refused under it (the run would not follow them)
+_FAST_DEV_RUN_OVERRIDES = frozenset({"max_epochs", "min_epochs", "max_steps", "min_steps", "limit_train_batches",
+                                     "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                                     "val_check_interval", "check_val_every_n_epoch", "val_time_fraction",
+                                     "early_stopping"})
 # validation flags: refused when nothing validates (no evaluator)
 _VALIDATION_ONLY_FLAGS = frozenset({"limit_val_batches", "val_check_interval", "check_val_every_n_epoch",
                                     "val_time_fraction"})
@@ -320,7 +325,8 @@ class Speedups:
 
         ``flags`` are config flags to change first (``max_epochs=20``, ``val_check_interval``, ...). Every handler
         whose flags changed is rebuilt, keeping its measurements, and acts on the next run; a flag that cannot act
-        on a continuing run (``EXTEND_REFUSED``) is refused here with what to do instead, and nothing changes.
+        on a continuing run (``EXTEND_REFUSED``; under ``fast_dev_run``, what it overrides) is refused here with
+        what to do instead, and nothing changes.
         Without calling it, running a finished trainer again raises instead of silently training on."""
         final = self.controller.final
         old = self.cfg
@@ -328,6 +334,9 @@ class Speedups:
         changed = [name for name in SpeedConfig.flag_names() if getattr(new, name) != getattr(old, name)]
         for name in changed:
             reason = EXTEND_REFUSED.get(name)
+            if reason is None and name in _FAST_DEV_RUN_OVERRIDES and new.fast_dev_run:
+                reason = (f"fast_dev_run={new.fast_dev_run} overrides it (a short debug run); to train, attach_speedups "
+                          f"without fast_dev_run to a new trainer")
             if reason is None and name in _VALIDATION_ONLY_FLAGS and self.handlers.validation is None:
                 reason = ("nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
                           "to a new trainer's attach_speedups to validate")

@@ -171,6 +171,16 @@ def test_the_refusals_say_what_to_do_instead():
         job.speedups.extend(ckpt_path="last")  # (Lightning's spelling of autoresume=True)
 
 
+@pytest.mark.parametrize("flags", [{"max_epochs": 3}, {"max_steps": 10}, {"limit_val_batches": 1},
+                                   {"early_stopping": {"monitor": "val_loss"}}])
+def test_what_fast_dev_run_overrides_is_refused_under_it(flags):
+    job = Job({"fast_dev_run": 2})
+    assert job.outcome == (2, StopReason.MAX_STEPS)
+    (name,) = flags
+    with pytest.raises(ValueError, match=rf"extend\({name}=.*fast_dev_run=2 overrides it.*without fast_dev_run"):
+        job.speedups.extend(**flags)
+
+
 def test_validation_flags_without_an_evaluator_are_refused():
     trainer = Engine(lambda e, b: None)
     speedups = attach_speedups(trainer, None, {"max_epochs": 1})
