@@ -16,15 +16,17 @@ import datetime
 import math
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ignite.engine import Engine, State
 
+from .config.slices import kwargs_of
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
 from .handlers.autoresume import AutoResume
-from .handlers.early_stopping import EarlyStopping, EarlyStoppingOptions
+from .handlers.base import LoopHandler
+from .handlers.early_stopping import EarlyStopping
 from .handlers.limits import LoopLimits, TrainBatchLimit
 from .handlers.nan_guard import NonFiniteLossGuard
 from .handlers.preemption import PreemptionGuard, exit_code_of
@@ -45,7 +47,143 @@ if TYPE_CHECKING:  # pragma: no cover  (precision imports torch.amp machinery: l
 
     from .step.precision import Precision
 
-__all__ = ["Speedups", "attach_speedups", "run_facts", "full_run_plan"]
+__all__ = ["Speedups", "SpeedupHandlers", "attach_speedups", "run_facts", "full_run_plan", "EXTEND_REFUSED"]
+
+_H = TypeVar("_H", bound=LoopHandler)
+
+
+# The flags extend refuses (they cannot act on a continuing run), with what to do instead.
+_STEP = ("applied by the training step that create_trainer built (or by your own step); build a new trainer "
+         "with it (create_trainer(..., {name}=...)) and attach_speedups again")
+_JOB = ("the job's processes and devices are set when it launches; relaunch the job with the new value and resume "
+        "from its checkpoint (allow_resume_changes=True resumes under another setup)")
+EXTEND_REFUSED: dict[str, str] = {
+    **{name: _STEP.format(name=name) for name in ("precision", "amp_backend", "amp_level", "gradient_clip_val",
+                                                   "gradient_clip_algorithm")},
+    "accumulate_grad_batches": _STEP.format(name="accumulate_grad_batches") + " (the step and global_step count "
+                               "optimizer steps with the value the run started with; a change in a continuing run "
+                               "would make them disagree)",
+    **{name: _JOB for name in ("accelerator", "devices", "num_nodes", "strategy", "node_rank", "master_addr",
+                               "master_port", "deepspeed_config")},
+    "fast_dev_run": "a fast_dev_run is a short debug run, not the start of a longer one; to train, attach_speedups "
+                    "without fast_dev_run to a new trainer (or speedups.extend(max_epochs=...) after a run without it)",
+    "num_sanity_val_steps": "the sanity check runs before the first batch of a new run; the run extend continues "
+                            "has none (give it to attach_speedups)",
+    "autoresume": "it acts when the first run of a fresh process starts; the run extend continues is in memory "
+                  "(give it to attach_speedups)",
+}
+# what fast_dev_run overrides: refused under it (the run would not follow them)
+_FAST_DEV_RUN_OVERRIDES = frozenset({"max_epochs", "min_epochs", "max_steps", "min_steps", "limit_train_batches",
+                                     "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                                     "val_check_interval", "check_val_every_n_epoch", "val_time_fraction",
+                                     "early_stopping"})
+# validation flags: refused when nothing validates (no evaluator)
+_VALIDATION_ONLY_FLAGS = frozenset({"limit_val_batches", "val_check_interval", "check_val_every_n_epoch",
+                                    "val_time_fraction"})
+
+
+class SpeedupHandlers:
+    """The handlers a config enables on one trainer: the composition of :func:`attach_speedups`. Each is built by
+    its constructor from its slice of the config (``cfg.loop_limits_flags()``, ...: ignite_speed.config.slices);
+    :meth:`rebuild` replaces those whose slice changed (``Speedups.extend``), carrying their state over.
+
+    Attributes (each None when the config does not enable it): ``limits`` (:class:`~ignite_speed.handlers.LoopLimits`),
+    ``train_batches``, ``validation``, ``time_budget``, ``early_stopping``, ``nan_guard``, ``preemption``,
+    ``autoresume``.
+    """
+
+    def __init__(self, loop: TrainingLoop, evaluator: Engine | None, val_data: Any, model: Any) -> None:
+        self.loop, self.trainer, self.evaluator, self.val_data, self.model = loop, loop.trainer, evaluator, val_data, model
+        self.limits: LoopLimits | None = None
+        self.train_batches: TrainBatchLimit | None = None
+        self.validation: ValidationSchedule | None = None
+        self.time_budget: TimeBudget | None = None
+        self.early_stopping: EarlyStopping | None = None
+        self.nan_guard: NonFiniteLossGuard | None = None
+        self.preemption: PreemptionGuard | None = None
+        self.autoresume: AutoResume | None = None
+
+    def build(self, cfg: SpeedConfig) -> None:
+        evaluator, val_data = self.evaluator, self.val_data
+        if cfg.val_time_fraction is not None and (evaluator is None or val_data is None):
+            raise ValueError(f"val_time_fraction={cfg.val_time_fraction!r} budgets validation, but attach_speedups "
+                             f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
+                             f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
+        self.limits = self._replace(None, LoopLimits(**kwargs_of(cfg.loop_limits_flags())))
+        self.train_batches = self._train_batches(None, cfg)
+        # with an evaluator but no val_data nothing validates, and a fast_dev_run still limits the evaluator's runs
+        self.validation = None if evaluator is None else self._validation(None, ValidationSchedule(
+            evaluator, () if val_data is None else val_data, **kwargs_of(cfg.validation_flags())))
+        self.time_budget = self._time_budget(None, cfg)
+        self._early_stopping(cfg)
+        self.nan_guard = self._replace(None, NonFiniteLossGuard()) if cfg.terminate_on_nan else None
+        self.preemption = self._preemption(None, cfg)
+        self.autoresume = self._replace(None, AutoResume()) if cfg.autoresume else None
+
+    def rebuild(self, old: SpeedConfig, new: SpeedConfig) -> None:
+        """Replace every handler whose slice changed from ``old`` to ``new`` (state carried over)."""
+        if old.loop_limits_flags() != new.loop_limits_flags():
+            self.limits = self._replace(self.limits, LoopLimits(**kwargs_of(new.loop_limits_flags())))
+        if old.train_batch_flags() != new.train_batch_flags():
+            self.train_batches = self._train_batches(self.train_batches, new)
+            # asked for: the continued run takes the new batches per epoch as allow_resume_changes does (from the
+            # next epoch boundary; an interrupted epoch ends at its last batch)
+            self.loop.setup.extended_layout = True
+        if old.max_time_flags() != new.max_time_flags():
+            self.time_budget = self._time_budget(self.time_budget, new)
+        schedule = self.validation
+        if schedule is not None and old.validation_flags() != new.validation_flags():
+            self.validation = self._validation(schedule, ValidationSchedule(
+                schedule.evaluator, schedule.val_data, **kwargs_of(new.validation_flags())))
+        if old.early_stopping != new.early_stopping:
+            self._early_stopping(new)
+        if old.terminate_on_nan != new.terminate_on_nan:
+            self.nan_guard = self._replace(self.nan_guard, NonFiniteLossGuard() if new.terminate_on_nan else None)
+        if old.preemption_signals != new.preemption_signals:
+            self.preemption = self._preemption(self.preemption, new)
+
+    def _replace(self, old: Any, new: _H | None) -> _H | None:
+        """Attach ``new`` in place of ``old`` (either may be None); ``new`` carries on ``old``'s state."""
+        if old is not None:
+            old.detach()
+            self.loop.handlers.remove(old)
+        if new is None:
+            return None
+        if old is not None:
+            new.load_state_dict(old.state_dict())  # an extended run keeps its measurements and records
+        return new.attach(self.trainer)
+
+    def _validation(self, old: ValidationSchedule | None, new: ValidationSchedule) -> ValidationSchedule | None:
+        new.model = self.model  # (each run gives the trained model its modules' modes back)
+        return self._replace(old, new)
+
+    def _train_batches(self, old: TrainBatchLimit | None, cfg: SpeedConfig) -> TrainBatchLimit | None:
+        flags = cfg.train_batch_flags()
+        return self._replace(old, None if flags.is_all else TrainBatchLimit(**kwargs_of(flags)))
+
+    def _time_budget(self, old: TimeBudget | None, cfg: SpeedConfig) -> TimeBudget | None:
+        flags = cfg.max_time_flags()
+        return self._replace(old, None if flags is None else TimeBudget(flags.max_time, flags.mode, flags.reserve))
+
+    def _preemption(self, old: PreemptionGuard | None, cfg: SpeedConfig) -> PreemptionGuard | None:
+        return self._replace(old, PreemptionGuard(cfg.preemption_signals) if cfg.preemption_signals else None)
+
+    def _early_stopping(self, cfg: SpeedConfig) -> None:
+        # judged on the schedule's runs (its placement resolved by the handler at each run's start); without
+        # validation the monitor must be a trainer metric (refused at attach). The best score carries over to a
+        # rebuilt one with the same monitor and mode.
+        old, self.early_stopping = self.early_stopping, None
+        if old is not None:
+            old.detach()
+            self.loop.handlers.remove(old)
+        options = cfg.early_stopping_options
+        if not cfg.effective().early_stopping_enabled or options is None:
+            return
+        evaluator = self.evaluator if self.validation is not None else None
+        es = EarlyStopping(evaluator, options=options, model=self.model).attach(self.trainer)
+        self.early_stopping = es
+        if old is not None and (es.monitor, es.mode) == (old.monitor, old.mode):
+            es.best_score = old.best_score
 
 
 class Speedups:
@@ -57,8 +195,7 @@ class Speedups:
         rank_failure_timeout: when ``trainer.run`` raises on one rank of a distributed run, how long that
             rank waits for the others to reach their next stop sync, where they learn of the failure and
             raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
-        preemption: the :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None.
-        autoresume: the :class:`~ignite_speed.handlers.AutoResume` of ``autoresume``, or None.
+        handlers: the handlers the config enables (``SpeedupHandlers`` of ``ignite_speed.speedups``).
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -80,59 +217,22 @@ class Speedups:
         self.loop = TrainingLoop.of_or_attach(trainer)
         self.projection: Projection | None = None  # set at the end of a fast_dev_run
         self.loop.timer.listeners.append(lambda: _project_fast_dev_run(self))
+        self.handlers = SpeedupHandlers(self.loop, evaluator, val_data, model)
         try:
-            self._attach_handlers(trainer, evaluator, cfg, val_data)
+            self._configure_loop()
+            self.handlers.build(cfg)
+            self.loop.parts.speedups = self
         except BaseException:
             self.loop.detach()  # a refused config leaves the trainer as it was: a corrected call can attach
             raise
         if self.loop.parts.precision is None and precision is None:
             _warn_step_flags_unapplied(cfg)
 
-    def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
+    def _configure_loop(self) -> None:
+        cfg = self.cfg
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
         self.loop.timer.fine, self.loop.setup.allow_resume_changes = cfg.profile, cfg.allow_resume_changes
-        lim = self.limits
-        self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
-        if lim.overfit:
-            TrainBatchLimit.for_overfit(lim.limit_train_batches).attach(trainer)
-        elif not lim.limit_train_batches.is_all:
-            TrainBatchLimit(lim.limit_train_batches).attach(trainer)
-        if lim.val_time_fraction is not None and (evaluator is None or val_data is None):
-            raise ValueError(f"val_time_fraction={lim.val_time_fraction!r} budgets validation, but attach_speedups "
-                             f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
-                             f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
-        self._schedule = None if evaluator is None else ValidationSchedule.from_limits(evaluator, val_data, lim)
-        if self._schedule is not None:
-            self._schedule.attach(trainer).model = self.model  # (its runs give the model its modes back)
-        self._time_budget: TimeBudget | None = None
-        self._set_time_budget(cfg)
-        self._early_stopping: EarlyStopping | None = None
-        if lim.early_stopping_enabled and cfg.early_stopping_options is not None:
-            self._attach_early_stopping(cfg.early_stopping_options)
-        self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
-        self.preemption = PreemptionGuard(cfg.preemption_signals).attach(trainer) if cfg.preemption_signals else None
-        self.autoresume = AutoResume().attach(trainer) if cfg.autoresume else None
-        self.loop.parts.speedups = self
-
-    def _set_time_budget(self, cfg: SpeedConfig) -> None:
-        old, self._time_budget = self._time_budget, None
-        if old is not None:
-            self.loop.handlers.remove(old)
-        if cfg.max_time is not None:
-            budget = TimeBudget(cfg.max_time, mode=cfg.max_time_mode, reserve=cfg.max_time_reserve)
-            if old is not None:
-                budget.adopt(old)  # an extended run keeps its epoch measurements
-            self._time_budget = budget.attach(self.trainer)
-
-    def _attach_early_stopping(self, options: EarlyStoppingOptions) -> EarlyStopping:
-        # Judged on the schedule's runs; without validation the monitor must be a trainer metric (refused now).
-        old, self._early_stopping = self._early_stopping, None
-        if old is not None:
-            old.detach()
-            self.loop.handlers.remove(old)
-        self._early_stopping = EarlyStopping(self.evaluator, options=options, model=self.model).attach(self.trainer)
-        return self._early_stopping
 
     # ------------------------------------------------------------------ public API
     @property
@@ -152,16 +252,26 @@ class Speedups:
     @property
     def early_stopping(self) -> EarlyStopping | None:
         """The :class:`~ignite_speed.handlers.EarlyStopping` built from the config, or None."""
-        return self._early_stopping
+        return self.handlers.early_stopping
 
     @property
     def time_budget(self) -> TimeBudget | None:
         """The :class:`~ignite_speed.handlers.TimeBudget` of ``max_time``, or None."""
-        return self._time_budget
+        return self.handlers.time_budget
 
     @property
     def nan_guard(self) -> NonFiniteLossGuard | None:
-        return self._nan_guard
+        return self.handlers.nan_guard
+
+    @property
+    def preemption(self) -> PreemptionGuard | None:
+        """The :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None."""
+        return self.handlers.preemption
+
+    @property
+    def autoresume(self) -> AutoResume | None:
+        """The :class:`~ignite_speed.handlers.AutoResume` of ``autoresume``, or None."""
+        return self.handlers.autoresume
 
     @property
     def stop_reason(self) -> StopReason:
@@ -204,29 +314,35 @@ class Speedups:
         """
         self.loop.end_epoch()
 
-    def extend(self, **limits: Any) -> None:
+    def extend(self, **flags: Any) -> None:
         """Let the next ``trainer.run()`` continue a run that already finished, with raised limits.
 
-        ``limits`` are config flags to change first (e.g. ``max_epochs=20``, ``max_steps``, ``max_time``,
-        early-stopping settings). Without calling it, running a finished trainer again raises instead of
-        silently training on.
-        """
+        ``flags`` are config flags to change first (``max_epochs=20``, ``val_check_interval``, ...). Every handler
+        whose flags changed is rebuilt, keeping its measurements, and acts on the next run; a flag that cannot act
+        on a continuing run (``EXTEND_REFUSED``; under ``fast_dev_run``, what it overrides) is refused here with
+        what to do instead, and nothing changes.
+        Without calling it, running a finished trainer again raises instead of silently training on."""
         final = self.controller.final
-        if limits:
-            self.cfg = self.cfg.replace(**limits)
-            self.limits = self.cfg.effective()
-            self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
-                                rank_failure_timeout=self.loop.rank_failure_timeout)
-            self.loop.timer.fine, self.loop.setup.allow_resume_changes = self.cfg.profile, self.cfg.allow_resume_changes
-            self._loop_limits.reconfigure(self.cfg)
-            self._set_time_budget(self.cfg)
+        old = self.cfg
+        new = old.replace(**flags) if flags else old
+        changed = [name for name in SpeedConfig.flag_names() if getattr(new, name) != getattr(old, name)]
+        for name in changed:
+            reason = EXTEND_REFUSED.get(name)
+            if reason is None and name in _FAST_DEV_RUN_OVERRIDES and new.fast_dev_run:
+                reason = (f"fast_dev_run={new.fast_dev_run} overrides it (a short debug run); to train, attach_speedups "
+                          f"without fast_dev_run to a new trainer")
+            if reason is None and name in _VALIDATION_ONLY_FLAGS and self.handlers.validation is None:
+                reason = ("nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
+                          "to a new trainer's attach_speedups to validate")
+            if reason is not None:
+                raise ValueError(f"speedups.extend({name}={getattr(new, name)!r}): {name} cannot change in a "
+                                 f"continuing run (it is {getattr(old, name)!r}): {reason}")
+        if changed:
+            self.cfg, self.limits = new, new.effective()
+            self._configure_loop()
+            self.handlers.rebuild(old, new)
         es = self.early_stopping
         if es is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
-            if "early_stopping" in limits and self.cfg.early_stopping_options is not None:
-                new = self._attach_early_stopping(self.cfg.early_stopping_options)
-                if (new.monitor, new.mode) == (es.monitor, es.mode):
-                    new.best_score = es.best_score
-                es = new
             es.rearm()
         self.controller.reset_run()
 
@@ -310,7 +426,7 @@ def run_facts(speedups: Speedups) -> RunFacts:
 
     data, cfg, lim = speedups.loop.plan.train_data, speedups.cfg, speedups.limits
     is_loader = isinstance(data, torch.utils.data.DataLoader)
-    schedule = speedups._schedule
+    schedule = speedups.handlers.validation
     on_gpu = torch.cuda.is_available() and (speedups.model is None or
                                             any(p.is_cuda for p in speedups.model.parameters()))
     es = speedups.early_stopping
@@ -336,10 +452,11 @@ def _project_fast_dev_run(speedups: Speedups) -> None:
 
     profile = run_profile(loop)
     run = full_run_plan(speedups, profile.batch_seconds or 0.0)
-    if run is not None:
-        schedule = speedups._schedule
-        measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
-        speedups.projection = project(profile, measured, run)
+    if run is None:
+        return
+    schedule = speedups.handlers.validation
+    measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
+    speedups.projection = project(profile, measured, run)
     if loop.plan.is_rank_zero:
         _tell_fast_dev_run(speedups.limits.fast_dev_run, loop.plan.debug_limited, speedups.projection)
 
@@ -388,7 +505,7 @@ def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: 
     """Validation runs, batches per run and sanity-check batches of the full run."""
     from .handlers.validation import resolve_val_schedule
 
-    schedule = speedups._schedule
+    schedule = speedups.handlers.validation
     if schedule is None or not schedule.configured:
         return 0, 0, 0
     val_batches = full.limit_val_batches.resolve(data_length(speedups.val_data), "limit_val_batches") or 0
@@ -400,18 +517,11 @@ def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: 
     sanity = val_batches if steps == -1 else min(steps, val_batches)
     if plan.interval_seconds is not None:  # on a clock: at the measured pace
         return int(batches * batch_seconds // plan.interval_seconds), val_batches, sanity
-    runs, epoch = 0, 0
-    while epoch * per_epoch < batches:
+    runs = 0
+    for epoch in range(math.ceil(batches / per_epoch)):  # the schedule's own count, epoch by epoch
         in_epoch = min(per_epoch, batches - epoch * per_epoch)
-        p = Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch)
-        while True:
-            due = plan.next_due(p, per_epoch)
-            if due > in_epoch:
-                break
-            p.total_batches += int(due) - p.batch_in_epoch
-            p.batch_in_epoch = int(due)
-            runs += plan.after_batch(p, p.batch_in_epoch == per_epoch, False, False, 0.0)
-        epoch += 1
+        runs += plan.count_due(Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch), in_epoch,
+                               per_epoch) or 0
     return runs, val_batches, sanity
 
 

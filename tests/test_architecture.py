@@ -126,3 +126,27 @@ def test_only_the_loop_assigns_its_attributes():
                 if owner is not None and ast.unparse(owner) in ("loop", "self.loop", "self._loop"):
                     offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(target)}")
     assert offenders == []
+
+
+def _handler_classes() -> list[type]:
+    import inspect
+
+    import ignite_speed.handlers as handlers
+
+    return [obj for _, obj in inspect.getmembers(handlers, inspect.isclass)
+            if issubclass(obj, LoopHandler) and obj is not LoopHandler]
+
+
+def test_every_handlers_attach_takes_the_trainer_only():
+    import inspect
+
+    offenders = [f"{cls.__name__}.attach{inspect.signature(cls.attach)}" for cls in _handler_classes()
+                 if list(inspect.signature(cls.attach).parameters) != ["self", "trainer"]]
+    assert offenders == []
+
+
+def test_no_from_or_for_classmethod_constructors_on_handler_classes():
+    # a handler is built one way, its constructor (from its slice of the config: ignite_speed.config.slices)
+    offenders = [f"{cls.__name__}.{name}" for cls in _handler_classes() for name, value in vars(cls).items()
+                 if isinstance(value, (classmethod, staticmethod)) and name.startswith(("from_", "for_"))]
+    assert offenders == []

@@ -39,13 +39,13 @@ class EffectiveLimits:
     val_time_fraction: float | None = None  # the validation time budget (None: none, or under fast_dev_run)
 
 
-def resolve_max_epochs(max_epochs: int | None, max_steps: int,
-                       max_time: datetime.timedelta | None) -> tuple[int, bool]:
-    """``max_epochs`` with Lightning's default for ``None``: 1000 when neither ``max_steps`` nor ``max_time``
-    bounds the run, else no limit. Returns the limit and whether the 1000 default was chosen."""
+def resolve_max_epochs(max_epochs: int | None, max_steps: int, time_bounded: bool) -> tuple[int, bool]:
+    """``max_epochs`` with Lightning's default for ``None``: 1000 when neither ``max_steps`` nor a time budget
+    (``max_time``) bounds the run, else no limit. Returns the limit and whether the 1000 default was chosen.
+    The one home of the rule: the config's effective limits and every run's limits (``LoopLimits``) use it."""
     if max_epochs is not None:
         return max_epochs, False
-    if max_steps == UNLIMITED and max_time is None:
+    if max_steps == UNLIMITED and not time_bounded:
         return DEFAULT_MAX_EPOCHS, True
     return UNLIMITED, False
 

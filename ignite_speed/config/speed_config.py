@@ -10,26 +10,23 @@ the same ones the standalone handlers use.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .checks import check_bool
 from .devices import ACCELERATORS, STRATEGIES, validate_device_flags
-from .durations import BatchLimit, parse_batch_limit
+from .durations import parse_batch_limit
 from .early_stopping import EarlyStoppingOptions, early_stopping_flag_options
 from .effective import (
     EffectiveLimits,
     fast_dev_run_limit,
-    overfit_limit,
     resolve_max_epochs,
-    resolve_min_epochs,
-    resolve_min_steps,
 )
 from .flags import (
     BATCH_LIMIT_FLAGS,
     DEFAULT_PREEMPTION_SIGNALS,
+    MaxTimeFlags,
     validate_allow_resume_changes,
     validate_autoresume,
     validate_ckpt_path,
@@ -51,6 +48,7 @@ from .precision import (
     validate_gradient_clip_algorithm,
     validate_gradient_clip_val,
 )
+from .slices import LoopLimitsFlags, TrainBatchFlags, ValidationFlags
 from .sources import flags_from_source
 
 # EffectiveLimits and the constants stay importable from here, where they were defined before the split
@@ -218,39 +216,48 @@ class SpeedConfig:
         options: EarlyStoppingOptions | None = self.__dict__.get("_early_stopping_options")
         return options
 
+    # ------------------------------------------------------------------ the handlers' slices
+    def loop_limits_flags(self) -> LoopLimitsFlags:
+        """The slice :class:`~ignite_speed.handlers.LoopLimits` is built from."""
+        return LoopLimitsFlags(self.max_epochs, self.min_epochs, self.max_steps, self.min_steps, self.fast_dev_run)
+
+    def max_time_flags(self) -> MaxTimeFlags | None:
+        """The slice :class:`~ignite_speed.handlers.TimeBudget` is built from (``None``: no ``max_time``)."""
+        return None if self.max_time is None else MaxTimeFlags(self.max_time, self.max_time_mode,
+                                                                self.max_time_reserve)
+
+    def train_batch_flags(self) -> TrainBatchFlags:
+        """The slice :class:`~ignite_speed.handlers.TrainBatchLimit` is built from."""
+        return TrainBatchFlags(self.limit_train_batches, self.overfit_batches, self.fast_dev_run)
+
+    def validation_flags(self) -> ValidationFlags:
+        """The slice :class:`~ignite_speed.handlers.ValidationSchedule` is built from."""
+        return ValidationFlags(self.val_check_interval, self.check_val_every_n_epoch, self.num_sanity_val_steps,
+                               self.limit_val_batches, self.val_time_fraction, self.overfit_batches,
+                               self.fast_dev_run)
+
     # ------------------------------------------------------------------ resolution
     def effective(self) -> EffectiveLimits:
-        """Apply ``fast_dev_run`` and ``overfit_batches`` overrides and Lightning's defaults."""
+        """Apply ``fast_dev_run`` and ``overfit_batches`` overrides and Lightning's defaults (the slices' rules)."""
         fast_dev_run: int = self.fast_dev_run
-        overfit = not self.overfit_batches.is_zero
-        train, val = self.limit_train_batches, self.limit_val_batches
+        train = self.train_batch_flags()
+        val = self.validation_flags().resolved()
+        loop = self.loop_limits_flags().resolved()
         test, predict = self.limit_test_batches, self.limit_predict_batches
-        if overfit:
-            train = val = overfit_limit(self.overfit_batches)
-        interval: BatchLimit | datetime.timedelta
-        every_n_epochs: int | None
-        if fast_dev_run:
-            # n batches of every loader, n steps in one epoch, one validation per epoch, no sanity check
-            batches = fast_dev_run_limit(fast_dev_run)
-            if not overfit:
-                train = val = batches
-            test = predict = batches
-            max_steps, max_epochs, max_epochs_defaulted, min_epochs, min_steps = fast_dev_run, 1, False, 0, 0
-            interval, every_n_epochs, sanity_steps = BatchLimit.all(), 1, 0
+        if fast_dev_run:  # n batches of every loader
+            test = predict = fast_dev_run_limit(fast_dev_run)
+            max_epochs, max_epochs_defaulted = 1, False
         else:
-            max_steps = self.max_steps
-            max_epochs, max_epochs_defaulted = resolve_max_epochs(self.max_epochs, max_steps, self.max_time)
-            min_epochs, min_steps = resolve_min_epochs(self.min_epochs, self.min_steps), resolve_min_steps(self.min_steps)
-            interval, every_n_epochs = self.val_check_interval, self.check_val_every_n_epoch
-            sanity_steps = self.num_sanity_val_steps
+            max_epochs, max_epochs_defaulted = resolve_max_epochs(loop.max_epochs, loop.max_steps,
+                                                                  self.max_time is not None)
         return EffectiveLimits(
-            max_epochs=Limit(max_epochs, EPOCHS), max_steps=Limit(max_steps, STEPS), min_epochs=min_epochs, min_steps=min_steps,
-            max_time=self.max_time, limit_train_batches=train, limit_val_batches=val,
-            limit_test_batches=test, limit_predict_batches=predict, val_check_interval=interval,
-            check_val_every_n_epoch=every_n_epochs, num_sanity_val_steps=sanity_steps, overfit=overfit,
-            fast_dev_run=fast_dev_run, early_stopping_enabled=self.early_stopping is not None and not fast_dev_run,
-            max_epochs_defaulted=max_epochs_defaulted,
-            val_time_fraction=None if fast_dev_run else self.val_time_fraction,  # fast_dev_run validates each time
+            max_epochs=Limit(max_epochs, EPOCHS), max_steps=Limit(loop.max_steps, STEPS), min_epochs=loop.min_epochs,
+            min_steps=loop.min_steps, max_time=self.max_time, limit_train_batches=train.limit,
+            limit_val_batches=val.limit_val_batches, limit_test_batches=test, limit_predict_batches=predict,
+            val_check_interval=val.val_check_interval, check_val_every_n_epoch=val.check_val_every_n_epoch,
+            num_sanity_val_steps=val.num_sanity_val_steps, overfit=train.overfit, fast_dev_run=fast_dev_run,
+            early_stopping_enabled=self.early_stopping is not None and not fast_dev_run,
+            max_epochs_defaulted=max_epochs_defaulted, val_time_fraction=val.val_time_fraction,
         )
 
 

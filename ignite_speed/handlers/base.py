@@ -36,11 +36,10 @@ class LoopHandler(LoopHooks):
         self._attach_to(trainer)
         return self
 
-    def _attach_to(self, trainer: Engine, min_epochs: int = 0, min_steps: int = 0) -> TrainingLoop:
+    def _attach_to(self, trainer: Engine) -> TrainingLoop:
         loop = TrainingLoop.of_or_attach(trainer)
         if self._loop is not None and self._loop is not loop:
             raise ValueError(f"{type(self).__name__} is already attached to another trainer; make one per trainer")
-        loop.controller.set_minimums(min_epochs, min_steps, caller=f"{type(self).__name__}.attach")
         loop.handlers.add(self)
         self._loop = loop
         self._attached(loop)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..config.durations import BatchLimit, parse_batch_limit
-from ..config.effective import DEFAULT_MAX_EPOCHS, resolve_min_epochs, resolve_min_steps
-from ..config.flags import validate_loop_limits
+from ..config.durations import BatchLimit
+from ..config.effective import resolve_max_epochs
 from ..config.limits import STEPS, UNLIMITED, Limit
-from ..config.speed_config import SpeedConfig
+from ..config.slices import LoopLimitsFlags, TrainBatchFlags
 from ..loop.plan import RunLimits, RunPlan
 from ..loop.training_loop import TrainingLoop
 from .base import LoopHandler
@@ -25,7 +24,8 @@ __all__ = ["LoopLimits", "TrainBatchLimit"]
 
 class LoopLimits(LoopHandler):
     """Epoch and optimizer-step limits of training (Lightning's ``max_epochs``/``min_epochs``/``max_steps``/
-    ``min_steps``). Attached, it governs ``trainer.run(data)``: give no ``max_epochs`` to ``run``.
+    ``min_steps``/``fast_dev_run``). Attached, it governs ``trainer.run(data)``: give no ``max_epochs`` to ``run``.
+    The minimums live here: the trainer's stop controller holds this handler's.
 
     Args:
         max_epochs: stop after this many epochs; ``-1``: no limit; ``None``: 1000, or no limit when
@@ -34,44 +34,22 @@ class LoopLimits(LoopHandler):
             epochs are done.
         max_steps: stop after this many optimizer steps; ``-1``: no limit.
         min_steps: stop requests wait until this many optimizer steps are done (also makes ``min_epochs`` 1).
+        fast_dev_run: ``n`` (``True``: 1): one epoch of ``n`` steps, no minimums (the other flags' limits are unused).
     """
 
     name = "limits"
     order = 20  # after the time budget (without max_epochs, a budget bounds the run)
 
     def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = UNLIMITED,
-                 min_steps: int | None = None) -> None:
+                 min_steps: int | None = None, fast_dev_run: int = 0) -> None:
         super().__init__()
         self._bars = UntotalledBars()  # (a run without a planned total: progress_bars.py)
-        limits = validate_loop_limits(max_epochs, min_epochs, max_steps, min_steps)
-        self._set(0, limits.max_epochs, limits.max_steps, resolve_min_epochs(limits.min_epochs, limits.min_steps),
-                  resolve_min_steps(limits.min_steps))
-
-    @classmethod
-    def from_config(cls, cfg: SpeedConfig) -> LoopLimits:
-        """The limits of a full config (``fast_dev_run`` applied)."""
-        limits = cls.__new__(cls)
-        LoopHandler.__init__(limits)
-        limits._bars = UntotalledBars()
-        limits._configure(cfg)
-        return limits
-
-    def _configure(self, cfg: SpeedConfig) -> None:
-        eff = cfg.effective()
-        self._set(eff.fast_dev_run, 1 if eff.fast_dev_run else cfg.max_epochs, eff.max_steps, eff.min_epochs,
-                  eff.min_steps)
-
-    def _set(self, fast_dev_run: int, max_epochs: int | None, max_steps: int, min_epochs: int, min_steps: int) -> None:
-        self.fast_dev_run = fast_dev_run
-        self.max_epochs = max_epochs  # None: Lightning's default (1000, or no limit when something else bounds)
-        self.max_steps = Limit(max_steps, STEPS)
-        self.min_epochs, self.min_steps = min_epochs, min_steps
-        if self._loop is not None:
-            self._loop.controller.replace_minimums(self.min_epochs, self.min_steps)
-
-    def reconfigure(self, cfg: SpeedConfig) -> None:
-        """New limits for an attached handler (``Speedups.extend``)."""
-        self._configure(cfg)
+        self.flags = LoopLimitsFlags.parse(max_epochs, min_epochs, max_steps, min_steps, fast_dev_run)
+        limits = self.flags.resolved()
+        self.fast_dev_run = self.flags.fast_dev_run
+        self.max_epochs = limits.max_epochs  # None: Lightning's default (1000, or no limit when something else bounds)
+        self.max_steps = Limit(limits.max_steps, STEPS)
+        self.min_epochs, self.min_steps = limits.min_epochs, limits.min_steps
 
     def __repr__(self) -> str:
         return (f"LoopLimits(max_epochs={self.max_epochs}, min_epochs={self.min_epochs}, max_steps={self.max_steps}, "
@@ -79,6 +57,11 @@ class LoopLimits(LoopHandler):
 
     def _attached(self, loop: TrainingLoop) -> None:
         loop.controller.set_minimums(self.min_epochs, self.min_steps, caller="LoopLimits")
+
+    def detach(self) -> None:
+        """Taken off (``Speedups.extend`` replaces it): its minimums go with it."""
+        if self._loop is not None:
+            self._loop.controller.replace_minimums(0, 0)
 
     def plan_run(self, plan: RunPlan) -> None:
         plan.limits = self.for_run(plan.max_epochs_arg, plan.max_iters_arg,
@@ -102,14 +85,7 @@ class LoopLimits(LoopHandler):
                 accumulate: int) -> RunLimits:
         """The limits of one ``trainer.run(data, max_epochs=..., max_iters=...)``."""
         max_steps: int = self.max_steps
-        if self.fast_dev_run:
-            max_epochs, defaulted = 1, False
-        elif self.max_epochs is not None:
-            max_epochs, defaulted = self.max_epochs, False
-        elif self.max_steps == UNLIMITED and not has_time_budget:
-            max_epochs, defaulted = DEFAULT_MAX_EPOCHS, True
-        else:
-            max_epochs, defaulted = UNLIMITED, False
+        max_epochs, defaulted = resolve_max_epochs(self.max_epochs, self.max_steps, has_time_budget)
         if run_max_epochs is not None:
             if isinstance(run_max_epochs, bool) or not isinstance(run_max_epochs, int) or run_max_epochs < 0:
                 raise ValueError(f"trainer.run(max_epochs={run_max_epochs!r}): accepted: an int >= 0")
@@ -139,22 +115,19 @@ class TrainBatchLimit(LoopHandler):
         limit_train_batches: a fraction in [0, 1] of the loader's batches, or an int number of batches
             (``None``: all). Every epoch takes its batches from a fresh iterator of the data, so each epoch
             sees the first N batches of a new (possibly shuffled) pass, as in Lightning.
+        overfit_batches: Lightning's ``overfit_batches`` (a fraction or an int; ``0``: off): the same first
+            batches every epoch, from a sequential copy of the data (shuffling off); it wins over the limit.
+        fast_dev_run: ``n`` (``True``: 1): ``n`` batches per epoch (unless ``overfit_batches``).
     """
 
     name = "train_batches"
     order = 30
 
-    def __init__(self, limit_train_batches: Any = None) -> None:
+    def __init__(self, limit_train_batches: Any = None, overfit_batches: Any = 0.0, fast_dev_run: int = 0) -> None:
         super().__init__()
-        self.limit: BatchLimit = parse_batch_limit(limit_train_batches, "limit_train_batches")
-        self.overfit = False  # overfit_batches: the same first batches every epoch (shuffling off)
-
-    @classmethod
-    def for_overfit(cls, limit: BatchLimit) -> TrainBatchLimit:
-        """``overfit_batches``: ``limit`` batches of a sequential copy of the training data."""
-        handler = cls()
-        handler.limit, handler.overfit = limit, True
-        return handler
+        self.flags = TrainBatchFlags.parse(limit_train_batches, overfit_batches, fast_dev_run)
+        self.limit: BatchLimit = self.flags.limit
+        self.overfit = self.flags.overfit  # overfit_batches: the same first batches every epoch (shuffling off)
 
     def __repr__(self) -> str:
         return f"TrainBatchLimit({self.limit!r}{', overfit' if self.overfit else ''})"

@@ -72,6 +72,10 @@ def _message(state: Any, bad: str) -> str:
 class NonFiniteLossGuard(LoopHandler):
     """Request a stop (reason ``NON_FINITE_LOSS``) when the training output is not finite.
 
+    Attached alone (``attach(trainer)``) in a plain Ignite app it checks after every iteration; the trainer's
+    loop syncs the stop across ranks and ends the run on every rank after the same iteration. A non-finite
+    loss does not wait for ``min_epochs`` / ``min_steps`` (give those to :class:`LoopLimits`).
+
     Args:
         output_transform: picks the loss out of ``trainer.state.output`` (default: all of it). The
             result may be a number, a tensor, or a dict/list/tuple of them; every floating-point
@@ -104,13 +108,6 @@ class NonFiniteLossGuard(LoopHandler):
         bad = first_non_finite(self.output_transform(trainer.state.output))
         if bad is not None:
             controller.request(StopReason.NON_FINITE_LOSS, _message(trainer.state, bad), self.source)
-
-    def attach(self, trainer: Engine, min_epochs: int = 0, min_steps: int = 0) -> NonFiniteLossGuard:  # type: ignore[override]
-        """Standalone use in a plain Ignite app: check after every iteration; the trainer's loop syncs the
-        stop across ranks and ends the run on every rank after the same iteration (a non-finite loss does
-        not wait for ``min_epochs`` / ``min_steps``; other stop requests do)."""
-        self._attach_to(trainer, min_epochs, min_steps)
-        return self
 
     def on_batch_end(self, engine: Engine) -> None:
         """The per-batch check the trainer's loop runs (after the user's ``ITERATION_COMPLETED`` handlers).

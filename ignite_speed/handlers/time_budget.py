@@ -28,9 +28,11 @@ from typing import Any
 
 from ignite.engine import Engine
 
+from ..config.effective import resolve_max_epochs
 from ..config.flags import MAX_TIME_MODES, validate_max_time_flags
+from ..config.limits import UNLIMITED
 from ..loop.clock import TrainingClock
-from ..loop.plan import RunPlan
+from ..loop.plan import RunLimits, RunPlan
 from ..loop.progress import Progress
 from ..loop.state import Stage
 from ..loop.stop import StopReason
@@ -43,9 +45,6 @@ __all__ = ["TrainingClock", "TimeBudget", "MAX_TIME_MODES"]
 # "fit" predicts from the last this many complete epochs (the longest of them: a slow epoch is not forgotten
 # at once, a slow first epoch (warm-up) is after a few)
 PREDICTION_WINDOW = 3
-# the next epoch's validation runs are counted by replaying the schedule over its batches up to this many
-# batches per epoch; beyond, the most runs a measured epoch had is used
-_MAX_REPLAYED_BATCHES = 100_000
 
 
 class TimeBudget(LoopHandler):
@@ -55,7 +54,9 @@ class TimeBudget(LoopHandler):
     Checked at the start of a run in every mode (a resumed run whose time is spent stops before its first
     batch); then after every training batch (``"step"``, ``"fit"``: a clock read, on rank 0 only in
     distributed runs) and at every epoch end (``"epoch"``, ``"fit"``). A stop is a request: it waits for
-    ``min_epochs``/``min_steps`` like any other. Validation time counts; the sanity check does not.
+    ``min_epochs``/``min_steps`` like any other. Validation time counts; the sanity check does not. Without
+    ``max_epochs`` (from ``run()`` or a :class:`LoopLimits`), the budget bounds the run, as Lightning's ``max_time``
+    does: attached alone, ``trainer.run(data)`` trains until the budget, not Ignite's one epoch.
 
     Args:
         max_time: ``"DD:HH:MM:SS"``, a dict such as ``{"minutes": 5}``, a ``timedelta`` or seconds.
@@ -103,6 +104,11 @@ class TimeBudget(LoopHandler):
     # ------------------------------------------------------------------ hooks
     def plan_run(self, plan: RunPlan) -> None:
         plan.time_budget_seconds = self.seconds
+        if plan.limits is None:
+            # Alone (LoopLimits plans after it and sets its own): Lightning's max_time rule, no epoch limit
+            # unless run() gives one, instead of Ignite's one-epoch default (the rule of resolve_max_epochs).
+            max_epochs, _ = resolve_max_epochs(plan.max_epochs_arg, UNLIMITED, time_bounded=True)
+            plan.limits = RunLimits.of(max_epochs, UNLIMITED if plan.max_iters_arg is None else plan.max_iters_arg)
 
     def on_train_start(self) -> None:
         self.check(self.loop)
@@ -149,12 +155,8 @@ class TimeBudget(LoopHandler):
         p = loop.progress
         now = loop.clock.elapsed()
         start = self._epoch_start if self._epoch_start is not None else now
-        val_seconds, val_runs = 0.0, 0
-        for record in reversed(getattr(loop.plan.validation, "runs", None) or []):
-            if record.epoch != p.epoch or record.time < start:
-                break
-            val_seconds += record.seconds
-            val_runs += 1
+        schedule = loop.plan.validation
+        val_seconds, val_runs = (0.0, 0) if schedule is None else schedule.epoch_runs(p.epoch, start)
         state = loop.state
         complete = not (state.epoch_ended_early or state.end_after_epoch is not None)
         self.epochs.append(EpochTime(p.epoch, now - start, val_seconds, val_runs, complete))
@@ -186,33 +188,16 @@ class TimeBudget(LoopHandler):
 
     def _val_runs_next_epoch(self, loop: TrainingLoop, recent: list[EpochTime]) -> int:
         schedule = loop.plan.validation
-        plan = getattr(schedule, "plan", None)
-        if plan is None or not plan.enabled:
+        if schedule is None:
             return 0
-        p = loop.progress
-        epoch = p.epochs_done  # 0-based index of the next epoch
-        if not plan.is_val_epoch(epoch):
-            return 0
-        n = loop.plan.train_batches
-        if plan.interval_seconds is not None or n is None or n > _MAX_REPLAYED_BATCHES:
-            return max(e.val_runs for e in recent)  # time-based, or an epoch of unknown length: as measured
-        runs = 0
-        q = Progress(epoch=epoch, epochs_done=epoch)
-        for b in range(1, n + 1):  # the schedule's own rule, replayed over the next epoch's batches
-            q.batch_in_epoch, q.total_batches = b, p.total_batches + b
-            runs += plan.after_batch(q, b >= n, False, False, 0.0)
-        return runs
+        done = loop.progress.epochs_done  # the next epoch's 0-based index
+        runs = schedule.count_due(Progress(epoch=done, epochs_done=done, total_batches=loop.progress.total_batches),
+                                  loop.plan.train_batches)
+        return max(e.val_runs for e in recent) if runs is None else runs  # on a clock, or of unknown length: as measured
 
     def _val_run_seconds(self, loop: TrainingLoop) -> float:
         schedule = loop.plan.validation
-        runs = list(getattr(schedule, "runs", None) or [])[-PREDICTION_WINDOW:]
-        if runs:
-            return max(r.seconds for r in runs)
-        sanity_batches = getattr(schedule, "sanity_batches", 0)
-        val_batches = getattr(schedule, "batches", None)
-        if sanity_batches and val_batches:
-            return schedule.sanity_seconds / sanity_batches * val_batches  # type: ignore[union-attr]
-        return 0.0
+        return 0.0 if schedule is None else schedule.run_seconds(PREDICTION_WINDOW)
 
     def _predict_and_request(self, loop: TrainingLoop, now: float) -> None:
         predicted = self.predict_next_epoch(loop)
@@ -239,7 +224,3 @@ class TimeBudget(LoopHandler):
     def report_fields(self) -> dict[str, Any]:
         return {"max_time": self.seconds, "max_time_reserve": self.reserve_seconds, "max_time_mode": self.mode,
                 "epoch_times": tuple(self.epochs)}
-
-    def adopt(self, other: TimeBudget) -> None:
-        """Carry on the measurements of the budget this one replaces (``Speedups.extend``)."""
-        self.epochs, self._epoch_start = list(other.epochs), other._epoch_start

@@ -24,7 +24,7 @@ from ignite.engine import Engine, Events
 from .._callers import caller_outside_the_frameworks
 from .._compat import prepare_engine_rerun, process_function
 from ..config.durations import BatchLimit
-from ..config.flags import validate_validation_schedule
+from ..config.slices import ValidationFlags
 from ..data.batched_fetch import with_batched_fetch
 from ..data.loaders import data_length, for_ignite, sequential_copy
 from ..loop.plan import RunPlan
@@ -84,6 +84,29 @@ class ValSchedule:
                 return n + (k - p.total_batches % k)
             return (n // k + 1) * k
         return train_batches if train_batches is not None and train_batches > n else INF
+
+
+    def count_due(self, start: Progress, batches: int | None, epoch_batches: int | None = None) -> int | None:
+        """The validation runs this schedule makes in the ``batches`` training batches after ``start`` in
+        ``start``'s epoch (of ``epoch_batches`` batches; default: it ends with them), without stops; ``None`` when
+        that cannot be counted (a schedule on a clock, or ``batches`` unknown). The one simulation of the schedule:
+        the time budget's next-epoch prediction and a ``fast_dev_run``'s projection both count with it."""
+        if not self.enabled or not self.is_val_epoch(start.epoch):
+            return 0
+        if self.interval_seconds is not None or batches is None:
+            return None
+        end = start.batch_in_epoch + batches
+        epoch_batches = end if epoch_batches is None else epoch_batches
+        p = Progress(epoch=start.epoch, epochs_done=start.epochs_done, batch_in_epoch=start.batch_in_epoch,
+                     total_batches=start.total_batches)
+        runs = 0
+        while True:  # from one possible point to the next (next_due), as the loop asks
+            due = self.next_due(p, epoch_batches)
+            if due > end:
+                return runs
+            p.total_batches += int(due) - p.batch_in_epoch
+            p.batch_in_epoch = int(due)
+            runs += self.after_batch(p, p.batch_in_epoch == epoch_batches, False, False, 0.0)
 
 
 def resolve_val_schedule(interval: BatchLimit | datetime.timedelta, every_n_epochs: int | None, *,
@@ -184,6 +207,10 @@ class ValidationSchedule(LoopHandler):
             validation off.
         val_time_fraction: the most of the training clock that validation may take, in (0, 1): a candidate
             of the schedule validates only when the budget allows it (see docs/validation.rst); ``None``: no budget.
+        overfit_batches: Lightning's flag (``0``: off): validate on that many batches of a sequential copy of
+            ``val_data`` (wins over ``limit_val_batches``), as ``TrainBatchLimit(overfit_batches=...)`` trains.
+        fast_dev_run: ``n`` (``True``: 1): validate ``n`` batches once per epoch, no sanity check, no budget; every
+            other run of the evaluator during and after training takes at most ``n`` batches too.
 
     After each run the evaluator's metrics are kept (:attr:`last_metrics`): early stopping judges those,
     whatever other handlers later run the evaluator on. Each run (and the sanity check) gives the trained
@@ -196,7 +223,8 @@ class ValidationSchedule(LoopHandler):
 
     def __init__(self, evaluator: Engine, val_data: Any, val_check_interval: Any = None,
                  check_val_every_n_epoch: int | None = 1, num_sanity_val_steps: int = 2,
-                 limit_val_batches: Any = None, val_time_fraction: float | None = None) -> None:
+                 limit_val_batches: Any = None, val_time_fraction: float | None = None, overfit_batches: Any = 0.0,
+                 fast_dev_run: int = 0) -> None:
         super().__init__()
         if not isinstance(evaluator, Engine):
             raise TypeError(f"ValidationSchedule(evaluator={type(evaluator).__name__}) is not an ignite Engine; "
@@ -204,39 +232,18 @@ class ValidationSchedule(LoopHandler):
         if val_data is None:
             raise ValueError("ValidationSchedule(val_data=None): accepted: the validation data (a DataLoader or an "
                              "iterable); to turn validation off, set limit_val_batches=0")
-        flags = validate_validation_schedule(val_check_interval, check_val_every_n_epoch, num_sanity_val_steps,
-                                             limit_val_batches, val_time_fraction)
-        self._configure(evaluator, val_data, flags.val_check_interval, flags.check_val_every_n_epoch,
-                        flags.num_sanity_val_steps, flags.limit_val_batches, overfit=False,
-                        fraction=flags.val_time_fraction)
-
-    @classmethod
-    def from_limits(cls, evaluator: Engine, val_data: Any, limits: Any) -> ValidationSchedule:
-        """The schedule of a config's effective limits (``fast_dev_run``/``overfit_batches`` applied);
-        ``val_data=None`` gives a schedule that never validates."""
-        schedule = cls.__new__(cls)
-        LoopHandler.__init__(schedule)
-        schedule._configure(evaluator, val_data, limits.val_check_interval, limits.check_val_every_n_epoch,
-                            limits.num_sanity_val_steps, limits.limit_val_batches, overfit=limits.overfit,
-                            fraction=limits.val_time_fraction)
-        schedule.fast_dev_run = limits.fast_dev_run
-        return schedule
-
-    def _configure(self, evaluator: Engine, val_data: Any, interval: BatchLimit | datetime.timedelta,
-                   every_n_epochs: int | None, sanity_steps: int, limit: BatchLimit, *, overfit: bool,
-                   fraction: float | None) -> None:
-        self.evaluator = evaluator
-        self.val_data = val_data
-        self.val_check_interval = interval
-        self.check_val_every_n_epoch = every_n_epochs
-        self.num_sanity_val_steps = sanity_steps
-        self.limit_val_batches = limit
-        self.overfit = overfit  # overfit_batches: validate on a sequential copy of the data
-        self.val_time_fraction = fraction
+        self.flags = ValidationFlags.parse(val_check_interval, check_val_every_n_epoch, num_sanity_val_steps,
+                                           limit_val_batches, val_time_fraction, overfit_batches, fast_dev_run)
+        flags = self.flags.resolved()  # fast_dev_run and overfit_batches applied
+        self.evaluator, self.val_data = evaluator, val_data
+        self.val_check_interval, self.check_val_every_n_epoch = flags.val_check_interval, flags.check_val_every_n_epoch
+        self.num_sanity_val_steps, self.limit_val_batches = flags.num_sanity_val_steps, flags.limit_val_batches
+        self.overfit = flags.overfit  # overfit_batches: validate on a sequential copy of the data
+        self.val_time_fraction = fraction = flags.val_time_fraction
         self.budget = None if fraction is None else ValidationBudget(fraction)  # (validation_budget.py)
         if self.budget is None:
             self.skip_hooks = frozenset({"on_agreement"})
-        self.fast_dev_run = 0  # fast_dev_run=n: every run of the evaluator, whoever starts it, takes n batches
+        self.fast_dev_run = flags.fast_dev_run  # n: every run of the evaluator, whoever starts it, takes n batches
         self.model: Any = None  # the trained model, whose modes each run gives back (see trained_model)
         self._own_run = False  # the evaluator runs for this schedule now
         self._warned_other_run: set[bool] = set()  # (named once each: a run on the validation data, on other data)
@@ -353,6 +360,30 @@ class ValidationSchedule(LoopHandler):
         """See :meth:`ValSchedule.next_due`."""
         assert self.plan is not None
         return self.plan.next_due(progress, train_batches)
+
+    def count_due(self, start: Progress, batches: int | None, epoch_batches: int | None = None) -> int | None:
+        """See :meth:`ValSchedule.count_due` (the schedule of the current run; 0 before one is resolved)."""
+        return 0 if self.plan is None else self.plan.count_due(start, batches, epoch_batches)
+
+    def run_seconds(self, window: int) -> float:
+        """A validation run's predicted duration: the longest of the last ``window`` runs, or before any, the
+        sanity check's time per batch times the batches of a run (0.0: nothing measured)."""
+        recent = self.runs[-window:]
+        if recent:
+            return max(r.seconds for r in recent)
+        if self.sanity_batches and self.batches:
+            return self.sanity_seconds / self.sanity_batches * self.batches
+        return 0.0
+
+    def epoch_runs(self, epoch: int, since: float) -> tuple[float, int]:
+        """The seconds and the number of the validation runs of ``epoch`` that ended at or after ``since`` (clock)."""
+        seconds, runs = 0.0, 0
+        for record in reversed(self.runs):
+            if record.epoch != epoch or record.time < since:
+                break
+            seconds += record.seconds
+            runs += 1
+        return seconds, runs
 
     def due_at_exhaustion(self, progress: Progress) -> bool:
         """Validate when a loader of unknown length is exhausted (``val_check_interval=1.0``)?"""

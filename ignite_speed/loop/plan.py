@@ -36,6 +36,13 @@ class ValidationRole(Protocol):
 
     time_based: bool
     last_metrics: dict[str, Any] | None
+    # the settings early stopping places its checks by (Lightning's rule for check_on_train_epoch_end=None)
+    val_check_interval: Any  # a BatchLimit or a timedelta
+    check_val_every_n_epoch: int | None
+    val_time_fraction: float | None
+
+    @property
+    def enabled(self) -> bool: ...
 
     def due_after_batch(self, progress: Progress, is_last: bool, stopping: bool, time_due: bool) -> bool: ...
 
@@ -48,6 +55,13 @@ class ValidationRole(Protocol):
     def validate(self) -> None: ...
 
     def sanity_check(self) -> None: ...
+
+    # what the time budget and a fast_dev_run's projection read of the schedule
+    def count_due(self, start: Progress, batches: int | None, epoch_batches: int | None = None) -> int | None: ...
+
+    def run_seconds(self, window: int) -> float: ...
+
+    def epoch_runs(self, epoch: int, since: float) -> tuple[float, int]: ...
 
 
 @dataclass

@@ -604,7 +604,7 @@ class RunSetup:
         self._loaded = False  # a state was loaded that no run() has used yet
         self._loaded_rng: dict[str, Any] | None = None  # ... with the generator states it was saved with
         self.source: str | None = None  # the file the loaded state came from, when known (autoresume)
-        self.allow_resume_changes = False  # resume under another layout at the next epoch boundary (resume.py)
+        self.allow_resume_changes = self.extended_layout = False  # another layout (resume.py); 2nd: once, by extend
         self.changes: list[tuple[str, Any, Any]] = []  # this run's layout against the saved one (accepted)
         self._end_epoch_at_resume = False  # a resume under another layout ends the interrupted epoch first
         self._saved_batches: int | None = None  # ... whose batches per epoch were these
@@ -696,8 +696,9 @@ class RunSetup:
             full_length is None or plan.train_batches < full_length)
         saved = self.loop.position.layout
         self._saved_batches = None if saved is None else saved.train_batches
-        self.changes = _check_layout(self.loop, plan, plan.train_data, data_length(data), None if new_run else saved, self.source,
-                                     self.allow_resume_changes)
+        self.changes = _check_layout(self.loop, plan, plan.train_data, data_length(data), None if new_run else saved,
+                                     self.source, self.allow_resume_changes or self.extended_layout)
+        self.extended_layout = False
         if self.changes:
             t.state.epoch_length = plan.train_batches  # (Ignite's own, for the rest of the run)
         elif not new_run and t.state.epoch_length is not None and plan.train_batches is not None \

@@ -53,6 +53,7 @@ from ignite_speed.config.precision import (
     validate_gradient_clip_algorithm,
     validate_gradient_clip_val,
 )
+from ignite_speed.config.slices import kwargs_of
 from ignite_speed.config.sources import flags_from_source
 from ignite_speed.handlers import LoopLimits, TimeBudget, ValidationSchedule
 
@@ -114,9 +115,9 @@ def test_loop_limits_family_checks_in_speed_config_order():
 
 
 def test_loop_defaults():
-    assert resolve_max_epochs(4, -1, None) == (4, False)
-    assert resolve_max_epochs(None, -1, None) == (1000, True)
-    assert resolve_max_epochs(None, 10, None) == (-1, False) and resolve_max_epochs(None, -1, MINUTE) == (-1, False)
+    assert resolve_max_epochs(4, -1, False) == (4, False)
+    assert resolve_max_epochs(None, -1, False) == (1000, True)
+    assert resolve_max_epochs(None, 10, False) == (-1, False) and resolve_max_epochs(None, -1, True) == (-1, False)
     assert (resolve_min_epochs(None, None), resolve_min_epochs(None, 3), resolve_min_epochs(2, 3)) == (0, 1, 2)
     assert (resolve_min_steps(None), resolve_min_steps(4)) == (0, 4)
 
@@ -406,7 +407,7 @@ def test_a_standalone_handler_refuses_as_speed_config_does(handler, flags):
 @pytest.mark.parametrize("flags", [{}, {"max_epochs": 3}, {"max_epochs": -1, "max_steps": 10}, {"min_steps": 4},
                                    {"min_epochs": 2, "min_steps": 4}, {"max_epochs": 0, "min_epochs": 5}])
 def test_standalone_loop_limits_equal_those_of_a_config(flags):
-    standalone, configured = LoopLimits(**flags), LoopLimits.from_config(SpeedConfig(**flags))
+    standalone, configured = LoopLimits(**flags), LoopLimits(**kwargs_of(SpeedConfig(**flags).loop_limits_flags()))
     assert vars(standalone) == vars(configured)
 
 

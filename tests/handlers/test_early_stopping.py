@@ -630,7 +630,9 @@ def test_verbose_logs_with_reason(caplog):
 def _loss_trainer(outputs: Sequence[Any], **attach: Any) -> tuple[Engine, NonFiniteLossGuard]:
     it = iter(outputs)
     trainer = Engine(lambda e, b: next(it))
-    guard = NonFiniteLossGuard(**attach.pop("kw", {})).attach(trainer, **attach)
+    guard = NonFiniteLossGuard(**attach.pop("kw", {})).attach(trainer)
+    if attach:  # the minimums' home
+        LoopLimits(**attach).attach(trainer)
     return trainer, guard
 
 

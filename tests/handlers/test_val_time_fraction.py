@@ -160,7 +160,7 @@ def test_exact_decisions_on_a_fake_clock():
     assert report.val_time_fraction == 0.25
     assert report.val_skipped == 15 - 3  # 15 candidates
     assert report.val_share == pytest.approx(9 / 39)
-    assert max(shares_after_each_run(speedups._schedule.runs)[1:]) <= 0.25
+    assert max(shares_after_each_run(speedups.handlers.validation.runs)[1:]) <= 0.25
     assert report.to_dict()["val_skipped"] == 12
 
 
@@ -291,7 +291,7 @@ def test_a_resumed_run_keeps_the_budget_and_its_decisions(tmp_path, save_at, run
     report = resumed.report()
     assert (report.val_runs, report.val_seconds, report.seconds) == (3, 9.0, 39.0)
     assert report.val_skipped == 12
-    assert max(shares_after_each_run(resumed._schedule.runs)[1:]) <= 0.25
+    assert max(shares_after_each_run(resumed.handlers.validation.runs)[1:]) <= 0.25
 
 
 # ---------------------------------------------------------------------------------------------- sleep-timed
@@ -305,7 +305,7 @@ def test_measured_share_stays_within_the_budget_in_one_process():
     assert all(b % 2 == 0 for b in val_at) and val_at[0] == 2  # candidates only; the first always runs
     assert len(val_at) >= 3 and report.val_skipped >= 10
     assert report.val_share <= 0.2 + TOLERANCE, report
-    shares = shares_after_each_run(speedups._schedule.runs)
+    shares = shares_after_each_run(speedups.handlers.validation.runs)
     assert max(shares[1:]) <= 0.2 + TOLERANCE, shares
 
 
@@ -324,8 +324,8 @@ def job_budget(local_rank: int, out_dir: str) -> None:
     trainer.run(loader(20))
     report = speedups.report()
     record = {"val_at": val_at, "share": report.val_share, "skipped": report.val_skipped,
-              "shares": shares_after_each_run(speedups._schedule.runs), "iteration": trainer.state.iteration,
-              "world_size": idist.get_world_size(), "runs": [r.to_dict() for r in speedups._schedule.runs]}
+              "shares": shares_after_each_run(speedups.handlers.validation.runs), "iteration": trainer.state.iteration,
+              "world_size": idist.get_world_size(), "runs": [r.to_dict() for r in speedups.handlers.validation.runs]}
     with open(os.path.join(out_dir, f"budget_{rank}.json"), "w") as fh:
         json.dump(record, fh)
 
