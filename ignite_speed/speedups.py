@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from ignite.engine import Engine, State
 
 from ._logging import logger
+from .config.pruning import RAY_TUNE
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
 from .handlers.autoresume import AutoResume
+from .handlers.base import LoopHandler
 from .handlers.early_stopping import EarlyStopping
 from .handlers.limits import LoopLimits, TrainBatchLimit
 from .handlers.nan_guard import NonFiniteLossGuard
@@ -60,6 +62,7 @@ class Speedups:
             raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
         preemption: the :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None.
         autoresume: the :class:`~ignite_speed.handlers.AutoResume` of ``autoresume``, or None.
+        pruning: the :class:`~ignite_speed.handlers.Pruning` adapter of ``pruning`` (Optuna, Ray Tune), or None.
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -114,6 +117,9 @@ class Speedups:
         self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
         self.preemption = PreemptionGuard(cfg.preemption_signals).attach(trainer) if cfg.preemption_signals else None
         self.autoresume = AutoResume().attach(trainer) if cfg.autoresume else None
+        self.pruning = _pruning_handler(cfg, lim, evaluator)
+        if self.pruning is not None:
+            self.pruning.attach(trainer)
         self.loop.parts.speedups = self
 
     def _set_time_budget(self, cfg: SpeedConfig) -> None:
@@ -429,6 +435,25 @@ def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:
                       f"not made by ignite_speed.create_trainer: ignite-speed counts one optimizer step per "
                       f"{cfg.accumulate_grad_batches} batches (max_steps, min_steps, global_step), so your process "
                       f"function must step the optimizer that way too (create_trainer does)", UserWarning, stacklevel=4)
+
+
+def _pruning_handler(cfg: SpeedConfig, lim: EffectiveLimits, evaluator: Engine | None) -> LoopHandler | None:
+    """The ``pruning`` flag's handler (not under ``fast_dev_run``: a smoke test is no trial's result). The search
+    engine's adapter is imported only here."""
+    flag = cfg.pruning
+    if flag is None or lim.fast_dev_run:
+        return None
+    if evaluator is None:
+        raise ValueError(f"pruning={{'monitor': {flag['monitor']!r}, ...}} reports the validation runs, but "
+                         f"attach_speedups got no evaluator; accepted: pass the evaluator and val_data, or "
+                         f"pruning=None")
+    if flag["trial"] == RAY_TUNE:
+        from .search.ray_tune import RayTunePruning
+
+        return RayTunePruning(flag["monitor"], to_save=flag.get("to_save") or {}, unit=flag["unit"])
+    from .search.optuna_trial import OptunaPruning
+
+    return OptunaPruning(flag["trial"], flag["monitor"], unit=flag["unit"])
 
 
 def attach_speedups(trainer: Engine, evaluator: Engine | None = None,

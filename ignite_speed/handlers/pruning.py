@@ -15,21 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config.durations import format_value
+from ..config.pruning import PRUNING_UNITS, validate_pruning_unit
 from ..distributed._dist import get_rank, get_world_size
 from ..loop.stop import StopReason
 from .base import LoopHandler
 
-__all__ = ["Pruning", "PRUNING_UNITS", "validate_pruning_unit"]
-
-PRUNING_UNITS = ("steps", "epochs", "seconds")
-
-
-def validate_pruning_unit(unit: Any, flag: str = "Pruning") -> str:
-    """``unit``: the progress unit of the reported step (see :class:`Pruning`)."""
-    if unit not in PRUNING_UNITS:
-        raise ValueError(f"{flag}(unit={format_value(unit)}): accepted: one of {list(PRUNING_UNITS)} (optimizer "
-                         f"steps, fractional epochs, training seconds)")
-    return str(unit)
+__all__ = ["Pruning", "PRUNING_UNITS"]
 
 
 class Pruning(LoopHandler):

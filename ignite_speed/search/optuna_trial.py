@@ -15,7 +15,6 @@ Optuna wants an integer step: ``unit="steps"`` reports the optimizer step, ``"ep
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..distributed._dist import get_world_size
@@ -104,5 +103,4 @@ def continue_or_ask(study: Any, run_key: str) -> Any:
         return optuna.trial.Trial(study, running[-1]._trial_id)
     trial = study.ask()
     trial.set_user_attr(RUN_KEY_ATTR, run_key)
-    trial.set_user_attr("ignite_speed_pid", os.getpid())
     return trial
