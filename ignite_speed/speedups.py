@@ -62,7 +62,6 @@ class Speedups:
             raise :class:`~ignite_speed.loop.RankFailureError` (see docs/reliability.rst, "Rank faults").
         preemption: the :class:`~ignite_speed.handlers.PreemptionGuard` of ``preemption_signals``, or None.
         autoresume: the :class:`~ignite_speed.handlers.AutoResume` of ``autoresume``, or None.
-        pruning: the :class:`~ignite_speed.handlers.Pruning` adapter of ``pruning`` (Optuna, Ray Tune), or None.
     """
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -117,9 +116,6 @@ class Speedups:
         self._nan_guard = NonFiniteLossGuard().attach(trainer) if cfg.terminate_on_nan else None
         self.preemption = PreemptionGuard(cfg.preemption_signals).attach(trainer) if cfg.preemption_signals else None
         self.autoresume = AutoResume().attach(trainer) if cfg.autoresume else None
-        self.pruning = _pruning_handler(cfg, lim, evaluator)
-        if self.pruning is not None:
-            self.pruning.attach(trainer)
         self.loop.parts.speedups = self
 
     def _set_time_budget(self, cfg: SpeedConfig) -> None:
@@ -437,11 +433,11 @@ def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:
                       f"function must step the optimizer that way too (create_trainer does)", UserWarning, stacklevel=4)
 
 
-def _pruning_handler(cfg: SpeedConfig, lim: EffectiveLimits, evaluator: Engine | None) -> LoopHandler | None:
-    """The ``pruning`` flag's handler (not under ``fast_dev_run``: a smoke test is no trial's result). The search
+def _pruning_handler(cfg: SpeedConfig, evaluator: Engine | None) -> LoopHandler | None:
+    """The ``pruning`` flag's handler (none under ``fast_dev_run``: a smoke test is no trial's result). The search
     engine's adapter is imported only here."""
     flag = cfg.pruning
-    if flag is None or lim.fast_dev_run:
+    if flag is None or cfg.fast_dev_run:
         return None
     if evaluator is None:
         raise ValueError(f"pruning={{'monitor': {flag['monitor']!r}, ...}} reports the validation runs, but "
@@ -487,4 +483,8 @@ def attach_speedups(trainer: Engine, evaluator: Engine | None = None,
         raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
     if val_data is not None and evaluator is None:
         raise ValueError("val_data was given without an evaluator; pass the evaluator Engine that runs validation")
-    return Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
+    pruning = _pruning_handler(config, evaluator)  # (refused before anything is attached)
+    speedups = Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
+    if pruning is not None:
+        pruning.attach(trainer)  # (TrainingLoop.of(trainer).handlers has it; StopController says PRUNED)
+    return speedups

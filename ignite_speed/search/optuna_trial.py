@@ -6,7 +6,7 @@
         ...
         pruning = OptunaPruning(trial, monitor="val_acc").attach(trainer)
         trainer.run(train_loader)
-        pruning.raise_if_pruned()          # the one line: optuna.TrialPruned for a pruned trial
+        raise_if_pruned(trainer)           # the one line: optuna.TrialPruned for a pruned trial
         return evaluator.state.metrics["val_acc"]
 
 Optuna wants an integer step: ``unit="steps"`` reports the optimizer step, ``"epochs"`` hundredths of an epoch
@@ -20,9 +20,9 @@ from typing import Any
 from ..distributed._dist import get_world_size
 from ..handlers.pruning import Pruning
 from ..loop.plan import RunPlan
-from ..loop.stop import StopReason
+from ..loop.stop import StopController, StopReason
 
-__all__ = ["OptunaPruning", "continue_or_ask", "RUN_KEY_ATTR"]
+__all__ = ["OptunaPruning", "continue_or_ask", "raise_if_pruned", "RUN_KEY_ATTR"]
 
 RUN_KEY_ATTR = "ignite_speed_run"  # the user attribute under which continue_or_ask keeps a trial's run key
 _SCALE = {"steps": 1, "epochs": 100, "seconds": 1}
@@ -74,16 +74,15 @@ class OptunaPruning(Pruning):
         frozen = [t for t in self.trial.study.get_trials(deepcopy=False) if t.number == self.trial.number]
         return set(frozen[0].intermediate_values) if frozen else set()
 
-    @property
-    def pruned(self) -> bool:
-        """The run ended with ``StopReason.PRUNED``."""
-        return self.loop.controller.stop_reason is StopReason.PRUNED
 
-    def raise_if_pruned(self) -> None:
-        """Raise ``optuna.TrialPruned`` (with the stop message) when the run was pruned: the objective's
-        last line before it returns its value."""
-        if self.pruned:
-            raise _optuna().TrialPruned(self.loop.controller.stop_message)
+
+def raise_if_pruned(trainer: Any) -> None:
+    """Raise ``optuna.TrialPruned`` (with the stop message) when ``trainer``'s last run ended with
+    ``StopReason.PRUNED``: the objective's line after ``trainer.run`` (with the ``pruning`` flag of
+    ``attach_speedups`` or an :class:`OptunaPruning` of one's own)."""
+    controller = StopController.of(trainer)
+    if controller is not None and controller.stop_reason is StopReason.PRUNED:
+        raise _optuna().TrialPruned(controller.stop_message)
 
 
 def continue_or_ask(study: Any, run_key: str) -> Any:

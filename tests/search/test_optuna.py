@@ -17,7 +17,7 @@ from ignite.engine import Engine, Events
 optuna = pytest.importorskip("optuna", reason="Optuna is an optional extra (tox -e optuna)")
 
 from ignite_speed import attach_speedups  # noqa: E402
-from ignite_speed.search.optuna_trial import OptunaPruning, continue_or_ask  # noqa: E402
+from ignite_speed.search.optuna_trial import OptunaPruning, continue_or_ask, raise_if_pruned  # noqa: E402
 from tests.helpers import run_job_process  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -55,8 +55,7 @@ def _objective(trial: Any, flags: dict[str, Any], clock: Any = None, seen: list 
     trainer.run(list(range(BATCHES)))
     if seen is not None:
         seen.append(speedups)
-    if speedups.pruning is not None:
-        speedups.pruning.raise_if_pruned()  # the one line: optuna.TrialPruned when the trial was pruned
+    raise_if_pruned(trainer)  # the one line: optuna.TrialPruned when the trial was pruned
     return evaluator.state.metrics["val_acc"]
 
 
@@ -113,7 +112,7 @@ def test_fast_dev_run_inside_a_trial_reports_nothing_and_projects_the_run():
     study = _study(optuna.pruners.ThresholdPruner(lower=100.0), 1.0)
     seen: list = []
     study.optimize(lambda t: _objective(t, {"fast_dev_run": True}, seen=seen), n_trials=1)
-    assert seen[0].pruning is None and study.trials[0].intermediate_values == {}
+    assert "pruning" not in seen[0].loop.handlers.names() and study.trials[0].intermediate_values == {}
     assert seen[0].projection is not None and study.trials[0].state == optuna.trial.TrialState.COMPLETE
 
 
