@@ -42,7 +42,10 @@ class Pruning(LoopHandler):
     """
 
     name = "pruning"
-    order = 55  # after early stopping (50): both judge the same validation run; a prune outranks its stop
+    # after the validation schedule (40), before early stopping (50): a Ray Tune checkpoint taken here holds early
+    # stopping's state before it judges this run, which a resumed run judges again (StopReason.PRUNED outranks
+    # EARLY_STOPPING in the controller whatever the order)
+    order = 45
 
     def __init__(self, monitor: str, should_prune: Callable[[float, float], bool] | None = None,
                  unit: str = "steps") -> None:

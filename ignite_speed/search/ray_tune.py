@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..handlers.pruning import Pruning
+from ..loop.state import Stage
 
 __all__ = ["RayTunePruning", "CHECKPOINT_FILE"]
 
@@ -86,6 +87,7 @@ class RayTunePruning(Pruning):
         from ray import tune
 
         state = {key: obj.state_dict() for key, obj in self._objects().items()}
+        _decision_pending(state[_LOOP])
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, CHECKPOINT_FILE))
             try:
@@ -95,3 +97,13 @@ class RayTunePruning(Pruning):
                 return True
         return False
 
+
+
+def _decision_pending(state: dict[str, Any]) -> None:
+    """Make the loop's ``state``, taken during this batch's validation run, the state that a ``Checkpoint`` of the
+    app at the batch's ``ITERATION_COMPLETED`` holds: the batch's decision pending, this validation run not yet
+    counted. A resumed trial then makes the decision again, exactly as a never-paused one: it validates (nothing
+    is reported twice: the handler's own state says this run was), and the epoch's end follows where due."""
+    loop = state["loop"]
+    loop["state"]["stage"] = Stage.BATCH_PENDING.value
+    loop["state"]["progress"]["val_runs"] -= 1
