@@ -4,7 +4,7 @@
 
     def objective(trial):
         ...
-        pruning = OptunaPruning(trial, monitor="val_acc").attach(trainer)
+        OptunaPruning(trial, monitor="val_acc").attach(trainer)   # or attach_speedups(..., pruning={...})
         trainer.run(train_loader)
         raise_if_pruned(trainer)           # the one line: optuna.TrialPruned for a pruned trial
         return evaluator.state.metrics["val_acc"]
