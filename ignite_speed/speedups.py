@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ignite.engine import Engine, State
 
+from .config.pruning import RAY_TUNE
 from .config.slices import kwargs_of
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
@@ -71,6 +72,8 @@ EXTEND_REFUSED: dict[str, str] = {
                             "has none (give it to attach_speedups)",
     "autoresume": "it acts when the first run of a fresh process starts; the run extend continues is in memory "
                   "(give it to attach_speedups)",
+    "pruning": "a trial reports to its search from its first validation run on; a continued run is the same trial "
+               "(give pruning to attach_speedups when the trial starts)",
 }
 # what fast_dev_run overrides: refused under it (the run would not follow them)
 _FAST_DEV_RUN_OVERRIDES = frozenset({"max_epochs", "min_epochs", "max_steps", "min_steps", "limit_train_batches",
@@ -549,6 +552,25 @@ def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:
                       f"function must step the optimizer that way too (create_trainer does)", UserWarning, stacklevel=4)
 
 
+def _pruning_handler(cfg: SpeedConfig, evaluator: Engine | None) -> LoopHandler | None:
+    """The ``pruning`` flag's handler (none under ``fast_dev_run``: a smoke test is no trial's result). The search
+    engine's adapter is imported only here."""
+    flag = cfg.pruning
+    if flag is None or cfg.fast_dev_run:
+        return None
+    if evaluator is None:
+        raise ValueError(f"pruning={{'monitor': {flag['monitor']!r}, ...}} reports the validation runs, but "
+                         f"attach_speedups got no evaluator; accepted: pass the evaluator and val_data, or "
+                         f"pruning=None")
+    if flag["trial"] == RAY_TUNE:
+        from .search.ray_tune import RayTunePruning
+
+        return RayTunePruning(flag["monitor"], to_save=flag.get("to_save") or {}, unit=flag["unit"])
+    from .search.optuna_trial import OptunaPruning
+
+    return OptunaPruning(flag["trial"], flag["monitor"], unit=flag["unit"])
+
+
 def attach_speedups(trainer: Engine, evaluator: Engine | None = None,
                     cfg: SpeedConfig | Mapping[str, Any] | argparse.Namespace | None = None, *, val_data: Any = None,
                     model: torch.nn.Module | None = None, precision: Precision | None = None,
@@ -580,10 +602,13 @@ def attach_speedups(trainer: Engine, evaluator: Engine | None = None,
         raise TypeError(f"trainer={type(trainer).__name__} is not an ignite Engine")
     if val_data is not None and evaluator is None:
         raise ValueError("val_data was given without an evaluator; pass the evaluator Engine that runs validation")
+    pruning = _pruning_handler(config, evaluator)  # (refused before anything is attached)
     speedups = Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
     from .step.evaluation import apply_precision
 
     apply_precision(evaluator, speedups.precision)  # validation runs under the training precision, as Lightning's
+    if pruning is not None:
+        pruning.attach(trainer)  # (TrainingLoop.of(trainer).handlers has it; StopController says PRUNED)
     return speedups
 
 

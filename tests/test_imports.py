@@ -12,7 +12,8 @@ import sys
 import ignite_speed
 
 PACKAGE = pathlib.Path(ignite_speed.__file__).parent
-OPTIONAL = ("deepspeed", "fairscale", "torch_xla", "apex", "omegaconf", "sklearn", "matplotlib", "pytorch_lightning")
+OPTIONAL = ("deepspeed", "fairscale", "torch_xla", "apex", "omegaconf", "sklearn", "matplotlib", "pytorch_lightning",
+            "optuna", "optuna_integration", "ray")
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -75,7 +76,7 @@ def test_no_import_cycle():
 
 
 def test_importing_the_package_and_the_handlers_loads_no_optional_engine():
-    code = ("import sys, ignite_speed, ignite_speed.handlers, ignite_speed.speedups; "
+    code = ("import sys, ignite_speed, ignite_speed.handlers, ignite_speed.speedups, ignite_speed.search; "
             f"print([m for m in {OPTIONAL!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -48,6 +48,7 @@ from .precision import (
     validate_gradient_clip_algorithm,
     validate_gradient_clip_val,
 )
+from .pruning import validate_pruning_flag
 from .slices import LoopLimitsFlags, TrainBatchFlags, ValidationFlags
 from .sources import flags_from_source
 
@@ -91,6 +92,7 @@ class SpeedConfig:
     early_stopping: Mapping[str, Any] | None = None
     terminate_on_nan: bool = False
     preemption_signals: Any = DEFAULT_PREEMPTION_SIGNALS  # -> tuple of names; () turns PreemptionGuard off
+    pruning: Mapping[str, Any] | None = None  # report to a search's trial, stop when pruned (handlers.Pruning)
     autoresume: bool = False  # continue from the newest checkpoint of the trainer's Checkpoint (AutoResume)
     profile: bool = False  # split training time into data, step and handlers (speedups.report().profile)
     allow_resume_changes: bool = False  # resume under another setup (world size, ...) at the next epoch boundary
@@ -192,6 +194,7 @@ class SpeedConfig:
         check_bool(self.terminate_on_nan, "terminate_on_nan")
         self._set("preemption_signals", validate_preemption_signals(self.preemption_signals))
         validate_autoresume(self.autoresume)
+        self._set("pruning", validate_pruning_flag(self.pruning))
         validate_allow_resume_changes(self.allow_resume_changes)
         check_bool(self.batched_fetch, "batched_fetch")
         validate_profile(self.profile)

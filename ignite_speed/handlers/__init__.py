@@ -26,8 +26,9 @@ from .early_stopping_rule import EarlyStoppingReason
 from .limits import LoopLimits, TrainBatchLimit
 from .nan_guard import NonFiniteLossGuard
 from .preemption import PREEMPTED_EXIT_CODE, PreemptionGuard
+from .pruning import Pruning
 from .time_budget import TimeBudget
 from .validation import ValidationSchedule
 
 __all__ = ["LoopHandler", "EarlyStoppingReason", "EarlyStoppingOptions", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
-           "NonFiniteLossGuard", "PreemptionGuard", "AutoResume", "PREEMPTED_EXIT_CODE", "TrainingLoop", "StopController", "StopReason", "StepEvents"]
+           "NonFiniteLossGuard", "PreemptionGuard", "AutoResume", "Pruning", "PREEMPTED_EXIT_CODE", "TrainingLoop", "StopController", "StopReason", "StepEvents"]

@@ -50,12 +50,14 @@ class StopReason(str, enum.Enum):
     TERMINATED = "terminated"  # trainer.terminate() called by another handler or user code
     RANK_FAILURE = "rank_failure"
     PREEMPTED = "preempted"  # a signal of the job scheduler (PreemptionGuard): save and exit, resume later
+    PRUNED = "pruned"  # a hyperparameter search stopped this trial (handlers.Pruning)
 
 
 # When ranks request different reasons on the same iteration, the reason recorded by every rank is the
 # first of this list that any rank requested.
-_PRIORITY = (StopReason.RANK_FAILURE, StopReason.PREEMPTED, StopReason.NON_FINITE_LOSS, StopReason.EARLY_STOPPING,
-             StopReason.MAX_TIME, StopReason.USER_REQUEST)
+# A prune outranks early stopping: the search must record the trial as pruned.
+_PRIORITY = (StopReason.RANK_FAILURE, StopReason.PREEMPTED, StopReason.NON_FINITE_LOSS, StopReason.PRUNED,
+             StopReason.EARLY_STOPPING, StopReason.MAX_TIME, StopReason.USER_REQUEST)
 _REQUESTABLE = frozenset(_PRIORITY)
 # Training on after these is pointless (NaN weights), impossible (a rank is gone) or cut short anyway (the job
 # is preempted): min_epochs/min_steps do not defer them.

@@ -1,0 +1,109 @@
+"""Ray Tune: report every validation run with an ignite-speed checkpoint, and resume a paused trial exactly
+(``pip install "ray[tune]"``).
+
+.. code-block:: python
+
+    def train_fn(config):
+        ...
+        RayTunePruning("val_acc", to_save={"model": model, "optimizer": optimizer}).attach(trainer)
+        trainer.run(train_loader)      # a resumed trial (PBT, HyperBand) continues from its checkpoint
+
+At every validation run, :class:`RayTunePruning` calls ``ray.tune.report`` with the monitor, the step in its
+unit (``"step"``) and a checkpoint of ``to_save``, the trainer and ignite-speed's loop. When the scheduler stops
+the trial (ASHA, HyperBand) Ray ends ``report`` with ``SystemExit``: the run then ends there with
+``StopReason.PRUNED``. A paused trial is stopped the same way; Ray calls the function again later with the
+checkpoint, which the handler loads when the run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ..handlers.pruning import Pruning
+from ..loop.state import Stage
+
+__all__ = ["RayTunePruning", "CHECKPOINT_FILE"]
+
+CHECKPOINT_FILE = "ignite_speed.pt"
+_TRAINER, _LOOP = "trainer", "ignite_speed"
+
+
+class RayTunePruning(Pruning):
+    """:class:`~ignite_speed.handlers.Pruning` for a Ray Tune trial (a function trainable).
+
+    Args:
+        monitor: the validation metric reported (Tune's ``metric``).
+        to_save: the objects to checkpoint besides the trainer and the loop (model, optimizer, scheduler...),
+            each with ``state_dict`` / ``load_state_dict``.
+        unit: the unit of the reported ``"step"`` (use ``time_attr="step"`` in the scheduler to compare trials
+            in it; Tune's own ``training_iteration`` counts reports).
+    """
+
+    def __init__(self, monitor: str, to_save: Mapping[str, Any], unit: str = "steps") -> None:
+        super().__init__(monitor, unit=unit)
+        if not isinstance(to_save, Mapping) or any(not hasattr(v, "state_dict") for v in to_save.values()) \
+                or _LOOP in to_save:
+            raise ValueError(f"RayTunePruning(to_save={to_save!r}): accepted: a dict of objects with state_dict(), "
+                             f"without the key {_LOOP!r} (the handler adds the loop's state under it)")
+        self.to_save = dict(to_save)
+        self.resumed_from: str | None = None
+        self._done = False
+
+    def _objects(self) -> dict[str, Any]:
+        loop = self.loop
+        owner = loop.parts.speedups or loop  # the Speedups also save the precision's state
+        objects = {**self.to_save, _LOOP: owner}
+        if not any(v is loop.trainer for v in objects.values()):
+            objects[_TRAINER] = loop.trainer
+        return objects
+
+    def before_run(self) -> None:
+        """Load the trial's checkpoint (a trial Ray resumes after a pause or a failure) into the first run."""
+        from ray import tune
+
+        if self._done:
+            return
+        self._done = True
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None or self.loop.trainer.state.iteration:
+            return
+        from ignite.handlers import Checkpoint
+
+        with checkpoint.as_directory() as folder:
+            path = os.path.join(folder, CHECKPOINT_FILE)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        Checkpoint.load_objects(to_load=self._objects(), checkpoint=state)
+        self.loop.setup.loaded_from(path)
+        self.resumed_from = path
+
+    def ask(self, value: float, step: float, first: bool) -> bool:
+        if not first:
+            return False  # a replayed validation run (a resumed trial): Tune has it already
+        from ray import tune
+
+        state = {key: obj.state_dict() for key, obj in self._objects().items()}
+        _decision_pending(state[_LOOP])
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, os.path.join(folder, CHECKPOINT_FILE))
+            try:
+                tune.report({self.monitor: value, "step": step},
+                            checkpoint=tune.Checkpoint.from_directory(folder))
+            except SystemExit:  # the scheduler stopped (or paused) this trial: end the run here
+                return True
+        return False
+
+
+
+def _decision_pending(state: dict[str, Any]) -> None:
+    """Make the loop's ``state``, taken during this batch's validation run, the state that a ``Checkpoint`` of the
+    app at the batch's ``ITERATION_COMPLETED`` holds: the batch's decision pending, this validation run not yet
+    counted. A resumed trial then makes the decision again, exactly as a never-paused one: it validates (nothing
+    is reported twice: the handler's own state says this run was), and the epoch's end follows where due."""
+    loop = state["loop"]
+    loop["state"]["stage"] = Stage.BATCH_PENDING.value
+    loop["state"]["progress"]["val_runs"] -= 1

@@ -1,0 +1,112 @@
+"""Pruning on 2 real gloo processes (``idist.Parallel``): only rank 0 asks the search, and both ranks stop at the
+same batch with the same reason and message. The job runs in a subprocess bounded by a timeout (a rank that
+stopped alone would leave the other one waiting in a collective: the test fails instead of hanging)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import ignite.distributed as idist  # noqa: E402
+from ignite.engine import Engine, Events  # noqa: E402
+
+from ignite_speed.handlers import LoopLimits, Pruning, StopController, ValidationSchedule  # noqa: E402
+from tests.helpers import run_rank_job  # noqa: E402
+
+pytestmark = pytest.mark.slow  # 2 gloo processes
+
+JOB_TIMEOUT_S = 90
+BATCHES = 4  # per rank per epoch
+
+
+def _scenario(unit: str, prune_at: int, min_epochs: int = 0) -> dict[str, Any]:
+    rank = idist.get_rank()
+    torch.manual_seed(0)
+    model = idist.auto_model(torch.nn.Linear(1, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step(engine: Engine, batch: float) -> float:
+        x = torch.full((2, 1), float(batch + rank))
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), 2 * x).backward()  # DDP all-reduce: a lone stop would hang here
+        opt.step()
+        return 0.0
+
+    trainer, evaluator = Engine(step), Engine(lambda e, b: None)
+    runs: list[int] = []
+
+    @evaluator.on(Events.COMPLETED)
+    def score(e: Engine) -> None:
+        runs.append(trainer.state.iteration)
+        e.state.metrics["val_acc"] = 0.5 + len(runs) / 10 + rank  # rank 1's value is never reported
+
+    asked: list[tuple[float, float]] = []
+
+    def should_prune(value: float, step: float) -> bool:
+        asked.append((value, step))
+        return len(asked) >= prune_at
+
+    LoopLimits(max_epochs=5, min_epochs=min_epochs).attach(trainer)
+    ValidationSchedule(evaluator, [0], val_check_interval=2, num_sanity_val_steps=0).attach(trainer)
+    Pruning("val_acc", should_prune, unit=unit).attach(trainer)
+    trainer.run(list(range(BATCHES)))
+    controller = StopController.of(trainer)
+    assert controller is not None
+    return {"iteration": trainer.state.iteration, "val_at": runs, "asked": asked,
+            "reason": controller.stop_reason.value, "message": controller.stop_message}
+
+
+def job_prune(local_rank: int, out_dir: str) -> None:
+    results = {"steps": _scenario("steps", prune_at=3), "epochs": _scenario("epochs", prune_at=2),
+               "min_epochs": _scenario("steps", prune_at=1, min_epochs=3)}
+    with open(os.path.join(out_dir, f"prune_{idist.get_rank()}.json"), "w") as f:
+        json.dump(results, f)
+
+
+def main(job: str, out_dir: str, port: int) -> None:
+    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=port,
+                        timeout=datetime.timedelta(seconds=30)) as parallel:
+        parallel.run({"prune": job_prune}[job], out_dir)
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory: Any) -> list[dict[str, Any]]:
+    return run_rank_job(os.path.abspath(__file__), "prune", tmp_path_factory.mktemp("pruning_mp"), timeout=JOB_TIMEOUT_S)
+
+
+def _agreed(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    r0, r1 = results[0][name], results[1][name]
+    for key in ("iteration", "val_at", "reason", "message"):
+        assert r0[key] == r1[key], (name, key, r0[key], r1[key])
+    assert r1["asked"] == []  # only rank 0 talks to the search
+    return r0
+
+
+def test_both_ranks_stop_at_the_batch_rank_0_was_pruned_at(pruned):
+    r = _agreed(pruned, "steps")
+    assert r["iteration"] == 6 and r["val_at"] == [2, 4, 6]
+    assert r["reason"] == "pruned" and r["message"] == "pruned at steps 6: val_acc=0.8"
+    assert r["asked"] == [[0.6, 2], [0.7, 4], [0.8, 6]]  # (JSON)
+
+
+def test_epochs_unit_on_two_ranks(pruned):
+    r = _agreed(pruned, "epochs")
+    assert r["iteration"] == 4 and r["message"] == "pruned at epochs 1: val_acc=0.7"
+    assert r["asked"] == [[0.6, 0.5], [0.7, 1.0]]
+
+
+def test_min_epochs_defer_the_prune_on_both_ranks(pruned):
+    r = _agreed(pruned, "min_epochs")
+    assert r["iteration"] == 12 and r["message"] == "pruned at steps 2: val_acc=0.6"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

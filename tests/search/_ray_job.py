@@ -1,0 +1,115 @@
+"""A job script for the Ray Tune tests (tests/search/test_ray_tune.py): Ray on the local machine, run in a
+subprocess bounded by the test's timeout. ``python tests/search/_ray_job.py OUT_DIR`` runs two searches and writes
+``OUT_DIR/result.json``:
+
+* ``asha``: 3 trials, one at a time (so ASHA's decisions do not depend on timing), best first: ``val_acc`` of the
+  k-th validation run is ``quality * k``; the trials that ASHA stops end with ``pruned``.
+* ``pause``: two trials with the same seed; a scheduler pauses one of them after its 2nd report and Ray resumes it
+  from the checkpoint of that report; its final weights must equal the other's (``torch.equal``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import ray  # noqa: E402
+from ignite.engine import Engine, Events  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from ignite_speed import attach_speedups, create_trainer  # noqa: E402
+
+BATCHES, EPOCHS = 6, 3  # validation every 3 batches: 6 reports per trial
+
+
+def train_fn(config: dict[str, Any]) -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(BATCHES * 4, 4, generator=g)
+    data = TensorDataset(x, x.sum(1, keepdim=True))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    train = DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(3))
+    cfg = {"max_epochs": EPOCHS, "val_check_interval": 3, "num_sanity_val_steps": 0,
+           "pruning": {"trial": "ray_tune", "monitor": "val_acc", "to_save": {"model": model, "optimizer": opt}}}
+    trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg)
+    evaluator = Engine(lambda e, b: None)
+    runs: list[int] = []
+
+    @evaluator.on(Events.COMPLETED)
+    def score(e: Engine) -> None:
+        runs.append(trainer.state.iteration)
+        e.state.metrics["val_acc"] = round(config["quality"] * trainer.state.iteration, 6)
+
+    speedups = attach_speedups(trainer, evaluator, cfg, val_data=[0])
+    trainer.run(train)
+    name = config["name"]
+    out = os.path.join(config["out_dir"], f"{name}.attempt{len(_attempts(config['out_dir'], name))}")
+    torch.save({k: v.clone() for k, v in model.state_dict().items()}, out + ".pt")
+    with open(out + ".json", "w") as fh:
+        json.dump({"reason": speedups.stop_reason.value, "message": speedups.stop_message,
+                   "iteration": trainer.state.iteration, "val_at": runs}, fh)
+
+
+def _attempts(out_dir: str, name: str) -> list[str]:
+    return sorted(f for f in os.listdir(out_dir) if f.startswith(name + ".attempt") and f.endswith(".json"))
+
+
+class PauseOnce(FIFOScheduler):
+    """Pause the trial whose config says ``pause`` once, at its 2nd report (a PBT/HyperBand pause, on cue)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused: set[str] = set()
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if trial.config.get("pause") and trial.trial_id not in self.paused and result["training_iteration"] == 2:
+            self.paused.add(trial.trial_id)
+            return TrialScheduler.PAUSE
+        return TrialScheduler.CONTINUE
+
+
+def _search(scheduler: Any, space: dict[str, Any], storage: str, name: str) -> Any:
+    tuner = tune.Tuner(tune.with_resources(train_fn, {"cpu": 1}), param_space=space,
+                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
+                       run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0))
+    return tuner.fit()
+
+
+def main(out_dir: str) -> None:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # (the test bounds the job with a timeout)
+    storage = os.path.join(out_dir, "ray_results")
+    asha_dir, pause_dir = os.path.join(out_dir, "asha"), os.path.join(out_dir, "pause")
+    os.makedirs(asha_dir)
+    os.makedirs(pause_dir)
+    asha = ASHAScheduler(time_attr="step", metric="val_acc", mode="max", max_t=100, grace_period=6, reduction_factor=2)
+    _search(asha, {"quality": tune.grid_search([1.0, 0.4, 0.1]), "out_dir": asha_dir,
+                   "name": tune.sample_from(lambda spec: f"q{spec.config.quality}")}, storage, "asha")
+    _search(PauseOnce(), {"pause": tune.grid_search([False, True]), "quality": 1.0, "out_dir": pause_dir,
+                          "name": tune.sample_from(lambda spec: f"pause{spec.config.pause}")}, storage, "pause")
+    result: dict[str, Any] = {"asha": {}, "pause": {}}
+    for folder, key in ((asha_dir, "asha"), (pause_dir, "pause")):
+        for f in sorted(os.listdir(folder)):
+            if f.endswith(".json"):
+                with open(os.path.join(folder, f)) as fh:
+                    result[key][f[:-5]] = json.load(fh)
+    plain = torch.load(os.path.join(pause_dir, "pauseFalse.attempt0.pt"))
+    resumed = [f for f in os.listdir(pause_dir) if f.startswith("pauseTrue") and f.endswith(".pt")]
+    last = torch.load(os.path.join(pause_dir, sorted(resumed)[-1]))
+    result["pause_weights_equal"] = all(torch.equal(plain[k], last[k]) for k in plain)
+    with open(os.path.join(out_dir, "result.json"), "w") as fh:
+        json.dump(result, fh, indent=1)
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
