@@ -134,6 +134,7 @@ REFUSED_VALUES: dict[str, Any] = {
     "gradient_clip_val": 1.0, "gradient_clip_algorithm": "value", "accelerator": "cpu", "devices": 1,
     "num_nodes": 2, "strategy": "ddp", "node_rank": 0, "master_addr": "127.0.0.1", "master_port": 29500,
     "deepspeed_config": {"train_batch_size": 2}, "fast_dev_run": 2, "num_sanity_val_steps": 4, "autoresume": True,
+    "pruning": {"trial": "ray_tune", "monitor": "val_loss"},
 }
 
 
