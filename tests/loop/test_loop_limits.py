@@ -11,12 +11,7 @@ import torch
 from ignite.engine import Events
 
 from ignite_speed import StopReason, attach_speedups
-from tests.helpers import loader, make_run, stream_loader
-
-
-def warns_accumulation(n: int):
-    """The warning of accumulate_grad_batches=n on a trainer not made by create_trainer (these tests' trainers)."""
-    return pytest.warns(UserWarning, match=f"accumulate_grad_batches={n} given to attach_speedups for a trainer not made")
+from tests.helpers import loader, make_run, stream_loader, warns_accumulation
 
 
 def go(n_train=10, n_val=5, n_test=5, metric_seq=None, train=None, val=None, run_kwargs=None, test=False, **cfg):
