@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import torch
 from ignite.engine import Engine, Events
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
@@ -201,3 +203,12 @@ def run_rank_job(script: str, job: str, out_dir: Any, timeout: float, ranks: int
         with open(path) as f:
             out.append(json.load(f))
     return out
+
+
+def warns_accumulation(cfg: dict[str, Any] | int) -> Any:
+    """The warning that ``accumulate_grad_batches`` > 1 (a config's, or ``n``) gives on a trainer not made by
+    ``create_trainer`` (such as ``make_run``'s); a context that expects nothing when it is 1."""
+    n = cfg if isinstance(cfg, int) else cfg.get("accumulate_grad_batches", 1)
+    if n == 1:
+        return contextlib.nullcontext()
+    return pytest.warns(UserWarning, match=f"accumulate_grad_batches={n} given to attach_speedups for a trainer not")

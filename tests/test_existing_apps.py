@@ -10,7 +10,7 @@ from ignite.handlers import Checkpoint, DiskSaver
 from ignite.handlers import EarlyStopping as IgniteEarlyStopping
 
 from ignite_speed import StopReason, attach_speedups
-from tests.helpers import loader, make_run
+from tests.helpers import loader, make_run, warns_accumulation
 
 
 @pytest.mark.parametrize("where", ["epoch_end", "mid_epoch"])
@@ -83,13 +83,15 @@ def test_a_checkpoint_without_the_speedups_state_is_refused_with_the_fix(tmp_pat
 ])
 def test_estimated_stepping_batches_follows_lightnings_rule(cfg, expected):
     # the expected values are what pytorch-lightning 2.6.6's Trainer.estimated_stepping_batches gives
-    sp = attach_speedups(make_run().trainer, None, cfg)
+    with warns_accumulation(cfg):
+        sp = attach_speedups(make_run().trainer, None, cfg)
     assert sp.estimated_stepping_batches(loader(10)) == expected
 
 
 def test_estimated_stepping_batches_sizes_a_one_cycle_schedule_that_ends_with_training():
     run = make_run()
-    sp = attach_speedups(run.trainer, None, {"max_epochs": 4, "limit_train_batches": 6, "accumulate_grad_batches": 2})
+    with warns_accumulation({"accumulate_grad_batches": 2}):
+        sp = attach_speedups(run.trainer, None, {"max_epochs": 4, "limit_train_batches": 6, "accumulate_grad_batches": 2})
     opt = torch.optim.SGD(run.model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=sp.estimated_stepping_batches(
         loader(10)))
@@ -174,7 +176,8 @@ def test_fast_dev_run_limits_every_run_of_the_evaluator():
 def test_step_flags_given_to_attach_speedups_for_a_plain_trainer_are_named():
     run = make_run()
     with pytest.warns(UserWarning, match=r"precision='bf16-mixed', gradient_clip_val=1.0 given to attach_speedups is "
-                                         r"not applied: this trainer was not made by ignite_speed.create_trainer"):
+                                         r"not applied: this trainer was not made by ignite_speed.create_trainer"), \
+            pytest.warns(UserWarning, match=r"precision='bf16' is a legacy spelling; using precision='bf16-mixed'"):
         attach_speedups(run.trainer, None, {"max_steps": 10, "precision": "bf16", "gradient_clip_val": 1.0})
     with pytest.warns(UserWarning, match="accumulate_grad_batches=4 given to attach_speedups for a trainer not made "
                                          "by ignite_speed.create_trainer: ignite-speed counts one optimizer step per 4"):

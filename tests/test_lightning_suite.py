@@ -42,7 +42,7 @@ from ignite.metrics import Metric
 from torch.utils.data import DataLoader, IterableDataset, Sampler, TensorDataset
 
 from ignite_speed import EarlyStopping, EarlyStoppingReason, SpeedConfig, StopReason, attach_speedups, create_trainer
-from tests.helpers import Run, loader, make_run, stream_loader
+from tests.helpers import Run, loader, make_run, stream_loader, warns_accumulation
 
 R = EarlyStoppingReason
 BORING = 64  # batches per epoch of BoringModel's loaders (64 samples, batch size 1)
@@ -56,8 +56,9 @@ def fit(cfg: dict, *, n_train: int = BORING, n_val: int | None = BORING, metric_
         before(run)
     val_data = val if val is not None else (loader(n_val, 1000.0) if n_val is not None else None)
     use_evaluator = evaluator and val_data is not None
-    sp = attach_speedups(run.trainer, run.evaluator if use_evaluator else None, cfg,
-                         val_data=val_data if use_evaluator else None)
+    with warns_accumulation(cfg):
+        sp = attach_speedups(run.trainer, run.evaluator if use_evaluator else None, cfg,
+                             val_data=val_data if use_evaluator else None)
     run.trainer.run(train if train is not None else loader(n_train))
     return run, sp
 
@@ -160,7 +161,8 @@ def test_validation_check_interval_exceed_data_length_wrong():
     run = make_run()
     attach_speedups(run.trainer, run.evaluator, dict(limit_train_batches=10, val_check_interval=100),
                     val_data=loader(BORING))
-    with pytest.raises(ValueError, match=r"val_check_interval=100 is more than the 10 training batches"):
+    with pytest.raises(ValueError, match=r"val_check_interval=100 is more than the 10 training batches"), \
+            pytest.warns(UserWarning, match="max_epochs was not set"):
         run.trainer.run(loader(BORING))
     assert run.sanity == 0 and run.total == 0
 

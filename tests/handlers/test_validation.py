@@ -98,7 +98,8 @@ def test_early_stopping_judges_the_schedules_runs_not_the_apps_own_evaluator_run
     else:
         es.attach(trainer)
         schedule.attach(trainer)
-    trainer.run(train_data, max_epochs=None if order == "attach_speedups" else 10)
+    with pytest.warns(UserWarning, match="evaluator of ignite-speed's validation schedule was also run during"):
+        trainer.run(train_data, max_epochs=None if order == "attach_speedups" else 10)
     # checks at epoch end (Lightning's rule for the default schedule) read the schedule's run: 1.0 three times
     assert (trainer.state.epoch, es.best_score, es.wait_count) == (3, 1.0, 2)
     assert StopController.of(trainer).stop_reason is StopReason.EARLY_STOPPING

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from ignite_speed import LoopLimits, StopReason, TrainingLoop, attach_speedups
-from tests.helpers import loader, make_run
+from tests.helpers import loader, make_run, warns_accumulation
 
 
 class EpochSizes(IterableDataset):
@@ -63,11 +63,11 @@ def test_empty_epoch_of_an_iterable_dataset_loader_counts_and_training_goes_on(s
     assert loop.progress.global_step == 5
 
 
-@pytest.mark.filterwarnings("ignore:accumulate_grad_batches=2 given to attach_speedups")
 @pytest.mark.parametrize("sizes, per_epoch", CASES, ids=["middle-empty", "first-empty"])
 def test_empty_epoch_makes_no_optimizer_step_with_accumulation(sizes, per_epoch):
     # 3 batches: a step after the 2nd and one for the pending last batch; 2 batches: one step; none when empty
-    run, loop = _run(DataLoader(EpochSizes(*sizes), batch_size=1), _speedups, accumulate_grad_batches=2)
+    with warns_accumulation(2):
+        run, loop = _run(DataLoader(EpochSizes(*sizes), batch_size=1), _speedups, accumulate_grad_batches=2)
     assert loop.controller.final.reason is StopReason.MAX_EPOCHS and loop.progress.epochs_done == 3
     assert run.per_epoch == per_epoch and loop.progress.global_step == 3
 

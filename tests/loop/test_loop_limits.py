@@ -11,7 +11,7 @@ import torch
 from ignite.engine import Events
 
 from ignite_speed import StopReason, attach_speedups
-from tests.helpers import loader, make_run, stream_loader
+from tests.helpers import loader, make_run, stream_loader, warns_accumulation
 
 
 def go(n_train=10, n_val=5, n_test=5, metric_seq=None, train=None, val=None, run_kwargs=None, test=False, **cfg):
@@ -210,7 +210,7 @@ def test_case22_iterable_train_validation():
     assert run.val_at == [3, 6, 9]
     run = make_run()
     attach_speedups(run.trainer, run.evaluator, dict(val_check_interval=0.5), val_data=loader(5))
-    with pytest.raises(ValueError, match="no length"):
+    with pytest.raises(ValueError, match="no length"), pytest.warns(UserWarning, match="max_epochs was not set"):
         run.trainer.run(stream_loader(10))
 
 
@@ -282,17 +282,20 @@ def test_case29_maxima_win_over_minima():
 
 
 def test_case30_accumulation_counts_steps():
-    run, sp = go(accumulate_grad_batches=3, max_epochs=2)
+    with warns_accumulation(3):
+        run, sp = go(accumulate_grad_batches=3, max_epochs=2)
     assert sp.global_step == 8 and run.total == 20
-    run, sp = go(accumulate_grad_batches=3, max_steps=5)
+    with warns_accumulation(3):
+        run, sp = go(accumulate_grad_batches=3, max_steps=5)
     assert run.total == 13 and sp.global_step == 5
 
 
 def test_case31_validation_counts_batches_not_steps():
     steps = []
     run = make_run()
-    sp = attach_speedups(run.trainer, run.evaluator, dict(accumulate_grad_batches=4, val_check_interval=0.5,
-                                                          max_epochs=1), val_data=loader(5))
+    with warns_accumulation(4):
+        sp = attach_speedups(run.trainer, run.evaluator, dict(accumulate_grad_batches=4, val_check_interval=0.5,
+                                                              max_epochs=1), val_data=loader(5))
     run.evaluator.add_event_handler(Events.COMPLETED, lambda e: steps.append(sp.global_step))
     run.trainer.run(loader(10))
     assert run.val_at == [5, 10] and steps == [1, 3]
@@ -353,8 +356,9 @@ def test_case35_user_stop_request():
 
 def test_case36_user_stop_with_min_steps_and_accumulation():
     run = make_run()
-    sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=5, min_steps=7, accumulate_grad_batches=2),
-                         val_data=loader(5))
+    with warns_accumulation(2):
+        sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=5, min_steps=7, accumulate_grad_batches=2),
+                             val_data=loader(5))
     _stop_at(sp, run, 1, 1)
     run.trainer.run(loader(10))
     assert run.total == 14 and sp.global_step == 7 and run.val_at == [10, 14]
@@ -469,7 +473,8 @@ def test_case71_fast_dev_run_zero_is_off():
 
 
 def test_case72_fast_dev_run_interactions():
-    run, sp = go(fast_dev_run=2, accumulate_grad_batches=2)
+    with warns_accumulation(2):
+        run, sp = go(fast_dev_run=2, accumulate_grad_batches=2)
     assert run.total == 2 and sp.global_step == 1
     run, _ = go(fast_dev_run=2, limit_val_batches=0)
     assert run.val_batches == [2]
