@@ -23,6 +23,7 @@ PYTHON = {
     "collections.abc.Iterator": ("class", "library/collections.abc.html#collections.abc.Iterator"),
     "collections.abc.Mapping": ("class", "library/collections.abc.html#collections.abc.Mapping"),
     "collections.abc.Sequence": ("class", "library/collections.abc.html#collections.abc.Sequence"),
+    "dataclasses.InitVar": ("class", "library/dataclasses.html#dataclasses.InitVar"),
     "dataclasses.dataclass": ("function", "library/dataclasses.html#dataclasses.dataclass"),
     "datetime.timedelta": ("class", "library/datetime.html#datetime.timedelta"),
     "enum.Enum": ("class", "library/enum.html#enum.Enum"),

@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 from .checks import check_bool, did_you_mean, type_name
 from .durations import format_value
 
-__all__ = ["EarlyStoppingOptions", "EarlyStoppingSettings", "early_stopping_options", "early_stopping_flag_options",
+__all__ = ["EarlyStoppingOptions", "early_stopping_options", "early_stopping_flag_options",
            "validate_early_stopping_kwargs", "PATIENCE_UNITS", "MIN_DELTA_MODES", "MODES"]
 
 PATIENCE_UNITS = ("checks", "epochs", "steps")

@@ -22,7 +22,7 @@ from ignite.engine import Engine, Events
 from .._compat import all_event_handlers
 from .._logging import logger
 from ..config.durations import format_value
-from ..config.early_stopping import EarlyStoppingOptions, early_stopping_options
+from ..config.early_stopping import EarlyStoppingOptions, EarlyStoppingSettings, early_stopping_options
 from ..distributed._dist import gather_message, get_rank, get_world_size
 from ..distributed.checkpoint import unwrap_model
 from ..loop.plan import RunPlan
@@ -43,8 +43,6 @@ from .validation import ValidationSchedule
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Unpack
-
-    from ..config.early_stopping import EarlyStoppingSettings
 
 __all__ = ["EarlyStopping", "EarlyStoppingReason", "EarlyStoppingOptions"]
 

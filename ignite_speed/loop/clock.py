@@ -1,7 +1,7 @@
-"""The package's one time source (:data:`TIME_SOURCE`), and the training clock: elapsed training time on it,
+"""The package's one time source (``TIME_SOURCE``), and the training clock: elapsed training time on it,
 resumable from a checkpoint.
 
-Every duration ignite-speed measures is read from :data:`TIME_SOURCE`: the training clock that ``max_time``
+Every duration ignite-speed measures is read from ``TIME_SOURCE``: the training clock that ``max_time``
 and ``val_time_fraction`` count (:class:`TrainingClock`), the run profile (:class:`~ignite_speed.loop.run_timer.RunTimer`)
 and the ranks' agreement interval (:class:`~ignite_speed.loop.stop.StopAgreement`), so their seconds compare.
 Each reader that tests drive takes a time source of its own (a fake clock they advance).
@@ -24,7 +24,7 @@ class TrainingClock:
     """Elapsed training time: an offset (restored from a checkpoint) plus the running segment.
 
     Args:
-        time_source: the seconds counter read (:data:`TIME_SOURCE`); tests may give one they advance
+        time_source: the seconds counter read (``TIME_SOURCE``); tests may give one they advance
             themselves. Set :attr:`time_source` before a run starts to change it on an attached loop.
     """
 

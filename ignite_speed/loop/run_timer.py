@@ -46,7 +46,7 @@ class RunTimer:
 
     Attributes:
         fine: split training into data, step and handlers (``profile=True``).
-        time_source: the seconds counter read (:data:`~ignite_speed.loop.clock.TIME_SOURCE`); tests may give their own.
+        time_source: the seconds counter read (``TIME_SOURCE`` of :mod:`ignite_speed.loop.clock`); tests may give their own.
         wall: seconds spent in ``trainer.run`` calls of this run (from the start of a new run).
         parts: measured seconds per part (``COARSE_PARTS``, and ``FINE_PARTS`` when ``fine``).
         counts: how many of each rare part ran (validation runs, checkpoint saves, sanity checks).
