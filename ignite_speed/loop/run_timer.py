@@ -64,6 +64,9 @@ class RunTimer:
             projection of ``attach_speedups``); their time is part of the wall (``after_run``).
         iterator_seconds, iterators: time and number of the training data iterator's creations (Ignite
             makes one per epoch; counted in ``data`` too).
+        first_batch: with :attr:`fine`, the run's first batch's wait for data (less the iterator's creation)
+            and step, in seconds: the step's first call pays for lazy initialisation (a projection tells it
+            apart from the batches that follow).
     """
 
     def __init__(self) -> None:
@@ -83,6 +86,7 @@ class RunTimer:
         self.counts: dict[str, int] = dict.fromkeys(COARSE_PARTS, 0)
         self.batches = 0
         self.iterator_seconds, self.iterators = 0.0, 0
+        self.first_batch: tuple[float, float] | None = None  # with fine: the run's first (wait, step) seconds
         self.fine_measured = False  # the split of training is measured for every call of this run
         self._nested = 0.0  # seconds of timed parts so far (subtracted from the parts that hold them)
         self._mark = self._counted_end = 0.0
@@ -206,7 +210,10 @@ class RunTimer:
             try:
                 return step(engine, batch)
             finally:
-                parts["step"] += now() - started - (timer._nested - nested)
+                seconds = now() - started - (timer._nested - nested)
+                parts["step"] += seconds
+                if timer.first_batch is None:
+                    timer.first_batch = (started - timer._mark - (nested - timer._nested_at_mark), seconds)
 
         def timed_counted(engine: Engine) -> None:
             started = now()

@@ -60,6 +60,7 @@ class RunProfile:
             trainer's ``Checkpoint`` handlers.
         iterator_seconds, iterators: time and number of the training data iterator's creations (once an
             epoch; with ``profile=True`` that time is part of ``data``).
+        first_batch: with ``profile=True``, the first batch's wait for data and step (seconds).
     """
 
     wall: float
@@ -70,6 +71,7 @@ class RunProfile:
     checkpoint_calls: int = 0
     iterator_seconds: float = 0.0
     iterators: int = 0
+    first_batch: tuple[float, float] | None = None
 
     def share(self, part: str) -> float:
         """``part``'s share of the wall time (0.0 to 1.0; 0.0 for a part not measured)."""
@@ -97,7 +99,8 @@ class RunProfile:
     def to_dict(self) -> dict[str, Any]:
         return {"wall": self.wall, "parts": dict(self.parts), "fine": self.fine, "batches": self.batches,
                 "val_runs": self.val_runs, "checkpoint_calls": self.checkpoint_calls,
-                "iterator_seconds": self.iterator_seconds, "iterators": self.iterators}
+                "iterator_seconds": self.iterator_seconds, "iterators": self.iterators,
+                "first_batch": None if self.first_batch is None else list(self.first_batch)}
 
     def table(self) -> str:
         """The parts as lines of text: seconds and share, largest first."""
@@ -126,4 +129,5 @@ def run_profile(loop: TrainingLoop) -> RunProfile:
         parts = {"training": max(0.0, wall - sum(coarse.values())), **coarse}
     return RunProfile(wall=wall, parts=parts, fine=timer.fine_measured, batches=timer.batches,
                       val_runs=timer.counts.get("validation", 0), checkpoint_calls=timer.counts.get("checkpoint", 0),
-                      iterator_seconds=timer.iterator_seconds, iterators=timer.iterators)
+                      iterator_seconds=timer.iterator_seconds, iterators=timer.iterators,
+                      first_batch=timer.first_batch if timer.fine_measured else None)

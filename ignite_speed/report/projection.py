@@ -7,7 +7,11 @@ what happens once:
   iterator left out of the first batch's wait);
 * per epoch: the creation of the data iterator;
 * per validation batch: the validation time over the validation batches run;
-* once: the set-up, first-use imports and the rest of Ignite's run (its start, end and epoch events).
+* once: the set-up, first-use imports, the rest of Ignite's run (its start, end and epoch events), and
+  what the first batch took more than the next ones (the first call of a step initialises lazily: the
+  autograd engine, the optimizer's state, kernels). A ``fast_dev_run`` of one batch cannot tell that
+  apart: its projection counts the first batch's time for every batch (an upper bound; ``fast_dev_run=n``
+  with n of 3 or more measures the batches that follow the first).
 
 The full run's plan (:class:`FullRun`: its epochs, batches, validation runs and sanity check, counted by
 ``attach_speedups`` from the config without ``fast_dev_run``) times those gives the projection, with the
@@ -76,6 +80,7 @@ class Projection:
     stops: dict[str, str]
     once_seconds: float = 0.0
     epoch_seconds: float = 0.0  # the data iterator's creation, once an epoch
+    measured_batches: int = 0  # training batches of the fast_dev_run
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,6 +93,9 @@ class Projection:
                  f"{format_duration(self.sanity_seconds)} + set-up and one-off costs "
                  f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
                  f"early stopping not counted)"]
+        if self.measured_batches == 1:
+            lines.append("measured on one batch, whose step includes what its first call initialises: an upper "
+                         "bound (fast_dev_run=3 or more measures the batches after the first)")
         if self.fits is not None and r.max_time is not None:
             budget = r.max_time - r.max_time_reserve
             if self.fits:
@@ -115,7 +123,7 @@ def project(profile: RunProfile, val_batches_measured: int, run: FullRun) -> Pro
             stops = _stops(run, batch + (epoch / run.batches_per_epoch if run.batches_per_epoch else 0.0),
                            run.val_batches * val_batch, budget)
     return Projection(setup + once + train + val + sanity, setup, train, val, sanity, batch, val_batch, run, fits,
-                      stops, once, epoch)
+                      stops, once, epoch, profile.batches)
 
 
 def _training_costs(profile: RunProfile) -> tuple[float, float, float]:
@@ -126,9 +134,15 @@ def _training_costs(profile: RunProfile) -> tuple[float, float, float]:
     if not profile.fine:  # (training not split: its one-off costs cannot be told apart from the batches')
         return (profile.training - once) / profile.batches, 0.0, once
     epoch = profile.iterator_seconds / profile.iterators if profile.iterators else 0.0
-    per_batch = sum(profile.parts.get(p, 0.0) for p in ("data", "step", "app_handlers", "ignite_speed_handlers"))
-    per_batch -= profile.iterator_seconds
-    return max(0.0, per_batch) / profile.batches, epoch, once + profile.parts.get("other", 0.0)
+    once += profile.parts.get("other", 0.0)
+    n, parts = profile.batches, profile.parts
+    handlers = (parts.get("app_handlers", 0.0) + parts.get("ignite_speed_handlers", 0.0)) / n
+    wait_and_step = max(0.0, parts.get("data", 0.0) - profile.iterator_seconds) + parts.get("step", 0.0)
+    if n < 2 or profile.first_batch is None:  # (one batch: its first call's lazy initialisation counts as a batch)
+        return handlers + wait_and_step / n, epoch, once
+    first = sum(profile.first_batch)
+    rest = max(0.0, wait_and_step - first) / (n - 1)  # the batches after the first, which paid the first calls
+    return handlers + rest, epoch, once + max(0.0, first - rest)
 
 
 def _stops(run: FullRun, batch: float, val_run: float, budget: float) -> dict[str, str]:

@@ -88,6 +88,21 @@ def test_one_off_costs_are_counted_once(name, fast_dev_run, tmp_path, monkeypatc
     assert projection.seconds == pytest.approx(wall, rel=0.02), (str(projection), str(full.report().profile))
 
 
+def test_the_first_call_of_the_step_is_counted_once():
+    """A step whose first call initialises lazily (0.4 s more): a fast_dev_run of 3 batches or more measures the
+    batches after the first; one of 1 batch can only count the first for all, and says it is an upper bound."""
+    run = TimedRun(step=0.01, val_batch=0.01, batches=20, val_batches=2, first_step=0.4, clock=FakeClock())
+    flags = {"max_epochs": 3}
+    full, wall = run.run(**flags)
+    for n in (3, 5):
+        projection = run.run(fast_dev_run=n, **flags)[0].report().projection
+        assert projection.seconds == pytest.approx(wall, rel=1e-9), (n, str(projection), str(full.report().profile))
+        assert "upper bound" not in str(projection)
+    one = run.run(fast_dev_run=True, **flags)[0].report().projection
+    assert one.seconds > wall and one.batch_seconds == pytest.approx(0.41)
+    assert "measured on one batch, whose step includes what its first call initialises: an upper bound" in str(one)
+
+
 CLOCK: dict[int, FakeClock] = {}  # the clock that the module imported by a step advances
 
 

@@ -68,9 +68,13 @@ def sleepy_loader(batches: int, seconds_per_batch: float, sleep: Any = None, sta
     return loader
 
 
-def sleeping_step(seconds: float, sleep: Any = None) -> Any:
+def sleeping_step(seconds: float, sleep: Any = None, first: float = 0.0) -> Any:
+    """A step of ``seconds``; its first call ``first`` seconds more (lazy initialisation)."""
+    calls = []
+
     def step(engine: Engine, batch: Any) -> float:
-        (sleep or time.sleep)(seconds)
+        (sleep or time.sleep)(seconds + (first if not calls else 0.0))
+        calls.append(1)
         return float(batch.sum())
 
     return step
@@ -99,6 +103,7 @@ class TimedRun:
     handler: float = 0.0  # per training batch, in an app's ITERATION_COMPLETED handler (0: none)
     iterator: float = 0.0  # per epoch, creating the training data's iterator
     once: float = 0.0  # once a run, in an app's STARTED handler
+    first_step: float = 0.0  # what the step's first call takes more (lazy initialisation)
 
     @property
     def sleep(self) -> Any:
@@ -113,7 +118,7 @@ class TimedRun:
 
     def engines(self, **flags: Any) -> tuple[Engine, Any]:
         sleep = self.clock.sleep if self.clock is not None else None
-        trainer = Engine(sleeping_step(self.step, sleep))
+        trainer = Engine(sleeping_step(self.step, sleep, self.first_step))
         evaluator = Engine(sleeping_step(self.val_batch, sleep))
         val_data = sleepy_loader(self.val_batches, 0.0) if self.val_batch else None
         if self.save:
