@@ -33,15 +33,17 @@ rank times itself.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from ignite.engine import Engine, Events
 
-from .._compat import checkpoint_handlers, process_function, replace_handler, set_process_function
+from .._compat import checkpoint_handlers, event_handlers, process_function, replace_handler, set_process_function
 from .._logging import logger
 
 __all__ = ["RunTimer", "COARSE_PARTS", "FINE_PARTS"]
@@ -64,6 +66,7 @@ class RunTimer:
             projection of ``attach_speedups``); their time is part of the wall (``after_run``).
         iterator_seconds, iterators: time and number of the training data iterator's creations (Ignite
             makes one per epoch; counted in ``data`` too).
+        app_handler_seconds: with :attr:`fine`, seconds per app handler of ``ITERATION_COMPLETED`` (by name).
         first_batch: with :attr:`fine`, the run's first batch's wait for data (less the iterator's creation)
             and step, in seconds: the step's first call pays for lazy initialisation (a projection tells it
             apart from the batches that follow).
@@ -87,6 +90,7 @@ class RunTimer:
         self.batches = 0
         self.iterator_seconds, self.iterators = 0.0, 0
         self.first_batch: tuple[float, float] | None = None  # with fine: the run's first (wait, step) seconds
+        self.app_handler_seconds: dict[str, float] = {}
         self.fine_measured = False  # the split of training is measured for every call of this run
         self._nested = 0.0  # seconds of timed parts so far (subtracted from the parts that hold them)
         self._mark = self._counted_end = 0.0
@@ -251,10 +255,44 @@ class RunTimer:
         for original, timed in ((counted, timed_counted), (decide, timed_decide), (completed, timed_completed)):
             if replace_handler(trainer, iteration, original, timed):
                 self._undo.append(functools.partial(replace_handler, trainer, iteration, timed, original))
+        self._time_app_handlers(trainer, timed_counted, timed_decide)
         trainer.add_event_handler(Events.EPOCH_STARTED, epoch_ready)
         self._undo.append(lambda: trainer.remove_event_handler(epoch_ready, Events.EPOCH_STARTED))
         self._mark, self._nested_at_mark = now(), self._nested
         self.fine_measured = True
+
+    def _time_app_handlers(self, trainer: Engine, first: Callable[..., Any], last: Callable[..., Any]) -> None:
+        """Time each app handler of ``ITERATION_COMPLETED`` between the loop's two (in their place, as the loop's own
+        are: no call is added), for :attr:`app_handler_seconds`."""
+        entries = list(event_handlers(trainer, Events.ITERATION_COMPLETED))
+        handlers = [entry[0] for entry in entries]
+        if first not in handlers or last not in handlers:
+            return
+        for original in handlers[handlers.index(first) + 1:handlers.index(last)]:
+            timed = self._timed_handler(original)
+            if timed is not None and replace_handler(trainer, Events.ITERATION_COMPLETED, original, timed):
+                self._undo.append(functools.partial(replace_handler, trainer, Events.ITERATION_COMPLETED, timed, original))
+
+    def _timed_handler(self, original: Callable[..., Any]) -> Callable[..., Any] | None:
+        parent = getattr(original, "_parent", None)  # (Ignite's wrapper of a handler with an event filter)
+        user = parent() if parent is not None else original
+        name = getattr(user, "__qualname__", None) or type(user).__qualname__
+        try:
+            ref = parent or (weakref.WeakMethod(original) if inspect.ismethod(original) else weakref.ref(original))
+        except TypeError:  # pragma: no cover - a callable that takes no weak reference: left in the sum only
+            return None
+        seconds, now = self.app_handler_seconds, self.time_source
+        seconds.setdefault(name, 0.0)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            nested, started = self._nested, now()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                seconds[name] += now() - started - (self._nested - nested)
+
+        timed._parent = ref  # type: ignore[attr-defined]  # (remove_event_handler(user's handler) still finds it)
+        return timed
 
     def restore(self) -> None:
         """Take out what :meth:`instrument` and :meth:`time_checkpoints` put in (newest first)."""
@@ -299,26 +337,31 @@ class _ImportTimer:
     def uninstall(timer: RunTimer) -> None:
         sys.meta_path[:] = [f for f in sys.meta_path if not (isinstance(f, _ImportTimer) and f.timer is timer)]
 
+    def _find(self, name: str, path: Any, target: Any) -> Any:
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or isinstance(finder, _ImportTimer) or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                return spec
+        return None
+
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if self._finding or threading.get_ident() != self.thread:
             return None
         self._finding = True
-        try:
-            for finder in sys.meta_path:
-                find = getattr(finder, "find_spec", None)
-                if finder is self or isinstance(finder, _ImportTimer) or find is None:
-                    continue
-                spec = find(name, path, target)
-                if spec is not None:
-                    break
-            else:
-                return None
+        try:  # (the search of the file system is part of the import's cost too)
+            spec = self.timer.timed("imports", self._find, name, path, target)
         finally:
             self._finding = False
+        if spec is None:
+            return None
         loader = getattr(spec, "loader", None)
         execute = getattr(loader, "exec_module", None)
         if execute is None or isinstance(loader, type):  # (a class, shared by every module it loads: left alone)
             return spec
+
         def timed_execute(module: Any, finder: _ImportTimer = self) -> Any:
             if finder in sys.meta_path:  # (the run is still timed)
                 return finder.timer.timed("imports", execute, module)

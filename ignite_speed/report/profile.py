@@ -61,6 +61,7 @@ class RunProfile:
         iterator_seconds, iterators: time and number of the training data iterator's creations (once an
             epoch; with ``profile=True`` that time is part of ``data``).
         first_batch: with ``profile=True``, the first batch's wait for data and step (seconds).
+        app_handlers: with ``profile=True``, seconds per app handler of ``ITERATION_COMPLETED``, by name.
     """
 
     wall: float
@@ -72,6 +73,7 @@ class RunProfile:
     iterator_seconds: float = 0.0
     iterators: int = 0
     first_batch: tuple[float, float] | None = None
+    app_handlers: Mapping[str, float] = field(default_factory=dict)
 
     def share(self, part: str) -> float:
         """``part``'s share of the wall time (0.0 to 1.0; 0.0 for a part not measured)."""
@@ -100,7 +102,8 @@ class RunProfile:
         return {"wall": self.wall, "parts": dict(self.parts), "fine": self.fine, "batches": self.batches,
                 "val_runs": self.val_runs, "checkpoint_calls": self.checkpoint_calls,
                 "iterator_seconds": self.iterator_seconds, "iterators": self.iterators,
-                "first_batch": None if self.first_batch is None else list(self.first_batch)}
+                "first_batch": None if self.first_batch is None else list(self.first_batch),
+                "app_handlers": dict(self.app_handlers)}
 
     def table(self) -> str:
         """The parts as lines of text: seconds and share, largest first."""
@@ -130,4 +133,5 @@ def run_profile(loop: TrainingLoop) -> RunProfile:
     return RunProfile(wall=wall, parts=parts, fine=timer.fine_measured, batches=timer.batches,
                       val_runs=timer.counts.get("validation", 0), checkpoint_calls=timer.counts.get("checkpoint", 0),
                       iterator_seconds=timer.iterator_seconds, iterators=timer.iterators,
-                      first_batch=timer.first_batch if timer.fine_measured else None)
+                      first_batch=timer.first_batch if timer.fine_measured else None,
+                      app_handlers=dict(timer.app_handler_seconds) if timer.fine_measured else {})
