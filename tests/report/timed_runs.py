@@ -104,6 +104,7 @@ class TimedRun:
     iterator: float = 0.0  # per epoch, creating the training data's iterator
     once: float = 0.0  # once a run, in an app's STARTED handler
     first_step: float = 0.0  # what the step's first call takes more (lazy initialisation)
+    metric: Any = None  # val_loss of a validation run, from the trainer's iteration (None: no metric)
 
     @property
     def sleep(self) -> Any:
@@ -124,6 +125,9 @@ class TimedRun:
         if self.save:
             checkpoint = Checkpoint({"model": torch.nn.Linear(1, 1)}, slow_save(self.save, sleep), n_saved=None)
             trainer.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_every), checkpoint)
+        if self.metric is not None:
+            evaluator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(
+                val_loss=float(self.metric(trainer.state.iteration))))
         if self.once:
             trainer.add_event_handler(Events.STARTED, lambda _: self.sleep(self.once))
         if self.handler:
