@@ -276,7 +276,7 @@ class RunTimer:
     def _timed_handler(self, original: Callable[..., Any]) -> Callable[..., Any] | None:
         parent = getattr(original, "_parent", None)  # (Ignite's wrapper of a handler with an event filter)
         user = parent() if parent is not None else original
-        name = getattr(user, "__qualname__", None) or type(user).__qualname__
+        name = getattr(user, "__qualname__", None) or f"{type(user).__module__}.{type(user).__qualname__}"
         try:
             ref = parent or (weakref.WeakMethod(original) if inspect.ismethod(original) else weakref.ref(original))
         except TypeError:  # pragma: no cover - a callable that takes no weak reference: left in the sum only
