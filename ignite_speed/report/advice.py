@@ -46,8 +46,8 @@ class Finding:
         saving: the seconds the switch is predicted to save on this run.
         why: how the saving is predicted, and what else to know.
         setting: the switch as data (flag or argument: value).
-        where: where to pass ``setting`` (``attach_speedups``'s flags, the training ``DataLoader``, an event
-            filter, ``create_trainer``'s arguments).
+        where: where to pass ``setting`` (a flag of ``attach_speedups``, arguments of the training
+            ``DataLoader``, an event filter, an argument of ``create_trainer``).
     """
 
     part: str
@@ -57,12 +57,12 @@ class Finding:
     saving: float
     why: str
     setting: Mapping[str, Any] = field(default_factory=dict)
-    where: str = "attach_speedups (a flag)"
+    where: str = "a flag of attach_speedups"
 
     def __str__(self) -> str:
         what = "the run after the best validation" if self.part == "early_stopping" else PART_LABELS[self.part]
         return (f"{what}: {100 * self.share:.0f}% of the run ({format_duration(self.seconds)}). Try {self.switch} "
-                f"(in {self.where}) to save about {format_duration(self.saving)}. {self.why}")
+                f"({self.where}) to save about {format_duration(self.saving)}. {self.why}")
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def _data(report: RunReport, facts: RunFacts) -> Finding | None:
         why += " batched_fetch=True would read its TensorDataset a batch at a time."
     switch = "DataLoader(" + ", ".join(f"{k}={v}" for k, v in setting.items()) + ")"
     return Finding("data", profile.share("data"), profile.parts["data"], switch, saving, why,
-                   setting, "the training DataLoader (its arguments)")
+                   setting, "arguments of the training DataLoader")
 
 
 def _validation(report: RunReport, facts: RunFacts) -> Finding | None:
@@ -297,7 +297,7 @@ def _precision(report: RunReport, facts: RunFacts) -> Finding | None:
            f"the time of the matrix products (predicted: {100 * BF16_STEP_SAVING:.0f}% of the "
            f"{'step' if profile.fine else 'training time'}; create_trainer applies it, or torch.autocast in your step).")
     return Finding(part, profile.share(part), seconds, 'precision="bf16-mixed"', BF16_STEP_SAVING * seconds, why,
-                   {"precision": "bf16-mixed"}, "attach_speedups or create_trainer (a flag; create_trainer applies it)")
+                   {"precision": "bf16-mixed"}, "a flag of attach_speedups and create_trainer, which applies it")
 
 
 def _early_stopping(report: RunReport, facts: RunFacts) -> Finding | None:
@@ -363,7 +363,7 @@ def _host_sync(report: RunReport, facts: RunFacts) -> Finding | None:
            f"read it (.item()) every n batches, in the handler that logs it.")
     return Finding("step", profile.share("step"), step, "output_transform=lambda x, y, y_pred, loss: loss", saving,
                    why, {"output_transform": "lambda x, y, y_pred, loss: loss"},
-                   "create_trainer or create_supervised_trainer (an argument; or your step's return value)")
+                   "an argument of create_trainer or create_supervised_trainer, or your step's return value")
 
 
 def cpu_count() -> int:

@@ -48,7 +48,7 @@ def test_a_data_bound_run_is_told_to_read_in_workers():
     finding = first_finding(speedups, "data")
     assert finding.share == pytest.approx(40 * 0.04 / before)
     assert finding.setting["num_workers"] >= 1 and finding.setting["persistent_workers"] is True
-    assert finding.switch.startswith("DataLoader(num_workers=") and finding.where.startswith("the training DataLoader")
+    assert finding.switch.startswith("DataLoader(num_workers=") and finding.where == "arguments of the training DataLoader"
     assert "batched_fetch could not read this loader a batch at a time: its dataset is a SleepyData" in finding.why
     real, before = run.run(max_epochs=2, profile=True)
     finding = first_finding(real, "data")
@@ -70,7 +70,7 @@ def test_a_validation_heavy_run_is_told_to_validate_less_often():
     assert finding.share == pytest.approx(2 * 6 * 0.04 / before)
     assert finding.setting == {"val_check_interval": 1.0}
     assert finding.saving == pytest.approx(0.5 * speedups.report().profile.parts["validation"])
-    assert "val_time_fraction" in finding.why and finding.where == "attach_speedups (a flag)"
+    assert "val_time_fraction" in finding.why and finding.where == "a flag of attach_speedups"
     _, after = run.run(**{**flags, **finding.setting})
     assert_saves_half(finding.saving, before, after)
 
@@ -196,14 +196,15 @@ def test_every_advised_setting_can_be_passed_where_it_says():
     findings += list(advise(a_report(profile=GPU_PROFILE), RunFacts(on_gpu=True, bf16=True, step_returns_number=True)))
     assert {f.part for f in findings} >= {"data", "validation", "sanity_check", "checkpoint", "app_handlers", "step"}
     for f in findings:
-        if f.where.startswith("attach_speedups"):
+        if f.where.startswith("a flag of attach_speedups"):
             SpeedConfig(**f.setting)
-        elif f.where.startswith("the training DataLoader"):
+        elif f.where == "arguments of the training DataLoader":
             DataLoader(list(range(4)), **f.setting)
         elif f.part in ("checkpoint", "app_handlers"):
             getattr(Events, f.setting.get("event", "ITERATION_COMPLETED"))(every=f.setting["every"])
         else:
-            assert f.where.startswith("create_trainer") and set(f.setting) <= set(inspect.signature(create_trainer).parameters)
+            assert f.where.startswith("an argument of create_trainer")
+            assert set(f.setting) <= set(inspect.signature(create_trainer).parameters)
 
 
 # ---------------------------------------------------------------------------------------------- facts alone
@@ -226,7 +227,7 @@ def test_a_step_that_returns_a_number_on_a_gpu_syncs_every_batch():
     assert finding.saving == pytest.approx(3.2)  # the host's 3.2 s (data and handlers) hidden behind the GPU's 6 s
     assert finding.setting == {"output_transform": "lambda x, y, y_pred, loss: loss"}
     assert "each of the 1000 batches waits in the step for the GPU" in finding.why
-    assert "read it (.item()) every n batches" in finding.why and finding.where.startswith("create_trainer")
+    assert "read it (.item()) every n batches" in finding.why and finding.where.startswith("an argument of create_trainer")
     coarse = RunProfile(wall=10.0, parts={"training": 9.0, "validation": 1.0}, batches=1000)
     advice = advise(a_report(profile=coarse), RunFacts(on_gpu=True, step_returns_number=True))
     assert "the step returns a Python number, which makes the host wait for the GPU every batch" in str(advice)
