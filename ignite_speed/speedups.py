@@ -92,8 +92,7 @@ class Speedups:
     def _attach_handlers(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, val_data: Any) -> None:
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
-        self.loop.timer.fine = cfg.profile or bool(cfg.fast_dev_run)  # (a fast_dev_run measures its batches for the projection)
-        self.loop.setup.allow_resume_changes = cfg.allow_resume_changes
+        self.loop.timer.fine, self.loop.setup.allow_resume_changes = _split_training(cfg), cfg.allow_resume_changes
         lim = self.limits
         self._loop_limits = LoopLimits.from_config(cfg).attach(trainer)
         if lim.overfit:
@@ -223,8 +222,7 @@ class Speedups:
             self.limits = self.cfg.effective()
             self.loop.configure(accumulate=self.cfg.accumulate_grad_batches, batched_fetch=self.cfg.batched_fetch,
                                 rank_failure_timeout=self.loop.rank_failure_timeout)
-            self.loop.timer.fine = self.cfg.profile or bool(self.cfg.fast_dev_run)
-            self.loop.setup.allow_resume_changes = self.cfg.allow_resume_changes
+            self.loop.timer.fine, self.loop.setup.allow_resume_changes = _split_training(self.cfg), self.cfg.allow_resume_changes
             self._loop_limits.reconfigure(self.cfg)
             self._set_time_budget(self.cfg)
         es = self.early_stopping
@@ -301,6 +299,11 @@ class Speedups:
         precision = self.precision
         if precision is not None and state.get("precision") is not None:
             precision.load_state_dict(state["precision"])
+
+
+def _split_training(cfg: SpeedConfig) -> bool:
+    """Time training batch by batch: ``profile=True``, and a ``fast_dev_run`` (its projection needs the split)."""
+    return bool(cfg.profile or cfg.fast_dev_run)
 
 
 def _advise(report: RunReport, facts: RunFacts) -> Advice:
