@@ -235,7 +235,7 @@ class Speedups:
         cfg = self.cfg
         self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
                             rank_failure_timeout=type(self).rank_failure_timeout)
-        self.loop.timer.fine, self.loop.setup.allow_resume_changes = cfg.profile, cfg.allow_resume_changes
+        self.loop.timer.fine, self.loop.setup.allow_resume_changes = _split_training(cfg), cfg.allow_resume_changes
 
     # ------------------------------------------------------------------ public API
     @property
@@ -414,6 +414,11 @@ class Speedups:
             precision.load_state_dict(state["precision"])
 
 
+def _split_training(cfg: SpeedConfig) -> bool:
+    """Time training batch by batch: ``profile=True``, and a ``fast_dev_run`` (its projection needs the split)."""
+    return bool(cfg.profile or cfg.fast_dev_run)
+
+
 def _advise(report: RunReport, facts: RunFacts) -> Advice:
     from .report.advice import advise
 
@@ -442,7 +447,26 @@ def run_facts(speedups: Speedups) -> RunFacts:
         check_val_every_n_epoch=lim.check_val_every_n_epoch, limit_val_batches=_flag_text(lim.limit_val_batches),
         val_batches=None if schedule is None else schedule.batches, num_sanity_val_steps=lim.num_sanity_val_steps,
         precision=str(cfg.precision), on_gpu=on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        early_stopping=None if es is None else int(es.patience))
+        early_stopping=None if es is None else int(es.patience), in_memory=_in_memory(data),
+        step_returns_number=_is_number(getattr(speedups.trainer.state, "output", None)))
+
+
+def _in_memory(data: Any) -> bool:
+    """The training data is held in memory: a TensorDataset's loader, a list or tuple, a tensor."""
+    import torch
+
+    if isinstance(data, torch.utils.data.DataLoader):
+        return isinstance(data.dataset, torch.utils.data.TensorDataset)
+    return isinstance(data, (list, tuple, torch.Tensor))
+
+
+def _is_number(output: Any) -> bool:
+    """A Python number, or a dict/tuple/list holding one (what ``.item()`` returns)."""
+    if isinstance(output, dict):
+        return any(_is_number(v) for v in output.values())
+    if isinstance(output, (list, tuple)):
+        return any(_is_number(v) for v in output)
+    return isinstance(output, (int, float)) and not isinstance(output, bool)
 
 
 def _project_fast_dev_run(speedups: Speedups) -> None:

@@ -11,6 +11,9 @@ part                             what
 ``validation``                   the validation runs during training (the evaluator's data, step and
                                  handlers)
 ``checkpoint``                   the calls of the trainer's ``Checkpoint`` handlers (state gathered and saved)
+``imports``                      modules imported for the first time during the call (a one-off cost, kept
+                                 out of the part that happened to import them first)
+``after_run``                    the listeners after Ignite's ``run`` returned (a ``fast_dev_run``'s projection)
 ``training``                     the rest, without ``profile=True``
 ``data``                         with ``profile=True``: waiting for the next batch (the data iterator's
                                  ``next``, and Ignite's ``GET_BATCH_*``/``ITERATION_STARTED`` events)
@@ -35,10 +38,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RunProfile", "run_profile", "PART_LABELS"]
 
+COARSE = ("setup", "sanity_check", "validation", "checkpoint", "imports", "after_run")  # (the timer's rare parts)
+
 PART_LABELS: dict[str, str] = {
     "data": "waiting for data", "step": "training step", "app_handlers": "app's handlers",
     "ignite_speed_handlers": "ignite-speed's handlers", "training": "training (not split)",
-    "validation": "validation", "setup": "run set-up", "sanity_check": "sanity check", "checkpoint": "checkpoint saves", "other": "other",
+    "validation": "validation", "setup": "run set-up", "sanity_check": "sanity check", "checkpoint": "checkpoint saves",
+    "imports": "first-use imports", "after_run": "after the run (projection)", "other": "other",
 }
 
 
@@ -52,6 +58,10 @@ class RunProfile:
         fine: whether training is split into data, step and handlers (``profile=True``).
         batches: training batches run; ``val_runs``, ``checkpoint_calls``: validation runs and calls of the
             trainer's ``Checkpoint`` handlers.
+        iterator_seconds, iterators: time and number of the training data iterator's creations (once an
+            epoch; with ``profile=True`` that time is part of ``data``).
+        first_batch: with ``profile=True``, the first batch's wait for data and step (seconds).
+        app_handlers: with ``profile=True``, seconds per app handler of ``ITERATION_COMPLETED``, by name.
     """
 
     wall: float
@@ -60,6 +70,10 @@ class RunProfile:
     batches: int = 0
     val_runs: int = 0
     checkpoint_calls: int = 0
+    iterator_seconds: float = 0.0
+    iterators: int = 0
+    first_batch: tuple[float, float] | None = None
+    app_handlers: Mapping[str, float] = field(default_factory=dict)
 
     def share(self, part: str) -> float:
         """``part``'s share of the wall time (0.0 to 1.0; 0.0 for a part not measured)."""
@@ -71,8 +85,9 @@ class RunProfile:
 
     @property
     def training(self) -> float:
-        """Seconds of training: everything but the set-up, validation, the sanity check and checkpoint saves."""
-        return self.wall - sum(self.parts.get(p, 0.0) for p in ("setup", "validation", "sanity_check", "checkpoint"))
+        """Seconds of training: everything but the set-up, validation, the sanity check, checkpoint saves,
+        first-use imports and the work after the run."""
+        return self.wall - sum(self.parts.get(p, 0.0) for p in COARSE)
 
     @property
     def batch_seconds(self) -> float | None:
@@ -85,7 +100,10 @@ class RunProfile:
 
     def to_dict(self) -> dict[str, Any]:
         return {"wall": self.wall, "parts": dict(self.parts), "fine": self.fine, "batches": self.batches,
-                "val_runs": self.val_runs, "checkpoint_calls": self.checkpoint_calls}
+                "val_runs": self.val_runs, "checkpoint_calls": self.checkpoint_calls,
+                "iterator_seconds": self.iterator_seconds, "iterators": self.iterators,
+                "first_batch": None if self.first_batch is None else list(self.first_batch),
+                "app_handlers": dict(self.app_handlers)}
 
     def table(self) -> str:
         """The parts as lines of text: seconds and share, largest first."""
@@ -105,7 +123,7 @@ def run_profile(loop: TrainingLoop) -> RunProfile:
     timer = loop.timer
     wall = timer.wall
     measured = timer.parts
-    coarse = {name: measured[name] for name in ("setup", "sanity_check", "validation", "checkpoint")}
+    coarse = {name: measured.get(name, 0.0) for name in COARSE}
     if timer.fine_measured:
         split = {name: measured[name] for name in ("data", "step", "app_handlers", "ignite_speed_handlers")}
         rest = wall - sum(coarse.values()) - sum(split.values())
@@ -113,4 +131,7 @@ def run_profile(loop: TrainingLoop) -> RunProfile:
     else:
         parts = {"training": max(0.0, wall - sum(coarse.values())), **coarse}
     return RunProfile(wall=wall, parts=parts, fine=timer.fine_measured, batches=timer.batches,
-                      val_runs=timer.counts.get("validation", 0), checkpoint_calls=timer.counts.get("checkpoint", 0))
+                      val_runs=timer.counts.get("validation", 0), checkpoint_calls=timer.counts.get("checkpoint", 0),
+                      iterator_seconds=timer.iterator_seconds, iterators=timer.iterators,
+                      first_batch=timer.first_batch if timer.fine_measured else None,
+                      app_handlers=dict(timer.app_handler_seconds) if timer.fine_measured else {})

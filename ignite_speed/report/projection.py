@@ -1,12 +1,23 @@
 """How long the full run will take, projected from a ``fast_dev_run`` (:func:`project`).
 
-A ``fast_dev_run`` measures a training batch (data, step and handlers) and a validation batch. The full
-run's plan (:class:`FullRun`: its epochs, batches, validation runs and sanity check, counted by
-``attach_speedups`` from the config without ``fast_dev_run``) times those measurements gives the
-projection: training batches x batch time + validation runs x validation time + the sanity check. With
-``max_time`` it also says whether the run fits, and where each ``max_time_mode`` would stop it. Checkpoint
-saves are left out (a ``fast_dev_run`` rehearses them once; how often the full run saves is up to their
-event filters), and so is an early stop.
+A ``fast_dev_run`` splits its training time as ``profile=True`` does, and measures what recurs apart from
+what happens once:
+
+* per training batch: waiting for data, the step and the per-batch handlers (the creation of the data
+  iterator left out of the first batch's wait);
+* per epoch: the creation of the data iterator;
+* per validation batch: the validation time over the validation batches run;
+* once: the set-up, first-use imports, the rest of Ignite's run (its start, end and epoch events), and
+  what the first batch took more than the next ones (the first call of a step initialises lazily: the
+  autograd engine, the optimizer's state, kernels). A ``fast_dev_run`` of one batch cannot tell that
+  apart: its projection counts the first batch's time for every batch (an upper bound; ``fast_dev_run=n``
+  with n of 3 or more measures the batches that follow the first).
+
+The full run's plan (:class:`FullRun`: its epochs, batches, validation runs and sanity check, counted by
+``attach_speedups`` from the config without ``fast_dev_run``) times those gives the projection, with the
+one-off costs added once. With ``max_time`` it also says whether the run fits, and where each
+``max_time_mode`` would stop it. Checkpoint saves are left out (a ``fast_dev_run`` rehearses them once;
+how often the full run saves is up to their event filters), and so is an early stop.
 """
 
 from __future__ import annotations
@@ -51,7 +62,9 @@ class FullRun:
 class Projection:
     """The projected time of the full run, in seconds (:func:`project`).
 
-    ``seconds = setup_seconds + train_seconds + val_seconds + sanity_seconds``. ``fits`` is ``None`` without ``max_time``;
+    ``seconds = setup_seconds + once_seconds + train_seconds + val_seconds + sanity_seconds``
+    (``train_seconds``: the batches and the data iterator of each epoch; ``once_seconds``: first-use imports
+    and Ignite's own start, end and epoch events, counted once). ``fits`` is ``None`` without ``max_time``;
     ``stops`` says, per ``max_time_mode``, where the run would stop when it does not fit.
     """
 
@@ -65,6 +78,9 @@ class Projection:
     run: FullRun
     fits: bool | None
     stops: dict[str, str]
+    once_seconds: float = 0.0
+    epoch_seconds: float = 0.0  # the data iterator's creation, once an epoch
+    measured_batches: int = 0  # training batches of the fast_dev_run
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,8 +90,12 @@ class Projection:
         lines = [f"fast_dev_run projection of the full run: about {format_duration(self.seconds)} = "
                  f"{r.batches} training batches x {1000 * self.batch_seconds:.1f} ms + {r.val_runs} validation runs x "
                  f"{format_duration(r.val_batches * self.val_batch_seconds)} + sanity check "
-                 f"{format_duration(self.sanity_seconds)} + set-up {format_duration(self.setup_seconds)} ({r.epochs} epochs; checkpoint saves and early stopping not "
-                 f"counted)"]
+                 f"{format_duration(self.sanity_seconds)} + set-up and one-off costs "
+                 f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
+                 f"early stopping not counted)"]
+        if self.measured_batches == 1:
+            lines.append("measured on one batch, whose step includes what its first call initialises: an upper "
+                         "bound (fast_dev_run=3 or more measures the batches after the first)")
         if self.fits is not None and r.max_time is not None:
             budget = r.max_time - r.max_time_reserve
             if self.fits:
@@ -89,17 +109,40 @@ class Projection:
 def project(profile: RunProfile, val_batches_measured: int, run: FullRun) -> Projection:
     """The full ``run`` at the pace of the ``fast_dev_run`` whose profile is ``profile`` (which ran
     ``val_batches_measured`` validation batches in all)."""
-    batch = profile.batch_seconds or 0.0
+    batch, epoch, once = _training_costs(profile)
     val_batch = profile.parts.get("validation", 0.0) / val_batches_measured if val_batches_measured else 0.0
-    train, val = run.batches * batch, run.val_runs * run.val_batches * val_batch
+    train, val = run.batches * batch + run.epochs * epoch, run.val_runs * run.val_batches * val_batch
     sanity, setup = run.sanity_batches * val_batch, profile.parts.get("setup", 0.0)
     fits, stops = None, {}
     if run.max_time is not None:
-        budget = run.max_time - run.max_time_reserve
+        # the training clock counts training and validation (first-use imports in them too), from the first epoch:
+        # not the set-up, the sanity check, nor the handlers of Ignite's STARTED event
+        budget = run.max_time - run.max_time_reserve - profile.parts.get("imports", 0.0)
         fits = train + val <= budget
         if not fits:
-            stops = _stops(run, batch, run.val_batches * val_batch, budget)
-    return Projection(setup + train + val + sanity, setup, train, val, sanity, batch, val_batch, run, fits, stops)
+            stops = _stops(run, batch + (epoch / run.batches_per_epoch if run.batches_per_epoch else 0.0),
+                           run.val_batches * val_batch, budget)
+    return Projection(setup + once + train + val + sanity, setup, train, val, sanity, batch, val_batch, run, fits,
+                      stops, once, epoch, profile.batches)
+
+
+def _training_costs(profile: RunProfile) -> tuple[float, float, float]:
+    """Seconds per training batch, per epoch (the data iterator) and once (imports, Ignite's own events)."""
+    once = profile.parts.get("imports", 0.0)
+    if not profile.batches:
+        return 0.0, 0.0, once
+    if not profile.fine:  # (training not split: its one-off costs cannot be told apart from the batches')
+        return (profile.training - once) / profile.batches, 0.0, once
+    epoch = profile.iterator_seconds / profile.iterators if profile.iterators else 0.0
+    once += profile.parts.get("other", 0.0)
+    n, parts = profile.batches, profile.parts
+    handlers = (parts.get("app_handlers", 0.0) + parts.get("ignite_speed_handlers", 0.0)) / n
+    wait_and_step = max(0.0, parts.get("data", 0.0) - profile.iterator_seconds) + parts.get("step", 0.0)
+    if n < 2 or profile.first_batch is None:  # (one batch: its first call's lazy initialisation counts as a batch)
+        return handlers + wait_and_step / n, epoch, once
+    first = sum(profile.first_batch)
+    rest = max(0.0, wait_and_step - first) / (n - 1)  # the batches after the first, which paid the first calls
+    return handlers + rest, epoch, once + max(0.0, first - rest)
 
 
 def _stops(run: FullRun, batch: float, val_run: float, budget: float) -> dict[str, str]:

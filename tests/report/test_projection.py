@@ -1,46 +1,136 @@
-"""The projection of the full run at the end of a ``fast_dev_run``: within 15 % of the full run's wall
-time on a sleep-timed run, and whether (and where) ``max_time`` stops it."""
+"""The projection of the full run at the end of a ``fast_dev_run``: the full run's wall time, and whether
+(and where) ``max_time`` stops it.
+
+The runs "sleep" on a fake clock (:class:`~tests.report.timed_runs.FakeClock`), so the projection is checked
+against the model exactly (2 %, where the issue asks 15 % of the real clock: what the real clock adds is
+measured by ``benchmarks/projection.py``), whatever the load of the machine."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
+import sys
 
 import pytest
+from ignite.engine import Events
 
 from ignite_speed.report import RunProfile
 from ignite_speed.report.projection import FullRun, project
-from tests.report.timed_runs import TimedRun
+from tests.report.timed_runs import FakeClock, TimedRun
 
-RUN = TimedRun(step=0.02, val_batch=0.02, batches=10, val_batches=3)
 FLAGS = {"max_epochs": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 2}
 
 
+def full_and_fast(run: TimedRun, fast_dev_run, flags, module=None):
+    """The fast_dev_run's projection and the full run's wall; each "process" imports ``module`` afresh."""
+    if module is not None:
+        sys.modules.pop(module, None)
+    fast, _ = run.run(fast_dev_run=fast_dev_run, **flags)
+    if module is not None:
+        sys.modules.pop(module, None)
+    full, wall = run.run(**flags)
+    return fast.report().projection, full, wall
+
+
 def test_fast_dev_run_projects_the_full_run(capsys):
-    RUN.run(fast_dev_run=2, **FLAGS)  # (warm-up: the first run of a process pays for imports)
-    capsys.readouterr()
-    fast, _ = RUN.run(fast_dev_run=4, **FLAGS)
+    run = TimedRun(step=0.02, val_batch=0.02, batches=10, val_batches=3, clock=FakeClock())
+    fast, _ = run.run(fast_dev_run=4, **FLAGS)
     told = capsys.readouterr().err  # (printed on standard error: seen without any logging set up)
     projection = fast.report().projection
     assert projection is not None and fast.report().to_dict()["projection"]["run"]["batches"] == 20
-    run = projection.run
-    assert (run.epochs, run.batches_per_epoch, run.batches, run.val_runs, run.val_batches, run.sanity_batches) == \
-        (2, 10, 20, 4, 3, 2)
+    r = projection.run
+    assert (r.epochs, r.batches_per_epoch, r.batches, r.val_runs, r.val_batches, r.sanity_batches) == (2, 10, 20, 4, 3, 2)
     assert projection.fits is None and "fast_dev_run projection of the full run: about" in told
-    full, wall = RUN.run(**FLAGS)
-    assert projection.seconds == pytest.approx(wall, rel=0.15), (str(projection), str(full.report().profile))
-    assert projection.seconds == pytest.approx(projection.setup_seconds + projection.train_seconds
-                                               + projection.val_seconds + projection.sanity_seconds)
+    full, wall = run.run(**FLAGS)
+    assert projection.seconds == pytest.approx(wall, rel=1e-9), (str(projection), str(full.report().profile))
+    assert projection.seconds == pytest.approx(projection.setup_seconds + projection.once_seconds
+                                               + projection.train_seconds + projection.val_seconds
+                                               + projection.sanity_seconds)
+
+
+# sizes the other tests do not use, with costs paid once a run (a STARTED handler), once an epoch (the data
+# iterator) and once a process (a first import in the step): a fast_dev_run of one batch must not multiply them
+SCENARIOS = {
+    "30 ms step, 20 ms validation batches, 3 epochs": (
+        TimedRun(step=0.03, val_batch=0.02, batches=12, val_batches=4), {"max_epochs": 3}),
+    "slow data and handlers, one-off costs": (
+        TimedRun(data=0.015, step=0.005, handler=0.004, val_batch=0.01, batches=25, val_batches=5, once=0.4,
+                 iterator=0.05), {"max_epochs": 4, "val_check_interval": 0.25, "num_sanity_val_steps": 1}),
+    "long epochs, rare validation, an import in the step": (
+        TimedRun(step=0.002, val_batch=0.03, batches=300, val_batches=10, iterator=0.2),
+        {"max_epochs": 2, "check_val_every_n_epoch": 2}),
+}
+
+
+@pytest.mark.parametrize("fast_dev_run", [True, 3])
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_one_off_costs_are_counted_once(name, fast_dev_run, tmp_path, monkeypatch):
+    run, flags = SCENARIOS[name]
+    clock = FakeClock()
+    run = dataclasses.replace(run, clock=clock)
+    module = None
+    if "import" in name:
+        module = "imported_in_the_step_for_the_projection"
+        (tmp_path / f"{module}.py").write_text("import sys\nsys.modules['tests.report.test_projection'].CLOCK[0].sleep(0.5)\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setitem(CLOCK, 0, clock)
+        original = run.step
+
+        def engines(**flags):
+            trainer, speedups = TimedRun.engines(run, **flags)
+            trainer.add_event_handler(Events.ITERATION_STARTED, lambda _: importlib.import_module(module))
+            return trainer, speedups
+
+        monkeypatch.setattr(run, "engines", engines)
+        assert run.step == original
+    projection, full, wall = full_and_fast(run, fast_dev_run, flags, module)
+    assert projection.seconds == pytest.approx(wall, rel=0.02), (str(projection), str(full.report().profile))
+
+
+def test_the_first_call_of_the_step_is_counted_once():
+    """A step whose first call initialises lazily (0.4 s more): a fast_dev_run of 3 batches or more measures the
+    batches after the first; one of 1 batch can only count the first for all, and says it is an upper bound."""
+    run = TimedRun(step=0.01, val_batch=0.01, batches=20, val_batches=2, first_step=0.4, clock=FakeClock())
+    flags = {"max_epochs": 3}
+    full, wall = run.run(**flags)
+    for n in (3, 5):
+        projection = run.run(fast_dev_run=n, **flags)[0].report().projection
+        assert projection.seconds == pytest.approx(wall, rel=1e-9), (n, str(projection), str(full.report().profile))
+        assert "upper bound" not in str(projection)
+    one = run.run(fast_dev_run=True, **flags)[0].report().projection
+    assert one.seconds > wall and one.batch_seconds == pytest.approx(0.41)
+    assert "measured on one batch, whose step includes what its first call initialises: an upper bound" in str(one)
+
+
+CLOCK: dict[int, FakeClock] = {}  # the clock that the module imported by a step advances
+
+
+@pytest.mark.parametrize("fast_dev_run", [True, 4])
+def test_the_max_time_verdict_is_right_on_both_sides(fast_dev_run):
+    """A budget 10 % over what the full run trains and validates fits (and the full run is not stopped by
+    it); 10 % under does not fit (and the full run is stopped by max_time)."""
+    run = TimedRun(step=0.02, val_batch=0.02, batches=10, val_batches=3, once=0.2, iterator=0.1, clock=FakeClock())
+    measured, _ = run.run(**FLAGS)
+    needed = measured.report().seconds  # the training clock: what max_time counts
+    for factor, fits in ((1.1, True), (0.9, False)):
+        flags = {**FLAGS, "max_time": needed * factor}
+        fast, _ = run.run(fast_dev_run=fast_dev_run, **flags)
+        assert fast.report().projection.fits is fits, (factor, str(fast.report().projection))
+        full, _ = run.run(**flags)
+        assert (full.report().stop_reason == "max_time") is not fits, (factor, full.report().stop_reason)
 
 
 def test_a_full_run_that_does_not_fit_in_max_time():
-    fast, _ = RUN.run(fast_dev_run=3, max_time=0.5, max_time_mode="fit", **FLAGS)
+    run = TimedRun(step=0.02, val_batch=0.02, batches=10, val_batches=3, clock=FakeClock())
+    fast, _ = run.run(fast_dev_run=3, max_time=0.5, max_time_mode="fit", **FLAGS)
     projection = fast.report().projection
     assert projection.fits is False
     assert set(projection.stops) == {"step", "epoch", "fit"}
     text = str(projection)
     assert "it does not fit in max_time (500 ms to train and validate)" in text
     assert "max_time_mode='fit' stops it after epoch 1 of 2, the last that fits" in text
-    roomy, _ = RUN.run(fast_dev_run=3, max_time=60, **FLAGS)
+    roomy, _ = run.run(fast_dev_run=3, max_time=60, **FLAGS)
     assert roomy.report().projection.fits is True and "it fits in max_time" in str(roomy.report().projection)
 
 
