@@ -43,7 +43,7 @@ def with_speedups(trainer: Engine, evaluator: Engine, val_data: object) -> tuple
 def with_handlers(trainer: Engine, evaluator: Engine, val_data: object) -> StopReason:
     LoopLimits(max_epochs=4, min_epochs=2).attach(trainer)
     ValidationSchedule(evaluator, val_data, val_check_interval=0.5).attach(trainer)
-    EarlyStopping(monitor="val_acc", mode="max", patience=3).attach(trainer, evaluator)
+    EarlyStopping(evaluator, monitor="val_acc", mode="max", patience=3).attach(trainer)
     controller = StopController.of(trainer)
     assert controller is not None  # of() returns None for a trainer without ignite-speed handlers
     return controller.stop_reason
