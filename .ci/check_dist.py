@@ -50,8 +50,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp)
         run(sys.executable, "-m", "build", "--outdir", str(out / "dist"))
-        sdist, = (out / "dist").glob("*.tar.gz")
-        wheel, = (out / "dist").glob("*.whl")
+        (sdist,) = (out / "dist").glob("*.tar.gz")
+        (wheel,) = (out / "dist").glob("*.whl")
         run(sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel))
         check_wheel(wheel)
         unpacked = check_sdist(sdist, out / "sdist")

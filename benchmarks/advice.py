@@ -43,8 +43,10 @@ def sleep_run(spec: dict[str, Any], flags: dict[str, Any], setting: dict[str, An
     trainer = Engine(lambda e, b: time.sleep(spec["step"]))
     evaluator = Engine(lambda e, b: time.sleep(spec.get("val", 0.0)))
     if spec.get("best") is not None:
-        evaluator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(
-            val_loss=float(abs(trainer.state.iteration - spec["best"]))))
+        evaluator.add_event_handler(
+            Events.COMPLETED,
+            lambda e: e.state.metrics.update(val_loss=float(abs(trainer.state.iteration - spec["best"]))),
+        )
     if spec.get("save"):
         every = setting.get("every", spec["save_every"] * setting.get("checkpoint_every", 1))
         save = Checkpoint({"m": torch.nn.Linear(1, 1)}, lambda c, f, m=None: time.sleep(spec["save"]), n_saved=None)
@@ -64,20 +66,28 @@ def demo_run(setting: dict[str, Any]) -> tuple[Any, float]:
     from ignite_speed import SpeedConfig
     from ignite_speed.demo import DEMO_DEFAULTS, train_with_speedups
 
-    result, speedups = train_with_speedups(SpeedConfig.from_any({**DEMO_DEFAULTS, "profile": True, **setting}),
-                                           progress=False)
+    result, speedups = train_with_speedups(
+        SpeedConfig.from_any({**DEMO_DEFAULTS, "profile": True, **setting}), progress=False
+    )
     return speedups, result.seconds
 
 
 SCENARIOS: dict[str, Any] = {
     "data-bound (40 ms reads, 3 epochs)": (dict(data=0.04, step=0.01, batches=20), {"max_epochs": 3, "profile": True}),
-    "validation-heavy (4 runs an epoch)": (dict(step=0.01, val=0.03, batches=20, val_batches=4),
-                                           {"max_epochs": 2, "val_check_interval": 0.25, "num_sanity_val_steps": 0}),
+    "validation-heavy (4 runs an epoch)": (
+        dict(step=0.01, val=0.03, batches=20, val_batches=4),
+        {"max_epochs": 2, "val_check_interval": 0.25, "num_sanity_val_steps": 0},
+    ),
     "slow checkpoint saves": (dict(step=0.01, save=0.05, save_every=2, batches=20), {"max_epochs": 1}),
     "validation under early stopping": (
         dict(step=0.01, val=0.02, batches=10, val_batches=3, best=40),
-        {"max_epochs": 30, "val_check_interval": 0.5, "num_sanity_val_steps": 0,
-         "early_stopping": {"monitor": "val_loss", "patience": 3}}),
+        {
+            "max_epochs": 30,
+            "val_check_interval": 0.5,
+            "num_sanity_val_steps": 0,
+            "early_stopping": {"monitor": "val_loss", "patience": 3},
+        },
+    ),
     "demo --profile true": None,
 }
 

@@ -52,9 +52,14 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = []
         c_in = 3
         for i, c_out in enumerate((width, width * 2, width * 4, width * 8)):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                       nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, classes)
@@ -66,8 +71,9 @@ class ConvNet(nn.Module):
 class TransformerBlock(nn.Module):
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__()
-        self.block = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=0.0,
-                                                batch_first=True, norm_first=True)
+        self.block = nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.head = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,8 +90,12 @@ def _workloads(quick: bool, device: torch.device) -> dict[str, tuple[Callable[[]
     def pool(make: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> list:
         return [tuple(t.to(device) for t in make()) for _ in range(4)]
 
-    conv_data = pool(lambda: (torch.randn(conv_bs, 3, img, img, generator=g), torch.randint(0, 100, (conv_bs,), generator=g)))
-    tf_data = pool(lambda: (torch.randn(tf_bs, seq, d_model, generator=g), torch.randn(tf_bs, seq, d_model, generator=g)))
+    conv_data = pool(
+        lambda: (torch.randn(conv_bs, 3, img, img, generator=g), torch.randint(0, 100, (conv_bs,), generator=g))
+    )
+    tf_data = pool(
+        lambda: (torch.randn(tf_bs, seq, d_model, generator=g), torch.randn(tf_bs, seq, d_model, generator=g))
+    )
     return {
         "convnet": (lambda: ConvNet(width), conv_data, nn.CrossEntropyLoss()),
         "transformer_block": (lambda: TransformerBlock(d_model, heads), tf_data, nn.MSELoss()),
@@ -149,8 +159,16 @@ class AdapterLoop:
         self.trainer.run(batches, max_epochs=1)
 
 
-def _measure(name: str, build: Callable[[], nn.Module], data: list, loss_fn: Callable, precision: str,
-             device: torch.device, iters: int, windows: int) -> dict[str, Any]:
+def _measure(
+    name: str,
+    build: Callable[[], nn.Module],
+    data: list,
+    loss_fn: Callable,
+    precision: str,
+    device: torch.device,
+    iters: int,
+    windows: int,
+) -> dict[str, Any]:
     torch.manual_seed(0)
     base = build().to(device)
     if device.type == "cuda" and name == "convnet":
@@ -182,8 +200,12 @@ def _measure(name: str, build: Callable[[], nn.Module], data: list, loss_fn: Cal
     adapter_ms = statistics.median(adapter_s) / iters * 1e3
     batch_size = data[0][0].shape[0]
     return {
-        "model": name, "precision": precision, "effective_precision": adapter.precision.effective_precision,
-        "batch_size": batch_size, "hand_ms_per_iter": round(hand_ms, 4), "adapter_ms_per_iter": round(adapter_ms, 4),
+        "model": name,
+        "precision": precision,
+        "effective_precision": adapter.precision.effective_precision,
+        "batch_size": batch_size,
+        "hand_ms_per_iter": round(hand_ms, 4),
+        "adapter_ms_per_iter": round(adapter_ms, 4),
         "overhead_pct": round((adapter_ms / hand_ms - 1) * 100, 2),
         "adapter_samples_per_s": round(batch_size / adapter_ms * 1e3, 1),
     }
@@ -198,8 +220,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--models", default="convnet,transformer_block")
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--out", default=None, help="JSON path (default: $OUT/amp.json when OUT is set)")
-    parser.add_argument("--no-tf32", action="store_true",
-                        help="true fp32 baseline: turn off cuDNN's TF32 convolutions (on by default in torch)")
+    parser.add_argument(
+        "--no-tf32",
+        action="store_true",
+        help="true fp32 baseline: turn off cuDNN's TF32 convolutions (on by default in torch)",
+    )
     args = parser.parse_args(argv)
     if args.no_tf32:
         torch.backends.cudnn.allow_tf32 = False
@@ -220,8 +245,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results.append(r)
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the measurement's models are gone; start the next one clean
-            print(f"{name:18s} {precision:11s} hand {r['hand_ms_per_iter']:9.3f} ms  adapter "
-                  f"{r['adapter_ms_per_iter']:9.3f} ms  overhead {r['overhead_pct']:+6.2f}%", file=sys.stderr)
+            print(
+                f"{name:18s} {precision:11s} hand {r['hand_ms_per_iter']:9.3f} ms  adapter "
+                f"{r['adapter_ms_per_iter']:9.3f} ms  overhead {r['overhead_pct']:+6.2f}%",
+                file=sys.stderr,
+            )
 
     for r in results:  # speed-up of each precision over fp32 on the same model (hand-written loops)
         base = next((b for b in results if b["model"] == r["model"] and b["precision"] == "32-true"), None)
@@ -230,15 +258,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = {
         "benchmark": "amp",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "ignite": ignite.__version__, "quick": args.quick,
-        "iters_per_window": iters, "windows": windows,
-        "settings": {"cudnn_benchmark": torch.backends.cudnn.benchmark,
-                     "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-                     "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "optimizer": "SGD(momentum=0.9)",
-                     "convnet_channels_last": device.type == "cuda"},
-        "goals": {"min_speedup_vs_fp32": GOAL_SPEEDUP, "max_overhead_pct": GOAL_OVERHEAD_PCT,
-                  "speedup_met": all((r["speedup_vs_fp32"] or 0) >= GOAL_SPEEDUP for r in low) if low else None,
-                  "overhead_met": all(r["overhead_pct"] <= GOAL_OVERHEAD_PCT for r in results)},
+        "torch": torch.__version__,
+        "ignite": ignite.__version__,
+        "quick": args.quick,
+        "iters_per_window": iters,
+        "windows": windows,
+        "settings": {
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "optimizer": "SGD(momentum=0.9)",
+            "convnet_channels_last": device.type == "cuda",
+        },
+        "goals": {
+            "min_speedup_vs_fp32": GOAL_SPEEDUP,
+            "max_overhead_pct": GOAL_OVERHEAD_PCT,
+            "speedup_met": all((r["speedup_vs_fp32"] or 0) >= GOAL_SPEEDUP for r in low) if low else None,
+            "overhead_met": all(r["overhead_pct"] <= GOAL_OVERHEAD_PCT for r in results),
+        },
         "results": results,
     }
     text = json.dumps(summary, indent=2)

@@ -30,10 +30,23 @@ from ignite.engine import Engine, Events
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 FLAGS: dict[str, Any] = dict(
-    max_epochs=3, min_epochs=1, max_steps=10_000, min_steps=1, max_time="00:01:00:00",
-    limit_train_batches=1.0, limit_val_batches=4, val_check_interval=0.5, check_val_every_n_epoch=1,
-    num_sanity_val_steps=0, early_stopping={"monitor": "val_loss", "patience": 1000, "check_finite": True,
-                                            "stopping_threshold": -1.0, "divergence_threshold": 1e9},
+    max_epochs=3,
+    min_epochs=1,
+    max_steps=10_000,
+    min_steps=1,
+    max_time="00:01:00:00",
+    limit_train_batches=1.0,
+    limit_val_batches=4,
+    val_check_interval=0.5,
+    check_val_every_n_epoch=1,
+    num_sanity_val_steps=0,
+    early_stopping={
+        "monitor": "val_loss",
+        "patience": 1000,
+        "check_finite": True,
+        "stopping_threshold": -1.0,
+        "divergence_threshold": 1e9,
+    },
 )
 
 
@@ -61,7 +74,7 @@ def make_data(n_batches: int, batch: int = 32, width: int = 16) -> tuple[Any, An
         train = DataLoader(TensorDataset(x, y), batch_size=batch)
         val = DataLoader(TensorDataset(x[: 4 * batch], y[: 4 * batch]), batch_size=batch)
         return train, val
-    items = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+    items = [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)]
     return Batches(items), Batches(items[:4])
 
 
@@ -150,9 +163,16 @@ def run_lightning(n_batches: int) -> float | None:
             return torch.optim.SGD(self.parameters(), lr=1e-3)
 
     flags = {k: v for k, v in FLAGS.items() if k != "early_stopping"}
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", devices=1,
-                         callbacks=[EarlyStopping(**FLAGS["early_stopping"])], **flags)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        callbacks=[EarlyStopping(**FLAGS["early_stopping"])],
+        **flags,
+    )
     t0 = time.perf_counter()
     trainer.fit(Module(), train, val)
     return time.perf_counter() - t0
@@ -187,8 +207,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batches", type=int, default=1000)
-    parser.add_argument("--data", choices=["memory", "dataloader"], default="memory",
-                        help="in-memory batches (framework cost only) or a DataLoader over a TensorDataset")
+    parser.add_argument(
+        "--data",
+        choices=["memory", "dataloader"],
+        default="memory",
+        help="in-memory batches (framework cost only) or a DataLoader over a TensorDataset",
+    )
     args = parser.parse_args(argv)
     global DATA_KIND
     DATA_KIND = args.data

@@ -80,8 +80,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a few seconds after start-up: few batches, 2 repeats")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batches", type=int, default=1500, help="training batches per run")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds any collective (barrier, DDP's all-reduce) may wait for the other rank")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds any collective (barrier, DDP's all-reduce) may wait for the other rank",
+    )
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds after which each rank gives up")
     args = parser.parse_args(argv)
     n, repeats = (60, 2) if args.quick else (args.batches, args.repeats)
@@ -91,15 +95,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fd, out_path = tempfile.mkstemp(prefix="overhead_ddp_", suffix=".json")
     os.close(fd)
     try:
-        launch({"accelerator": "cpu", "devices": 2, "strategy": "ddp"}, worker, n, repeats, deadline, out_path,
-               timeout=datetime.timedelta(seconds=args.timeout))
+        launch(
+            {"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
+            worker,
+            n,
+            repeats,
+            deadline,
+            out_path,
+            timeout=datetime.timedelta(seconds=args.timeout),
+        )
         with open(out_path) as f:
             measured = json.load(f)
     finally:
         os.remove(out_path)
     rows = measured["rows"]
-    print_table(rows, f"DDP, {measured['world_size']} gloo processes: Linear(8, 1), batch 16, SGD, 1 thread each; "
-                      f"{n} training batches per run; rank 0's medians of {repeats} interleaved repeats")
+    print_table(
+        rows,
+        f"DDP, {measured['world_size']} gloo processes: Linear(8, 1), batch 16, SGD, 1 thread each; "
+        f"{n} training batches per run; rank 0's medians of {repeats} interleaved repeats",
+    )
     total = rows[VARIANTS[0].name]
     print(f"all flags vs bare: {total['ratio']:.3f} (goal <= 1.03: {'met' if total['ratio'] <= 1.03 else 'not met'})")
     result: dict[str, Any] = {

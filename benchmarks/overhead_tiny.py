@@ -37,8 +37,9 @@ from overhead import FLAGS, ignite_engines, make_data
 BATCH, WIDTH = 16, 8
 EPOCHS: int = FLAGS["max_epochs"]
 # The validation part of FLAGS: every half epoch, 4 batches, no sanity check (bare Ignite has none).
-VALIDATION: dict[str, Any] = {k: FLAGS[k] for k in ("val_check_interval", "check_val_every_n_epoch",
-                                                   "limit_val_batches", "num_sanity_val_steps")}
+VALIDATION: dict[str, Any] = {
+    k: FLAGS[k] for k in ("val_check_interval", "check_val_every_n_epoch", "limit_val_batches", "num_sanity_val_steps")
+}
 ALL_FLAGS: dict[str, Any] = {**FLAGS, "terminate_on_nan": True}
 
 
@@ -102,14 +103,16 @@ def timed_run(trainer: Engine, data: Any, barrier: Callable[[], None] | None, **
     return time.perf_counter() - t0
 
 
-def run_bare(model: torch.nn.Module, variant: Variant, total_batches: int,
-             barrier: Callable[[], None] | None = None) -> float:
+def run_bare(
+    model: torch.nn.Module, variant: Variant, total_batches: int, barrier: Callable[[], None] | None = None
+) -> float:
     """Bare Ignite doing ``variant``'s work: ``total_batches`` over its epochs and, when it validates,
     4 validation batches every half epoch (what ``val_check_interval=0.5, limit_val_batches=4`` does)."""
     per_epoch = total_batches // variant.epochs
     train, val = make_data(per_epoch, batch=BATCH, width=WIDTH)
     trainer, evaluator = ignite_engines(model)
     if variant.validates:
+
         @trainer.on(Events.ITERATION_COMPLETED(every=per_epoch // 2))
         def _validate(engine: Engine) -> None:
             evaluator.state.max_epochs = None
@@ -118,8 +121,9 @@ def run_bare(model: torch.nn.Module, variant: Variant, total_batches: int,
     return timed_run(trainer, train, barrier, max_epochs=variant.epochs)
 
 
-def run_speedups(model: torch.nn.Module, variant: Variant, total_batches: int,
-                 barrier: Callable[[], None] | None = None) -> float:
+def run_speedups(
+    model: torch.nn.Module, variant: Variant, total_batches: int, barrier: Callable[[], None] | None = None
+) -> float:
     """``attach_speedups`` with ``variant``'s flags; checks that it trained and validated as bare Ignite does."""
     from ignite_speed import attach_speedups
 
@@ -132,22 +136,30 @@ def run_speedups(model: torch.nn.Module, variant: Variant, total_batches: int,
         sp = attach_speedups(trainer, None, variant.flags, model=model)
     elapsed = timed_run(trainer, train, barrier)
     val_runs = 2 * variant.epochs if variant.validates else 0
-    assert sp.progress.total_batches == variant.epochs * per_epoch and sp.progress.val_runs == val_runs, \
-        (variant, sp.progress)
+    assert sp.progress.total_batches == variant.epochs * per_epoch and sp.progress.val_runs == val_runs, (
+        variant,
+        sp.progress,
+    )
     return elapsed
 
 
-def measure(variants: list[Variant], total_batches: int, repeats: int,
-            make_model: Callable[[], torch.nn.Module] = tiny_model,
-            barrier: Callable[[], None] | None = None) -> dict[str, Any]:
+def measure(
+    variants: list[Variant],
+    total_batches: int,
+    repeats: int,
+    make_model: Callable[[], torch.nn.Module] = tiny_model,
+    barrier: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Interleaved repeats of (bare, variant) pairs; medians in us per training batch.
 
     ``make_model`` builds a fresh model for every run; ``barrier`` (multi-process runs) is passed
     before the timer starts, so that every rank starts each run together."""
     for v in variants:
         if total_batches % (2 * v.epochs):
-            raise ValueError(f"{total_batches} batches do not split into {v.epochs} epochs of an even number of "
-                             f"batches (validation runs every half epoch)")
+            raise ValueError(
+                f"{total_batches} batches do not split into {v.epochs} epochs of an even number of "
+                f"batches (validation runs every half epoch)"
+            )
     # Warm-up: imports, lazily loaded modules and the allocator's first pools.
     for v in variants:
         run_bare(make_model(), v, total_batches, barrier)
@@ -183,14 +195,18 @@ def measure(variants: list[Variant], total_batches: int, repeats: int,
 
 def print_table(rows: dict[str, Any], title: str) -> None:
     w = max(len("variant"), *map(len, rows))
-    header = (f"{'variant':<{w}}  {'baseline':<17}  {'bare us/b':>9}  {'speedups us/b':>13}  {'added us/b':>10}  "
-              f"{'ratio':>6}  {'min ratio':>9}")
+    header = (
+        f"{'variant':<{w}}  {'baseline':<17}  {'bare us/b':>9}  {'speedups us/b':>13}  {'added us/b':>10}  "
+        f"{'ratio':>6}  {'min ratio':>9}"
+    )
     print(title)
     print(header)
     print("-" * len(header))
     for name, row in rows.items():
-        print(f"{name:<{w}}  {row['baseline']:<17}  {row['bare_us_per_batch']:>9.1f}  {row['speedups_us_per_batch']:>13.1f}  "
-              f"{row['added_us_per_batch']:>+10.1f}  {row['ratio']:>6.3f}  {row['ratio_of_minimums']:>9.3f}")
+        print(
+            f"{name:<{w}}  {row['baseline']:<17}  {row['bare_us_per_batch']:>9.1f}  {row['speedups_us_per_batch']:>13.1f}  "
+            f"{row['added_us_per_batch']:>+10.1f}  {row['ratio']:>6.3f}  {row['ratio_of_minimums']:>9.3f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -205,8 +221,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n, repeats = (120, 2) if args.quick else (args.batches, args.repeats)
     rows = measure(VARIANTS, n, repeats)
     total = rows[VARIANTS[0].name]
-    print_table(rows, f"tiny step: Linear({WIDTH}, 1), batch {BATCH}, SGD, 1 thread; {n} training batches "
-                      f"per run; medians of {repeats} interleaved repeats")
+    print_table(
+        rows,
+        f"tiny step: Linear({WIDTH}, 1), batch {BATCH}, SGD, 1 thread; {n} training batches "
+        f"per run; medians of {repeats} interleaved repeats",
+    )
     print(f"all flags vs bare: {total['ratio']:.3f} (goal <= 1.03: {'met' if total['ratio'] <= 1.03 else 'not met'})")
     result: dict[str, Any] = {
         "benchmark": "overhead_tiny",

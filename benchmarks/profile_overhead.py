@@ -27,9 +27,10 @@ CONFIGS = {"all flags + terminate_on_nan": (ALL_FLAGS, True), "max_epochs only":
 
 
 def measure(total_batches: int, repeats: int) -> dict[str, dict[str, float]]:
-    pairs = {name: (Variant(name, flags, validates), Variant(name + " + profile", {**flags, "profile": True},
-                                                               validates))
-             for name, (flags, validates) in CONFIGS.items()}
+    pairs = {
+        name: (Variant(name, flags, validates), Variant(name + " + profile", {**flags, "profile": True}, validates))
+        for name, (flags, validates) in CONFIGS.items()
+    }
     for off, on in pairs.values():  # warm-up
         run_bare(tiny_model(), off, total_batches)
         run_speedups(tiny_model(), off, total_batches)
@@ -50,9 +51,13 @@ def measure(total_batches: int, repeats: int) -> dict[str, dict[str, float]]:
     for name, (bare, plain, profiled) in times.items():
         added = per_batch * statistics.median(p - q for p, q in zip(profiled, plain))
         bare_us = per_batch * statistics.median(bare)
-        rows[name] = {"bare_us_per_batch": bare_us, "profile_off_us_per_batch": per_batch * statistics.median(plain),
-                      "profile_on_us_per_batch": per_batch * statistics.median(profiled),
-                      "added_us_per_batch": added, "added_share_of_bare_step": added / bare_us}
+        rows[name] = {
+            "bare_us_per_batch": bare_us,
+            "profile_off_us_per_batch": per_batch * statistics.median(plain),
+            "profile_on_us_per_batch": per_batch * statistics.median(profiled),
+            "added_us_per_batch": added,
+            "added_share_of_bare_step": added / bare_us,
+        }
     return rows
 
 
@@ -97,17 +102,21 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     torch.set_num_threads(1)
     if args.micro:
         row = micro()
-        print(f"fine split's wrappers: {row['added_us_per_batch']:.2f} us per batch (step + loop handler, nothing "
-              f"else: {row['plain_us_per_batch']:.2f} us plain, {row['timed_us_per_batch']:.2f} us timed)")
+        print(
+            f"fine split's wrappers: {row['added_us_per_batch']:.2f} us per batch (step + loop handler, nothing "
+            f"else: {row['plain_us_per_batch']:.2f} us plain, {row['timed_us_per_batch']:.2f} us timed)"
+        )
         print(json.dumps(row))
         return {"micro": row}
     n, repeats = (120, 2) if args.quick else (args.batches, args.repeats)
     rows = measure(n, repeats)
     print(f"profile=True vs profile=False, tiny step, {n} batches per run, medians of {repeats} interleaved pairs")
     for name, row in rows.items():
-        print(f"{name:<30} bare {row['bare_us_per_batch']:7.1f} us/b  off {row['profile_off_us_per_batch']:7.1f}  "
-              f"on {row['profile_on_us_per_batch']:7.1f}  added {row['added_us_per_batch']:+6.2f} us/b "
-              f"({100 * row['added_share_of_bare_step']:+.2f}% of the bare step)")
+        print(
+            f"{name:<30} bare {row['bare_us_per_batch']:7.1f} us/b  off {row['profile_off_us_per_batch']:7.1f}  "
+            f"on {row['profile_on_us_per_batch']:7.1f}  added {row['added_us_per_batch']:+6.2f} us/b "
+            f"({100 * row['added_share_of_bare_step']:+.2f}% of the bare step)"
+        )
     print(json.dumps(rows))
     return rows
 

@@ -21,13 +21,22 @@ from typing import Any
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     # name: the sleeps (seconds) and the flags of the full run
-    "20 ms step, 20 ms val batches, 2 epochs": dict(step=0.02, val=0.02, batches=10, val_batches=3,
-                                                    flags={"max_epochs": 2, "val_check_interval": 0.5}),
-    "30 ms step, 20 ms val batches, 3 epochs": dict(step=0.03, val=0.02, batches=12, val_batches=4,
-                                                    flags={"max_epochs": 3}),
-    "slow data + handler, 0.3 s at start": dict(data=0.01, step=0.005, handler=0.004, val=0.01, batches=25,
-                                                val_batches=5, once=0.3,
-                                                flags={"max_epochs": 3, "val_check_interval": 0.25}),
+    "20 ms step, 20 ms val batches, 2 epochs": dict(
+        step=0.02, val=0.02, batches=10, val_batches=3, flags={"max_epochs": 2, "val_check_interval": 0.5}
+    ),
+    "30 ms step, 20 ms val batches, 3 epochs": dict(
+        step=0.03, val=0.02, batches=12, val_batches=4, flags={"max_epochs": 3}
+    ),
+    "slow data + handler, 0.3 s at start": dict(
+        data=0.01,
+        step=0.005,
+        handler=0.004,
+        val=0.01,
+        batches=25,
+        val_batches=5,
+        once=0.3,
+        flags={"max_epochs": 3, "val_check_interval": 0.25},
+    ),
     "demo (MLP on digits, 10 epochs)": dict(demo=True, flags={"max_epochs": 10, "early_stopping": None}),
 }
 
@@ -84,8 +93,13 @@ def _sleep_run(spec: dict[str, Any], flags: dict[str, Any]) -> tuple[Any, float]
 
 
 def measure(name: str, fast_dev_run: Any) -> dict[str, float]:
-    out = subprocess.run([sys.executable, __file__, "--child", name, json.dumps(fast_dev_run)], check=True,
-                         capture_output=True, text=True, timeout=300).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, json.dumps(fast_dev_run)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -107,8 +121,10 @@ def main() -> None:
                 errors.append(projected / wall - 1)
                 pairs.append((projected, wall))
             i = errors.index(statistics.median(errors))
-            print(f"{name:<42}{str(fast_dev_run):>13}{pairs[i][0]:>10.2f}s{pairs[i][1]:>9.2f}s"
-                  f"{100 * errors[i]:>+7.0f}%", flush=True)
+            print(
+                f"{name:<42}{str(fast_dev_run):>13}{pairs[i][0]:>10.2f}s{pairs[i][1]:>9.2f}s{100 * errors[i]:>+7.0f}%",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

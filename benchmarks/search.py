@@ -67,23 +67,37 @@ def objective_optuna_handler(trial: optuna.Trial, epochs: int) -> float:
 
 def objective_ignite_speed(trial: optuna.Trial, epochs: int) -> float:
     trainer, evaluator, train, val = _trial_setup(trial)
-    attach_speedups(trainer, evaluator, {"max_epochs": epochs, "val_check_interval": 0.5, "num_sanity_val_steps": 0,
-                                         "pruning": {"trial": trial, "monitor": "val_acc"}}, val_data=val)
+    attach_speedups(
+        trainer,
+        evaluator,
+        {
+            "max_epochs": epochs,
+            "val_check_interval": 0.5,
+            "num_sanity_val_steps": 0,
+            "pruning": {"trial": trial, "monitor": "val_acc"},
+        },
+        val_data=val,
+    )
     trainer.run(train)
     raise_if_pruned(trainer)  # the one line: optuna.TrialPruned when the trial was pruned
     return float(evaluator.state.metrics["val_acc"])
 
 
-def search(objective: Callable[[optuna.Trial, int], float], trials: int, epochs: int,
-           warmup_steps: int) -> dict[str, Any]:
+def search(
+    objective: Callable[[optuna.Trial, int], float], trials: int, epochs: int, warmup_steps: int
+) -> dict[str, Any]:
     pruner = optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=warmup_steps)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0), pruner=pruner)
     start = time.perf_counter()
     study.optimize(lambda t: objective(t, epochs), n_trials=trials)
     seconds = time.perf_counter() - start
     states = [t.state for t in study.trials]
-    return {"seconds": seconds, "best_acc": 100 * study.best_value,
-            "pruned": states.count(optuna.trial.TrialState.PRUNED), "best_params": study.best_params}
+    return {
+        "seconds": seconds,
+        "best_acc": 100 * study.best_value,
+        "pruned": states.count(optuna.trial.TrialState.PRUNED),
+        "best_params": study.best_params,
+    }
 
 
 def main() -> None:
@@ -104,14 +118,19 @@ def main() -> None:
         # PyTorchIgnitePruningHandler reports the epoch number (1, 2, ...): pruning from the first epoch's end on
         runs["(b) PyTorchIgnitePruningHandler"] = search(objective_optuna_handler, args.trials, args.epochs, 1)
     # optimizer steps: pruning from the first epoch's end on, as in (b)
-    runs["(c) ignite-speed, validation 2x/epoch"] = search(objective_ignite_speed, args.trials, args.epochs,
-                                                           steps_per_epoch)
-    print(f"{args.trials} trials of up to {args.epochs} epochs, TPE(seed=0) + MedianPruner(n_startup_trials="
-          f"{STARTUP_TRIALS}), torch threads 1")
+    runs["(c) ignite-speed, validation 2x/epoch"] = search(
+        objective_ignite_speed, args.trials, args.epochs, steps_per_epoch
+    )
+    print(
+        f"{args.trials} trials of up to {args.epochs} epochs, TPE(seed=0) + MedianPruner(n_startup_trials="
+        f"{STARTUP_TRIALS}), torch threads 1"
+    )
     base = runs["(a) no pruning"]["seconds"]
     for name, r in runs.items():
-        print(f"{name:40s} {r['seconds']:7.1f} s ({r['seconds'] / base:5.2f}x)  best val acc {r['best_acc']:.2f} %  "
-              f"pruned {r['pruned']:2d}/{args.trials}")
+        print(
+            f"{name:40s} {r['seconds']:7.1f} s ({r['seconds'] / base:5.2f}x)  best val acc {r['best_acc']:.2f} %  "
+            f"pruned {r['pruned']:2d}/{args.trials}"
+        )
 
 
 if __name__ == "__main__":

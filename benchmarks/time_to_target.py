@@ -55,10 +55,16 @@ def run_ignite_speed(seed: int, batched_fetch: bool = True) -> dict[str, Any]:
     result, speedups = train_with_speedups(cfg, seed=seed, progress=False)
     total = time.perf_counter() - t0
     report = speedups.report()
-    return {"fit_seconds": result.seconds, "total_seconds": total, "epochs": result.epochs,
-            "stopped_epoch": speedups.early_stopping.stopped_epoch, "stop_reason": result.stop_reason,
-            "val_runs": result.val_runs, "val_acc": [v.value for v in report.validations],
-            "test_acc": result.test_acc}
+    return {
+        "fit_seconds": result.seconds,
+        "total_seconds": total,
+        "epochs": result.epochs,
+        "stopped_epoch": speedups.early_stopping.stopped_epoch,
+        "stop_reason": result.stop_reason,
+        "val_runs": result.val_runs,
+        "val_acc": [v.value for v in report.validations],
+        "test_acc": result.test_acc,
+    }
 
 
 def run_torch(seed: int, epochs: int, batched_fetch: bool = False) -> dict[str, Any]:
@@ -86,9 +92,16 @@ def run_torch(seed: int, epochs: int, batched_fetch: bool = False) -> dict[str, 
         scheduler.step()
     fit_seconds = time.perf_counter() - t_fit
     test_acc = accuracy(net, test_loader)
-    return {"fit_seconds": fit_seconds, "total_seconds": time.perf_counter() - t0, "epochs": epochs,
-            "stopped_epoch": epochs - 1, "stop_reason": "fixed epochs", "val_runs": len(val_acc), "val_acc": val_acc,
-            "test_acc": test_acc}
+    return {
+        "fit_seconds": fit_seconds,
+        "total_seconds": time.perf_counter() - t0,
+        "epochs": epochs,
+        "stopped_epoch": epochs - 1,
+        "stop_reason": "fixed epochs",
+        "val_runs": len(val_acc),
+        "val_acc": val_acc,
+        "test_acc": test_acc,
+    }
 
 
 def run_lightning(seed: int) -> dict[str, Any]:
@@ -132,23 +145,41 @@ def run_lightning(seed: int) -> dict[str, Any]:
     module = Digits()
     early_stopping = EarlyStopping(**es_flags)
     flags = {k: v for k, v in DEMO_DEFAULTS.items() if k != "early_stopping"}
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[early_stopping],
-                         **flags)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        callbacks=[early_stopping],
+        **flags,
+    )
     t_fit = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
     fit_seconds = time.perf_counter() - t_fit
     test_acc = accuracy(net, test_loader)
     total = time.perf_counter() - t0
     reason = "early_stopping" if early_stopping.stopped_epoch or trainer.should_stop else "max_epochs"
-    return {"fit_seconds": fit_seconds, "total_seconds": total, "epochs": trainer.current_epoch,
-            "stopped_epoch": early_stopping.stopped_epoch, "stop_reason": reason,
-            "val_runs": len(module.val_acc), "val_acc": module.val_acc, "test_acc": test_acc}
+    return {
+        "fit_seconds": fit_seconds,
+        "total_seconds": total,
+        "epochs": trainer.current_epoch,
+        "stopped_epoch": early_stopping.stopped_epoch,
+        "stop_reason": reason,
+        "val_runs": len(module.val_acc),
+        "val_acc": module.val_acc,
+        "test_acc": test_acc,
+    }
 
 
-LABELS = {"ignite_speed": "ignite-speed", "lightning": "Lightning",
-          "ignite_speed_unbatched": "ignite-speed, batched_fetch=False",
-          "plain_pytorch": "plain PyTorch", "plain_pytorch_batched": "plain PyTorch, batched fetch"}
+LABELS = {
+    "ignite_speed": "ignite-speed",
+    "lightning": "Lightning",
+    "ignite_speed_unbatched": "ignite-speed, batched_fetch=False",
+    "plain_pytorch": "plain PyTorch",
+    "plain_pytorch_batched": "plain PyTorch, batched fetch",
+}
 
 
 def named_runs(*runs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -187,19 +218,28 @@ def main(argv: list[str] | None = None) -> int:
         values = [r[key] for r in runs]
         return {"best": min(values), "median": statistics.median(values)}
 
-    timing = {name: {key: stats(runs, key) for key in ("fit_seconds", "total_seconds")}
-              for name, runs in named_runs(ours, theirs, unbatched, floor, floor_batched)}
-    same_curve = len(a["val_acc"]) == len(b["val_acc"]) and \
-        all(abs(x - y) < 1e-9 for x, y in zip(a["val_acc"], b["val_acc"]))
-    ratios = {f"{key}_{stat}": timing["ignite_speed"][key][stat] / timing["lightning"][key][stat]
-              for key in ("fit_seconds", "total_seconds") for stat in ("best", "median")}
-    fit_ratio_to_lightning = {name: timing[name]["fit_seconds"]["best"] / timing["lightning"]["fit_seconds"]["best"]
-                              for name in timing}
+    timing = {
+        name: {key: stats(runs, key) for key in ("fit_seconds", "total_seconds")}
+        for name, runs in named_runs(ours, theirs, unbatched, floor, floor_batched)
+    }
+    same_curve = len(a["val_acc"]) == len(b["val_acc"]) and all(
+        abs(x - y) < 1e-9 for x, y in zip(a["val_acc"], b["val_acc"])
+    )
+    ratios = {
+        f"{key}_{stat}": timing["ignite_speed"][key][stat] / timing["lightning"][key][stat]
+        for key in ("fit_seconds", "total_seconds")
+        for stat in ("best", "median")
+    }
+    fit_ratio_to_lightning = {
+        name: timing[name]["fit_seconds"]["best"] / timing["lightning"]["fit_seconds"]["best"] for name in timing
+    }
     result = {
         "ignite_speed": {k: v for k, v in a.items() if k not in ("val_acc", "fit_seconds", "total_seconds")},
         "lightning": {k: v for k, v in b.items() if k not in ("val_acc", "fit_seconds", "total_seconds")},
-        **{name: {k: v for k, v in runs[-1].items() if k not in ("val_acc", "fit_seconds", "total_seconds")}
-           for name, runs in named_runs(ours, theirs, unbatched, floor, floor_batched)[2:]},
+        **{
+            name: {k: v for k, v in runs[-1].items() if k not in ("val_acc", "fit_seconds", "total_seconds")}
+            for name, runs in named_runs(ours, theirs, unbatched, floor, floor_batched)[2:]
+        },
         "timing": timing,
         "same_stop_epoch": a["stopped_epoch"] == b["stopped_epoch"] and a["epochs"] == b["epochs"],
         "same_val_acc_per_run": same_curve,
@@ -211,20 +251,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{'':30}{'fit best/median (s)':>21}{'job best/median (s)':>21}{'epochs':>8}{'stopped':>9}"
-              f"{'val runs':>10}{'test acc':>10}  stop")
+        print(
+            f"{'':30}{'fit best/median (s)':>21}{'job best/median (s)':>21}{'epochs':>8}{'stopped':>9}"
+            f"{'val runs':>10}{'test acc':>10}  stop"
+        )
         for key, name in LABELS.items():
             r, t = result[key], timing[key]
-            print(f"{name:30}{t['fit_seconds']['best']:11.3f} /{t['fit_seconds']['median']:7.3f}"
-                  f"{t['total_seconds']['best']:12.3f} /{t['total_seconds']['median']:7.3f}{r['epochs']:8d}"
-                  f"{r['stopped_epoch']:9d}{r['val_runs']:10d}{r['test_acc']:9.2f}%  {r['stop_reason']}")
-        print(f"same stop epoch: {result['same_stop_epoch']}; same val_acc in every validation run: {same_curve}; "
-              f"test accuracy gap {result['test_acc_gap_points']:+.2f} points (goal: within 0.5)")
-        print(f"wall-time ratio ignite-speed / Lightning (goal <= 0.50), best of {args.repeats} interleaved runs: "
-              f"fit {ratios['fit_seconds_best']:.2f}, whole job {ratios['total_seconds_best']:.2f}; medians: fit "
-              f"{ratios['fit_seconds_median']:.2f}, whole job {ratios['total_seconds_median']:.2f}")
-        print("fit time against Lightning's, best of each: " + ", ".join(
-            f"{LABELS[name]} {ratio:.2f}" for name, ratio in fit_ratio_to_lightning.items() if name != "lightning"))
+            print(
+                f"{name:30}{t['fit_seconds']['best']:11.3f} /{t['fit_seconds']['median']:7.3f}"
+                f"{t['total_seconds']['best']:12.3f} /{t['total_seconds']['median']:7.3f}{r['epochs']:8d}"
+                f"{r['stopped_epoch']:9d}{r['val_runs']:10d}{r['test_acc']:9.2f}%  {r['stop_reason']}"
+            )
+        print(
+            f"same stop epoch: {result['same_stop_epoch']}; same val_acc in every validation run: {same_curve}; "
+            f"test accuracy gap {result['test_acc_gap_points']:+.2f} points (goal: within 0.5)"
+        )
+        print(
+            f"wall-time ratio ignite-speed / Lightning (goal <= 0.50), best of {args.repeats} interleaved runs: "
+            f"fit {ratios['fit_seconds_best']:.2f}, whole job {ratios['total_seconds_best']:.2f}; medians: fit "
+            f"{ratios['fit_seconds_median']:.2f}, whole job {ratios['total_seconds_median']:.2f}"
+        )
+        print(
+            "fit time against Lightning's, best of each: "
+            + ", ".join(
+                f"{LABELS[name]} {ratio:.2f}" for name, ratio in fit_ratio_to_lightning.items() if name != "lightning"
+            )
+        )
     ok = result["same_stop_epoch"] and abs(result["test_acc_gap_points"]) <= 0.5
     return 0 if ok else 1
 

@@ -48,8 +48,12 @@ def _import(path: str) -> Any:
 
 
 def _identifiable(obj: Any) -> bool:
-    return inspect.isclass(obj) or inspect.isroutine(obj) or inspect.ismodule(obj) or isinstance(
-        obj, (property, staticmethod, classmethod))
+    return (
+        inspect.isclass(obj)
+        or inspect.isroutine(obj)
+        or inspect.ismodule(obj)
+        or isinstance(obj, (property, staticmethod, classmethod))
+    )
 
 
 def _documented(env: Any) -> dict[int, tuple[str, str, str]]:
@@ -67,8 +71,16 @@ def _documented(env: Any) -> dict[int, tuple[str, str, str]]:
 
 def _public_ids() -> set[int]:
     ids: set[int] = set()
-    for package in ("ignite_speed", "ignite_speed.config", "ignite_speed.data", "ignite_speed.distributed",
-                    "ignite_speed.handlers", "ignite_speed.loop", "ignite_speed.report", "ignite_speed.step"):
+    for package in (
+        "ignite_speed",
+        "ignite_speed.config",
+        "ignite_speed.data",
+        "ignite_speed.distributed",
+        "ignite_speed.handlers",
+        "ignite_speed.loop",
+        "ignite_speed.report",
+        "ignite_speed.step",
+    ):
         module = importlib.import_module(package)
         ids.update(id(getattr(module, name)) for name in module.__all__ if _identifiable(getattr(module, name)))
     return ids
@@ -76,16 +88,27 @@ def _public_ids() -> set[int]:
 
 def _public_names() -> set[str]:
     names: set[str] = set()
-    for package in ("ignite_speed", "ignite_speed.config", "ignite_speed.data", "ignite_speed.distributed",
-                    "ignite_speed.handlers", "ignite_speed.loop", "ignite_speed.report", "ignite_speed.step"):
+    for package in (
+        "ignite_speed",
+        "ignite_speed.config",
+        "ignite_speed.data",
+        "ignite_speed.distributed",
+        "ignite_speed.handlers",
+        "ignite_speed.loop",
+        "ignite_speed.report",
+        "ignite_speed.step",
+    ):
         names.update(importlib.import_module(package).__all__)
     return names
 
 
 def _by_suffix(env: Any, target: str) -> tuple[str, str, str] | None:
     """The one documented object whose name ends with ``.target`` (``Precision.step``, ``PREEMPTED_EXIT_CODE``)."""
-    found = {(e.docname, e.node_id, name) for name, e in env.get_domain("py").objects.items()
-             if name.endswith("." + target) and not e.aliased}
+    found = {
+        (e.docname, e.node_id, name)
+        for name, e in env.get_domain("py").objects.items()
+        if name.endswith("." + target) and not e.aliased
+    }
     objects = {id(_import(name)) for _, _, name in found}
     return min(found) if found and len(objects) == 1 else None
 
@@ -152,12 +175,12 @@ def keep_phrases_out_of_types(app: Any, what: str, name: str, obj: Any, options:
     if what not in ("property", "data", "attribute"):
         return
     for i, line in enumerate(lines):
-        if line.startswith(":type: ") and " " in line[len(":type: "):].strip():
+        if line.startswith(":type: ") and " " in line[len(":type: ") :].strip():
             description = lines[:i]
             while description and not description[-1].strip():
                 description.pop()
-            first = line[len(":type: "):] + ": " + (description[0] if description else "")
-            lines[:] = [first, *description[1:], *lines[i + 1:]]
+            first = line[len(":type: ") :] + ": " + (description[0] if description else "")
+            lines[:] = [first, *description[1:], *lines[i + 1 :]]
             return
 
 

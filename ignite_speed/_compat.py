@@ -11,10 +11,26 @@ from typing import Any
 
 from ignite.engine import Engine
 
-__all__ = ["ProgressBar", "RUN_HAS_MAX_ITERS", "CHECKPOINT_SAVED_EVENT", "prepare_engine_rerun", "engine_is_done", "move_handler",
-           "engine_run_original", "event_handlers", "all_event_handlers", "has_event", "process_function",
-           "data_iterator", "set_batches_done_in_epoch", "checkpoint_saved", "set_checkpoint_saved", "checkpoint_handlers",
-           "set_process_function", "replace_handler"]
+__all__ = [
+    "ProgressBar",
+    "RUN_HAS_MAX_ITERS",
+    "CHECKPOINT_SAVED_EVENT",
+    "prepare_engine_rerun",
+    "engine_is_done",
+    "move_handler",
+    "engine_run_original",
+    "event_handlers",
+    "all_event_handlers",
+    "has_event",
+    "process_function",
+    "data_iterator",
+    "set_batches_done_in_epoch",
+    "checkpoint_saved",
+    "set_checkpoint_saved",
+    "checkpoint_handlers",
+    "set_process_function",
+    "replace_handler",
+]
 
 try:  # 0.5.x
     from ignite.handlers import ProgressBar
@@ -74,7 +90,6 @@ def move_handler(engine: Engine, event: Any, handler: Callable, *, first: bool) 
 def engine_run_original(engine: Engine) -> Callable[..., Any]:
     """The class's ``run`` bound to ``engine`` (bypasses an instance-level wrapper)."""
     return type(engine).run.__get__(engine)
-
 
 
 # ---------------------------------------------------------------------------------------------- private state
@@ -147,7 +162,10 @@ def checkpoint_handlers(engine: Engine, *, latest_state_only: bool = False) -> l
     found: list[Any] = []
     for entry in all_event_handlers(engine):
         handler = getattr(entry[0], "__wrapped__", entry[0])  # Ignite wraps a filtered handler
-        if isinstance(handler, Checkpoint) and all(handler is not f for f in found) and \
-                not (latest_state_only and handler.score_function is not None):
+        if (
+            isinstance(handler, Checkpoint)
+            and all(handler is not f for f in found)
+            and not (latest_state_only and handler.score_function is not None)
+        ):
             found.append(handler)
     return found

@@ -9,8 +9,9 @@ from typing import Any
 __all__ = ["lazy_names"]
 
 
-def lazy_names(package: str, exports: dict[str, str], names: list[str],
-               namespace: dict[str, Any]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_names(
+    package: str, exports: dict[str, str], names: list[str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The module ``__getattr__`` and ``__dir__`` of ``package``: ``exports`` maps each name to the
     submodule that defines it; a loaded name is kept in the package's ``namespace``."""
 

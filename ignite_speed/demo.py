@@ -40,8 +40,16 @@ from ignite_speed._compat import ProgressBar
 from ignite_speed.config.checks import closest
 from ignite_speed.step import precision_of
 
-__all__ = ["DEMO_DEFAULTS", "RunResult", "format_time_split", "load_digits_splits", "main", "parse_value",
-           "train_baseline", "train_with_speedups"]
+__all__ = [
+    "DEMO_DEFAULTS",
+    "RunResult",
+    "format_time_split",
+    "load_digits_splits",
+    "main",
+    "parse_value",
+    "train_baseline",
+    "train_with_speedups",
+]
 
 # The demo's recipe. These override SpeedConfig's own defaults; a --config file and the command line
 # override these in turn.
@@ -78,17 +86,21 @@ def load_digits_splits() -> tuple[TensorDataset, TensorDataset, TensorDataset]:
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
     x, y = x[order], y[order]
     n_train, n_val = 1077, 360
-    return (TensorDataset(x[:n_train], y[:n_train]),
-            TensorDataset(x[n_train:n_train + n_val], y[n_train:n_train + n_val]),
-            TensorDataset(x[n_train + n_val:], y[n_train + n_val:]))
+    return (
+        TensorDataset(x[:n_train], y[:n_train]),
+        TensorDataset(x[n_train : n_train + n_val], y[n_train : n_train + n_val]),
+        TensorDataset(x[n_train + n_val :], y[n_train + n_val :]),
+    )
 
 
 def make_loaders(seed: int) -> tuple[DataLoader, DataLoader, DataLoader]:
     train, val, test = load_digits_splits()
     shuffle_order = torch.Generator().manual_seed(seed)  # same seed, same batches: the two runs of --compare match
-    return (DataLoader(train, batch_size=BATCH_SIZE, shuffle=True, generator=shuffle_order),
-            DataLoader(val, batch_size=EVAL_BATCH_SIZE),
-            DataLoader(test, batch_size=EVAL_BATCH_SIZE))
+    return (
+        DataLoader(train, batch_size=BATCH_SIZE, shuffle=True, generator=shuffle_order),
+        DataLoader(val, batch_size=EVAL_BATCH_SIZE),
+        DataLoader(test, batch_size=EVAL_BATCH_SIZE),
+    )
 
 
 def make_model(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
@@ -174,7 +186,8 @@ def train_with_speedups(cfg: SpeedConfig, seed: int = 0, progress: bool = True) 
         return precision.convert_input(tuple(batch))  # the dtype of the model for the "*-true" precisions
 
     evaluator = create_supervised_evaluator(
-        model, metrics={"val_acc": Accuracy(), "val_loss": Loss(loss_fn)}, prepare_batch=prepare_batch)
+        model, metrics={"val_acc": Accuracy(), "val_loss": Loss(loss_fn)}, prepare_batch=prepare_batch
+    )
     tester = create_supervised_evaluator(model, metrics={"acc": Accuracy()}, prepare_batch=prepare_batch)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: scheduler.step())
 
@@ -201,19 +214,29 @@ def train_with_speedups(cfg: SpeedConfig, seed: int = 0, progress: bool = True) 
     record = speedups.report(PLOT_MONITOR) if es is None else speedups.report()
     curve = [(sanity + v.time, v.value) for v in record.validations if v.value is not None]
     result = RunResult(
-        name="with speedups", seconds=seconds, val_seconds=val_watch.total,
+        name="with speedups",
+        seconds=seconds,
+        val_seconds=val_watch.total,
         sanity_seconds=sanity,
-        test_acc=_accuracy(tester), epochs=p.epochs_done, batches=p.total_batches, steps=p.global_step,
-        val_runs=p.val_runs, batches_per_epoch=int(trainer.state.epoch_length or 0),
-        loader_batches=len(train_loader), stop_reason=speedups.stop_reason.value,
-        stop_message=speedups.stop_message, monitor=es.monitor if es is not None else None, best=best,
+        test_acc=_accuracy(tester),
+        epochs=p.epochs_done,
+        batches=p.total_batches,
+        steps=p.global_step,
+        val_runs=p.val_runs,
+        batches_per_epoch=int(trainer.state.epoch_length or 0),
+        loader_batches=len(train_loader),
+        stop_reason=speedups.stop_reason.value,
+        stop_message=speedups.stop_message,
+        monitor=es.monitor if es is not None else None,
+        best=best,
         curve=curve,
     )
     return result, speedups
 
 
-def train_baseline(epochs: int = BASELINE_EPOCHS, seed: int = 0, progress: bool = True,
-                   monitor: str = PLOT_MONITOR) -> RunResult:
+def train_baseline(
+    epochs: int = BASELINE_EPOCHS, seed: int = 0, progress: bool = True, monitor: str = PLOT_MONITOR
+) -> RunResult:
     """The same model and recipe in plain Ignite: a fixed number of epochs, validation after each one
     (``monitor`` is the validation metric recorded for the picture of ``--compare --plot``)."""
     train_loader, val_loader, test_loader = make_loaders(seed)
@@ -228,18 +251,33 @@ def train_baseline(epochs: int = BASELINE_EPOCHS, seed: int = 0, progress: bool 
         _attach_progress_bar(trainer)
     val_watch = _Stopwatch(evaluator)
     curve: list[tuple[float, float]] = []
-    evaluator.add_event_handler(Events.COMPLETED, lambda e: curve.append(
-        (time.perf_counter() - t0, float(e.state.metrics[monitor]))) if monitor in e.state.metrics else None)
+    evaluator.add_event_handler(
+        Events.COMPLETED,
+        lambda e: (
+            curve.append((time.perf_counter() - t0, float(e.state.metrics[monitor])))
+            if monitor in e.state.metrics
+            else None
+        ),
+    )
 
     t0 = time.perf_counter()
     trainer.run(train_loader, max_epochs=epochs)
     seconds = time.perf_counter() - t0
     tester.run(test_loader)
     return RunResult(
-        name=f"baseline ({epochs} epochs)", seconds=seconds, val_seconds=val_watch.total, sanity_seconds=0.0,
-        test_acc=_accuracy(tester), epochs=trainer.state.epoch, batches=trainer.state.iteration,
-        steps=trainer.state.iteration, val_runs=val_watch.runs, batches_per_epoch=len(train_loader),
-        loader_batches=len(train_loader), stop_message=f"ran its {epochs} epochs", curve=curve,
+        name=f"baseline ({epochs} epochs)",
+        seconds=seconds,
+        val_seconds=val_watch.total,
+        sanity_seconds=0.0,
+        test_acc=_accuracy(tester),
+        epochs=trainer.state.epoch,
+        batches=trainer.state.iteration,
+        steps=trainer.state.iteration,
+        val_runs=val_watch.runs,
+        batches_per_epoch=len(train_loader),
+        loader_batches=len(train_loader),
+        stop_message=f"ran its {epochs} epochs",
+        curve=curve,
     )
 
 
@@ -303,21 +341,24 @@ def format_comparison(baseline: RunResult, fast: RunResult) -> str:
         return f"  {r.name:<{width}}  {r.seconds:7.2f} s  {r.epochs:4d} epochs  {r.batches:6d} batches  test {acc}"
 
     met = ratio <= 0.5 and gap >= -0.5
-    return "\n".join([
-        "Comparison (same model, same seed)",
-        row(baseline),
-        row(fast),
-        f"  time ratio {ratio:.2f} (goal <= 0.50); test accuracy {gap:+.2f} points (goal >= -0.50): "
-        + ("goal met" if met else "goal NOT met"),
-    ])
+    return "\n".join(
+        [
+            "Comparison (same model, same seed)",
+            row(baseline),
+            row(fast),
+            f"  time ratio {ratio:.2f} (goal <= 0.50); test accuracy {gap:+.2f} points (goal >= -0.50): "
+            + ("goal met" if met else "goal NOT met"),
+        ]
+    )
 
 
 def warm_up(seed: int = 0) -> None:
     """A few batches through both set-ups before a timed comparison: the first run in a process pays for
     loading and first calls (data set, torch kernels, Ignite), which would otherwise count against it."""
     train_baseline(1, seed=seed, progress=False)
-    train_with_speedups(SpeedConfig(max_epochs=1, limit_train_batches=4, num_sanity_val_steps=0), seed=seed,
-                        progress=False)
+    train_with_speedups(
+        SpeedConfig(max_epochs=1, limit_train_batches=4, num_sanity_val_steps=0), seed=seed, progress=False
+    )
 
 
 def write_plot(path: str, fast: RunResult, speedups: Any, baseline: RunResult | None = None) -> str:
@@ -334,12 +375,18 @@ def write_plot(path: str, fast: RunResult, speedups: Any, baseline: RunResult | 
     def curve(r: RunResult, label: str, stop: str) -> Curve:
         return Curve(label, [t for t, _ in r.curve], [v for _, v in r.curve], r.seconds, stop)
 
-    return plot_comparison([curve(fast, "ignite-speed", fast.stop_reason),
-                            curve(baseline, f"plain Ignite, {baseline.epochs} epochs", "fixed epochs")],
-                           path, monitor=monitor, mode=mode,
-                           title=f"Demo: {monitor} against wall time (test accuracy {fast.test_acc:.2f} % vs "
-                                 f"{baseline.test_acc:.2f} %)" if fast.test_acc is not None and
-                           baseline.test_acc is not None else None)
+    return plot_comparison(
+        [
+            curve(fast, "ignite-speed", fast.stop_reason),
+            curve(baseline, f"plain Ignite, {baseline.epochs} epochs", "fixed epochs"),
+        ],
+        path,
+        monitor=monitor,
+        mode=mode,
+        title=f"Demo: {monitor} against wall time (test accuracy {fast.test_acc:.2f} % vs {baseline.test_acc:.2f} %)"
+        if fast.test_acc is not None and baseline.test_acc is not None
+        else None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -385,28 +432,44 @@ def _describe(value: Any) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m ignite_speed.demo", allow_abbrev=False,
+        prog="python -m ignite_speed.demo",
+        allow_abbrev=False,
         description="Train a small MLP on scikit-learn's digits with ignite-speed and print a run report.",
         epilog="Values: 3 is an int, 0.5 a float, None/true/false what they say, {...} and [...] JSON, "
-               "anything else a string. Command-line flags override --config.")
+        "anything else a string. Command-line flags override --config.",
+    )
     demo = parser.add_argument_group("demo options")
     demo.add_argument("--config", metavar="FILE.yaml", help="a YAML file of ignite-speed flags")
-    demo.add_argument("--compare", action="store_true",
-                      help="also train a plain-Ignite baseline for --baseline_epochs and compare")
-    demo.add_argument("--baseline_epochs", type=int, default=BASELINE_EPOCHS, metavar="N",
-                      help=f"epochs of the --compare baseline (default: {BASELINE_EPOCHS})")
+    demo.add_argument(
+        "--compare", action="store_true", help="also train a plain-Ignite baseline for --baseline_epochs and compare"
+    )
+    demo.add_argument(
+        "--baseline_epochs",
+        type=int,
+        default=BASELINE_EPOCHS,
+        metavar="N",
+        help=f"epochs of the --compare baseline (default: {BASELINE_EPOCHS})",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling (default: 0)")
     demo.add_argument("--no_progress", action="store_true", help="no progress bar")
-    demo.add_argument("--plot", metavar="PATH.png",
-                      help="draw the monitored metric per validation run against time to PATH (needs matplotlib); "
-                           "with --compare, both runs against wall time")
+    demo.add_argument(
+        "--plot",
+        metavar="PATH.png",
+        help="draw the monitored metric per validation run against time to PATH (needs matplotlib); "
+        "with --compare, both runs against wall time",
+    )
     flags = parser.add_argument_group("ignite-speed flags (SpeedConfig)")
     defaults = {f: getattr(SpeedConfig(), f) for f in SpeedConfig.flag_names()}
     for name in SpeedConfig.flag_names():
         shown = DEMO_DEFAULTS[name] if name in DEMO_DEFAULTS else defaults[name]
         note = " (demo)" if name in DEMO_DEFAULTS else ""
-        flags.add_argument(f"--{name}", type=parse_value, default=argparse.SUPPRESS, metavar="VALUE",
-                           help=f"default{note}: {_describe(shown)}".replace("%", "%%"))
+        flags.add_argument(
+            f"--{name}",
+            type=parse_value,
+            default=argparse.SUPPRESS,
+            metavar="VALUE",
+            help=f"default{note}: {_describe(shown)}".replace("%", "%%"),
+        )
     return parser
 
 
@@ -481,8 +544,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_time_split(speedups))
         baseline = None
         if args.compare:
-            baseline = train_baseline(args.baseline_epochs, seed=args.seed, progress=not args.no_progress,
-                                      monitor=fast.monitor or PLOT_MONITOR)
+            baseline = train_baseline(
+                args.baseline_epochs,
+                seed=args.seed,
+                progress=not args.no_progress,
+                monitor=fast.monitor or PLOT_MONITOR,
+            )
             print()
             print(format_comparison(baseline, fast))
         if args.plot:

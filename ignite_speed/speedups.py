@@ -54,35 +54,65 @@ _H = TypeVar("_H", bound=LoopHandler)
 
 
 # The flags extend refuses (they cannot act on a continuing run), with what to do instead.
-_STEP = ("applied by the training step that create_trainer built (or by your own step); build a new trainer "
-         "with it (create_trainer(..., {name}=...)) and attach_speedups again")
-_JOB = ("the job's processes and devices are set when it launches; relaunch the job with the new value and resume "
-        "from its checkpoint (allow_resume_changes=True resumes under another setup)")
+_STEP = (
+    "applied by the training step that create_trainer built (or by your own step); build a new trainer "
+    "with it (create_trainer(..., {name}=...)) and attach_speedups again"
+)
+_JOB = (
+    "the job's processes and devices are set when it launches; relaunch the job with the new value and resume "
+    "from its checkpoint (allow_resume_changes=True resumes under another setup)"
+)
 EXTEND_REFUSED: dict[str, str] = {
-    **{name: _STEP.format(name=name) for name in ("precision", "amp_backend", "amp_level", "gradient_clip_val",
-                                                   "gradient_clip_algorithm")},
+    **{
+        name: _STEP.format(name=name)
+        for name in ("precision", "amp_backend", "amp_level", "gradient_clip_val", "gradient_clip_algorithm")
+    },
     "accumulate_grad_batches": _STEP.format(name="accumulate_grad_batches") + " (the step and global_step count "
-                               "optimizer steps with the value the run started with; a change in a continuing run "
-                               "would make them disagree)",
-    **{name: _JOB for name in ("accelerator", "devices", "num_nodes", "strategy", "node_rank", "master_addr",
-                               "master_port", "deepspeed_config")},
+    "optimizer steps with the value the run started with; a change in a continuing run "
+    "would make them disagree)",
+    **{
+        name: _JOB
+        for name in (
+            "accelerator",
+            "devices",
+            "num_nodes",
+            "strategy",
+            "node_rank",
+            "master_addr",
+            "master_port",
+            "deepspeed_config",
+        )
+    },
     "fast_dev_run": "a fast_dev_run is a short debug run, not the start of a longer one; to train, attach_speedups "
-                    "without fast_dev_run to a new trainer (or speedups.extend(max_epochs=...) after a run without it)",
+    "without fast_dev_run to a new trainer (or speedups.extend(max_epochs=...) after a run without it)",
     "num_sanity_val_steps": "the sanity check runs before the first batch of a new run; the run extend continues "
-                            "has none (give it to attach_speedups)",
+    "has none (give it to attach_speedups)",
     "autoresume": "it acts when the first run of a fresh process starts; the run extend continues is in memory "
-                  "(give it to attach_speedups)",
+    "(give it to attach_speedups)",
     "pruning": "a trial reports to its search from its first validation run on; a continued run is the same trial "
-               "(give pruning to attach_speedups when the trial starts)",
+    "(give pruning to attach_speedups when the trial starts)",
 }
 # what fast_dev_run overrides: refused under it (the run would not follow them)
-_FAST_DEV_RUN_OVERRIDES = frozenset({"max_epochs", "min_epochs", "max_steps", "min_steps", "limit_train_batches",
-                                     "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-                                     "val_check_interval", "check_val_every_n_epoch", "val_time_fraction",
-                                     "early_stopping"})
+_FAST_DEV_RUN_OVERRIDES = frozenset(
+    {
+        "max_epochs",
+        "min_epochs",
+        "max_steps",
+        "min_steps",
+        "limit_train_batches",
+        "limit_val_batches",
+        "limit_test_batches",
+        "limit_predict_batches",
+        "val_check_interval",
+        "check_val_every_n_epoch",
+        "val_time_fraction",
+        "early_stopping",
+    }
+)
 # validation flags: refused when nothing validates (no evaluator)
-_VALIDATION_ONLY_FLAGS = frozenset({"limit_val_batches", "val_check_interval", "check_val_every_n_epoch",
-                                    "val_time_fraction"})
+_VALIDATION_ONLY_FLAGS = frozenset(
+    {"limit_val_batches", "val_check_interval", "check_val_every_n_epoch", "val_time_fraction"}
+)
 
 
 class SpeedupHandlers:
@@ -96,7 +126,13 @@ class SpeedupHandlers:
     """
 
     def __init__(self, loop: TrainingLoop, evaluator: Engine | None, val_data: Any, model: Any) -> None:
-        self.loop, self.trainer, self.evaluator, self.val_data, self.model = loop, loop.trainer, evaluator, val_data, model
+        self.loop, self.trainer, self.evaluator, self.val_data, self.model = (
+            loop,
+            loop.trainer,
+            evaluator,
+            val_data,
+            model,
+        )
         self.limits: LoopLimits | None = None
         self.train_batches: TrainBatchLimit | None = None
         self.validation: ValidationSchedule | None = None
@@ -109,14 +145,24 @@ class SpeedupHandlers:
     def build(self, cfg: SpeedConfig) -> None:
         evaluator, val_data = self.evaluator, self.val_data
         if cfg.val_time_fraction is not None and (evaluator is None or val_data is None):
-            raise ValueError(f"val_time_fraction={cfg.val_time_fraction!r} budgets validation, but attach_speedups "
-                             f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
-                             f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)")
+            raise ValueError(
+                f"val_time_fraction={cfg.val_time_fraction!r} budgets validation, but attach_speedups "
+                f"got no {'evaluator' if evaluator is None else 'val_data'}, so nothing validates; "
+                f"accepted: pass the evaluator and val_data, or leave val_time_fraction unset (None)"
+            )
         self.limits = self._replace(None, LoopLimits(**kwargs_of(cfg.loop_limits_flags())))
         self.train_batches = self._train_batches(None, cfg)
         # with an evaluator but no val_data nothing validates, and a fast_dev_run still limits the evaluator's runs
-        self.validation = None if evaluator is None else self._validation(None, ValidationSchedule(
-            evaluator, () if val_data is None else val_data, **kwargs_of(cfg.validation_flags())))
+        self.validation = (
+            None
+            if evaluator is None
+            else self._validation(
+                None,
+                ValidationSchedule(
+                    evaluator, () if val_data is None else val_data, **kwargs_of(cfg.validation_flags())
+                ),
+            )
+        )
         self.time_budget = self._time_budget(None, cfg)
         self._early_stopping(cfg)
         self.nan_guard = self._replace(None, NonFiniteLossGuard()) if cfg.terminate_on_nan else None
@@ -136,8 +182,9 @@ class SpeedupHandlers:
             self.time_budget = self._time_budget(self.time_budget, new)
         schedule = self.validation
         if schedule is not None and old.validation_flags() != new.validation_flags():
-            self.validation = self._validation(schedule, ValidationSchedule(
-                schedule.evaluator, schedule.val_data, **kwargs_of(new.validation_flags())))
+            self.validation = self._validation(
+                schedule, ValidationSchedule(schedule.evaluator, schedule.val_data, **kwargs_of(new.validation_flags()))
+            )
         if old.early_stopping != new.early_stopping:
             self._early_stopping(new)
         if old.terminate_on_nan != new.terminate_on_nan:
@@ -203,13 +250,23 @@ class Speedups:
 
     rank_failure_timeout: datetime.timedelta = datetime.timedelta(seconds=30)
 
-    def __init__(self, trainer: Engine, evaluator: Engine | None, cfg: SpeedConfig, *, val_data: Any = None,
-                 model: torch.nn.Module | None = None, precision: Precision | None = None) -> None:
+    def __init__(
+        self,
+        trainer: Engine,
+        evaluator: Engine | None,
+        cfg: SpeedConfig,
+        *,
+        val_data: Any = None,
+        model: torch.nn.Module | None = None,
+        precision: Precision | None = None,
+    ) -> None:
         if TrainerParts.of(trainer).speedups is not None:
             raise RuntimeError("attach_speedups: this trainer already has speedups attached; attach once per trainer")
         if TrainingLoop.of(trainer) is not None:
-            raise RuntimeError("attach_speedups: handlers of ignite_speed.handlers are already attached to this "
-                               "trainer; use attach_speedups or the handlers, not both")
+            raise RuntimeError(
+                "attach_speedups: handlers of ignite_speed.handlers are already attached to this "
+                "trainer; use attach_speedups or the handlers, not both"
+            )
         self.trainer = trainer
         self.evaluator = evaluator
         self.cfg = cfg
@@ -233,8 +290,11 @@ class Speedups:
 
     def _configure_loop(self) -> None:
         cfg = self.cfg
-        self.loop.configure(accumulate=cfg.accumulate_grad_batches, batched_fetch=cfg.batched_fetch,
-                            rank_failure_timeout=type(self).rank_failure_timeout)
+        self.loop.configure(
+            accumulate=cfg.accumulate_grad_batches,
+            batched_fetch=cfg.batched_fetch,
+            rank_failure_timeout=type(self).rank_failure_timeout,
+        )
         self.loop.timer.fine, self.loop.setup.allow_resume_changes = _split_training(cfg), cfg.allow_resume_changes
 
     # ------------------------------------------------------------------ public API
@@ -332,14 +392,20 @@ class Speedups:
         for name in changed:
             reason = EXTEND_REFUSED.get(name)
             if reason is None and name in _FAST_DEV_RUN_OVERRIDES and new.fast_dev_run:
-                reason = (f"fast_dev_run={new.fast_dev_run} overrides it (a short debug run); to train, attach_speedups "
-                          f"without fast_dev_run to a new trainer")
+                reason = (
+                    f"fast_dev_run={new.fast_dev_run} overrides it (a short debug run); to train, attach_speedups "
+                    f"without fast_dev_run to a new trainer"
+                )
             if reason is None and name in _VALIDATION_ONLY_FLAGS and self.handlers.validation is None:
-                reason = ("nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
-                          "to a new trainer's attach_speedups to validate")
+                reason = (
+                    "nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
+                    "to a new trainer's attach_speedups to validate"
+                )
             if reason is not None:
-                raise ValueError(f"speedups.extend({name}={getattr(new, name)!r}): {name} cannot change in a "
-                                 f"continuing run (it is {getattr(old, name)!r}): {reason}")
+                raise ValueError(
+                    f"speedups.extend({name}={getattr(new, name)!r}): {name} cannot change in a "
+                    f"continuing run (it is {getattr(old, name)!r}): {reason}"
+                )
         if changed:
             self.cfg, self.limits = new, new.effective()
             self._configure_loop()
@@ -374,7 +440,9 @@ class Speedups:
     def _run_limited(self, engine: Engine, data: Any, limit: Any, flag: str) -> State:
         n = limit.resolve(data_length(data), flag)
         if n != 0:
-            _run_under_precision(engine, with_batched_fetch(data) if self.cfg.batched_fetch else data, n, self.precision)
+            _run_under_precision(
+                engine, with_batched_fetch(data) if self.cfg.batched_fetch else data, n, self.precision
+            )
         return engine.state
 
     # ------------------------------------------------------------------ the run's record (ignite_speed.report / .plot)
@@ -435,20 +503,30 @@ def run_facts(speedups: Speedups) -> RunFacts:
     data, cfg, lim = speedups.loop.plan.train_data, speedups.cfg, speedups.limits
     is_loader = isinstance(data, torch.utils.data.DataLoader)
     schedule = speedups.handlers.validation
-    on_gpu = torch.cuda.is_available() and (speedups.model is None or
-                                            any(p.is_cuda for p in speedups.model.parameters()))
+    on_gpu = torch.cuda.is_available() and (
+        speedups.model is None or any(p.is_cuda for p in speedups.model.parameters())
+    )
     es = speedups.early_stopping
     return RunFacts(
         loader_kind="DataLoader" if is_loader else type(data).__name__,
-        num_workers=data.num_workers if is_loader else None, pin_memory=data.pin_memory if is_loader else None,
-        persistent_workers=data.persistent_workers if is_loader else None, batched_fetch=cfg.batched_fetch,
+        num_workers=data.num_workers if is_loader else None,
+        pin_memory=data.pin_memory if is_loader else None,
+        persistent_workers=data.persistent_workers if is_loader else None,
+        batched_fetch=cfg.batched_fetch,
         batched_fetch_refusal=batched_fetch_refusal(data) if is_loader and cfg.batched_fetch else None,
-        cpus=cpu_count(), val_check_interval=_flag_text(lim.val_check_interval),
-        check_val_every_n_epoch=lim.check_val_every_n_epoch, limit_val_batches=_flag_text(lim.limit_val_batches),
-        val_batches=None if schedule is None else schedule.batches, num_sanity_val_steps=lim.num_sanity_val_steps,
-        precision=str(cfg.precision), on_gpu=on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-        early_stopping=None if es is None else int(es.patience), in_memory=_in_memory(data),
-        step_returns_number=_is_number(getattr(speedups.trainer.state, "output", None)))
+        cpus=cpu_count(),
+        val_check_interval=_flag_text(lim.val_check_interval),
+        check_val_every_n_epoch=lim.check_val_every_n_epoch,
+        limit_val_batches=_flag_text(lim.limit_val_batches),
+        val_batches=None if schedule is None else schedule.batches,
+        num_sanity_val_steps=lim.num_sanity_val_steps,
+        precision=str(cfg.precision),
+        on_gpu=on_gpu,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        early_stopping=None if es is None else int(es.patience),
+        in_memory=_in_memory(data),
+        step_returns_number=_is_number(getattr(speedups.trainer.state, "output", None)),
+    )
 
 
 def _in_memory(data: Any) -> bool:
@@ -493,11 +571,14 @@ def _tell_fast_dev_run(n: int, limited: list[str], projection: Projection | None
     record of the package logger would be dropped there), and a debug run is one the user watches."""
     import sys
 
-    lines = [f"ignite-speed: fast_dev_run={n} done ({n} training batch{'es' if n > 1 else ''}, every engine run "
-             f"limited to {n} batch{'es' if n > 1 else ''})"]
+    lines = [
+        f"ignite-speed: fast_dev_run={n} done ({n} training batch{'es' if n > 1 else ''}, every engine run "
+        f"limited to {n} batch{'es' if n > 1 else ''})"
+    ]
     if limited:
-        lines.append(f"  other engines' runs limited to {n} batch{'es' if n > 1 else ''}: runs started by "
-                     f"{', '.join(limited)}")
+        lines.append(
+            f"  other engines' runs limited to {n} batch{'es' if n > 1 else ''}: runs started by {', '.join(limited)}"
+        )
     if projection is not None:
         lines.append(f"  {projection}")
     print("\n".join(lines), file=sys.stderr)
@@ -523,12 +604,22 @@ def full_run_plan(speedups: Speedups, batch_seconds: float) -> FullRun | None:
     val_runs, val_batches, sanity = _planned_validation(speedups, full, per_epoch, batches, batch_seconds)
     max_time = full.max_time.total_seconds() if full.max_time is not None else None
     reserve = speedups.cfg.max_time_reserve
-    return FullRun(math.ceil(batches / per_epoch), per_epoch, batches, val_runs, val_batches, sanity, max_time,
-                   reserve.total_seconds() if reserve is not None else 0.0, speedups.cfg.max_time_mode)
+    return FullRun(
+        math.ceil(batches / per_epoch),
+        per_epoch,
+        batches,
+        val_runs,
+        val_batches,
+        sanity,
+        max_time,
+        reserve.total_seconds() if reserve is not None else 0.0,
+        speedups.cfg.max_time_mode,
+    )
 
 
-def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: int,
-                        batch_seconds: float) -> tuple[int, int, int]:
+def _planned_validation(
+    speedups: Speedups, full: Any, per_epoch: int, batches: int, batch_seconds: float
+) -> tuple[int, int, int]:
     """Validation runs, batches per run and sanity-check batches of the full run."""
     from .handlers.validation import resolve_val_schedule
 
@@ -536,8 +627,13 @@ def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: 
     if schedule is None or not schedule.configured:
         return 0, 0, 0
     val_batches = full.limit_val_batches.resolve(data_length(speedups.val_data), "limit_val_batches") or 0
-    plan = resolve_val_schedule(full.val_check_interval, full.check_val_every_n_epoch, train_batches=per_epoch,
-                                train_limit=full.limit_train_batches, enabled=val_batches > 0)
+    plan = resolve_val_schedule(
+        full.val_check_interval,
+        full.check_val_every_n_epoch,
+        train_batches=per_epoch,
+        train_limit=full.limit_train_batches,
+        enabled=val_batches > 0,
+    )
     if not plan.enabled:
         return 0, 0, 0
     steps = full.num_sanity_val_steps
@@ -547,8 +643,12 @@ def _planned_validation(speedups: Speedups, full: Any, per_epoch: int, batches: 
     runs = 0
     for epoch in range(math.ceil(batches / per_epoch)):  # the schedule's own count, epoch by epoch
         in_epoch = min(per_epoch, batches - epoch * per_epoch)
-        runs += plan.count_due(Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch), in_epoch,
-                               per_epoch) or 0
+        runs += (
+            plan.count_due(
+                Progress(epoch=epoch, epochs_done=epoch, total_batches=epoch * per_epoch), in_epoch, per_epoch
+            )
+            or 0
+        )
     return runs, val_batches, sanity
 
 
@@ -562,18 +662,29 @@ def _flag_text(value: Any) -> Any:
 def _warn_step_flags_unapplied(cfg: SpeedConfig) -> None:
     """Flags of the training step given to attach_speedups for a trainer that create_trainer did not make:
     attach_speedups cannot apply them (the user's process function does the step)."""
-    unapplied = [f"{name}={getattr(cfg, name)!r}" for name in ("precision", "gradient_clip_val")
-                 if name in cfg.explicit and getattr(cfg, name) not in ("32-true", None, 0, 0.0)]
+    unapplied = [
+        f"{name}={getattr(cfg, name)!r}"
+        for name in ("precision", "gradient_clip_val")
+        if name in cfg.explicit and getattr(cfg, name) not in ("32-true", None, 0, 0.0)
+    ]
     if unapplied:
-        warnings.warn(f"{', '.join(unapplied)} given to attach_speedups is not applied: this trainer was not made "
-                      f"by ignite_speed.create_trainer, whose step applies it (or use an ignite_speed.Precision in your "
-                      f"own step and pass it as attach_speedups(..., precision=...)); training runs as your process "
-                      f"function does", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"{', '.join(unapplied)} given to attach_speedups is not applied: this trainer was not made "
+            f"by ignite_speed.create_trainer, whose step applies it (or use an ignite_speed.Precision in your "
+            f"own step and pass it as attach_speedups(..., precision=...)); training runs as your process "
+            f"function does",
+            UserWarning,
+            stacklevel=4,
+        )
     if cfg.accumulate_grad_batches > 1:
-        warnings.warn(f"accumulate_grad_batches={cfg.accumulate_grad_batches} given to attach_speedups for a trainer "
-                      f"not made by ignite_speed.create_trainer: ignite-speed counts one optimizer step per "
-                      f"{cfg.accumulate_grad_batches} batches (max_steps, min_steps, global_step), so your process "
-                      f"function must step the optimizer that way too (create_trainer does)", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"accumulate_grad_batches={cfg.accumulate_grad_batches} given to attach_speedups for a trainer "
+            f"not made by ignite_speed.create_trainer: ignite-speed counts one optimizer step per "
+            f"{cfg.accumulate_grad_batches} batches (max_steps, min_steps, global_step), so your process "
+            f"function must step the optimizer that way too (create_trainer does)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _pruning_handler(cfg: SpeedConfig, evaluator: Engine | None) -> LoopHandler | None:
@@ -583,9 +694,11 @@ def _pruning_handler(cfg: SpeedConfig, evaluator: Engine | None) -> LoopHandler 
     if flag is None or cfg.fast_dev_run:
         return None
     if evaluator is None:
-        raise ValueError(f"pruning={{'monitor': {flag['monitor']!r}, ...}} reports the validation runs, but "
-                         f"attach_speedups got no evaluator; accepted: pass the evaluator and val_data, or "
-                         f"pruning=None")
+        raise ValueError(
+            f"pruning={{'monitor': {flag['monitor']!r}, ...}} reports the validation runs, but "
+            f"attach_speedups got no evaluator; accepted: pass the evaluator and val_data, or "
+            f"pruning=None"
+        )
     if flag["trial"] == RAY_TUNE:
         from .search.ray_tune import RayTunePruning
 
@@ -595,10 +708,16 @@ def _pruning_handler(cfg: SpeedConfig, evaluator: Engine | None) -> LoopHandler 
     return OptunaPruning(flag["trial"], flag["monitor"], unit=flag["unit"])
 
 
-def attach_speedups(trainer: Engine, evaluator: Engine | None = None,
-                    cfg: SpeedConfig | Mapping[str, Any] | argparse.Namespace | None = None, *, val_data: Any = None,
-                    model: torch.nn.Module | None = None, precision: Precision | None = None,
-                    **overrides: Any) -> Speedups:
+def attach_speedups(
+    trainer: Engine,
+    evaluator: Engine | None = None,
+    cfg: SpeedConfig | Mapping[str, Any] | argparse.Namespace | None = None,
+    *,
+    val_data: Any = None,
+    model: torch.nn.Module | None = None,
+    precision: Precision | None = None,
+    **overrides: Any,
+) -> Speedups:
     """Attach Lightning-style speed controls to ``trainer`` (and its ``evaluator``).
 
     Args:

@@ -79,9 +79,18 @@ def flat_params(state: dict[str, torch.Tensor]) -> list[float]:
     return torch.cat([v.detach().float().flatten().cpu() for _, v in sorted(state.items())]).tolist()
 
 
-def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None, ds_engine_step: bool = False,
-          lr: float = 0.05, speedups: bool = False, create: bool = False, unsized: bool = False,
-          save_at: int | None = None) -> dict[str, Any]:
+def train(
+    cfg: dict[str, Any],
+    ckpt_dir: str,
+    *,
+    resume_from: str | None = None,
+    ds_engine_step: bool = False,
+    lr: float = 0.05,
+    speedups: bool = False,
+    create: bool = False,
+    unsized: bool = False,
+    save_at: int | None = None,
+) -> dict[str, Any]:
     """Train EPOCHS epochs with ``cfg``'s strategy; save a checkpoint after epoch 2; optionally start
     from ``resume_from``. With ``speedups`` the trainer runs under ``attach_speedups`` and its state is
     checkpointed too. With ``create`` the documented path ``prepare`` + ``create_trainer`` (SGD with
@@ -136,8 +145,9 @@ def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None,
         sp = attach_speedups(trainer, cfg={**cfg, "max_epochs": EPOCHS} if create else {"max_epochs": EPOCHS})
         to_save["speedups"] = sp
     saver = Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), filename_prefix=name, n_saved=1)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED(once=save_at) if save_at else Events.EPOCH_COMPLETED(once=2),
-                              saver)
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED(once=save_at) if save_at else Events.EPOCH_COMPLETED(once=2), saver
+    )
     if resume_from is not None:
         Checkpoint.load_objects(to_load=to_save, checkpoint=resume_from)
     steps_before = steps_taken()
@@ -150,7 +160,9 @@ def train(cfg: dict[str, Any], ckpt_dir: str, *, resume_from: str | None = None,
     else:
         full = objects["model"].state_dict()
     sharded = cfg["strategy"].startswith(("fsdp", "deepspeed_stage_3"))
-    replicas_equal = None if sharded else _replicas_equal(idist.all_gather(torch.tensor(flat_params(_local_params(model)))))
+    replicas_equal = (
+        None if sharded else _replicas_equal(idist.all_gather(torch.tensor(flat_params(_local_params(model)))))
+    )
     return {
         "losses": epoch_losses,
         "params": flat_params(full) if idist.get_rank() == 0 else None,
@@ -195,8 +207,13 @@ def job_strategies(local_rank: int, out_dir: str, strategies: list[str], speedup
         cfg["_name"] = strategy
         run = train(cfg, ckpt, ds_engine_step=strategy.startswith("deepspeed"), speedups=speedups)
         idist.barrier()
-        resumed = train(cfg, os.path.join(out_dir, strategy + "_resumed"), resume_from=run["checkpoint"],
-                        ds_engine_step=strategy.startswith("deepspeed"), speedups=speedups)
+        resumed = train(
+            cfg,
+            os.path.join(out_dir, strategy + "_resumed"),
+            resume_from=run["checkpoint"],
+            ds_engine_step=strategy.startswith("deepspeed"),
+            speedups=speedups,
+        )
         results[strategy] = {"run": run, "resumed": resumed}
     if idist.get_rank() == 0:
         with open(os.path.join(out_dir, "strategies.json"), "w") as fh:
@@ -220,8 +237,9 @@ def job_trainer(local_rank: int, out_dir: str, strategies: list[str]) -> None:
             ckpt = os.path.join(out_dir, strategy)
             run = train({**cfg, "_name": strategy}, ckpt, create=True, speedups=True)
             idist.barrier()
-            resumed = train({**cfg, "_name": strategy}, ckpt + "_resumed", resume_from=run["checkpoint"],
-                            create=True, speedups=True)
+            resumed = train(
+                {**cfg, "_name": strategy}, ckpt + "_resumed", resume_from=run["checkpoint"], create=True, speedups=True
+            )
             unsized = train({**cfg, "_name": strategy}, ckpt + "_unsized", create=True, speedups=True, unsized=True)
             results[strategy] = {"run": run, "resumed": resumed, "unsized": unsized}
             if strategy == "ddp":
@@ -231,8 +249,12 @@ def job_trainer(local_rank: int, out_dir: str, strategies: list[str]) -> None:
                 idist.barrier()
                 results[strategy]["mid_window"] = mid
                 results[strategy]["resumed_mid_window"] = train(
-                    {**cfg, "_name": "ddp_mid"}, ckpt + "_mid_resumed", resume_from=mid["checkpoint"], create=True,
-                    speedups=True)
+                    {**cfg, "_name": "ddp_mid"},
+                    ckpt + "_mid_resumed",
+                    resume_from=mid["checkpoint"],
+                    create=True,
+                    speedups=True,
+                )
     # devices=2 inside the launched job: prepare, create_trainer (and attach_speedups) stay silent
     results["launch_warnings"] = [str(w.message) for w in caught if "ignite_speed.launch" in str(w.message)]
     results["warned_inside_job"] = warn_if_not_launched({**base, "strategy": "fsdp"}, "attach_speedups")
@@ -273,10 +295,14 @@ def job_ranks(local_rank: int, out_dir: str, name: str) -> None:
     trainer.run(loader, max_epochs=5)
     stopped_at = trainer.state.iteration
     record = {
-        "rank": idist.get_rank(), "local_rank": local_rank, "world_size": idist.get_world_size(),
-        "node_rank": idist.get_node_rank(), "nnodes": idist.get_nnodes(),
+        "rank": idist.get_rank(),
+        "local_rank": local_rank,
+        "world_size": idist.get_world_size(),
+        "node_rank": idist.get_node_rank(),
+        "nnodes": idist.get_nnodes(),
         "main_process": multiprocessing.current_process().name == "MainProcess",
-        "stopped_at": stopped_at, "stop_reason": str(speed.stop_reason.value) if speed is not None else None,
+        "stopped_at": stopped_at,
+        "stop_reason": str(speed.stop_reason.value) if speed is not None else None,
         "params": flat_params(model.module.state_dict() if hasattr(model, "module") else model.state_dict()),
     }
     with open(os.path.join(out_dir, f"{name}_rank{idist.get_rank()}.json"), "w") as fh:
@@ -294,15 +320,33 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.job == "strategies":
-        launch({"accelerator": "cpu", "devices": 2}, job_strategies, args.out_dir, args.strategies.split(","),
-               args.speedups, timeout=TIMEOUT)
+        launch(
+            {"accelerator": "cpu", "devices": 2},
+            job_strategies,
+            args.out_dir,
+            args.strategies.split(","),
+            args.speedups,
+            timeout=TIMEOUT,
+        )
     elif args.job == "trainer":
-        launch({"accelerator": "cpu", "devices": 2}, job_trainer, args.out_dir, args.strategies.split(","),
-               timeout=TIMEOUT)
+        launch(
+            {"accelerator": "cpu", "devices": 2}, job_trainer, args.out_dir, args.strategies.split(","), timeout=TIMEOUT
+        )
     elif args.job == "multinode":
-        launch({"accelerator": "cpu", "devices": 1, "num_nodes": 2, "node_rank": args.node_rank,
-                "master_addr": "127.0.0.1", "master_port": args.port}, job_ranks, args.out_dir, "multinode",
-               timeout=TIMEOUT)
+        launch(
+            {
+                "accelerator": "cpu",
+                "devices": 1,
+                "num_nodes": 2,
+                "node_rank": args.node_rank,
+                "master_addr": "127.0.0.1",
+                "master_port": args.port,
+            },
+            job_ranks,
+            args.out_dir,
+            "multinode",
+            timeout=TIMEOUT,
+        )
     elif args.job == "torchrun":
         launch({"accelerator": "cpu", "devices": 2}, job_ranks, args.out_dir, "torchrun", timeout=TIMEOUT)
     else:

@@ -36,9 +36,15 @@ PREEMPT_BATCHES = 8  # per epoch, in the preemption job
 PREEMPT_SIGNAL_AT = 3  # rank 1 sends itself SIGUSR1 during this iteration
 
 
-def _trainer(*, fail_at: int | None = None, fail_before_backward: bool = False, nan_at: int | None = None,
-             sleep_at: dict[int, float] | None = None, ddp: bool = True,
-             signal_at: int | None = None) -> tuple[Engine, dict[str, float]]:
+def _trainer(
+    *,
+    fail_at: int | None = None,
+    fail_before_backward: bool = False,
+    nan_at: int | None = None,
+    sleep_at: dict[int, float] | None = None,
+    ddp: bool = True,
+    signal_at: int | None = None,
+) -> tuple[Engine, dict[str, float]]:
     """A DDP-trained Linear(1, 1) (``ddp=False``: each rank trains its own). On rank 1 only: raise at
     ``fail_at`` (after the backward pass, or before it), or return a NaN loss at ``nan_at``. ``sleep_at``
     maps iterations to seconds this rank sleeps; at ``signal_at`` rank 1 sends itself SIGUSR1."""
@@ -76,12 +82,23 @@ def _outcome(trainer: Engine, speed: Speedups, run: Any) -> dict[str, Any]:
         run()
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-    return {"iteration": trainer.state.iteration, "epoch": trainer.state.epoch, "error": error,
-            "stop_reason": speed.stop_reason.value, "stop_message": speed.stop_message, "ended": time.time()}
+    return {
+        "iteration": trainer.state.iteration,
+        "epoch": trainer.state.epoch,
+        "error": error,
+        "stop_reason": speed.stop_reason.value,
+        "stop_message": speed.stop_message,
+        "ended": time.time(),
+    }
 
 
-def _scenario(cfg: dict[str, Any], *, request_at: int | None = None, metrics: dict[int, list[float]] | None = None,
-              **trainer_kwargs: Any) -> dict[str, Any]:
+def _scenario(
+    cfg: dict[str, Any],
+    *,
+    request_at: int | None = None,
+    metrics: dict[int, list[float]] | None = None,
+    **trainer_kwargs: Any,
+) -> dict[str, Any]:
     rank = idist.get_rank()
     trainer, when = _trainer(**trainer_kwargs)
     evaluator = None
@@ -95,14 +112,16 @@ def _scenario(cfg: dict[str, Any], *, request_at: int | None = None, metrics: di
             e.state.metrics["val_loss"] = values[min(len(seen), len(values) - 1)]
             seen.append(1)
 
-    speed = attach_speedups(trainer, evaluator, cfg={"max_epochs": 10, **cfg},
-                            val_data=[0, 1] if evaluator is not None else None)
+    speed = attach_speedups(
+        trainer, evaluator, cfg={"max_epochs": 10, **cfg}, val_data=[0, 1] if evaluator is not None else None
+    )
     # the ranks agree on stop requests every 2 batches (fixed, so that the stop batch is exact; by default
     # the interval follows the step time)
     speed.loop.sync_every_n_batches = SYNC_EVERY
     if request_at is not None and rank == 1:
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=request_at),
-                                  lambda _: speed.request_stop("rank 1 asks to stop"))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED(once=request_at), lambda _: speed.request_stop("rank 1 asks to stop")
+        )
     result = _outcome(trainer, speed, lambda: trainer.run(list(range(BATCHES))))
     result["raised"] = when.get("raised")
     return result
@@ -134,26 +153,32 @@ def job_divergent(local_rank: int, out_dir: str) -> None:
         "request": _scenario({}, request_at=6),
         # (b) max_time, clocks that disagree: rank 1's budget is long spent from the start, rank 0's is
         # spent at iteration 3 (it sleeps there); only rank 0's clock counts
-        "max_time_rank1_ahead": _scenario({"max_time": datetime.timedelta(seconds=0.001 if rank else 1.0)},
-                                          sleep_at={3: 1.1} if rank == 0 else None),
+        "max_time_rank1_ahead": _scenario(
+            {"max_time": datetime.timedelta(seconds=0.001 if rank else 1.0)}, sleep_at={3: 1.1} if rank == 0 else None
+        ),
         # ... and the reverse: rank 1 is the slow one (sleeps at iteration 2) and its budget is never spent;
         # rank 0 waits for it in iteration 2's sync, so rank 0's clock shows the budget spent at iteration 3
-        "max_time_rank1_slow": _scenario({"max_time": never if rank else datetime.timedelta(seconds=1.0)},
-                                         sleep_at={2: 1.1} if rank == 1 else None),
+        "max_time_rank1_slow": _scenario(
+            {"max_time": never if rank else datetime.timedelta(seconds=1.0)}, sleep_at={2: 1.1} if rank == 1 else None
+        ),
         # ... max_time_mode="epoch": rank 0's budget is spent at iteration 3, checked at the epoch end (4)
-        "max_time_epoch_mode": _scenario({"max_time": never if rank else datetime.timedelta(seconds=1.0),
-                                          "max_time_mode": "epoch"}, sleep_at={3: 1.1} if rank == 0 else None),
+        "max_time_epoch_mode": _scenario(
+            {"max_time": never if rank else datetime.timedelta(seconds=1.0), "max_time_mode": "epoch"},
+            sleep_at={3: 1.1} if rank == 0 else None,
+        ),
         # ... max_time_mode="fit": epochs of 4 x 0.3 s on rank 0 (rank 1 waits for it in DDP); after the first,
         # rank 0 predicts that the next would not fit in its 2 s budget
-        "max_time_fit_mode": _scenario({"max_time": never if rank else datetime.timedelta(seconds=2.0),
-                                        "max_time_mode": "fit"},
-                                       sleep_at={i: 0.3 for i in range(1, 9)} if rank == 0 else None),
+        "max_time_fit_mode": _scenario(
+            {"max_time": never if rank else datetime.timedelta(seconds=2.0), "max_time_mode": "fit"},
+            sleep_at={i: 0.3 for i in range(1, 9)} if rank == 0 else None,
+        ),
         # (c) a NaN training loss on rank 1 only, at iteration 5
         "nan": _scenario({"terminate_on_nan": True}, nan_at=5),
         # (d) early stopping on a metric that differs per rank: rank 0 improves, rank 1 is flat (patience 1)
-        "early_stopping": _scenario({"early_stopping": {"monitor": "val_loss", "patience": 1},
-                                     "num_sanity_val_steps": 0},
-                                    metrics={0: [1.0, 0.9, 0.8, 0.7, 0.6], 1: [1.0]}),
+        "early_stopping": _scenario(
+            {"early_stopping": {"monitor": "val_loss", "patience": 1}, "num_sanity_val_steps": 0},
+            metrics={0: [1.0, 0.9, 0.8, 0.7, 0.6], 1: [1.0]},
+        ),
     }
     results["log_line"] = _logged_line()
     with open(os.path.join(out_dir, f"divergent_{rank}.json"), "w") as fh:
@@ -185,8 +210,11 @@ def job_preempt(local_rank: int, out_dir: str) -> None:
     trainer, _ = _trainer(signal_at=PREEMPT_SIGNAL_AT)
     speed = attach_speedups(trainer, cfg={"max_epochs": 3})
     speed.loop.sync_every_n_batches = SYNC_EVERY
-    ckpt = Checkpoint({"trainer": trainer, "speedups": speed}, DiskSaver(os.path.join(out_dir, "ckpt"),
-                                                                        require_empty=False), n_saved=None)
+    ckpt = Checkpoint(
+        {"trainer": trainer, "speedups": speed},
+        DiskSaver(os.path.join(out_dir, "ckpt"), require_empty=False),
+        n_saved=None,
+    )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, ckpt)
     result = _outcome(trainer, speed, lambda: trainer.run(list(range(PREEMPT_BATCHES))))
     assert speed.preemption is not None
@@ -200,8 +228,13 @@ JOBS = {"divergent": job_divergent, "raise": job_raise, "preempt": job_preempt}
 
 def main(job: str, out_dir: str, port: int) -> None:
     torch.set_num_threads(1)
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=port,
-                        timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S)) as parallel:
+    with idist.Parallel(
+        backend="gloo",
+        nproc_per_node=2,
+        master_addr="127.0.0.1",
+        master_port=port,
+        timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S),
+    ) as parallel:
         parallel.run(JOBS[job], out_dir)
 
 

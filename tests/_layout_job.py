@@ -38,13 +38,15 @@ def _build(ckpt_dir: str, **cfg: Any) -> dict[str, Any]:
     index = torch.arange(SAMPLES, dtype=torch.float32).unsqueeze(1)
     dataset = TensorDataset(x, x.sum(dim=1, keepdim=True), index)
     data = DataLoader(dataset, batch_size=4, sampler=DistributedSampler(dataset, shuffle=True, seed=3))
-    trainer = create_trainer(model, opt, torch.nn.MSELoss(),
-                             prepare_batch=lambda batch, device, non_blocking: (batch[0], batch[1]))
+    trainer = create_trainer(
+        model, opt, torch.nn.MSELoss(), prepare_batch=lambda batch, device, non_blocking: (batch[0], batch[1])
+    )
     sp = attach_speedups(trainer, cfg={"max_epochs": 3, **cfg})
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: data.sampler.set_epoch(e.state.epoch))
     to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp}
-    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=2),
-                              Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), n_saved=None))
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED(every=2), Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), n_saved=None)
+    )
     epochs: list[list[int]] = []
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: epochs.append([e.state.epoch, e.state.iteration]))
     return {"trainer": trainer, "sp": sp, "data": data, "to_save": to_save, "epochs": epochs}
@@ -69,9 +71,14 @@ def job_resume(local_rank: int, ckpt_dir: str) -> None:
         warnings.simplefilter("always")
         run["trainer"].run(run["data"])
     sp = run["sp"]
-    record.update(warnings=[str(w.message) for w in caught if "allow_resume_changes" in str(w.message)],
-                  epochs_completed=run["epochs"], iteration=run["trainer"].state.iteration,
-                  global_step=sp.global_step, epochs_done=sp.progress.epochs_done, stop_reason=sp.stop_reason.value)
+    record.update(
+        warnings=[str(w.message) for w in caught if "allow_resume_changes" in str(w.message)],
+        epochs_completed=run["epochs"],
+        iteration=run["trainer"].state.iteration,
+        global_step=sp.global_step,
+        epochs_done=sp.progress.epochs_done,
+        stop_reason=sp.stop_reason.value,
+    )
     with open(os.path.join(ckpt_dir, f"resume_{idist.get_rank()}.json"), "w") as fh:
         json.dump(record, fh)
 

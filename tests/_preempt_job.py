@@ -46,8 +46,9 @@ def main(ckpt_dir: str, out: str, resume: bool) -> int:
     trainer = Engine(step)
     speedups = attach_speedups(trainer, cfg={"max_epochs": EPOCHS})
     to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": speedups}
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False),
-                                                                 n_saved=None))
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), n_saved=None)
+    )
     trainer.add_event_handler(Events.ITERATION_COMPLETED(once=3), lambda _: open(out + ".started", "w").close())
     start = 0
     if resume:
@@ -56,9 +57,18 @@ def main(ckpt_dir: str, out: str, resume: bool) -> int:
         start = trainer.state.iteration
     trainer.run(data)
     with open(out, "w") as fh:
-        json.dump({"start": start, "iteration": trainer.state.iteration, "reason": speedups.stop_reason.value,
-                   "message": speedups.stop_message, "weight": model.weight.flatten().tolist(),
-                   "bias": model.bias.tolist(), "files": sorted(os.listdir(ckpt_dir))}, fh)
+        json.dump(
+            {
+                "start": start,
+                "iteration": trainer.state.iteration,
+                "reason": speedups.stop_reason.value,
+                "message": speedups.stop_message,
+                "weight": model.weight.flatten().tolist(),
+                "bias": model.bias.tolist(),
+                "files": sorted(os.listdir(ckpt_dir)),
+            },
+            fh,
+        )
     return speedups.exit_code
 
 

@@ -123,16 +123,22 @@ def run(rank: int, mode: str, ckpt_dir: str, out: str, accum: int, shuffle: bool
         sampler = torch.utils.data.distributed.DistributedSampler(train_set, shuffle=shuffle, seed=3)
         train = DataLoader(train_set, batch_size=4, sampler=sampler)
     else:
-        train = DataLoader(train_set, batch_size=4, shuffle=shuffle,
-                           generator=torch.Generator().manual_seed(3) if shuffle else None)
+        train = DataLoader(
+            train_set, batch_size=4, shuffle=shuffle, generator=torch.Generator().manual_seed(3) if shuffle else None
+        )
 
     def model_fn(m: Any, x: torch.Tensor) -> torch.Tensor:
         y = m(x)
         pauses.at("batch")
         return y
 
-    cfg: dict[str, Any] = {"max_epochs": EPOCHS, "autoresume": True, "val_check_interval": VAL_EVERY,
-                           "num_sanity_val_steps": 0, "accumulate_grad_batches": accum}
+    cfg: dict[str, Any] = {
+        "max_epochs": EPOCHS,
+        "autoresume": True,
+        "val_check_interval": VAL_EVERY,
+        "num_sanity_val_steps": 0,
+        "accumulate_grad_batches": accum,
+    }
     if early_stop:  # no improvement after the first validation: stops at the 3rd (patience 2)
         cfg["early_stopping"] = {"monitor": "val_loss", "patience": 2, "min_delta": 100.0}
     trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg, model_fn=model_fn)
@@ -160,27 +166,38 @@ def run(rank: int, mode: str, ckpt_dir: str, out: str, accum: int, shuffle: bool
     speedups = attach_speedups(trainer, evaluator, cfg, val_data=DataLoader(val_set, batch_size=4))
     pauses.speedups = speedups
     to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": speedups, "val_log": val_log}
-    ckpt = Checkpoint(to_save, PausingSaver(ckpt_dir, pauses), n_saved=2,
-                      global_step_transform=lambda e, _: e.state.iteration)
+    ckpt = Checkpoint(
+        to_save, PausingSaver(ckpt_dir, pauses), n_saved=2, global_step_transform=lambda e, _: e.state.iteration
+    )
     trainer.add_event_handler(Events.ITERATION_COMPLETED(every=SAVE_EVERY) | Events.EPOCH_COMPLETED, ckpt)
 
     trainer.run(train)
     assert speedups.autoresume is not None and speedups.preemption is not None
     weights = {k: v.flatten().tolist() for k, v in sorted(model.state_dict().items())}
-    result = {"rank": rank, "world_size": world, "iteration": trainer.state.iteration, "epoch": trainer.state.epoch,
-              "global_step": speedups.global_step, "reason": speedups.stop_reason.value,
-              "message": speedups.stop_message, "exit_code": speedups.exit_code, "val_at": val_log.at,
-              "weights": weights, "resumed_from": speedups.autoresume.resumed_from,
-              "skipped": speedups.autoresume.skipped, "received": speedups.preemption.received,
-              "saved": speedups.preemption.saved, "files": sorted(os.listdir(ckpt_dir)),
-              "restart_count": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))}
+    result = {
+        "rank": rank,
+        "world_size": world,
+        "iteration": trainer.state.iteration,
+        "epoch": trainer.state.epoch,
+        "global_step": speedups.global_step,
+        "reason": speedups.stop_reason.value,
+        "message": speedups.stop_message,
+        "exit_code": speedups.exit_code,
+        "val_at": val_log.at,
+        "weights": weights,
+        "resumed_from": speedups.autoresume.resumed_from,
+        "skipped": speedups.autoresume.skipped,
+        "received": speedups.preemption.received,
+        "saved": speedups.preemption.saved,
+        "files": sorted(os.listdir(ckpt_dir)),
+        "restart_count": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
+    }
     with open(f"{out}.rank{rank}.json", "w") as fh:
         json.dump(result, fh)
     return speedups.exit_code
 
 
-def _rank_job(local_rank: int, mode: str, ckpt_dir: str, out: str, accum: int, shuffle: bool,
-              early_stop: bool) -> None:
+def _rank_job(local_rank: int, mode: str, ckpt_dir: str, out: str, accum: int, shuffle: bool, early_stop: bool) -> None:
     torch.set_num_threads(1)
     code = run(idist.get_rank(), mode, ckpt_dir, out, accum, shuffle, early_stop)
     with open(f"{out}.exit{idist.get_rank()}", "w") as fh:
@@ -205,8 +222,9 @@ def main() -> int:
         if os.path.exists(f"{a.out}.exit{rank}"):
             os.remove(f"{a.out}.exit{rank}")
     if a.mode == "gloo":
-        with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=a.port,
-                            timeout=GROUP_TIMEOUT) as parallel:
+        with idist.Parallel(
+            backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=a.port, timeout=GROUP_TIMEOUT
+        ) as parallel:
             parallel.run(_rank_job, *args)
         return max(int(open(f"{a.out}.exit{rank}").read()) for rank in (0, 1))
     _torchrun_group()
@@ -223,8 +241,13 @@ def _torchrun_group() -> None:
     workers of the first attempt left in the agent's store, and gloo's connect is refused (torch 2.13)."""
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                                       is_master=rank == 0 and not agent_store, timeout=GROUP_TIMEOUT)
+    store = torch.distributed.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=rank == 0 and not agent_store,
+        timeout=GROUP_TIMEOUT,
+    )
     prefixed = torch.distributed.PrefixStore(f"restart_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
     torch.distributed.init_process_group("gloo", store=prefixed, rank=rank, world_size=world, timeout=GROUP_TIMEOUT)
 

@@ -23,15 +23,26 @@ SCORES = [5.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]
 SCENARIOS: dict[str, dict[str, Any]] = {
     # shuffled, limited epochs (7 of 10 batches), validation twice an epoch, early stopping pending
     # under min_epochs: ends by early stopping at iteration 29
-    "early_stop": dict(max_epochs=8, min_epochs=4, limit_train_batches=7, val_check_interval=0.5,
-                       num_sanity_val_steps=1,
-                       early_stopping={"monitor": "val_score", "patience": 2, "mode": "min"}),
+    "early_stop": dict(
+        max_epochs=8,
+        min_epochs=4,
+        limit_train_batches=7,
+        val_check_interval=0.5,
+        num_sanity_val_steps=1,
+        early_stopping={"monitor": "val_score", "patience": 2, "mode": "min"},
+    ),
     # full epochs ended early by the user at batch 6 in odd epochs, max_steps with accumulation
     "max_steps": dict(max_steps=17, accumulate_grad_batches=2, check_val_every_n_epoch=2),
     # create_trainer's accumulation (3 batches per step, the last one of an epoch steps too), a checkpoint every
     # 2 batches, so that most land inside an accumulation window
-    "accumulate": dict(accumulate_grad_batches=3, limit_train_batches=10, max_steps=20, val_check_interval=4,
-                       num_sanity_val_steps=0, early_stopping={"monitor": "val_score", "patience": 4, "mode": "min"}),
+    "accumulate": dict(
+        accumulate_grad_batches=3,
+        limit_train_batches=10,
+        max_steps=20,
+        val_check_interval=4,
+        num_sanity_val_steps=0,
+        early_stopping={"monitor": "val_score", "patience": 4, "mode": "min"},
+    ),
 }
 # ... and the same with fp16 autocast and torch's CPU GradScaler (its scale is in the checkpoint)
 SCENARIOS["accumulate_scaled"] = SCENARIOS["accumulate"]
@@ -83,6 +94,7 @@ def _build(scenario: str, ckpt_dir: str, kill: tuple[str, int] | None) -> dict[s
             os.kill(os.getpid(), signal.SIGKILL)
 
     if scenario == "max_steps":
+
         @trainer.on(Events.ITERATION_COMPLETED)
         def _end_odd_epochs(engine: Engine) -> None:
             if sp.progress.epoch % 2 == 0 and sp.progress.batch_in_epoch == 6:
@@ -96,20 +108,20 @@ def _build(scenario: str, ckpt_dir: str, kill: tuple[str, int] | None) -> dict[s
         return saves[0]
 
     ckpt = Checkpoint(to_save, DiskSaver(ckpt_dir, require_empty=False), n_saved=1, global_step_transform=step)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED(every=CHECKPOINT_EVERY[scenario]) | Events.EPOCH_COMPLETED,
-                              ckpt)
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED(every=CHECKPOINT_EVERY[scenario]) | Events.EPOCH_COMPLETED, ckpt
+    )
 
     if kill is not None and kill[0] == "iteration":
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=kill[1]),
-                                  lambda _: os.kill(os.getpid(), signal.SIGKILL))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED(once=kill[1]), lambda _: os.kill(os.getpid(), signal.SIGKILL)
+        )
     if kill is not None and kill[0] == "epoch":
-        trainer.add_event_handler(Events.EPOCH_COMPLETED(once=kill[1]),
-                                  lambda _: os.kill(os.getpid(), signal.SIGKILL))
+        trainer.add_event_handler(Events.EPOCH_COMPLETED(once=kill[1]), lambda _: os.kill(os.getpid(), signal.SIGKILL))
     return dict(trainer=trainer, model=model, sp=sp, train=train, to_save=to_save, record=record, saves=saves)
 
 
-def run_job(scenario: str, ckpt_dir: str, out: str, kill: tuple[str, int] | None = None,
-            resume: bool = False) -> None:
+def run_job(scenario: str, ckpt_dir: str, out: str, kill: tuple[str, int] | None = None, resume: bool = False) -> None:
     """Train (killing this process at ``kill``), or resume from the last checkpoint in ``ckpt_dir``;
     write the outcome to ``out``."""
     torch.set_num_threads(1)
@@ -125,9 +137,19 @@ def run_job(scenario: str, ckpt_dir: str, out: str, kill: tuple[str, int] | None
         b["record"]["val_offset"] = b["sp"].progress.val_runs
     b["trainer"].run(b["train"])
     sp, trainer = b["sp"], b["trainer"]
-    torch.save({"weights": {k: v.clone() for k, v in b["model"].state_dict().items()},
-                "iteration": trainer.state.iteration, "epoch": trainer.state.epoch,
-                "reason": sp.stop_reason.value, "message": sp.stop_message, "val_at": b["record"]["val_at"],
-                "val_runs": sp.progress.val_runs, "global_step": sp.global_step,
-                "epochs_done": sp.progress.epochs_done, "start": start,
-                "history": sp.controller.history}, out)
+    torch.save(
+        {
+            "weights": {k: v.clone() for k, v in b["model"].state_dict().items()},
+            "iteration": trainer.state.iteration,
+            "epoch": trainer.state.epoch,
+            "reason": sp.stop_reason.value,
+            "message": sp.stop_message,
+            "val_at": b["record"]["val_at"],
+            "val_runs": sp.progress.val_runs,
+            "global_step": sp.global_step,
+            "epochs_done": sp.progress.epochs_done,
+            "start": start,
+            "history": sp.controller.history,
+        },
+        out,
+    )

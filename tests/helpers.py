@@ -129,7 +129,6 @@ def make_run(metric_seq: list | None = None, lr: float = 1e-3) -> Run:
     return run
 
 
-
 # What libstdc++ prints when std::terminate runs outside any exception (e.g. a C++ thread object destroyed while
 # still running). Seen 4 times in a few hundred 2-process gloo jobs here with torch 2.13 (Ignite 0.4.13 and 0.5.5),
 # 3 times in the strategies job, whose training loop runs no ignite-speed code. faulthandler's report showed a
@@ -154,22 +153,29 @@ def run_job_processes(make_cmds: Any, timeout: float, *, cwd: Any = None, env: d
     env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
     for attempt in range(1, ABORT_ATTEMPTS + 1):
         cmds = make_cmds()
-        procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for cmd in cmds]
+        procs = [
+            subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for cmd in cmds
+        ]
         try:
             outs = [p.communicate(timeout=timeout) for p in procs]
         finally:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
-        done = [subprocess.CompletedProcess(cmd, p.returncode, out, err) for cmd, p, (out, err) in zip(cmds, procs, outs)]
+        done = [
+            subprocess.CompletedProcess(cmd, p.returncode, out, err) for cmd, p, (out, err) in zip(cmds, procs, outs)
+        ]
         aborted = [d for d in done if d.returncode and CXX_TEARDOWN_ABORT in d.stderr]
         if not aborted or attempt == ABORT_ATTEMPTS:
             return done
         fatal = aborted[0].stderr.find("Fatal Python error")  # faulthandler's report: where each thread was
-        report = aborted[0].stderr[fatal:fatal + 6000] if fatal >= 0 else aborted[0].stderr[-3000:]
-        warnings.warn(f"{' '.join(cmds[0][1:3])}: a rank aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job "
-                      f"again. The aborted attempt's report:\n{report}", stacklevel=2)
+        report = aborted[0].stderr[fatal : fatal + 6000] if fatal >= 0 else aborted[0].stderr[-3000:]
+        warnings.warn(
+            f"{' '.join(cmds[0][1:3])}: a rank aborted in C++ ({CXX_TEARDOWN_ABORT!r}); running the job "
+            f"again. The aborted attempt's report:\n{report}",
+            stacklevel=2,
+        )
     raise AssertionError("unreachable")
 
 

@@ -38,8 +38,11 @@ def _lines(node: ast.AST) -> int:
 
 
 def test_no_class_over_400_lines_and_no_function_over_80():
-    too_long = [f"{name} ({_lines(node)} lines)" for name, node in _definitions()
-                if _lines(node) > (MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES)]
+    too_long = [
+        f"{name} ({_lines(node)} lines)"
+        for name, node in _definitions()
+        if _lines(node) > (MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES)
+    ]
     assert too_long == []
 
 
@@ -84,8 +87,12 @@ def test_no_private_module_attribute_of_the_loop_is_read_elsewhere():
         if path.name == "training_loop.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "loop" \
-                    and node.attr.startswith("_"):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "loop"
+                and node.attr.startswith("_")
+            ):
                 offenders.append(f"{path.name}: loop.{node.attr}")
     assert offenders == []
 
@@ -119,8 +126,13 @@ def test_only_the_loop_assigns_its_attributes():
         if path.name == "training_loop.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = node.targets if isinstance(node, ast.Assign) else \
-                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+                else []
+            )
             for target in targets:
                 owner = target.value if isinstance(target, ast.Attribute) else None
                 if owner is not None and ast.unparse(owner) in ("loop", "self.loop", "self._loop"):
@@ -133,20 +145,30 @@ def _handler_classes() -> list[type]:
 
     import ignite_speed.handlers as handlers
 
-    return [obj for _, obj in inspect.getmembers(handlers, inspect.isclass)
-            if issubclass(obj, LoopHandler) and obj is not LoopHandler]
+    return [
+        obj
+        for _, obj in inspect.getmembers(handlers, inspect.isclass)
+        if issubclass(obj, LoopHandler) and obj is not LoopHandler
+    ]
 
 
 def test_every_handlers_attach_takes_the_trainer_only():
     import inspect
 
-    offenders = [f"{cls.__name__}.attach{inspect.signature(cls.attach)}" for cls in _handler_classes()
-                 if list(inspect.signature(cls.attach).parameters) != ["self", "trainer"]]
+    offenders = [
+        f"{cls.__name__}.attach{inspect.signature(cls.attach)}"
+        for cls in _handler_classes()
+        if list(inspect.signature(cls.attach).parameters) != ["self", "trainer"]
+    ]
     assert offenders == []
 
 
 def test_no_from_or_for_classmethod_constructors_on_handler_classes():
     # a handler is built one way, its constructor (from its slice of the config: ignite_speed.config.slices)
-    offenders = [f"{cls.__name__}.{name}" for cls in _handler_classes() for name, value in vars(cls).items()
-                 if isinstance(value, (classmethod, staticmethod)) and name.startswith(("from_", "for_"))]
+    offenders = [
+        f"{cls.__name__}.{name}"
+        for cls in _handler_classes()
+        for name, value in vars(cls).items()
+        if isinstance(value, (classmethod, staticmethod)) and name.startswith(("from_", "for_"))
+    ]
     assert offenders == []

@@ -31,10 +31,13 @@ def test_default_run_stops_early_and_reports_it(capsys):
     assert code == 0
     assert out.startswith("Run report")
     assert report_value(out, "stopped because").startswith(
-        "early_stopping - Monitored metric val_acc did not improve in the last 6 records. Best score: ")
+        "early_stopping - Monitored metric val_acc did not improve in the last 6 records. Best score: "
+    )
     assert report_value(out, "epochs") == "10 of max_epochs=40; 34 batches per epoch"
-    assert report_value(out, "batches / steps") == \
-        "340 batches, 340 optimizer steps of max_steps=no limit; max_time=0:02:00"
+    assert (
+        report_value(out, "batches / steps")
+        == "340 batches, 340 optimizer steps of max_steps=no limit; max_time=0:02:00"
+    )
     assert report_value(out, "validation runs") == "20"
     assert report_value(out, "best monitored") == "val_acc = 0.9667"
     assert report_value(out, "test accuracy") == "95.28 %"
@@ -48,13 +51,30 @@ def test_default_run_is_deterministic():
     cfg = SpeedConfig.from_any(demo.DEMO_DEFAULTS)
     first, _ = demo.train_with_speedups(cfg, seed=3, progress=False)
     second, _ = demo.train_with_speedups(cfg, seed=3, progress=False)
-    assert (first.epochs, first.batches, first.val_runs, first.test_acc, first.best) == \
-        (second.epochs, second.batches, second.val_runs, second.test_acc, second.best)
+    assert (first.epochs, first.batches, first.val_runs, first.test_acc, first.best) == (
+        second.epochs,
+        second.batches,
+        second.val_runs,
+        second.test_acc,
+        second.best,
+    )
 
 
 def test_limits_show_in_the_report(capsys):
-    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "3", "--limit_train_batches", "10",
-                            "--val_check_interval", "5", "--early_stopping", "None", "--limit_test_batches", "2")
+    code, out, _ = run_main(
+        capsys,
+        "--no_progress",
+        "--max_epochs",
+        "3",
+        "--limit_train_batches",
+        "10",
+        "--val_check_interval",
+        "5",
+        "--early_stopping",
+        "None",
+        "--limit_test_batches",
+        "2",
+    )
     assert code == 0
     assert report_value(out, "stopped because") == "max_epochs - max_epochs=3 reached"
     assert report_value(out, "epochs") == "3 of max_epochs=3; 10 batches per epoch (of 34 in the loader)"
@@ -78,8 +98,9 @@ def test_stopping_threshold_ends_the_run(capsys):
 
 
 def test_max_steps_and_accumulation(capsys):
-    code, out, _ = run_main(capsys, "--no_progress", "--early_stopping", "none", "--max_steps", "20",
-                            "--accumulate_grad_batches", "2")
+    code, out, _ = run_main(
+        capsys, "--no_progress", "--early_stopping", "none", "--max_steps", "20", "--accumulate_grad_batches", "2"
+    )
     assert code == 0
     assert report_value(out, "stopped because") == "max_steps - max_steps=20 reached"
     assert report_value(out, "batches / steps").startswith("40 batches, 20 optimizer steps of max_steps=20")
@@ -142,8 +163,9 @@ def test_plot_of_the_run_and_of_the_comparison(tmp_path, capsys):
     assert code == 0 and out.endswith(f"plot written to {path}\n")
     assert path.read_bytes()[:8] == PNG
     path = tmp_path / "compare.png"
-    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "2", "--compare", "--baseline_epochs", "3",
-                            "--plot", str(path))
+    code, out, _ = run_main(
+        capsys, "--no_progress", "--max_epochs", "2", "--compare", "--baseline_epochs", "3", "--plot", str(path)
+    )
     assert code == 0 and "Comparison (same model, same seed)" in out and path.read_bytes()[:8] == PNG
 
 
@@ -153,7 +175,9 @@ def test_the_run_records_its_curve_for_the_comparison():
     baseline = demo.train_baseline(2, progress=False)
     assert [v for _, v in fast.curve] == [v.value for v in speedups.report().validations]
     assert len(fast.curve) == 4 and len(baseline.curve) == 2  # validation every half epoch vs every epoch
-    assert all(0 < t <= fast.seconds for t, _ in fast.curve) and all(0 < t <= baseline.seconds for t, _ in baseline.curve)
+    assert all(0 < t <= fast.seconds for t, _ in fast.curve) and all(
+        0 < t <= baseline.seconds for t, _ in baseline.curve
+    )
 
 
 def test_plot_without_matplotlib_is_an_error_after_the_report(tmp_path, capsys, monkeypatch):
@@ -165,23 +189,39 @@ def test_plot_without_matplotlib_is_an_error_after_the_report(tmp_path, capsys, 
     assert code == 1 and out.startswith("Run report")
     summary, error = err.split("error: ", 1)  # (the fast_dev_run's summary first, on standard error)
     assert summary.startswith("ignite-speed: fast_dev_run=1 done (1 training batch, every engine run limited to ")
-    assert error == "--plot: plotting needs matplotlib, which is not installed: pip install matplotlib (or pip " \
-                    "install 'ignite-speed[plot]')\n"
+    assert (
+        error == "--plot: plotting needs matplotlib, which is not installed: pip install matplotlib (or pip "
+        "install 'ignite-speed[plot]')\n"
+    )
 
 
 def test_max_time_mode_shows_in_the_report(capsys):
-    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "2", "--max_time_mode", "fit",
-                            "--max_time_reserve", "10")
+    code, out, _ = run_main(
+        capsys, "--no_progress", "--max_epochs", "2", "--max_time_mode", "fit", "--max_time_reserve", "10"
+    )
     assert code == 0
     assert report_value(out, "batches / steps").endswith("max_time=0:02:00 (fit, reserve 0:00:10)")
 
 
 # ---------------------------------------------------------------------------------------------- command line
-@pytest.mark.parametrize("text, value", [
-    ("3", 3), ("-1", -1), ("0.5", 0.5), ("1.0", 1.0), ("None", None), ("none", None), ("true", True),
-    ("False", False), ('{"monitor": "val_acc"}', {"monitor": "val_acc"}), ("[0, 1]", [0, 1]),
-    ("00:00:05:00", "00:00:05:00"), ("16-mixed", "16-mixed"), ("ddp", "ddp"),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("3", 3),
+        ("-1", -1),
+        ("0.5", 0.5),
+        ("1.0", 1.0),
+        ("None", None),
+        ("none", None),
+        ("true", True),
+        ("False", False),
+        ('{"monitor": "val_acc"}', {"monitor": "val_acc"}),
+        ("[0, 1]", [0, 1]),
+        ("00:00:05:00", "00:00:05:00"),
+        ("16-mixed", "16-mixed"),
+        ("ddp", "ddp"),
+    ],
+)
 def test_parse_value(text, value):
     parsed = demo.parse_value(text)
     assert parsed == value and type(parsed) is type(value)
@@ -197,16 +237,19 @@ def test_help_lists_every_flag(capsys):
     assert '"monitor": "val_acc"' in out  # the demo's defaults are shown
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max_epochs", "-5"], "error: max_epochs=-5"),
-    (["--limit_train_batches", "true"], "error: limit_train_batches=True has type bool"),
-    (["--early_stopping", '{"monitor": "val_acc", "mode": "maximum"}'], "error: early_stopping['mode']"),
-    (["--early_stopping", "{monitor}"], "is not valid JSON"),
-    (["--max_epoch", "3"], "did you mean --max_epochs?"),
-    (["--max_time", "1:2:3:4"], 'error: max_time=\'1:2:3:4\' is not in the form "DD:HH:MM:SS"'),
-    # refused when attaching: early stopping on val_acc with validation turned off
-    (["--limit_val_batches", "0"], "error: early_stopping monitors 'val_acc'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max_epochs", "-5"], "error: max_epochs=-5"),
+        (["--limit_train_batches", "true"], "error: limit_train_batches=True has type bool"),
+        (["--early_stopping", '{"monitor": "val_acc", "mode": "maximum"}'], "error: early_stopping['mode']"),
+        (["--early_stopping", "{monitor}"], "is not valid JSON"),
+        (["--max_epoch", "3"], "did you mean --max_epochs?"),
+        (["--max_time", "1:2:3:4"], "error: max_time='1:2:3:4' is not in the form \"DD:HH:MM:SS\""),
+        # refused when attaching: early stopping on val_acc with validation turned off
+        (["--limit_val_batches", "0"], "error: early_stopping monitors 'val_acc'"),
+    ],
+)
 def test_bad_values_exit_2_with_a_clear_message(capsys, args, message):
     code, out, err = run_main(capsys, "--no_progress", *args)
     assert code == 2
@@ -218,11 +261,14 @@ def test_bad_values_exit_2_with_a_clear_message(capsys, args, message):
 def test_config_yaml_is_read_and_the_command_line_wins(tmp_path, capsys):
     pytest.importorskip("yaml")
     path = tmp_path / "flags.yaml"
-    path.write_text("max_epochs: 2\n"
-                    "early_stopping: null\n"
-                    "limit_train_batches: 5\n"
-                    "val_check_interval: 1.0\n"
-                    "max_time: '00:00:01:00'\n", encoding="utf-8")
+    path.write_text(
+        "max_epochs: 2\n"
+        "early_stopping: null\n"
+        "limit_train_batches: 5\n"
+        "val_check_interval: 1.0\n"
+        "max_time: '00:00:01:00'\n",
+        encoding="utf-8",
+    )
     code, out, _ = run_main(capsys, "--no_progress", "--config", str(path))
     assert code == 0
     assert report_value(out, "epochs") == "2 of max_epochs=2; 5 batches per epoch (of 34 in the loader)"
@@ -248,8 +294,18 @@ def test_config_yaml_errors(tmp_path, capsys):
 
 
 def test_the_demo_prints_where_the_time_went_and_the_advice(capsys):
-    code, out, _ = run_main(capsys, "--no_progress", "--max_epochs", "2", "--early_stopping", "None",
-                            "--num_sanity_val_steps", "0", "--profile", "true")
+    code, out, _ = run_main(
+        capsys,
+        "--no_progress",
+        "--max_epochs",
+        "2",
+        "--early_stopping",
+        "None",
+        "--num_sanity_val_steps",
+        "0",
+        "--profile",
+        "true",
+    )
     assert code == 0
     assert "where the time went" in out and "waiting for data" in out and "wall time of trainer.run" in out
     code, out, _ = run_main(capsys, "--no_progress", "--fast_dev_run", "3")

@@ -23,7 +23,9 @@ def test_a_raw_terminate_is_its_own_reason_and_extend_continues_it_exactly(where
         run.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=15), lambda e: e.terminate())
     run.trainer.run(loader(10))
     assert (sp.stop_reason, sp.stop_message) == (
-        StopReason.TERMINATED, "trainer.terminate() was called by a handler or user code (not by ignite-speed)")
+        StopReason.TERMINATED,
+        "trainer.terminate() was called by a handler or user code (not by ignite-speed)",
+    )
     first = list(run.batches_per_epoch)
     assert first == ([10, 10] if where == "epoch_end" else [10, 5])
     assert sp.progress.epochs_done == 2  # a partial epoch ends and counts, as with request_stop()
@@ -38,10 +40,11 @@ def test_a_raw_terminate_is_its_own_reason_and_extend_continues_it_exactly(where
 
 def test_ignites_own_early_stopping_ends_the_run_as_terminated():
     run = make_run([1.0] * 10)
-    sp = attach_speedups(run.trainer, run.evaluator, {"max_epochs": 10, "num_sanity_val_steps": 0},
-                         val_data=loader(2))
-    run.evaluator.add_event_handler(Events.COMPLETED, IgniteEarlyStopping(
-        patience=2, score_function=lambda e: -e.state.metrics["val_loss"], trainer=run.trainer))
+    sp = attach_speedups(run.trainer, run.evaluator, {"max_epochs": 10, "num_sanity_val_steps": 0}, val_data=loader(2))
+    run.evaluator.add_event_handler(
+        Events.COMPLETED,
+        IgniteEarlyStopping(patience=2, score_function=lambda e: -e.state.metrics["val_loss"], trainer=run.trainer),
+    )
     run.trainer.run(loader(5))
     assert (sp.stop_reason, sp.progress.epochs_done, run.val_at) == (StopReason.TERMINATED, 3, [5, 10, 15])
 
@@ -49,8 +52,12 @@ def test_ignites_own_early_stopping_ends_the_run_as_terminated():
 def test_a_checkpoint_without_the_speedups_state_is_refused_with_the_fix(tmp_path):
     run = make_run()
     attach_speedups(run.trainer, None, {"max_epochs": 6})
-    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, Checkpoint(
-        {"trainer": run.trainer, "model": run.model}, DiskSaver(str(tmp_path), require_empty=False), n_saved=1))
+    run.trainer.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        Checkpoint(
+            {"trainer": run.trainer, "model": run.model}, DiskSaver(str(tmp_path), require_empty=False), n_saved=1
+        ),
+    )
 
     def crash(_):
         raise KeyboardInterrupt
@@ -61,26 +68,33 @@ def test_a_checkpoint_without_the_speedups_state_is_refused_with_the_fix(tmp_pat
 
     resumed = make_run()
     sp = attach_speedups(resumed.trainer, None, {"max_epochs": 6})
-    Checkpoint.load_objects({"trainer": resumed.trainer, "model": resumed.model},
-                            torch.load(next(tmp_path.glob("*.pt")), weights_only=True))
-    with pytest.raises(RuntimeError, match=r"the trainer was restored to iteration 30 \(epoch 3\), but ignite-speed's "
-                                           r"state was not .* add the Speedups object"):
+    Checkpoint.load_objects(
+        {"trainer": resumed.trainer, "model": resumed.model}, torch.load(next(tmp_path.glob("*.pt")), weights_only=True)
+    )
+    with pytest.raises(
+        RuntimeError,
+        match=r"the trainer was restored to iteration 30 \(epoch 3\), but ignite-speed's "
+        r"state was not .* add the Speedups object",
+    ):
         resumed.trainer.run(loader(10))
     assert resumed.total == 0 and sp.stop_reason is StopReason.NOT_STOPPED
 
 
-@pytest.mark.parametrize("cfg, expected", [
-    ({"max_epochs": 3}, 30),
-    ({"max_epochs": 3, "accumulate_grad_batches": 3}, 12),  # ceil(10 / 3) steps per epoch
-    ({"max_steps": 7}, 7),
-    ({"max_epochs": 5, "max_steps": 12}, 12),
-    ({"max_epochs": 2, "limit_train_batches": 0.5, "accumulate_grad_batches": 2}, 6),
-    ({"fast_dev_run": 3, "accumulate_grad_batches": 2}, 2),
-    ({"overfit_batches": 4, "max_epochs": 3}, 12),
-    ({"max_epochs": -1}, float("inf")),
-    ({"max_time": "00:00:01:00"}, float("inf")),
-    ({}, 10_000),  # max_epochs unset: Lightning's 1000
-])
+@pytest.mark.parametrize(
+    "cfg, expected",
+    [
+        ({"max_epochs": 3}, 30),
+        ({"max_epochs": 3, "accumulate_grad_batches": 3}, 12),  # ceil(10 / 3) steps per epoch
+        ({"max_steps": 7}, 7),
+        ({"max_epochs": 5, "max_steps": 12}, 12),
+        ({"max_epochs": 2, "limit_train_batches": 0.5, "accumulate_grad_batches": 2}, 6),
+        ({"fast_dev_run": 3, "accumulate_grad_batches": 2}, 2),
+        ({"overfit_batches": 4, "max_epochs": 3}, 12),
+        ({"max_epochs": -1}, float("inf")),
+        ({"max_time": "00:00:01:00"}, float("inf")),
+        ({}, 10_000),  # max_epochs unset: Lightning's 1000
+    ],
+)
 def test_estimated_stepping_batches_follows_lightnings_rule(cfg, expected):
     # the expected values are what pytorch-lightning 2.6.6's Trainer.estimated_stepping_batches gives
     with warns_accumulation(cfg):
@@ -91,10 +105,13 @@ def test_estimated_stepping_batches_follows_lightnings_rule(cfg, expected):
 def test_estimated_stepping_batches_sizes_a_one_cycle_schedule_that_ends_with_training():
     run = make_run()
     with warns_accumulation({"accumulate_grad_batches": 2}):
-        sp = attach_speedups(run.trainer, None, {"max_epochs": 4, "limit_train_batches": 6, "accumulate_grad_batches": 2})
+        sp = attach_speedups(
+            run.trainer, None, {"max_epochs": 4, "limit_train_batches": 6, "accumulate_grad_batches": 2}
+        )
     opt = torch.optim.SGD(run.model.parameters(), lr=0.1)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=sp.estimated_stepping_batches(
-        loader(10)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.1, total_steps=sp.estimated_stepping_batches(loader(10))
+    )
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED(every=2), lambda _: (opt.step(), scheduler.step()))
     run.trainer.run(loader(10))
     assert scheduler.last_epoch == scheduler.total_steps == sp.global_step == 12
@@ -123,16 +140,18 @@ def test_a_progress_bar_shows_no_total_when_no_epoch_count_bounds_the_run():
     sp.extend(max_epochs=4, max_time=None)
     trainer.run(list(range(4)))
     assert descriptions[12:] == ["Epoch [4/4]: "] * 4
-    assert "get_max_number_events" not in vars(next(h for h, *_ in trainer._event_handlers[Events.ITERATION_COMPLETED]
-                                                if type(h).__name__ == "_OutputHandler"))
+    assert "get_max_number_events" not in vars(
+        next(h for h, *_ in trainer._event_handlers[Events.ITERATION_COMPLETED] if type(h).__name__ == "_OutputHandler")
+    )
 
 
 def test_a_trainer_metric_attached_after_attach_speedups_is_named_as_an_order_problem():
     from ignite.metrics import Average
 
     run = make_run()
-    with pytest.raises(ValueError, match="a metric attached to the trainer after attach_speedups is not there yet: "
-                                         "attach it first"):
+    with pytest.raises(
+        ValueError, match="a metric attached to the trainer after attach_speedups is not there yet: attach it first"
+    ):
         attach_speedups(run.trainer, None, {"max_epochs": 2, "early_stopping": {"monitor": "train_loss"}})
     run = make_run()
     Average().attach(run.trainer, "train_loss")  # the fix: the metric first
@@ -144,8 +163,7 @@ def test_a_trainer_metric_attached_after_attach_speedups_is_named_as_an_order_pr
 def test_an_apps_own_validation_handler_is_named_once(recwarn):
     run = make_run()
     val_loader = loader(2, 100.0)
-    sp = attach_speedups(run.trainer, run.evaluator, {"max_epochs": 2, "num_sanity_val_steps": 0},
-                         val_data=val_loader)
+    sp = attach_speedups(run.trainer, run.evaluator, {"max_epochs": 2, "num_sanity_val_steps": 0}, val_data=val_loader)
 
     @run.trainer.on(Events.EPOCH_COMPLETED)
     def log_validation_results(engine):  # as in Ignite's examples
@@ -157,8 +175,10 @@ def test_an_apps_own_validation_handler_is_named_once(recwarn):
     warned = [w for w in recwarn.list if "also run during training" in str(w.message)]
     assert len(warned) == 1
     message = str(warned[0].message)
-    assert "by test_an_apps_own_validation_handler_is_named_once.<locals>.log_validation_results " \
-           "(test_existing_apps.py:" in message
+    assert (
+        "by test_an_apps_own_validation_handler_is_named_once.<locals>.log_validation_results "
+        "(test_existing_apps.py:" in message
+    )
     assert "remove it (the schedule validates: val_check_interval=None (1.0), check_val_every_n_epoch=1)" in message
     assert warned[0].filename == __file__
 
@@ -175,12 +195,20 @@ def test_fast_dev_run_limits_every_run_of_the_evaluator():
 
 def test_step_flags_given_to_attach_speedups_for_a_plain_trainer_are_named():
     run = make_run()
-    with pytest.warns(UserWarning, match=r"precision='bf16-mixed', gradient_clip_val=1.0 given to attach_speedups is "
-                                         r"not applied: this trainer was not made by ignite_speed.create_trainer"), \
-            pytest.warns(UserWarning, match=r"precision='bf16' is a legacy spelling; using precision='bf16-mixed'"):
+    with (
+        pytest.warns(
+            UserWarning,
+            match=r"precision='bf16-mixed', gradient_clip_val=1.0 given to attach_speedups is "
+            r"not applied: this trainer was not made by ignite_speed.create_trainer",
+        ),
+        pytest.warns(UserWarning, match=r"precision='bf16' is a legacy spelling; using precision='bf16-mixed'"),
+    ):
         attach_speedups(run.trainer, None, {"max_steps": 10, "precision": "bf16", "gradient_clip_val": 1.0})
-    with pytest.warns(UserWarning, match="accumulate_grad_batches=4 given to attach_speedups for a trainer not made "
-                                         "by ignite_speed.create_trainer: ignite-speed counts one optimizer step per 4"):
+    with pytest.warns(
+        UserWarning,
+        match="accumulate_grad_batches=4 given to attach_speedups for a trainer not made "
+        "by ignite_speed.create_trainer: ignite-speed counts one optimizer step per 4",
+    ):
         attach_speedups(make_run().trainer, None, {"max_steps": 10, "accumulate_grad_batches": 4})
 
 
@@ -200,8 +228,9 @@ def test_fast_dev_run_rehearses_the_apps_checkpoints_in_a_temporary_folder(tmp_p
     sp = attach_speedups(run.trainer, run.evaluator, {"fast_dev_run": 2}, val_data=loader(3))
     opt = torch.optim.SGD(run.model.parameters(), lr=0.1)
     saver = DiskSaver(str(tmp_path), require_empty=False)
-    every_epoch = Checkpoint({"trainer": run.trainer, "model": run.model, "optimizer": opt, "speedups": sp}, saver,
-                             n_saved=2)
+    every_epoch = Checkpoint(
+        {"trainer": run.trainer, "model": run.model, "optimizer": opt, "speedups": sp}, saver, n_saved=2
+    )
     rare = Checkpoint({"model": run.model}, saver, filename_prefix="rare", n_saved=1)
     run.trainer.add_event_handler(Events.EPOCH_COMPLETED, every_epoch)
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED(every=1000), rare)  # never fires in 2 batches
@@ -225,10 +254,15 @@ def test_fast_dev_run_fails_at_once_on_a_checkpoint_that_cannot_be_loaded(tmp_pa
 
     run = make_run()
     attach_speedups(run.trainer, None, {"fast_dev_run": 2})
-    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, Checkpoint(
-        {"model": run.model, "extra": Broken()}, DiskSaver(str(tmp_path), require_empty=False)))
-    with pytest.raises(RuntimeError, match=r"fast_dev_run: the checkpoint that Checkpoint\(to_save=\['extra', "
-                                           r"'model'\]\) writes could not be loaded back \(KeyError"):
+    run.trainer.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        Checkpoint({"model": run.model, "extra": Broken()}, DiskSaver(str(tmp_path), require_empty=False)),
+    )
+    with pytest.raises(
+        RuntimeError,
+        match=r"fast_dev_run: the checkpoint that Checkpoint\(to_save=\['extra', "
+        r"'model'\]\) writes could not be loaded back \(KeyError",
+    ):
         run.trainer.run(loader(10))
     assert list(tmp_path.iterdir()) == [] and run.trainer.state.iteration == 2
 
@@ -239,8 +273,11 @@ def test_loop_flags_given_only_to_create_trainer_are_named_when_the_run_starts()
     model = torch.nn.Linear(1, 1)
     cfg = {"max_epochs": 2, "early_stopping": {"monitor": "val_loss"}, "precision": "bf16-mixed"}
     trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), torch.nn.functional.mse_loss, cfg)
-    with pytest.warns(UserWarning, match=r"max_epochs=2, early_stopping=\{.*\} given to create_trainer is applied by "
-                                         r"attach_speedups .* none is attached to this trainer") as record:
+    with pytest.warns(
+        UserWarning,
+        match=r"max_epochs=2, early_stopping=\{.*\} given to create_trainer is applied by "
+        r"attach_speedups .* none is attached to this trainer",
+    ) as record:
         trainer.run(loader(2), max_epochs=1)
     assert record[0].filename == __file__  # the user's trainer.run line
     assert trainer.state.epoch == 1  # (the flags did nothing, as the warning says)
@@ -270,10 +307,12 @@ def test_a_refused_config_leaves_the_trainer_as_it_was_so_a_corrected_call_attac
     run = make_run()
     handlers_before = {e: len(h) for e, h in run.trainer._event_handlers.items()}
     with pytest.raises(ValueError, match="early_stopping monitors 'train_loss'"):
-        attach_speedups(run.trainer, None, {"max_epochs": 2, "min_epochs": 2,
-                                            "early_stopping": {"monitor": "train_loss"}})
-    assert {e: len(h) for e, h in run.trainer._event_handlers.items() if h} == \
-        {e: n for e, n in handlers_before.items() if n}
+        attach_speedups(
+            run.trainer, None, {"max_epochs": 2, "min_epochs": 2, "early_stopping": {"monitor": "train_loss"}}
+        )
+    assert {e: len(h) for e, h in run.trainer._event_handlers.items() if h} == {
+        e: n for e, n in handlers_before.items() if n
+    }
     assert "run" not in run.trainer.__dict__
     sp = attach_speedups(run.trainer, None, {"max_epochs": 2, "min_epochs": 1})  # corrected: attaches
     run.trainer.run(loader(3))
@@ -284,6 +323,7 @@ def test_a_refused_config_leaves_the_trainer_as_it_was_so_a_corrected_call_attac
 # An app as Ignite's mnist (with its tqdm logger) and cifar10 examples write it: create_supervised_trainer/evaluator,
 # a RunningAverage of the loss, a ProgressBar, an evaluator run on the training data and on the validation data
 # after every epoch, a Checkpoint; data made here in the same shapes (16 training batches, 4 validation batches).
+
 
 def _example_app(train_batches: int = 16, dropout: bool = True):
     from ignite.engine import create_supervised_evaluator, create_supervised_trainer
@@ -326,10 +366,13 @@ def test_fast_dev_run_limits_an_apps_second_evaluator_and_says_so(capsys):
     assert (trainer.state.iteration, evaluator.state.iteration, train_eval_batches) == (1, 1, [1])
     assert sp.stop_reason is StopReason.MAX_STEPS and Engine.run is run_before  # (Engine.run given back)
     summary = capsys.readouterr().err  # printed: an app that never configured logging sees it
-    assert summary.startswith("ignite-speed: fast_dev_run=1 done (1 training batch, every engine run limited to "
-                              "1 batch)\n")
-    assert "other engines' runs limited to 1 batch: runs started by test_fast_dev_run_limits_an_apps_second_" \
-           "evaluator_and_says_so.<locals>.log_training_results (test_existing_apps.py:" in summary
+    assert summary.startswith(
+        "ignite-speed: fast_dev_run=1 done (1 training batch, every engine run limited to 1 batch)\n"
+    )
+    assert (
+        "other engines' runs limited to 1 batch: runs started by test_fast_dev_run_limits_an_apps_second_"
+        "evaluator_and_says_so.<locals>.log_training_results (test_existing_apps.py:" in summary
+    )
     assert "fast_dev_run projection of the full run" in summary
     train_evaluator.run(train_loader)  # after the debug run: not limited
     assert train_eval_batches[-1] == 16
@@ -375,8 +418,9 @@ def test_a_model_in_eval_mode_before_validation_is_given_back_in_eval_mode():
     model.eval()
     modes = []
     trainer = Engine(lambda e, b: modes.append(model.training))
-    sp = attach_speedups(trainer, evaluator, {"max_epochs": 1, "val_check_interval": 1}, val_data=val_loader,
-                         model=model)
+    sp = attach_speedups(
+        trainer, evaluator, {"max_epochs": 1, "val_check_interval": 1}, val_data=val_loader, model=model
+    )
     trainer.run(train_loader)
     assert (modes, model.training, sp.progress.val_runs) == ([False, False], False, 2)
 
@@ -415,14 +459,26 @@ def test_the_overfit_batches_warning_points_at_the_users_line():
 
 
 def test_a_migrated_trainer_call_with_several_out_of_scope_flags_is_refused_in_one_error():
-    lightning_trainer_kwargs = {"max_epochs": 3, "logger": False, "enable_checkpointing": False,
-                                "enable_progress_bar": True, "enable_model_summary": False, "deterministic": True,
-                                "log_every_n_steps": 10}
+    lightning_trainer_kwargs = {
+        "max_epochs": 3,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": True,
+        "enable_model_summary": False,
+        "deterministic": True,
+        "log_every_n_steps": 10,
+    }
     with pytest.raises(ValueError) as refused:
         attach_speedups(make_run().trainer, None, lightning_trainer_kwargs)
     message = str(refused.value)
-    flags = ["logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary", "deterministic",
-             "log_every_n_steps"]
+    flags = [
+        "logger",
+        "enable_checkpointing",
+        "enable_progress_bar",
+        "enable_model_summary",
+        "deterministic",
+        "log_every_n_steps",
+    ]
     assert message.startswith(f"6 flags are refused ({', '.join(map(repr, flags))}): remove or fix them all")
     for flag in flags:
         assert f"\n  - {flag!r}: a Lightning Trainer flag outside the scope; in Ignite: " in message
@@ -446,8 +502,9 @@ def test_fast_dev_run_gives_engine_run_back_after_a_raise_and_leaves_other_threa
 
     run = make_run()
     attach_speedups(run.trainer, None, {"fast_dev_run": 2})
-    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: [t.start() or t.join() for t in [
-        threading.Thread(target=other_thread)]])
+    run.trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda _: [t.start() or t.join() for t in [threading.Thread(target=other_thread)]]
+    )
     run.trainer.add_event_handler(Events.EPOCH_COMPLETED, crash)
     with pytest.raises(KeyboardInterrupt):
         run.trainer.run(loader(10))

@@ -12,8 +12,19 @@ import sys
 import ignite_speed
 
 PACKAGE = pathlib.Path(ignite_speed.__file__).parent
-OPTIONAL = ("deepspeed", "fairscale", "torch_xla", "apex", "omegaconf", "sklearn", "matplotlib", "pytorch_lightning",
-            "optuna", "optuna_integration", "ray")
+OPTIONAL = (
+    "deepspeed",
+    "fairscale",
+    "torch_xla",
+    "apex",
+    "omegaconf",
+    "sklearn",
+    "matplotlib",
+    "pytorch_lightning",
+    "optuna",
+    "optuna_integration",
+    "ray",
+)
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -37,7 +48,7 @@ def _imports(path: pathlib.Path) -> set[str]:
                     found.add(f"{target}.{alias.name}")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             module = node.module if isinstance(node, ast.ImportFrom) else None
-            for alias in ([] if module else node.names):
+            for alias in [] if module else node.names:
                 if alias.name.startswith("ignite_speed"):
                     found.add(alias.name)
             if module and module.startswith("ignite_speed"):
@@ -64,7 +75,7 @@ def test_no_import_cycle():
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt):] + [nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in state:
                 walk(nxt, path + [nxt])
         state[node] = 2
@@ -76,7 +87,9 @@ def test_no_import_cycle():
 
 
 def test_importing_the_package_and_the_handlers_loads_no_optional_engine():
-    code = ("import sys, ignite_speed, ignite_speed.handlers, ignite_speed.speedups, ignite_speed.search; "
-            f"print([m for m in {OPTIONAL!r} if m in sys.modules])")
+    code = (
+        "import sys, ignite_speed, ignite_speed.handlers, ignite_speed.speedups, ignite_speed.search; "
+        f"print([m for m in {OPTIONAL!r} if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

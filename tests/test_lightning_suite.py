@@ -48,8 +48,17 @@ R = EarlyStoppingReason
 BORING = 64  # batches per epoch of BoringModel's loaders (64 samples, batch size 1)
 
 
-def fit(cfg: dict, *, n_train: int = BORING, n_val: int | None = BORING, metric_seq: list | None = None,
-        train: Any = None, val: Any = None, evaluator: bool = True, before: Any = None) -> tuple[Run, Any]:
+def fit(
+    cfg: dict,
+    *,
+    n_train: int = BORING,
+    n_val: int | None = BORING,
+    metric_seq: list | None = None,
+    train: Any = None,
+    val: Any = None,
+    evaluator: bool = True,
+    before: Any = None,
+) -> tuple[Run, Any]:
     """Attach ``cfg`` to real engines and train; ``n_val=None`` (or ``evaluator=False``) means no validation."""
     run = make_run(metric_seq)
     if before is not None:
@@ -57,8 +66,9 @@ def fit(cfg: dict, *, n_train: int = BORING, n_val: int | None = BORING, metric_
     val_data = val if val is not None else (loader(n_val, 1000.0) if n_val is not None else None)
     use_evaluator = evaluator and val_data is not None
     with warns_accumulation(cfg):
-        sp = attach_speedups(run.trainer, run.evaluator if use_evaluator else None, cfg,
-                             val_data=val_data if use_evaluator else None)
+        sp = attach_speedups(
+            run.trainer, run.evaluator if use_evaluator else None, cfg, val_data=val_data if use_evaluator else None
+        )
     run.trainer.run(train if train is not None else loader(n_train))
     return run, sp
 
@@ -147,9 +157,17 @@ def test_validation_check_interval_exceed_data_length_correct(use_infinite_datas
     6, 9 and 12. (Lightning's epoch assertion only checks the infinite case; 3 epochs is what it runs.)"""
     max_opt_steps = 12 // accumulate_grad_batches
     train = stream_loader(12 + 100) if use_infinite_dataset else loader(4)
-    run, sp = fit(dict(limit_val_batches=1, max_steps=max_opt_steps, val_check_interval=3,
-                       check_val_every_n_epoch=None, num_sanity_val_steps=0,
-                       accumulate_grad_batches=accumulate_grad_batches), train=train)
+    run, sp = fit(
+        dict(
+            limit_val_batches=1,
+            max_steps=max_opt_steps,
+            val_check_interval=3,
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=0,
+            accumulate_grad_batches=accumulate_grad_batches,
+        ),
+        train=train,
+    )
     assert sp.progress.epochs_done == (1 if use_infinite_dataset else 3)
     assert sp.global_step == max_opt_steps
     assert run.val_at == [3, 6, 9, 12]
@@ -159,24 +177,31 @@ def test_validation_check_interval_exceed_data_length_wrong():
     """test_validation_check_interval_exceed_data_length_wrong. DEVIATION (refused before the sanity check;
     Lightning raises after it)."""
     run = make_run()
-    attach_speedups(run.trainer, run.evaluator, dict(limit_train_batches=10, val_check_interval=100),
-                    val_data=loader(BORING))
-    with pytest.raises(ValueError, match=r"val_check_interval=100 is more than the 10 training batches"), \
-            pytest.warns(UserWarning, match="max_epochs was not set"):
+    attach_speedups(
+        run.trainer, run.evaluator, dict(limit_train_batches=10, val_check_interval=100), val_data=loader(BORING)
+    )
+    with (
+        pytest.raises(ValueError, match=r"val_check_interval=100 is more than the 10 training batches"),
+        pytest.warns(UserWarning, match="max_epochs was not set"),
+    ):
         run.trainer.run(loader(BORING))
     assert run.sanity == 0 and run.total == 0
 
 
 def test_val_check_interval_float_with_none_check_val_every_n_epoch():
     """test_val_check_interval_float_with_none_check_val_every_n_epoch: refused when the config is built."""
-    with pytest.raises(ValueError, match=r"val_check_interval=0\.5 is a fraction of an epoch.*"
-                                         r"check_val_every_n_epoch=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"val_check_interval=0\.5 is a fraction of an epoch.*"
+        r"check_val_every_n_epoch=None",
+    ):
         SpeedConfig(val_check_interval=0.5, check_val_every_n_epoch=None)
 
 
 def _pause_each_batch(seconds: float):
     def before(run: Run) -> None:
         run.trainer.add_event_handler(Events.ITERATION_STARTED, lambda _: time.sleep(seconds))
+
     return before
 
 
@@ -185,8 +210,10 @@ def test_time_based_val_check_interval(interval):
     """test_time_based_val_check_interval: 5 steps, each longer than the interval: 5 validations.
     ADAPTED: Lightning advances a mocked clock by the interval per step; here each step sleeps 30 ms
     against a 20 ms (or zero) interval (a string can only say whole seconds, hence zero)."""
-    run, sp = fit(dict(max_epochs=1, max_steps=5, limit_val_batches=1, val_check_interval=interval),
-                  before=_pause_each_batch(0.03))
+    run, sp = fit(
+        dict(max_epochs=1, max_steps=5, limit_val_batches=1, val_check_interval=interval),
+        before=_pause_each_batch(0.03),
+    )
     assert sp.global_step == 5
     assert run.val_at == [1, 2, 3, 4, 5] and run.val_batches == [1] * 5
 
@@ -204,8 +231,7 @@ _UNIT = 0.08  # seconds: the real interval of the time-gated tests below
         (2, 20, 9, [0, 0, 0, 1, 0]),  # epoch gating, timer longer than epoch
     ],
 )
-def test_time_and_epoch_gated_val_check(check_val_every_n_epoch, interval_units, epoch_duration,
-                                        expected_val_runs):
+def test_time_and_epoch_gated_val_check(check_val_every_n_epoch, interval_units, epoch_duration, expected_val_runs):
     """test_time_and_epoch_gated_val_check: validation runs per epoch (5 epochs) for a time-based interval,
     with and without ``check_val_every_n_epoch`` gating; no validation at an epoch end; a validation that
     falls due in a gated epoch runs at the first batch of the next validation epoch. ADAPTED: Lightning's
@@ -223,17 +249,29 @@ def test_time_and_epoch_gated_val_check(check_val_every_n_epoch, interval_units,
 
     def before(run: Run) -> None:
         run.trainer.add_event_handler(
-            Events.ITERATION_STARTED, lambda e: time.sleep(1.5 * _UNIT) if e.state.iteration in pauses else None)
+            Events.ITERATION_STARTED, lambda e: time.sleep(1.5 * _UNIT) if e.state.iteration in pauses else None
+        )
 
-    run, sp = fit(dict(max_epochs=epochs, max_steps=epochs * n, limit_val_batches=1, limit_train_batches=n,
-                       val_check_interval={"seconds": _UNIT}, check_val_every_n_epoch=check_val_every_n_epoch,
-                       num_sanity_val_steps=0), before=before)
+    run, sp = fit(
+        dict(
+            max_epochs=epochs,
+            max_steps=epochs * n,
+            limit_val_batches=1,
+            limit_train_batches=n,
+            val_check_interval={"seconds": _UNIT},
+            check_val_every_n_epoch=check_val_every_n_epoch,
+            num_sanity_val_steps=0,
+        ),
+        before=before,
+    )
     assert val_runs_per_epoch(run.val_at, n, epochs) == expected_val_runs
 
 
 # =========================================================================== trainer/flags/test_check_val_every_n_epoch.py
-@pytest.mark.parametrize(("max_epochs", "expected_val_loop_calls", "expected_val_batches"),
-                         [(1, 0, [0]), (4, 2, [0, 2, 0, 2]), (5, 2, [0, 2, 0, 2, 0])])
+@pytest.mark.parametrize(
+    ("max_epochs", "expected_val_loop_calls", "expected_val_batches"),
+    [(1, 0, [0]), (4, 2, [0, 2, 0, 2]), (5, 2, [0, 2, 0, 2, 0])],
+)
 def test_check_val_every_n_epoch(max_epochs, expected_val_loop_calls, expected_val_batches):
     """test_check_val_every_n_epoch: validation (2 batches) in every second epoch only."""
     run, sp = fit(dict(max_epochs=max_epochs, num_sanity_val_steps=0, limit_val_batches=2, check_val_every_n_epoch=2))
@@ -248,9 +286,13 @@ def test_check_val_every_n_epoch(max_epochs, expected_val_loop_calls, expected_v
 def test_check_val_every_n_epoch_with_max_steps():
     """test_check_val_every_n_epoch_with_max_steps: 2 batches per epoch, every third epoch, max_steps=8."""
     steps_at_val: list[int] = []
-    run, sp = fit(dict(max_steps=8, check_val_every_n_epoch=3, num_sanity_val_steps=0), n_train=2,
-                  before=lambda r: r.evaluator.add_event_handler(
-                      Events.STARTED, lambda _: steps_at_val.append(r.trainer.state.iteration)))
+    run, sp = fit(
+        dict(max_steps=8, check_val_every_n_epoch=3, num_sanity_val_steps=0),
+        n_train=2,
+        before=lambda r: r.evaluator.add_event_handler(
+            Events.STARTED, lambda _: steps_at_val.append(r.trainer.state.iteration)
+        ),
+    )
     assert sp.progress.epochs_done == 4 and sp.global_step == 8
     assert steps_at_val == [6]
 
@@ -267,8 +309,12 @@ def test_callbacks_and_logger_not_called_with_fastdevrun(fast_dev_run, with_vali
     assert (lim.max_steps, lim.num_sanity_val_steps, lim.max_epochs) == (fast_dev_run, 0, 1)
     assert (lim.val_check_interval.is_all, lim.check_val_every_n_epoch, lim.early_stopping_enabled) == (True, 1, False)
     run = make_run()  # logs no "foo": a check would raise (strict)
-    sp = attach_speedups(run.trainer, run.evaluator if with_validation else None, cfg,
-                         val_data=loader(BORING) if with_validation else None)
+    sp = attach_speedups(
+        run.trainer,
+        run.evaluator if with_validation else None,
+        cfg,
+        val_data=loader(BORING) if with_validation else None,
+    )
     run.trainer.run(loader(BORING))
     sp.test(run.tester, loader(BORING))
     assert run.total == fast_dev_run and run.epoch_completed == 1
@@ -335,8 +381,7 @@ def test_overfit_batch_limits_train(overfit_batches):
     with the first batch of the data in order."""
     n = 50
     with pytest.warns(UserWarning, match="turning off shuffling of the train loader"):
-        run, _ = fit(dict(max_epochs=2, overfit_batches=overfit_batches), n_val=None,
-                     train=loader(n, shuffle=True))
+        run, _ = fit(dict(max_epochs=2, overfit_batches=overfit_batches), n_val=None, train=loader(n, shuffle=True))
     expected = int(overfit_batches * n) if isinstance(overfit_batches, float) else overfit_batches
     assert run.batches_per_epoch == [expected, expected]
     assert run.first_samples == {1: 0.0, 2: 0.0}
@@ -348,8 +393,11 @@ def test_overfit_batches_same_batch_for_train_and_val():
     sanity check; here both loaders read the same data.)"""
     x = torch.arange(BORING * 2, dtype=torch.float32).reshape(-1, 1)
     ds = TensorDataset(x, x.clone())
-    run, _ = fit(dict(max_epochs=2, overfit_batches=1, check_val_every_n_epoch=1),
-                 train=DataLoader(ds, batch_size=2), val=DataLoader(ds, batch_size=2))
+    run, _ = fit(
+        dict(max_epochs=2, overfit_batches=1, check_val_every_n_epoch=1),
+        train=DataLoader(ds, batch_size=2),
+        val=DataLoader(ds, batch_size=2),
+    )
     assert run.batches_per_epoch == [1, 1] and run.val_batches == [1, 1] and run.sanity == 1
     assert set(run.first_samples.values()) == set(run.val_samples) == {0.0}
 
@@ -370,8 +418,7 @@ def test_overfit_batches_same_batch_for_train_and_val():
 def test_min_max_steps_epochs(min_epochs, max_epochs, min_steps, max_steps, steps, epochs):
     """test_min_max_steps_epochs: max_steps works without max_epochs (Lightning asserts the steps when only
     max_steps is set; every case's steps and epochs are asserted here)."""
-    run, sp = fit(dict(min_epochs=min_epochs, max_epochs=max_epochs, min_steps=min_steps, max_steps=max_steps),
-                  n_val=2)
+    run, sp = fit(dict(min_epochs=min_epochs, max_epochs=max_epochs, min_steps=min_steps, max_steps=max_steps), n_val=2)
     assert (sp.global_step, sp.progress.epochs_done) == (steps, epochs)
     assert sp.stop_reason is (StopReason.MAX_STEPS if max_steps != -1 else StopReason.MAX_EPOCHS)
 
@@ -380,11 +427,13 @@ def test_max_epochs_not_set_warning():
     """test_max_epochs_not_set_warning: warned, 1000 epochs; a stop in the first step ends after 1 epoch;
     no warning with fast_dev_run."""
     run = make_run()
-    sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=None, limit_train_batches=1),
-                         val_data=loader(BORING))
+    sp = attach_speedups(
+        run.trainer, run.evaluator, dict(max_epochs=None, limit_train_batches=1), val_data=loader(BORING)
+    )
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: sp.request_stop())
-    with pytest.warns(UserWarning, match="max_epochs was not set and nothing else bounds the run: training stops "
-                                         "after 1000 epochs"):
+    with pytest.warns(
+        UserWarning, match="max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs"
+    ):
         run.trainer.run(loader(BORING))
     assert sp.cfg.effective().max_epochs == 1000 and sp.progress.epochs_done == 1
     for fast_dev_run in (True, 1):
@@ -410,20 +459,30 @@ def _es_checkpointed_run(tmp_path: Any, max_epochs: int, trainer_metric: bool) -
     if trainer_metric:
         EpochValues(values).attach(run.trainer, "train_loss")
     else:  # by epoch, as Lightning's values[current_epoch]: a resumed run continues the sequence
-        run.evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(
-            train_loss=values[run.trainer.state.epoch - 1]))
-    sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=max_epochs, num_sanity_val_steps=0,
-                                                           early_stopping={"monitor": "train_loss"}),
-                         val_data=loader(2))
+        run.evaluator.add_event_handler(
+            Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(train_loss=values[run.trainer.state.epoch - 1])
+        )
+    sp = attach_speedups(
+        run.trainer,
+        run.evaluator,
+        dict(max_epochs=max_epochs, num_sanity_val_steps=0, early_stopping={"monitor": "train_loss"}),
+        val_data=loader(2),
+    )
     return run, sp, {"trainer": run.trainer, "model": run.model, "speedups": sp}
 
 
 def _checkpoint_every_epoch(tmp_path: Any, run: Run, to_save: dict) -> None:
     from ignite.handlers import Checkpoint, DiskSaver
 
-    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, Checkpoint(
-        to_save, DiskSaver(str(tmp_path), require_empty=False), n_saved=None,
-        global_step_transform=lambda e, _: e.state.epoch))
+    run.trainer.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        Checkpoint(
+            to_save,
+            DiskSaver(str(tmp_path), require_empty=False),
+            n_saved=None,
+            global_step_transform=lambda e, _: e.state.epoch,
+        ),
+    )
 
 
 def _resume(run: Run, to_load: dict, path: Any) -> None:
@@ -475,11 +534,14 @@ def test_resume_early_stopping_from_checkpoint_with_fewer_max_epochs_is_refused(
 
 def test_early_stopping_no_extraneous_invocations():
     """test_early_stopping_no_extraneous_invocations: 4 epochs, 4 checks (once per epoch end)."""
+
     def before(run: Run) -> None:
         EpochValues([4.0, 3.0, 2.0, 1.0]).attach(run.trainer, "train_loss")
 
-    run, sp = fit(dict(limit_train_batches=4, limit_val_batches=4, max_epochs=4,
-                       early_stopping={"monitor": "train_loss"}), before=before)
+    run, sp = fit(
+        dict(limit_train_batches=4, limit_val_batches=4, max_epochs=4, early_stopping={"monitor": "train_loss"}),
+        before=before,
+    )
     assert sp.early_stopping.checks == 4 and sp.progress.epochs_done == 4 and len(run.val_at) == 4
 
 
@@ -490,9 +552,16 @@ _PATIENCE_CASES = [([6, 5, 5, 5, 5, 5], 3, 4), ([6, 5, 4, 4, 3, 3], 1, 3), ([6, 
 def test_early_stopping_patience(loss_values, patience, expected_stop_epoch):
     """test_early_stopping_patience: the metric of each epoch's validation; stops after epoch index
     ``expected_stop_epoch``."""
-    run, sp = fit(dict(num_sanity_val_steps=0, max_epochs=10,
-                       early_stopping={"monitor": "test_val_loss", "patience": patience, "verbose": True}),
-                  n_train=4, n_val=2, before=lambda r: log_val(r, test_val_loss=[float(v) for v in loss_values]))
+    run, sp = fit(
+        dict(
+            num_sanity_val_steps=0,
+            max_epochs=10,
+            early_stopping={"monitor": "test_val_loss", "patience": patience, "verbose": True},
+        ),
+        n_train=4,
+        n_val=2,
+        before=lambda r: log_val(r, test_val_loss=[float(v) for v in loss_values]),
+    )
     assert sp.progress.epochs_done - 1 == expected_stop_epoch
     assert sp.early_stopping.stopped_epoch == expected_stop_epoch
 
@@ -502,11 +571,21 @@ def test_early_stopping_patience(loss_values, patience, expected_stop_epoch):
 def test_early_stopping_patience_train(validation_step_none, loss_values, patience, expected_stop_epoch):
     """test_early_stopping_patience_train: a training metric checked at the end of each training epoch,
     with and without validation."""
-    run, sp = fit(dict(num_sanity_val_steps=0, max_epochs=10,
-                       early_stopping={"monitor": "train_loss", "patience": patience, "verbose": True,
-                                       "check_on_train_epoch_end": True}),
-                  n_train=4, n_val=None if validation_step_none else 2,
-                  before=lambda r: EpochValues(loss_values).attach(r.trainer, "train_loss"))
+    run, sp = fit(
+        dict(
+            num_sanity_val_steps=0,
+            max_epochs=10,
+            early_stopping={
+                "monitor": "train_loss",
+                "patience": patience,
+                "verbose": True,
+                "check_on_train_epoch_end": True,
+            },
+        ),
+        n_train=4,
+        n_val=None if validation_step_none else 2,
+        before=lambda r: EpochValues(loss_values).attach(r.trainer, "train_loss"),
+    )
     assert sp.progress.epochs_done - 1 == expected_stop_epoch
     assert len(run.val_at) == (0 if validation_step_none else expected_stop_epoch + 1)
 
@@ -515,10 +594,15 @@ def test_early_stopping_no_val_step():
     """test_early_stopping_no_val_step: a training metric, ``min_delta=0.1``, ``patience=0``,
     ``overfit_batches=0.2``, no validation: stops before max_epochs - 1 (here after the 2nd epoch, when
     the metric improves by less than min_delta)."""
-    run, sp = fit(dict(overfit_batches=0.20, max_epochs=10,
-                       early_stopping={"monitor": "train_loss", "min_delta": 0.1, "patience": 0,
-                                       "check_on_train_epoch_end": True}),
-                  n_val=None, before=lambda r: EpochValues([1.0, 0.95, 0.9]).attach(r.trainer, "train_loss"))
+    run, sp = fit(
+        dict(
+            overfit_batches=0.20,
+            max_epochs=10,
+            early_stopping={"monitor": "train_loss", "min_delta": 0.1, "patience": 0, "check_on_train_epoch_end": True},
+        ),
+        n_val=None,
+        before=lambda r: EpochValues([1.0, 0.95, 0.9]).attach(r.trainer, "train_loss"),
+    )
     assert sp.progress.epochs_done == 2 < 10 - 1
     assert run.batches_per_epoch == [12, 12] and sp.stop_reason is StopReason.EARLY_STOPPING
 
@@ -533,10 +617,19 @@ def test_early_stopping_no_val_step():
 )
 def test_early_stopping_thresholds(stopping_threshold, divergence_threshold, losses, expected_epoch, reason):
     """test_early_stopping_thresholds."""
-    run, sp = fit(dict(limit_train_batches=0.2, limit_val_batches=0.2, max_epochs=20,
-                       early_stopping={"monitor": "abc", "stopping_threshold": stopping_threshold,
-                                       "divergence_threshold": divergence_threshold}),
-                  before=lambda r: log_val(r, abc=[float(v) for v in losses]))
+    run, sp = fit(
+        dict(
+            limit_train_batches=0.2,
+            limit_val_batches=0.2,
+            max_epochs=20,
+            early_stopping={
+                "monitor": "abc",
+                "stopping_threshold": stopping_threshold,
+                "divergence_threshold": divergence_threshold,
+            },
+        ),
+        before=lambda r: log_val(r, abc=[float(v) for v in losses]),
+    )
     assert sp.progress.epochs_done - 1 == expected_epoch
     assert run.batches_per_epoch == [12] * (expected_epoch + 1)
     assert sp.early_stopping.stopping_reason is reason
@@ -545,9 +638,15 @@ def test_early_stopping_thresholds(stopping_threshold, divergence_threshold, los
 @pytest.mark.parametrize("stop_value", [math.inf, math.nan])
 def test_early_stopping_on_non_finite_monitor(stop_value):
     """test_early_stopping_on_non_finite_monitor."""
-    run, sp = fit(dict(limit_train_batches=0.2, limit_val_batches=0.2, max_epochs=10,
-                       early_stopping={"monitor": "val_loss", "check_finite": True}),
-                  before=lambda r: log_val(r, val_loss=[4.0, 3.0, stop_value, 2.0, 1.0]))
+    run, sp = fit(
+        dict(
+            limit_train_batches=0.2,
+            limit_val_batches=0.2,
+            max_epochs=10,
+            early_stopping={"monitor": "val_loss", "check_finite": True},
+        ),
+        before=lambda r: log_val(r, val_loss=[4.0, 3.0, stop_value, 2.0, 1.0]),
+    )
     assert sp.progress.epochs_done - 1 == 2
     assert sp.early_stopping.stopped_epoch == 2
     assert sp.early_stopping.stopping_reason is R.NON_FINITE_METRIC
@@ -555,8 +654,16 @@ def test_early_stopping_on_non_finite_monitor(stop_value):
 
 @pytest.mark.parametrize(
     ("limit_train_batches", "min_epochs", "min_steps", "stop_step"),
-    [(3, 0, 10, 10), (5, 0, 10, 10), (3, 2, 0, 6), (5, 2, 0, 10), (3, 1, 10, 10), (5, 1, 10, 10), (3, 3, 10, 10),
-     (5, 3, 10, 15)],
+    [
+        (3, 0, 10, 10),
+        (5, 0, 10, 10),
+        (3, 2, 0, 6),
+        (5, 2, 0, 10),
+        (3, 1, 10, 10),
+        (5, 1, 10, 10),
+        (3, 3, 10, 10),
+        (5, 3, 10, 15),
+    ],
 )
 def test_min_epochs_min_steps_global_step(limit_train_batches, min_epochs, min_steps, stop_step):
     """test_min_epochs_min_steps_global_step: early stopping asks to stop at every check (epoch end); the
@@ -564,9 +671,16 @@ def test_min_epochs_min_steps_global_step(limit_train_batches, min_epochs, min_s
     minimums hold. ADAPTED: Lightning mocks ``_evaluate_stopping_criteria`` to say "stop"; here a
     ``stopping_threshold`` that every value passes does."""
     with pytest.warns(UserWarning, match="max_epochs was not set"):  # as Lightning's PossibleUserWarning
-        run, sp = fit(dict(limit_val_batches=0, limit_train_batches=limit_train_batches, min_epochs=min_epochs,
-                           min_steps=min_steps, early_stopping={"monitor": "foo", "stopping_threshold": 1e9}),
-                      before=lambda r: EpochValues([0.0]).attach(r.trainer, "foo"))
+        run, sp = fit(
+            dict(
+                limit_val_batches=0,
+                limit_train_batches=limit_train_batches,
+                min_epochs=min_epochs,
+                min_steps=min_steps,
+                early_stopping={"monitor": "foo", "stopping_threshold": 1e9},
+            ),
+            before=lambda r: EpochValues([0.0]).attach(r.trainer, "foo"),
+        )
     expected_epochs = max(math.ceil(min_steps / limit_train_batches), min_epochs)
     assert sp.stop_reason is StopReason.EARLY_STOPPING
     assert sp.progress.epochs_done == expected_epochs
@@ -594,9 +708,12 @@ def _multi_es(first: dict, second: dict | None, check_on_train_epoch_end: bool) 
     else:
         log_val(run, abc=_MULTI_ES_LOSSES, cba=[0.0])
     extra = {"check_on_train_epoch_end": True} if check_on_train_epoch_end else {}
-    sp = attach_speedups(run.trainer, run.evaluator, dict(limit_train_batches=0.1, limit_val_batches=0.1,
-                                                           max_epochs=20, early_stopping={**first, **extra}),
-                         val_data=loader(BORING))
+    sp = attach_speedups(
+        run.trainer,
+        run.evaluator,
+        dict(limit_train_batches=0.1, limit_val_batches=0.1, max_epochs=20, early_stopping={**first, **extra}),
+        val_data=loader(BORING),
+    )
     if second is not None:
         EarlyStopping(run.evaluator, **second, **extra).attach(run.trainer)
     run.trainer.run(loader(BORING))
@@ -604,10 +721,13 @@ def _multi_es(first: dict, second: dict | None, check_on_train_epoch_end: bool) 
 
 
 @pytest.mark.parametrize("check_on_train_epoch_end", [False, True])
-@pytest.mark.parametrize(("first", "second"), [
-    ({"monitor": "abc"}, {"monitor": "cba", "patience": 3}),
-    ({"monitor": "cba", "patience": 3}, {"monitor": "abc"}),
-])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"monitor": "abc"}, {"monitor": "cba", "patience": 3}),
+        ({"monitor": "cba", "patience": 3}, {"monitor": "abc"}),
+    ],
+)
 def test_multiple_early_stopping_callbacks(first, second, check_on_train_epoch_end):
     """test_multiple_early_stopping_callbacks (the single-device cases): Lightning stops when any of two
     EarlyStopping callbacks says so, here "cba" after epoch index 3. DEVIATION: a trainer has one early
@@ -625,10 +745,15 @@ def test_check_on_train_epoch_end_smart_handling(case):
     ``check_val_every_n_epoch=2`` the checks follow the validation runs; the second check stops. ADAPTED:
     Lightning mocks the criteria to answer (no stop, stop); here ``patience=1`` and a constant metric
     do."""
-    kwargs = ({"val_check_interval": 0.3, "limit_train_batches": 10, "max_epochs": 10} if case == "val_check_interval"
-              else {"check_val_every_n_epoch": 2, "max_epochs": 5})
-    run, sp = fit(dict(limit_val_batches=1, early_stopping={"monitor": "foo", "patience": 1}, **kwargs),
-                  before=lambda r: log_val(r, foo=[1.0]))
+    kwargs = (
+        {"val_check_interval": 0.3, "limit_train_batches": 10, "max_epochs": 10}
+        if case == "val_check_interval"
+        else {"check_val_every_n_epoch": 2, "max_epochs": 5}
+    )
+    run, sp = fit(
+        dict(limit_val_batches=1, early_stopping={"monitor": "foo", "patience": 1}, **kwargs),
+        before=lambda r: log_val(r, foo=[1.0]),
+    )
     assert sp.early_stopping.checks == 2
     if case == "val_check_interval":
         assert sp.global_step == 2 * int(10 * 0.3)
@@ -638,8 +763,12 @@ def test_check_on_train_epoch_end_smart_handling(case):
 
 def test_early_stopping_squeezes():
     """test_early_stopping_squeezes: a one-element tensor of any shape is read as its value."""
-    run, sp = fit(dict(max_epochs=3, early_stopping={"monitor": "foo", "patience": 1}), n_train=2, n_val=1,
-                  before=lambda r: log_val(r, foo=[torch.tensor([[[0.0]]])]))
+    run, sp = fit(
+        dict(max_epochs=3, early_stopping={"monitor": "foo", "patience": 1}),
+        n_train=2,
+        n_val=1,
+        before=lambda r: log_val(r, foo=[torch.tensor([[[0.0]]])]),
+    )
     assert sp.early_stopping.best_score == 0.0 and sp.progress.epochs_done == 2
 
 
@@ -655,21 +784,42 @@ class _Loss:
     ("losses", "es_kwargs", "max_epochs", "expected_reason", "reason_message_prefix", "should_stop"),
     [
         (_Loss.HIGH, {"patience": 2}, 10, R.PATIENCE_EXHAUSTED, "Monitored metric val_loss did not improve", True),
-        (_Loss.DECREASING, {"stopping_threshold": 0.6, "mode": "min"}, 10, R.STOPPING_THRESHOLD,
-         "Stopping threshold reached", True),
-        (_Loss.INCREASING, {"divergence_threshold": 8.0, "mode": "min"}, 10, R.DIVERGENCE_THRESHOLD,
-         "Divergence threshold reached", True),
-        (_Loss.NAN, {"check_finite": True}, 10, R.NON_FINITE_METRIC, "Monitored metric val_loss = nan is not finite",
-         True),
+        (
+            _Loss.DECREASING,
+            {"stopping_threshold": 0.6, "mode": "min"},
+            10,
+            R.STOPPING_THRESHOLD,
+            "Stopping threshold reached",
+            True,
+        ),
+        (
+            _Loss.INCREASING,
+            {"divergence_threshold": 8.0, "mode": "min"},
+            10,
+            R.DIVERGENCE_THRESHOLD,
+            "Divergence threshold reached",
+            True,
+        ),
+        (
+            _Loss.NAN,
+            {"check_finite": True},
+            10,
+            R.NON_FINITE_METRIC,
+            "Monitored metric val_loss = nan is not finite",
+            True,
+        ),
         (_Loss.IMPROVING, {"patience": 3}, 3, R.NOT_STOPPED, None, False),
     ],
 )
-def test_early_stopping_reasons(losses, es_kwargs, max_epochs, expected_reason, reason_message_prefix,
-                                should_stop):
+def test_early_stopping_reasons(losses, es_kwargs, max_epochs, expected_reason, reason_message_prefix, should_stop):
     """test_early_stopping_reasons (the five runs): the reason, its message (Lightning's phrase first) and
     whether ``stopped_epoch`` is set."""
-    run, sp = fit(dict(max_epochs=max_epochs, early_stopping={"monitor": "val_loss", "verbose": True, **es_kwargs}),
-                  n_train=4, n_val=2, before=lambda r: log_val(r, val_loss=losses))
+    run, sp = fit(
+        dict(max_epochs=max_epochs, early_stopping={"monitor": "val_loss", "verbose": True, **es_kwargs}),
+        n_train=4,
+        n_val=2,
+        before=lambda r: log_val(r, val_loss=losses),
+    )
     es = sp.early_stopping
     assert es.stopping_reason is expected_reason
     if reason_message_prefix is None:
@@ -703,13 +853,16 @@ def test_trainer_flag():
     assert SpeedConfig(max_time={"seconds": 1}).effective().max_epochs == -1
 
 
-@pytest.mark.parametrize(("duration", "expected"), [
-    (None, None),
-    ("00:00:00:22", datetime.timedelta(seconds=22)),
-    ("12:34:56:65", datetime.timedelta(days=12, hours=34, minutes=56, seconds=65)),
-    (datetime.timedelta(weeks=52, milliseconds=1), datetime.timedelta(weeks=52, milliseconds=1)),
-    ({"weeks": 52, "days": 1}, datetime.timedelta(weeks=52, days=1)),
-])
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [
+        (None, None),
+        ("00:00:00:22", datetime.timedelta(seconds=22)),
+        ("12:34:56:65", datetime.timedelta(days=12, hours=34, minutes=56, seconds=65)),
+        (datetime.timedelta(weeks=52, milliseconds=1), datetime.timedelta(weeks=52, milliseconds=1)),
+        ({"weeks": 52, "days": 1}, datetime.timedelta(weeks=52, days=1)),
+    ],
+)
 def test_timer_parse_duration(duration, expected):
     """test_timer_parse_duration."""
     assert SpeedConfig(max_time=duration).max_time == expected
@@ -724,8 +877,9 @@ def test_timer_parse_duration_misconfiguration(duration):
 
 def test_timer_stops_training():
     """test_timer_stops_training: a 100 ms budget with ``max_epochs=1000``."""
-    run, sp = fit(dict(max_epochs=1000, max_time=datetime.timedelta(milliseconds=100)), n_val=2,
-                  before=_pause_each_batch(0.002))
+    run, sp = fit(
+        dict(max_epochs=1000, max_time=datetime.timedelta(milliseconds=100)), n_val=2, before=_pause_each_batch(0.002)
+    )
     assert sp.global_step > 1 and sp.progress.epochs_done < 999
     assert sp.stop_reason is StopReason.MAX_TIME and sp.stop_message.startswith("max_time=0:00:00.100000 reached")
 
@@ -738,8 +892,9 @@ def test_timer_zero_duration_stop():
     assert run.sanity == 2 and sp.stop_reason is StopReason.MAX_TIME
 
 
-@pytest.mark.parametrize(("min_steps", "min_epochs", "steps", "epochs"),
-                         [(None, 2, 128, 2), (3, None, 64, 1), (3, 2, 128, 2)])
+@pytest.mark.parametrize(
+    ("min_steps", "min_epochs", "steps", "epochs"), [(None, 2, 128, 2), (3, None, 64, 1), (3, 2, 128, 2)]
+)
 def test_timer_duration_min_steps_override(min_steps, min_epochs, steps, epochs):
     """test_timer_duration_min_steps_override: a zero budget waits for the minimums (``min_steps`` alone
     implies ``min_epochs=1``). Lightning asserts lower bounds; pytorch-lightning 2.6.6 runs exactly these."""
@@ -754,15 +909,22 @@ def test_timer_resume_training(tmp_path):
 
     def build() -> tuple[Run, Any, dict]:
         run = make_run()
-        sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=100, max_time={"milliseconds": 200}),
-                             val_data=loader(2))
+        sp = attach_speedups(
+            run.trainer, run.evaluator, dict(max_epochs=100, max_time={"milliseconds": 200}), val_data=loader(2)
+        )
         run.trainer.add_event_handler(Events.ITERATION_STARTED, lambda _: time.sleep(0.004))
         return run, sp, {"trainer": run.trainer, "model": run.model, "speedups": sp}
 
     run, sp, to_save = build()
-    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, Checkpoint(
-        to_save, DiskSaver(str(tmp_path), require_empty=False), n_saved=1,
-        global_step_transform=lambda e, _: e.state.iteration))
+    run.trainer.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        Checkpoint(
+            to_save,
+            DiskSaver(str(tmp_path), require_empty=False),
+            n_saved=1,
+            global_step_transform=lambda e, _: e.state.iteration,
+        ),
+    )
     run.trainer.run(loader(BORING))
     assert sp.stop_reason is StopReason.MAX_TIME and sp.progress.epochs_done < 99
     saved_global_step = sp.global_step
@@ -779,6 +941,7 @@ def test_timer_resume_training(tmp_path):
 @pytest.mark.parametrize("seed_once", [True, False])
 def test_training_starts_with_seed(seed_once):
     """test_training_starts_with_seed: the sanity check does not change the random state training sees."""
+
     def run_training(**cfg: Any) -> torch.Tensor:
         seen: list[torch.Tensor] = []
         run = make_run()
@@ -803,9 +966,12 @@ def test_on_train_batch_start_return_minus_one(max_epochs, batch_idx_):
     sp = attach_speedups(run.trainer, None, dict(max_epochs=max_epochs, limit_train_batches=10))
     last_batch_idx: list[int] = []
     # batch_in_epoch counts the batches fetched before this one: it is this batch's 0-based index
-    run.trainer.add_event_handler(Events.ITERATION_STARTED,
-                                  lambda _: sp.end_epoch() if sp.progress.batch_in_epoch == batch_idx_ else None)
-    run.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: last_batch_idx.append(sp.progress.batch_in_epoch - 1))
+    run.trainer.add_event_handler(
+        Events.ITERATION_STARTED, lambda _: sp.end_epoch() if sp.progress.batch_in_epoch == batch_idx_ else None
+    )
+    run.trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda _: last_batch_idx.append(sp.progress.batch_in_epoch - 1)
+    )
     run.trainer.run(loader(BORING))
     if batch_idx_ > 10 - 1:
         assert last_batch_idx[-1] == 10 - 1
@@ -820,11 +986,16 @@ def test_should_stop_mid_epoch():
     """test_should_stop_mid_epoch: a stop at batch index 4 ends the only epoch after 5 steps; the one
     validation runs there (epoch index 0, step 5)."""
     run = make_run()
-    sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=1, limit_train_batches=10, limit_val_batches=1,
-                                                           num_sanity_val_steps=0), val_data=loader(BORING))
+    sp = attach_speedups(
+        run.trainer,
+        run.evaluator,
+        dict(max_epochs=1, limit_train_batches=10, limit_val_batches=1, num_sanity_val_steps=0),
+        val_data=loader(BORING),
+    )
     validation_called_at: list[tuple[int, int]] = []
-    run.evaluator.add_event_handler(Events.STARTED,
-                                    lambda _: validation_called_at.append((sp.progress.epoch, sp.global_step)))
+    run.evaluator.add_event_handler(
+        Events.STARTED, lambda _: validation_called_at.append((sp.progress.epoch, sp.global_step))
+    )
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=5), lambda _: sp.request_stop())
     run.trainer.run(loader(BORING))
     assert sp.progress.epochs_done == 1 and sp.global_step == 5
@@ -836,12 +1007,18 @@ def test_fit_loop_done_log_messages():
     max_epochs, a stop request once the minimums hold; not before). ADAPTED: Lightning sets the loop's
     counters by hand; here each outcome comes from a real run, with its stop reason and message."""
     run, sp = fit(dict(max_epochs=1, limit_train_batches=0), n_val=2)
-    assert (sp.stop_reason, sp.stop_message) == (StopReason.NO_TRAINING, "no training: limit_train_batches gives 0 batches")
+    assert (sp.stop_reason, sp.stop_message) == (
+        StopReason.NO_TRAINING,
+        "no training: limit_train_batches gives 0 batches",
+    )
     run, sp = fit(dict(max_steps=10), n_train=5, n_val=2)
     assert (sp.stop_reason, sp.stop_message, sp.global_step) == (StopReason.MAX_STEPS, "max_steps=10 reached", 10)
     run, sp = fit(dict(max_epochs=3, max_steps=20), n_train=5, n_val=2)
-    assert (sp.stop_reason, sp.stop_message, sp.progress.epochs_done) == (StopReason.MAX_EPOCHS,
-                                                                         "max_epochs=3 reached", 3)
+    assert (sp.stop_reason, sp.stop_message, sp.progress.epochs_done) == (
+        StopReason.MAX_EPOCHS,
+        "max_epochs=3 reached",
+        3,
+    )
     for min_steps, steps in [(None, 1), (100, 100)]:  # a stop requested at every step
         run = make_run()
         sp = attach_speedups(run.trainer, None, dict(max_epochs=50, min_steps=min_steps))
@@ -852,8 +1029,14 @@ def test_fit_loop_done_log_messages():
 
 @pytest.mark.parametrize(
     ("min_epochs", "min_steps", "current_epoch", "early_stop"),
-    [(4, None, 100, True), (4, None, 3, False), (4, 10, 3, False), (None, 10, 4, True), (4, None, 4, True),
-     (4, 10, 4, True)],
+    [
+        (4, None, 100, True),
+        (4, None, 3, False),
+        (4, 10, 3, False),
+        (None, 10, 4, True),
+        (4, None, 4, True),
+        (4, 10, 4, True),
+    ],
 )
 def test_should_stop_early_stopping_conditions_met(min_epochs, min_steps, current_epoch, early_stop):
     """test_should_stop_early_stopping_conditions_met: a stop requested in the last batch of epoch
@@ -870,6 +1053,7 @@ def test_should_stop_early_stopping_conditions_met(min_epochs, min_steps, curren
 @pytest.mark.parametrize("max_steps", [7, 20])
 def test_tqdm_total_steps_with_iterator_no_length(max_steps):
     """test_tqdm_total_steps_with_iterator_no_length: an endless generator, ``max_steps``, ``max_epochs=-1``."""
+
     def batches():
         for i in itertools.count(0):
             x = torch.full((4, 1), float(i))
@@ -882,14 +1066,18 @@ def test_tqdm_total_steps_with_iterator_no_length(max_steps):
 @pytest.mark.parametrize("max_steps", [10, 15])
 def test_progress_bar_steps(max_steps):
     """test_progress_bar_steps: an IterableDataset of 100 samples in batches of 4 (25 per epoch)."""
+
     class Samples(IterableDataset):
         def __iter__(self):
             for i in range(100):
                 v = torch.tensor([float(i)])
                 yield v, v.clone()
 
-    run, sp = fit(dict(max_steps=max_steps, max_epochs=-1, limit_val_batches=0), n_val=2,
-                  train=DataLoader(Samples(), batch_size=4))
+    run, sp = fit(
+        dict(max_steps=max_steps, max_epochs=-1, limit_val_batches=0),
+        n_val=2,
+        train=DataLoader(Samples(), batch_size=4),
+    )
     assert sp.global_step == max_steps and run.batches_per_epoch == [max_steps]
 
 
@@ -902,10 +1090,12 @@ def test_lr_updated_on_train_batch_start_returns_minus_one(max_epochs, batch_idx
     scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1)
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: opt.step())  # (no gradients: no change)
     run.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: scheduler.step())
-    sp = attach_speedups(run.trainer, run.evaluator, dict(limit_train_batches=10, max_epochs=max_epochs),
-                         val_data=loader(2))
-    run.trainer.add_event_handler(Events.ITERATION_STARTED,
-                                  lambda _: sp.end_epoch() if sp.progress.batch_in_epoch == batch_idx_ else None)
+    sp = attach_speedups(
+        run.trainer, run.evaluator, dict(limit_train_batches=10, max_epochs=max_epochs), val_data=loader(2)
+    )
+    run.trainer.add_event_handler(
+        Events.ITERATION_STARTED, lambda _: sp.end_epoch() if sp.progress.batch_in_epoch == batch_idx_ else None
+    )
     run.trainer.run(loader(BORING))
     lrs = [group["lr"] for group in opt.param_groups]
     assert lrs == pytest.approx([0.1 * 0.1**max_epochs]) and sp.progress.epochs_done == max_epochs
@@ -915,8 +1105,7 @@ def test_lr_updated_on_train_batch_start_returns_minus_one(max_epochs, batch_idx
 def test_val_check_interval_with_limit_val_batches_zero(limit_val_batches):
     """test_val_check_interval_with_limit_val_batches_zero: an interval longer than the epoch is fine when
     validation is off."""
-    run, sp = fit(dict(max_epochs=1, limit_train_batches=5, val_check_interval=10,
-                       limit_val_batches=limit_val_batches))
+    run, sp = fit(dict(max_epochs=1, limit_train_batches=5, val_check_interval=10, limit_val_batches=limit_val_batches))
     assert run.total == 5 and run.val_at == [] and sp.stop_reason is StopReason.MAX_EPOCHS
 
 
@@ -945,8 +1134,16 @@ def test_no_val_on_train_epoch_loop_restart():
 
 @pytest.mark.parametrize(
     ("min_epochs", "min_steps", "global_step", "stopped_at"),
-    [(None, None, 4, 4), (None, None, 10, 10), (4, None, 4, 40), (4, 2, 4, 40), (4, None, 10, 40), (4, 3, 3, 40),
-     (4, 10, 10, 40), (None, 4, 4, 10)],
+    [
+        (None, None, 4, 4),
+        (None, None, 10, 10),
+        (4, None, 4, 40),
+        (4, 2, 4, 40),
+        (4, None, 10, 40),
+        (4, 3, 3, 40),
+        (4, 10, 10, 40),
+        (None, 4, 4, 10),
+    ],
 )
 def test_should_stop_early_stopping_conditions_not_met(min_epochs, min_steps, global_step, stopped_at):
     """test_should_stop_early_stopping_conditions_not_met: a stop requested at ``global_step`` of the first
@@ -955,8 +1152,9 @@ def test_should_stop_early_stopping_conditions_not_met(min_epochs, min_steps, gl
     ``min_epochs=1``, so its last case can stop at step 4); in a real fit, as here and in
     pytorch-lightning 2.6.6, that case runs the first epoch to its end."""
     run = make_run()
-    sp = attach_speedups(run.trainer, None, dict(min_epochs=min_epochs, min_steps=min_steps, max_epochs=100,
-                                                 limit_train_batches=10))
+    sp = attach_speedups(
+        run.trainer, None, dict(min_epochs=min_epochs, min_steps=min_steps, max_epochs=100, limit_train_batches=10)
+    )
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=global_step), lambda _: sp.request_stop())
     run.trainer.run(loader(BORING))
     assert sp.global_step == stopped_at and sp.stop_reason is StopReason.USER_REQUEST
@@ -967,11 +1165,18 @@ def test_should_stop_triggers_validation_once(min_epochs, min_steps, val_count):
     """test_should_stop_triggers_validation_once: early stopping on a training metric asks to stop at the
     first epoch end; validation runs only while training goes on to the minimums (plus the one at the
     stop batch)."""
-    run, sp = fit(dict(num_sanity_val_steps=0, limit_val_batches=2, limit_train_batches=2, max_epochs=3,
-                       min_epochs=min_epochs, min_steps=min_steps,
-                       early_stopping={"monitor": "loss", "check_on_train_epoch_end": True,
-                                       "stopping_threshold": 100}),
-                  before=lambda r: EpochValues([1.0]).attach(r.trainer, "loss"))
+    run, sp = fit(
+        dict(
+            num_sanity_val_steps=0,
+            limit_val_batches=2,
+            limit_train_batches=2,
+            max_epochs=3,
+            min_epochs=min_epochs,
+            min_steps=min_steps,
+            early_stopping={"monitor": "loss", "check_on_train_epoch_end": True, "stopping_threshold": 100},
+        ),
+        before=lambda r: EpochValues([1.0]).attach(r.trainer, "loss"),
+    )
     assert len(run.val_at) == val_count and sp.early_stopping.stopping_reason is R.STOPPING_THRESHOLD
     # min_epochs=3 is also max_epochs: that limit ends the run (Lightning checks max_epochs first too)
     assert sp.stop_reason is (StopReason.MAX_EPOCHS if min_epochs == 3 else StopReason.EARLY_STOPPING)
@@ -999,15 +1204,21 @@ def test_no_batch_idx_gradient_accumulation():
 
 
 # =========================================================================== trainer/test_trainer.py
-@pytest.mark.parametrize(("accumulate_grad_batches", "limit_train_batches", "batches"),
-                         [(3, 1.0, 64), (3, 0.8, 51), (4, 1.0, 64), (4, 0.7, 44)])
+@pytest.mark.parametrize(
+    ("accumulate_grad_batches", "limit_train_batches", "batches"),
+    [(3, 1.0, 64), (3, 0.8, 51), (4, 1.0, 64), (4, 0.7, 44)],
+)
 def test_gradient_accumulation_scheduling_last_batch(accumulate_grad_batches, limit_train_batches, batches):
     """test_gradient_accumulation_scheduling_last_batch: the optimizer steps every k batches and on the
     last batch of each epoch (also when k does not divide it)."""
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)
-    cfg = SpeedConfig(accumulate_grad_batches=accumulate_grad_batches, max_epochs=2,
-                      limit_train_batches=limit_train_batches, limit_val_batches=0)
+    cfg = SpeedConfig(
+        accumulate_grad_batches=accumulate_grad_batches,
+        max_epochs=2,
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=0,
+    )
     trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg)
     stepped: list[tuple[int, int]] = []
     before = [model.weight.detach().clone()]
@@ -1038,8 +1249,9 @@ def test_trainer_max_steps_and_epochs():
     assert sp.global_step == 3
 
 
-@pytest.mark.parametrize(("max_epochs", "max_steps", "incorrect_variable"), [(-100, -1, "max_epochs"),
-                                                                               (1, -2, "max_steps")])
+@pytest.mark.parametrize(
+    ("max_epochs", "max_steps", "incorrect_variable"), [(-100, -1, "max_epochs"), (1, -2, "max_steps")]
+)
 def test_trainer_max_steps_and_epochs_validation(max_epochs, max_steps, incorrect_variable):
     """test_trainer_max_steps_and_epochs_validation."""
     with pytest.raises(ValueError, match=rf"^{incorrect_variable}=-\d+ is out of range; accepted: .*-1 \(no limit\)"):
@@ -1048,8 +1260,15 @@ def test_trainer_max_steps_and_epochs_validation(max_epochs, max_steps, incorrec
 
 @pytest.mark.parametrize(
     ("max_epochs", "max_steps", "is_done", "correct_trainer_epochs"),
-    [(None, -1, False, 1000), (-1, -1, False, -1), (5, -1, False, 5), (-1, 10, False, -1), (None, 0, True, -1),
-     (0, -1, True, 0), (-1, 0, True, -1)],
+    [
+        (None, -1, False, 1000),
+        (-1, -1, False, -1),
+        (5, -1, False, 5),
+        (-1, 10, False, -1),
+        (None, 0, True, -1),
+        (0, -1, True, 0),
+        (-1, 0, True, -1),
+    ],
 )
 def test_trainer_max_steps_and_epochs_fit_loop_done(max_epochs, max_steps, is_done, correct_trainer_epochs):
     """test_trainer_max_steps_and_epochs_fit_loop_done: the resolved max_epochs (Lightning resolves None when
@@ -1069,11 +1288,15 @@ def test_trainer_min_steps_and_epochs():
     n = int(BORING * 0.5)
     for min_steps, steps in [(n // 2, n), (math.floor(n * 1.5), math.floor(n * 1.5))]:
         run = make_run()
-        sp = attach_speedups(run.trainer, run.evaluator, dict(limit_train_batches=0.5, val_check_interval=2,
-                                                               min_epochs=1, max_epochs=7, min_steps=min_steps),
-                             val_data=loader(2))
-        run.trainer.add_event_handler(Events.ITERATION_STARTED,
-                                      lambda _, sp=sp: sp.request_stop() if sp.global_step > 0 else None)
+        sp = attach_speedups(
+            run.trainer,
+            run.evaluator,
+            dict(limit_train_batches=0.5, val_check_interval=2, min_epochs=1, max_epochs=7, min_steps=min_steps),
+            val_data=loader(2),
+        )
+        run.trainer.add_event_handler(
+            Events.ITERATION_STARTED, lambda _, sp=sp: sp.request_stop() if sp.global_step > 0 else None
+        )
         run.trainer.run(loader(BORING))
         assert sp.global_step == steps and sp.stop_reason is StopReason.USER_REQUEST
 
@@ -1082,9 +1305,15 @@ def test_trainer_min_steps_and_min_epochs_not_reached():
     """test_trainer_min_steps_and_min_epochs_not_reached: early stopping (patience 0) asks to stop after
     the second epoch; training goes on to min_epochs=5 (10 training steps)."""
     with pytest.warns(UserWarning, match="max_epochs was not set"):  # as Lightning's PossibleUserWarning
-        run, sp = fit(dict(min_epochs=5, limit_val_batches=0, limit_train_batches=2,
-                           early_stopping={"monitor": "loss", "patience": 0, "check_on_train_epoch_end": True}),
-                      before=lambda r: EpochValues([0.0]).attach(r.trainer, "loss"))
+        run, sp = fit(
+            dict(
+                min_epochs=5,
+                limit_val_batches=0,
+                limit_train_batches=2,
+                early_stopping={"monitor": "loss", "patience": 0, "check_on_train_epoch_end": True},
+            ),
+            before=lambda r: EpochValues([0.0]).attach(r.trainer, "loss"),
+        )
     assert run.total == 5 * 2 and sp.progress.epochs_done == 5 and sp.stop_reason is StopReason.EARLY_STOPPING
 
 
@@ -1170,6 +1399,7 @@ class _CountingLoader(DataLoader):
 def test_dataloaders_are_not_loaded_if_disabled_through_limit_batches(stage):
     """test_dataloaders_are_not_loaded_if_disabled_through_limit_batches: a limit of 0 never iterates that
     loader; a limit of 1 does."""
+
     def counting() -> _CountingLoader:
         x = torch.arange(8, dtype=torch.float32).reshape(-1, 1)
         return _CountingLoader(TensorDataset(x, x.clone()), batch_size=2)

@@ -90,7 +90,23 @@ def test_a_user_file_importing_every_public_name_passes_mypy_strict(tmp_path):
     if PACKAGE_ROOT.resolve() not in installed:
         env["MYPYPATH"] = str(PACKAGE_ROOT)
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "--no-incremental", "--cache-dir", os.devnull,
-         "--python-executable", sys.executable, "user_code.py"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            "mypy.ini",
+            "--no-incremental",
+            "--cache-dir",
+            os.devnull,
+            "--python-executable",
+            sys.executable,
+            "user_code.py",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

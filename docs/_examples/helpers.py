@@ -47,5 +47,7 @@ def make_engines():
 def report(speedups):
     """One line with the counters of a finished run."""
     p = speedups.progress
-    print(f"{p.total_batches} batches, {p.global_step} steps, {p.epochs_done} epochs, "
-          f"{p.val_runs} validation runs; stopped: {speedups.stop_reason.value}")
+    print(
+        f"{p.total_batches} batches, {p.global_step} steps, {p.epochs_done} epochs, "
+        f"{p.val_runs} validation runs; stopped: {speedups.stop_reason.value}"
+    )

@@ -53,7 +53,10 @@ TORCH = {
     "torch.dtype": ("class", "tensor_attributes.html#torch.dtype"),
     "torch.nn.Module": ("class", _MODULE),
     "torch.nn.modules.module.Module": ("class", _MODULE),
-    "torch.nn.parameter.Parameter": ("class", "generated/torch.nn.parameter.Parameter.html#torch.nn.parameter.Parameter"),
+    "torch.nn.parameter.Parameter": (
+        "class",
+        "generated/torch.nn.parameter.Parameter.html#torch.nn.parameter.Parameter",
+    ),
     "torch.nn.Parameter": ("class", "generated/torch.nn.parameter.Parameter.html#torch.nn.parameter.Parameter"),
     "torch.nn.parallel.DistributedDataParallel": ("class", _DDP),
     "torch.nn.parallel.distributed.DistributedDataParallel": ("class", _DDP),
@@ -67,7 +70,9 @@ TORCH = {
     "torch.utils.data.dataset.TensorDataset": ("class", "data.html#torch.utils.data.TensorDataset"),
     "torch.utils.data.Sampler": ("class", "data.html#torch.utils.data.Sampler"),
     "torch.utils.data.distributed.DistributedSampler": (
-        "class", "data.html#torch.utils.data.distributed.DistributedSampler"),
+        "class",
+        "data.html#torch.utils.data.distributed.DistributedSampler",
+    ),
     "torch.amp.GradScaler": ("class", _GRADSCALER),
     "torch.amp.grad_scaler.GradScaler": ("class", _GRADSCALER),
     "torch.autocast": ("class", "amp.html#torch.autocast"),
@@ -90,17 +95,23 @@ IGNITE = {
     "ignite.handlers.early_stopping.EarlyStopping": ("class", _ES),
     "ignite.handlers.EarlyStopping": ("class", _ES),
     "ignite.engine.create_supervised_trainer": (
-        "function", "generated/ignite.engine.create_supervised_trainer.html#ignite.engine.create_supervised_trainer"),
+        "function",
+        "generated/ignite.engine.create_supervised_trainer.html#ignite.engine.create_supervised_trainer",
+    ),
     "ignite.engine.create_supervised_evaluator": (
-        "function", "generated/ignite.engine.create_supervised_evaluator.html#ignite.engine.create_supervised_evaluator"),
+        "function",
+        "generated/ignite.engine.create_supervised_evaluator.html#ignite.engine.create_supervised_evaluator",
+    ),
     "ignite.metrics.Metric": ("class", "generated/ignite.metrics.metric.Metric.html#ignite.metrics.metric.Metric"),
 }
 
 
 def write(path: pathlib.Path, project: str, version: str, objects: dict[str, tuple[str, str]]) -> None:
     """Sphinx's inventory format, version 2 (what ``sphinx.util.inventory.InventoryFile`` reads)."""
-    header = (f"# Sphinx inventory version 2\n# Project: {project}\n# Version: {version}\n"
-              "# The remainder of this file is compressed using zlib.\n")
+    header = (
+        f"# Sphinx inventory version 2\n# Project: {project}\n# Version: {version}\n"
+        "# The remainder of this file is compressed using zlib.\n"
+    )
     body = "".join(f"{name} py:{role} 1 {uri} -\n" for name, (role, uri) in sorted(objects.items()))
     path.write_bytes(header.encode() + zlib.compress(body.encode(), 9))
 

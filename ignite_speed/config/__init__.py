@@ -12,5 +12,18 @@ from .limits import UNLIMITED, Limit
 from .precision import PRECISION_VALUES
 from .speed_config import SpeedConfig
 
-__all__ = ["Limit", "UNLIMITED", "SpeedConfig", "EffectiveLimits", "BatchLimit", "parse_batch_limit", "parse_duration", "format_value",
-           "EarlyStoppingOptions", "validate_early_stopping_kwargs", "PRECISION_VALUES", "STRATEGIES", "ACCELERATORS"]
+__all__ = [
+    "Limit",
+    "UNLIMITED",
+    "SpeedConfig",
+    "EffectiveLimits",
+    "BatchLimit",
+    "parse_batch_limit",
+    "parse_duration",
+    "format_value",
+    "EarlyStoppingOptions",
+    "validate_early_stopping_kwargs",
+    "PRECISION_VALUES",
+    "STRATEGIES",
+    "ACCELERATORS",
+]

@@ -11,7 +11,17 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["format_value", "type_name", "closest", "did_you_mean", "is_int", "is_number", "check_int", "check_bool", "check_number"]
+__all__ = [
+    "format_value",
+    "type_name",
+    "closest",
+    "did_you_mean",
+    "is_int",
+    "is_number",
+    "check_int",
+    "check_bool",
+    "check_number",
+]
 
 
 def format_value(value: Any) -> str:
@@ -47,8 +57,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_int(value: Any, flag: str, *, minimum: int | None = None, allow_none: bool = False,
-              accepted: str | None = None) -> int | None:
+def check_int(
+    value: Any, flag: str, *, minimum: int | None = None, allow_none: bool = False, accepted: str | None = None
+) -> int | None:
     """``value`` as an ``int`` when it is an integer (:func:`is_int`) >= ``minimum`` (or None, when
     ``allow_none``)."""
     accepted = accepted or (f"an int >= {minimum}" if minimum is not None else "an int")

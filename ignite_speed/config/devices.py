@@ -10,13 +10,35 @@ from typing import Any
 from .checks import check_int, did_you_mean, type_name
 from .durations import format_value
 
-__all__ = ["ACCELERATORS", "STRATEGIES", "STRATEGY_FAMILIES", "DDP_STRATEGIES", "DEEPSPEED_STRATEGIES",
-           "FSDP_STRATEGIES", "XLA_STRATEGIES", "SINGLE_PROCESS_STRATEGIES", "GPU_ONLY_STRATEGIES",
-           "PROCESS_GROUP_STRATEGIES", "LEGACY_BACKENDS", "REMOVED_BACKENDS", "DEVICE_TYPES", "Accelerators",
-           "available_accelerators", "resolve_accelerator", "check_accelerator_available", "DeviceFlags",
-           "validate_accelerator", "parse_devices", "validate_strategy", "check_strategy_fits_accelerator",
-           "check_devices_fit_accelerator",
-           "validate_node_rank", "validate_master_address", "validate_deepspeed_config", "validate_device_flags"]
+__all__ = [
+    "ACCELERATORS",
+    "STRATEGIES",
+    "STRATEGY_FAMILIES",
+    "DDP_STRATEGIES",
+    "DEEPSPEED_STRATEGIES",
+    "FSDP_STRATEGIES",
+    "XLA_STRATEGIES",
+    "SINGLE_PROCESS_STRATEGIES",
+    "GPU_ONLY_STRATEGIES",
+    "PROCESS_GROUP_STRATEGIES",
+    "LEGACY_BACKENDS",
+    "REMOVED_BACKENDS",
+    "DEVICE_TYPES",
+    "Accelerators",
+    "available_accelerators",
+    "resolve_accelerator",
+    "check_accelerator_available",
+    "DeviceFlags",
+    "validate_accelerator",
+    "parse_devices",
+    "validate_strategy",
+    "check_strategy_fits_accelerator",
+    "check_devices_fit_accelerator",
+    "validate_node_rank",
+    "validate_master_address",
+    "validate_deepspeed_config",
+    "validate_device_flags",
+]
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "xla")
 # accelerator flag -> torch device type
@@ -27,13 +49,25 @@ DEVICE_TYPES = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "mps": "mps", "tpu"
 STRATEGY_FAMILIES: dict[str, tuple[str, ...]] = {
     "auto": ("auto",),
     "single_device": ("single_device",),
-    "ddp": ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
-            "ddp_find_unused_parameters_false"),
+    "ddp": (
+        "ddp",
+        "ddp_spawn",
+        "ddp_fork",
+        "ddp_notebook",
+        "ddp_find_unused_parameters_true",
+        "ddp_find_unused_parameters_false",
+    ),
     "zero": ("zero",),
     "fsdp": ("fsdp", "fsdp_cpu_offload"),
     "ddp_sharded": ("ddp_sharded",),
-    "deepspeed": ("deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
-                  "deepspeed_stage_3", "deepspeed_stage_3_offload"),
+    "deepspeed": (
+        "deepspeed",
+        "deepspeed_stage_1",
+        "deepspeed_stage_2",
+        "deepspeed_stage_2_offload",
+        "deepspeed_stage_3",
+        "deepspeed_stage_3_offload",
+    ),
     "xla": ("xla", "single_xla", "single_tpu"),
 }
 STRATEGIES = tuple(name for names in STRATEGY_FAMILIES.values() for name in names)
@@ -47,8 +81,15 @@ GPU_ONLY_STRATEGIES = ("fsdp_cpu_offload",)
 PROCESS_GROUP_STRATEGIES = DDP_STRATEGIES + DEEPSPEED_STRATEGIES + FSDP_STRATEGIES + ("zero", "ddp_sharded")
 
 # Lightning 1.x spellings of the backend passed through ``accelerator`` / ``distributed_backend``.
-LEGACY_BACKENDS = {"ddp": "ddp", "ddp_spawn": "ddp_spawn", "ddp_cpu": "ddp", "ddp_sharded": "ddp_sharded",
-                   "ddp_sharded_spawn": "ddp_sharded", "deepspeed": "deepspeed", "fsdp": "fsdp"}
+LEGACY_BACKENDS = {
+    "ddp": "ddp",
+    "ddp_spawn": "ddp_spawn",
+    "ddp_cpu": "ddp",
+    "ddp_sharded": "ddp_sharded",
+    "ddp_sharded_spawn": "ddp_sharded",
+    "deepspeed": "deepspeed",
+    "fsdp": "fsdp",
+}
 REMOVED_BACKENDS = ("dp", "ddp2", "horovod")
 
 
@@ -69,8 +110,11 @@ def available_accelerators() -> Accelerators:
     import torch
 
     mps = getattr(torch.backends, "mps", None)
-    return Accelerators(cuda=torch.cuda.device_count(), mps=bool(mps is not None and mps.is_available()),
-                        tpu=importlib.util.find_spec("torch_xla") is not None and _tpu_devices() > 0)
+    return Accelerators(
+        cuda=torch.cuda.device_count(),
+        mps=bool(mps is not None and mps.is_available()),
+        tpu=importlib.util.find_spec("torch_xla") is not None and _tpu_devices() > 0,
+    )
 
 
 def _tpu_devices() -> int:
@@ -109,8 +153,10 @@ def check_accelerator_available(accelerator: str, available: Accelerators) -> No
     if accelerator == "gpu" and available.cuda == 0:
         import torch
 
-        raise ValueError(f"accelerator='gpu' but CUDA is not available to torch {torch.__version__} (no CUDA device "
-                         f"is visible: torch.cuda.device_count() == 0); accepted here: accelerator='cpu' or 'auto'")
+        raise ValueError(
+            f"accelerator='gpu' but CUDA is not available to torch {torch.__version__} (no CUDA device "
+            f"is visible: torch.cuda.device_count() == 0); accepted here: accelerator='cpu' or 'auto'"
+        )
     if accelerator == "mps" and not available.mps:
         raise ValueError("accelerator='mps' but MPS is not available; accepted here: accelerator='cpu' or 'auto'")
 
@@ -118,13 +164,16 @@ def check_accelerator_available(accelerator: str, available: Accelerators) -> No
 def validate_accelerator(value: Any) -> str:
     """The canonical accelerator name (``"cuda"`` is ``"gpu"``, ``"xla"`` is ``"tpu"``)."""
     if not isinstance(value, str):
-        raise TypeError(f"accelerator={format_value(value)} has type {type_name(value)}; "
-                        f"accepted: {list(ACCELERATORS)}")
+        raise TypeError(
+            f"accelerator={format_value(value)} has type {type_name(value)}; accepted: {list(ACCELERATORS)}"
+        )
     accelerator = value.lower()
     if accelerator in LEGACY_BACKENDS or accelerator in REMOVED_BACKENDS:
-        raise ValueError(f"accelerator={accelerator!r} is a distributed strategy, not an accelerator; use "
-                         f"strategy={LEGACY_BACKENDS.get(accelerator, accelerator)!r}" +
-                         (" (removed in Lightning 2.x; use 'ddp')" if accelerator in REMOVED_BACKENDS else ""))
+        raise ValueError(
+            f"accelerator={accelerator!r} is a distributed strategy, not an accelerator; use "
+            f"strategy={LEGACY_BACKENDS.get(accelerator, accelerator)!r}"
+            + (" (removed in Lightning 2.x; use 'ddp')" if accelerator in REMOVED_BACKENDS else "")
+        )
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator={accelerator!r} is not known; accepted: {list(ACCELERATORS)}")
     return {"cuda": "gpu", "xla": "tpu"}.get(accelerator, accelerator)
@@ -167,14 +216,15 @@ def parse_devices(value: Any) -> int | list[int] | str:
 def validate_strategy(value: Any) -> str:
     """The strategy name, lower-cased."""
     if not isinstance(value, str):
-        raise TypeError(f"strategy={format_value(value)} has type {type_name(value)}; "
-                        f"accepted: {list(STRATEGIES)}")
+        raise TypeError(f"strategy={format_value(value)} has type {type_name(value)}; accepted: {list(STRATEGIES)}")
     strategy = value.lower()
     if strategy in REMOVED_BACKENDS:
         raise ValueError(f"strategy={strategy!r} was removed in Lightning 2.x and is not supported; use 'ddp'")
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} is not known{did_you_mean(strategy, list(STRATEGIES))}; "
-                         f"accepted: {list(STRATEGIES)}")
+        raise ValueError(
+            f"strategy={strategy!r} is not known{did_you_mean(strategy, list(STRATEGIES))}; "
+            f"accepted: {list(STRATEGIES)}"
+        )
     return strategy
 
 
@@ -184,18 +234,20 @@ def check_strategy_fits_accelerator(strategy: str, accelerator: str, devices: in
     by the launch plan once ``accelerator="auto"`` is resolved."""
     check_devices_fit_accelerator(devices, accelerator)
     if accelerator == "cpu" and strategy in GPU_ONLY_STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} needs accelerator='gpu'; on CPU use strategy='fsdp' "
-                         f"(torch FSDP2), 'zero' or 'ddp'")
+        raise ValueError(
+            f"strategy={strategy!r} needs accelerator='gpu'; on CPU use strategy='fsdp' (torch FSDP2), 'zero' or 'ddp'"
+        )
     if strategy in XLA_STRATEGIES and accelerator not in ("tpu", "auto"):
-        raise ValueError(f"strategy={strategy!r} needs accelerator='tpu' (or 'xla'), got "
-                         f"accelerator={accelerator!r}")
+        raise ValueError(f"strategy={strategy!r} needs accelerator='tpu' (or 'xla'), got accelerator={accelerator!r}")
 
 
 def check_devices_fit_accelerator(devices: int | list[int] | str, accelerator: str) -> None:
     """On CPU, ``devices`` is a number of processes (not ``-1`` nor a list of indices)."""
     if accelerator == "cpu" and (isinstance(devices, list) or devices == -1):
-        raise TypeError(f"devices={devices!r} with accelerator='cpu': on CPU give the number of "
-                        f"processes as an int >= 1 (or 'auto')")
+        raise TypeError(
+            f"devices={devices!r} with accelerator='cpu': on CPU give the number of "
+            f"processes as an int >= 1 (or 'auto')"
+        )
 
 
 def validate_node_rank(node_rank: Any, num_nodes: int) -> int | None:
@@ -228,9 +280,16 @@ class DeviceFlags:
     strategy: str
 
 
-def validate_device_flags(accelerator: Any = "auto", devices: Any = "auto", num_nodes: Any = 1,
-                          strategy: Any = "auto", node_rank: Any = None, master_addr: Any = None,
-                          master_port: Any = None, deepspeed_config: Any = None) -> DeviceFlags:
+def validate_device_flags(
+    accelerator: Any = "auto",
+    devices: Any = "auto",
+    num_nodes: Any = 1,
+    strategy: Any = "auto",
+    node_rank: Any = None,
+    master_addr: Any = None,
+    master_port: Any = None,
+    deepspeed_config: Any = None,
+) -> DeviceFlags:
     """Every device and distribution flag, in the order ``SpeedConfig`` reports them."""
     parsed_accelerator = validate_accelerator(accelerator)
     parsed_devices = parse_devices(devices)

@@ -156,7 +156,7 @@ def parse_duration(value: Any, flag: str) -> datetime.timedelta | None:
         td = datetime.timedelta(seconds=float(value))
     else:
         raise TypeError(
-            f"{flag}={format_value(value)} has type {type(value).__name__}; accepted: \"DD:HH:MM:SS\", a dict of "
+            f'{flag}={format_value(value)} has type {type(value).__name__}; accepted: "DD:HH:MM:SS", a dict of '
             f"timedelta keyword arguments, a datetime.timedelta, or a number of seconds"
         )
     if td < datetime.timedelta(0):

@@ -18,8 +18,15 @@ from typing import Any, TypedDict
 from .checks import check_bool, did_you_mean, type_name
 from .durations import format_value
 
-__all__ = ["EarlyStoppingOptions", "early_stopping_options", "early_stopping_flag_options",
-           "validate_early_stopping_kwargs", "PATIENCE_UNITS", "MIN_DELTA_MODES", "MODES"]
+__all__ = [
+    "EarlyStoppingOptions",
+    "early_stopping_options",
+    "early_stopping_flag_options",
+    "validate_early_stopping_kwargs",
+    "PATIENCE_UNITS",
+    "MIN_DELTA_MODES",
+    "MODES",
+]
 
 PATIENCE_UNITS = ("checks", "epochs", "steps")
 MIN_DELTA_MODES = ("abs", "rel")
@@ -125,13 +132,17 @@ def early_stopping_options(settings: Mapping[str, Any], flag: str = "early_stopp
     :class:`EarlyStoppingOptions`. Errors name the key as ``{flag}['key']``.
     """
     if not isinstance(settings, Mapping):
-        raise TypeError(f"{flag}={format_value(settings)} has type {type_name(settings)}; accepted: a dict of "
-                        f"EarlyStopping keyword arguments")
+        raise TypeError(
+            f"{flag}={format_value(settings)} has type {type_name(settings)}; accepted: a dict of "
+            f"EarlyStopping keyword arguments"
+        )
     for key in settings:
         if key not in SETTING_NAMES:
             name = f"{flag}[{key!r}]" if flag != "EarlyStopping" else f"EarlyStopping: {key}"
-            raise ValueError(f"{name} is not an EarlyStopping argument{did_you_mean(str(key), SETTING_NAMES)} "
-                             f"(accepted keys: {', '.join(SETTING_NAMES)})")
+            raise ValueError(
+                f"{name} is not an EarlyStopping argument{did_you_mean(str(key), SETTING_NAMES)} "
+                f"(accepted keys: {', '.join(SETTING_NAMES)})"
+            )
     if "monitor" not in settings:
         raise ValueError(f"{flag}['monitor'] is required: the name of the metric to watch, e.g. 'val_loss'")
     return EarlyStoppingOptions(**settings, _flag=flag)
@@ -142,8 +153,10 @@ def early_stopping_flag_options(value: Any) -> EarlyStoppingOptions | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise TypeError(f"early_stopping={format_value(value)} has type {type_name(value)}; accepted: None or a "
-                        f"dict of EarlyStopping keyword arguments (monitor, patience, mode, ...)")
+        raise TypeError(
+            f"early_stopping={format_value(value)} has type {type_name(value)}; accepted: None or a "
+            f"dict of EarlyStopping keyword arguments (monitor, patience, mode, ...)"
+        )
     return early_stopping_options(dict(value))
 
 
@@ -164,8 +177,10 @@ def _checked(key: str, value: Any, name: str) -> Any:
         return check_bool(value, name)
     if key == "check_on_train_epoch_end":
         if value is not None and not isinstance(value, bool):
-            raise TypeError(f"{shown} has type {type_name(value)}; accepted: None (decide from the "
-                            f"validation schedule), True or False")
+            raise TypeError(
+                f"{shown} has type {type_name(value)}; accepted: None (decide from the "
+                f"validation schedule), True or False"
+            )
         return value
     if key in _CHOICES:
         if not isinstance(value, str) or value.lower() not in _CHOICES[key]:
@@ -181,9 +196,11 @@ def _checked(key: str, value: Any, name: str) -> Any:
     if key == "min_delta":
         number = _finite_number(value, shown, "a finite number >= 0")
         if number < 0:
-            raise ValueError(f"{shown} is negative; accepted: a finite number >= 0 (the sign follows mode; a "
-                             f"negative min_delta would count a worse value as an improvement, so training "
-                             f"would never stop)")
+            raise ValueError(
+                f"{shown} is negative; accepted: a finite number >= 0 (the sign follows mode; a "
+                f"negative min_delta would count a worse value as an improvement, so training "
+                f"would never stop)"
+            )
         return number
     if key in _OPTIONAL_NUMBERS:
         return None if value is None else _finite_number(value, shown, "None or a finite number")

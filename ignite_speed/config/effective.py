@@ -10,8 +10,16 @@ from dataclasses import dataclass
 from .durations import BatchLimit
 from .limits import UNLIMITED, Limit
 
-__all__ = ["EffectiveLimits", "UNLIMITED", "DEFAULT_MAX_EPOCHS", "resolve_max_epochs", "resolve_min_epochs",
-           "resolve_min_steps", "fast_dev_run_limit", "overfit_limit"]
+__all__ = [
+    "EffectiveLimits",
+    "UNLIMITED",
+    "DEFAULT_MAX_EPOCHS",
+    "resolve_max_epochs",
+    "resolve_min_epochs",
+    "resolve_min_steps",
+    "fast_dev_run_limit",
+    "overfit_limit",
+]
 
 DEFAULT_MAX_EPOCHS = 1000  # Lightning's max_epochs when nothing bounds the run
 

@@ -21,16 +21,38 @@ from .durations import BatchLimit, format_value, parse_batch_limit, parse_durati
 from .early_stopping import early_stopping_flag_options
 
 __all__ = [
-    "MAX_TIME_MODES", "BATCH_LIMIT_FLAGS", "LoopLimitFlags", "MaxTimeFlags", "ValidationScheduleFlags",
-    "validate_max_epochs", "validate_max_steps", "validate_min_epochs", "validate_min_steps", "validate_loop_limits",
-    "validate_max_time", "validate_max_time_mode", "check_max_time_mode_needs_max_time", "validate_max_time_reserve",
-    "check_reserve_below_max_time", "validate_max_time_flags", "validate_profile",
-    "validate_overfit_batches", "validate_fast_dev_run",
-    "validate_check_val_every_n_epoch", "check_fraction_interval_has_epochs", "validate_val_check_interval",
-    "validate_num_sanity_val_steps", "validate_validation_schedule", "validate_val_time_fraction",
-    "check_val_time_fraction_has_validation", "validate_early_stopping_flag",
-    "DEFAULT_PREEMPTION_SIGNALS", "validate_preemption_signals", "validate_autoresume",
-    "validate_allow_resume_changes", "validate_ckpt_path",
+    "MAX_TIME_MODES",
+    "BATCH_LIMIT_FLAGS",
+    "LoopLimitFlags",
+    "MaxTimeFlags",
+    "ValidationScheduleFlags",
+    "validate_max_epochs",
+    "validate_max_steps",
+    "validate_min_epochs",
+    "validate_min_steps",
+    "validate_loop_limits",
+    "validate_max_time",
+    "validate_max_time_mode",
+    "check_max_time_mode_needs_max_time",
+    "validate_max_time_reserve",
+    "check_reserve_below_max_time",
+    "validate_max_time_flags",
+    "validate_profile",
+    "validate_overfit_batches",
+    "validate_fast_dev_run",
+    "validate_check_val_every_n_epoch",
+    "check_fraction_interval_has_epochs",
+    "validate_val_check_interval",
+    "validate_num_sanity_val_steps",
+    "validate_validation_schedule",
+    "validate_val_time_fraction",
+    "check_val_time_fraction_has_validation",
+    "validate_early_stopping_flag",
+    "DEFAULT_PREEMPTION_SIGNALS",
+    "validate_preemption_signals",
+    "validate_autoresume",
+    "validate_allow_resume_changes",
+    "validate_ckpt_path",
 ]
 
 MAX_TIME_MODES = ("step", "epoch", "fit")
@@ -77,13 +99,18 @@ class LoopLimitFlags:
     min_steps: int | None
 
 
-def validate_loop_limits(max_epochs: Any = None, min_epochs: Any = None, max_steps: Any = -1,
-                         min_steps: Any = None) -> LoopLimitFlags:
+def validate_loop_limits(
+    max_epochs: Any = None, min_epochs: Any = None, max_steps: Any = -1, min_steps: Any = None
+) -> LoopLimitFlags:
     """``max_epochs``, ``max_steps``, ``min_epochs``, ``min_steps``, checked in that order."""
     checked_max_epochs = validate_max_epochs(max_epochs)
     checked_max_steps = validate_max_steps(max_steps)
-    return LoopLimitFlags(max_epochs=checked_max_epochs, min_epochs=validate_min_epochs(min_epochs),
-                          max_steps=checked_max_steps, min_steps=validate_min_steps(min_steps))
+    return LoopLimitFlags(
+        max_epochs=checked_max_epochs,
+        min_epochs=validate_min_epochs(min_epochs),
+        max_steps=checked_max_steps,
+        min_steps=validate_min_steps(min_steps),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- max_time
@@ -92,35 +119,44 @@ def validate_max_time(value: Any) -> datetime.timedelta | None:
 
 
 def validate_max_time_mode(mode: Any) -> str:
-    modes = "'step' (check after every batch), 'epoch' (at epoch ends) or 'fit' (stop at the last epoch " \
-            "boundary after which another epoch would not fit)"
+    modes = (
+        "'step' (check after every batch), 'epoch' (at epoch ends) or 'fit' (stop at the last epoch "
+        "boundary after which another epoch would not fit)"
+    )
     if not isinstance(mode, str):
         raise TypeError(f"max_time_mode={format_value(mode)} has type {type_name(mode)}; accepted: {modes}")
     if mode not in MAX_TIME_MODES:
-        raise ValueError(f"max_time_mode={mode!r} is not known{did_you_mean(mode, list(MAX_TIME_MODES))}; "
-                         f"accepted: {modes}")
+        raise ValueError(
+            f"max_time_mode={mode!r} is not known{did_you_mean(mode, list(MAX_TIME_MODES))}; accepted: {modes}"
+        )
     return mode
 
 
 def check_max_time_mode_needs_max_time(mode: str, max_time: datetime.timedelta | None) -> None:
     """A mode other than the default ``"step"`` says how to stop on ``max_time``: it needs one."""
     if mode != "step" and max_time is None:
-        raise ValueError(f"max_time_mode={mode!r} needs max_time: set max_time (a duration), or leave "
-                         f"max_time_mode unset")
+        raise ValueError(
+            f"max_time_mode={mode!r} needs max_time: set max_time (a duration), or leave max_time_mode unset"
+        )
 
 
-def check_reserve_below_max_time(reserve: datetime.timedelta | None, max_time: datetime.timedelta | None,
-                                 given: Any) -> None:
+def check_reserve_below_max_time(
+    reserve: datetime.timedelta | None, max_time: datetime.timedelta | None, given: Any
+) -> None:
     """A reserve is held back from ``max_time``: it needs one, and must leave some of it (``given``: the
     reserve as the user wrote it, named when ``max_time`` is missing)."""
     if reserve is not None and reserve > datetime.timedelta(0):
         if max_time is None:
-            raise ValueError(f"max_time_reserve={format_value(given)} needs max_time: it is held "
-                             f"back from max_time; set max_time, or leave max_time_reserve unset")
+            raise ValueError(
+                f"max_time_reserve={format_value(given)} needs max_time: it is held "
+                f"back from max_time; set max_time, or leave max_time_reserve unset"
+            )
         if reserve >= max_time:
-            raise ValueError(f"max_time_reserve={reserve} is not less than max_time={max_time}; accepted: a "
-                             f"duration shorter than max_time (training plans against max_time - "
-                             f"max_time_reserve)")
+            raise ValueError(
+                f"max_time_reserve={reserve} is not less than max_time={max_time}; accepted: a "
+                f"duration shorter than max_time (training plans against max_time - "
+                f"max_time_reserve)"
+            )
 
 
 def validate_max_time_reserve(value: Any, max_time: datetime.timedelta | None) -> datetime.timedelta | None:
@@ -173,12 +209,14 @@ def validate_check_val_every_n_epoch(value: Any) -> int | None:
 def check_fraction_interval_has_epochs(val_check_interval: Any, check_val_every_n_epoch: int | None) -> None:
     """A fractional ``val_check_interval`` is a part of an epoch: it needs epochs to count in."""
     is_fraction = isinstance(val_check_interval, float) or (
-        isinstance(val_check_interval, BatchLimit) and val_check_interval.kind == "fraction")
+        isinstance(val_check_interval, BatchLimit) and val_check_interval.kind == "fraction"
+    )
     if is_fraction and check_val_every_n_epoch is None:
         raise ValueError(
             f"val_check_interval={val_check_interval!r} is a fraction of an epoch, which needs epochs: with "
             f"check_val_every_n_epoch=None give val_check_interval as an int number of batches "
-            f"(or a duration), or set check_val_every_n_epoch to an int >= 1")
+            f"(or a duration), or set check_val_every_n_epoch to an int >= 1"
+        )
 
 
 def validate_val_check_interval(value: Any, check_val_every_n_epoch: int | None) -> BatchLimit | datetime.timedelta:
@@ -194,7 +232,8 @@ def validate_val_check_interval(value: Any, check_val_every_n_epoch: int | None)
         raise ValueError(
             f"val_check_interval={format_value(value)} would validate every 0 batches; accepted: an int "
             f">= 1 (validate every n training batches), a float in [0.0, 1.0] (a fraction of the epoch; "
-            f"0.0 validates after every batch, as in Lightning), None (once per epoch), or a duration")
+            f"0.0 validates after every batch, as in Lightning), None (once per epoch), or a duration"
+        )
     return interval
 
 
@@ -213,9 +252,13 @@ class ValidationScheduleFlags:
     val_time_fraction: float | None = None
 
 
-def validate_validation_schedule(val_check_interval: Any = None, check_val_every_n_epoch: Any = 1,
-                                 num_sanity_val_steps: Any = 2, limit_val_batches: Any = None,
-                                 val_time_fraction: Any = None) -> ValidationScheduleFlags:
+def validate_validation_schedule(
+    val_check_interval: Any = None,
+    check_val_every_n_epoch: Any = 1,
+    num_sanity_val_steps: Any = 2,
+    limit_val_batches: Any = None,
+    val_time_fraction: Any = None,
+) -> ValidationScheduleFlags:
     """``limit_val_batches``, ``check_val_every_n_epoch``, ``val_check_interval``, ``num_sanity_val_steps``,
     ``val_time_fraction``, checked in that order."""
     limit = parse_batch_limit(limit_val_batches, "limit_val_batches")
@@ -230,8 +273,10 @@ def validate_validation_schedule(val_check_interval: Any = None, check_val_every
 def validate_val_time_fraction(value: Any) -> float | None:
     """``val_time_fraction``: ``None`` (no budget) or a number in (0, 1), the most of the training clock that
     validation may take (see docs/validation.rst)."""
-    accepted = "None (no budget) or a number strictly between 0 and 1 (the most of the training wall time that " \
-               "validation may take, such as 0.1)"
+    accepted = (
+        "None (no budget) or a number strictly between 0 and 1 (the most of the training wall time that "
+        "validation may take, such as 0.1)"
+    )
     if value is None:
         return None
     if not is_number(value):
@@ -244,9 +289,11 @@ def validate_val_time_fraction(value: Any) -> float | None:
 def check_val_time_fraction_has_validation(fraction: float | None, limit_val_batches: BatchLimit) -> None:
     """A validation time budget needs validation: ``limit_val_batches=0`` turns it off."""
     if fraction is not None and limit_val_batches.is_zero:
-        raise ValueError(f"val_time_fraction={fraction!r} budgets validation, but limit_val_batches="
-                         f"{format_value(limit_val_batches.value)} turns validation off; accepted: leave "
-                         f"val_time_fraction unset (None), or let validation run (limit_val_batches > 0)")
+        raise ValueError(
+            f"val_time_fraction={fraction!r} budgets validation, but limit_val_batches="
+            f"{format_value(limit_val_batches.value)} turns validation off; accepted: leave "
+            f"val_time_fraction unset (None), or let validation run (limit_val_batches > 0)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- stop sources
@@ -260,8 +307,9 @@ def validate_early_stopping_flag(value: Any) -> dict[str, Any] | None:
 # what ``#SBATCH --signal=USR1@90`` asks SLURM to send ahead of the time limit (where the platform has it)
 DEFAULT_PREEMPTION_SIGNALS = tuple(name for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
 _UNCATCHABLE = frozenset(name for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name))
-_PREEMPTION_ACCEPTED = ("signal names ('SIGTERM' or 'TERM') or numbers, one or a list of them, or () or None "
-                        "(no signal handling)")
+_PREEMPTION_ACCEPTED = (
+    "signal names ('SIGTERM' or 'TERM') or numbers, one or a list of them, or () or None (no signal handling)"
+)
 
 
 def _signal_name(item: Any, value: Any) -> str:
@@ -274,18 +322,22 @@ def _signal_name(item: Any, value: Any) -> str:
         try:
             name = signal.Signals(item).name
         except ValueError:
-            raise ValueError(f"{given}: {item} is not a signal number on this platform; accepted: "
-                             f"{_PREEMPTION_ACCEPTED}") from None
+            raise ValueError(
+                f"{given}: {item} is not a signal number on this platform; accepted: {_PREEMPTION_ACCEPTED}"
+            ) from None
     else:
         upper = item.strip().upper()
         name = upper if upper.startswith("SIG") else f"SIG{upper}"
         if name not in known:
             names = sorted(known) + sorted(n[3:] for n in known)
-            raise ValueError(f"{given}: {item!r} is not a signal name{did_you_mean(upper, names)}; accepted: "
-                             f"{_PREEMPTION_ACCEPTED}")
+            raise ValueError(
+                f"{given}: {item!r} is not a signal name{did_you_mean(upper, names)}; accepted: {_PREEMPTION_ACCEPTED}"
+            )
     if name in _UNCATCHABLE:
-        raise ValueError(f"{given}: {name} cannot be caught (the process ends at once, with no chance to save); "
-                         f"accepted: {_PREEMPTION_ACCEPTED}")
+        raise ValueError(
+            f"{given}: {name} cannot be caught (the process ends at once, with no chance to save); "
+            f"accepted: {_PREEMPTION_ACCEPTED}"
+        )
     return name
 
 
@@ -296,8 +348,9 @@ def validate_preemption_signals(value: Any) -> tuple[str, ...]:
         return ()
     items = [value] if isinstance(value, (str, int)) else value
     if not isinstance(items, (list, tuple)):
-        raise TypeError(f"preemption_signals={format_value(value)} has type {type_name(value)}; accepted: "
-                        f"{_PREEMPTION_ACCEPTED}")
+        raise TypeError(
+            f"preemption_signals={format_value(value)} has type {type_name(value)}; accepted: {_PREEMPTION_ACCEPTED}"
+        )
     names: list[str] = []
     for item in items:
         name = _signal_name(item, value)
@@ -314,30 +367,43 @@ def _check_bool(flag: str, value: Any, accepted: str) -> bool:
 
 def validate_autoresume(value: Any) -> bool:
     """``autoresume``: True or False (:class:`~ignite_speed.handlers.AutoResume`)."""
-    return _check_bool("autoresume", value, "True (continue from the newest checkpoint of the trainer's Checkpoint "
-                                            "when a run starts) or False")
+    return _check_bool(
+        "autoresume",
+        value,
+        "True (continue from the newest checkpoint of the trainer's Checkpoint when a run starts) or False",
+    )
 
 
 def validate_profile(value: Any) -> bool:
     """``profile``: True or False (split training time into data, step and handlers, batch by batch)."""
-    return _check_bool("profile", value, "True (split the training time of speedups.report().profile into waiting "
-                                         "for data, the step and the handlers, at a small cost per batch) or False "
-                                         "(the default: training, validation, sanity check and checkpoint saves "
-                                         "only, at no cost per batch)")
+    return _check_bool(
+        "profile",
+        value,
+        "True (split the training time of speedups.report().profile into waiting "
+        "for data, the step and the handlers, at a small cost per batch) or False "
+        "(the default: training, validation, sanity check and checkpoint saves "
+        "only, at no cost per batch)",
+    )
 
 
 def validate_allow_resume_changes(value: Any) -> bool:
     """``allow_resume_changes``: True or False (:class:`ignite_speed.loop.resume.RunLayout`)."""
-    return _check_bool("allow_resume_changes", value, "False (refuse to resume a checkpoint written under another "
-                                                      "number of processes, batches per epoch, batch size or "
-                                                      "accumulate_grad_batches) or True (resume it at the next "
-                                                      "epoch boundary, with the counters kept)")
+    return _check_bool(
+        "allow_resume_changes",
+        value,
+        "False (refuse to resume a checkpoint written under another "
+        "number of processes, batches per epoch, batch size or "
+        "accumulate_grad_batches) or True (resume it at the next "
+        "epoch boundary, with the counters kept)",
+    )
 
 
-_CKPT_PATH_FIX = ("ignite-speed reads only ckpt_path='last' (mapped to autoresume=True: continue from the newest "
-                  "checkpoint of the trainer's Checkpoint) or None; to resume from one file, load it before "
-                  "trainer.run with Checkpoint.load_objects(to_load={'trainer': trainer, 'speedups': speedups, ...}, "
-                  "checkpoint=torch.load(path, weights_only=True))")
+_CKPT_PATH_FIX = (
+    "ignite-speed reads only ckpt_path='last' (mapped to autoresume=True: continue from the newest "
+    "checkpoint of the trainer's Checkpoint) or None; to resume from one file, load it before "
+    "trainer.run with Checkpoint.load_objects(to_load={'trainer': trainer, 'speedups': speedups, ...}, "
+    "checkpoint=torch.load(path, weights_only=True))"
+)
 
 
 def validate_ckpt_path(value: Any) -> bool:
@@ -350,6 +416,8 @@ def validate_ckpt_path(value: Any) -> bool:
     if value == "last":
         return True
     if value in ("best", "hpc", "registry") or value.startswith("registry:"):
-        raise ValueError(f"ckpt_path={value!r}: Lightning's {value.split(':')[0]!r} checkpoint has no counterpart "
-                         f"here; {_CKPT_PATH_FIX}")
+        raise ValueError(
+            f"ckpt_path={value!r}: Lightning's {value.split(':')[0]!r} checkpoint has no counterpart "
+            f"here; {_CKPT_PATH_FIX}"
+        )
     raise ValueError(f"ckpt_path={value!r} is not mapped (a file to resume from); {_CKPT_PATH_FIX}")

@@ -19,28 +19,27 @@ __all__ = ["LIGHTNING_OUT_OF_SCOPE", "unknown_flag_message", "unknown_flags_mess
 # for its values other than the 1.x strategy names, which are mapped (see map_legacy).
 LIGHTNING_OUT_OF_SCOPE: dict[str, str] = {
     "logger": "attach an Ignite logger handler (ignite.handlers TensorboardLogger, WandBLogger, MLflowLogger, "
-              "...) to the trainer and evaluator",
+    "...) to the trainer and evaluator",
     "callbacks": "attach Ignite event handlers (trainer.add_event_handler); early stopping is the early_stopping "
-                 "flag, the Timer is max_time, ModelCheckpoint is ignite.handlers.Checkpoint",
+    "flag, the Timer is max_time, ModelCheckpoint is ignite.handlers.Checkpoint",
     "log_every_n_steps": "attach your logging handler to Events.ITERATION_COMPLETED(every=n)",
     "enable_checkpointing": "attach ignite.handlers.Checkpoint (ignite_speed.distributed.checkpoint_objects "
-                            "gives its to_save entries for any strategy)",
+    "gives its to_save entries for any strategy)",
     "enable_progress_bar": "attach ignite.handlers.ProgressBar() to the trainer",
     "enable_model_summary": "print(model), or a summary tool such as torchinfo",
     "deterministic": "call torch.use_deterministic_algorithms(True) and seed with ignite.utils.manual_seed",
     "benchmark": "set torch.backends.cudnn.benchmark yourself",
     "inference_mode": "run your evaluator's step under torch.inference_mode() or torch.no_grad()",
     "use_distributed_sampler": "shard the data with ignite_speed.distributed.prepare_dataloader (or a "
-                               "DistributedSampler of your own)",
+    "DistributedSampler of your own)",
     "profiler": "attach ignite.handlers.BasicTimeProfiler or HandlersTimeProfiler, or use torch.profiler",
     "detect_anomaly": "call torch.autograd.set_detect_anomaly(True)",
     "barebones": "ignite-speed adds no logging, checkpointing or progress bar, so there is nothing to turn off",
     "plugins": "only the Lightning 1.x strategy names 'ddp_sharded', 'deepspeed' and 'fsdp' are understood "
-               "(mapped to strategy=); precision is the precision flag, other plugins have no counterpart",
-    "sync_batchnorm": "convert the model with torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) before "
-                      "wrapping it",
+    "(mapped to strategy=); precision is the precision flag, other plugins have no counterpart",
+    "sync_batchnorm": "convert the model with torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) before wrapping it",
     "reload_dataloaders_every_n_epochs": "call trainer.set_data(new_loader) in an "
-                                         "Events.EPOCH_STARTED(every=n) handler",
+    "Events.EPOCH_STARTED(every=n) handler",
     "default_root_dir": "give the directory to your Checkpoint / logger handlers",
     "enable_autolog_hparams": "log the hyperparameters with your logger handler",
     "model_registry": "upload your checkpoints with your own code",
@@ -50,9 +49,11 @@ LIGHTNING_OUT_OF_SCOPE: dict[str, str] = {
 def unknown_flag_message(key: str, known: list[str]) -> str:
     """Why ``key`` is refused: a Lightning flag outside the scope (and what to use), or a misspelling."""
     if key in LIGHTNING_OUT_OF_SCOPE:
-        return (f"{key!r} is a Lightning Trainer flag outside ignite-speed's scope (ignite-speed handles the loop "
-                f"limits, validation scheduling, data limits, early stopping, precision and distribution flags); "
-                f"in Ignite: {LIGHTNING_OUT_OF_SCOPE[key]}")
+        return (
+            f"{key!r} is a Lightning Trainer flag outside ignite-speed's scope (ignite-speed handles the loop "
+            f"limits, validation scheduling, data limits, early stopping, precision and distribution flags); "
+            f"in Ignite: {LIGHTNING_OUT_OF_SCOPE[key]}"
+        )
     return f"unknown ignite-speed flag {key!r}{did_you_mean(key, known)} (known flags: {', '.join(known)})"
 
 
@@ -61,12 +62,18 @@ def unknown_flags_message(keys: list[str], known: list[str]) -> str:
     several flags outside the scope: one error each would take as many round trips)."""
     if len(keys) == 1:
         return unknown_flag_message(keys[0], known)
-    lines = [f"{key!r}: a Lightning Trainer flag outside the scope; in Ignite: {LIGHTNING_OUT_OF_SCOPE[key]}"
-             if key in LIGHTNING_OUT_OF_SCOPE else f"{key!r}: unknown flag{did_you_mean(key, known)}" for key in keys]
+    lines = [
+        f"{key!r}: a Lightning Trainer flag outside the scope; in Ignite: {LIGHTNING_OUT_OF_SCOPE[key]}"
+        if key in LIGHTNING_OUT_OF_SCOPE
+        else f"{key!r}: unknown flag{did_you_mean(key, known)}"
+        for key in keys
+    ]
     known_list = "" if all(key in LIGHTNING_OUT_OF_SCOPE for key in keys) else f"\n(known flags: {', '.join(known)})"
-    return (f"{len(keys)} flags are refused ({', '.join(map(repr, keys))}): remove or fix them all (ignite-speed "
-            f"handles the loop limits, validation scheduling, data limits, early stopping, precision and distribution "
-            f"flags)\n  - " + "\n  - ".join(lines) + known_list)
+    return (
+        f"{len(keys)} flags are refused ({', '.join(map(repr, keys))}): remove or fix them all (ignite-speed "
+        f"handles the loop limits, validation scheduling, data limits, early stopping, precision and distribution "
+        f"flags)\n  - " + "\n  - ".join(lines) + known_list
+    )
 
 
 def _warn_legacy(old: str, new: str) -> None:
@@ -78,6 +85,7 @@ def map_legacy(flags: dict[str, Any]) -> dict[str, Any]:
     """Map Lightning 1.x spellings (gpus=, tpu_cores=, num_processes=, accelerator='ddp', plugins=,
     distributed_backend=) onto the 2.x flags of ``flags`` (changed in place and returned), with a warning
     each. Call it directly from ``SpeedConfig.__init__``: the warnings' stacklevel counts on it."""
+
     def put(key: str, value: Any, old: str) -> None:
         if key == "devices":
             try:  # refuse a bad legacy value under its own name (the 2.x flag alone would be named later)
@@ -126,18 +134,22 @@ def map_legacy(flags: dict[str, Any]) -> dict[str, Any]:
                 flags["accelerator"] = "cpu"
             _warn_legacy(f"{key}={value!r}", f"strategy={strategy!r}")
         elif key == "distributed_backend" and key in flags:
-            raise ValueError(f"distributed_backend={value!r} is not known; accepted (Lightning 1.x): "
-                             f"{sorted(LEGACY_BACKENDS)}; in 2.x use strategy=")
+            raise ValueError(
+                f"distributed_backend={value!r} is not known; accepted (Lightning 1.x): "
+                f"{sorted(LEGACY_BACKENDS)}; in 2.x use strategy="
+            )
     if processes_given and str(flags.get("accelerator", "auto")).lower() == "auto":
         flags["accelerator"] = "cpu"
     if "plugins" in flags:
         plugins = flags.pop("plugins")
         scope = "plugins is a Lightning Trainer flag mostly outside ignite-speed's scope: "
         if plugins is not None and not isinstance(plugins, (str, list, tuple)):
-            raise TypeError(f"plugins={format_value(plugins)} has type {type_name(plugins)}; {scope}accepted: a "
-                            f"Lightning 1.x strategy name or a list of them ('ddp_sharded', 'deepspeed', 'fsdp'), "
-                            f"mapped to strategy=; precision is the precision flag, other plugins have no "
-                            f"counterpart")
+            raise TypeError(
+                f"plugins={format_value(plugins)} has type {type_name(plugins)}; {scope}accepted: a "
+                f"Lightning 1.x strategy name or a list of them ('ddp_sharded', 'deepspeed', 'fsdp'), "
+                f"mapped to strategy=; precision is the precision flag, other plugins have no "
+                f"counterpart"
+            )
         names = [plugins] if isinstance(plugins, str) else list(plugins or [])
         for name in names:
             if not isinstance(name, str) or name.lower() not in ("ddp_sharded", "deepspeed", "fsdp"):

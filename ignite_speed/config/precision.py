@@ -9,8 +9,14 @@ from typing import Any
 from .checks import check_int, check_number, type_name
 from .durations import format_value
 
-__all__ = ["PRECISION_VALUES", "parse_precision", "validate_amp_flags", "validate_accumulate_grad_batches",
-           "validate_gradient_clip_val", "validate_gradient_clip_algorithm"]
+__all__ = [
+    "PRECISION_VALUES",
+    "parse_precision",
+    "validate_amp_flags",
+    "validate_accumulate_grad_batches",
+    "validate_gradient_clip_val",
+    "validate_gradient_clip_algorithm",
+]
 
 PRECISION_VALUES = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 _PRECISION_ALIASES: dict[Any, str] = {64: "64-true", "64": "64-true", 32: "32-true", "32": "32-true"}
@@ -33,19 +39,24 @@ def parse_precision(value: Any) -> str:
                 f"precision={value!r} is a float; write it as the int {int(value)} or as the string "
                 f'"{int(value)}-..." form; accepted: {list(PRECISION_VALUES)} or the legacy 16, 32, 64, "bf16"'
             )
-        raise TypeError(f"precision={format_value(value)} has type {type_name(value)}; "
-                        f"accepted: {list(PRECISION_VALUES)} or the legacy 16, 32, 64, \"16\", \"32\", \"64\", \"bf16\"")
+        raise TypeError(
+            f"precision={format_value(value)} has type {type_name(value)}; "
+            f'accepted: {list(PRECISION_VALUES)} or the legacy 16, 32, 64, "16", "32", "64", "bf16"'
+        )
     if value in PRECISION_VALUES:
         return str(value)
     if value in _PRECISION_ALIASES:
         return _PRECISION_ALIASES[value]
     if value in _PRECISION_LEGACY:
         canonical = _PRECISION_LEGACY[value]
-        warnings.warn(f"precision={value!r} is a legacy spelling; using precision={canonical!r}", UserWarning,
-                      stacklevel=4)
+        warnings.warn(
+            f"precision={value!r} is a legacy spelling; using precision={canonical!r}", UserWarning, stacklevel=4
+        )
         return canonical
-    raise ValueError(f"{flag}={value!r} is not a known precision; accepted: {list(PRECISION_VALUES)} "
-                     f"or the legacy 16, 32, 64, \"16\", \"32\", \"64\", \"bf16\"")
+    raise ValueError(
+        f"{flag}={value!r} is not a known precision; accepted: {list(PRECISION_VALUES)} "
+        f'or the legacy 16, 32, 64, "16", "32", "64", "bf16"'
+    )
 
 
 def validate_amp_flags(amp_backend: Any, amp_level: Any, precision: str) -> None:
@@ -57,8 +68,7 @@ def validate_amp_flags(amp_backend: Any, amp_level: Any, precision: str) -> None
         if amp_backend != "apex":
             raise ValueError(f"amp_level={amp_level!r} only applies with amp_backend='apex'")
         if amp_level not in _AMP_LEVELS:
-            raise ValueError(f"amp_level={format_value(amp_level)} is not known; accepted: 'O0', 'O1', "
-                             f"'O2', 'O3'")
+            raise ValueError(f"amp_level={format_value(amp_level)} is not known; accepted: 'O0', 'O1', 'O2', 'O3'")
     if amp_backend == "apex" and precision not in ("16-mixed",):
         raise ValueError(f"amp_backend='apex' needs precision=16 (\"16-mixed\"), got precision={precision!r}")
 
@@ -79,6 +89,5 @@ def validate_gradient_clip_algorithm(value: Any) -> str:
     """``"norm"`` (also for ``None``) or ``"value"``."""
     algorithm = "norm" if value is None else value
     if algorithm not in ("norm", "value"):
-        raise ValueError(f"gradient_clip_algorithm={format_value(algorithm)} is not known; accepted: 'norm' or "
-                         f"'value'")
+        raise ValueError(f"gradient_clip_algorithm={format_value(algorithm)} is not known; accepted: 'norm' or 'value'")
     return algorithm

@@ -54,18 +54,32 @@ class LoopLimitsFlags:
     fast_dev_run: int = 0
 
     @staticmethod
-    def parse(max_epochs: Any = None, min_epochs: Any = None, max_steps: Any = -1, min_steps: Any = None,
-              fast_dev_run: Any = 0) -> LoopLimitsFlags:
+    def parse(
+        max_epochs: Any = None,
+        min_epochs: Any = None,
+        max_steps: Any = -1,
+        min_steps: Any = None,
+        fast_dev_run: Any = 0,
+    ) -> LoopLimitsFlags:
         limits = validate_loop_limits(max_epochs, min_epochs, max_steps, min_steps)
-        return LoopLimitsFlags(limits.max_epochs, limits.min_epochs, limits.max_steps, limits.min_steps,
-                               validate_fast_dev_run(fast_dev_run))
+        return LoopLimitsFlags(
+            limits.max_epochs,
+            limits.min_epochs,
+            limits.max_steps,
+            limits.min_steps,
+            validate_fast_dev_run(fast_dev_run),
+        )
 
     def resolved(self) -> ResolvedLoopLimits:
         """``fast_dev_run=n``: one epoch of ``n`` steps, no minimums (Lightning); else the flags, minimums resolved."""
         if self.fast_dev_run:
             return ResolvedLoopLimits(1, self.fast_dev_run, 0, 0)
-        return ResolvedLoopLimits(self.max_epochs, self.max_steps, resolve_min_epochs(self.min_epochs, self.min_steps),
-                                  resolve_min_steps(self.min_steps))
+        return ResolvedLoopLimits(
+            self.max_epochs,
+            self.max_steps,
+            resolve_min_epochs(self.min_epochs, self.min_steps),
+            resolve_min_steps(self.min_steps),
+        )
 
 
 @dataclass(frozen=True)
@@ -78,8 +92,11 @@ class TrainBatchFlags:
 
     @staticmethod
     def parse(limit_train_batches: Any = None, overfit_batches: Any = 0.0, fast_dev_run: Any = 0) -> TrainBatchFlags:
-        return TrainBatchFlags(parse_batch_limit(limit_train_batches, "limit_train_batches"),
-                               validate_overfit_batches(overfit_batches), validate_fast_dev_run(fast_dev_run))
+        return TrainBatchFlags(
+            parse_batch_limit(limit_train_batches, "limit_train_batches"),
+            validate_overfit_batches(overfit_batches),
+            validate_fast_dev_run(fast_dev_run),
+        )
 
     @property
     def overfit(self) -> bool:
@@ -111,14 +128,27 @@ class ValidationFlags:
     fast_dev_run: int = 0
 
     @staticmethod
-    def parse(val_check_interval: Any = None, check_val_every_n_epoch: Any = 1, num_sanity_val_steps: Any = 2,
-              limit_val_batches: Any = None, val_time_fraction: Any = None, overfit_batches: Any = 0.0,
-              fast_dev_run: Any = 0) -> ValidationFlags:
-        s = validate_validation_schedule(val_check_interval, check_val_every_n_epoch, num_sanity_val_steps,
-                                         limit_val_batches, val_time_fraction)
-        return ValidationFlags(s.val_check_interval, s.check_val_every_n_epoch, s.num_sanity_val_steps,
-                               s.limit_val_batches, s.val_time_fraction, validate_overfit_batches(overfit_batches),
-                               validate_fast_dev_run(fast_dev_run))
+    def parse(
+        val_check_interval: Any = None,
+        check_val_every_n_epoch: Any = 1,
+        num_sanity_val_steps: Any = 2,
+        limit_val_batches: Any = None,
+        val_time_fraction: Any = None,
+        overfit_batches: Any = 0.0,
+        fast_dev_run: Any = 0,
+    ) -> ValidationFlags:
+        s = validate_validation_schedule(
+            val_check_interval, check_val_every_n_epoch, num_sanity_val_steps, limit_val_batches, val_time_fraction
+        )
+        return ValidationFlags(
+            s.val_check_interval,
+            s.check_val_every_n_epoch,
+            s.num_sanity_val_steps,
+            s.limit_val_batches,
+            s.val_time_fraction,
+            validate_overfit_batches(overfit_batches),
+            validate_fast_dev_run(fast_dev_run),
+        )
 
     @property
     def overfit(self) -> bool:
@@ -132,5 +162,11 @@ class ValidationFlags:
             return dataclasses.replace(self, limit_val_batches=limit)
         if not self.overfit:
             limit = fast_dev_run_limit(self.fast_dev_run)
-        return dataclasses.replace(self, val_check_interval=BatchLimit.all(), check_val_every_n_epoch=1,
-                                   num_sanity_val_steps=0, limit_val_batches=limit, val_time_fraction=None)
+        return dataclasses.replace(
+            self,
+            val_check_interval=BatchLimit.all(),
+            check_val_every_n_epoch=1,
+            num_sanity_val_steps=0,
+            limit_val_batches=limit,
+            val_time_fraction=None,
+        )

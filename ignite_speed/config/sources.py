@@ -26,5 +26,7 @@ def flags_from_source(source: Any) -> dict[str, Any]:
         return {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
     if isinstance(source, Mapping):
         return dict(source)
-    raise TypeError(f"cannot build a SpeedConfig from {type(source).__name__}; accepted: None, a dict, a SpeedConfig, "
-                    f"an argparse.Namespace, a dataclass instance or an OmegaConf DictConfig")
+    raise TypeError(
+        f"cannot build a SpeedConfig from {type(source).__name__}; accepted: None, a dict, a SpeedConfig, "
+        f"an argparse.Namespace, a dataclass instance or an OmegaConf DictConfig"
+    )

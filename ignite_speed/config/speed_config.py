@@ -181,9 +181,13 @@ class SpeedConfig:
 
     def _validate_schedule_flags(self) -> None:
         # limit_val_batches is parsed already (with the other limits): the family returns it unchanged
-        schedule = validate_validation_schedule(self.val_check_interval, self.check_val_every_n_epoch,
-                                                self.num_sanity_val_steps, self.limit_val_batches,
-                                                self.val_time_fraction)
+        schedule = validate_validation_schedule(
+            self.val_check_interval,
+            self.check_val_every_n_epoch,
+            self.num_sanity_val_steps,
+            self.limit_val_batches,
+            self.val_time_fraction,
+        )
         self._set("val_check_interval", schedule.val_check_interval)
         self._set("val_time_fraction", schedule.val_time_fraction)
 
@@ -206,8 +210,16 @@ class SpeedConfig:
         self._set("gradient_clip_algorithm", validate_gradient_clip_algorithm(self.gradient_clip_algorithm))
 
     def _validate_device_flags(self) -> None:
-        devices = validate_device_flags(self.accelerator, self.devices, self.num_nodes, self.strategy,
-                                        self.node_rank, self.master_addr, self.master_port, self.deepspeed_config)
+        devices = validate_device_flags(
+            self.accelerator,
+            self.devices,
+            self.num_nodes,
+            self.strategy,
+            self.node_rank,
+            self.master_addr,
+            self.master_port,
+            self.deepspeed_config,
+        )
         self._set("accelerator", devices.accelerator)
         self._set("devices", devices.devices)
         self._set("strategy", devices.strategy)
@@ -226,8 +238,7 @@ class SpeedConfig:
 
     def max_time_flags(self) -> MaxTimeFlags | None:
         """The slice :class:`~ignite_speed.handlers.TimeBudget` is built from (``None``: no ``max_time``)."""
-        return None if self.max_time is None else MaxTimeFlags(self.max_time, self.max_time_mode,
-                                                                self.max_time_reserve)
+        return None if self.max_time is None else MaxTimeFlags(self.max_time, self.max_time_mode, self.max_time_reserve)
 
     def train_batch_flags(self) -> TrainBatchFlags:
         """The slice :class:`~ignite_speed.handlers.TrainBatchLimit` is built from."""
@@ -235,9 +246,15 @@ class SpeedConfig:
 
     def validation_flags(self) -> ValidationFlags:
         """The slice :class:`~ignite_speed.handlers.ValidationSchedule` is built from."""
-        return ValidationFlags(self.val_check_interval, self.check_val_every_n_epoch, self.num_sanity_val_steps,
-                               self.limit_val_batches, self.val_time_fraction, self.overfit_batches,
-                               self.fast_dev_run)
+        return ValidationFlags(
+            self.val_check_interval,
+            self.check_val_every_n_epoch,
+            self.num_sanity_val_steps,
+            self.limit_val_batches,
+            self.val_time_fraction,
+            self.overfit_batches,
+            self.fast_dev_run,
+        )
 
     # ------------------------------------------------------------------ resolution
     def effective(self) -> EffectiveLimits:
@@ -251,16 +268,27 @@ class SpeedConfig:
             test = predict = fast_dev_run_limit(fast_dev_run)
             max_epochs, max_epochs_defaulted = 1, False
         else:
-            max_epochs, max_epochs_defaulted = resolve_max_epochs(loop.max_epochs, loop.max_steps,
-                                                                  self.max_time is not None)
+            max_epochs, max_epochs_defaulted = resolve_max_epochs(
+                loop.max_epochs, loop.max_steps, self.max_time is not None
+            )
         return EffectiveLimits(
-            max_epochs=Limit(max_epochs, EPOCHS), max_steps=Limit(loop.max_steps, STEPS), min_epochs=loop.min_epochs,
-            min_steps=loop.min_steps, max_time=self.max_time, limit_train_batches=train.limit,
-            limit_val_batches=val.limit_val_batches, limit_test_batches=test, limit_predict_batches=predict,
-            val_check_interval=val.val_check_interval, check_val_every_n_epoch=val.check_val_every_n_epoch,
-            num_sanity_val_steps=val.num_sanity_val_steps, overfit=train.overfit, fast_dev_run=fast_dev_run,
+            max_epochs=Limit(max_epochs, EPOCHS),
+            max_steps=Limit(loop.max_steps, STEPS),
+            min_epochs=loop.min_epochs,
+            min_steps=loop.min_steps,
+            max_time=self.max_time,
+            limit_train_batches=train.limit,
+            limit_val_batches=val.limit_val_batches,
+            limit_test_batches=test,
+            limit_predict_batches=predict,
+            val_check_interval=val.val_check_interval,
+            check_val_every_n_epoch=val.check_val_every_n_epoch,
+            num_sanity_val_steps=val.num_sanity_val_steps,
+            overfit=train.overfit,
+            fast_dev_run=fast_dev_run,
             early_stopping_enabled=self.early_stopping is not None and not fast_dev_run,
-            max_epochs_defaulted=max_epochs_defaulted, val_time_fraction=val.val_time_fraction,
+            max_epochs_defaulted=max_epochs_defaulted,
+            val_time_fraction=val.val_time_fraction,
         )
 
 
@@ -271,7 +299,9 @@ def _map_ckpt_path(flags: dict[str, Any]) -> dict[str, Any]:
         value = flags.pop("ckpt_path")
         if validate_ckpt_path(value):
             if flags.get("autoresume", True) is not True:
-                raise ValueError(f"ckpt_path='last' (autoresume=True) conflicts with autoresume="
-                                 f"{flags['autoresume']!r}; give one of them")
+                raise ValueError(
+                    f"ckpt_path='last' (autoresume=True) conflicts with autoresume="
+                    f"{flags['autoresume']!r}; give one of them"
+                )
             flags["autoresume"] = True
     return flags

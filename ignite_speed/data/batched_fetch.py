@@ -72,8 +72,11 @@ def _batched_source(loader: Any) -> tuple[Any, Any] | str:
     from torch.utils.data._utils.collate import default_collate
 
     if type(loader) is not DataLoader:
-        return "it is not a torch DataLoader" if not isinstance(loader, DataLoader) else \
-            f"it is a {type(loader).__name__}, a DataLoader subclass"
+        return (
+            "it is not a torch DataLoader"
+            if not isinstance(loader, DataLoader)
+            else f"it is a {type(loader).__name__}, a DataLoader subclass"
+        )
     if loader.num_workers != 0:
         return f"it reads with worker processes (num_workers={loader.num_workers})"
     if loader.batch_sampler is None:
@@ -125,5 +128,6 @@ def with_batched_fetch(loader: Any) -> Any:
         batching = {"batch_size": loader.batch_size, "sampler": loader.sampler, "drop_last": loader.drop_last}
     else:
         batching = {"batch_sampler": loader.batch_sampler}
-    return DataLoader(TensorBatches(dataset, subset), collate_fn=_already_collated, generator=loader.generator,
-                      **batching, **pinning)
+    return DataLoader(
+        TensorBatches(dataset, subset), collate_fn=_already_collated, generator=loader.generator, **batching, **pinning
+    )

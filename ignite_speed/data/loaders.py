@@ -81,15 +81,24 @@ def sequential_copy(loader: Any, stage: str) -> Any:
     if not shuffles(loader) or isinstance(loader.dataset, IterableDataset):
         return loader
     if type(loader.batch_sampler).__name__ != "BatchSampler":
-        _warn_at_users_line(f"overfit_batches: the {stage} loader has a custom batch sampler, which is kept; its "
-                            f"batches may differ between epochs")
+        _warn_at_users_line(
+            f"overfit_batches: the {stage} loader has a custom batch sampler, which is kept; its "
+            f"batches may differ between epochs"
+        )
         return loader
-    _warn_at_users_line(f"overfit_batches: turning off shuffling of the {stage} loader so that every epoch sees the "
-                        f"same batches")
+    _warn_at_users_line(
+        f"overfit_batches: turning off shuffling of the {stage} loader so that every epoch sees the same batches"
+    )
     kwargs: dict[str, Any] = dict(
-        batch_size=loader.batch_size, shuffle=False, num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory, drop_last=loader.drop_last, timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+        batch_size=loader.batch_size,
+        shuffle=False,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        generator=loader.generator,
         persistent_workers=loader.persistent_workers,
     )
     if loader.num_workers > 0:

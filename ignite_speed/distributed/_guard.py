@@ -79,5 +79,8 @@ def warn_if_not_launched(cfg: Any, caller: str, env: Mapping[str, str] | None = 
         f"{caller}: the config asks for a distributed job ({reason}), but this process is not part of one (no "
         f"process group, no torchrun/srun environment, world size 1): training runs on this one process. Start "
         f"the job with ignite_speed.launch(cfg, fn) (it spawns the processes, or joins those torchrun started) "
-        f"or with torchrun, and call {caller} inside fn", UserWarning, stacklevel=3)
+        f"or with torchrun, and call {caller} inside fn",
+        UserWarning,
+        stacklevel=3,
+    )
     return True

@@ -25,8 +25,13 @@ from ..config.devices import (
 from ..config.speed_config import SpeedConfig
 
 __all__ = [
-    "LaunchPlan", "plan_launch", "detect_launcher", "resolve_accelerator", "resolve_strategy",
-    "resolve_nproc_per_node", "as_config",
+    "LaunchPlan",
+    "plan_launch",
+    "detect_launcher",
+    "resolve_accelerator",
+    "resolve_strategy",
+    "resolve_nproc_per_node",
+    "as_config",
 ]
 
 _BACKENDS = {"cpu": "gloo", "gpu": "nccl", "tpu": "xla-tpu"}
@@ -89,23 +94,28 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
-def resolve_nproc_per_node(accelerator: str, devices: Any, cuda_count: int) -> tuple[int | None, tuple[int, ...] | None]:
+def resolve_nproc_per_node(
+    accelerator: str, devices: Any, cuda_count: int
+) -> tuple[int | None, tuple[int, ...] | None]:
     """(processes per node, explicit CUDA device indices or None) for a parsed ``devices`` value."""
     check_devices_fit_accelerator(devices, accelerator)
     if accelerator == "cpu":
         return (1 if devices == "auto" else int(devices)), None
     if accelerator == "mps":
         if devices not in ("auto", 1, [0]):
-            raise ValueError(f"devices={devices!r} with accelerator='mps': MPS has exactly one device; "
-                             f"accepted: 'auto', 1 or [0]")
+            raise ValueError(
+                f"devices={devices!r} with accelerator='mps': MPS has exactly one device; accepted: 'auto', 1 or [0]"
+            )
         return 1, None
     if accelerator == "tpu":
         if devices in ("auto", -1):
             return None, None
         if isinstance(devices, list):
             if len(devices) != 1:
-                raise ValueError(f"devices={devices!r} with accelerator='tpu': torch_xla runs on one core or on all "
-                                 f"of them; accepted: 'auto', -1, 1, a core count, or one core index [k]")
+                raise ValueError(
+                    f"devices={devices!r} with accelerator='tpu': torch_xla runs on one core or on all "
+                    f"of them; accepted: 'auto', -1, 1, a core count, or one core index [k]"
+                )
             return 1, tuple(devices)
         return int(devices), None
     # gpu
@@ -114,12 +124,16 @@ def resolve_nproc_per_node(accelerator: str, devices: Any, cuda_count: int) -> t
     if isinstance(devices, list):
         bad = [i for i in devices if i >= cuda_count]
         if bad:
-            raise ValueError(f"devices={devices!r} names CUDA device(s) {bad} but only {cuda_count} "
-                             f"{'is' if cuda_count == 1 else 'are'} visible; accepted: indices 0..{cuda_count - 1}")
+            raise ValueError(
+                f"devices={devices!r} names CUDA device(s) {bad} but only {cuda_count} "
+                f"{'is' if cuda_count == 1 else 'are'} visible; accepted: indices 0..{cuda_count - 1}"
+            )
         return len(devices), tuple(devices)
     if devices > cuda_count:
-        raise ValueError(f"devices={devices!r} asks for more GPUs than the {cuda_count} visible; accepted: "
-                         f"1..{cuda_count}, -1 (all) or a list of indices")
+        raise ValueError(
+            f"devices={devices!r} asks for more GPUs than the {cuda_count} visible; accepted: "
+            f"1..{cuda_count}, -1 (all) or a list of indices"
+        )
     return int(devices), None
 
 
@@ -133,28 +147,40 @@ def resolve_strategy(strategy: str, accelerator: str, world_size: int | None) ->
         if strategy == "auto":
             return "xla" if multi else "single_xla"
         if strategy not in XLA_STRATEGIES:
-            raise ValueError(f"strategy={strategy!r} does not run on accelerator='tpu'; accepted there: 'auto', "
-                             f"'xla', 'single_xla'")
+            raise ValueError(
+                f"strategy={strategy!r} does not run on accelerator='tpu'; accepted there: 'auto', 'xla', 'single_xla'"
+            )
         if strategy in SINGLE_PROCESS_STRATEGIES and multi:
-            raise ValueError(f"strategy={strategy!r} runs one process, but devices give {world_size or 'all'} "
-                             f"TPU cores; use strategy='xla'")
+            raise ValueError(
+                f"strategy={strategy!r} runs one process, but devices give {world_size or 'all'} "
+                f"TPU cores; use strategy='xla'"
+            )
         return "single_xla" if strategy == "single_tpu" else strategy
     check_strategy_fits_accelerator(strategy, accelerator)  # the rules checked at parsing, on the resolved value
     if accelerator == "mps" and strategy not in ("auto", "single_device"):
-        raise ValueError(f"strategy={strategy!r} does not run on accelerator='mps' (no distributed backend); "
-                         f"accepted there: 'auto', 'single_device'")
+        raise ValueError(
+            f"strategy={strategy!r} does not run on accelerator='mps' (no distributed backend); "
+            f"accepted there: 'auto', 'single_device'"
+        )
     if strategy == "auto":
         return "ddp" if multi else "single_device"
     if strategy == "single_device" and multi:
-        raise ValueError(f"strategy='single_device' runs one process, but devices x num_nodes give {world_size}; "
-                         f"use strategy='ddp' (or 'auto')")
+        raise ValueError(
+            f"strategy='single_device' runs one process, but devices x num_nodes give {world_size}; "
+            f"use strategy='ddp' (or 'auto')"
+        )
     if strategy in DDP_STRATEGIES:
         return "ddp"
     return strategy
 
 
-def plan_launch(cfg: Any = None, env: Mapping[str, str] | None = None, cuda_count: int | None = None, *,
-                accelerators: Accelerators | None = None) -> LaunchPlan:
+def plan_launch(
+    cfg: Any = None,
+    env: Mapping[str, str] | None = None,
+    cuda_count: int | None = None,
+    *,
+    accelerators: Accelerators | None = None,
+) -> LaunchPlan:
     """Resolve ``cfg`` (+ the environment) into a :class:`LaunchPlan`. Raises ``ValueError`` /
     ``TypeError`` for impossible combinations, naming the flag and what is accepted.
 
@@ -167,8 +193,9 @@ def plan_launch(cfg: Any = None, env: Mapping[str, str] | None = None, cuda_coun
     cuda_count = accelerators.cuda
     accelerator = resolve_accelerator(cfg.accelerator, accelerators)
     if accelerator == "mps" and cfg.num_nodes > 1:
-        raise ValueError(f"num_nodes={cfg.num_nodes} with accelerator='mps': MPS has no distributed backend; "
-                         f"accepted: num_nodes=1")
+        raise ValueError(
+            f"num_nodes={cfg.num_nodes} with accelerator='mps': MPS has no distributed backend; accepted: num_nodes=1"
+        )
     launcher = detect_launcher(env)
     nproc, device_ids = resolve_nproc_per_node(accelerator, cfg.devices, cuda_count)
     check_accelerator_available(accelerator, accelerators)
@@ -176,19 +203,37 @@ def plan_launch(cfg: Any = None, env: Mapping[str, str] | None = None, cuda_coun
     if launcher is not None:
         world = _int_env(env, "WORLD_SIZE", 0) or _int_env(env, "SLURM_NTASKS", 1)
         local_world = _int_env(env, "LOCAL_WORLD_SIZE", 0) or _int_env(env, "SLURM_NTASKS_PER_NODE", 0)
-        if "devices" in cfg.explicit and isinstance(cfg.devices, int) and cfg.devices > 0 and local_world \
-                and cfg.devices != local_world:
-            raise ValueError(f"devices={cfg.devices} but {launcher} started {local_world} processes on this node; "
-                             f"make them agree (or leave devices='auto')")
+        if (
+            "devices" in cfg.explicit
+            and isinstance(cfg.devices, int)
+            and cfg.devices > 0
+            and local_world
+            and cfg.devices != local_world
+        ):
+            raise ValueError(
+                f"devices={cfg.devices} but {launcher} started {local_world} processes on this node; "
+                f"make them agree (or leave devices='auto')"
+            )
         nproc = local_world or max(1, world // max(1, nnodes))
         if "num_nodes" in cfg.explicit and nproc * nnodes != world:
-            raise ValueError(f"num_nodes={nnodes} x {nproc} processes per node != WORLD_SIZE={world} set by "
-                             f"{launcher}; make them agree")
+            raise ValueError(
+                f"num_nodes={nnodes} x {nproc} processes per node != WORLD_SIZE={world} set by "
+                f"{launcher}; make them agree"
+            )
         nnodes = max(1, world // nproc)
         strategy = resolve_strategy(cfg.strategy, accelerator, world)
-        return LaunchPlan(accelerator, strategy, _BACKENDS.get(accelerator), nproc, nnodes,
-                          _int_env(env, "GROUP_RANK", _int_env(env, "NODE_RANK", 0)), env.get("MASTER_ADDR"),
-                          _int_env(env, "MASTER_PORT", 0) or None, launcher, device_ids)
+        return LaunchPlan(
+            accelerator,
+            strategy,
+            _BACKENDS.get(accelerator),
+            nproc,
+            nnodes,
+            _int_env(env, "GROUP_RANK", _int_env(env, "NODE_RANK", 0)),
+            env.get("MASTER_ADDR"),
+            _int_env(env, "MASTER_PORT", 0) or None,
+            launcher,
+            device_ids,
+        )
     world_size = None if nproc is None else nproc * nnodes
     strategy = resolve_strategy(cfg.strategy, accelerator, world_size)
     if world_size == 1 and strategy in SINGLE_PROCESS_STRATEGIES:
@@ -202,18 +247,25 @@ def plan_launch(cfg: Any = None, env: Mapping[str, str] | None = None, cuda_coun
     master_port = cfg.master_port or _int_env(env, "MASTER_PORT", 0) or None
     if nnodes > 1:
         if accelerator == "tpu":
-            raise ValueError(f"num_nodes={nnodes} with accelerator='tpu': multi-host TPU pods are started by "
-                             f"torch_xla's own tooling; accepted here: num_nodes=1")
+            raise ValueError(
+                f"num_nodes={nnodes} with accelerator='tpu': multi-host TPU pods are started by "
+                f"torch_xla's own tooling; accepted here: num_nodes=1"
+            )
         if node_rank is None:
             node_rank = _int_env(env, "NODE_RANK", _int_env(env, "GROUP_RANK", -1))
             if node_rank < 0:
-                raise ValueError(f"num_nodes={nnodes} needs this machine's node_rank (0..{nnodes - 1}): set the "
-                                 f"node_rank flag or the NODE_RANK environment variable")
+                raise ValueError(
+                    f"num_nodes={nnodes} needs this machine's node_rank (0..{nnodes - 1}): set the "
+                    f"node_rank flag or the NODE_RANK environment variable"
+                )
             if node_rank >= nnodes:
                 raise ValueError(f"NODE_RANK={node_rank} must be < num_nodes={nnodes}")
         if master_addr is None:
-            raise ValueError(f"num_nodes={nnodes} needs master_addr (the address of the node_rank 0 machine): set "
-                             f"the master_addr flag or the MASTER_ADDR environment variable")
+            raise ValueError(
+                f"num_nodes={nnodes} needs master_addr (the address of the node_rank 0 machine): set "
+                f"the master_addr flag or the MASTER_ADDR environment variable"
+            )
         master_port = master_port or DEFAULT_MULTINODE_PORT
-    return LaunchPlan(accelerator, strategy, backend, nproc, nnodes, node_rank or 0, master_addr, master_port,
-                      None, device_ids)
+    return LaunchPlan(
+        accelerator, strategy, backend, nproc, nnodes, node_rank or 0, master_addr, master_port, None, device_ids
+    )

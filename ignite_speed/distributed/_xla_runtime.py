@@ -19,12 +19,15 @@ def _import_xla() -> tuple[Any, Any]:
         import torch_xla.core.xla_model as xm
         import torch_xla.runtime as xr
     except ImportError as exc:
-        raise ImportError("accelerator='tpu' needs torch_xla (pip install 'torch_xla>=2.1' with the matching torch); "
-                          f"importing it failed: {exc}") from exc
+        raise ImportError(
+            "accelerator='tpu' needs torch_xla (pip install 'torch_xla>=2.1' with the matching torch); "
+            f"importing it failed: {exc}"
+        ) from exc
     version = tuple(int(p) for p in torch_xla.__version__.split("+")[0].split(".")[:2] if p.isdigit())
     if version and version < MIN_TORCH_XLA:
-        raise ImportError(f"torch_xla {torch_xla.__version__} is too old; accepted: >= "
-                          f"{'.'.join(map(str, MIN_TORCH_XLA))}")
+        raise ImportError(
+            f"torch_xla {torch_xla.__version__} is too old; accepted: >= {'.'.join(map(str, MIN_TORCH_XLA))}"
+        )
     return xm, xr
 
 

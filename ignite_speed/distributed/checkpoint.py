@@ -17,15 +17,26 @@ from torch import nn
 
 from ..config.checks import check_int
 
-__all__ = ["ModelState", "OptimizerState", "DeepSpeedCheckpoint", "checkpoint_objects", "unwrap_model",
-           "is_deepspeed_engine"]
+__all__ = [
+    "ModelState",
+    "OptimizerState",
+    "DeepSpeedCheckpoint",
+    "checkpoint_objects",
+    "unwrap_model",
+    "is_deepspeed_engine",
+]
 
 
 # Wrappers whose ``.module`` is the user's model, recognised by class name so that fairscale and deepspeed are
 # never imported to find out: DDP, DataParallel, fairscale's ShardedDataParallel and FullyShardedDataParallel,
 # torch's FSDP (version 1), a DeepSpeed engine.
-_WRAPPERS = ("DistributedDataParallel", "DataParallel", "ShardedDataParallel", "FullyShardedDataParallel",
-             "DeepSpeedEngine")
+_WRAPPERS = (
+    "DistributedDataParallel",
+    "DataParallel",
+    "ShardedDataParallel",
+    "FullyShardedDataParallel",
+    "DeepSpeedEngine",
+)
 
 
 def unwrap_model(model: Any) -> Any:
@@ -104,8 +115,10 @@ class ModelState:
 
     def __init__(self, model: nn.Module) -> None:
         if is_deepspeed_engine(model):
-            raise TypeError("a DeepSpeed engine keeps its own checkpoint files; use DeepSpeedCheckpoint(engine, "
-                            "directory) in to_save")
+            raise TypeError(
+                "a DeepSpeed engine keeps its own checkpoint files; use DeepSpeedCheckpoint(engine, "
+                "directory) in to_save"
+            )
         if not isinstance(model, nn.Module):
             raise TypeError(f"model has type {type(model).__name__}; accepted: a torch.nn.Module")
         self.model = model
@@ -150,8 +163,13 @@ class OptimizerState:
         if self._fsdp():
             from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-            return dict(get_optimizer_state_dict(self.model, self.optimizer,  # type: ignore[arg-type]
-                                                 options=_full_options(cpu_offload=True)))
+            return dict(
+                get_optimizer_state_dict(
+                    self.model,
+                    self.optimizer,  # type: ignore[arg-type]
+                    options=_full_options(cpu_offload=True),
+                )
+            )
         from torch.distributed.optim import ZeroRedundancyOptimizer
 
         if isinstance(self.optimizer, ZeroRedundancyOptimizer):
@@ -163,8 +181,12 @@ class OptimizerState:
         if self._fsdp():
             from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-            set_optimizer_state_dict(self.model, self.optimizer, state_dict,  # type: ignore[arg-type]
-                                     options=_full_options())
+            set_optimizer_state_dict(
+                self.model,
+                self.optimizer,
+                state_dict,  # type: ignore[arg-type]
+                options=_full_options(),
+            )
         else:
             self.optimizer.load_state_dict(state_dict)
 
@@ -182,9 +204,13 @@ class DeepSpeedCheckpoint:
 
     def __init__(self, engine: Any, directory: str | os.PathLike[str], keep_last: int | None = None) -> None:
         if not is_deepspeed_engine(engine):
-            raise TypeError(f"engine has type {type(engine).__name__}; accepted: the DeepSpeedEngine returned by "
-                            f"ignite_speed.prepare with a deepspeed strategy")
-        keep_last = check_int(keep_last, "keep_last", minimum=1, allow_none=True, accepted="None (keep all) or an int >= 1")
+            raise TypeError(
+                f"engine has type {type(engine).__name__}; accepted: the DeepSpeedEngine returned by "
+                f"ignite_speed.prepare with a deepspeed strategy"
+            )
+        keep_last = check_int(
+            keep_last, "keep_last", minimum=1, allow_none=True, accepted="None (keep all) or an int >= 1"
+        )
         self.engine = engine
         self.directory = os.fspath(directory)
         self.keep_last = keep_last
@@ -212,15 +238,18 @@ class DeepSpeedCheckpoint:
             raise RuntimeError(f"DeepSpeed could not load checkpoint {state_dict['tag']!r} from {directory!r}")
 
 
-def checkpoint_objects(model: Any, optimizer: Any = None, *, directory: str | os.PathLike[str] | None = None,
-                       keep_last: int | None = None) -> dict[str, Any]:
+def checkpoint_objects(
+    model: Any, optimizer: Any = None, *, directory: str | os.PathLike[str] | None = None, keep_last: int | None = None
+) -> dict[str, Any]:
     """``to_save`` entries for ``model`` and ``optimizer`` as returned by ``prepare``, for any strategy:
     ``{"model": ModelState, "optimizer": OptimizerState}``, or ``{"deepspeed": DeepSpeedCheckpoint}``
     for a DeepSpeed engine (which then needs ``directory``)."""
     if is_deepspeed_engine(model):
         if directory is None:
-            raise ValueError("checkpoint_objects(engine, ...): a DeepSpeed engine needs directory= (where "
-                             "DeepSpeed writes its files; shared by all ranks)")
+            raise ValueError(
+                "checkpoint_objects(engine, ...): a DeepSpeed engine needs directory= (where "
+                "DeepSpeed writes its files; shared by all ranks)"
+            )
         return {"deepspeed": DeepSpeedCheckpoint(model, directory, keep_last=keep_last)}
     objects: dict[str, Any] = {"model": ModelState(model)}
     if optimizer is not None:

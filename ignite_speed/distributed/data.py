@@ -13,8 +13,20 @@ from ._plan import as_config
 __all__ = ["prepare_dataloader", "attach_set_epoch", "find_sampler"]
 
 # DataLoader arguments carried over when a loader is rebuilt around a distributed sampler.
-_LOADER_ARGS = ("batch_size", "num_workers", "collate_fn", "pin_memory", "drop_last", "timeout", "worker_init_fn",
-                "multiprocessing_context", "generator", "prefetch_factor", "persistent_workers", "pin_memory_device")
+_LOADER_ARGS = (
+    "batch_size",
+    "num_workers",
+    "collate_fn",
+    "pin_memory",
+    "drop_last",
+    "timeout",
+    "worker_init_fn",
+    "multiprocessing_context",
+    "generator",
+    "prefetch_factor",
+    "persistent_workers",
+    "pin_memory_device",
+)
 
 
 def find_sampler(loader: Any) -> Any:
@@ -31,8 +43,9 @@ def find_sampler(loader: Any) -> Any:
     return sampler
 
 
-def prepare_dataloader(data: Dataset | DataLoader, cfg: Any = None, *, shuffle: bool | None = None,
-                       seed: int = 0, **dataloader_kwargs: Any) -> DataLoader:
+def prepare_dataloader(
+    data: Dataset | DataLoader, cfg: Any = None, *, shuffle: bool | None = None, seed: int = 0, **dataloader_kwargs: Any
+) -> DataLoader:
     """A ``DataLoader`` that reads this rank's shard of ``data``.
 
     ``data`` is a ``Dataset`` (``dataloader_kwargs`` go to ``DataLoader``) or an existing
@@ -53,15 +66,19 @@ def prepare_dataloader(data: Dataset | DataLoader, cfg: Any = None, *, shuffle: 
     world, rank = idist.get_world_size(), idist.get_rank()
     if isinstance(data, DataLoader):
         if dataloader_kwargs:
-            raise TypeError(f"prepare_dataloader(loader, ...): DataLoader arguments {sorted(dataloader_kwargs)} "
-                            f"cannot be applied to an existing DataLoader; pass the dataset instead")
+            raise TypeError(
+                f"prepare_dataloader(loader, ...): DataLoader arguments {sorted(dataloader_kwargs)} "
+                f"cannot be applied to an existing DataLoader; pass the dataset instead"
+            )
         loader = data
         dataset = loader.dataset
         if world == 1 or isinstance(dataset, IterableDataset) or isinstance(loader.sampler, DistributedSampler):
             return loader
         if type(loader.batch_sampler) not in (BatchSampler, type(None)):
-            raise ValueError(f"the DataLoader uses a custom batch_sampler ({type(loader.batch_sampler).__name__}); "
-                             f"shard it yourself per rank, or pass the dataset with a sampler instead")
+            raise ValueError(
+                f"the DataLoader uses a custom batch_sampler ({type(loader.batch_sampler).__name__}); "
+                f"shard it yourself per rank, or pass the dataset with a sampler instead"
+            )
         kwargs = {k: getattr(loader, k) for k in _LOADER_ARGS if hasattr(loader, k)}
         if loader.batch_size is None:
             raise ValueError("the DataLoader has batch_size=None (no automatic batching); give it a batch_size")
@@ -85,8 +102,11 @@ def prepare_dataloader(data: Dataset | DataLoader, cfg: Any = None, *, shuffle: 
             raise ValueError("batch_sampler=... cannot be sharded automatically; pass batch_size and a sampler")
         if torch.cuda.is_available() and "pin_memory" not in kwargs:
             kwargs["pin_memory"] = True
-        if isinstance(dataset, IterableDataset) or isinstance(custom, DistributedSampler) or \
-                (world == 1 and (custom is not None or not shuffle)):
+        if (
+            isinstance(dataset, IterableDataset)
+            or isinstance(custom, DistributedSampler)
+            or (world == 1 and (custom is not None or not shuffle))
+        ):
             if custom is not None:
                 kwargs["sampler"] = custom
             return DataLoader(dataset, **kwargs)
@@ -95,8 +115,14 @@ def prepare_dataloader(data: Dataset | DataLoader, cfg: Any = None, *, shuffle: 
 
         dist_sampler: Any = DistributedProxySampler(custom, num_replicas=world, rank=rank)  # type: ignore[arg-type]
     else:
-        dist_sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=bool(shuffle), seed=seed,
-                                          drop_last=bool(kwargs.get("drop_last", False)))
+        dist_sampler = DistributedSampler(
+            dataset,
+            num_replicas=world,
+            rank=rank,
+            shuffle=bool(shuffle),
+            seed=seed,
+            drop_last=bool(kwargs.get("drop_last", False)),
+        )
     return DataLoader(dataset, sampler=dist_sampler, **kwargs)
 
 

@@ -40,8 +40,9 @@ def _visible_devices(ids: tuple[int, ...] | None) -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = old
 
 
-def launch(cfg: Any, fn: Callable[..., Any], *args: Any, timeout: datetime.timedelta | None = None,
-           **kwargs: Any) -> LaunchPlan:
+def launch(
+    cfg: Any, fn: Callable[..., Any], *args: Any, timeout: datetime.timedelta | None = None, **kwargs: Any
+) -> LaunchPlan:
     """Run ``fn(local_rank, *args, **kwargs)`` on every process of the job that ``cfg`` describes.
 
     * No process group is needed (one device, ``strategy`` "auto"/"single_device"): ``fn`` runs here.
@@ -97,8 +98,15 @@ def launch(cfg: Any, fn: Callable[..., Any], *args: Any, timeout: datetime.timed
     addr = plan.master_addr or "127.0.0.1"
     assert plan.nproc_per_node is not None
     with _visible_devices(plan.device_ids):
-        with idist.Parallel(backend=plan.backend, nproc_per_node=plan.nproc_per_node, nnodes=plan.nnodes,
-                            node_rank=plan.node_rank, master_addr=addr, master_port=port, **init_kwargs) as parallel:
+        with idist.Parallel(
+            backend=plan.backend,
+            nproc_per_node=plan.nproc_per_node,
+            nnodes=plan.nnodes,
+            node_rank=plan.node_rank,
+            master_addr=addr,
+            master_port=port,
+            **init_kwargs,
+        ) as parallel:
             parallel.run(_finish_together, fn, *args, **kwargs)
     return plan
 

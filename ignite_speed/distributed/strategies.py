@@ -61,7 +61,9 @@ def _process_group_ready() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def rebuild_optimizer(optimizer: torch.optim.Optimizer, names: Mapping[int, str], model: nn.Module) -> torch.optim.Optimizer:
+def rebuild_optimizer(
+    optimizer: torch.optim.Optimizer, names: Mapping[int, str], model: nn.Module
+) -> torch.optim.Optimizer:
     """Point ``optimizer`` at ``model``'s current parameters.
 
     Returns ``optimizer`` itself when it already holds them; otherwise (sharding or a device move
@@ -73,23 +75,29 @@ def rebuild_optimizer(optimizer: torch.optim.Optimizer, names: Mapping[int, str]
     if all(id(p) in ids for g in optimizer.param_groups for p in g["params"]):
         return optimizer
     if any(optimizer.state.values()):
-        raise ValueError(f"prepare() has to replace the parameters of {type(optimizer).__name__}, which already "
-                         f"holds state (a step was taken or a state was loaded); call prepare() before training "
-                         f"and load optimizer checkpoints afterwards")
+        raise ValueError(
+            f"prepare() has to replace the parameters of {type(optimizer).__name__}, which already "
+            f"holds state (a step was taken or a state was loaded); call prepare() before training "
+            f"and load optimizer checkpoints afterwards"
+        )
     groups = []
     for group in optimizer.param_groups:
         params = []
         for p in group["params"]:
             if id(p) not in names:
-                raise ValueError(f"the optimizer holds a parameter of shape {tuple(p.shape)} that is not in the "
-                                 f"model given to prepare(); pass the model that owns every optimized parameter")
+                raise ValueError(
+                    f"the optimizer holds a parameter of shape {tuple(p.shape)} that is not in the "
+                    f"model given to prepare(); pass the model that owns every optimized parameter"
+                )
             params.append(current[names[id(p)]])
         groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": params})
     try:
         return type(optimizer)(groups, **optimizer.defaults)
     except TypeError as exc:
-        raise TypeError(f"cannot rebuild {type(optimizer).__name__} from its param_groups and defaults ({exc}); "
-                        f"pass prepare() a factory instead, e.g. lambda params: MyOptim(params, ...)") from exc
+        raise TypeError(
+            f"cannot rebuild {type(optimizer).__name__} from its param_groups and defaults ({exc}); "
+            f"pass prepare() a factory instead, e.g. lambda params: MyOptim(params, ...)"
+        ) from exc
 
 
 def _make_optimizer(optimizer: OptimizerLike, model: nn.Module, names: Mapping[int, str]) -> torch.optim.Optimizer:
@@ -100,8 +108,10 @@ def _make_optimizer(optimizer: OptimizerLike, model: nn.Module, names: Mapping[i
         if not isinstance(made, torch.optim.Optimizer):
             raise TypeError(f"the optimizer factory returned {type(made).__name__}, not a torch.optim.Optimizer")
         return made
-    raise TypeError(f"optimizer={optimizer!r} has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer "
-                    f"or a callable params -> Optimizer")
+    raise TypeError(
+        f"optimizer={optimizer!r} has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer "
+        f"or a callable params -> Optimizer"
+    )
 
 
 def _reject_fairscale_fsdp(model: nn.Module, accelerator: str) -> None:
@@ -109,16 +119,25 @@ def _reject_fairscale_fsdp(model: nn.Module, accelerator: str) -> None:
         cls = type(m)
         if cls.__name__ == "FullyShardedDataParallel" and cls.__module__.startswith("fairscale"):
             if accelerator != "gpu":
-                raise ValueError(f"the model is wrapped in fairscale's FullyShardedDataParallel, which needs CUDA "
-                                 f"(accelerator={accelerator!r}); on CPU pass the plain model with strategy='fsdp' "
-                                 f"(torch FSDP2)")
-            raise ValueError("the model is already wrapped in fairscale's FullyShardedDataParallel; pass the plain "
-                             "model and strategy='fsdp' (torch FSDP2) instead")
+                raise ValueError(
+                    f"the model is wrapped in fairscale's FullyShardedDataParallel, which needs CUDA "
+                    f"(accelerator={accelerator!r}); on CPU pass the plain model with strategy='fsdp' "
+                    f"(torch FSDP2)"
+                )
+            raise ValueError(
+                "the model is already wrapped in fairscale's FullyShardedDataParallel; pass the plain "
+                "model and strategy='fsdp' (torch FSDP2) instead"
+            )
 
 
-def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
-            shard_modules: Callable[[nn.Module], bool] | None = None,
-            ddp_kwargs: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+def prepare(
+    model: nn.Module,
+    optimizer: OptimizerLike,
+    cfg: Any = None,
+    *,
+    shard_modules: Callable[[nn.Module], bool] | None = None,
+    ddp_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[Any, Any]:
     """Wrap ``model`` and ``optimizer`` for ``cfg.strategy`` on this process's device.
 
     Call it inside the function given to :func:`~ignite_speed.distributed.launch`, once, before
@@ -150,8 +169,10 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
     _reject_fairscale_fsdp(model, accelerator)
     world = idist.get_world_size()
     if strategy in PROCESS_GROUP_STRATEGIES and strategy not in ("ddp", "zero") and not _process_group_ready():
-        raise ValueError(f"strategy={cfg.strategy!r} needs a process group; call prepare() inside the function "
-                         f"passed to ignite_speed.launch(cfg, fn)")
+        raise ValueError(
+            f"strategy={cfg.strategy!r} needs a process group; call prepare() inside the function "
+            f"passed to ignite_speed.launch(cfg, fn)"
+        )
     warn_if_not_launched(cfg, "prepare")
     names = {id(p): n for n, p in model.named_parameters()}
 
@@ -163,8 +184,9 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
         return _prepare_deepspeed(model, optimizer, cfg, strategy)
     device = _device(accelerator)
     if strategy in FSDP_STRATEGIES:
-        sharded = _fully_shard(model, device, world, offload=strategy == "fsdp_cpu_offload",
-                               shard_modules=shard_modules)
+        sharded = _fully_shard(
+            model, device, world, offload=strategy == "fsdp_cpu_offload", shard_modules=shard_modules
+        )
         return sharded, _make_optimizer(optimizer, sharded, names)
     if strategy == "ddp_sharded":
         return _prepare_sharded_ddp(model.to(device), _make_optimizer(optimizer, model, names))
@@ -181,8 +203,9 @@ def prepare(model: nn.Module, optimizer: OptimizerLike, cfg: Any = None, *,
         from torch.distributed.optim import ZeroRedundancyOptimizer
 
         if any(opt.state.values()):
-            raise ValueError("strategy='zero' needs a fresh optimizer (its state would be lost); call prepare() "
-                             "before training")
+            raise ValueError(
+                "strategy='zero' needs a fresh optimizer (its state would be lost); call prepare() before training"
+            )
         groups = [dict(g) for g in opt.param_groups]
         opt = ZeroRedundancyOptimizer(groups, optimizer_class=type(opt), **opt.defaults)
     return wrapped, opt
@@ -192,8 +215,14 @@ def _owns_parameters(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
-def _fully_shard(model: nn.Module, device: torch.device, world: int, *, offload: bool,
-                 shard_modules: Callable[[nn.Module], bool] | None) -> nn.Module:
+def _fully_shard(
+    model: nn.Module,
+    device: torch.device,
+    world: int,
+    *,
+    offload: bool,
+    shard_modules: Callable[[nn.Module], bool] | None,
+) -> nn.Module:
     from torch.distributed.device_mesh import init_device_mesh
 
     try:
@@ -290,8 +319,10 @@ def deepspeed_config_for(cfg: Any, strategy: str | None = None) -> dict[str, Any
     if stage is None:
         stage = 2 if given_stage is None else int(given_stage)
     elif given_stage is not None and int(given_stage) != stage:
-        raise ValueError(f"strategy={strategy!r} asks for ZeRO stage {stage} but deepspeed_config has "
-                         f"zero_optimization.stage={given_stage}; make them agree")
+        raise ValueError(
+            f"strategy={strategy!r} asks for ZeRO stage {stage} but deepspeed_config has "
+            f"zero_optimization.stage={given_stage}; make them agree"
+        )
     zero["stage"] = stage
     if strategy.endswith("_offload"):
         zero.setdefault("offload_optimizer", {"device": "cpu"})
@@ -304,12 +335,17 @@ def deepspeed_config_for(cfg: Any, strategy: str | None = None) -> dict[str, Any
         ds[key] = value
 
     if "accumulate_grad_batches" in cfg.explicit:
-        put("gradient_accumulation_steps", cfg.accumulate_grad_batches,
-            f"accumulate_grad_batches={cfg.accumulate_grad_batches}")
+        put(
+            "gradient_accumulation_steps",
+            cfg.accumulate_grad_batches,
+            f"accumulate_grad_batches={cfg.accumulate_grad_batches}",
+        )
     if cfg.gradient_clip_val:
         if cfg.gradient_clip_algorithm != "norm":
-            raise ValueError("gradient_clip_algorithm='value' is not supported by DeepSpeed (it clips the global "
-                             "norm); accepted with a deepspeed strategy: 'norm'")
+            raise ValueError(
+                "gradient_clip_algorithm='value' is not supported by DeepSpeed (it clips the global "
+                "norm); accepted with a deepspeed strategy: 'norm'"
+            )
         put("gradient_clipping", cfg.gradient_clip_val, f"gradient_clip_val={cfg.gradient_clip_val}")
     elif "gradient_clip_val" in cfg.explicit:
         put("gradient_clipping", 0.0, f"gradient_clip_val={cfg.gradient_clip_val!r} (no clipping)")
@@ -340,9 +376,14 @@ def _prepare_deepspeed(model: nn.Module, optimizer: OptimizerLike, cfg: Any, str
     deepspeed.init_distributed(dist_backend=idist.backend())
     opt_arg: Any = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
     if opt_arg is None and not callable(optimizer):
-        raise TypeError(f"optimizer has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer or a "
-                        f"callable params -> Optimizer")
+        raise TypeError(
+            f"optimizer has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer or a "
+            f"callable params -> Optimizer"
+        )
     engine, ds_optimizer, _, _ = deepspeed.initialize(
-        model=model, optimizer=opt_arg if opt_arg is not None else optimizer,
-        model_parameters=None if opt_arg is not None else list(model.parameters()), config=ds_config)
+        model=model,
+        optimizer=opt_arg if opt_arg is not None else optimizer,
+        model_parameters=None if opt_arg is not None else list(model.parameters()),
+        config=ds_config,
+    )
     return engine, ds_optimizer

@@ -19,7 +19,10 @@ from ._xla_runtime import MIN_TORCH_XLA, _import_xla, install_xla_shims
 
 __all__ = ["install_xla_shims", "xla_optimizer", "prepare_xla", "launch_xla", "MIN_TORCH_XLA"]
 
-def xla_optimizer(optimizer: torch.optim.Optimizer, xla_model: Any = None, *, barrier: bool = True) -> torch.optim.Optimizer:
+
+def xla_optimizer(
+    optimizer: torch.optim.Optimizer, xla_model: Any = None, *, barrier: bool = True
+) -> torch.optim.Optimizer:
     """Make ``optimizer.step()`` all-reduce gradients across XLA replicas first (and cut the lazy
     graph with ``mark_step`` when ``barrier``). The object stays an instance of its own class
     (a subclass is swapped in), so LR schedulers and checkpoints keep working."""
@@ -41,8 +44,9 @@ def xla_optimizer(optimizer: torch.optim.Optimizer, xla_model: Any = None, *, ba
     return optimizer
 
 
-def prepare_xla(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
-                ) -> tuple[nn.Module, torch.optim.Optimizer]:
+def prepare_xla(
+    model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Move ``model`` to this process's XLA device and wrap the optimizer that ``make_optimizer(model)``
     builds for it with :func:`xla_optimizer`."""
     xm, _ = _import_xla()

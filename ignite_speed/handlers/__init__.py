@@ -30,5 +30,22 @@ from .pruning import Pruning
 from .time_budget import TimeBudget
 from .validation import ValidationSchedule
 
-__all__ = ["LoopHandler", "EarlyStoppingReason", "EarlyStoppingOptions", "LoopLimits", "TrainBatchLimit", "ValidationSchedule", "TimeBudget", "EarlyStopping",
-           "NonFiniteLossGuard", "PreemptionGuard", "AutoResume", "Pruning", "PREEMPTED_EXIT_CODE", "TrainingLoop", "StopController", "StopReason", "StepEvents"]
+__all__ = [
+    "LoopHandler",
+    "EarlyStoppingReason",
+    "EarlyStoppingOptions",
+    "LoopLimits",
+    "TrainBatchLimit",
+    "ValidationSchedule",
+    "TimeBudget",
+    "EarlyStopping",
+    "NonFiniteLossGuard",
+    "PreemptionGuard",
+    "AutoResume",
+    "Pruning",
+    "PREEMPTED_EXIT_CODE",
+    "TrainingLoop",
+    "StopController",
+    "StopReason",
+    "StepEvents",
+]

@@ -46,10 +46,18 @@ def checkpoint_files(checkpoint: Any) -> list[tuple[int, float, str]]:
         return []
     prefix = checkpoint.filename_prefix
     pattern = checkpoint.filename_pattern or Checkpoint.setup_filename_pattern(
-        with_prefix=len(prefix) > 0, with_score=False, with_score_name=False, with_global_step=True)
+        with_prefix=len(prefix) > 0, with_score=False, with_score_name=False, with_global_step=True
+    )
     name = next(iter(checkpoint.to_save)) if len(checkpoint.to_save) == 1 else "checkpoint"
-    template = pattern.format(filename_prefix=prefix, ext=checkpoint.ext, name=name, score="", score_name="",
-                              global_step=_STEP, basename=f"{prefix}{'_' * int(len(prefix) > 0)}{name}")
+    template = pattern.format(
+        filename_prefix=prefix,
+        ext=checkpoint.ext,
+        name=name,
+        score="",
+        score_name="",
+        global_step=_STEP,
+        basename=f"{prefix}{'_' * int(len(prefix) > 0)}{name}",
+    )
     regex = re.compile(re.escape(template).replace(_STEP, r"(\d+)"))
     found = []
     for entry in os.scandir(dirname):
@@ -95,8 +103,11 @@ class AutoResume(LoopHandler):
         checkpoints = self._checkpoints()
         if not checkpoints:
             return
-        ranked = sorted(((step, mtime, path, c) for c in checkpoints for step, mtime, path in checkpoint_files(c)),
-                        key=lambda f: (f[0], f[1]), reverse=True)
+        ranked = sorted(
+            ((step, mtime, path, c) for c in checkpoints for step, mtime, path in checkpoint_files(c)),
+            key=lambda f: (f[0], f[1]),
+            reverse=True,
+        )
         loaded = self._load_newest([(path, c) for _, _, path, c in ranked])
         if loaded is None:
             folders = sorted({str(getattr(c.save_handler, "dirname", "?")) for c in checkpoints})
@@ -110,17 +121,24 @@ class AutoResume(LoopHandler):
         loop = self.loop
         ours = (loop, loop.parts.speedups)
         all_of = checkpoint_handlers(loop.trainer, latest_state_only=True)
-        found = [c for c in all_of if any(any(v is o for o in ours if o is not None) for v in c.to_save.values())
-                 and any(v is loop.trainer for v in c.to_save.values())]
+        found = [
+            c
+            for c in all_of
+            if any(any(v is o for o in ours if o is not None) for v in c.to_save.values())
+            and any(v is loop.trainer for v in c.to_save.values())
+        ]
         if not all_of:
-            logger.warning("autoresume: the trainer has no Checkpoint handler (without a score_function) to resume "
-                           "from; training starts from scratch")
+            logger.warning(
+                "autoresume: the trainer has no Checkpoint handler (without a score_function) to resume "
+                "from; training starts from scratch"
+            )
         elif not found:
             names = ", ".join(repr(sorted(c.to_save)) for c in all_of)
             raise RuntimeError(
                 f"autoresume: no Checkpoint of the trainer saves both the trainer and ignite-speed's state (to_save "
                 f"keys: {names}); add both to Checkpoint(to_save={{'trainer': trainer, 'speedups': speedups, ...}}) "
-                f"(TrainingLoop.of(trainer) when you use the handlers alone), or set autoresume=False")
+                f"(TrainingLoop.of(trainer) when you use the handlers alone), or set autoresume=False"
+            )
         return found
 
     def _load_newest(self, files: list[tuple[str, Any]]) -> tuple[str, Any, Any] | None:
@@ -146,12 +164,19 @@ class AutoResume(LoopHandler):
                 raise
             except Exception as exc:  # whatever torch.load raises for a file it cannot read: skip it
                 self.skipped.append(path)
-                logger.warning("autoresume: cannot read %s (%s: %s); trying the previous checkpoint",
-                               path, type(exc).__name__, " ".join(str(exc).split())[:300])
+                logger.warning(
+                    "autoresume: cannot read %s (%s: %s); trying the previous checkpoint",
+                    path,
+                    type(exc).__name__,
+                    " ".join(str(exc).split())[:300],
+                )
                 continue
             if self.skipped:
-                logger.warning("autoresume: resuming from %s instead of the newer %s, which cannot be read",
-                               path, ", ".join(self.skipped))
+                logger.warning(
+                    "autoresume: resuming from %s instead of the newer %s, which cannot be read",
+                    path,
+                    ", ".join(self.skipped),
+                )
             return path, checkpoint, state
         return None
 
@@ -165,16 +190,19 @@ class AutoResume(LoopHandler):
                 raise
             raise _RefusedObjects(
                 f"autoresume: {path} holds objects that torch.load(weights_only=True) does not read; if the file "
-                f"is your own, attach AutoResume(weights_only=False) instead of autoresume=True ({exc})") from None
+                f"is your own, attach AutoResume(weights_only=False) instead of autoresume=True ({exc})"
+            ) from None
 
     def _restore(self, path: str, checkpoint: Any, state: Any) -> None:
         from ignite.handlers import Checkpoint
 
         missing = [k for k in checkpoint.to_save if not isinstance(state, dict) or k not in state]
         if missing:
-            raise ValueError(f"autoresume: {path} has no {', '.join(map(repr, missing))} of the Checkpoint's to_save "
-                             f"{sorted(checkpoint.to_save)}: it was written by another setup; move it out of "
-                             f"{os.path.dirname(path)} to start from scratch, or set autoresume=False")
+            raise ValueError(
+                f"autoresume: {path} has no {', '.join(map(repr, missing))} of the Checkpoint's to_save "
+                f"{sorted(checkpoint.to_save)}: it was written by another setup; move it out of "
+                f"{os.path.dirname(path)} to start from scratch, or set autoresume=False"
+            )
         for key, obj in checkpoint.to_save.items():  # one at a time, so that a refusal names the object
             try:
                 Checkpoint.load_objects(to_load={key: obj}, checkpoint={key: state[key]})
@@ -185,8 +213,13 @@ class AutoResume(LoopHandler):
                     f"autoresume: {path} does not fit this run: its {key!r} cannot be loaded into the Checkpoint's "
                     f"{key!r} ({type(obj).__name__}): {reason}. The file was written by another setup (another model, "
                     f"optimizer or ignite-speed version?); move it out of {os.path.dirname(path)} to start from "
-                    f"scratch, or set autoresume=False") from None
+                    f"scratch, or set autoresume=False"
+                ) from None
         self.loop.setup.loaded_from(path)
         self.resumed_from = path
-        logger.info("autoresume: resuming from %s (iteration %d, epoch %d)", path, self.loop.trainer.state.iteration,
-                    self.loop.trainer.state.epoch)
+        logger.info(
+            "autoresume: resuming from %s (iteration %d, epoch %d)",
+            path,
+            self.loop.trainer.state.iteration,
+            self.loop.trainer.state.epoch,
+        )

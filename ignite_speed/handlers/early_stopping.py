@@ -71,13 +71,21 @@ class EarlyStopping(LoopHandler):
     name = "early_stopping"
     order = 50  # after the other stop sources and the validation schedule: it judges the schedule's runs
 
-    def __init__(self, evaluator: Engine | None = None, *, options: EarlyStoppingOptions | None = None,
-                 model: torch.nn.Module | None = None, **settings: Unpack[EarlyStoppingSettings]) -> None:
+    def __init__(
+        self,
+        evaluator: Engine | None = None,
+        *,
+        options: EarlyStoppingOptions | None = None,
+        model: torch.nn.Module | None = None,
+        **settings: Unpack[EarlyStoppingSettings],
+    ) -> None:
         super().__init__()
         self.options = _options_of(evaluator, options, dict(settings))
         if self.options.restore_best_weights and model is None:
-            raise ValueError("EarlyStopping(restore_best_weights=True) needs the model: pass model=... "
-                             "(attach_speedups(..., model=model) or EarlyStopping(..., model=model))")
+            raise ValueError(
+                "EarlyStopping(restore_best_weights=True) needs the model: pass model=... "
+                "(attach_speedups(..., model=model) or EarlyStopping(..., model=model))"
+            )
         self.evaluator = evaluator
         self._best = BestWeights(model)
         self.reset()
@@ -116,8 +124,10 @@ class EarlyStopping(LoopHandler):
 
     def __repr__(self) -> str:
         o = self.options
-        return (f"EarlyStopping(monitor={o.monitor!r}, mode={o.mode!r}, patience={o.patience}, "
-                f"patience_unit={o.patience_unit!r}, min_delta={o.min_delta})")
+        return (
+            f"EarlyStopping(monitor={o.monitor!r}, mode={o.mode!r}, patience={o.patience}, "
+            f"patience_unit={o.patience_unit!r}, min_delta={o.min_delta})"
+        )
 
     # ------------------------------------------------------------------ attaching
     def attach(self, trainer: Engine) -> EarlyStopping:
@@ -129,8 +139,12 @@ class EarlyStopping(LoopHandler):
         loop then ends the run on every rank. A monitor that nothing can compute (no validation, and not a
         metric of the trainer) is refused here, as ``attach_speedups`` refuses it."""
         loop = TrainingLoop.of(trainer)
-        refuse_unseen_monitor(self.monitor, trainer, None if loop is None else _schedule_of(loop),
-                              has_evaluator=self.evaluator is not None)
+        refuse_unseen_monitor(
+            self.monitor,
+            trainer,
+            None if loop is None else _schedule_of(loop),
+            has_evaluator=self.evaluator is not None,
+        )
         super().attach(trainer)
         if self.evaluator is not None and not self.evaluator.has_event_handler(self._on_evaluator_completed):
             self.evaluator.add_event_handler(Events.COMPLETED, self._on_evaluator_completed)
@@ -138,8 +152,9 @@ class EarlyStopping(LoopHandler):
 
     def detach(self) -> None:
         """Stop judging the evaluator's runs (the loop is taken off, or this handler is replaced)."""
-        if self.evaluator is not None and self.evaluator.has_event_handler(self._on_evaluator_completed,
-                                                                           Events.COMPLETED):
+        if self.evaluator is not None and self.evaluator.has_event_handler(
+            self._on_evaluator_completed, Events.COMPLETED
+        ):
             self.evaluator.remove_event_handler(self._on_evaluator_completed, Events.COMPLETED)
 
     def _on_evaluator_completed(self, evaluator: Engine) -> None:
@@ -157,10 +172,12 @@ class EarlyStopping(LoopHandler):
         cadence = None
         if schedule is not None:  # (attached after this handler, it is only known now)
             refuse_unseen_monitor(self.monitor, self.loop.trainer, schedule, has_evaluator=self.evaluator is not None)
-            cadence = ValidationCadence(schedule.val_check_interval, schedule.check_val_every_n_epoch,
-                                        budgeted=schedule.budget is not None)
-        self._on_epoch_end = checks_at_epoch_end(self.options.check_on_train_epoch_end, cadence,
-                                                 has_evaluator=self.evaluator is not None)
+            cadence = ValidationCadence(
+                schedule.val_check_interval, schedule.check_val_every_n_epoch, budgeted=schedule.budget is not None
+            )
+        self._on_epoch_end = checks_at_epoch_end(
+            self.options.check_on_train_epoch_end, cadence, has_evaluator=self.evaluator is not None
+        )
         self._monitor.reset()
         self._restored = False
 
@@ -196,9 +213,15 @@ class EarlyStopping(LoopHandler):
 
     def report_fields(self) -> dict[str, Any]:
         o = self.options
-        return {"early_stopping": {"monitor": o.monitor, "mode": o.mode, "best_score": self.best_score,
-                                   "stopping_threshold": o.stopping_threshold,
-                                   "divergence_threshold": o.divergence_threshold}}
+        return {
+            "early_stopping": {
+                "monitor": o.monitor,
+                "mode": o.mode,
+                "best_score": self.best_score,
+                "stopping_threshold": o.stopping_threshold,
+                "divergence_threshold": o.divergence_threshold,
+            }
+        }
 
     def reset(self) -> None:
         """Forget everything learnt (best score, patience, reason, best weights): for a fresh run."""
@@ -225,13 +248,22 @@ class EarlyStopping(LoopHandler):
         decision: Decision | None = None
         value = self._monitor.read(trainer)
         if value is None and not self.options.strict and self.options.verbose:
-            warnings.warn(f"EarlyStopping: the monitor {self.monitor!r} is missing; check skipped (available: "
-                          f"{self._monitor.available(trainer)})", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"EarlyStopping: the monitor {self.monitor!r} is missing; check skipped (available: "
+                f"{self._monitor.available(trainer)})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if value is not None:
             decision = self._decide(value, progress)
             self._log(decision.message)
-        agreed = agree_on_check(loop.controller, decision, missing=value is None and self.options.strict,
-                                monitor=self.monitor, available=lambda: self._monitor.available(trainer))
+        agreed = agree_on_check(
+            loop.controller,
+            decision,
+            missing=value is None and self.options.strict,
+            monitor=self.monitor,
+            available=lambda: self._monitor.available(trainer),
+        )
         if agreed.keep_best_weights and self.options.restore_best_weights:
             self._best.keep()
         if agreed.stop_reason is not None:
@@ -242,8 +274,15 @@ class EarlyStopping(LoopHandler):
         self.checks += 1
         o = self.options
         position = {"checks": self.checks, "epochs": progress.epoch + 1, "steps": progress.global_step}[o.patience_unit]
-        decision = decide(value, best=self.best_score, wait=self.wait_count, since=self._since, position=position,
-                          options=o, warmup=progress.epoch < o.start_from_epoch)
+        decision = decide(
+            value,
+            best=self.best_score,
+            wait=self.wait_count,
+            since=self._since,
+            position=position,
+            options=o,
+            warmup=progress.epoch < o.start_from_epoch,
+        )
         self.best_score, self.wait_count, self._since = decision.best_score, decision.wait_count, decision.since
         return decision
 
@@ -260,10 +299,18 @@ class EarlyStopping(LoopHandler):
         weights (CPU tensors) when ``restore_best_weights`` recorded some; and the monitor a check would read
         now, for a resumed run that replays a pending decision."""
         state: dict[str, Any] = dict(
-            wait_count=self.wait_count, stopped_epoch=self.stopped_epoch, best_score=float(self.best_score),
-            patience=self.patience, stopping_reason=self.stopping_reason.value, checks=self.checks, since=self._since,
-            stopping_reason_message=self.stopping_reason_message, monitor=self.monitor, mode=self.mode,
-            monitor_value=self._monitor.read_or_none(self._loop.trainer) if self._loop is not None else None)
+            wait_count=self.wait_count,
+            stopped_epoch=self.stopped_epoch,
+            best_score=float(self.best_score),
+            patience=self.patience,
+            stopping_reason=self.stopping_reason.value,
+            checks=self.checks,
+            since=self._since,
+            stopping_reason_message=self.stopping_reason_message,
+            monitor=self.monitor,
+            mode=self.mode,
+            monitor_value=self._monitor.read_or_none(self._loop.trainer) if self._loop is not None else None,
+        )
         if self.options.restore_best_weights and self._best.weights is not None:
             state["best_weights"] = dict(self._best.weights)
         return state
@@ -275,14 +322,29 @@ class EarlyStopping(LoopHandler):
         if missing:
             raise ValueError(f"EarlyStopping.load_state_dict: the state lacks {missing}; got keys {sorted(state)}")
         reason, message = state.get("stopping_reason", 0), state.get("stopping_reason_message")
-        parsed = (int(state["wait_count"]), int(state["stopped_epoch"]), to_float(state["best_score"], self.monitor),
-                  dataclasses.replace(self.options, patience=int(state["patience"])),
-                  EarlyStoppingReason[reason.upper()] if isinstance(reason, str)
-                  else EarlyStoppingReason(int(getattr(reason, "value", reason))),
-                  None if message is None else str(message), int(state.get("checks", 0)), int(state.get("since", 0)))
+        parsed = (
+            int(state["wait_count"]),
+            int(state["stopped_epoch"]),
+            to_float(state["best_score"], self.monitor),
+            dataclasses.replace(self.options, patience=int(state["patience"])),
+            EarlyStoppingReason[reason.upper()]
+            if isinstance(reason, str)
+            else EarlyStoppingReason(int(getattr(reason, "value", reason))),
+            None if message is None else str(message),
+            int(state.get("checks", 0)),
+            int(state.get("since", 0)),
+        )
         # assigned together once all of it parsed: a bad state leaves this handler as it was
-        (self.wait_count, self.stopped_epoch, self.best_score, self.options, self.stopping_reason,
-         self.stopping_reason_message, self.checks, self._since) = parsed
+        (
+            self.wait_count,
+            self.stopped_epoch,
+            self.best_score,
+            self.options,
+            self.stopping_reason,
+            self.stopping_reason_message,
+            self.checks,
+            self._since,
+        ) = parsed
         self._best.load(state.get("best_weights"))
         saved = state.get("monitor_value")
         self._saved_monitor = None if saved is None else float(saved)
@@ -291,20 +353,29 @@ class EarlyStopping(LoopHandler):
 def _options_of(evaluator: Any, options: EarlyStoppingOptions | None, settings: dict[str, Any]) -> EarlyStoppingOptions:
     """The options of ``EarlyStopping(evaluator, options=..., **settings)``: given in one of the two ways."""
     if evaluator is not None and not isinstance(evaluator, Engine):
-        hint = (f"; the monitor is a keyword argument: EarlyStopping(evaluator, monitor={evaluator!r}, ...)"
-                if isinstance(evaluator, str) else "")
+        hint = (
+            f"; the monitor is a keyword argument: EarlyStopping(evaluator, monitor={evaluator!r}, ...)"
+            if isinstance(evaluator, str)
+            else ""
+        )
         raise TypeError(f"EarlyStopping(evaluator={format_value(evaluator)}) is not an ignite Engine{hint}")
     if options is not None:
         if settings:
-            raise TypeError(f"EarlyStopping(options=..., {', '.join(settings)}=...): give the settings one way, "
-                            f"as options=EarlyStoppingOptions(...) or as keyword arguments")
+            raise TypeError(
+                f"EarlyStopping(options=..., {', '.join(settings)}=...): give the settings one way, "
+                f"as options=EarlyStoppingOptions(...) or as keyword arguments"
+            )
         if not isinstance(options, EarlyStoppingOptions):
-            raise TypeError(f"EarlyStopping(options={format_value(options)}) has type {type(options).__name__}; "
-                            f"accepted: an EarlyStoppingOptions")
+            raise TypeError(
+                f"EarlyStopping(options={format_value(options)}) has type {type(options).__name__}; "
+                f"accepted: an EarlyStoppingOptions"
+            )
         return options
     if "monitor" not in settings:
-        raise TypeError("EarlyStopping() needs monitor=...: the name of the metric to watch, e.g. "
-                        "EarlyStopping(evaluator, monitor='val_loss') (or options=EarlyStoppingOptions(...))")
+        raise TypeError(
+            "EarlyStopping() needs monitor=...: the name of the metric to watch, e.g. "
+            "EarlyStopping(evaluator, monitor='val_loss') (or options=EarlyStoppingOptions(...))"
+        )
     return early_stopping_options(settings, flag="EarlyStopping")
 
 
@@ -313,8 +384,9 @@ def _schedule_of(loop: TrainingLoop) -> ValidationSchedule | None:
     return next((h for h in loop.handlers if isinstance(h, ValidationSchedule)), None)
 
 
-def refuse_unseen_monitor(monitor: str, trainer: Engine, schedule: ValidationSchedule | None, *,
-                          has_evaluator: bool) -> None:
+def refuse_unseen_monitor(
+    monitor: str, trainer: Engine, schedule: ValidationSchedule | None, *, has_evaluator: bool
+) -> None:
     """Without validation the monitor must be a metric of the trainer, or no check could ever see it."""
     if schedule is not None:
         validates, why = schedule.enabled, "limit_val_batches=0 or no val_data"
@@ -327,7 +399,8 @@ def refuse_unseen_monitor(monitor: str, trainer: Engine, schedule: ValidationSch
         f"disabled ({why}), so it would never be computed; accepted: enable validation (an evaluator and "
         f"val_data for attach_speedups; EarlyStopping(evaluator, ...) or a ValidationSchedule attached first), "
         f"or monitor a metric attached to the trainer (Metric.attach(trainer, name)); a metric attached to "
-        f"the trainer after attach_speedups is not there yet: attach it first")
+        f"the trainer after attach_speedups is not there yet: attach it first"
+    )
 
 
 def is_trainer_metric(trainer: Any, name: str) -> bool:
@@ -431,8 +504,14 @@ class AgreedCheck(NamedTuple):
     keep_best_weights: bool  # rank 0 improved: every rank keeps a copy of its weights
 
 
-def agree_on_check(controller: StopController, decision: Decision | None, *, missing: bool, monitor: str,
-                   available: Callable[[], list[str]]) -> AgreedCheck:
+def agree_on_check(
+    controller: StopController,
+    decision: Decision | None,
+    *,
+    missing: bool,
+    monitor: str,
+    available: Callable[[], list[str]],
+) -> AgreedCheck:
     """Send this rank's decision (``None``: no value; ``missing``: none where ``strict`` wants one) to the
     stop controller and agree with the other ranks in one sync: a stop request, its reason and message,
     whether rank 0 improved, and whether any rank misses the monitor (then every rank raises)."""
@@ -446,10 +525,12 @@ def agree_on_check(controller: StopController, decision: Decision | None, *, mis
     agreed = list(controller.last_extra)
     if agreed[-1]:
         where = "" if missing else " on another rank"
-        raise RuntimeError(f"EarlyStopping could not find the monitor {monitor!r}{where} (strict=True); "
-                           f"available metrics: {available()}. Log it in validation "
-                           f"(evaluator.state.metrics) or on the trainer, or pass strict=False")
-    codes = agreed[:len(STOP_REASONS)]
+        raise RuntimeError(
+            f"EarlyStopping could not find the monitor {monitor!r}{where} (strict=True); "
+            f"available metrics: {available()}. Log it in validation "
+            f"(evaluator.state.metrics) or on the trainer, or pass strict=False"
+        )
+    codes = agreed[: len(STOP_REASONS)]
     if not any(codes):
         return AgreedCheck(None, None, bool(agreed[-2]))
     return AgreedCheck(STOP_REASONS[codes.index(max(codes))], _agreed_message(controller, decision), bool(agreed[-2]))

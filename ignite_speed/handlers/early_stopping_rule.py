@@ -16,8 +16,15 @@ import torch
 from ..config.durations import BatchLimit, format_value
 from ..config.early_stopping import EarlyStoppingOptions
 
-__all__ = ["EarlyStoppingReason", "STOP_REASONS", "Decision", "decide", "ValidationCadence", "checks_at_epoch_end",
-           "to_float"]
+__all__ = [
+    "EarlyStoppingReason",
+    "STOP_REASONS",
+    "Decision",
+    "decide",
+    "ValidationCadence",
+    "checks_at_epoch_end",
+    "to_float",
+]
 
 
 class EarlyStoppingReason(enum.Enum):
@@ -72,8 +79,16 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def decide(current: float, *, best: float, wait: int, since: int, position: int, options: EarlyStoppingOptions,
-           warmup: bool = False) -> Decision:
+def decide(
+    current: float,
+    *,
+    best: float,
+    wait: int,
+    since: int,
+    position: int,
+    options: EarlyStoppingOptions,
+    warmup: bool = False,
+) -> Decision:
     """The decision of one early-stopping check, as a pure function.
 
     Args:
@@ -99,44 +114,93 @@ def decide(current: float, *, best: float, wait: int, since: int, position: int,
     if warmup:
         improved = math.isfinite(current) and _better(o, current, best)
         new_best = current if improved else best
-        return Decision(False, EarlyStoppingReason.NOT_STOPPED,
-                        f"Metric {name} = {_fmt(current)} during warm-up (start_from_epoch). Best score so far: "
-                        f"{_fmt(new_best)}", new_best, 0, position, improved)
+        return Decision(
+            False,
+            EarlyStoppingReason.NOT_STOPPED,
+            f"Metric {name} = {_fmt(current)} during warm-up (start_from_epoch). Best score so far: {_fmt(new_best)}",
+            new_best,
+            0,
+            position,
+            improved,
+        )
     if o.check_finite and not math.isfinite(current):
-        return Decision(True, EarlyStoppingReason.NON_FINITE_METRIC,
-                        f"Monitored metric {name} = {_fmt(current)} is not finite. Previous best value was "
-                        f"{_fmt(best)}; stopping", best, wait, since, False)
+        return Decision(
+            True,
+            EarlyStoppingReason.NON_FINITE_METRIC,
+            f"Monitored metric {name} = {_fmt(current)} is not finite. Previous best value was {_fmt(best)}; stopping",
+            best,
+            wait,
+            since,
+            False,
+        )
     if o.stopping_threshold is not None and _beyond(o, current, o.stopping_threshold, worse=False):
-        return Decision(True, EarlyStoppingReason.STOPPING_THRESHOLD,
-                        f"Stopping threshold reached: {name} = {_fmt(current)} {better_op} "
-                        f"stopping_threshold={_fmt(o.stopping_threshold)}; stopping", best, wait, since, False)
+        return Decision(
+            True,
+            EarlyStoppingReason.STOPPING_THRESHOLD,
+            f"Stopping threshold reached: {name} = {_fmt(current)} {better_op} "
+            f"stopping_threshold={_fmt(o.stopping_threshold)}; stopping",
+            best,
+            wait,
+            since,
+            False,
+        )
     if o.divergence_threshold is not None and _beyond(o, current, o.divergence_threshold, worse=True):
-        return Decision(True, EarlyStoppingReason.DIVERGENCE_THRESHOLD,
-                        f"Divergence threshold reached: {name} = {_fmt(current)} {worse_op} "
-                        f"divergence_threshold={_fmt(o.divergence_threshold)}; stopping", best, wait, since, False)
+        return Decision(
+            True,
+            EarlyStoppingReason.DIVERGENCE_THRESHOLD,
+            f"Divergence threshold reached: {name} = {_fmt(current)} {worse_op} "
+            f"divergence_threshold={_fmt(o.divergence_threshold)}; stopping",
+            best,
+            wait,
+            since,
+            False,
+        )
     improved = _better(o, current, best)
     if improved:
         previous, best = best, current
         if o.baseline is None or _better(o, current, o.baseline):
             if math.isfinite(previous):
                 relative = " x |best|" if o.min_delta_mode == "rel" else ""
-                message = (f"Metric {name} improved by {_fmt(abs(previous - current))} > min_delta = "
-                           f"{_fmt(o.min_delta)}{relative}. New best score: {_fmt(current)}")
+                message = (
+                    f"Metric {name} improved by {_fmt(abs(previous - current))} > min_delta = "
+                    f"{_fmt(o.min_delta)}{relative}. New best score: {_fmt(current)}"
+                )
             else:
                 message = f"Metric {name} improved. New best score: {_fmt(current)}"
             return Decision(False, EarlyStoppingReason.NOT_STOPPED, message, best, 0, position, True)
     wait = wait + 1 if o.patience_unit == "checks" else position - since
     if wait < o.patience:
-        return Decision(False, EarlyStoppingReason.NOT_STOPPED,
-                        f"Metric {name} = {_fmt(current)} did not improve: {wait} of patience {o.patience} "
-                        f"{records} without improvement. Best score: {_fmt(best)}", best, wait, since, improved)
+        return Decision(
+            False,
+            EarlyStoppingReason.NOT_STOPPED,
+            f"Metric {name} = {_fmt(current)} did not improve: {wait} of patience {o.patience} "
+            f"{records} without improvement. Best score: {_fmt(best)}",
+            best,
+            wait,
+            since,
+            improved,
+        )
     if o.baseline is not None and not _better(o, best, o.baseline):
-        return Decision(True, EarlyStoppingReason.BASELINE_NOT_MET,
-                        f"Monitored metric {name} did not beat baseline={_fmt(o.baseline)} in the last {wait} "
-                        f"{records}. Best score: {_fmt(best)}; stopping", best, wait, since, improved)
-    return Decision(True, EarlyStoppingReason.PATIENCE_EXHAUSTED,
-                    f"Monitored metric {name} did not improve in the last {wait} {records}. Best score: "
-                    f"{_fmt(best)} (patience {o.patience}); stopping", best, wait, since, improved)
+        return Decision(
+            True,
+            EarlyStoppingReason.BASELINE_NOT_MET,
+            f"Monitored metric {name} did not beat baseline={_fmt(o.baseline)} in the last {wait} "
+            f"{records}. Best score: {_fmt(best)}; stopping",
+            best,
+            wait,
+            since,
+            improved,
+        )
+    return Decision(
+        True,
+        EarlyStoppingReason.PATIENCE_EXHAUSTED,
+        f"Monitored metric {name} did not improve in the last {wait} {records}. Best score: "
+        f"{_fmt(best)} (patience {o.patience}); stopping",
+        best,
+        wait,
+        since,
+        improved,
+    )
 
 
 class ValidationCadence(NamedTuple):
@@ -147,8 +211,9 @@ class ValidationCadence(NamedTuple):
     budgeted: bool = False  # under val_time_fraction: some points of the schedule do not validate
 
 
-def checks_at_epoch_end(check_on_train_epoch_end: bool | None, schedule: ValidationCadence | None, *,
-                        has_evaluator: bool = True) -> bool:
+def checks_at_epoch_end(
+    check_on_train_epoch_end: bool | None, schedule: ValidationCadence | None, *, has_evaluator: bool = True
+) -> bool:
     """Where the checks of a run happen: at the end of each training epoch (``True``) or after each
     validation run (``False``). The one placement rule, resolved at the start of each run.
 
@@ -163,9 +228,11 @@ def checks_at_epoch_end(check_on_train_epoch_end: bool | None, schedule: Validat
     if schedule is None:
         on_epoch_end = not has_evaluator if check_on_train_epoch_end is None else check_on_train_epoch_end
         if not has_evaluator and not on_epoch_end:
-            raise ValueError("EarlyStopping(evaluator=None, check_on_train_epoch_end=False): without an evaluator "
-                             "or a ValidationSchedule there is no validation end to check at; pass the evaluator "
-                             "or use check_on_train_epoch_end=True with a trainer metric")
+            raise ValueError(
+                "EarlyStopping(evaluator=None, check_on_train_epoch_end=False): without an evaluator "
+                "or a ValidationSchedule there is no validation end to check at; pass the evaluator "
+                "or use check_on_train_epoch_end=True with a trainer metric"
+            )
         return on_epoch_end
     if check_on_train_epoch_end is not None:
         return check_on_train_epoch_end
@@ -183,8 +250,10 @@ def to_float(value: Any, monitor: str) -> float:
     """A scalar monitored value as a Python float (a 1-element tensor or array is squeezed)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"EarlyStopping(monitor={monitor!r}) needs a scalar, but the metric is a tensor of "
-                             f"shape {tuple(value.shape)}; reduce it to one number (e.g. with .mean())")
+            raise ValueError(
+                f"EarlyStopping(monitor={monitor!r}) needs a scalar, but the metric is a tensor of "
+                f"shape {tuple(value.shape)}; reduce it to one number (e.g. with .mean())"
+            )
         return float(value.detach().reshape(()).item())
     if isinstance(value, bool):
         raise TypeError(f"EarlyStopping(monitor={monitor!r}) needs a number, got the bool {value!r}")
@@ -193,8 +262,12 @@ def to_float(value: Any, monitor: str) -> float:
     size = getattr(value, "size", None)
     if isinstance(size, int) and hasattr(value, "item"):  # numpy scalars and arrays
         if size != 1:
-            raise ValueError(f"EarlyStopping(monitor={monitor!r}) needs a scalar, but the metric has {size} "
-                             f"elements; reduce it to one number")
+            raise ValueError(
+                f"EarlyStopping(monitor={monitor!r}) needs a scalar, but the metric has {size} "
+                f"elements; reduce it to one number"
+            )
         return float(value.item())
-    raise TypeError(f"EarlyStopping(monitor={monitor!r}) needs a number or a 1-element tensor, got "
-                    f"{type(value).__name__}: {format_value(value)}")
+    raise TypeError(
+        f"EarlyStopping(monitor={monitor!r}) needs a number or a 1-element tensor, got "
+        f"{type(value).__name__}: {format_value(value)}"
+    )

@@ -40,8 +40,14 @@ class LoopLimits(LoopHandler):
     name = "limits"
     order = 20  # after the time budget (without max_epochs, a budget bounds the run)
 
-    def __init__(self, max_epochs: int | None = None, min_epochs: int | None = None, max_steps: int = UNLIMITED,
-                 min_steps: int | None = None, fast_dev_run: int = 0) -> None:
+    def __init__(
+        self,
+        max_epochs: int | None = None,
+        min_epochs: int | None = None,
+        max_steps: int = UNLIMITED,
+        min_steps: int | None = None,
+        fast_dev_run: int = 0,
+    ) -> None:
         super().__init__()
         self._bars = UntotalledBars()  # (a run without a planned total: progress_bars.py)
         self.flags = LoopLimitsFlags.parse(max_epochs, min_epochs, max_steps, min_steps, fast_dev_run)
@@ -52,8 +58,10 @@ class LoopLimits(LoopHandler):
         self.min_epochs, self.min_steps = limits.min_epochs, limits.min_steps
 
     def __repr__(self) -> str:
-        return (f"LoopLimits(max_epochs={self.max_epochs}, min_epochs={self.min_epochs}, max_steps={self.max_steps}, "
-                f"min_steps={self.min_steps})")
+        return (
+            f"LoopLimits(max_epochs={self.max_epochs}, min_epochs={self.min_epochs}, max_steps={self.max_steps}, "
+            f"min_steps={self.min_steps})"
+        )
 
     def _attached(self, loop: TrainingLoop) -> None:
         loop.controller.set_minimums(self.min_epochs, self.min_steps, caller="LoopLimits")
@@ -64,8 +72,12 @@ class LoopLimits(LoopHandler):
             self._loop.controller.replace_minimums(0, 0)
 
     def plan_run(self, plan: RunPlan) -> None:
-        plan.limits = self.for_run(plan.max_epochs_arg, plan.max_iters_arg,
-                                   has_time_budget=plan.time_budget_seconds is not None, accumulate=plan.accumulate)
+        plan.limits = self.for_run(
+            plan.max_epochs_arg,
+            plan.max_iters_arg,
+            has_time_budget=plan.time_budget_seconds is not None,
+            accumulate=plan.accumulate,
+        )
         plan.fast_dev_run = self.fast_dev_run
 
     def on_run_start(self, plan: RunPlan) -> None:
@@ -75,14 +87,19 @@ class LoopLimits(LoopHandler):
         else:
             self._bars.stop()  # (a run that ended before Ignite's run, with no on_run_exit, may have left them)
         if plan.new_run and plan.run_limits.max_epochs_defaulted:
-            warnings.warn("max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "
-                          "(set max_epochs=-1 for no limit)", UserWarning, stacklevel=5)
+            warnings.warn(
+                "max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "
+                "(set max_epochs=-1 for no limit)",
+                UserWarning,
+                stacklevel=5,
+            )
 
     def on_run_exit(self) -> None:
         self._bars.stop()
 
-    def for_run(self, run_max_epochs: int | None, max_iters: int | None, *, has_time_budget: bool,
-                accumulate: int) -> RunLimits:
+    def for_run(
+        self, run_max_epochs: int | None, max_iters: int | None, *, has_time_budget: bool, accumulate: int
+    ) -> RunLimits:
         """The limits of one ``trainer.run(data, max_epochs=..., max_iters=...)``."""
         max_steps: int = self.max_steps
         max_epochs, defaulted = resolve_max_epochs(self.max_epochs, self.max_steps, has_time_budget)
@@ -90,18 +107,26 @@ class LoopLimits(LoopHandler):
             if isinstance(run_max_epochs, bool) or not isinstance(run_max_epochs, int) or run_max_epochs < 0:
                 raise ValueError(f"trainer.run(max_epochs={run_max_epochs!r}): accepted: an int >= 0")
             if self.fast_dev_run:
-                warnings.warn(f"fast_dev_run={self.fast_dev_run} runs 1 epoch; max_epochs={run_max_epochs} given to "
-                              f"run() is not used", UserWarning, stacklevel=7)
+                warnings.warn(
+                    f"fast_dev_run={self.fast_dev_run} runs 1 epoch; max_epochs={run_max_epochs} given to "
+                    f"run() is not used",
+                    UserWarning,
+                    stacklevel=7,
+                )
             elif self.max_epochs is not None and self.max_epochs != run_max_epochs:
-                raise ValueError(f"trainer.run(max_epochs={run_max_epochs}) conflicts with the config's "
-                                 f"max_epochs={self.max_epochs}; give max_epochs in one place only")
+                raise ValueError(
+                    f"trainer.run(max_epochs={run_max_epochs}) conflicts with the config's "
+                    f"max_epochs={self.max_epochs}; give max_epochs in one place only"
+                )
             else:
                 max_epochs, defaulted = run_max_epochs, False
         if max_iters is not None:
             if self.fast_dev_run or (self.max_steps != UNLIMITED and self.max_steps != max_iters) or accumulate != 1:
-                raise ValueError(f"trainer.run(max_iters={max_iters}) conflicts with the config (max_steps="
-                                 f"{self.max_steps}, accumulate_grad_batches={accumulate}); set max_steps in the "
-                                 f"config instead")
+                raise ValueError(
+                    f"trainer.run(max_iters={max_iters}) conflicts with the config (max_steps="
+                    f"{self.max_steps}, accumulate_grad_batches={accumulate}); set max_steps in the "
+                    f"config instead"
+                )
             max_steps = int(max_iters)
             if run_max_epochs is None and self.max_epochs is None:
                 max_epochs, defaulted = UNLIMITED, False

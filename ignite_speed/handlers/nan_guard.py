@@ -65,8 +65,7 @@ def first_non_finite(value: Any) -> str | None:
 
 
 def _message(state: Any, bad: str) -> str:
-    return (f"training loss is {bad} at epoch {max(state.epoch - 1, 0)} (0-based), iteration {state.iteration}; "
-            f"stopping")
+    return f"training loss is {bad} at epoch {max(state.epoch - 1, 0)} (0-based), iteration {state.iteration}; stopping"
 
 
 class NonFiniteLossGuard(LoopHandler):
@@ -89,8 +88,10 @@ class NonFiniteLossGuard(LoopHandler):
     def __init__(self, output_transform: Callable[[Any], Any] = lambda out: out) -> None:
         super().__init__()
         if not callable(output_transform):
-            raise TypeError(f"NonFiniteLossGuard(output_transform={output_transform!r}) is not callable; accepted: "
-                            f"a function of trainer.state.output")
+            raise TypeError(
+                f"NonFiniteLossGuard(output_transform={output_transform!r}) is not callable; accepted: "
+                f"a function of trainer.state.output"
+            )
         self.output_transform = output_transform
         # accelerator tensors are not read on the host per batch: a device-side "some element was not finite"
         # flag, and the iterations it covers, wait for the next agreement batch (on_agreement)
@@ -156,9 +157,12 @@ class NonFiniteLossGuard(LoopHandler):
         self._copy = (host, event, first_seen, engine.state.iteration)
 
     def _request_range(self, first: tuple[int, int], last: int) -> None:
-        self.loop.controller.request(StopReason.NON_FINITE_LOSS,
-                                     f"training loss is not finite (nan or inf) in iterations {first[1]}..{last} "
-                                     f"(the first in epoch {first[0]}, 0-based); stopping", self.source)
+        self.loop.controller.request(
+            StopReason.NON_FINITE_LOSS,
+            f"training loss is not finite (nan or inf) in iterations {first[1]}..{last} "
+            f"(the first in epoch {first[0]}, 0-based); stopping",
+            self.source,
+        )
 
     def _request(self, engine: Engine, bad: str) -> None:
         self.loop.controller.request(StopReason.NON_FINITE_LOSS, _message(engine.state, bad), self.source)

@@ -73,8 +73,10 @@ class PreemptionGuard(LoopHandler):
         super().__init__()
         self.signals: tuple[str, ...] = validate_preemption_signals(signals)
         if not self.signals:
-            raise ValueError("PreemptionGuard(signals=()) handles no signal; accepted: one or more signal names "
-                             "or numbers (to turn preemption handling off, attach no guard)")
+            raise ValueError(
+                "PreemptionGuard(signals=()) handles no signal; accepted: one or more signal names "
+                "or numbers (to turn preemption handling off, attach no guard)"
+            )
         self.received: list[tuple[str, int]] = []
         self.saved: list[str] = []
         self._previous: dict[int, Any] = {}
@@ -104,10 +106,14 @@ class PreemptionGuard(LoopHandler):
         if threading.current_thread() is not threading.main_thread():
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"PreemptionGuard: trainer.run runs outside the main thread, where Python cannot install "
-                              f"signal handlers: {', '.join(self.signals)} end this process as they would without "
-                              f"ignite-speed (no save at a preemption); run training in the main thread, or set "
-                              f"preemption_signals=() to silence this", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"PreemptionGuard: trainer.run runs outside the main thread, where Python cannot install "
+                    f"signal handlers: {', '.join(self.signals)} end this process as they would without "
+                    f"ignite-speed (no save at a preemption); run training in the main thread, or set "
+                    f"preemption_signals=() to silence this",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             return
         for name in self.signals:
             number = int(getattr(signal, name))
@@ -120,8 +126,11 @@ class PreemptionGuard(LoopHandler):
         self.received.append((name, trainer.state.iteration))
         if len(self.received) == 1:
             self.loop.controller.request(
-                StopReason.PREEMPTED, f"{name} received at epoch {max(trainer.state.epoch - 1, 0)} (0-based), "
-                f"iteration {trainer.state.iteration}: preempted, saving and stopping", self.name)
+                StopReason.PREEMPTED,
+                f"{name} received at epoch {max(trainer.state.epoch - 1, 0)} (0-based), "
+                f"iteration {trainer.state.iteration}: preempted, saving and stopping",
+                self.name,
+            )
 
     def on_train_end(self, engine: Engine) -> None:
         try:

@@ -67,9 +67,11 @@ def _without_epoch_total(original: Any) -> Any:
 def _progress_bar_handlers(trainer: Engine) -> list[Any]:
     """The output handlers of the ``ProgressBar`` s attached to ``trainer`` (none unless Ignite's tqdm logger
     module was imported: nothing is imported here)."""
-    classes = tuple(module._OutputHandler for name in ("ignite.handlers.tqdm_logger",
-                                                        "ignite.contrib.handlers.tqdm_logger")
-                    if (module := sys.modules.get(name)) is not None and hasattr(module, "_OutputHandler"))
+    classes = tuple(
+        module._OutputHandler
+        for name in ("ignite.handlers.tqdm_logger", "ignite.contrib.handlers.tqdm_logger")
+        if (module := sys.modules.get(name)) is not None and hasattr(module, "_OutputHandler")
+    )
     if not classes:
         return []
     found = []

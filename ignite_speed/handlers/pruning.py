@@ -47,14 +47,17 @@ class Pruning(LoopHandler):
     # EARLY_STOPPING in the controller whatever the order)
     order = 45
 
-    def __init__(self, monitor: str, should_prune: Callable[[float, float], bool] | None = None,
-                 unit: str = "steps") -> None:
+    def __init__(
+        self, monitor: str, should_prune: Callable[[float, float], bool] | None = None, unit: str = "steps"
+    ) -> None:
         super().__init__()
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"{type(self).__name__}(monitor={format_value(monitor)}): accepted: a metric name (str)")
         if should_prune is not None and not callable(should_prune):
-            raise TypeError(f"{type(self).__name__}(should_prune={format_value(should_prune)}): accepted: a callable "
-                            f"should_prune(value, step) -> bool")
+            raise TypeError(
+                f"{type(self).__name__}(should_prune={format_value(should_prune)}): accepted: a callable "
+                f"should_prune(value, step) -> bool"
+            )
         self.monitor = monitor
         self.unit = validate_pruning_unit(unit, type(self).__name__)
         self._should_prune = should_prune
@@ -70,8 +73,10 @@ class Pruning(LoopHandler):
         """Report ``value`` at ``step`` (``first``: this validation run was not reported before) and return
         whether to prune. Rank 0 only. Adapters override this."""
         if self._should_prune is None:
-            raise ValueError(f"{type(self).__name__}(should_prune=None): pass a callable, or use an adapter of "
-                             f"ignite_speed.search (OptunaPruning, RayTunePruning)")
+            raise ValueError(
+                f"{type(self).__name__}(should_prune=None): pass a callable, or use an adapter of "
+                f"ignite_speed.search (OptunaPruning, RayTunePruning)"
+            )
         return bool(self._should_prune(value, step))
 
     def step_now(self) -> float:
@@ -100,15 +105,18 @@ class Pruning(LoopHandler):
             pruned = self.ask(value, step, first)
         if pruned:
             self.pruned_at = step
-            loop.controller.request(StopReason.PRUNED, f"pruned at {self.unit} {_fmt(step)}: "
-                                                       f"{self.monitor}={value:.6g}", self.name)
+            loop.controller.request(
+                StopReason.PRUNED, f"pruned at {self.unit} {_fmt(step)}: {self.monitor}={value:.6g}", self.name
+            )
         if get_world_size() > 1:
             loop.controller.sync()  # every rank, at this validation run: all stop at the same batch
 
     def _read(self, metrics: Mapping[str, Any]) -> float:
         if self.monitor not in metrics:
-            raise RuntimeError(f"{type(self).__name__} could not find the monitor {self.monitor!r} in the "
-                               f"validation metrics; available: {sorted(metrics)}")
+            raise RuntimeError(
+                f"{type(self).__name__} could not find the monitor {self.monitor!r} in the "
+                f"validation metrics; available: {sorted(metrics)}"
+            )
         value = metrics[self.monitor]
         return float(value.item() if hasattr(value, "item") else value)
 
@@ -116,14 +124,19 @@ class Pruning(LoopHandler):
         self.reports, self.last_reported_batch, self.pruned_at = 0, -1, None
 
     def report_fields(self) -> dict[str, Any]:
-        return {"pruning": {"monitor": self.monitor, "unit": self.unit, "reports": self.reports,
-                            "pruned_at": self.pruned_at}}
+        return {
+            "pruning": {
+                "monitor": self.monitor,
+                "unit": self.unit,
+                "reports": self.reports,
+                "pruned_at": self.pruned_at,
+            }
+        }
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         self.loop  # noqa: B018  (refuses a handler not attached)
-        return {"reports": self.reports, "last_reported_batch": self.last_reported_batch,
-                "pruned_at": self.pruned_at}
+        return {"reports": self.reports, "last_reported_batch": self.last_reported_batch, "pruned_at": self.pruned_at}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.reports = int(state.get("reports", 0))

@@ -74,8 +74,10 @@ class TimeBudget(LoopHandler):
     def __init__(self, max_time: Any, mode: str = "step", reserve: Any = None) -> None:
         super().__init__()
         if max_time is None:
-            raise ValueError("TimeBudget(max_time=None): accepted: a duration (\"DD:HH:MM:SS\", a dict such as "
-                             "{\"minutes\": 5}, a timedelta or seconds)")
+            raise ValueError(
+                'TimeBudget(max_time=None): accepted: a duration ("DD:HH:MM:SS", a dict such as '
+                '{"minutes": 5}, a timedelta or seconds)'
+            )
         flags = validate_max_time_flags(max_time, mode, reserve)  # names the flag, the value, what is accepted
         assert flags.max_time is not None
         self.max_time: datetime.timedelta = flags.max_time
@@ -122,8 +124,9 @@ class TimeBudget(LoopHandler):
                 self._request_spent(loop, elapsed, "")
 
     def _request_spent(self, loop: TrainingLoop, elapsed: float, where: str) -> None:
-        loop.controller.request(StopReason.MAX_TIME, f"{self.budget_name} reached after {elapsed:.3f} s of training"
-                                f"{where}", "max_time")
+        loop.controller.request(
+            StopReason.MAX_TIME, f"{self.budget_name} reached after {elapsed:.3f} s of training{where}", "max_time"
+        )
 
     def check(self, loop: TrainingLoop) -> None:
         """At the start of a run (the loop calls it): begin the epoch measurements and request the stop when
@@ -191,9 +194,12 @@ class TimeBudget(LoopHandler):
         if schedule is None:
             return 0
         done = loop.progress.epochs_done  # the next epoch's 0-based index
-        runs = schedule.count_due(Progress(epoch=done, epochs_done=done, total_batches=loop.progress.total_batches),
-                                  loop.plan.train_batches)
-        return max(e.val_runs for e in recent) if runs is None else runs  # on a clock, or of unknown length: as measured
+        runs = schedule.count_due(
+            Progress(epoch=done, epochs_done=done, total_batches=loop.progress.total_batches), loop.plan.train_batches
+        )
+        return (
+            max(e.val_runs for e in recent) if runs is None else runs
+        )  # on a clock, or of unknown length: as measured
 
     def _val_run_seconds(self, loop: TrainingLoop) -> float:
         schedule = loop.plan.validation
@@ -207,9 +213,12 @@ class TimeBudget(LoopHandler):
         left = self.limit - now
         if seconds > left:
             with_val = "with validation" if runs else "without validation"
-            loop.controller.request(StopReason.MAX_TIME,
-                                    f"{self.budget_name}: the next epoch (about {format_seconds(seconds)} {with_val}) "
-                                    f"would not fit in the {format_seconds(left)} left", "max_time")
+            loop.controller.request(
+                StopReason.MAX_TIME,
+                f"{self.budget_name}: the next epoch (about {format_seconds(seconds)} {with_val}) "
+                f"would not fit in the {format_seconds(left)} left",
+                "max_time",
+            )
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -222,5 +231,9 @@ class TimeBudget(LoopHandler):
         self._epoch_start = None if start is None else float(start)
 
     def report_fields(self) -> dict[str, Any]:
-        return {"max_time": self.seconds, "max_time_reserve": self.reserve_seconds, "max_time_mode": self.mode,
-                "epoch_times": tuple(self.epochs)}
+        return {
+            "max_time": self.seconds,
+            "max_time_reserve": self.reserve_seconds,
+            "max_time_mode": self.mode,
+            "epoch_times": tuple(self.epochs),
+        }

@@ -33,8 +33,14 @@ from ..report.record import ValidationRecord, numeric_metrics
 from .base import LoopHandler
 from .validation_budget import ValidationBudget
 
-__all__ = ["ValSchedule", "ValidationSchedule", "modes_kept", "resolve_val_schedule", "run_evaluator",
-           "run_sanity_check"]
+__all__ = [
+    "ValSchedule",
+    "ValidationSchedule",
+    "modes_kept",
+    "resolve_val_schedule",
+    "run_evaluator",
+    "run_sanity_check",
+]
 
 INF = math.inf
 
@@ -50,8 +56,9 @@ class ValSchedule:
     def is_val_epoch(self, epoch_index: int) -> bool:
         return self.every_n_epochs is None or (epoch_index + 1) % self.every_n_epochs == 0
 
-    def after_batch(self, p: Progress, is_last: bool, exhausted: bool, stopping: bool,
-                    seconds_since_val: float) -> bool:
+    def after_batch(
+        self, p: Progress, is_last: bool, exhausted: bool, stopping: bool, seconds_since_val: float
+    ) -> bool:
         """Validate after the batch just completed? (``p`` already counts that batch.)"""
         if not self.enabled or not self.is_val_epoch(p.epoch):
             return False
@@ -85,7 +92,6 @@ class ValSchedule:
             return (n // k + 1) * k
         return train_batches if train_batches is not None and train_batches > n else INF
 
-
     def count_due(self, start: Progress, batches: int | None, epoch_batches: int | None = None) -> int | None:
         """The validation runs this schedule makes in the ``batches`` training batches after ``start`` in
         ``start``'s epoch (of ``epoch_batches`` batches; default: it ends with them), without stops; ``None`` when
@@ -97,8 +103,12 @@ class ValSchedule:
             return None
         end = start.batch_in_epoch + batches
         epoch_batches = end if epoch_batches is None else epoch_batches
-        p = Progress(epoch=start.epoch, epochs_done=start.epochs_done, batch_in_epoch=start.batch_in_epoch,
-                     total_batches=start.total_batches)
+        p = Progress(
+            epoch=start.epoch,
+            epochs_done=start.epochs_done,
+            batch_in_epoch=start.batch_in_epoch,
+            total_batches=start.total_batches,
+        )
         runs = 0
         while True:  # from one possible point to the next (next_due), as the loop asks
             due = self.next_due(p, epoch_batches)
@@ -109,25 +119,33 @@ class ValSchedule:
             runs += self.after_batch(p, p.batch_in_epoch == epoch_batches, False, False, 0.0)
 
 
-def resolve_val_schedule(interval: BatchLimit | datetime.timedelta, every_n_epochs: int | None, *,
-                         train_batches: int | None, train_limit: BatchLimit, enabled: bool) -> ValSchedule:
+def resolve_val_schedule(
+    interval: BatchLimit | datetime.timedelta,
+    every_n_epochs: int | None,
+    *,
+    train_batches: int | None,
+    train_limit: BatchLimit,
+    enabled: bool,
+) -> ValSchedule:
     """Turn ``val_check_interval`` into a batch cadence for an epoch of ``train_batches`` batches
     (``None``: unknown length). Raises ``ValueError`` for an int interval longer than the epoch."""
     limit_count = int(train_limit.value) if train_limit.kind == "count" else None
     if isinstance(interval, datetime.timedelta):
         return ValSchedule(enabled, every_n_epochs, None, interval.total_seconds(), limit_count)
     if interval.kind == "count":
-        if (train_batches is not None and interval.value > train_batches and every_n_epochs is not None and enabled):
+        if train_batches is not None and interval.value > train_batches and every_n_epochs is not None and enabled:
             raise ValueError(
                 f"val_check_interval={interval.value} is more than the {train_batches} training batches of an epoch; "
                 f"use val_check_interval <= {train_batches}, a fraction such as 0.5, or set "
-                f"check_val_every_n_epoch=None to count batches across epochs")
+                f"check_val_every_n_epoch=None to count batches across epochs"
+            )
         return ValSchedule(enabled, every_n_epochs, float(interval.value), None, limit_count)
     if train_batches is None:
         if interval.value != 1.0:
             raise ValueError(
                 f"val_check_interval={interval.value!r} is a fraction of an epoch, but the training loader has no length; "
-                f"accepted here: 1.0 (validate when the loader is exhausted), an int number of batches, or a duration")
+                f"accepted here: 1.0 (validate when the loader is exhausted), an int number of batches, or a duration"
+            )
         return ValSchedule(enabled, every_n_epochs, INF, None, limit_count)
     return ValSchedule(enabled, every_n_epochs, float(max(1, int(train_batches * interval.value))), None, limit_count)
 
@@ -221,19 +239,38 @@ class ValidationSchedule(LoopHandler):
     name = "validation"
     order = 40  # after the limits; before early stopping, which judges its runs
 
-    def __init__(self, evaluator: Engine, val_data: Any, val_check_interval: Any = None,
-                 check_val_every_n_epoch: int | None = 1, num_sanity_val_steps: int = 2,
-                 limit_val_batches: Any = None, val_time_fraction: float | None = None, overfit_batches: Any = 0.0,
-                 fast_dev_run: int = 0) -> None:
+    def __init__(
+        self,
+        evaluator: Engine,
+        val_data: Any,
+        val_check_interval: Any = None,
+        check_val_every_n_epoch: int | None = 1,
+        num_sanity_val_steps: int = 2,
+        limit_val_batches: Any = None,
+        val_time_fraction: float | None = None,
+        overfit_batches: Any = 0.0,
+        fast_dev_run: int = 0,
+    ) -> None:
         super().__init__()
         if not isinstance(evaluator, Engine):
-            raise TypeError(f"ValidationSchedule(evaluator={type(evaluator).__name__}) is not an ignite Engine; "
-                            f"accepted: the Engine that runs validation")
+            raise TypeError(
+                f"ValidationSchedule(evaluator={type(evaluator).__name__}) is not an ignite Engine; "
+                f"accepted: the Engine that runs validation"
+            )
         if val_data is None:
-            raise ValueError("ValidationSchedule(val_data=None): accepted: the validation data (a DataLoader or an "
-                             "iterable); to turn validation off, set limit_val_batches=0")
-        self.flags = ValidationFlags.parse(val_check_interval, check_val_every_n_epoch, num_sanity_val_steps,
-                                           limit_val_batches, val_time_fraction, overfit_batches, fast_dev_run)
+            raise ValueError(
+                "ValidationSchedule(val_data=None): accepted: the validation data (a DataLoader or an "
+                "iterable); to turn validation off, set limit_val_batches=0"
+            )
+        self.flags = ValidationFlags.parse(
+            val_check_interval,
+            check_val_every_n_epoch,
+            num_sanity_val_steps,
+            limit_val_batches,
+            val_time_fraction,
+            overfit_batches,
+            fast_dev_run,
+        )
         flags = self.flags.resolved()  # fast_dev_run and overfit_batches applied
         self.evaluator, self.val_data = evaluator, val_data
         self.val_check_interval, self.check_val_every_n_epoch = flags.val_check_interval, flags.check_val_every_n_epoch
@@ -260,14 +297,15 @@ class ValidationSchedule(LoopHandler):
 
     def __repr__(self) -> str:
         budget = "" if self.budget is None else f", val_time_fraction={self.budget.fraction}"
-        return (f"ValidationSchedule(val_check_interval={self.val_check_interval!r}, check_val_every_n_epoch="
-                f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r}{budget})")
+        return (
+            f"ValidationSchedule(val_check_interval={self.val_check_interval!r}, check_val_every_n_epoch="
+            f"{self.check_val_every_n_epoch}, limit_val_batches={self.limit_val_batches!r}{budget})"
+        )
 
     @property
     def configured(self) -> bool:
         """Whether validation can run at all (data given, not limited to 0 batches, not empty)."""
-        return (self.val_data is not None and not self.limit_val_batches.is_zero
-                and data_length(self.val_data) != 0)
+        return self.val_data is not None and not self.limit_val_batches.is_zero and data_length(self.val_data) != 0
 
     @property
     def enabled(self) -> bool:
@@ -326,8 +364,13 @@ class ValidationSchedule(LoopHandler):
                 self._loader = with_batched_fetch(self._loader)
             self.batches = self.limit_val_batches.resolve(data_length(self._loader), "limit_val_batches")
             enabled = self.batches != 0
-        self.plan = resolve_val_schedule(self.val_check_interval, self.check_val_every_n_epoch,
-                                         train_batches=train_batches, train_limit=train_limit, enabled=enabled)
+        self.plan = resolve_val_schedule(
+            self.val_check_interval,
+            self.check_val_every_n_epoch,
+            train_batches=train_batches,
+            train_limit=train_limit,
+            enabled=enabled,
+        )
         self.time_based = self.plan.interval_seconds is not None and self.plan.enabled
 
     def sanity_check(self) -> None:
@@ -403,8 +446,16 @@ class ValidationSchedule(LoopHandler):
         self.last_metrics = dict(getattr(self.evaluator.state, "metrics", None) or {})
         self.last_val_end = self.loop.clock.elapsed()
         p = self.loop.progress  # [run record]
-        self.runs.append(ValidationRecord(p.epoch, p.global_step, p.total_batches, self.last_val_end,
-                                          self.last_val_end - started, numeric_metrics(self.last_metrics)))
+        self.runs.append(
+            ValidationRecord(
+                p.epoch,
+                p.global_step,
+                p.total_batches,
+                self.last_val_end,
+                self.last_val_end - started,
+                numeric_metrics(self.last_metrics),
+            )
+        )
         if self.budget is not None:
             next_at = self.budget.record(self.last_val_end - started, self.last_val_end, p.total_batches)
             plan = self.loop.plan
@@ -425,8 +476,12 @@ class ValidationSchedule(LoopHandler):
     # ------------------------------------------------------------------ state and record
     def state_dict(self) -> dict[str, Any]:
         """When the last validation ended (a time-based schedule counts from there) and the run record."""
-        state = {"last_val_end": float(self.last_val_end), "runs": [r.to_dict() for r in self.runs],
-                 "sanity_seconds": self.sanity_seconds, "sanity_batches": self.sanity_batches}
+        state = {
+            "last_val_end": float(self.last_val_end),
+            "runs": [r.to_dict() for r in self.runs],
+            "sanity_seconds": self.sanity_seconds,
+            "sanity_batches": self.sanity_batches,
+        }
         if self.budget is not None:
             state["budget"] = self.budget.state_dict()
         return state
@@ -461,15 +516,19 @@ def _warn_other_run(on_val_data: bool, interval: Any, every_n_epochs: int | None
     where = caller_outside_the_frameworks()
     who = where[0] if where else "a handler"
     if on_val_data:
-        text = (f"the evaluator of ignite-speed's validation schedule was also run during training, on its "
-                f"val_data, by {who}: remove it (the schedule validates: val_check_interval={_describe(interval)}, "
-                f"check_val_every_n_epoch={every_n_epochs}), or the app validates twice")
+        text = (
+            f"the evaluator of ignite-speed's validation schedule was also run during training, on its "
+            f"val_data, by {who}: remove it (the schedule validates: val_check_interval={_describe(interval)}, "
+            f"check_val_every_n_epoch={every_n_epochs}), or the app validates twice"
+        )
     else:
-        text = (f"the evaluator of ignite-speed's validation schedule was also run during training, on data other "
-                f"than val_data, by {who}: if it evaluates other data (training metrics), give that run an Engine of "
-                f"its own (a second create_supervised_evaluator), so that its runs and metrics stay apart from "
-                f"validation's; if it validates, remove it (the schedule validates: val_check_interval="
-                f"{_describe(interval)}, check_val_every_n_epoch={every_n_epochs})")
+        text = (
+            f"the evaluator of ignite-speed's validation schedule was also run during training, on data other "
+            f"than val_data, by {who}: if it evaluates other data (training metrics), give that run an Engine of "
+            f"its own (a second create_supervised_evaluator), so that its runs and metrics stay apart from "
+            f"validation's; if it validates, remove it (the schedule validates: val_check_interval="
+            f"{_describe(interval)}, check_val_every_n_epoch={every_n_epochs})"
+        )
     warnings.warn_explicit(text, UserWarning, where[1] if where else "<unknown>", where[2] if where else 0)
 
 

@@ -26,8 +26,9 @@ __all__ = ["ValidationBudget", "batches_until_allowed", "PREDICTION_WINDOW"]
 PREDICTION_WINDOW = 3
 
 
-def batches_until_allowed(fraction: float, elapsed: float, val_seconds: float, predicted: float,
-                          per_batch: float) -> int:
+def batches_until_allowed(
+    fraction: float, elapsed: float, val_seconds: float, predicted: float, per_batch: float
+) -> int:
     """Training batches to run before the next validation fits the budget (0: the next candidate may validate).
 
     Args:
@@ -111,9 +112,16 @@ class ValidationBudget:
         return min(positive) if positive else 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_at": self.next_at, "val_seconds": self.val_seconds, "runs": self.runs,
-                "skipped": self.skipped, "recent": list(self.recent), "last_end": self.last_end,
-                "last_batches": self.last_batches, "mark": None if self.mark is None else list(self.mark)}
+        return {
+            "next_at": self.next_at,
+            "val_seconds": self.val_seconds,
+            "runs": self.runs,
+            "skipped": self.skipped,
+            "recent": list(self.recent),
+            "last_end": self.last_end,
+            "last_batches": self.last_batches,
+            "mark": None if self.mark is None else list(self.mark),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.next_at = int(state.get("next_at", 0))

@@ -10,5 +10,4 @@ from .progress import Progress
 from .stop import RankFailureError, StopController, StopReason, StopRequest
 from .training_loop import StepEvents, TrainingLoop
 
-__all__ = ["TrainingLoop", "Progress", "StopController", "StopReason", "StopRequest", "RankFailureError",
-           "StepEvents"]
+__all__ = ["TrainingLoop", "Progress", "StopController", "StopReason", "StopRequest", "RankFailureError", "StepEvents"]

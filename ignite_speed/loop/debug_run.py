@@ -38,8 +38,9 @@ def engines_limited_to(n_batches: int, trainer: Engine, limited: list[str]) -> I
     (main.py:42)"``), for the debug run's summary."""
     original, thread = Engine.__dict__["run"], threading.get_ident()
 
-    def run(engine: Engine, data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None,
-            **kwargs: Any) -> Any:
+    def run(
+        engine: Engine, data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None, **kwargs: Any
+    ) -> Any:
         if engine is trainer or threading.get_ident() != thread:  # (another thread's engines: not this run's)
             return original(engine, data, max_epochs=max_epochs, epoch_length=epoch_length, **kwargs)
         kwargs.pop("max_iters", None)

@@ -92,8 +92,22 @@ class LoopHooks:
         """The loop is being taken off the trainer: remove what this handler added to other engines."""
 
 
-HOOKS = ("before_run", "plan_run", "on_run_start", "on_train_start", "on_batch_end", "on_agreement", "on_validation_end",
-         "on_epoch_end", "on_train_end", "on_run_exit", "on_new_run", "on_resume", "report_fields", "detach")
+HOOKS = (
+    "before_run",
+    "plan_run",
+    "on_run_start",
+    "on_train_start",
+    "on_batch_end",
+    "on_agreement",
+    "on_validation_end",
+    "on_epoch_end",
+    "on_train_end",
+    "on_run_exit",
+    "on_new_run",
+    "on_resume",
+    "report_fields",
+    "detach",
+)
 
 
 class HandlerRegistry:
@@ -122,8 +136,10 @@ class HandlerRegistry:
             if old is handler:
                 return
             if old.name == handler.name:
-                raise ValueError(f"{type(handler).__name__}.attach: this trainer already has a {type(old).__name__} "
-                                 f"attached; attach one handler per concern (change the one attached instead)")
+                raise ValueError(
+                    f"{type(handler).__name__}.attach: this trainer already has a {type(old).__name__} "
+                    f"attached; attach one handler per concern (change the one attached instead)"
+                )
         self._handlers.append(handler)
         self._handlers.sort(key=lambda h: h.order)
         self._refresh()
@@ -138,8 +154,11 @@ class HandlerRegistry:
         for name in HOOKS:
             default = getattr(LoopHooks, name)
             # in place: the loop keeps a reference to the per-batch list
-            self.hooks[name][:] = [getattr(h, name) for h in self._handlers
-                                   if getattr(type(h), name, default) is not default and name not in h.skip_hooks]
+            self.hooks[name][:] = [
+                getattr(h, name)
+                for h in self._handlers
+                if getattr(type(h), name, default) is not default and name not in h.skip_hooks
+            ]
 
     def call(self, hook: str, *args: Any) -> None:
         for method in self.hooks[hook]:

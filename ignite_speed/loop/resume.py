@@ -49,17 +49,37 @@ from .hooks import LoopHooks
 from .state import LoopState
 from .stop import StopController, StopReason
 
-__all__ = ["capture_rng", "restore_rng", "loader_generators", "recreate_iterator", "draw_iterator_end",
-           "set_epoch_position", "torch_rng_state", "set_torch_rng_state", "replay_batches", "DataPosition",
-           "replay_open_window", "RunLayout", "layout_refusal", "layout_warning", "STATE_VERSION", "loop_checkpoint",
-           "read_loop_checkpoint", "migrate_flat_state", "CheckpointRehearsal"]
+__all__ = [
+    "capture_rng",
+    "restore_rng",
+    "loader_generators",
+    "recreate_iterator",
+    "draw_iterator_end",
+    "set_epoch_position",
+    "torch_rng_state",
+    "set_torch_rng_state",
+    "replay_batches",
+    "DataPosition",
+    "replay_open_window",
+    "RunLayout",
+    "layout_refusal",
+    "layout_warning",
+    "STATE_VERSION",
+    "loop_checkpoint",
+    "read_loop_checkpoint",
+    "migrate_flat_state",
+    "CheckpointRehearsal",
+]
 
 
 def loader_generators(loader: Any) -> list[torch.Generator]:
     """The distinct ``torch.Generator`` objects a DataLoader (or its samplers) draws from."""
     found: list[torch.Generator] = []
-    candidates = [getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None),
-                  getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None)]
+    candidates = [
+        getattr(loader, "generator", None),
+        getattr(getattr(loader, "sampler", None), "generator", None),
+        getattr(getattr(getattr(loader, "batch_sampler", None), "sampler", None), "generator", None),
+    ]
     for gen in candidates:
         if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
             found.append(gen)
@@ -80,8 +100,12 @@ def capture_rng(loader: Any = None) -> dict[str, Any]:
     else:
         np_state: Any = np.random.get_state()
         _, keys, pos, has_gauss, cached = np_state
-        state["numpy"] = {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                          "has_gauss": int(has_gauss), "cached": float(cached)}
+        state["numpy"] = {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        }
     state["loader"] = [g.get_state() for g in loader_generators(loader)]
     return state
 
@@ -99,8 +123,15 @@ def restore_rng(state: dict[str, Any], loader: Any = None) -> None:
     if np_state is not None:
         import numpy as np
 
-        np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                             np_state["has_gauss"], np_state["cached"]))
+        np.random.set_state(
+            (
+                "MT19937",
+                np_state["keys"].numpy().astype(np.uint32),
+                np_state["pos"],
+                np_state["has_gauss"],
+                np_state["cached"],
+            )
+        )
     generators = loader_generators(loader)
     saved = state.get("loader") or []
     if len(saved) == len(generators):
@@ -167,7 +198,8 @@ def recreate_iterator(engine: Engine, creation_rng: dict[str, Any] | None, consu
             except StopIteration:
                 raise ValueError(
                     f"cannot resume: the checkpoint had consumed {consumed} batches of the current data iterator, "
-                    f"but the training data gives only {skipped}; resume with the same data") from None
+                    f"but the training data gives only {skipped}; resume with the same data"
+                ) from None
     finally:
         restore_rng(now, data)
 
@@ -210,6 +242,7 @@ def set_epoch_position(engine: Engine, epoch: int, batches_done: int) -> None:
     """
     engine.state.epoch = int(epoch)
     set_batches_done_in_epoch(engine, batches_done)
+
 
 # ------------------------------------------------------------------ the data position
 class DataPosition:
@@ -320,8 +353,11 @@ class DataPosition:
             state.window_rng = torch_rng_state()  # the epoch's first window starts here
 
     def state_dict(self) -> dict[str, Any]:
-        return {"iterator_rng": self.creation_rng, "iterator_fetched": int(self.fetched),
-                "layout": None if self.layout is None else self.layout.state_dict()}
+        return {
+            "iterator_rng": self.creation_rng,
+            "iterator_fetched": int(self.fetched),
+            "layout": None if self.layout is None else self.layout.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.creation_rng = state.get("iterator_rng")
@@ -329,17 +365,28 @@ class DataPosition:
         self.layout = RunLayout.from_state(state.get("layout"))  # (None in a version-3 checkpoint)
 
 
-def replay_open_window(engine: Engine, position: DataPosition, batches: int, window: Any, window_rng: Any,
-                       accumulate: int, model: Any = None) -> None:
+def replay_open_window(
+    engine: Engine,
+    position: DataPosition,
+    batches: int,
+    window: Any,
+    window_rng: Any,
+    accumulate: int,
+    model: Any = None,
+) -> None:
     """Replay the ``batches`` of an open accumulation window through the trainer's step (``window``: the
     step's accumulation window, or None when the step cannot; ``window_rng``: the generator states where
     the window began; ``model``: the step's model, whose buffers are put back afterwards)."""
     if window is None:
-        warnings.warn(f"the checkpoint was written inside an accumulation window ({batches} of "
-                      f"accumulate_grad_batches={accumulate} batches done); their gradients are in no "
-                      f"checkpoint and this trainer's process function cannot replay them (create_trainer's "
-                      f"can), so the resumed run is not exact; checkpoint on StepEvents.OPTIMIZER_STEP to avoid "
-                      f"it", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"the checkpoint was written inside an accumulation window ({batches} of "
+            f"accumulate_grad_batches={accumulate} batches done); their gradients are in no "
+            f"checkpoint and this trainer's process function cannot replay them (create_trainer's "
+            f"can), so the resumed run is not exact; checkpoint on StepEvents.OPTIMIZER_STEP to avoid "
+            f"it",
+            UserWarning,
+            stacklevel=2,
+        )
         replay_batches(engine, batches, None, run=False)
         return
     # Restore, not replace: the replay is the only way to rebuild the window's gradients (they are in no
@@ -367,6 +414,7 @@ def replay_open_window(engine: Engine, position: DataPosition, batches: int, win
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
+
 
 # ------------------------------------------------------------------ the run's layout
 # A resumed run continues exactly only when it draws the same batches per epoch, in the same order, and counts
@@ -407,13 +455,26 @@ class RunLayout:
     limit_train_batches: int | float | None = None
 
     @classmethod
-    def of(cls, *, world_size: int, data: Any, data_length: int | None, train_batches: int | None,
-           accumulate: int, limit: BatchLimit) -> RunLayout:
+    def of(
+        cls,
+        *,
+        world_size: int,
+        data: Any,
+        data_length: int | None,
+        train_batches: int | None,
+        accumulate: int,
+        limit: BatchLimit,
+    ) -> RunLayout:
         batch_size = getattr(data, "batch_size", None)
         shown: int | float | None = None if limit.is_all else limit.value
-        return cls(world_size=int(world_size), batch_size=batch_size if type(batch_size) is int else None,
-                   data_length=data_length, train_batches=train_batches, accumulate_grad_batches=int(accumulate),
-                   limit_train_batches=shown)
+        return cls(
+            world_size=int(world_size),
+            batch_size=batch_size if type(batch_size) is int else None,
+            data_length=data_length,
+            train_batches=train_batches,
+            accumulate_grad_batches=int(accumulate),
+            limit_train_batches=shown,
+        )
 
     def changes(self, now: RunLayout) -> list[tuple[str, Any, Any]]:
         """``(name, saved, now)`` of each compared fact that differs (``self`` is the saved layout)."""
@@ -444,31 +505,42 @@ def _listed(changes: list[tuple[str, Any, Any]]) -> str:
 def layout_refusal(changes: list[tuple[str, Any, Any]], source: str | None) -> str:
     """The message that refuses a resume under another layout (``source``: the checkpoint's file, when known)."""
     where = "the checkpoint" if source is None else source
-    autoresume = "" if source is None else (f"; to start from scratch instead, move {source} out of its folder "
-                                            f"or set autoresume=False")
-    return (f"cannot resume from {where}: it was written under another setup, and the data order or the counting "
-            f"of optimizer steps would change (saved -> now): {_listed(changes)}. Resume with the saved setup, or "
-            f"set allow_resume_changes=True (TrainingLoop.of(trainer).setup.allow_resume_changes = True with the "
-            f"handlers alone) to continue at the next epoch boundary with the counters kept: an interrupted epoch ends "
-            f"at the checkpoint's batch{autoresume}")
+    autoresume = (
+        ""
+        if source is None
+        else (f"; to start from scratch instead, move {source} out of its folder or set autoresume=False")
+    )
+    return (
+        f"cannot resume from {where}: it was written under another setup, and the data order or the counting "
+        f"of optimizer steps would change (saved -> now): {_listed(changes)}. Resume with the saved setup, or "
+        f"set allow_resume_changes=True (TrainingLoop.of(trainer).setup.allow_resume_changes = True with the "
+        f"handlers alone) to continue at the next epoch boundary with the counters kept: an interrupted epoch ends "
+        f"at the checkpoint's batch{autoresume}"
+    )
 
 
-def layout_warning(changes: list[tuple[str, Any, Any]], epoch: int, batch: int, train_batches: int | None,
-                   window: int) -> str:
+def layout_warning(
+    changes: list[tuple[str, Any, Any]], epoch: int, batch: int, train_batches: int | None, window: int
+) -> str:
     """What a resume under another layout does (``epoch``: the 0-based epoch the checkpoint stood in,
     ``batch``: its batches done, 0 at an epoch boundary; ``window``: batches of an open accumulation window)."""
     text = f"resuming under another setup (allow_resume_changes=True; saved -> now: {_listed(changes)}): "
     if batch:
         left = "" if train_batches is None else f" of {train_batches}"
-        text += (f"the interrupted epoch {epoch + 1} (1-based) ends after its batch {batch}{left}, its remaining "
-                 f"batches are skipped")
+        text += (
+            f"the interrupted epoch {epoch + 1} (1-based) ends after its batch {batch}{left}, its remaining "
+            f"batches are skipped"
+        )
         if window:
-            text += (f", and the {window} batch{'es' * (window > 1)} of its open accumulation window give no "
-                     f"optimizer step (their gradients are in no checkpoint)")
+            text += (
+                f", and the {window} batch{'es' * (window > 1)} of its open accumulation window give no "
+                f"optimizer step (their gradients are in no checkpoint)"
+            )
         text += f"; training continues with epoch {epoch + 2}"
     else:
         text += f"training continues with epoch {epoch + 1}"
     return text + " under the new setup, with the epoch, step and batch counters kept"
+
 
 # ------------------------------------------------------------------ the loop's checkpoint
 # ``TrainingLoop.state_dict()`` is ``{"version": 4, "loop": {...}, "<handler name>": handler.state_dict(), ...}``:
@@ -483,8 +555,14 @@ _READ_VERSIONS = (3, 4)  # 3: without the run's layout
 _FLAT_VERSIONS = (1, 2)  # ignite-speed 0.1.0: one flat dict
 
 
-def loop_checkpoint(state: LoopState, controller: StopController, clock: TrainingClock, position: DataPosition, dataloader: Any,
-                    handlers: Iterable[LoopHooks]) -> dict[str, Any]:
+def loop_checkpoint(
+    state: LoopState,
+    controller: StopController,
+    clock: TrainingClock,
+    position: DataPosition,
+    dataloader: Any,
+    handlers: Iterable[LoopHooks],
+) -> dict[str, Any]:
     """The loop's checkpoint: its own part and each handler's state under the handler's name."""
     own = {
         "state": state.state_dict(),
@@ -500,8 +578,13 @@ def loop_checkpoint(state: LoopState, controller: StopController, clock: Trainin
     return checkpoint
 
 
-def read_loop_checkpoint(checkpoint: Any, controller: StopController, clock: TrainingClock, position: DataPosition,
-                         handlers: Iterable[LoopHooks]) -> tuple[LoopState, dict[str, Any] | None]:
+def read_loop_checkpoint(
+    checkpoint: Any,
+    controller: StopController,
+    clock: TrainingClock,
+    position: DataPosition,
+    handlers: Iterable[LoopHooks],
+) -> tuple[LoopState, dict[str, Any] | None]:
     """Restore a :func:`loop_checkpoint` (migrating a 0.1.0 state) into the loop's parts and its handlers.
     Returns the loop's state and the generator states saved with it, which the resumed run restores at its
     start. A loaded run does not repeat the preemption its saved run was stopping for."""
@@ -511,8 +594,10 @@ def read_loop_checkpoint(checkpoint: Any, controller: StopController, clock: Tra
     if version in _FLAT_VERSIONS:
         checkpoint = migrate_flat_state(checkpoint)
     elif version not in _READ_VERSIONS:
-        raise ValueError(f"speedups state has version {version!r}; this ignite-speed reads versions "
-                         f"{[*_FLAT_VERSIONS, *_READ_VERSIONS]}")
+        raise ValueError(
+            f"speedups state has version {version!r}; this ignite-speed reads versions "
+            f"{[*_FLAT_VERSIONS, *_READ_VERSIONS]}"
+        )
     own = checkpoint["loop"]
     state = LoopState()
     state.load_state_dict(own["state"])
@@ -534,17 +619,25 @@ def migrate_flat_state(state: dict[str, Any]) -> dict[str, Any]:
     """A state of ignite-speed 0.1.0 (one flat dict, versions 1 and 2) in the current layout."""
     concerns = state.get("concerns") or {}
     own = {
-        "state": {key: state[key] for key in ("progress", "stage", "end_after_epoch", "epoch_ended_early",
-                                              "window_batches", "window_rng") if key in state},
+        "state": {
+            key: state[key]
+            for key in ("progress", "stage", "end_after_epoch", "epoch_ended_early", "window_batches", "window_rng")
+            if key in state
+        },
         "controller": state["controller"],
         "clock": state["clock"],
-        "data": {"rng": state.get("rng"), "iterator_rng": state.get("iterator_rng"),
-                 "iterator_fetched": state.get("iterator_fetched", 0)},
+        "data": {
+            "rng": state.get("rng"),
+            "iterator_rng": state.get("iterator_rng"),
+            "iterator_fetched": state.get("iterator_fetched", 0),
+        },
         "local_requests": state.get("local_requests") or [],
     }
-    migrated: dict[str, Any] = {"version": STATE_VERSION, "loop": own,
-                                "validation": {"last_val_end": state.get("last_val_end", 0.0),
-                                               **concerns.get("validation", {})}}
+    migrated: dict[str, Any] = {
+        "version": STATE_VERSION,
+        "loop": own,
+        "validation": {"last_val_end": state.get("last_val_end", 0.0), **concerns.get("validation", {})},
+    }
     if "time_budget" in concerns:
         migrated["time_budget"] = concerns["time_budget"]
     if state.get("early_stopping") is not None:
@@ -552,6 +645,7 @@ def migrate_flat_state(state: dict[str, Any]) -> dict[str, Any]:
     if state.get("precision") is not None:
         migrated["precision"] = state["precision"]
     return migrated
+
 
 # ------------------------------------------------------------------ fast_dev_run: rehearse the app's Checkpoint handlers
 class CheckpointRehearsal:
@@ -593,9 +687,11 @@ class CheckpointRehearsal:
                             obj.load_state_dict(states[name])
                         except Exception:  # noqa: S110 - the object cannot load states at all
                             pass
-                    raise RuntimeError(f"fast_dev_run: the checkpoint that {type(ckpt).__name__}(to_save="
-                                       f"{sorted(ckpt.to_save)}) writes could not be loaded back ({type(exc).__name__}: "
-                                       f"{exc}); a real run could not resume from it") from exc
+                    raise RuntimeError(
+                        f"fast_dev_run: the checkpoint that {type(ckpt).__name__}(to_save="
+                        f"{sorted(ckpt.to_save)}) writes could not be loaded back ({type(exc).__name__}: "
+                        f"{exc}); a real run could not resume from it"
+                    ) from exc
                 for name, obj in ckpt.to_save.items():
                     obj.load_state_dict(states[name])
         finally:

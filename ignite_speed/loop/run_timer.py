@@ -122,8 +122,12 @@ class RunTimer:
             try:
                 listener()
             except Exception as exc:  # (a report of the run must never fail the run)
-                logger.warning("after trainer.run: %s failed: %s: %s", getattr(listener, "__qualname__", listener),
-                               type(exc).__name__, exc)
+                logger.warning(
+                    "after trainer.run: %s failed: %s: %s",
+                    getattr(listener, "__qualname__", listener),
+                    type(exc).__name__,
+                    exc,
+                )
 
     def begin_call(self, loop: Any) -> None:
         """Ignite's ``run`` starts: time the checkpoint saves, and with :attr:`fine` the batches."""
@@ -268,10 +272,12 @@ class RunTimer:
         handlers = [entry[0] for entry in entries]
         if first not in handlers or last not in handlers:
             return
-        for original in handlers[handlers.index(first) + 1:handlers.index(last)]:
+        for original in handlers[handlers.index(first) + 1 : handlers.index(last)]:
             timed = self._timed_handler(original)
             if timed is not None and replace_handler(trainer, Events.ITERATION_COMPLETED, original, timed):
-                self._undo.append(functools.partial(replace_handler, trainer, Events.ITERATION_COMPLETED, timed, original))
+                self._undo.append(
+                    functools.partial(replace_handler, trainer, Events.ITERATION_COMPLETED, timed, original)
+                )
 
     def _timed_handler(self, original: Callable[..., Any]) -> Callable[..., Any] | None:
         parent = getattr(original, "_parent", None)  # (Ignite's wrapper of a handler with an event filter)
@@ -308,14 +314,16 @@ def _timed_class(cls: type) -> type:
     """``cls`` (a ``Checkpoint`` class) with a timed ``__call__`` (one subclass per class)."""
     timed = _TIMED.get(cls)
     if timed is None:
+
         def __call__(self: Any, engine: Engine) -> None:
             timer = self.__dict__.get("_ignite_speed_timer")
             if timer is None:
                 return cls.__call__(self, engine)  # type: ignore[operator]
             return timer.timed("checkpoint", cls.__call__, self, engine)  # type: ignore[attr-defined]
 
-        timed = _TIMED[cls] = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__,
-                                                           "__qualname__": cls.__qualname__})
+        timed = _TIMED[cls] = type(
+            cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        )
     return timed
 
 

@@ -31,8 +31,15 @@ from .._logging import logger
 from .clock import TIME_SOURCE
 from .trainer_parts import TrainerParts
 
-__all__ = ["StopReason", "StopRequest", "StopController", "RankFailureError", "StopAgreement", "AGREEMENT_SECONDS",
-           "MAX_AGREEMENT_INTERVAL"]
+__all__ = [
+    "StopReason",
+    "StopRequest",
+    "StopController",
+    "RankFailureError",
+    "StopAgreement",
+    "AGREEMENT_SECONDS",
+    "MAX_AGREEMENT_INTERVAL",
+]
 
 
 class StopReason(str, enum.Enum):
@@ -56,8 +63,15 @@ class StopReason(str, enum.Enum):
 # When ranks request different reasons on the same iteration, the reason recorded by every rank is the
 # first of this list that any rank requested.
 # A prune outranks early stopping: the search must record the trial as pruned.
-_PRIORITY = (StopReason.RANK_FAILURE, StopReason.PREEMPTED, StopReason.NON_FINITE_LOSS, StopReason.PRUNED,
-             StopReason.EARLY_STOPPING, StopReason.MAX_TIME, StopReason.USER_REQUEST)
+_PRIORITY = (
+    StopReason.RANK_FAILURE,
+    StopReason.PREEMPTED,
+    StopReason.NON_FINITE_LOSS,
+    StopReason.PRUNED,
+    StopReason.EARLY_STOPPING,
+    StopReason.MAX_TIME,
+    StopReason.USER_REQUEST,
+)
 _REQUESTABLE = frozenset(_PRIORITY)
 # Training on after these is pointless (NaN weights), impossible (a rank is gone) or cut short anyway (the job
 # is preempted): min_epochs/min_steps do not defer them.
@@ -129,11 +143,14 @@ class StopController:
     def set_minimums(self, min_epochs: int = 0, min_steps: int = 0, *, caller: str) -> None:
         """Set ``min_epochs``/``min_steps`` given by a handler (0: not given). Two handlers that give
         different non-zero values conflict: ``caller`` is named in the error."""
-        if (min_epochs and self.min_epochs and min_epochs != self.min_epochs) or \
-                (min_steps and self.min_steps and min_steps != self.min_steps):
-            raise ValueError(f"{caller}(min_epochs={min_epochs}, min_steps={min_steps}) conflicts with the trainer's "
-                             f"stop controller (min_epochs={self.min_epochs}, min_steps={self.min_steps}); "
-                             f"give the minimums once")
+        if (min_epochs and self.min_epochs and min_epochs != self.min_epochs) or (
+            min_steps and self.min_steps and min_steps != self.min_steps
+        ):
+            raise ValueError(
+                f"{caller}(min_epochs={min_epochs}, min_steps={min_steps}) conflicts with the trainer's "
+                f"stop controller (min_epochs={self.min_epochs}, min_steps={self.min_steps}); "
+                f"give the minimums once"
+            )
         self.min_epochs = int(min_epochs or self.min_epochs)
         self.min_steps = int(min_steps or self.min_steps)
 
@@ -146,8 +163,9 @@ class StopController:
         """Ask to stop (takes effect at the next decision point, after syncing across ranks)."""
         reason = StopReason(reason)
         if reason not in _REQUESTABLE:
-            raise ValueError(f"reason={reason.value!r} cannot be requested; accepted: "
-                             f"{sorted(r.value for r in _REQUESTABLE)}")
+            raise ValueError(
+                f"reason={reason.value!r} cannot be requested; accepted: {sorted(r.value for r in _REQUESTABLE)}"
+            )
         self._local.setdefault(reason, StopRequest(reason, str(message), source or reason.value))
 
     @property
@@ -158,8 +176,9 @@ class StopController:
         """This rank's requests since the last sync (what the next :meth:`sync` will combine)."""
         return list(self._local.values())
 
-    def sync(self, world_size: int | None = None, extra: Sequence[int] = (),
-             timeout: datetime.timedelta | None = None) -> StopRequest | None:
+    def sync(
+        self, world_size: int | None = None, extra: Sequence[int] = (), timeout: datetime.timedelta | None = None
+    ) -> StopRequest | None:
         """Combine this decision point's requests of all ranks (one blocking collective when distributed).
 
         ``extra`` are small non-negative ints a stop source wants MAX-reduced in the same collective
@@ -211,14 +230,15 @@ class StopController:
             raise ValueError(f"sync(extra=...) takes at most {_SYNC_FLAGS - len(_PRIORITY)} values, got {len(extra)}")
         return flags + [0] * (_SYNC_FLAGS - len(flags))
 
-    def _combine(self, flags: Sequence[int], sent: dict[StopReason, StopRequest], n_extra: int,
-                 world_size: int) -> StopRequest | None:
+    def _combine(
+        self, flags: Sequence[int], sent: dict[StopReason, StopRequest], n_extra: int, world_size: int
+    ) -> StopRequest | None:
         """Apply the reduced ``flags`` of a sync to which this rank sent the requests ``sent``."""
         self.syncs += 1
         from ..distributed._dist import gather_message
 
         if world_size > 1:
-            self.last_extra = [int(v) for v in flags[len(_PRIORITY):len(_PRIORITY) + n_extra]]
+            self.last_extra = [int(v) for v in flags[len(_PRIORITY) : len(_PRIORITY) + n_extra]]
         requested = [r for r, f in zip(_PRIORITY, flags) if f]
         for reason, request in sent.items():  # what this sync carried; later requests wait for the next one
             if self._local.get(reason) is request:
@@ -243,8 +263,9 @@ class StopController:
             self.pending = synced
         return self.pending
 
-    def signal_failure(self, message: str, source: str, world_size: int,
-                       timeout: datetime.timedelta | None = None) -> None:
+    def signal_failure(
+        self, message: str, source: str, world_size: int, timeout: datetime.timedelta | None = None
+    ) -> None:
         """On a rank whose training raised: join the other ranks' next sync once with ``RANK_FAILURE``
         set, so that they raise :class:`RankFailureError` there instead of waiting in their next
         collective until the process group times out. Raises ``RuntimeError`` if they do not reach a
@@ -269,11 +290,17 @@ class StopController:
             return True
         if not self._deferral_logged:
             self._deferral_logged = True
-            logger.info("%s: stop requested but training continues until min_epochs=%d and min_steps=%d are met",
-                        self.pending.reason.value, self.min_epochs, self.min_steps)
+            logger.info(
+                "%s: stop requested but training continues until min_epochs=%d and min_steps=%d are met",
+                self.pending.reason.value,
+                self.min_epochs,
+                self.min_steps,
+            )
         return False
 
-    def finish(self, reason: StopReason | str | None = None, message: str = "", source: str | None = None) -> StopRequest:
+    def finish(
+        self, reason: StopReason | str | None = None, message: str = "", source: str | None = None
+    ) -> StopRequest:
         """Record why the run ended. With no ``reason``, the pending request is the cause."""
         if self.final is not None:
             return self.final
@@ -350,8 +377,9 @@ class StopAgreement:
         self._agreed_at = None
         self._interval = 1
 
-    def agree(self, controller: StopController, total_batches: int, world_size: int,
-              time_due_here: Callable[[], bool]) -> bool:
+    def agree(
+        self, controller: StopController, total_batches: int, world_size: int, time_due_here: Callable[[], bool]
+    ) -> bool:
         """At an agreement batch (the same on every rank), after the deferred checks reported: in a
         distributed run the sync started at the previous agreement batch is completed and the next one
         started, without waiting. ``time_due_here``: whether this rank's clock says a time-based validation

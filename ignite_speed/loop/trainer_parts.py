@@ -70,7 +70,9 @@ class TrainerParts:
 
     def drop_if_empty(self, trainer: Any) -> None:
         """Take the attribute off ``trainer`` when nothing is left in it (a detached loop)."""
-        if all(getattr(self, name) is None for name in ("loop", "controller", "precision", "accumulation",
-                                                        "model", "speedups")):
+        if all(
+            getattr(self, name) is None
+            for name in ("loop", "controller", "precision", "accumulation", "model", "speedups")
+        ):
             if getattr(trainer, ATTRIBUTE, None) is self:
                 delattr(trainer, ATTRIBUTE)

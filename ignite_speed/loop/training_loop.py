@@ -76,6 +76,7 @@ class StepEvents(EventEnum):
 
     OPTIMIZER_STEP = "optimizer_step"
 
+
 class TrainingLoop:
     """The loop state and decisions of one trainer (get it with :meth:`of`; handlers make it).
 
@@ -162,8 +163,10 @@ class TrainingLoop:
             self.state.count_fetched_batch()  # fetched, not trained: no optimizer step
             self.position.count()
         elif event != Events.ITERATION_COMPLETED:
-            raise RuntimeError(f"end_epoch() must be called from an ITERATION_STARTED or ITERATION_COMPLETED "
-                               f"handler of the trainer; it was called during {event}")
+            raise RuntimeError(
+                f"end_epoch() must be called from an ITERATION_STARTED or ITERATION_COMPLETED "
+                f"handler of the trainer; it was called during {event}"
+            )
         self.state.end_epoch_early()
         self.trainer.terminate_epoch()
 
@@ -287,9 +290,14 @@ class TrainingLoop:
             state.window_rng = torch_rng_state()
         for check in self._batch_checks:
             check(engine)
-        if p.batch_in_epoch < self._next_val and p.total_batches < self.agreement.next_at \
-                and not controller.unsynced and controller.pending is None and not self.time_schedule \
-                and p.global_step < self._max_steps:
+        if (
+            p.batch_in_epoch < self._next_val
+            and p.total_batches < self.agreement.next_at
+            and not controller.unsynced
+            and controller.pending is None
+            and not self.time_schedule
+            and p.global_step < self._max_steps
+        ):
             return  # the common batch: nothing planned, nothing requested
         self._next_val = self.due_batch(engine, replay, self._next_val)
 
@@ -314,8 +322,9 @@ class TrainingLoop:
             self.state.leave_decision_pending()  # (the resumed run decides for this batch)
             return next_val
         # (a preempted run does not validate at its stop: the resumed run validates where it is due)
-        if schedule is not None and schedule.due_after_batch(p, self.is_last_batch(), stopping and not preempted,
-                                                             time_due):
+        if schedule is not None and schedule.due_after_batch(
+            p, self.is_last_batch(), stopping and not preempted, time_due
+        ):
             self._validate_now()
             if engine.should_terminate:  # e.g. Ignite's EarlyStopping on the evaluator
                 self._terminated_by_others(engine)
@@ -329,8 +338,7 @@ class TrainingLoop:
             next_val = schedule.next_due(p, self.plan.train_batches)
         max_steps = self.plan.run_limits.max_steps
         if max_steps.reached(p.global_step):
-            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"),
-                               replay)
+            self._end_training(StopRequest(StopReason.MAX_STEPS, f"max_steps={max_steps} reached", "max_steps"), replay)
         elif preempted and not replay and not self.is_last_batch():  # (a signal during this batch's validation)
             assert controller.pending is not None
             self._stop_now(controller.pending)
@@ -342,8 +350,12 @@ class TrainingLoop:
     def _time_due_here(self) -> bool:
         """Whether this rank's clock says a time-based validation is due (rank 0's decides when distributed)."""
         schedule = self.plan.validation
-        return schedule is not None and schedule.time_based and self.plan.is_rank_zero and \
-            schedule.time_due(self.clock.elapsed())
+        return (
+            schedule is not None
+            and schedule.time_based
+            and self.plan.is_rank_zero
+            and schedule.time_due(self.clock.elapsed())
+        )
 
     def _terminated_by_others(self, engine: Engine) -> None:
         """Another handler (Ignite's ``EarlyStopping`` or ``TerminateOnNan``, user code) called
@@ -422,8 +434,13 @@ class TrainingLoop:
             self._finish(request)
             return
         if plan.run_limits.max_epochs.unlimited and engine.state.max_epochs is not None:
-            wanted = _ignite_max_epochs_ahead(engine.state.epoch, engine.state.max_epochs, p.epochs_done,
-                                              self.clock.elapsed(), plan.time_budget_seconds)
+            wanted = _ignite_max_epochs_ahead(
+                engine.state.epoch,
+                engine.state.max_epochs,
+                p.epochs_done,
+                self.clock.elapsed(),
+                plan.time_budget_seconds,
+            )
             if wanted is not None:
                 engine.state.max_epochs = wanted
         if remeasure or (plan.fresh_iterator_each_epoch and not state.epoch_ended_early):
@@ -466,8 +483,14 @@ class TrainingLoop:
         """The loop's checkpoint as plain data (``torch.load(weights_only=True)`` reads it back):
         ``{"version": ..., "loop": <the loop's own state>, "<handler name>": <its state_dict()>, ...}``
         (see :func:`~ignite_speed.loop.resume.loop_checkpoint`)."""
-        return loop_checkpoint(self.state, self.controller, self.clock, self.position,
-                               getattr(self.trainer.state, "dataloader", None), self.handlers)
+        return loop_checkpoint(
+            self.state,
+            self.controller,
+            self.clock,
+            self.position,
+            getattr(self.trainer.state, "dataloader", None),
+            self.handlers,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (also a state saved by ignite-speed 0.1.0); the next
@@ -480,14 +503,20 @@ class TrainingLoop:
 def _events(loop: TrainingLoop) -> tuple[tuple[Any, Any], ...]:
     """Every (event, handler) the loop may have on its trainer, in the order they are added."""
     renewed = loop.position.on_iterator_renewed  # (Ignite makes a new iterator after these two)
-    return ((Events.STARTED, loop.on_started), (Events.EPOCH_STARTED, loop.on_epoch_started),
-            (Events.EPOCH_STARTED, loop.on_epoch_data), (Events.DATALOADER_STOP_ITERATION, renewed),
-            (Events.TERMINATE_SINGLE_EPOCH, renewed), (Events.EPOCH_COMPLETED, loop.on_epoch_pending),
-            (Events.ITERATION_COMPLETED, loop.on_iteration_counted),
-            (Events.ITERATION_COMPLETED, loop.on_iteration_decide),
-            (Events.ITERATION_COMPLETED, loop.on_iteration_completed),
-            (Events.EPOCH_COMPLETED, loop.on_epoch_completed), (Events.TERMINATE, loop.on_terminate),
-            (Events.COMPLETED, loop.on_completed))
+    return (
+        (Events.STARTED, loop.on_started),
+        (Events.EPOCH_STARTED, loop.on_epoch_started),
+        (Events.EPOCH_STARTED, loop.on_epoch_data),
+        (Events.DATALOADER_STOP_ITERATION, renewed),
+        (Events.TERMINATE_SINGLE_EPOCH, renewed),
+        (Events.EPOCH_COMPLETED, loop.on_epoch_pending),
+        (Events.ITERATION_COMPLETED, loop.on_iteration_counted),
+        (Events.ITERATION_COMPLETED, loop.on_iteration_decide),
+        (Events.ITERATION_COMPLETED, loop.on_iteration_completed),
+        (Events.EPOCH_COMPLETED, loop.on_epoch_completed),
+        (Events.TERMINATE, loop.on_terminate),
+        (Events.COMPLETED, loop.on_completed),
+    )
 
 
 def _attach(loop: TrainingLoop) -> None:
@@ -503,8 +532,7 @@ def _attach(loop: TrainingLoop) -> None:
     original, timer, setup = engine_run_original(loop.trainer), loop.timer, loop.setup
 
     @functools.wraps(original)
-    def run(data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None,
-            **kwargs: Any) -> State:
+    def run(data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None, **kwargs: Any) -> State:
         timer.run_started()  # [run profile] the wall time of the whole call
         try:
             return setup.run(original, data, max_epochs, epoch_length, **kwargs)
@@ -568,13 +596,16 @@ def _hard_limit_reached(progress: Progress, limits: RunLimits) -> StopRequest | 
 
 
 def _empty_one_shot_message(epoch: int) -> str:
-    return (f"the training data gave no batches in epoch {epoch} (0-based): a one-shot generator or "
-            f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
-            f"more epochs")
+    return (
+        f"the training data gave no batches in epoch {epoch} (0-based): a one-shot generator or "
+        f"iterator is exhausted after one pass; pass a re-iterable (a DataLoader or a list) to train "
+        f"more epochs"
+    )
 
 
-def _ignite_max_epochs_ahead(epoch: int, max_epochs: int, epochs_done: int, elapsed: float,
-                             budget_seconds: float | None) -> int | None:
+def _ignite_max_epochs_ahead(
+    epoch: int, max_epochs: int, epochs_done: int, elapsed: float, budget_seconds: float | None
+) -> int | None:
     """No epoch limit: the ``max_epochs`` to give Ignite so that it trains on and a ``ProgressBar`` shows
     an estimate (one more epoch than ``epoch``, or as many as ``max_time`` is likely to allow), or ``None``
     to leave it."""
@@ -618,8 +649,9 @@ class RunSetup:
         self._loaded, self._loaded_rng = True, rng
 
     # ------------------------------------------------------------------ the run
-    def run(self, original: Callable[..., State], data: Any, max_epochs: int | None, epoch_length: int | None,
-            **kwargs: Any) -> State:
+    def run(
+        self, original: Callable[..., State], data: Any, max_epochs: int | None, epoch_length: int | None, **kwargs: Any
+    ) -> State:
         loop = self.loop
         loop.handlers.call("before_run")  # (autoresume loads a checkpoint here)
         t = loop.trainer
@@ -634,8 +666,13 @@ class RunSetup:
             loop.timer.timed("sanity_check", plan.validation.sanity_check)
         lim = plan.run_limits
         if plan.train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:  # (a Limit is its int value)
-            what = ("limit_train_batches gives 0 batches" if plan.train_batches == 0
-                    else "max_epochs=0" if lim.max_epochs == 0 else "max_steps=0")
+            what = (
+                "limit_train_batches gives 0 batches"
+                if plan.train_batches == 0
+                else "max_epochs=0"
+                if lim.max_epochs == 0
+                else "max_steps=0"
+            )
             loop.controller.finish(StopReason.NO_TRAINING, f"no training: {what}", "limits")
             return t.state
         pending = self._position_for_resume(new_run)
@@ -646,14 +683,15 @@ class RunSetup:
     def plan_for(self, max_epochs: int | None, max_iters: int | None, new_run: bool) -> RunPlan:
         """The plan of a run with these ``run()`` arguments, as the handlers set it."""
         loop = self.loop
-        plan = RunPlan(new_run=new_run, max_epochs_arg=max_epochs, max_iters_arg=max_iters,
-                       accumulate=loop.accumulate)
+        plan = RunPlan(new_run=new_run, max_epochs_arg=max_epochs, max_iters_arg=max_iters, accumulate=loop.accumulate)
         loop.handlers.call("plan_run", plan)
         if plan.limits is None:
             # No LoopLimits: Ignite's own arguments govern (run(data) trains 1 epoch, or continues a resumed run).
             if max_epochs is None:
                 state_max = loop.trainer.state.max_epochs
-                max_epochs = UNLIMITED if max_iters is not None else (1 if new_run or state_max is None else int(state_max))
+                max_epochs = (
+                    UNLIMITED if max_iters is not None else (1 if new_run or state_max is None else int(state_max))
+                )
             plan.limits = RunLimits.of(max_epochs, UNLIMITED if max_iters is None else int(max_iters))
         return plan
 
@@ -672,13 +710,15 @@ class RunSetup:
                 f"state was not (it stands at iteration {loop.progress.total_batches}): add the Speedups object (or "
                 f"TrainingLoop.of(trainer) when you use the handlers alone) to Checkpoint(to_save={{'trainer': trainer, "
                 f"'speedups': speedups, ...}}) and to Checkpoint.load_objects(to_load=...), then resume from a "
-                f"checkpoint written with it")
+                f"checkpoint written with it"
+            )
         elif loop.controller.final is not None:
             final = loop.controller.final
             raise RuntimeError(
                 f"this training run already finished ({final.reason.value}: {final.message}); ignite-speed does not "
                 f"train on silently. To continue it, call speedups.extend(...) with the limit to raise (e.g. "
-                f"speedups.extend(max_epochs=20)); to start a new run, set trainer.state.max_epochs = None")
+                f"speedups.extend(max_epochs=20)); to start a new run, set trainer.state.max_epochs = None"
+            )
 
     def _prepare_data(self, plan: RunPlan, data: Any, epoch_length: int | None, new_run: bool) -> Any:
         """The data Ignite iterates, and the plan's batches per epoch and ranks."""
@@ -693,19 +733,32 @@ class RunSetup:
             data = with_batched_fetch(data)
         plan.train_batches = plan.train_limit.resolve(full_length, "limit_train_batches")
         plan.fresh_iterator_each_epoch = plan.train_batches is not None and (
-            full_length is None or plan.train_batches < full_length)
+            full_length is None or plan.train_batches < full_length
+        )
         saved = self.loop.position.layout
         self._saved_batches = None if saved is None else saved.train_batches
-        self.changes = _check_layout(self.loop, plan, plan.train_data, data_length(data), None if new_run else saved,
-                                     self.source, self.allow_resume_changes or self.extended_layout)
+        self.changes = _check_layout(
+            self.loop,
+            plan,
+            plan.train_data,
+            data_length(data),
+            None if new_run else saved,
+            self.source,
+            self.allow_resume_changes or self.extended_layout,
+        )
         self.extended_layout = False
         if self.changes:
             t.state.epoch_length = plan.train_batches  # (Ignite's own, for the rest of the run)
-        elif not new_run and t.state.epoch_length is not None and plan.train_batches is not None \
-                and t.state.epoch_length != plan.train_batches:
+        elif (
+            not new_run
+            and t.state.epoch_length is not None
+            and plan.train_batches is not None
+            and t.state.epoch_length != plan.train_batches
+        ):
             raise ValueError(
                 f"the resumed run trained {t.state.epoch_length} batches per epoch, but limit_train_batches now gives "
-                f"{plan.train_batches}; resume with the same data and limit_train_batches")
+                f"{plan.train_batches}; resume with the same data and limit_train_batches"
+            )
         return data
 
     def _ignite_run_kwargs(self, plan: RunPlan, kwargs: dict[str, Any], new_run: bool, pending: bool) -> dict[str, Any]:
@@ -715,8 +768,9 @@ class RunSetup:
         if pending and t.state.epoch_length:
             # the interrupted run's pending decision comes first; Ignite must not see the run as done (it
             # would start over), the decision ends it if it is
-            run_kwargs["max_epochs"] = max(run_kwargs["max_epochs"],
-                                           t.state.iteration // t.state.epoch_length + 1, t.state.epoch + 1)
+            run_kwargs["max_epochs"] = max(
+                run_kwargs["max_epochs"], t.state.iteration // t.state.epoch_length + 1, t.state.epoch + 1
+            )
         if self.changes and t.state.epoch_length:
             # another epoch length: Ignite's iteration >= epoch_length * max_epochs must not end the run before
             # the loop's own limits do (the loop ends it at its max_epochs)
@@ -724,12 +778,15 @@ class RunSetup:
         if new_run or t.state.epoch_length is None:
             run_kwargs["epoch_length"] = plan.train_batches
         elif not pending and not self.changes and t.state.iteration >= t.state.epoch_length * run_kwargs["max_epochs"]:
-            raise ValueError(f"nothing left to train: the run already reached max_epochs={run_kwargs['max_epochs']}; "
-                             f"raise it with speedups.extend(max_epochs=...)")
+            raise ValueError(
+                f"nothing left to train: the run already reached max_epochs={run_kwargs['max_epochs']}; "
+                f"raise it with speedups.extend(max_epochs=...)"
+            )
         return run_kwargs
 
-    def _run_ignite(self, original: Callable[..., State], data: Any, run_kwargs: dict[str, Any], *,
-                    rehearse: bool) -> State:
+    def _run_ignite(
+        self, original: Callable[..., State], data: Any, run_kwargs: dict[str, Any], *, rehearse: bool
+    ) -> State:
         loop = self.loop
         rehearsal = None
         if rehearse:
@@ -791,18 +848,22 @@ class RunSetup:
             raise ValueError(
                 f"speedups state was loaded (total_batches={p.total_batches}), but the trainer has no state to "
                 f"resume: load the trainer's checkpoint too, e.g. Checkpoint.load_objects(to_load={{'trainer': "
-                f"trainer, 'speedups': speedups, ...}}, checkpoint=...)")
+                f"trainer, 'speedups': speedups, ...}}, checkpoint=...)"
+            )
         if t.state.iteration != p.total_batches:
             raise ValueError(
                 f"the trainer's state (iteration={t.state.iteration}) and the speedups state (total_batches="
                 f"{p.total_batches}) are from different points of training{of}; save and load them together (one "
-                f"Checkpoint with both)")
+                f"Checkpoint with both)"
+            )
         completed = p.epochs_done + (1 if state.stage is Stage.EPOCH_PENDING else 0)
         max_epochs = loop.plan.run_limits.max_epochs
         if not max_epochs.unlimited and completed > max_epochs:
-            raise ValueError(f"the checkpoint{of} has {completed} epochs done, but max_epochs={max_epochs}: resume with "
-                             f"max_epochs >= {completed} (as saved), or start a new run"
-                             + ("" if source is None else " (move that file out of its folder, or set autoresume=False)"))
+            raise ValueError(
+                f"the checkpoint{of} has {completed} epochs done, but max_epochs={max_epochs}: resume with "
+                f"max_epochs >= {completed} (as saved), or start a new run"
+                + ("" if source is None else " (move that file out of its folder, or set autoresume=False)")
+            )
         pending = state.stage in (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)
         mid_epoch = state.stage in (Stage.IN_EPOCH, Stage.BATCH_PENDING)
         if self.changes:
@@ -874,12 +935,25 @@ def _end_interrupted_epoch(loop: TrainingLoop, engine: Engine) -> None:
     set_epoch_position(loop.trainer, p.epoch + 1, 0)
 
 
-def _check_layout(loop: TrainingLoop, plan: RunPlan, data: Any, data_length: int | None, saved: RunLayout | None,
-                  source: str | None, allow: bool) -> list[tuple[str, Any, Any]]:
+def _check_layout(
+    loop: TrainingLoop,
+    plan: RunPlan,
+    data: Any,
+    data_length: int | None,
+    saved: RunLayout | None,
+    source: str | None,
+    allow: bool,
+) -> list[tuple[str, Any, Any]]:
     """Record this run's layout; against the ``saved`` one (a continued run's), the changes, refused unless
     ``allow`` (``allow_resume_changes``)."""
-    layout = RunLayout.of(world_size=plan.world_size, data=data, data_length=data_length,
-                          train_batches=plan.train_batches, accumulate=loop.accumulate, limit=plan.train_limit)
+    layout = RunLayout.of(
+        world_size=plan.world_size,
+        data=data,
+        data_length=data_length,
+        train_batches=plan.train_batches,
+        accumulate=loop.accumulate,
+        limit=plan.train_limit,
+    )
     changes = [] if saved is None else saved.changes(layout)
     if changes and not allow:
         raise ValueError(layout_refusal(changes, source))
@@ -898,15 +972,20 @@ def _signal_rank_failure(loop: TrainingLoop, exc: Exception) -> None:
     try:
         loop.controller.signal_failure(message, f"rank {rank}", world_size, loop.rank_failure_timeout)
     except Exception as sync_exc:  # the original exception is what the user must see: only log this one
-        logger.warning("rank %d could not tell the other ranks that it failed (%s); they stop when the process "
-                       "group times out", rank, sync_exc)
+        logger.warning(
+            "rank %d could not tell the other ranks that it failed (%s); they stop when the process group times out",
+            rank,
+            sync_exc,
+        )
 
 
-def _warn_layout_change(loop: TrainingLoop, changes: list[tuple[str, Any, Any]], mid_epoch: bool,
-                        saved_batches: int | None) -> None:
+def _warn_layout_change(
+    loop: TrainingLoop, changes: list[tuple[str, Any, Any]], mid_epoch: bool, saved_batches: int | None
+) -> None:
     state = loop.state
     p = state.progress
     at = p.epoch if mid_epoch else p.epochs_done + (state.stage is Stage.EPOCH_PENDING)
-    text = layout_warning(changes, at, p.batch_in_epoch if mid_epoch else 0, saved_batches,
-                          state.window_batches if mid_epoch else 0)
+    text = layout_warning(
+        changes, at, p.batch_in_epoch if mid_epoch else 0, saved_batches, state.window_batches if mid_epoch else 0
+    )
     warnings.warn(text, UserWarning, stacklevel=5)

@@ -4,5 +4,13 @@ its pictures (:mod:`.plot`, which needs matplotlib and is imported only when a p
 from .profile import RunProfile, run_profile
 from .record import EpochTime, RunReport, ValidationPoint, ValidationRecord, format_seconds, run_report
 
-__all__ = ["RunReport", "run_report", "ValidationRecord", "ValidationPoint", "EpochTime", "format_seconds",
-           "RunProfile", "run_profile"]
+__all__ = [
+    "RunReport",
+    "run_report",
+    "ValidationRecord",
+    "ValidationPoint",
+    "EpochTime",
+    "format_seconds",
+    "RunProfile",
+    "run_profile",
+]

@@ -27,7 +27,9 @@ __all__ = ["Advice", "Finding", "RunFacts", "advise", "MIN_SAVING"]
 MIN_SAVING = 0.05  # of the wall time: a smaller predicted saving is not worth a finding
 MIN_DATA_BATCHES = 8  # fewer measured batches (a fast_dev_run) say too little of the data's pace for advice
 HANDLER_EVERY = 10  # the interval advised for a costly app handler (a progress bar, a logger)
-WORKER_HANDOFF = 0.001  # seconds a batch costs to come from a worker process (pickling, a queue): a guess on the high side
+WORKER_HANDOFF = (
+    0.001  # seconds a batch costs to come from a worker process (pickling, a queue): a guess on the high side
+)
 WORKER_START = 0.2  # seconds to start a worker process (a fork of a process that imported torch): measured 0.1-0.3
 BF16_STEP_SAVING = 0.3  # of the step's time: a conservative guess for bf16 autocast on a GPU with bf16 units
 
@@ -61,8 +63,10 @@ class Finding:
 
     def __str__(self) -> str:
         what = "the run after the best validation" if self.part == "early_stopping" else PART_LABELS[self.part]
-        return (f"{what}: {100 * self.share:.0f}% of the run ({format_duration(self.seconds)}). Try {self.switch} "
-                f"({self.where}) to save about {format_duration(self.saving)}. {self.why}")
+        return (
+            f"{what}: {100 * self.share:.0f}% of the run ({format_duration(self.seconds)}). Try {self.switch} "
+            f"({self.where}) to save about {format_duration(self.saving)}. {self.why}"
+        )
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,19 @@ def advise(report: RunReport, facts: RunFacts | None = None) -> Advice:
     profile = report.profile
     if profile is None or profile.wall <= 0:
         return Advice()
-    candidates = [_data(report, facts), _validation(report, facts), _sanity(report, facts), _checkpoint(report),
-                  _precision(report, facts), _early_stopping(report, facts), _app_handlers(report),
-                  _host_sync(report, facts)]
-    findings = sorted((f for f in candidates if f is not None and f.saving >= MIN_SAVING * profile.wall),
-                      key=lambda f: -f.saving)
+    candidates = [
+        _data(report, facts),
+        _validation(report, facts),
+        _sanity(report, facts),
+        _checkpoint(report),
+        _precision(report, facts),
+        _early_stopping(report, facts),
+        _app_handlers(report),
+        _host_sync(report, facts),
+    ]
+    findings = sorted(
+        (f for f in candidates if f is not None and f.saving >= MIN_SAVING * profile.wall), key=lambda f: -f.saving
+    )
     return Advice(tuple(findings), _note(profile, facts, bool(findings)))
 
 
@@ -186,17 +198,27 @@ def _data(report: RunReport, facts: RunFacts) -> Finding | None:
     saving = batches * (wait - new_wait) - start
     if saving <= 0:
         return None
-    why = (f"Waiting {1000 * wait:.1f} ms per batch for {1000 * rest:.1f} ms of step and handlers: {new} worker "
-           f"process{'es' if new > 1 else ''} read batches while the step runs (persistent_workers keeps them between epochs"
-           + (", pin_memory speeds the copy to the GPU" if "pin_memory" in setting else "")
-           + f"; starting them is counted at {1000 * WORKER_START:.0f} ms each).")
+    why = (
+        f"Waiting {1000 * wait:.1f} ms per batch for {1000 * rest:.1f} ms of step and handlers: {new} worker "
+        f"process{'es' if new > 1 else ''} read batches while the step runs (persistent_workers keeps them between epochs"
+        + (", pin_memory speeds the copy to the GPU" if "pin_memory" in setting else "")
+        + f"; starting them is counted at {1000 * WORKER_START:.0f} ms each)."
+    )
     if facts.batched_fetch_refusal is not None:
         why += f" batched_fetch could not read this loader a batch at a time: {facts.batched_fetch_refusal}."
     elif not facts.batched_fetch and facts.loader_kind == "DataLoader":
         why += " batched_fetch=True would read its TensorDataset a batch at a time."
     switch = "DataLoader(" + ", ".join(f"{k}={v}" for k, v in setting.items()) + ")"
-    return Finding("data", profile.share("data"), profile.parts["data"], switch, saving, why,
-                   setting, "arguments of the training DataLoader")
+    return Finding(
+        "data",
+        profile.share("data"),
+        profile.parts["data"],
+        switch,
+        saving,
+        why,
+        setting,
+        "arguments of the training DataLoader",
+    )
 
 
 def _validation(report: RunReport, facts: RunFacts) -> Finding | None:
@@ -212,21 +234,35 @@ def _validation(report: RunReport, facts: RunFacts) -> Finding | None:
     interval = facts.val_check_interval
     options: list[tuple[str, dict[str, Any], float, str]] = []
     if per_epoch > 1.5 and not isinstance(interval, str):
-        options.append(("val_check_interval=1.0", {"val_check_interval": 1.0}, *_fewer_runs(report, seconds, 1 / per_epoch)))
+        options.append(
+            ("val_check_interval=1.0", {"val_check_interval": 1.0}, *_fewer_runs(report, seconds, 1 / per_epoch))
+        )
     elif epochs >= 2 and facts.check_val_every_n_epoch is not None:
         n = 2 * facts.check_val_every_n_epoch
-        options.append((f"check_val_every_n_epoch={n}", {"check_val_every_n_epoch": n}, *_fewer_runs(report, seconds, 0.5)))
+        options.append(
+            (f"check_val_every_n_epoch={n}", {"check_val_every_n_epoch": n}, *_fewer_runs(report, seconds, 0.5))
+        )
     if facts.val_batches and facts.val_batches >= 2:
         n = facts.val_batches // 2
-        options.append((f"limit_val_batches={n}", {"limit_val_batches": n}, seconds * (1 - n / facts.val_batches),
-                        "It keeps the schedule (what early stopping counts) and computes the metrics on fewer "
-                        "batches (noisier)." if facts.early_stopping is not None else ""))
+        options.append(
+            (
+                f"limit_val_batches={n}",
+                {"limit_val_batches": n},
+                seconds * (1 - n / facts.val_batches),
+                "It keeps the schedule (what early stopping counts) and computes the metrics on fewer "
+                "batches (noisier)."
+                if facts.early_stopping is not None
+                else "",
+            )
+        )
     if not options:
         return None
     switch, setting, saving, effect = max(options, key=lambda option: option[2])  # (the first of equal ones)
-    why = (f"{runs} validation runs of {format_duration(seconds / runs)} each (val_check_interval={interval}, "
-           f"check_val_every_n_epoch={facts.check_val_every_n_epoch}, limit_val_batches={facts.limit_val_batches}). "
-           f"{effect + ' ' if effect else ''}val_time_fraction caps validation's share of the time instead.")
+    why = (
+        f"{runs} validation runs of {format_duration(seconds / runs)} each (val_check_interval={interval}, "
+        f"check_val_every_n_epoch={facts.check_val_every_n_epoch}, limit_val_batches={facts.limit_val_batches}). "
+        f"{effect + ' ' if effect else ''}val_time_fraction caps validation's share of the time instead."
+    )
     return Finding("validation", profile.share("validation"), seconds, switch, saving, why, setting)
 
 
@@ -249,8 +285,10 @@ def _fewer_runs(report: RunReport, seconds: float, kept: float) -> tuple[float, 
     val_after = sum(p.seconds for p in points if p.run > best.run)
     train_after = max(0.0, report.seconds - best.time - val_after)
     saving = val_before * (1 - kept) - train_after * (1 / kept - 1)
-    effect = (f"Early stopping's patience counts validation runs: the {format_duration(train_after)} of training "
-              f"after the best run would last {1 / kept:.3g} times as long (counted).")
+    effect = (
+        f"Early stopping's patience counts validation runs: the {format_duration(train_after)} of training "
+        f"after the best run would last {1 / kept:.3g} times as long (counted)."
+    )
     return saving, effect
 
 
@@ -260,10 +298,19 @@ def _sanity(report: RunReport, facts: RunFacts) -> Finding | None:
     seconds = profile.parts.get("sanity_check", 0.0)
     if seconds <= 0:
         return None
-    why = (f"The sanity check runs {facts.num_sanity_val_steps} validation batches before training, to catch a "
-           f"broken evaluator early; once it works, it only costs time.")
-    return Finding("sanity_check", profile.share("sanity_check"), seconds, "num_sanity_val_steps=0", seconds, why,
-                   {"num_sanity_val_steps": 0})
+    why = (
+        f"The sanity check runs {facts.num_sanity_val_steps} validation batches before training, to catch a "
+        f"broken evaluator early; once it works, it only costs time."
+    )
+    return Finding(
+        "sanity_check",
+        profile.share("sanity_check"),
+        seconds,
+        "num_sanity_val_steps=0",
+        seconds,
+        why,
+        {"num_sanity_val_steps": 0},
+    )
 
 
 def _checkpoint(report: RunReport) -> Finding | None:
@@ -278,12 +325,21 @@ def _checkpoint(report: RunReport) -> Finding | None:
     else:
         event, every = "ITERATION_COMPLETED", 2 * max(1, round(profile.batches / calls))
     filter_ = f"Events.{event}(every={every})"
-    why = (f"{calls} calls of the trainer's Checkpoint handlers, {format_duration(seconds / calls)} each: save half as "
-           f"often (about every {every // 2} {'epoch' if event == 'EPOCH_COMPLETED' else 'batch'}"
-           f"{'es' if every // 2 > 1 else ''} now), or save less (n_saved, the weights without the optimizer).")
-    return Finding("checkpoint", profile.share("checkpoint"), seconds, f"saving on {filter_}", seconds / 2, why,
-                   {"event": event, "every": every},
-                   f"the event filter the Checkpoint is attached with: trainer.add_event_handler({filter_}, checkpoint)")
+    why = (
+        f"{calls} calls of the trainer's Checkpoint handlers, {format_duration(seconds / calls)} each: save half as "
+        f"often (about every {every // 2} {'epoch' if event == 'EPOCH_COMPLETED' else 'batch'}"
+        f"{'es' if every // 2 > 1 else ''} now), or save less (n_saved, the weights without the optimizer)."
+    )
+    return Finding(
+        "checkpoint",
+        profile.share("checkpoint"),
+        seconds,
+        f"saving on {filter_}",
+        seconds / 2,
+        why,
+        {"event": event, "every": every},
+        f"the event filter the Checkpoint is attached with: trainer.add_event_handler({filter_}, checkpoint)",
+    )
 
 
 def _precision(report: RunReport, facts: RunFacts) -> Finding | None:
@@ -293,11 +349,21 @@ def _precision(report: RunReport, facts: RunFacts) -> Finding | None:
         return None
     part = "step" if profile.fine else "training"
     seconds = profile.parts.get(part, 0.0)
-    why = (f"The GPU has bf16 units and the run trains in fp32: bf16 autocast typically takes a half to two thirds of "
-           f"the time of the matrix products (predicted: {100 * BF16_STEP_SAVING:.0f}% of the "
-           f"{'step' if profile.fine else 'training time'}; create_trainer applies it, or torch.autocast in your step).")
-    return Finding(part, profile.share(part), seconds, 'precision="bf16-mixed"', BF16_STEP_SAVING * seconds, why,
-                   {"precision": "bf16-mixed"}, "a flag of attach_speedups and create_trainer, which applies it")
+    why = (
+        f"The GPU has bf16 units and the run trains in fp32: bf16 autocast typically takes a half to two thirds of "
+        f"the time of the matrix products (predicted: {100 * BF16_STEP_SAVING:.0f}% of the "
+        f"{'step' if profile.fine else 'training time'}; create_trainer applies it, or torch.autocast in your step)."
+    )
+    return Finding(
+        part,
+        profile.share(part),
+        seconds,
+        'precision="bf16-mixed"',
+        BF16_STEP_SAVING * seconds,
+        why,
+        {"precision": "bf16-mixed"},
+        "a flag of attach_speedups and create_trainer, which applies it",
+    )
 
 
 def _early_stopping(report: RunReport, facts: RunFacts) -> Finding | None:
@@ -318,11 +384,20 @@ def _early_stopping(report: RunReport, facts: RunFacts) -> Finding | None:
         why = f"{report.monitor} was best at validation run {best.run} of {len(points)}; nothing stopped the run there."
     else:
         switch = f"early_stopping patience={patience} (now {facts.early_stopping})"
-        why = (f"{report.monitor} was best at validation run {best.run} of {len(points)}; early stopping's patience of "
-               f"{facts.early_stopping} runs did not run out before the end.")
+        why = (
+            f"{report.monitor} was best at validation run {best.run} of {len(points)}; early stopping's patience of "
+            f"{facts.early_stopping} runs did not run out before the end."
+        )
     share = (report.seconds - best.time) / report.seconds
-    return Finding("early_stopping", share, report.seconds - best.time, switch, saving, why,
-                   {"early_stopping": {"monitor": report.monitor, "patience": patience}})
+    return Finding(
+        "early_stopping",
+        share,
+        report.seconds - best.time,
+        switch,
+        saving,
+        why,
+        {"early_stopping": {"monitor": report.monitor, "patience": patience}},
+    )
 
 
 def _app_handlers(report: RunReport) -> Finding | None:
@@ -336,14 +411,24 @@ def _app_handlers(report: RunReport) -> Finding | None:
         return None
     n = HANDLER_EVERY
     others = profile.parts.get("app_handlers", 0.0) - seconds
-    why = (f"{name} runs at every batch's ITERATION_COMPLETED, {format_duration(seconds / max(1, profile.batches))} "
-           f"a call ({100 * profile.share('app_handlers'):.0f}% for all of the app's per-batch handlers"
-           + (f", {format_duration(others)} in the others" if others > 5e-4 else "") + "). A progress bar or a logger "
-           f"shows as much every {n} batches (ProgressBar(...).attach(trainer, event_name=Events.ITERATION_COMPLETED"
-           f"(every={n}))).")
-    return Finding("app_handlers", seconds / profile.wall, seconds, f"{name} on Events.ITERATION_COMPLETED(every={n})",
-                   seconds * (1 - 1 / n), why, {"handler": name, "every": n},
-                   f"the event filter {name} is attached with: Events.ITERATION_COMPLETED(every={n})")
+    why = (
+        f"{name} runs at every batch's ITERATION_COMPLETED, {format_duration(seconds / max(1, profile.batches))} "
+        f"a call ({100 * profile.share('app_handlers'):.0f}% for all of the app's per-batch handlers"
+        + (f", {format_duration(others)} in the others" if others > 5e-4 else "")
+        + "). A progress bar or a logger "
+        f"shows as much every {n} batches (ProgressBar(...).attach(trainer, event_name=Events.ITERATION_COMPLETED"
+        f"(every={n})))."
+    )
+    return Finding(
+        "app_handlers",
+        seconds / profile.wall,
+        seconds,
+        f"{name} on Events.ITERATION_COMPLETED(every={n})",
+        seconds * (1 - 1 / n),
+        why,
+        {"handler": name, "every": n},
+        f"the event filter {name} is attached with: Events.ITERATION_COMPLETED(every={n})",
+    )
 
 
 def _host_sync(report: RunReport, facts: RunFacts) -> Finding | None:
@@ -356,14 +441,23 @@ def _host_sync(report: RunReport, facts: RunFacts) -> Finding | None:
     step = profile.parts.get("step", 0.0)
     host = sum(profile.parts.get(p, 0.0) for p in ("data", "app_handlers", "ignite_speed_handlers"))
     saving = min(step, host)  # (at best all of the host's work hides behind the GPU's, or the other way round)
-    why = (f"The step returns a Python number (loss.item(): the default output_transform of Ignite's supervised "
-           f"trainer), so each of the {profile.batches} batches waits in the step for the GPU to finish "
-           f"({format_duration(step / profile.batches)} a batch), and the next batch's data and handlers "
-           f"({format_duration(host / profile.batches)} a batch) cannot run meanwhile. Return the loss tensor and "
-           f"read it (.item()) every n batches, in the handler that logs it.")
-    return Finding("step", profile.share("step"), step, "output_transform=lambda x, y, y_pred, loss: loss", saving,
-                   why, {"output_transform": "lambda x, y, y_pred, loss: loss"},
-                   "an argument of create_trainer or create_supervised_trainer, or your step's return value")
+    why = (
+        f"The step returns a Python number (loss.item(): the default output_transform of Ignite's supervised "
+        f"trainer), so each of the {profile.batches} batches waits in the step for the GPU to finish "
+        f"({format_duration(step / profile.batches)} a batch), and the next batch's data and handlers "
+        f"({format_duration(host / profile.batches)} a batch) cannot run meanwhile. Return the loss tensor and "
+        f"read it (.item()) every n batches, in the handler that logs it."
+    )
+    return Finding(
+        "step",
+        profile.share("step"),
+        step,
+        "output_transform=lambda x, y, y_pred, loss: loss",
+        saving,
+        why,
+        {"output_transform": "lambda x, y, y_pred, loss: loss"},
+        "an argument of create_trainer or create_supervised_trainer, or your step's return value",
+    )
 
 
 def cpu_count() -> int:

@@ -23,8 +23,10 @@ def _figure() -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("plotting needs matplotlib, which is not installed: pip install matplotlib "
-                          "(or pip install 'ignite-speed[plot]')") from None
+        raise ImportError(
+            "plotting needs matplotlib, which is not installed: pip install matplotlib "
+            "(or pip install 'ignite-speed[plot]')"
+        ) from None
     return Figure(figsize=(_WIDTH, _HEIGHT), dpi=_DPI)
 
 
@@ -51,9 +53,17 @@ def _threshold(ax: Any, ys: list[Any], value: float, label: str, color: str) -> 
         ax.plot([], [], color=color, linestyle="--", linewidth=1.2, label=f"{label} (off the chart)")
 
 
-_PART_COLORS = {"data": "tab:red", "step": "tab:blue", "training": "tab:blue", "app_handlers": "tab:purple",
-                "ignite_speed_handlers": "tab:pink", "validation": "tab:green", "sanity_check": "tab:olive",
-                "checkpoint": "tab:orange", "other": "tab:gray"}
+_PART_COLORS = {
+    "data": "tab:red",
+    "step": "tab:blue",
+    "training": "tab:blue",
+    "app_handlers": "tab:purple",
+    "ignite_speed_handlers": "tab:pink",
+    "validation": "tab:green",
+    "sanity_check": "tab:olive",
+    "checkpoint": "tab:orange",
+    "other": "tab:gray",
+}
 
 
 def draw_profile(ax: Any, profile: RunProfile) -> None:
@@ -63,16 +73,26 @@ def draw_profile(ax: Any, profile: RunProfile) -> None:
         share = profile.share(name)
         if share < 0.005:
             continue
-        ax.barh([0], [seconds], left=left, color=_PART_COLORS.get(name, "tab:cyan"), edgecolor="white",
-                label=f"{PART_LABELS.get(name, name)} {100 * share:.0f}%")
+        ax.barh(
+            [0],
+            [seconds],
+            left=left,
+            color=_PART_COLORS.get(name, "tab:cyan"),
+            edgecolor="white",
+            label=f"{PART_LABELS.get(name, name)} {100 * share:.0f}%",
+        )
         if share >= 0.08:
-            ax.text(left + seconds / 2, 0, f"{100 * share:.0f}%", ha="center", va="center", fontsize="small",
-                    color="white")
+            ax.text(
+                left + seconds / 2, 0, f"{100 * share:.0f}%", ha="center", va="center", fontsize="small", color="white"
+            )
         left += seconds
     ax.set_xlim(0.0, max(profile.wall, 1e-9))
     ax.set_yticks([])
-    ax.set_title(f"where the wall time of trainer.run went ({format_seconds(profile.wall)})"
-                 + ("" if profile.fine else "; profile=True splits training"), fontsize="small")
+    ax.set_title(
+        f"where the wall time of trainer.run went ({format_seconds(profile.wall)})"
+        + ("" if profile.fine else "; profile=True splits training"),
+        fontsize="small",
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.7), ncol=4, fontsize="x-small", frameon=False)
 
 
@@ -89,8 +109,10 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
     if x not in ("step", "time"):
         raise ValueError(f"plot(x={x!r}): accepted: 'step' or 'time'")
     if report.monitor is None:
-        raise ValueError("plot() needs a monitored metric and early stopping is off: pass monitor='val_loss' "
-                         "(a metric of the evaluator)")
+        raise ValueError(
+            "plot() needs a monitored metric and early stopping is off: pass monitor='val_loss' "
+            "(a metric of the evaluator)"
+        )
     fig = _figure()
     profile = report.profile
     if profile is not None and profile.wall > 0:
@@ -103,14 +125,31 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
     points = [p for p in report.validations if p.value is not None]
     key = (lambda p: p.step) if x == "step" else (lambda p: p.time)
     xs, ys = [key(p) for p in points], [p.value for p in points]
-    ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.6, color="tab:blue",
-            label=f"{report.monitor} ({len(points)} validation runs)")
+    ax.plot(
+        xs,
+        ys,
+        marker="o",
+        markersize=3.5,
+        linewidth=1.6,
+        color="tab:blue",
+        label=f"{report.monitor} ({len(points)} validation runs)",
+    )
     if report.best is not None and report.best_at is not None:
         where = f"step {report.best_at.step}" if x == "step" else f"{format_seconds(report.best_at.time)}"
-        ax.scatter([key(report.best_at)], [report.best], marker="*", s=220, color="gold", edgecolors="black",
-                   zorder=5, label=f"best {report.monitor} = {_fmt(report.best)} ({where})")
-    for name, value, color in (("stopping_threshold", report.stopping_threshold, "tab:green"),
-                               ("divergence_threshold", report.divergence_threshold, "tab:red")):
+        ax.scatter(
+            [key(report.best_at)],
+            [report.best],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolors="black",
+            zorder=5,
+            label=f"best {report.monitor} = {_fmt(report.best)} ({where})",
+        )
+    for name, value, color in (
+        ("stopping_threshold", report.stopping_threshold, "tab:green"),
+        ("divergence_threshold", report.divergence_threshold, "tab:red"),
+    ):
         if value is not None:
             _threshold(ax, ys, value, f"{name} = {_fmt(value)}", color)
     stop_x = float(report.steps if x == "step" else report.seconds)
@@ -130,15 +169,26 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
             if limit * scale <= x_max:
                 ax.axvline(limit * scale, color="tab:blue", linewidth=1.0, alpha=0.6)
             if report.max_time_reserve:
-                _shade_budget(ax, limit * scale, report.max_time * scale, x_max,
-                              f"max_time_reserve {format_seconds(report.max_time_reserve)}", facecolor="none",
-                              edgecolor="tab:gray", hatch="//", alpha=0.5)
+                _shade_budget(
+                    ax,
+                    limit * scale,
+                    report.max_time * scale,
+                    x_max,
+                    f"max_time_reserve {format_seconds(report.max_time_reserve)}",
+                    facecolor="none",
+                    edgecolor="tab:gray",
+                    hatch="//",
+                    alpha=0.5,
+                )
     ax.set_xlim(0.0, x_max)
     ax.set_xlabel("optimizer steps" if x == "step" else "training time (s; sanity check excluded)")
     ax.set_ylabel(report.monitor)
     ax.grid(True, alpha=0.3)
-    ax.set_title(title or f"{report.monitor} per validation run: {report.epochs} epochs, {report.steps} steps, "
-                 f"{format_seconds(report.seconds)}")
+    ax.set_title(
+        title
+        or f"{report.monitor} per validation run: {report.epochs} epochs, {report.steps} steps, "
+        f"{format_seconds(report.seconds)}"
+    )
     if not points:
         ax.text(0.5, 0.5, f"no validation run logged {report.monitor!r}", transform=ax.transAxes, ha="center")
     ax.legend(loc="best", fontsize="small", framealpha=0.85)
@@ -173,8 +223,9 @@ def _first_reaching(curve: Curve, target: float, mode: str) -> float | None:
     return None
 
 
-def plot_comparison(curves: Sequence[Curve], path: Any, *, monitor: str, mode: str = "max",
-                    title: str | None = None) -> Any:
+def plot_comparison(
+    curves: Sequence[Curve], path: Any, *, monitor: str, mode: str = "max", title: str | None = None
+) -> Any:
     """Draw several runs' ``monitor`` against wall time and save it to ``path``; returns ``path``.
 
     The first curve sets the target: its best value (a dashed line); each run's first validation that
@@ -193,21 +244,37 @@ def plot_comparison(curves: Sequence[Curve], path: Any, *, monitor: str, mode: s
     for i, curve in enumerate(curves):
         color = curve.color or colors[i % len(colors)]
         ax.plot(curve.times, curve.values, marker="o", markersize=3, linewidth=1.6, color=color, label=curve.label)
-        ax.axvline(curve.end, color=color, linestyle=":", linewidth=1.4,
-                   label=f"{curve.label} ended: {curve.end:.2f} s" + (f" ({curve.stop})" if curve.stop else ""))
+        ax.axvline(
+            curve.end,
+            color=color,
+            linestyle=":",
+            linewidth=1.4,
+            label=f"{curve.label} ended: {curve.end:.2f} s" + (f" ({curve.stop})" if curve.stop else ""),
+        )
         reached = None if target is None else _first_reaching(curve, target, mode)
         if reached is not None:
             ax.scatter([reached], [target], marker="*", s=200, color=color, edgecolors="black", zorder=5)
     if target is not None:
-        ax.axhline(target, color="gray", linestyle="--", linewidth=1.0,
-                   label=f"{monitor} = {_fmt(target)} (best of {first.label}; stars: first reached)")
+        ax.axhline(
+            target,
+            color="gray",
+            linestyle="--",
+            linewidth=1.0,
+            label=f"{monitor} = {_fmt(target)} (best of {first.label}; stars: first reached)",
+        )
     if len(curves) >= 2 and curves[1].end > 0:
         a, b = first.end, curves[1].end
         y0, y1 = ax.get_ylim()
         y = y0 + 0.5 * (y1 - y0)  # above the legend (lower right)
         ax.annotate("", xy=(a, y), xytext=(b, y), arrowprops={"arrowstyle": "<->", "color": "black"})
-        ax.text((a + b) / 2, y + 0.02 * (y1 - y0), f"{b - a:.2f} s saved ({a / b:.2f}x the time)", ha="center",
-                va="bottom", fontsize="small")
+        ax.text(
+            (a + b) / 2,
+            y + 0.02 * (y1 - y0),
+            f"{b - a:.2f} s saved ({a / b:.2f}x the time)",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
     ax.set_xlim(0.0, max(c.end for c in curves) * 1.04)
     ax.set_xlabel("wall time since trainer.run() (s)")
     ax.set_ylabel(monitor)

@@ -41,10 +41,18 @@ __all__ = ["RunProfile", "run_profile", "PART_LABELS"]
 COARSE = ("setup", "sanity_check", "validation", "checkpoint", "imports", "after_run")  # (the timer's rare parts)
 
 PART_LABELS: dict[str, str] = {
-    "data": "waiting for data", "step": "training step", "app_handlers": "app's handlers",
-    "ignite_speed_handlers": "ignite-speed's handlers", "training": "training (not split)",
-    "validation": "validation", "setup": "run set-up", "sanity_check": "sanity check", "checkpoint": "checkpoint saves",
-    "imports": "first-use imports", "after_run": "after the run (projection)", "other": "other",
+    "data": "waiting for data",
+    "step": "training step",
+    "app_handlers": "app's handlers",
+    "ignite_speed_handlers": "ignite-speed's handlers",
+    "training": "training (not split)",
+    "validation": "validation",
+    "setup": "run set-up",
+    "sanity_check": "sanity check",
+    "checkpoint": "checkpoint saves",
+    "imports": "first-use imports",
+    "after_run": "after the run (projection)",
+    "other": "other",
 }
 
 
@@ -99,11 +107,18 @@ class RunProfile:
         return self.parts.get("validation", 0.0) / self.val_runs if self.val_runs else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"wall": self.wall, "parts": dict(self.parts), "fine": self.fine, "batches": self.batches,
-                "val_runs": self.val_runs, "checkpoint_calls": self.checkpoint_calls,
-                "iterator_seconds": self.iterator_seconds, "iterators": self.iterators,
-                "first_batch": None if self.first_batch is None else list(self.first_batch),
-                "app_handlers": dict(self.app_handlers)}
+        return {
+            "wall": self.wall,
+            "parts": dict(self.parts),
+            "fine": self.fine,
+            "batches": self.batches,
+            "val_runs": self.val_runs,
+            "checkpoint_calls": self.checkpoint_calls,
+            "iterator_seconds": self.iterator_seconds,
+            "iterators": self.iterators,
+            "first_batch": None if self.first_batch is None else list(self.first_batch),
+            "app_handlers": dict(self.app_handlers),
+        }
 
     def table(self) -> str:
         """The parts as lines of text: seconds and share, largest first."""
@@ -130,8 +145,15 @@ def run_profile(loop: TrainingLoop) -> RunProfile:
         parts = {**split, **coarse, "other": max(0.0, rest)}
     else:
         parts = {"training": max(0.0, wall - sum(coarse.values())), **coarse}
-    return RunProfile(wall=wall, parts=parts, fine=timer.fine_measured, batches=timer.batches,
-                      val_runs=timer.counts.get("validation", 0), checkpoint_calls=timer.counts.get("checkpoint", 0),
-                      iterator_seconds=timer.iterator_seconds, iterators=timer.iterators,
-                      first_batch=timer.first_batch if timer.fine_measured else None,
-                      app_handlers=dict(timer.app_handler_seconds) if timer.fine_measured else {})
+    return RunProfile(
+        wall=wall,
+        parts=parts,
+        fine=timer.fine_measured,
+        batches=timer.batches,
+        val_runs=timer.counts.get("validation", 0),
+        checkpoint_calls=timer.counts.get("checkpoint", 0),
+        iterator_seconds=timer.iterator_seconds,
+        iterators=timer.iterators,
+        first_batch=timer.first_batch if timer.fine_measured else None,
+        app_handlers=dict(timer.app_handler_seconds) if timer.fine_measured else {},
+    )

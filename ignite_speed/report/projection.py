@@ -87,22 +87,28 @@ class Projection:
 
     def __str__(self) -> str:
         r = self.run
-        lines = [f"fast_dev_run projection of the full run: about {format_duration(self.seconds)} = "
-                 f"{r.batches} training batches x {1000 * self.batch_seconds:.1f} ms + {r.val_runs} validation runs x "
-                 f"{format_duration(r.val_batches * self.val_batch_seconds)} + sanity check "
-                 f"{format_duration(self.sanity_seconds)} + set-up and one-off costs "
-                 f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
-                 f"early stopping not counted)"]
+        lines = [
+            f"fast_dev_run projection of the full run: about {format_duration(self.seconds)} = "
+            f"{r.batches} training batches x {1000 * self.batch_seconds:.1f} ms + {r.val_runs} validation runs x "
+            f"{format_duration(r.val_batches * self.val_batch_seconds)} + sanity check "
+            f"{format_duration(self.sanity_seconds)} + set-up and one-off costs "
+            f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
+            f"early stopping not counted)"
+        ]
         if self.measured_batches == 1:
-            lines.append("measured on one batch, whose step includes what its first call initialises: an upper "
-                         "bound (fast_dev_run=3 or more measures the batches after the first)")
+            lines.append(
+                "measured on one batch, whose step includes what its first call initialises: an upper "
+                "bound (fast_dev_run=3 or more measures the batches after the first)"
+            )
         if self.fits is not None and r.max_time is not None:
             budget = r.max_time - r.max_time_reserve
             if self.fits:
                 lines.append(f"it fits in max_time ({format_duration(budget)} to train and validate)")
             else:
-                lines.append(f"it does not fit in max_time ({format_duration(budget)} to train and validate): "
-                             + "; ".join(f"max_time_mode={mode!r} stops it {where}" for mode, where in self.stops.items()))
+                lines.append(
+                    f"it does not fit in max_time ({format_duration(budget)} to train and validate): "
+                    + "; ".join(f"max_time_mode={mode!r} stops it {where}" for mode, where in self.stops.items())
+                )
         return "\n".join(lines)
 
 
@@ -120,10 +126,27 @@ def project(profile: RunProfile, val_batches_measured: int, run: FullRun) -> Pro
         budget = run.max_time - run.max_time_reserve - profile.parts.get("imports", 0.0)
         fits = train + val <= budget
         if not fits:
-            stops = _stops(run, batch + (epoch / run.batches_per_epoch if run.batches_per_epoch else 0.0),
-                           run.val_batches * val_batch, budget)
-    return Projection(setup + once + train + val + sanity, setup, train, val, sanity, batch, val_batch, run, fits,
-                      stops, once, epoch, profile.batches)
+            stops = _stops(
+                run,
+                batch + (epoch / run.batches_per_epoch if run.batches_per_epoch else 0.0),
+                run.val_batches * val_batch,
+                budget,
+            )
+    return Projection(
+        setup + once + train + val + sanity,
+        setup,
+        train,
+        val,
+        sanity,
+        batch,
+        val_batch,
+        run,
+        fits,
+        stops,
+        once,
+        epoch,
+        profile.batches,
+    )
 
 
 def _training_costs(profile: RunProfile) -> tuple[float, float, float]:

@@ -24,8 +24,16 @@ from .profile import RunProfile, run_profile
 if TYPE_CHECKING:  # pragma: no cover
     from ..loop.training_loop import TrainingLoop
 
-__all__ = ["EpochTime", "RunReport", "ValidationPoint", "ValidationRecord", "format_duration", "format_seconds",
-           "numeric_metrics", "run_report"]
+__all__ = [
+    "EpochTime",
+    "RunReport",
+    "ValidationPoint",
+    "ValidationRecord",
+    "format_duration",
+    "format_seconds",
+    "numeric_metrics",
+    "run_report",
+]
 
 
 def format_seconds(seconds: float) -> str:
@@ -67,13 +75,25 @@ class ValidationRecord:
     metrics: dict[str, float] = field(default_factory=dict)  # its numeric metrics
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step": self.step, "batches": self.batches, "time": self.time,
-                "seconds": self.seconds, "metrics": dict(self.metrics)}
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "batches": self.batches,
+            "time": self.time,
+            "seconds": self.seconds,
+            "metrics": dict(self.metrics),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ValidationRecord:
-        return cls(int(d["epoch"]), int(d["step"]), int(d["batches"]), float(d["time"]), float(d["seconds"]),
-                   {str(k): float(v) for k, v in dict(d.get("metrics") or {}).items()})
+        return cls(
+            int(d["epoch"]),
+            int(d["step"]),
+            int(d["batches"]),
+            float(d["time"]),
+            float(d["seconds"]),
+            {str(k): float(v) for k, v in dict(d.get("metrics") or {}).items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -95,8 +115,9 @@ class EpochTime:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EpochTime:
-        return cls(int(d["epoch"]), float(d["seconds"]), float(d["val_seconds"]), int(d["val_runs"]),
-                   bool(d["complete"]))
+        return cls(
+            int(d["epoch"]), float(d["seconds"]), float(d["val_seconds"]), int(d["val_runs"]), bool(d["complete"])
+        )
 
 
 @dataclass(frozen=True)
@@ -174,8 +195,9 @@ def _best(points: list[ValidationPoint], mode: str) -> ValidationPoint | None:
     return best
 
 
-def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None = None, *,
-               projection: Any = None) -> RunReport:
+def run_report(
+    loop: TrainingLoop, monitor: str | None = None, mode: str | None = None, *, projection: Any = None
+) -> RunReport:
     """The :class:`RunReport` of the trainer's loop (``TrainingLoop.of(trainer)``).
 
     Args:
@@ -199,9 +221,18 @@ def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None 
     if mode not in ("min", "max"):
         raise ValueError(f"report(mode={mode!r}): accepted: 'min' or 'max'")
     records: list[ValidationRecord] = list(fields.get("validation_runs") or [])
-    points = [ValidationPoint(i + 1, r.epoch, r.step, r.batches, r.time, r.seconds,
-                              r.metrics.get(monitor) if monitor is not None else None)
-              for i, r in enumerate(records)]
+    points = [
+        ValidationPoint(
+            i + 1,
+            r.epoch,
+            r.step,
+            r.batches,
+            r.time,
+            r.seconds,
+            r.metrics.get(monitor) if monitor is not None else None,
+        )
+        for i, r in enumerate(records)
+    ]
     best: float | None = None
     best_at: ValidationPoint | None = None
     if monitor is not None:
@@ -215,15 +246,29 @@ def run_report(loop: TrainingLoop, monitor: str | None = None, mode: str | None 
     val_seconds = sum(r.seconds for r in records)
     seconds = loop.clock.elapsed()
     return RunReport(
-        stop_reason=controller.stop_reason.value, stop_message=controller.stop_message,
-        epochs=p.epochs_done, steps=p.global_step, batches=p.total_batches, val_runs=p.val_runs,
-        seconds=seconds, train_seconds=max(0.0, seconds - val_seconds), val_seconds=val_seconds,
+        stop_reason=controller.stop_reason.value,
+        stop_message=controller.stop_message,
+        epochs=p.epochs_done,
+        steps=p.global_step,
+        batches=p.total_batches,
+        val_runs=p.val_runs,
+        seconds=seconds,
+        train_seconds=max(0.0, seconds - val_seconds),
+        val_seconds=val_seconds,
         sanity_seconds=float(fields.get("sanity_seconds", 0.0) or 0.0),
-        monitor=monitor, mode=mode if monitor is not None else None, best=best, best_at=best_at,
+        monitor=monitor,
+        mode=mode if monitor is not None else None,
+        best=best,
+        best_at=best_at,
         stopping_threshold=es["stopping_threshold"] if follows_es and es is not None else None,
         divergence_threshold=es["divergence_threshold"] if follows_es and es is not None else None,
-        max_time=fields.get("max_time"), max_time_reserve=fields.get("max_time_reserve", 0.0),
-        max_time_mode=fields.get("max_time_mode"), validations=tuple(points),
-        epoch_times=tuple(fields.get("epoch_times", ())), val_time_fraction=fields.get("val_time_fraction"),
-        val_skipped=int(fields.get("val_skipped", 0) or 0), profile=run_profile(loop), projection=projection,
+        max_time=fields.get("max_time"),
+        max_time_reserve=fields.get("max_time_reserve", 0.0),
+        max_time_mode=fields.get("max_time_mode"),
+        validations=tuple(points),
+        epoch_times=tuple(fields.get("epoch_times", ())),
+        val_time_fraction=fields.get("val_time_fraction"),
+        val_skipped=int(fields.get("val_skipped", 0) or 0),
+        profile=run_profile(loop),
+        projection=projection,
     )

@@ -47,18 +47,22 @@ class OptunaPruning(Pruning):
     def __init__(self, trial: Any, monitor: str, unit: str = "steps") -> None:
         optuna = _optuna()
         if not isinstance(trial, optuna.trial.Trial):
-            raise TypeError(f"OptunaPruning(trial={type(trial).__name__}): accepted: an optuna.trial.Trial (the "
-                            f"objective's argument, or study.ask()); a FrozenTrial cannot report")
+            raise TypeError(
+                f"OptunaPruning(trial={type(trial).__name__}): accepted: an optuna.trial.Trial (the "
+                f"objective's argument, or study.ask()); a FrozenTrial cannot report"
+            )
         super().__init__(monitor, unit=unit)
         self.trial = trial
 
     def on_run_start(self, plan: RunPlan) -> None:
         storage = self.trial.study._storage  # (no public accessor)
         if get_world_size() > 1 and isinstance(storage, _optuna().storages.InMemoryStorage):
-            raise ValueError("OptunaPruning: this trial's study has an in-memory storage, but training runs in "
-                             f"{get_world_size()} processes, which hold copies of it: their reports would not "
-                             "reach the study; accepted: a storage every process reaches, e.g. optuna.storages."
-                             "JournalStorage(optuna.storages.journal.JournalFileBackend(path)) or an RDB URL")
+            raise ValueError(
+                "OptunaPruning: this trial's study has an in-memory storage, but training runs in "
+                f"{get_world_size()} processes, which hold copies of it: their reports would not "
+                "reach the study; accepted: a storage every process reaches, e.g. optuna.storages."
+                "JournalStorage(optuna.storages.journal.JournalFileBackend(path)) or an RDB URL"
+            )
 
     def optuna_step(self, step: float) -> int:
         """The integer step Optuna gets for ``step`` in :attr:`unit`."""
@@ -73,7 +77,6 @@ class OptunaPruning(Pruning):
     def _stored_steps(self) -> set[int]:
         frozen = [t for t in self.trial.study.get_trials(deepcopy=False) if t.number == self.trial.number]
         return set(frozen[0].intermediate_values) if frozen else set()
-
 
 
 def raise_if_pruned(trainer: Any) -> None:
@@ -95,8 +98,11 @@ def continue_or_ask(study: Any, run_key: str) -> Any:
     optuna = _optuna()
     if not isinstance(run_key, str) or not run_key:
         raise ValueError(f"continue_or_ask(run_key={run_key!r}): accepted: a non-empty str naming the job's run")
-    running = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-               if t.user_attrs.get(RUN_KEY_ATTR) == run_key]
+    running = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if t.user_attrs.get(RUN_KEY_ATTR) == run_key
+    ]
     if running:
         # Optuna has no public way to re-open a running trial (optuna#3351): its id is what Trial takes
         return optuna.trial.Trial(study, running[-1]._trial_id)

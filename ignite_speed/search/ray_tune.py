@@ -46,10 +46,15 @@ class RayTunePruning(Pruning):
 
     def __init__(self, monitor: str, to_save: Mapping[str, Any], unit: str = "steps") -> None:
         super().__init__(monitor, unit=unit)
-        if not isinstance(to_save, Mapping) or any(not hasattr(v, "state_dict") for v in to_save.values()) \
-                or _LOOP in to_save:
-            raise ValueError(f"RayTunePruning(to_save={to_save!r}): accepted: a dict of objects with state_dict(), "
-                             f"without the key {_LOOP!r} (the handler adds the loop's state under it)")
+        if (
+            not isinstance(to_save, Mapping)
+            or any(not hasattr(v, "state_dict") for v in to_save.values())
+            or _LOOP in to_save
+        ):
+            raise ValueError(
+                f"RayTunePruning(to_save={to_save!r}): accepted: a dict of objects with state_dict(), "
+                f"without the key {_LOOP!r} (the handler adds the loop's state under it)"
+            )
         self.to_save = dict(to_save)
         self.resumed_from: str | None = None
         self._done = False
@@ -91,12 +96,10 @@ class RayTunePruning(Pruning):
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, CHECKPOINT_FILE))
             try:
-                tune.report({self.monitor: value, "step": step},
-                            checkpoint=tune.Checkpoint.from_directory(folder))
+                tune.report({self.monitor: value, "step": step}, checkpoint=tune.Checkpoint.from_directory(folder))
             except SystemExit:  # the scheduler stopped (or paused) this trial: end the run here
                 return True
         return False
-
 
 
 def _decision_pending(state: dict[str, Any]) -> None:

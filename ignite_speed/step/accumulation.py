@@ -96,16 +96,18 @@ class WindowReduction:
         # (FSDP2 reduce-scatters on every backward: its gradients stay sharded, as Lightning leaves them.)
         self.no_sync = no_sync_of(model) if accumulate > 1 else None
         # ShardedDataParallel reduces a window's skipped gradients on request (DDP cannot: see during_batch())
-        self.reduce_later = (cast(Callable[[], None], model.reduce)
-                             if self.no_sync is not None and is_sharded_ddp(model) else None)
+        self.reduce_later = (
+            cast(Callable[[], None], model.reduce) if self.no_sync is not None and is_sharded_ddp(model) else None
+        )
 
     def during_batch(self, steps_now: bool, epoch_length: int | None) -> AbstractContextManager[Any]:
         """The context of a batch's forward and backward: ``no_sync`` when it skips the reduction."""
         # While the epoch's length is unknown (the first epoch of a loader without len()), any batch may be the
         # last, whose window is stepped at EPOCH_COMPLETED: DDP must reduce every batch then (its all-reduced
         # sums accumulate correctly); ShardedDataParallel cannot (it frees what it reduced), but reduces later.
-        skip = self.no_sync is not None and not steps_now and (epoch_length is not None
-                                                                or self.reduce_later is not None)
+        skip = (
+            self.no_sync is not None and not steps_now and (epoch_length is not None or self.reduce_later is not None)
+        )
         return self.no_sync() if skip and self.no_sync is not None else contextlib.nullcontext()
 
     def reduce_skipped(self) -> None:

@@ -62,30 +62,39 @@ def check_deepspeed_agrees(engine: Any, cfg: SpeedConfig) -> int:
     loop counts optimizer steps from ``cfg``; DeepSpeed applies its own config)."""
     k = int(engine.gradient_accumulation_steps())
     if cfg.accumulate_grad_batches != k:
-        raise ValueError(f"accumulate_grad_batches={cfg.accumulate_grad_batches} but the DeepSpeed engine "
-                         f"accumulates gradient_accumulation_steps={k}: pass create_trainer (and attach_speedups) "
-                         f"the cfg given to prepare(), or set accumulate_grad_batches={k}, so that the steps counted "
-                         f"are the steps taken")
+        raise ValueError(
+            f"accumulate_grad_batches={cfg.accumulate_grad_batches} but the DeepSpeed engine "
+            f"accumulates gradient_accumulation_steps={k}: pass create_trainer (and attach_speedups) "
+            f"the cfg given to prepare(), or set accumulate_grad_batches={k}, so that the steps counted "
+            f"are the steps taken"
+        )
     clipping = float(engine.gradient_clipping() or 0.0)
     if cfg.gradient_clip_val and cfg.gradient_clip_algorithm != "norm":
-        raise ValueError("gradient_clip_algorithm='value' is not supported by DeepSpeed (it clips the global norm); "
-                         "accepted with a DeepSpeed engine: 'norm'")
+        raise ValueError(
+            "gradient_clip_algorithm='value' is not supported by DeepSpeed (it clips the global norm); "
+            "accepted with a DeepSpeed engine: 'norm'"
+        )
     wanted = float(cfg.gradient_clip_val or 0.0)
     if ("gradient_clip_val" in cfg.explicit or wanted) and wanted != clipping:
-        raise ValueError(f"gradient_clip_val={cfg.gradient_clip_val!r} but the DeepSpeed engine clips at "
-                         f"gradient_clipping={clipping}; pass create_trainer the cfg given to prepare()")
+        raise ValueError(
+            f"gradient_clip_val={cfg.gradient_clip_val!r} but the DeepSpeed engine clips at "
+            f"gradient_clipping={clipping}; pass create_trainer the cfg given to prepare()"
+        )
     if "precision" in cfg.explicit:
         fp16, bf16 = bool(engine.fp16_enabled()), bool(engine.bfloat16_enabled())
         has = "fp16" if fp16 else "bf16" if bf16 else "fp32"
         wants = "fp16" if cfg.precision.startswith("16") else "bf16" if cfg.precision.startswith("bf16") else "fp32"
         if cfg.precision == "64-true" or has != wants:
-            raise ValueError(f"precision={cfg.precision!r} but the DeepSpeed engine trains in {has}; pass "
-                             f"create_trainer the cfg given to prepare() (DeepSpeed applies the precision)")
+            raise ValueError(
+                f"precision={cfg.precision!r} but the DeepSpeed engine trains in {has}; pass "
+                f"create_trainer the cfg given to prepare() (DeepSpeed applies the precision)"
+            )
     return k
 
 
-def deepspeed_trainer(engine: Any, optimizer: Any, cfg: SpeedConfig, functions: SupervisedFunctions, *,
-                      deterministic: bool) -> Engine:
+def deepspeed_trainer(
+    engine: Any, optimizer: Any, cfg: SpeedConfig, functions: SupervisedFunctions, *, deterministic: bool
+) -> Engine:
     """``create_trainer`` for a DeepSpeed engine.
 
     DeepSpeed divides the loss by its ``gradient_accumulation_steps``, scales it for fp16, reduces the
@@ -95,8 +104,10 @@ def deepspeed_trainer(engine: Any, optimizer: Any, cfg: SpeedConfig, functions: 
     epoch's last. ``engine.step()`` runs on the batches that end one.
     """
     if optimizer is not None and optimizer is not engine.optimizer:
-        raise TypeError(f"optimizer has type {type(optimizer).__name__}, which is not the DeepSpeed engine's "
-                        f"optimizer; pass the (engine, optimizer) pair returned by prepare() (or optimizer=None)")
+        raise TypeError(
+            f"optimizer has type {type(optimizer).__name__}, which is not the DeepSpeed engine's "
+            f"optimizer; pass the (engine, optimizer) pair returned by prepare() (or optimizer=None)"
+        )
     k = check_deepspeed_agrees(engine, cfg)
     precision = DeepSpeedPrecision(engine)
     dtype = precision.dtype
@@ -121,8 +132,13 @@ def deepspeed_trainer(engine: Any, optimizer: Any, cfg: SpeedConfig, functions: 
     return trainer
 
 
-def _deepspeed_update(engine: Any, functions: SupervisedFunctions, dtype: torch.dtype | None,
-                      window: AccumulationWindow, last_batch: list[Any]) -> ProcessFunction:
+def _deepspeed_update(
+    engine: Any,
+    functions: SupervisedFunctions,
+    dtype: torch.dtype | None,
+    window: AccumulationWindow,
+    last_batch: list[Any],
+) -> ProcessFunction:
     """The process function: one micro-step of DeepSpeed, with the window's end decided by ``window``. While
     the epoch's length is unknown, the last batch of an open window is kept in ``last_batch``."""
     k = window.k
@@ -167,6 +183,10 @@ def _end_window_after_the_epoch(engine: Any, functions: SupervisedFunctions, x: 
 
 def _warn_of_leftover_gradients() -> None:
     # (the window drops the epoch's pending flag itself once this returns)
-    warnings.warn("the previous epoch ended inside a gradient accumulation window; DeepSpeed has no call to "
-                  "discard the gradients accumulated there, so they are added to this epoch's first window "
-                  "(other strategies discard them, as Lightning does)", UserWarning, stacklevel=2)
+    warnings.warn(
+        "the previous epoch ended inside a gradient accumulation window; DeepSpeed has no call to "
+        "discard the gradients accumulated there, so they are added to this epoch's first window "
+        "(other strategies discard them, as Lightning does)",
+        UserWarning,
+        stacklevel=2,
+    )

@@ -57,8 +57,10 @@ class EvaluatorPrecision:
         step = process_function(self.evaluator)
         precision = self.precision
         # torch.autocast runs the step (not apex, nor DeepSpeed, whose models hold the low-precision weights)
-        mixed = getattr(precision, "autocast_dtype", None) is not None and \
-            getattr(precision, "amp_backend", "native") == "native"
+        mixed = (
+            getattr(precision, "autocast_dtype", None) is not None
+            and getattr(precision, "amp_backend", "native") == "native"
+        )
 
         def step_with_precision(engine: Engine, batch: Any) -> Any:
             if not self.attached:  # detached while another wrapper sat on top of this one
@@ -111,33 +113,46 @@ def evaluate_with_precision(evaluator: Engine, precision: Any) -> EvaluatorPreci
     if isinstance(precision, Engine):
         parts = TrainerParts.find(precision)
         if parts is None or parts.precision is None:
-            raise ValueError("evaluate_with_precision(evaluator, trainer): this trainer was not made by "
-                             "ignite_speed.create_trainer; pass the Precision your training step uses")
+            raise ValueError(
+                "evaluate_with_precision(evaluator, trainer): this trainer was not made by "
+                "ignite_speed.create_trainer; pass the Precision your training step uses"
+            )
         precision = parts.precision
-    if not (hasattr(precision, "convert_input") and hasattr(precision, "autocast")
-            and hasattr(precision, "effective_precision")):
-        raise TypeError(f"precision has type {type(precision).__name__}; accepted: an ignite_speed.Precision or the "
-                        f"trainer create_trainer made")
+    if not (
+        hasattr(precision, "convert_input")
+        and hasattr(precision, "autocast")
+        and hasattr(precision, "effective_precision")
+    ):
+        raise TypeError(
+            f"precision has type {type(precision).__name__}; accepted: an ignite_speed.Precision or the "
+            f"trainer create_trainer made"
+        )
     parts = TrainerParts.find(evaluator)
     if parts is not None and parts.precision is not None:
-        raise ValueError("evaluate_with_precision: this engine is a trainer made by create_trainer, whose step applies "
-                         "the precision already; pass the evaluator")
+        raise ValueError(
+            "evaluate_with_precision: this engine is a trainer made by create_trainer, whose step applies "
+            "the precision already; pass the evaluator"
+        )
     applied = getattr(process_function(evaluator), "ignite_speed_precision", None)
     if isinstance(applied, EvaluatorPrecision) and applied.attached:
-        if applied.precision is precision or (applied.precision.effective_precision == precision.effective_precision
-                                              and _same_dtypes(applied.precision, precision)):
+        if applied.precision is precision or (
+            applied.precision.effective_precision == precision.effective_precision
+            and _same_dtypes(applied.precision, precision)
+        ):
             return EvaluatorPrecision(evaluator, applied.precision, owner=False)
-        raise ValueError(f"this evaluator already runs under precision={applied.precision.effective_precision!r}; "
-                         f"detach that first to apply precision={precision.effective_precision!r}")
+        raise ValueError(
+            f"this evaluator already runs under precision={applied.precision.effective_precision!r}; "
+            f"detach that first to apply precision={precision.effective_precision!r}"
+        )
     handle = EvaluatorPrecision(evaluator, precision)
     handle._install()
     return handle
 
 
 def _same_dtypes(a: Any, b: Any) -> bool:
-    return getattr(a, "autocast_dtype", None) == getattr(b, "autocast_dtype", None) and \
-        getattr(a, "param_dtype", None) == getattr(b, "param_dtype", None)
-
+    return getattr(a, "autocast_dtype", None) == getattr(b, "autocast_dtype", None) and getattr(
+        a, "param_dtype", None
+    ) == getattr(b, "param_dtype", None)
 
 
 class _NoPrecision:
@@ -159,7 +174,11 @@ def apply_precision(engine: Engine | None, precision: Any) -> EvaluatorPrecision
     """:func:`evaluate_with_precision` for the engines ``attach_speedups`` drives: nothing to do without an engine
     or without a precision that converts inputs (a trainer with a step of its own and no ``precision=``), nor for
     ``32-true`` (which changes nothing: the evaluator keeps its own process function)."""
-    if engine is None or precision is None or not hasattr(precision, "convert_input") or \
-            getattr(precision, "effective_precision", None) == "32-true":
+    if (
+        engine is None
+        or precision is None
+        or not hasattr(precision, "convert_input")
+        or getattr(precision, "effective_precision", None) == "32-true"
+    ):
         return _NoPrecision()
     return evaluate_with_precision(engine, precision)

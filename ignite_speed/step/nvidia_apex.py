@@ -40,9 +40,11 @@ def import_apex_amp() -> Any:
         raise ImportError(f"amp_backend='apex' needs NVIDIA apex, which is not installed. {APEX_INSTALL_HINT}")
     if not nvidia_apex_available():
         where = ", ".join(spec.submodule_search_locations or []) or str(spec.origin)
-        raise ImportError(f"amp_backend='apex' needs NVIDIA apex, but the installed 'apex' package ({where}) has "
-                          f"no 'amp' module: it is either the unrelated PyPI package or an NVIDIA apex newer than "
-                          f"25.05. {APEX_INSTALL_HINT}")
+        raise ImportError(
+            f"amp_backend='apex' needs NVIDIA apex, but the installed 'apex' package ({where}) has "
+            f"no 'amp' module: it is either the unrelated PyPI package or an NVIDIA apex newer than "
+            f"25.05. {APEX_INSTALL_HINT}"
+        )
     try:
         from apex import amp  # type: ignore[import-not-found]
     except Exception as exc:  # a broken build fails in many ways; report them all the same way
@@ -56,6 +58,7 @@ def load_apex_amp(device_type: str, scaler: bool | torch.amp.GradScaler | None) 
         raise ValueError("scaler= cannot be combined with amp_backend='apex' (apex scales the loss itself)")
     amp = import_apex_amp()
     if device_type != "cuda":
-        raise ValueError(f"amp_backend='apex' needs a CUDA device, got device type {device_type!r}; "
-                         f"use amp_backend='native'")
+        raise ValueError(
+            f"amp_backend='apex' needs a CUDA device, got device type {device_type!r}; use amp_backend='native'"
+        )
     return amp

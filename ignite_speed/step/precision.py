@@ -82,9 +82,16 @@ class Precision:
         optimizer.zero_grad()
     """
 
-    def __init__(self, precision: str | int = "32-true", accelerator: str = "auto", *,
-                 device: str | torch.device | None = None, amp_backend: str = "native",
-                 amp_level: str | None = None, scaler: bool | torch.amp.GradScaler | None = None) -> None:
+    def __init__(
+        self,
+        precision: str | int = "32-true",
+        accelerator: str = "auto",
+        *,
+        device: str | torch.device | None = None,
+        amp_backend: str = "native",
+        amp_level: str | None = None,
+        scaler: bool | torch.amp.GradScaler | None = None,
+    ) -> None:
         # SpeedConfig owns flag validation (names, legacy spellings, apex/level rules): reuse it.
         cfg = SpeedConfig(precision=precision, accelerator=accelerator, amp_backend=amp_backend, amp_level=amp_level)
         self.requested_precision: str = cfg.precision
@@ -113,17 +120,29 @@ class Precision:
         self._unscaled: set[int] = set()  # optimizers unscaled since their last step (unscale_ is once per step)
 
     @classmethod
-    def from_config(cls, cfg: SpeedConfig | Mapping[str, Any] | None = None, *,
-                    device: str | torch.device | None = None,
-                    scaler: bool | torch.amp.GradScaler | None = None) -> Precision:
+    def from_config(
+        cls,
+        cfg: SpeedConfig | Mapping[str, Any] | None = None,
+        *,
+        device: str | torch.device | None = None,
+        scaler: bool | torch.amp.GradScaler | None = None,
+    ) -> Precision:
         """Build from a :class:`SpeedConfig` (or anything ``SpeedConfig.from_any`` takes)."""
         cfg = cfg if isinstance(cfg, SpeedConfig) else SpeedConfig.from_any(cfg)
-        return cls(cfg.precision, cfg.accelerator, device=device, amp_backend=cfg.amp_backend,
-                   amp_level=cfg.amp_level, scaler=scaler)
+        return cls(
+            cfg.precision,
+            cfg.accelerator,
+            device=device,
+            amp_backend=cfg.amp_backend,
+            amp_level=cfg.amp_level,
+            scaler=scaler,
+        )
 
     def __repr__(self) -> str:
-        return (f"Precision({self.effective_precision!r}, device_type={self.device_type!r}, "
-                f"amp_backend={self.amp_backend!r}, scaler={self.scaler is not None})")
+        return (
+            f"Precision({self.effective_precision!r}, device_type={self.device_type!r}, "
+            f"amp_backend={self.amp_backend!r}, scaler={self.scaler is not None})"
+        )
 
     # ------------------------------------------------------------------ dtypes
     @property
@@ -156,16 +175,19 @@ class Precision:
     def convert_module(self, model: torch.nn.Module) -> torch.nn.Module:
         """Cast ``model`` in place for ``*-true`` (parameter objects are kept, so optimizers stay valid)."""
         if self.amp_backend == "apex":
-            raise RuntimeError("with amp_backend='apex' call precision.setup(model, optimizer): apex must "
-                               "initialise the model and the optimizer together")
+            raise RuntimeError(
+                "with amp_backend='apex' call precision.setup(model, optimizer): apex must "
+                "initialise the model and the optimizer together"
+            )
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"convert_module expects a torch.nn.Module, got {type(model).__name__}")
         if self._plan.param_dtype is not None:
             model.to(dtype=self._plan.param_dtype)
         return model
 
-    def setup(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-              ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    def setup(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """Prepare a model and its optimizer (``convert_module``, or ``apex.amp.initialize`` for apex)."""
         if self.amp_backend == "apex":
             model, optimizer = self._apex_amp.initialize(model, optimizer, opt_level=self.amp_level or "O2")
@@ -188,8 +210,9 @@ class Precision:
         return evaluate_with_precision(evaluator, self)
 
     # ------------------------------------------------------------------ backward and step
-    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None,
-                 model: torch.nn.Module | None = None) -> None:
+    def backward(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None, model: torch.nn.Module | None = None
+    ) -> None:
         """``loss.backward()``, scaled by the GradScaler when there is one. ``optimizer`` is needed for apex;
         ``model`` is accepted for symmetry with Lightning's hook and is not used."""
         if not isinstance(loss, torch.Tensor):
@@ -208,8 +231,7 @@ class Precision:
             self.scaler.unscale_(optimizer)
             self._unscaled.add(id(optimizer))
 
-    def clip_gradients(self, optimizer: torch.optim.Optimizer, clip_val: float | None,
-                       algorithm: str = "norm") -> None:
+    def clip_gradients(self, optimizer: torch.optim.Optimizer, clip_val: float | None, algorithm: str = "norm") -> None:
         """Clip the gradients of ``optimizer``'s parameters, after unscaling them.
 
         ``algorithm="norm"`` rescales all gradients so their joint 2-norm is at most ``clip_val``;
@@ -267,8 +289,9 @@ class Precision:
         """Plain data (loads with ``torch.load(weights_only=True)``): the GradScaler (or apex) state."""
         state: dict[str, Any] = {"precision": self.effective_precision}
         if self.scaler is not None:
-            state["scaler"] = {k: (float(v) if isinstance(v, torch.Tensor) else v)
-                               for k, v in self.scaler.state_dict().items()}
+            state["scaler"] = {
+                k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in self.scaler.state_dict().items()
+            }
         if self._apex_amp is not None:
             state["apex_amp"] = dict(self._apex_amp.state_dict())
         return state
@@ -280,15 +303,20 @@ class Precision:
             raise TypeError(f"Precision.load_state_dict expects a mapping, got {type(state_dict).__name__}")
         unknown = set(state_dict) - {"precision", "scaler", "apex_amp"}
         if unknown:
-            raise ValueError(f"Precision state has unknown keys {sorted(unknown)}; "
-                             f"expected 'precision', 'scaler', 'apex_amp'")
+            raise ValueError(
+                f"Precision state has unknown keys {sorted(unknown)}; expected 'precision', 'scaler', 'apex_amp'"
+            )
         saved = state_dict.get("precision")
         if saved is not None and saved not in PRECISION_VALUES:
             raise ValueError(f"Precision state has precision={saved!r}; accepted: {list(PRECISION_VALUES)}")
         if "scaler" in state_dict:
             if self.scaler is None:
-                warnings.warn(f"the checkpoint holds GradScaler state (precision={saved!r}) but precision="
-                              f"{self.effective_precision!r} uses no scaler; ignoring it", UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"the checkpoint holds GradScaler state (precision={saved!r}) but precision="
+                    f"{self.effective_precision!r} uses no scaler; ignoring it",
+                    UserWarning,
+                    stacklevel=2,
+                )
             else:
                 self.scaler.load_state_dict(dict(state_dict["scaler"]))
         if "apex_amp" in state_dict and self._apex_amp is not None:

@@ -19,8 +19,15 @@ from ..config.devices import (
     resolve_accelerator,
 )
 
-__all__ = ["PrecisionPlan", "APEX_PLAN", "resolve_plan", "device_type_of", "check_scaler_argument",
-           "check_device_available", "check_plan_supported"]
+__all__ = [
+    "PrecisionPlan",
+    "APEX_PLAN",
+    "resolve_plan",
+    "device_type_of",
+    "check_scaler_argument",
+    "check_device_available",
+    "check_plan_supported",
+]
 
 TRUE_DTYPES = {"64-true": torch.float64, "16-true": torch.float16, "bf16-true": torch.bfloat16}
 MIXED_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -44,22 +51,35 @@ APEX_PLAN = PrecisionPlan("16-mixed", torch.float16, None, False)
 def resolve_plan(requested: str, device_type: str, scaler: bool | None) -> PrecisionPlan:
     """Resolve ``requested`` on ``device_type``; ``scaler`` is None (automatic), True (forced) or False."""
     if scaler and requested != "16-mixed":
-        raise ValueError(f"scaler=True only applies to precision='16-mixed' (fp16 AMP), got precision={requested!r}; "
-                         f"bf16 and the '*-true' values train without loss scaling")
+        raise ValueError(
+            f"scaler=True only applies to precision='16-mixed' (fp16 AMP), got precision={requested!r}; "
+            f"bf16 and the '*-true' values train without loss scaling"
+        )
     if requested == "16-mixed":
         if device_type == "cpu" and not scaler:
             # Like Lightning: CPU autocast is meant for bf16, so fp16 AMP becomes bf16 AMP, loudly.
-            return PrecisionPlan("bf16-mixed", torch.bfloat16, None, False,
-                                 "precision='16-mixed' (fp16 AMP) is not supported on CPU; using "
-                                 "precision='bf16-mixed' instead (pass scaler=True to force fp16 autocast with a CPU "
-                                 "GradScaler)")
+            return PrecisionPlan(
+                "bf16-mixed",
+                torch.bfloat16,
+                None,
+                False,
+                "precision='16-mixed' (fp16 AMP) is not supported on CPU; using "
+                "precision='bf16-mixed' instead (pass scaler=True to force fp16 autocast with a CPU "
+                "GradScaler)",
+            )
         if device_type == "xla":
             if scaler:
-                raise ValueError("scaler=True is not available on XLA (torch_xla has no GradScaler); "
-                                 "use precision='bf16-mixed' or 'bf16-true'")
-            return PrecisionPlan("bf16-mixed", torch.bfloat16, None, False,
-                                 "precision='16-mixed' (fp16 AMP) is not supported on XLA; using "
-                                 "precision='bf16-mixed'")
+                raise ValueError(
+                    "scaler=True is not available on XLA (torch_xla has no GradScaler); "
+                    "use precision='bf16-mixed' or 'bf16-true'"
+                )
+            return PrecisionPlan(
+                "bf16-mixed",
+                torch.bfloat16,
+                None,
+                False,
+                "precision='16-mixed' (fp16 AMP) is not supported on XLA; using precision='bf16-mixed'",
+            )
         return PrecisionPlan("16-mixed", torch.float16, None, scaler is not False)
     if requested in MIXED_DTYPES:
         return PrecisionPlan(requested, MIXED_DTYPES[requested], None, False)
@@ -68,8 +88,7 @@ def resolve_plan(requested: str, device_type: str, scaler: bool | None) -> Preci
     return PrecisionPlan("32-true", None, None, False)
 
 
-def device_type_of(accelerator: str, device: str | torch.device | None,
-                   available: Accelerators | None = None) -> str:
+def device_type_of(accelerator: str, device: str | torch.device | None, available: Accelerators | None = None) -> str:
     """The torch device type that ``device`` names (it must agree with an explicit ``accelerator``), or, without
     a ``device``, the one ``accelerator`` runs on (``"auto"`` resolved by the launch plan's rule,
     :func:`~ignite_speed.config.devices.resolve_accelerator`, on ``available`` or this machine)."""
@@ -87,21 +106,25 @@ def device_type_of(accelerator: str, device: str | torch.device | None,
 def check_scaler_argument(scaler: object) -> None:
     """Refuse a ``scaler=`` that is none of None, a bool or a ``torch.amp.GradScaler``."""
     if scaler is not None and not isinstance(scaler, (bool, torch.amp.GradScaler)):
-        raise TypeError(f"scaler={scaler!r} has type {type(scaler).__name__}; accepted: None (automatic), "
-                        f"True, False or a torch.amp.GradScaler")
+        raise TypeError(
+            f"scaler={scaler!r} has type {type(scaler).__name__}; accepted: None (automatic), "
+            f"True, False or a torch.amp.GradScaler"
+        )
 
 
 def check_device_available(device_type: str, available: Accelerators | None = None) -> None:
     """Refuse a CUDA or MPS device type that torch cannot use here (the launch plan's rule)."""
     if device_type in ("cuda", "mps"):
-        check_accelerator_available("gpu" if device_type == "cuda" else "mps",
-                                    available_accelerators() if available is None else available)
+        check_accelerator_available(
+            "gpu" if device_type == "cuda" else "mps", available_accelerators() if available is None else available
+        )
 
 
 def check_plan_supported(plan: PrecisionPlan, requested: str, device_type: str) -> None:
     """Refuse bf16 autocast on a CUDA device without bf16, and an XLA device type without torch_xla."""
     if device_type == "cuda" and plan.autocast_dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"precision={requested!r} needs bf16 support, which this CUDA device "
-                         f"lacks; use precision='16-mixed'")
+        raise ValueError(
+            f"precision={requested!r} needs bf16 support, which this CUDA device lacks; use precision='16-mixed'"
+        )
     if device_type == "xla" and importlib.util.find_spec("torch_xla") is None:
         raise ImportError("accelerator='tpu'/'xla' needs torch_xla (pip install torch_xla matching your torch)")

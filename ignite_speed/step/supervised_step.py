@@ -16,9 +16,16 @@ from .supervised_functions import ProcessFunction, SupervisedFunctions
 __all__ = ["build_supervised_step"]
 
 
-def build_supervised_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, precision: Precision,
-                          functions: SupervisedFunctions, window: AccumulationWindow, *,
-                          clip_val: float | None, clip_algorithm: str) -> tuple[ProcessFunction, Callable[[], None]]:
+def build_supervised_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    functions: SupervisedFunctions,
+    window: AccumulationWindow,
+    *,
+    clip_val: float | None,
+    clip_algorithm: str,
+) -> tuple[ProcessFunction, Callable[[], None]]:
     """``(update, close_window)``: the process function, and what steps the last window of an epoch whose
     length was unknown (``window.attach`` calls it at the epoch's end)."""
     k = window.k

@@ -76,12 +76,15 @@ def create_trainer(
     """
     cfg = cfg if isinstance(cfg, SpeedConfig) else SpeedConfig.from_any(cfg)
     warn_if_not_launched(cfg, "create_trainer")
-    functions = SupervisedFunctions(loss_fn, prepare_batch, model_fn, model_transform, output_transform, device,
-                                    non_blocking)
+    functions = SupervisedFunctions(
+        loss_fn, prepare_batch, model_fn, model_transform, output_transform, device, non_blocking
+    )
     if is_deepspeed_engine(model):
         if precision is not None:
-            raise ValueError("precision= cannot be combined with a DeepSpeed engine: DeepSpeed applies fp16/bf16 "
-                             "itself, as the precision flag given to prepare() configured it")
+            raise ValueError(
+                "precision= cannot be combined with a DeepSpeed engine: DeepSpeed applies fp16/bf16 "
+                "itself, as the precision flag given to prepare() configured it"
+            )
         return deepspeed_trainer(model, optimizer, cfg, functions, deterministic=deterministic)
     _check_model_and_optimizer(model, optimizer)
     if device is None:
@@ -96,33 +99,49 @@ def _check_model_and_optimizer(model: Any, optimizer: Any) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model has type {type(model).__name__}; accepted: a torch.nn.Module")
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer (or, "
-                        f"with the DeepSpeed engine as model, the optimizer prepare() returned with it)")
+        raise TypeError(
+            f"optimizer has type {type(optimizer).__name__}; accepted: a torch.optim.Optimizer (or, "
+            f"with the DeepSpeed engine as model, the optimizer prepare() returned with it)"
+        )
 
 
-def _resolve_precision(precision: Precision | None, cfg: SpeedConfig, device: str | torch.device | None
-                       ) -> Precision:
+def _resolve_precision(precision: Precision | None, cfg: SpeedConfig, device: str | torch.device | None) -> Precision:
     """The ``Precision`` the step applies: ``cfg``'s, or the one passed as ``precision=`` (which ``cfg`` must
     not contradict)."""
     if precision is None:
         return Precision.from_config(cfg, device=device)
     if not isinstance(precision, Precision):
-        raise TypeError(f"precision={precision!r} has type {type(precision).__name__}; accepted: None or an "
-                        f"ignite_speed.Precision")
+        raise TypeError(
+            f"precision={precision!r} has type {type(precision).__name__}; accepted: None or an ignite_speed.Precision"
+        )
     if "precision" in cfg.explicit and cfg.precision != precision.requested_precision:
-        raise ValueError(f"precision={cfg.precision!r} in cfg conflicts with the Precision object passed "
-                         f"({precision.requested_precision!r}); give only one")
+        raise ValueError(
+            f"precision={cfg.precision!r} in cfg conflicts with the Precision object passed "
+            f"({precision.requested_precision!r}); give only one"
+        )
     return precision
 
 
-def _supervised_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, precision: Precision,
-                        cfg: SpeedConfig, functions: SupervisedFunctions, deterministic: bool) -> Engine:
+def _supervised_trainer(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    cfg: SpeedConfig,
+    functions: SupervisedFunctions,
+    deterministic: bool,
+) -> Engine:
     """The trainer of a plain model (``precision`` set up on it already), with its accumulation window."""
     k = cfg.accumulate_grad_batches
     window = AccumulationWindow(k)
-    update, close_window = build_supervised_step(model, optimizer, precision, functions, window,
-                                                 clip_val=cfg.gradient_clip_val,
-                                                 clip_algorithm=cfg.gradient_clip_algorithm)
+    update, close_window = build_supervised_step(
+        model,
+        optimizer,
+        precision,
+        functions,
+        window,
+        clip_val=cfg.gradient_clip_val,
+        clip_algorithm=cfg.gradient_clip_algorithm,
+    )
     trainer = DeterministicEngine(update) if deterministic else Engine(update)
     window.attach(trainer, close_window)
     _warn_if_loop_flags_unapplied(trainer, cfg)
@@ -133,11 +152,29 @@ def _supervised_trainer(model: torch.nn.Module, optimizer: torch.optim.Optimizer
 
 
 # Flags that the loop applies (attach_speedups or the handlers), not the training step.
-_LOOP_FLAGS = ("max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "max_time_mode", "max_time_reserve",
-               "limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
-               "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
-               "num_sanity_val_steps", "early_stopping", "terminate_on_nan", "batched_fetch", "preemption_signals",
-               "autoresume")
+_LOOP_FLAGS = (
+    "max_epochs",
+    "min_epochs",
+    "max_steps",
+    "min_steps",
+    "max_time",
+    "max_time_mode",
+    "max_time_reserve",
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+    "limit_predict_batches",
+    "overfit_batches",
+    "fast_dev_run",
+    "val_check_interval",
+    "check_val_every_n_epoch",
+    "num_sanity_val_steps",
+    "early_stopping",
+    "terminate_on_nan",
+    "batched_fetch",
+    "preemption_signals",
+    "autoresume",
+)
 
 
 def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
@@ -159,10 +196,14 @@ def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
 
         where = caller_outside_the_frameworks()
         flags = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in given)
-        warnings.warn_explicit(f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
-                               f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
-                               f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run", UserWarning,
-                               where[1] if where else "<unknown>", where[2] if where else 0)
+        warnings.warn_explicit(
+            f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
+            f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
+            f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run",
+            UserWarning,
+            where[1] if where else "<unknown>",
+            where[2] if where else 0,
+        )
 
     trainer.add_event_handler(Events.STARTED, check)
 

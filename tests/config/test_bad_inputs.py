@@ -60,8 +60,9 @@ def test_early_stopping_on_a_validation_metric_without_evaluator_is_refused():
 
 def test_non_scalar_metric_is_refused():
     run = make_run()
-    attach_speedups(run.trainer, run.evaluator, dict(max_epochs=2, early_stopping={"monitor": "acc"}),
-                    val_data=loader(2))
+    attach_speedups(
+        run.trainer, run.evaluator, dict(max_epochs=2, early_stopping={"monitor": "acc"}), val_data=loader(2)
+    )
     run.evaluator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(acc=torch.ones(3)))
     with pytest.raises(ValueError, match=r"monitor='acc'.*scalar.*shape \(3,\)"):
         run.trainer.run(loader(3))
@@ -70,21 +71,27 @@ def test_non_scalar_metric_is_refused():
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_metric_stops_with_a_reason(value):
     run = make_run(metric_seq=[value])
-    sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=3, early_stopping={"monitor": "val_loss"}),
-                         val_data=loader(2))
+    sp = attach_speedups(
+        run.trainer, run.evaluator, dict(max_epochs=3, early_stopping={"monitor": "val_loss"}), val_data=loader(2)
+    )
     run.trainer.run(loader(3))
     assert sp.stop_reason is StopReason.EARLY_STOPPING and "not finite" in sp.stop_message
 
 
 def test_missing_metric_strict_raises_and_non_strict_skips():
     run = make_run()
-    attach_speedups(run.trainer, run.evaluator, dict(max_epochs=2, early_stopping={"monitor": "val_loss"}),
-                    val_data=loader(2))
+    attach_speedups(
+        run.trainer, run.evaluator, dict(max_epochs=2, early_stopping={"monitor": "val_loss"}), val_data=loader(2)
+    )
     with pytest.raises(RuntimeError, match="could not find the monitor 'val_loss'"):
         run.trainer.run(loader(3))
     run = make_run()
-    sp = attach_speedups(run.trainer, run.evaluator,
-                         dict(max_epochs=2, early_stopping={"monitor": "val_loss", "strict": False}), val_data=loader(2))
+    sp = attach_speedups(
+        run.trainer,
+        run.evaluator,
+        dict(max_epochs=2, early_stopping={"monitor": "val_loss", "strict": False}),
+        val_data=loader(2),
+    )
     run.trainer.run(loader(3))
     assert sp.stop_reason is StopReason.MAX_EPOCHS and run.total == 6
 
@@ -112,8 +119,12 @@ def test_max_steps_on_a_loader_whose_len_is_not_implemented():
 
 def test_max_steps_on_a_loader_whose_len_is_not_implemented_with_a_batch_count():
     run = make_run()
-    sp = attach_speedups(run.trainer, run.evaluator, dict(max_steps=5, limit_train_batches=3, limit_val_batches=2),
-                         val_data=_len_not_implemented_loader(3))
+    sp = attach_speedups(
+        run.trainer,
+        run.evaluator,
+        dict(max_steps=5, limit_train_batches=3, limit_val_batches=2),
+        val_data=_len_not_implemented_loader(3),
+    )
     run.trainer.run(_len_not_implemented_loader(4))
     assert run.batches_per_epoch == [3, 2] and sp.global_step == 5 and sp.stop_reason is StopReason.MAX_STEPS
     # the sanity check (2 batches) and the end of the first epoch validate 2 batches; the partial epoch does not
@@ -142,12 +153,21 @@ def test_fraction_of_a_loader_whose_len_is_not_implemented_is_refused(flag):
     assert run.total == 0 and run.eval_calls == 0
 
 
-@pytest.mark.parametrize("flags,needle", [
-    ({"overfit_batches": 0.25}, r"^overfit_batches=0\.25 \(the limit_val_batches it sets\) of a loader with 3 "
-                                r"batches is 0\.75 < 1 batch; use at least overfit_batches=0\.3333"),
-    ({"overfit_batches": 0.5}, r"^overfit_batches=0\.5 \(the limit_train_batches it sets\) is a fraction, but the "
-                               r"loader has no length"),
-])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (
+            {"overfit_batches": 0.25},
+            r"^overfit_batches=0\.25 \(the limit_val_batches it sets\) of a loader with 3 "
+            r"batches is 0\.75 < 1 batch; use at least overfit_batches=0\.3333",
+        ),
+        (
+            {"overfit_batches": 0.5},
+            r"^overfit_batches=0\.5 \(the limit_train_batches it sets\) is a fraction, but the "
+            r"loader has no length",
+        ),
+    ],
+)
 def test_overfit_fraction_errors_name_overfit_batches(flags, needle):
     """overfit_batches sets the train and val limits; an error about them names the flag the user wrote."""
     run = make_run()

@@ -39,11 +39,13 @@ def test_built_from_every_source(source_kind):
     elif source_kind == "namespace":
         source = argparse.Namespace(**flags)
     elif source_kind == "dataclass":
+
         @dataclasses.dataclass
         class Flags:
             max_epochs: int = 3
             limit_train_batches: float = 0.5
             max_time: str = "00:00:01:00"
+
         source = Flags()
     else:
         omegaconf = pytest.importorskip("omegaconf")
@@ -61,9 +63,23 @@ def test_unknown_key_gets_a_suggestion():
 
 
 LIGHTNING_ONLY_FLAGS = [
-    "logger", "callbacks", "log_every_n_steps", "enable_checkpointing", "enable_progress_bar", "enable_model_summary",
-    "deterministic", "benchmark", "inference_mode", "use_distributed_sampler", "profiler", "detect_anomaly",
-    "barebones", "sync_batchnorm", "reload_dataloaders_every_n_epochs", "default_root_dir", "enable_autolog_hparams",
+    "logger",
+    "callbacks",
+    "log_every_n_steps",
+    "enable_checkpointing",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "deterministic",
+    "benchmark",
+    "inference_mode",
+    "use_distributed_sampler",
+    "profiler",
+    "detect_anomaly",
+    "barebones",
+    "sync_batchnorm",
+    "reload_dataloaders_every_n_epochs",
+    "default_root_dir",
+    "enable_autolog_hparams",
     "model_registry",
 ]
 
@@ -77,11 +93,17 @@ def test_lightning_flag_outside_scope_is_named_as_such(flag):
     assert "did you mean" not in text and "in Ignite: " in text
 
 
-@pytest.mark.parametrize("flag,hint", [
-    ("logger", "TensorboardLogger"), ("enable_progress_bar", "ProgressBar"), ("enable_checkpointing", "Checkpoint"),
-    ("log_every_n_steps", "Events.ITERATION_COMPLETED(every=n)"), ("callbacks", "add_event_handler"),
-    ("detect_anomaly", "torch.autograd.set_detect_anomaly(True)"),
-])
+@pytest.mark.parametrize(
+    "flag,hint",
+    [
+        ("logger", "TensorboardLogger"),
+        ("enable_progress_bar", "ProgressBar"),
+        ("enable_checkpointing", "Checkpoint"),
+        ("log_every_n_steps", "Events.ITERATION_COMPLETED(every=n)"),
+        ("callbacks", "add_event_handler"),
+        ("detect_anomaly", "torch.autograd.set_detect_anomaly(True)"),
+    ],
+)
 def test_lightning_flag_outside_scope_says_what_to_use_in_ignite(flag, hint):
     with pytest.raises(ValueError, match=re.escape(hint)):
         SpeedConfig(**{flag: 1})
@@ -110,8 +132,11 @@ def test_plugins_other_than_strategy_names_are_named_out_of_scope():
 
 
 def test_unknown_flag_that_is_not_lightnings_still_gets_a_suggestion():
-    with pytest.raises(ValueError, match=r"unknown ignite-speed flag 'val_check_intervall'; did you mean "
-                                         r"'val_check_interval'\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown ignite-speed flag 'val_check_intervall'; did you mean "
+        r"'val_check_interval'\?",
+    ):
         SpeedConfig(val_check_intervall=0.5)
 
 
@@ -125,8 +150,10 @@ def test_val_check_interval_zero_batches_is_refused(value):
     assert "accepted: an int >= 1" in text and "a float in [0.0, 1.0]" in text
 
 
-@pytest.mark.parametrize("flags", [{"val_check_interval": 0, "fast_dev_run": True},
-                                   {"val_check_interval": 0, "check_val_every_n_epoch": None}])
+@pytest.mark.parametrize(
+    "flags",
+    [{"val_check_interval": 0, "fast_dev_run": True}, {"val_check_interval": 0, "check_val_every_n_epoch": None}],
+)
 def test_val_check_interval_zero_is_refused_in_every_combination(flags):
     with pytest.raises(ValueError, match=r"^val_check_interval=0 would validate every 0 batches"):
         SpeedConfig(**flags)
@@ -136,8 +163,9 @@ def test_val_check_interval_zero_fraction_is_every_batch_as_in_lightning():
     assert SpeedConfig(val_check_interval=0.0).val_check_interval == BatchLimit("fraction", 0.0)
 
 
-@pytest.mark.parametrize("value,exc", [(-1, ValueError), (0, ValueError), ([0, 1], TypeError), ("2", TypeError),
-                                       (2.0, TypeError)])
+@pytest.mark.parametrize(
+    "value,exc", [(-1, ValueError), (0, ValueError), ([0, 1], TypeError), ("2", TypeError), (2.0, TypeError)]
+)
 def test_num_processes_is_a_number_of_cpu_processes(value, exc):
     with pytest.raises(exc, match=rf"^num_processes={re.escape(repr(value))} "):
         SpeedConfig(num_processes=value)
@@ -148,59 +176,75 @@ def test_unbuildable_source():
         SpeedConfig.from_any([1, 2])
 
 
-@pytest.mark.parametrize("flags,exc,needle", [
-    ({"check_val_every_n_epoch": 0}, ValueError, "check_val_every_n_epoch=0"),
-    ({"fast_dev_run": -1}, ValueError, "fast_dev_run=-1"),
-    ({"max_time": "1:2:3:4"}, ValueError, "max_time='1:2:3:4'"),
-    ({"max_time": -5}, ValueError, "negative"),
-    ({"max_time": {"hourz": 1}}, ValueError, "hourz"),
-    ({"max_time": [1]}, TypeError, "max_time"),
-    ({"val_check_interval": 1.5}, ValueError, "val_check_interval=1.5"),
-    ({"val_check_interval": float("nan")}, ValueError, "val_check_interval=nan"),
-    ({"max_epochs": 2.0}, TypeError, "max_epochs=2.0"),
-    ({"max_epochs": True}, TypeError, "max_epochs=True"),
-    ({"max_steps": -2}, ValueError, "max_steps=-2"),
-    ({"min_epochs": -1}, ValueError, "min_epochs=-1"),
-    ({"accumulate_grad_batches": 0}, ValueError, "accumulate_grad_batches=0"),
-    ({"gradient_clip_val": -1.0}, ValueError, "gradient_clip_val=-1.0"),
-    ({"gradient_clip_algorithm": "l2"}, ValueError, "gradient_clip_algorithm='l2'"),
-    ({"precision": "fp16"}, ValueError, "precision='fp16'"),
-    ({"precision": 16.0}, TypeError, "precision=16.0"),
-    ({"precision": "bf16-true "}, ValueError, "precision="),
-    ({"amp_level": "O2"}, ValueError, "amp_level"),
-    ({"accelerator": "quantum"}, ValueError, "accelerator='quantum'"),
-    ({"devices": 0}, ValueError, "devices=0"),
-    ({"devices": [0, 0]}, ValueError, "twice"),
-    ({"accelerator": "cpu", "devices": -1}, TypeError, "devices=-1"),
-    ({"num_nodes": 0}, ValueError, "num_nodes=0"),
-    ({"strategy": "dp"}, ValueError, "strategy='dp'"),
-    ({"strategy": "horovod"}, ValueError, "horovod"),
-    ({"strategy": "ddp_shardd"}, ValueError, "did you mean 'ddp_sharded'"),
-    ({"accelerator": "cpu", "strategy": "fsdp_cpu_offload"}, ValueError, "fsdp_cpu_offload"),
-    ({"master_port": 70000}, ValueError, "master_port=70000"),
-    ({"node_rank": 1}, ValueError, "node_rank=1"),
-    ({"early_stopping": "val_loss"}, TypeError, "early_stopping="),
-    ({"terminate_on_nan": 1}, TypeError, "terminate_on_nan=1"),
-])
+@pytest.mark.parametrize(
+    "flags,exc,needle",
+    [
+        ({"check_val_every_n_epoch": 0}, ValueError, "check_val_every_n_epoch=0"),
+        ({"fast_dev_run": -1}, ValueError, "fast_dev_run=-1"),
+        ({"max_time": "1:2:3:4"}, ValueError, "max_time='1:2:3:4'"),
+        ({"max_time": -5}, ValueError, "negative"),
+        ({"max_time": {"hourz": 1}}, ValueError, "hourz"),
+        ({"max_time": [1]}, TypeError, "max_time"),
+        ({"val_check_interval": 1.5}, ValueError, "val_check_interval=1.5"),
+        ({"val_check_interval": float("nan")}, ValueError, "val_check_interval=nan"),
+        ({"max_epochs": 2.0}, TypeError, "max_epochs=2.0"),
+        ({"max_epochs": True}, TypeError, "max_epochs=True"),
+        ({"max_steps": -2}, ValueError, "max_steps=-2"),
+        ({"min_epochs": -1}, ValueError, "min_epochs=-1"),
+        ({"accumulate_grad_batches": 0}, ValueError, "accumulate_grad_batches=0"),
+        ({"gradient_clip_val": -1.0}, ValueError, "gradient_clip_val=-1.0"),
+        ({"gradient_clip_algorithm": "l2"}, ValueError, "gradient_clip_algorithm='l2'"),
+        ({"precision": "fp16"}, ValueError, "precision='fp16'"),
+        ({"precision": 16.0}, TypeError, "precision=16.0"),
+        ({"precision": "bf16-true "}, ValueError, "precision="),
+        ({"amp_level": "O2"}, ValueError, "amp_level"),
+        ({"accelerator": "quantum"}, ValueError, "accelerator='quantum'"),
+        ({"devices": 0}, ValueError, "devices=0"),
+        ({"devices": [0, 0]}, ValueError, "twice"),
+        ({"accelerator": "cpu", "devices": -1}, TypeError, "devices=-1"),
+        ({"num_nodes": 0}, ValueError, "num_nodes=0"),
+        ({"strategy": "dp"}, ValueError, "strategy='dp'"),
+        ({"strategy": "horovod"}, ValueError, "horovod"),
+        ({"strategy": "ddp_shardd"}, ValueError, "did you mean 'ddp_sharded'"),
+        ({"accelerator": "cpu", "strategy": "fsdp_cpu_offload"}, ValueError, "fsdp_cpu_offload"),
+        ({"master_port": 70000}, ValueError, "master_port=70000"),
+        ({"node_rank": 1}, ValueError, "node_rank=1"),
+        ({"early_stopping": "val_loss"}, TypeError, "early_stopping="),
+        ({"terminate_on_nan": 1}, TypeError, "terminate_on_nan=1"),
+    ],
+)
 def test_bad_values_name_the_flag(flags, exc, needle):
     with pytest.raises(exc) as info:
         SpeedConfig(**flags)
     assert needle in str(info.value)
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("00:12:00:00", datetime.timedelta(hours=12)), ("1:00:00:00", datetime.timedelta(days=1)),
-    ({"minutes": 5}, datetime.timedelta(minutes=5)), (90, datetime.timedelta(seconds=90)),
-    (datetime.timedelta(seconds=3), datetime.timedelta(seconds=3)), (" 00:00:00:01 ", datetime.timedelta(seconds=1)),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("00:12:00:00", datetime.timedelta(hours=12)),
+        ("1:00:00:00", datetime.timedelta(days=1)),
+        ({"minutes": 5}, datetime.timedelta(minutes=5)),
+        (90, datetime.timedelta(seconds=90)),
+        (datetime.timedelta(seconds=3), datetime.timedelta(seconds=3)),
+        (" 00:00:00:01 ", datetime.timedelta(seconds=1)),
+    ],
+)
 def test_durations(value, expected):
     assert SpeedConfig(max_time=value).max_time == expected
 
 
-@pytest.mark.parametrize("value,expected", [
-    (None, BatchLimit("fraction", 1.0)), (0.25, BatchLimit("fraction", 0.25)), (1, BatchLimit("count", 1)),
-    (1.0, BatchLimit("fraction", 1.0)), (3.0, BatchLimit("count", 3)), (0, BatchLimit("count", 0)),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (None, BatchLimit("fraction", 1.0)),
+        (0.25, BatchLimit("fraction", 0.25)),
+        (1, BatchLimit("count", 1)),
+        (1.0, BatchLimit("fraction", 1.0)),
+        (3.0, BatchLimit("count", 3)),
+        (0, BatchLimit("count", 0)),
+    ],
+)
 def test_batch_limit_parsing(value, expected):
     assert SpeedConfig(limit_train_batches=value).limit_train_batches == expected
 
@@ -221,17 +265,20 @@ def test_precision_aliases(value, expected):
     assert SpeedConfig(precision=value).precision == expected
 
 
-@pytest.mark.parametrize("flags,expected", [
-    ({"gpus": 2}, {"accelerator": "gpu", "devices": 2}),
-    ({"gpus": "0,1"}, {"accelerator": "gpu", "devices": [0, 1]}),
-    ({"tpu_cores": [2]}, {"accelerator": "tpu", "devices": [1]}),
-    ({"tpu_cores": 8}, {"accelerator": "tpu", "devices": 8}),
-    ({"num_processes": 2, "accelerator": "ddp_cpu"}, {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}),
-    ({"accelerator": "ddp"}, {"strategy": "ddp"}),
-    ({"distributed_backend": "ddp_spawn"}, {"strategy": "ddp_spawn"}),
-    ({"plugins": "ddp_sharded"}, {"strategy": "ddp_sharded"}),
-    ({"plugins": ["deepspeed"]}, {"strategy": "deepspeed"}),
-])
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        ({"gpus": 2}, {"accelerator": "gpu", "devices": 2}),
+        ({"gpus": "0,1"}, {"accelerator": "gpu", "devices": [0, 1]}),
+        ({"tpu_cores": [2]}, {"accelerator": "tpu", "devices": [1]}),
+        ({"tpu_cores": 8}, {"accelerator": "tpu", "devices": 8}),
+        ({"num_processes": 2, "accelerator": "ddp_cpu"}, {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}),
+        ({"accelerator": "ddp"}, {"strategy": "ddp"}),
+        ({"distributed_backend": "ddp_spawn"}, {"strategy": "ddp_spawn"}),
+        ({"plugins": "ddp_sharded"}, {"strategy": "ddp_sharded"}),
+        ({"plugins": ["deepspeed"]}, {"strategy": "deepspeed"}),
+    ],
+)
 def test_lightning_1x_spellings_are_mapped(flags, expected):
     with pytest.warns(FutureWarning, match="Lightning 1.x"):
         cfg = SpeedConfig(**flags)
@@ -247,8 +294,14 @@ def test_lightning_1x_conflict_and_unknown_plugin():
 
 
 def test_fast_dev_run_overrides():
-    lim = SpeedConfig(fast_dev_run=True, max_epochs=5, limit_train_batches=0.5, val_check_interval=0.25,
-                      num_sanity_val_steps=3, min_epochs=4).effective()
+    lim = SpeedConfig(
+        fast_dev_run=True,
+        max_epochs=5,
+        limit_train_batches=0.5,
+        val_check_interval=0.25,
+        num_sanity_val_steps=3,
+        min_epochs=4,
+    ).effective()
     assert (lim.max_epochs, lim.max_steps, lim.min_epochs, lim.num_sanity_val_steps) == (1, 1, 0, 0)
     assert lim.limit_train_batches == lim.limit_val_batches == lim.limit_test_batches == BatchLimit("count", 1)
     assert lim.val_check_interval == BatchLimit("fraction", 1.0)
@@ -271,7 +324,9 @@ def test_import_is_cheap():
     import subprocess
     import sys
 
-    code = ("import sys, ignite_speed; heavy = [m for m in ('torch', 'ignite', 'deepspeed', 'fairscale', 'torch_xla', "
-            "'omegaconf', 'sklearn') if m in sys.modules]; print(heavy)")
+    code = (
+        "import sys, ignite_speed; heavy = [m for m in ('torch', 'ignite', 'deepspeed', 'fairscale', 'torch_xla', "
+        "'omegaconf', 'sklearn') if m in sys.modules]; print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -32,17 +32,68 @@ from tests.helpers import loader, make_run, stream_loader
 FLAGS = SpeedConfig.flag_names()
 LEGACY = ["gpus", "tpu_cores", "num_processes", "distributed_backend", "plugins", "ckpt_path"]
 # Lightning 2.x Trainer flags outside ignite-speed's scope, and misspellings: refused, naming the key
-OTHER_KEYS = ["logger", "log_every_n_steps", "enable_checkpointing", "callbacks", "max_epoch", "val_check_intervall",
-              "bogus_flag"]
+OTHER_KEYS = [
+    "logger",
+    "log_every_n_steps",
+    "enable_checkpointing",
+    "callbacks",
+    "max_epoch",
+    "val_check_intervall",
+    "bogus_flag",
+]
 # flags whose outcome depends on whether the training loader has a length: swept on both kinds
-LENGTH_SENSITIVE = {"max_epochs", "max_steps", "min_steps", "limit_train_batches", "limit_val_batches",
-                    "overfit_batches", "fast_dev_run", "val_check_interval", "check_val_every_n_epoch",
-                    "num_sanity_val_steps", "accumulate_grad_batches"}
+LENGTH_SENSITIVE = {
+    "max_epochs",
+    "max_steps",
+    "min_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "overfit_batches",
+    "fast_dev_run",
+    "val_check_interval",
+    "check_val_every_n_epoch",
+    "num_sanity_val_steps",
+    "accumulate_grad_batches",
+}
 
 EDGE_VALUES = [
-    None, True, False, 0, 1, 2, 3, -1, -2, 0.0, 1e-9, 0.25, 0.5, 1.0, 1.5, 2.0, -1.0, -0.5,
-    math.nan, math.inf, -math.inf, 2**40, -(2**40), "", "0", "1", "auto", "00:00:00:01", "val_loss",
-    [], [0], [0, 1], {}, {"seconds": 0}, {"monitor": "val_loss"}, {"bogus": 1}, datetime.timedelta(0),
+    None,
+    True,
+    False,
+    0,
+    1,
+    2,
+    3,
+    -1,
+    -2,
+    0.0,
+    1e-9,
+    0.25,
+    0.5,
+    1.0,
+    1.5,
+    2.0,
+    -1.0,
+    -0.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+    2**40,
+    -(2**40),
+    "",
+    "0",
+    "1",
+    "auto",
+    "00:00:00:01",
+    "val_loss",
+    [],
+    [0],
+    [0, 1],
+    {},
+    {"seconds": 0},
+    {"monitor": "val_loss"},
+    {"bogus": 1},
+    datetime.timedelta(0),
 ]
 
 
@@ -93,12 +144,16 @@ def run_config(cfg: dict, iterable: bool) -> str:
                 # the first check, naming it
                 es = cfg.get("early_stopping")
                 monitor = es.get("monitor") if isinstance(es, dict) else None
-                if not (isinstance(monitor, str) and
-                        f"EarlyStopping could not find the monitor {monitor!r} (strict=True)" in str(exc)):
+                if not (
+                    isinstance(monitor, str)
+                    and f"EarlyStopping could not find the monitor {monitor!r} (strict=True)" in str(exc)
+                ):
                     raise AssertionError(f"config {cfg!r} (iterable={iterable}) raised RuntimeError: {exc}") from exc
                 return "refused"
             except Exception as exc:  # noqa: BLE001 - reported with the config
-                raise AssertionError(f"config {cfg!r} (iterable={iterable}) raised {type(exc).__name__}: {exc}") from exc
+                raise AssertionError(
+                    f"config {cfg!r} (iterable={iterable}) raised {type(exc).__name__}: {exc}"
+                ) from exc
             assert sp.stop_reason.value != "not_stopped", cfg
             return "ran"
     except _Hang:  # pragma: no cover - reported as a failure
@@ -115,7 +170,7 @@ COUNTS = {"ran": 0, "refused": 0}
 def test_every_flag_alone_with_edge_values(flag):
     failures = []
     for value in EDGE_VALUES:
-        for iterable in ((False, True) if flag in LENGTH_SENSITIVE else (False,)):
+        for iterable in (False, True) if flag in LENGTH_SENSITIVE else (False,):
             try:
                 run_config({flag: value}, iterable)
             except AssertionError as exc:
@@ -133,28 +188,69 @@ def test_val_check_interval_zero_is_refused_and_zero_fraction_runs():
 
 
 _scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 12), st.sampled_from([2**40, -(2**40)]),
-    st.floats(-2.0, 12.0), st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1.0, 0.5, 1e-9, 3.0]),
-    st.text(max_size=6), st.sampled_from(["auto", "cpu", "gpu", "ddp", "16-mixed", "bf16", "32", "norm", "value",
-                                          "00:00:00:01", "1", "0,1", "native", "apex", "O1", "val_loss"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 12),
+    st.sampled_from([2**40, -(2**40)]),
+    st.floats(-2.0, 12.0),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1.0, 0.5, 1e-9, 3.0]),
+    st.text(max_size=6),
+    st.sampled_from(
+        [
+            "auto",
+            "cpu",
+            "gpu",
+            "ddp",
+            "16-mixed",
+            "bf16",
+            "32",
+            "norm",
+            "value",
+            "00:00:00:01",
+            "1",
+            "0,1",
+            "native",
+            "apex",
+            "O1",
+            "val_loss",
+        ]
+    ),
 )
 _plausible = st.sampled_from([None, 0, 0.0, 1, 2, 3, -1, 0.5, 0.25, 1.0, 2.0, True, False, "auto"])
 _values = st.one_of(
-    _plausible, _plausible, _scalars,
+    _plausible,
+    _plausible,
+    _scalars,
     st.lists(st.one_of(st.integers(-2, 3), st.text(max_size=3)), max_size=3),
-    st.dictionaries(st.sampled_from(["seconds", "minutes", "hours", "days", "bogus"]),
-                    st.one_of(st.floats(-1, 5), st.sampled_from([math.nan, math.inf]), st.integers(-1, 3),
-                              st.text(max_size=2)), max_size=2),
-    st.fixed_dictionaries({"monitor": st.sampled_from(["val_loss", "train_loss", "", 3])},
-                          optional={"patience": _scalars, "mode": _scalars, "min_delta": _scalars,
-                                    "check_finite": _scalars, "strict": _scalars, "stopping_threshold": _scalars,
-                                    "divergence_threshold": _scalars, "bogus": _scalars}),
+    st.dictionaries(
+        st.sampled_from(["seconds", "minutes", "hours", "days", "bogus"]),
+        st.one_of(st.floats(-1, 5), st.sampled_from([math.nan, math.inf]), st.integers(-1, 3), st.text(max_size=2)),
+        max_size=2,
+    ),
+    st.fixed_dictionaries(
+        {"monitor": st.sampled_from(["val_loss", "train_loss", "", 3])},
+        optional={
+            "patience": _scalars,
+            "mode": _scalars,
+            "min_delta": _scalars,
+            "check_finite": _scalars,
+            "strict": _scalars,
+            "stopping_threshold": _scalars,
+            "divergence_threshold": _scalars,
+            "bogus": _scalars,
+        },
+    ),
 )
 # the loop-control flags are drawn more often than the device flags, which attach_speedups only validates
-_LOOP_FLAGS = [f for f in FLAGS if f in LENGTH_SENSITIVE or f in ("min_epochs", "max_time", "early_stopping",
-                                                                   "limit_test_batches", "terminate_on_nan")]
-_configs = st.dictionaries(st.one_of(st.sampled_from(_LOOP_FLAGS), st.sampled_from(FLAGS + LEGACY + OTHER_KEYS)),
-                           _values, max_size=4)
+_LOOP_FLAGS = [
+    f
+    for f in FLAGS
+    if f in LENGTH_SENSITIVE
+    or f in ("min_epochs", "max_time", "early_stopping", "limit_test_batches", "terminate_on_nan")
+]
+_configs = st.dictionaries(
+    st.one_of(st.sampled_from(_LOOP_FLAGS), st.sampled_from(FLAGS + LEGACY + OTHER_KEYS)), _values, max_size=4
+)
 
 
 @settings(max_examples=600, deadline=3000, suppress_health_check=list(HealthCheck), derandomize=True)

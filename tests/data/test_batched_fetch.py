@@ -44,10 +44,10 @@ def _assert_same_batches(plain: DataLoader, fast: DataLoader, epochs: int = 2) -
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_shuffled_loader_with_its_own_generator_gives_the_same_batches_and_draws(drop_last):
     data = _digits_like()
-    plain = DataLoader(data, batch_size=8, shuffle=True, drop_last=drop_last,
-                       generator=torch.Generator().manual_seed(3))
-    twin = DataLoader(data, batch_size=8, shuffle=True, drop_last=drop_last,
-                      generator=torch.Generator().manual_seed(3))
+    plain = DataLoader(
+        data, batch_size=8, shuffle=True, drop_last=drop_last, generator=torch.Generator().manual_seed(3)
+    )
+    twin = DataLoader(data, batch_size=8, shuffle=True, drop_last=drop_last, generator=torch.Generator().manual_seed(3))
     fast = with_batched_fetch(twin)
     assert isinstance(fast.dataset, TensorBatches) and fast is not twin
     assert fast.sampler is twin.sampler and fast.generator is twin.generator
@@ -75,8 +75,9 @@ def test_subset_of_a_tensor_dataset_and_random_split():
     train, _ = random_split(data, [30, 10], generator=torch.Generator().manual_seed(0))
     for subset in (train, Subset(data, [5, 1, 9, 9, 0])):
         plain = DataLoader(subset, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(1))
-        fast = with_batched_fetch(DataLoader(subset, batch_size=4, shuffle=True,
-                                             generator=torch.Generator().manual_seed(1)))
+        fast = with_batched_fetch(
+            DataLoader(subset, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(1))
+        )
         assert isinstance(fast.dataset, TensorBatches) and len(fast.dataset) == len(subset)
         assert all(torch.equal(a, b) for a, b in zip(fast.dataset[2], subset[2]))  # single samples still work
         _assert_same_batches(plain, fast)
@@ -85,8 +86,10 @@ def test_subset_of_a_tensor_dataset_and_random_split():
 def test_a_batch_sampler_of_the_users_own_is_kept():
     data = _digits_like(20)
     sampler = BatchSampler(RandomSampler(data, generator=torch.Generator().manual_seed(4)), 6, drop_last=False)
-    plain = DataLoader(data, batch_sampler=BatchSampler(
-        RandomSampler(data, generator=torch.Generator().manual_seed(4)), 6, drop_last=False))
+    plain = DataLoader(
+        data,
+        batch_sampler=BatchSampler(RandomSampler(data, generator=torch.Generator().manual_seed(4)), 6, drop_last=False),
+    )
     fast = with_batched_fetch(DataLoader(data, batch_sampler=sampler))
     assert fast.batch_sampler is sampler
     _assert_same_batches(plain, fast)
@@ -98,8 +101,9 @@ def test_a_distributed_sampler_is_still_found_for_set_epoch():
     fast = with_batched_fetch(DataLoader(data, batch_size=3, sampler=sampler))
     assert find_sampler(fast) is sampler
     sampler.set_epoch(1)
-    plain = DataLoader(data, batch_size=3, sampler=DistributedSampler(data, num_replicas=2, rank=1, shuffle=True,
-                                                                      seed=5))
+    plain = DataLoader(
+        data, batch_size=3, sampler=DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=5)
+    )
     plain.sampler.set_epoch(1)
     _assert_same_batches(plain, fast, epochs=1)
 
@@ -113,15 +117,20 @@ class _MyLoader(DataLoader):
     pass
 
 
-@pytest.mark.parametrize("make, why", [
-    (lambda d: DataLoader(d, batch_size=4, num_workers=2), "it reads with worker processes (num_workers=2)"),
-    (lambda d: DataLoader(d, batch_size=4, collate_fn=lambda b: b), "it has a collate_fn of its own"),
-    (lambda d: DataLoader(d, batch_size=None), "it has no batch sampler (batch_size=None)"),
-    (lambda d: DataLoader(_Doubled(*d.tensors), batch_size=4),
-     "its dataset is a _Doubled, not a TensorDataset (or a Subset of one)"),
-    (lambda d: _MyLoader(d, batch_size=4), "it is a _MyLoader, a DataLoader subclass"),
-    (lambda d: [d[0], d[1]], "it is not a torch DataLoader"),
-])
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda d: DataLoader(d, batch_size=4, num_workers=2), "it reads with worker processes (num_workers=2)"),
+        (lambda d: DataLoader(d, batch_size=4, collate_fn=lambda b: b), "it has a collate_fn of its own"),
+        (lambda d: DataLoader(d, batch_size=None), "it has no batch sampler (batch_size=None)"),
+        (
+            lambda d: DataLoader(_Doubled(*d.tensors), batch_size=4),
+            "its dataset is a _Doubled, not a TensorDataset (or a Subset of one)",
+        ),
+        (lambda d: _MyLoader(d, batch_size=4), "it is a _MyLoader, a DataLoader subclass"),
+        (lambda d: [d[0], d[1]], "it is not a torch DataLoader"),
+    ],
+)
 def test_other_loaders_come_back_unchanged_with_the_reason(make, why):
     loader = make(_digits_like(8))
     assert batched_fetch_refusal(loader) == why
@@ -135,8 +144,13 @@ def _train(batched_fetch: bool, **flags):
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Dropout(0.2), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loss_fn = torch.nn.CrossEntropyLoss()
-    cfg = SpeedConfig(max_epochs=4, val_check_interval=0.5, batched_fetch=batched_fetch,
-                      early_stopping={"monitor": "val_loss", "patience": 2}, **flags)
+    cfg = SpeedConfig(
+        max_epochs=4,
+        val_check_interval=0.5,
+        batched_fetch=batched_fetch,
+        early_stopping={"monitor": "val_loss", "patience": 2},
+        **flags,
+    )
     trainer = create_trainer(model, optimizer, loss_fn, cfg)
     evaluator = create_supervised_evaluator(model, metrics={"val_loss": Loss(loss_fn)})
     train = DataLoader(_digits_like(60), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(2))
@@ -147,8 +161,16 @@ def _train(batched_fetch: bool, **flags):
     trainer.run(train)
     tester = Engine(lambda e, b: None)
     speedups.test(tester, val)
-    return {"trainer": trainer, "evaluator": evaluator, "tester": tester, "train": train, "val": val,
-            "model": model, "val_losses": val_losses, "speedups": speedups}
+    return {
+        "trainer": trainer,
+        "evaluator": evaluator,
+        "tester": tester,
+        "train": train,
+        "val": val,
+        "model": model,
+        "val_losses": val_losses,
+        "speedups": speedups,
+    }
 
 
 def test_attach_speedups_trains_exactly_as_with_the_plain_loaders():
@@ -162,8 +184,11 @@ def test_attach_speedups_trains_exactly_as_with_the_plain_loaders():
     assert fast["val_losses"] == plain["val_losses"] and len(fast["val_losses"]) == 5
     for run in (fast, plain):
         speedups = run["speedups"]
-        assert (speedups.stop_reason.value, speedups.progress.val_runs, speedups.progress.total_batches) == \
-            ("early_stopping", 5, 20)  # val every 4 of 8 batches; no new best at 16, 20
+        assert (speedups.stop_reason.value, speedups.progress.val_runs, speedups.progress.total_batches) == (
+            "early_stopping",
+            5,
+            20,
+        )  # val every 4 of 8 batches; no new best at 16, 20
     for a, b in zip(fast["model"].state_dict().values(), plain["model"].state_dict().values()):
         assert torch.equal(a, b)
     assert torch.equal(fast["train"].generator.get_state(), plain["train"].generator.get_state())
@@ -186,8 +211,9 @@ def test_resume_from_a_checkpoint_mid_epoch_matches_the_uninterrupted_run(tmp_pa
 
     def interrupted():
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Dropout(0.2), torch.nn.ReLU(),
-                                    torch.nn.Linear(16, 3))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(6, 16), torch.nn.Dropout(0.2), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+        )
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         loss_fn = torch.nn.CrossEntropyLoss()
         cfg = SpeedConfig(max_epochs=4, val_check_interval=0.5, early_stopping={"monitor": "val_loss", "patience": 2})

@@ -51,16 +51,19 @@ def plan(env: dict | None = None, cuda: int = 0, **flags):
 
 
 # ---------------------------------------------------------------- launch plans
-@pytest.mark.parametrize("flags, backend, nproc, strategy", [
-    ({}, None, 1, "single_device"),
-    ({"accelerator": "cpu", "devices": 2}, "gloo", 2, "ddp"),
-    ({"accelerator": "cpu", "devices": "3"}, "gloo", 3, "ddp"),
-    ({"accelerator": "cpu", "devices": 1, "strategy": "fsdp"}, "gloo", 1, "fsdp"),
-    ({"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}, "gloo", 2, "ddp"),
-    ({"accelerator": "cpu", "devices": 2, "strategy": "zero"}, "gloo", 2, "zero"),
-    ({"accelerator": "cpu", "devices": 2, "strategy": "deepspeed_stage_3"}, "gloo", 2, "deepspeed_stage_3"),
-    ({"accelerator": "cpu", "devices": 1, "strategy": "ddp"}, "gloo", 1, "ddp"),
-])
+@pytest.mark.parametrize(
+    "flags, backend, nproc, strategy",
+    [
+        ({}, None, 1, "single_device"),
+        ({"accelerator": "cpu", "devices": 2}, "gloo", 2, "ddp"),
+        ({"accelerator": "cpu", "devices": "3"}, "gloo", 3, "ddp"),
+        ({"accelerator": "cpu", "devices": 1, "strategy": "fsdp"}, "gloo", 1, "fsdp"),
+        ({"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}, "gloo", 2, "ddp"),
+        ({"accelerator": "cpu", "devices": 2, "strategy": "zero"}, "gloo", 2, "zero"),
+        ({"accelerator": "cpu", "devices": 2, "strategy": "deepspeed_stage_3"}, "gloo", 2, "deepspeed_stage_3"),
+        ({"accelerator": "cpu", "devices": 1, "strategy": "ddp"}, "gloo", 1, "ddp"),
+    ],
+)
 def test_cpu_plans(flags, backend, nproc, strategy) -> None:
     p = plan(**flags)
     assert (p.accelerator, p.backend, p.nproc_per_node, p.strategy, p.nnodes) == ("cpu", backend, nproc, strategy, 1)
@@ -100,28 +103,31 @@ def test_tpu_plans() -> None:
     assert plan(accelerator="xla", devices=1).strategy == "single_xla"
 
 
-@pytest.mark.parametrize("flags, cuda, exc, words", [
-    ({"accelerator": "gpu"}, 0, ValueError, "no CUDA device"),
-    ({"accelerator": "gpu", "devices": 3}, 2, ValueError, "devices=3"),
-    ({"accelerator": "gpu", "devices": [0, 2]}, 2, ValueError, "[2]"),
-    ({"accelerator": "cpu", "devices": -1}, 0, TypeError, "devices=-1"),
-    ({"accelerator": "cpu", "devices": [0, 1]}, 0, TypeError, "devices=[0, 1]"),
-    ({"accelerator": "mps", "devices": 2}, 0, ValueError, "MPS has exactly one device"),
-    ({"accelerator": "mps", "strategy": "ddp"}, 0, ValueError, "accelerator='mps'"),
-    ({"accelerator": "tpu", "strategy": "ddp"}, 0, ValueError, "accelerator='tpu'"),
-    ({"accelerator": "tpu", "strategy": "fsdp"}, 0, ValueError, "accelerator='tpu'"),
-    ({"accelerator": "tpu", "devices": [0, 1]}, 0, ValueError, "one core"),
-    ({"accelerator": "cpu", "strategy": "xla"}, 0, ValueError, "accelerator='tpu'"),
-    ({"accelerator": "cpu", "devices": 2, "strategy": "single_device"}, 0, ValueError, "single_device"),
-    ({"accelerator": "cpu", "strategy": "fsdp_cpu_offload"}, 0, ValueError, "fsdp_cpu_offload"),
-    ({"accelerator": "cpu", "num_nodes": 2, "master_addr": "10.0.0.1"}, 0, ValueError, "node_rank"),
-    ({"accelerator": "cpu", "num_nodes": 2, "node_rank": 1}, 0, ValueError, "master_addr"),
-    ({"accelerator": "tpu", "num_nodes": 2, "node_rank": 0, "master_addr": "h"}, 0, ValueError, "num_nodes=2"),
-    ({"devices": 0}, 0, ValueError, "devices=0"),
-    ({"num_nodes": 0}, 0, ValueError, "num_nodes=0"),
-    ({"strategy": "horovod"}, 0, ValueError, "horovod"),
-    ({"strategy": "ddp_fully_sharded"}, 0, ValueError, "ddp_fully_sharded"),
-])
+@pytest.mark.parametrize(
+    "flags, cuda, exc, words",
+    [
+        ({"accelerator": "gpu"}, 0, ValueError, "no CUDA device"),
+        ({"accelerator": "gpu", "devices": 3}, 2, ValueError, "devices=3"),
+        ({"accelerator": "gpu", "devices": [0, 2]}, 2, ValueError, "[2]"),
+        ({"accelerator": "cpu", "devices": -1}, 0, TypeError, "devices=-1"),
+        ({"accelerator": "cpu", "devices": [0, 1]}, 0, TypeError, "devices=[0, 1]"),
+        ({"accelerator": "mps", "devices": 2}, 0, ValueError, "MPS has exactly one device"),
+        ({"accelerator": "mps", "strategy": "ddp"}, 0, ValueError, "accelerator='mps'"),
+        ({"accelerator": "tpu", "strategy": "ddp"}, 0, ValueError, "accelerator='tpu'"),
+        ({"accelerator": "tpu", "strategy": "fsdp"}, 0, ValueError, "accelerator='tpu'"),
+        ({"accelerator": "tpu", "devices": [0, 1]}, 0, ValueError, "one core"),
+        ({"accelerator": "cpu", "strategy": "xla"}, 0, ValueError, "accelerator='tpu'"),
+        ({"accelerator": "cpu", "devices": 2, "strategy": "single_device"}, 0, ValueError, "single_device"),
+        ({"accelerator": "cpu", "strategy": "fsdp_cpu_offload"}, 0, ValueError, "fsdp_cpu_offload"),
+        ({"accelerator": "cpu", "num_nodes": 2, "master_addr": "10.0.0.1"}, 0, ValueError, "node_rank"),
+        ({"accelerator": "cpu", "num_nodes": 2, "node_rank": 1}, 0, ValueError, "master_addr"),
+        ({"accelerator": "tpu", "num_nodes": 2, "node_rank": 0, "master_addr": "h"}, 0, ValueError, "num_nodes=2"),
+        ({"devices": 0}, 0, ValueError, "devices=0"),
+        ({"num_nodes": 0}, 0, ValueError, "num_nodes=0"),
+        ({"strategy": "horovod"}, 0, ValueError, "horovod"),
+        ({"strategy": "ddp_fully_sharded"}, 0, ValueError, "ddp_fully_sharded"),
+    ],
+)
 def test_impossible_combinations_are_clear_errors(flags, cuda, exc, words) -> None:
     with pytest.raises(exc) as info:
         plan(cuda=cuda, **flags)
@@ -140,8 +146,15 @@ def test_multinode_from_flags_and_environment() -> None:
 
 
 def test_external_launchers_are_detected() -> None:
-    torchrun = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "1",
-                "MASTER_ADDR": "h0", "MASTER_PORT": "29400"}
+    torchrun = {
+        "RANK": "3",
+        "LOCAL_RANK": "1",
+        "WORLD_SIZE": "4",
+        "LOCAL_WORLD_SIZE": "2",
+        "GROUP_RANK": "1",
+        "MASTER_ADDR": "h0",
+        "MASTER_PORT": "29400",
+    }
     assert detect_launcher(torchrun) == "torchrun"
     assert detect_launcher({"SLURM_JOB_ID": "1", "SLURM_PROCID": "0", "SLURM_NTASKS": "8"}) == "slurm"
     assert detect_launcher({"SLURM_JOB_ID": "1", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) is None
@@ -227,8 +240,9 @@ def test_fairscale_fsdp_is_refused_on_cpu() -> None:
 
 def test_rebuild_optimizer_follows_replaced_parameters() -> None:
     model = _model()
-    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.5},
-                           {"params": model[2].parameters()}], lr=0.1, momentum=0.9)
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.5}, {"params": model[2].parameters()}], lr=0.1, momentum=0.9
+    )
     names = {id(p): n for n, p in model.named_parameters()}
     assert rebuild_optimizer(opt, names, model) is opt
     clone = _model()  # new Parameter objects with the same names
@@ -249,24 +263,45 @@ def test_rebuild_optimizer_follows_replaced_parameters() -> None:
 def test_deepspeed_config_from_flags() -> None:
     ds = deepspeed_config_for({"strategy": "deepspeed"})
     # DeepSpeed's own default gradient_clipping is 1.0; without gradient_clip_val nothing is clipped (as in DDP)
-    assert ds == {"zero_optimization": {"stage": 2}, "gradient_clipping": 0.0, "train_micro_batch_size_per_gpu": 1,
-                  "zero_allow_untested_optimizer": True}
-    ds = deepspeed_config_for({"strategy": "deepspeed_stage_3_offload", "precision": "bf16-mixed",
-                               "accumulate_grad_batches": 4, "gradient_clip_val": 1.0})
-    assert ds["zero_optimization"] == {"stage": 3, "offload_optimizer": {"device": "cpu"},
-                                       "offload_param": {"device": "cpu"}}
+    assert ds == {
+        "zero_optimization": {"stage": 2},
+        "gradient_clipping": 0.0,
+        "train_micro_batch_size_per_gpu": 1,
+        "zero_allow_untested_optimizer": True,
+    }
+    ds = deepspeed_config_for(
+        {
+            "strategy": "deepspeed_stage_3_offload",
+            "precision": "bf16-mixed",
+            "accumulate_grad_batches": 4,
+            "gradient_clip_val": 1.0,
+        }
+    )
+    assert ds["zero_optimization"] == {
+        "stage": 3,
+        "offload_optimizer": {"device": "cpu"},
+        "offload_param": {"device": "cpu"},
+    }
     assert ds["bf16"] == {"enabled": True} and ds["gradient_accumulation_steps"] == 4
     assert ds["gradient_clipping"] == 1.0
     assert deepspeed_config_for({"strategy": "deepspeed_stage_2_offload"})["zero_optimization"] == {
-        "stage": 2, "offload_optimizer": {"device": "cpu"}}
+        "stage": 2,
+        "offload_optimizer": {"device": "cpu"},
+    }
     given = {"zero_optimization": {"stage": 1}, "train_batch_size": 32}
     ds = deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": given})
-    assert ds == {"zero_optimization": {"stage": 1}, "train_batch_size": 32, "gradient_clipping": 0.0,
-                  "zero_allow_untested_optimizer": True}
+    assert ds == {
+        "zero_optimization": {"stage": 1},
+        "train_batch_size": 32,
+        "gradient_clipping": 0.0,
+        "zero_allow_untested_optimizer": True,
+    }
     # ZeRO takes any torch optimizer (SGD too), unless the given config says otherwise
     strict = {"zero_allow_untested_optimizer": False}
-    assert deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": strict})[
-        "zero_allow_untested_optimizer"] is False
+    assert (
+        deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": strict})["zero_allow_untested_optimizer"]
+        is False
+    )
     assert given == {"zero_optimization": {"stage": 1}, "train_batch_size": 32}
     # a clipping value in the DeepSpeed config is kept; gradient_clip_val=0/None given as a flag must agree
     clipped = {"gradient_clipping": 0.5}
@@ -281,7 +316,8 @@ def test_deepspeed_config_file_and_conflicts(tmp_path: Path) -> None:
     path = tmp_path / "ds.json"
     path.write_text(json.dumps({"zero_optimization": {"stage": 3}, "gradient_accumulation_steps": 2}))
     assert deepspeed_config_for({"strategy": "deepspeed", "deepspeed_config": str(path)})["zero_optimization"] == {
-        "stage": 3}
+        "stage": 3
+    }
     with pytest.raises(ValueError, match="stage 1 but deepspeed_config has zero_optimization.stage=3"):
         deepspeed_config_for({"strategy": "deepspeed_stage_1", "deepspeed_config": str(path)})
     with pytest.raises(ValueError, match="accumulate_grad_batches=4 conflicts"):
@@ -346,8 +382,9 @@ def test_model_and_optimizer_state_round_trip_through_ignite_checkpoint(tmp_path
     trainer = Engine(step)
     objects = checkpoint_objects(model, opt)
     assert set(objects) == {"model", "optimizer"}
-    trainer.add_event_handler(Events.COMPLETED, Checkpoint({"trainer": trainer, **objects},
-                                                           DiskSaver(str(tmp_path), require_empty=False)))
+    trainer.add_event_handler(
+        Events.COMPLETED, Checkpoint({"trainer": trainer, **objects}, DiskSaver(str(tmp_path), require_empty=False))
+    )
     trainer.run([0, 1, 2], max_epochs=2)
     [path] = list(tmp_path.glob("*.pt"))
     fresh = _model()
@@ -381,8 +418,9 @@ def test_install_xla_shims_maps_removed_names() -> None:
 
 def test_xla_optimizer_reduces_gradients_before_each_step() -> None:
     calls: list[str] = []
-    xm = types.SimpleNamespace(reduce_gradients=lambda opt: calls.append("reduce"),
-                               mark_step=lambda: calls.append("mark_step"))
+    xm = types.SimpleNamespace(
+        reduce_gradients=lambda opt: calls.append("reduce"), mark_step=lambda: calls.append("mark_step")
+    )
     model = _model()
     opt = xla_optimizer(torch.optim.SGD(model.parameters(), lr=0.1), xm)
     assert isinstance(opt, torch.optim.SGD) and xla_optimizer(opt, xm) is opt
@@ -425,7 +463,7 @@ def test_create_trainer_steps_prepares_xla_optimizer_once_per_window(fake_torch_
     trainer = create_trainer(model, opt, nn.functional.mse_loss, cfg)
     assert precision_of(trainer).device_type == "xla"
     x = torch.randn(20, 4)
-    data = [(x[i:i + 4], x[i:i + 4].sum(1, keepdim=True)) for i in range(0, 20, 4)]
+    data = [(x[i : i + 4], x[i : i + 4].sum(1, keepdim=True)) for i in range(0, 20, 4)]
     losses: list[float] = []
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: losses.append(e.state.output))
     trainer.run(data, max_epochs=3)
@@ -459,8 +497,9 @@ def test_tpu_without_torch_xla_is_a_clear_import_error() -> None:
 
 @pytest.mark.skipif(not HAS_XLA, reason="needs torch_xla (tox -e xla)")
 def test_xla_single_process_training_bf16() -> None:
-    model, opt = prepare(_model().to(torch.bfloat16), lambda p: torch.optim.SGD(p, lr=0.1),
-                         {"accelerator": "tpu", "devices": 1})
+    model, opt = prepare(
+        _model().to(torch.bfloat16), lambda p: torch.optim.SGD(p, lr=0.1), {"accelerator": "tpu", "devices": 1}
+    )
     device = next(model.parameters()).device
     assert device.type == "xla"
     x, y = torch.randn(32, 4, dtype=torch.bfloat16).to(device), torch.randn(32, 1, dtype=torch.bfloat16).to(device)
@@ -537,7 +576,7 @@ class Unsized:
 def _regression(n: int = 10) -> list:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(n * 4, 4, generator=g)
-    return [(x[i:i + 4], x[i:i + 4].sum(1, keepdim=True)) for i in range(0, n * 4, 4)]
+    return [(x[i : i + 4], x[i : i + 4].sum(1, keepdim=True)) for i in range(0, n * 4, 4)]
 
 
 @pytest.mark.parametrize("sized", [True, False], ids=["len", "no-len"])
@@ -586,12 +625,16 @@ def test_create_trainer_refuses_a_deepspeed_engine_configured_otherwise() -> Non
     ok = {"accumulate_grad_batches": 2, "gradient_clip_val": 1.0}
     create_trainer(engine, engine.optimizer, nn.functional.mse_loss, ok)
     create_trainer(engine, None, nn.functional.mse_loss, ok)
-    for flags, match in [({"gradient_clip_val": 1.0}, "accumulate_grad_batches=1 but the DeepSpeed engine accumulates "
-                                                      "gradient_accumulation_steps=2"),
-                         ({**ok, "gradient_clip_val": 0.5}, "gradient_clip_val=0.5 but the DeepSpeed engine clips"),
-                         ({**ok, "gradient_clip_val": None}, "gradient_clip_val=None but"),
-                         ({**ok, "gradient_clip_algorithm": "value"}, "gradient_clip_algorithm='value'"),
-                         ({**ok, "precision": "bf16-mixed"}, "trains in fp32")]:
+    for flags, match in [
+        (
+            {"gradient_clip_val": 1.0},
+            "accumulate_grad_batches=1 but the DeepSpeed engine accumulates gradient_accumulation_steps=2",
+        ),
+        ({**ok, "gradient_clip_val": 0.5}, "gradient_clip_val=0.5 but the DeepSpeed engine clips"),
+        ({**ok, "gradient_clip_val": None}, "gradient_clip_val=None but"),
+        ({**ok, "gradient_clip_algorithm": "value"}, "gradient_clip_algorithm='value'"),
+        ({**ok, "precision": "bf16-mixed"}, "trains in fp32"),
+    ]:
         with pytest.raises(ValueError, match=match):
             create_trainer(engine, engine.optimizer, nn.functional.mse_loss, flags)
     with pytest.raises(TypeError, match="not the DeepSpeed engine's optimizer"):
@@ -616,8 +659,11 @@ def test_distributed_config_outside_a_launched_job_warns_once(not_launched: None
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     cfg = {"accelerator": "cpu", "devices": 2}
-    with pytest.warns(UserWarning, match=r"create_trainer: the config asks for a distributed job \(devices=2\).*one "
-                                         r"process.*ignite_speed\.launch\(cfg, fn\).*torchrun") as record:
+    with pytest.warns(
+        UserWarning,
+        match=r"create_trainer: the config asks for a distributed job \(devices=2\).*one "
+        r"process.*ignite_speed\.launch\(cfg, fn\).*torchrun",
+    ) as record:
         create_trainer(model, opt, nn.functional.mse_loss, cfg)
     assert record[0].filename == __file__  # points at the caller's line
     with warnings.catch_warnings():
@@ -635,25 +681,29 @@ def test_attach_speedups_outside_a_launched_job_warns_at_the_callers_line(not_la
 
     from ignite_speed import attach_speedups
 
-    with pytest.warns(UserWarning, match=r"attach_speedups: the config asks for a distributed job \(devices=2\)") \
-            as record:
+    with pytest.warns(
+        UserWarning, match=r"attach_speedups: the config asks for a distributed job \(devices=2\)"
+    ) as record:
         attach_speedups(Engine(lambda e, b: None), cfg={"accelerator": "cpu", "devices": 2})
     assert record[0].filename == __file__
 
 
-@pytest.mark.parametrize("flags, warns", [
-    ({"accelerator": "cpu", "devices": 3}, True),
-    ({"accelerator": "cpu", "num_nodes": 2}, True),
-    ({"accelerator": "cpu", "strategy": "fsdp"}, True),
-    ({"accelerator": "cpu", "devices": 1, "strategy": "deepspeed_stage_2"}, True),
-    ({"accelerator": "cpu", "strategy": "ddp_sharded"}, True),
-    ({}, False),
-    ({"devices": 1}, False),
-    ({"devices": "auto"}, False),
-    ({"accelerator": "cpu", "strategy": "ddp"}, False),  # one process on CPU, also when launched
-    ({"accelerator": "cpu", "devices": 1, "strategy": "ddp"}, False),
-    ({"devices": "bogus"}, False),  # a bad config is the caller's to report
-])
+@pytest.mark.parametrize(
+    "flags, warns",
+    [
+        ({"accelerator": "cpu", "devices": 3}, True),
+        ({"accelerator": "cpu", "num_nodes": 2}, True),
+        ({"accelerator": "cpu", "strategy": "fsdp"}, True),
+        ({"accelerator": "cpu", "devices": 1, "strategy": "deepspeed_stage_2"}, True),
+        ({"accelerator": "cpu", "strategy": "ddp_sharded"}, True),
+        ({}, False),
+        ({"devices": 1}, False),
+        ({"devices": "auto"}, False),
+        ({"accelerator": "cpu", "strategy": "ddp"}, False),  # one process on CPU, also when launched
+        ({"accelerator": "cpu", "devices": 1, "strategy": "ddp"}, False),
+        ({"devices": "bogus"}, False),  # a bad config is the caller's to report
+    ],
+)
 def test_which_configs_ask_for_a_launched_job(not_launched: None, flags: dict, warns: bool) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -672,12 +722,19 @@ def test_a_torchrun_environment_counts_as_launched(not_launched: None) -> None:
 
 # ---------------------------------------------------------------- lazy imports
 def test_optional_engines_are_not_imported() -> None:
-    code = ("import sys, ignite_speed, ignite_speed.distributed as d; "
-            "d.plan_launch({'accelerator': 'cpu', 'devices': 2, 'strategy': 'deepspeed'}); "
-            "d.deepspeed_config_for({'strategy': 'deepspeed_stage_3'}); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'deepspeed', 'fairscale', 'torch_xla'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys, ignite_speed, ignite_speed.distributed as d; "
+        "d.plan_launch({'accelerator': 'cpu', 'devices': 2, 'strategy': 'deepspeed'}); "
+        "d.deepspeed_config_for({'strategy': 'deepspeed_stage_3'}); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'deepspeed', 'fairscale', 'torch_xla'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -705,7 +762,12 @@ assert stop_group() is not None and stop_group() is stop_group()
 dist.destroy_process_group()
 print("ok")
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

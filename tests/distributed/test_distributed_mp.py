@@ -66,11 +66,19 @@ def check_trainer(result: dict, names: list[str], tol: float = 1e-6) -> None:
         run, resumed, unsized = (result[name][k] for k in ("run", "resumed", "unsized"))
         for kind, r in (("run", run), ("unsized", unsized)):
             # 2 steps per epoch (after batches 3 and 4 of 4): max_steps=5 stops at batch 3 of epoch 3
-            assert (r["iteration"], r["steps_taken"], r["global_step"], r["stop_reason"]) == (11, 5, 5, "max_steps"), \
-                (name, kind, r["iteration"], r["steps_taken"], r["global_step"])
+            assert (r["iteration"], r["steps_taken"], r["global_step"], r["stop_reason"]) == (11, 5, 5, "max_steps"), (
+                name,
+                kind,
+                r["iteration"],
+                r["steps_taken"],
+                r["global_step"],
+            )
             assert close(r["losses"], reference["losses"], tol), (name, kind, r["losses"], reference["losses"])
             assert close(r["params"], reference["params"], tol), (
-                name, kind, max(abs(a - b) for a, b in zip(r["params"], reference["params"])))
+                name,
+                kind,
+                max(abs(a - b) for a, b in zip(r["params"], reference["params"])),
+            )
             if r["replicas_equal"] is not None:
                 assert r["replicas_equal"], f"{name} ({kind}): ranks hold different parameters"
         assert run["checkpoint"] and os.path.basename(run["checkpoint"]).endswith("_8.pt")
@@ -114,8 +122,10 @@ def test_multinode_two_launches_over_loopback(tmp_path: Path) -> None:
 
     def two_launches() -> list[list[str]]:
         port = str(free_port())
-        return [[sys.executable, str(JOBS), "multinode", str(tmp_path), "--node-rank", str(r), "--port", port]
-                for r in (0, 1)]
+        return [
+            [sys.executable, str(JOBS), "multinode", str(tmp_path), "--node-rank", str(r), "--port", port]
+            for r in (0, 1)
+        ]
 
     for proc in run_job_processes(two_launches, 120, cwd=ROOT, env=env):
         assert proc.returncode == 0, proc.stderr[-4000:]
@@ -130,8 +140,15 @@ def test_multinode_two_launches_over_loopback(tmp_path: Path) -> None:
 
 
 def test_torchrun_started_job_is_not_spawned_again(tmp_path: Path) -> None:
-    run_job("--nproc_per_node=2", f"--master_port={free_port()}", str(JOBS), "torchrun", str(tmp_path),
-            module=True, timeout=120)
+    run_job(
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        str(JOBS),
+        "torchrun",
+        str(tmp_path),
+        module=True,
+        timeout=120,
+    )
     records = [json.loads((tmp_path / f"torchrun_rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["main_process"] for r in records), "launch() spawned processes under torchrun"
     assert [r["rank"] for r in records] == [0, 1] and all(r["world_size"] == 2 for r in records)

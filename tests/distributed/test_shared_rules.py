@@ -25,14 +25,17 @@ from ignite_speed.step.precision_plan import device_type_of
 
 
 # ---------------------------------------------------------------- accelerator "auto"
-@pytest.mark.parametrize("machine, expected", [
-    (Accelerators(), "cpu"),
-    (Accelerators(cuda=2), "gpu"),
-    (Accelerators(mps=True), "mps"),
-    (Accelerators(tpu=True), "tpu"),
-    (Accelerators(cuda=1, mps=True), "mps"),  # Lightning 2.6 asks MPS before CUDA
-    (Accelerators(cuda=8, tpu=True), "tpu"),
-])
+@pytest.mark.parametrize(
+    "machine, expected",
+    [
+        (Accelerators(), "cpu"),
+        (Accelerators(cuda=2), "gpu"),
+        (Accelerators(mps=True), "mps"),
+        (Accelerators(tpu=True), "tpu"),
+        (Accelerators(cuda=1, mps=True), "mps"),  # Lightning 2.6 asks MPS before CUDA
+        (Accelerators(cuda=8, tpu=True), "tpu"),
+    ],
+)
 def test_auto_accelerator_is_one_answer_for_the_plan_and_for_precision(machine, expected) -> None:
     """Before, "auto" was CUDA-else-CPU in the launch plan (MPS and TPU machines got CPU) and CUDA-MPS-CPU in
     Precision (a TPU machine autocast on CPU); now both ask resolve_accelerator, Lightning's order."""
@@ -179,8 +182,13 @@ def test_number_checks_have_one_rule() -> None:
 def test_numpy_numbers_mean_the_same_to_every_flag() -> None:
     """Before: early stopping's patience took np.int64 (numbers.Integral) while max_epochs, limit_train_batches
     and max_time refused it ("has type int64"): each file had its own idea of a number."""
-    cfg = SpeedConfig(max_epochs=np.int64(2), limit_train_batches=np.int64(3), limit_val_batches=np.float64(0.5),
-                      max_time=np.int64(90), early_stopping={"monitor": "val_loss", "patience": np.int64(4)})
+    cfg = SpeedConfig(
+        max_epochs=np.int64(2),
+        limit_train_batches=np.int64(3),
+        limit_val_batches=np.float64(0.5),
+        max_time=np.int64(90),
+        early_stopping={"monitor": "val_loss", "patience": np.int64(4)},
+    )
     assert cfg.max_epochs == 2 and cfg.effective().max_epochs == 2
     assert (cfg.limit_train_batches.kind, cfg.limit_train_batches.value) == ("count", 3)
     assert (cfg.limit_val_batches.kind, cfg.limit_val_batches.value) == ("fraction", 0.5)

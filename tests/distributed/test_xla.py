@@ -29,7 +29,7 @@ def test_create_trainer_trains_on_xla_with_limits(precision, param_dtype):
     sp = attach_speedups(trainer, None, cfg)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(80, 4, generator=g)
-    data = [(x[i:i + 8], x[i:i + 8].sum(1, keepdim=True)) for i in range(0, 80, 8)]
+    data = [(x[i : i + 8], x[i : i + 8].sum(1, keepdim=True)) for i in range(0, 80, 8)]
     trainer.run(data)
     assert len(losses) == 12 and sp.global_step == 12 and sp.stop_reason is StopReason.MAX_EPOCHS
     assert next(model.parameters()).dtype == param_dtype

@@ -40,8 +40,9 @@ def _job(local_rank: int, out_dir: str) -> None:
 
 def test_deepspeed_stage_2_matches_ddp_on_one_gpu(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     results = json.loads((tmp_path / "ds.json").read_text())
     ddp, ds = results["ddp"], results["deepspeed_stage_2"]
@@ -54,5 +55,9 @@ def test_deepspeed_stage_2_matches_ddp_on_one_gpu(tmp_path: Path) -> None:
 if __name__ == "__main__":
     from ignite_speed.distributed import launch
 
-    launch({"accelerator": "gpu", "devices": 1, "strategy": "ddp"}, _job, sys.argv[1],
-           timeout=datetime.timedelta(seconds=120))
+    launch(
+        {"accelerator": "gpu", "devices": 1, "strategy": "ddp"},
+        _job,
+        sys.argv[1],
+        timeout=datetime.timedelta(seconds=120),
+    )

@@ -37,8 +37,9 @@ def _train(cfg: dict[str, Any], ckpt_dir: str, resume_from: str | None = None) -
     x = torch.randn(256, 32, generator=g)
     data = TensorDataset(x, x.sum(dim=1, keepdim=True))
     torch.manual_seed(1)
-    model, opt = prepare(nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 1)),
-                         lambda p: torch.optim.Adam(p, lr=1e-2), cfg)
+    model, opt = prepare(
+        nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 1)), lambda p: torch.optim.Adam(p, lr=1e-2), cfg
+    )
     loader = prepare_dataloader(data, cfg, batch_size=32, shuffle=True)
     device = next(iter(model.parameters())).device
     losses: list[float] = []
@@ -63,8 +64,11 @@ def _train(cfg: dict[str, Any], ckpt_dir: str, resume_from: str | None = None) -
     trainer.run(loader, max_epochs=4)
     full = objects["model"].state_dict()
     return {
-        "device": str(device), "backend": idist.backend(), "world_size": idist.get_world_size(),
-        "losses": losses, "checkpoint": os.path.join(ckpt_dir, saver.last_checkpoint or ""),
+        "device": str(device),
+        "backend": idist.backend(),
+        "world_size": idist.get_world_size(),
+        "losses": losses,
+        "checkpoint": os.path.join(ckpt_dir, saver.last_checkpoint or ""),
         "params": torch.cat([v.float().flatten().cpu() for _, v in sorted(full.items())]).tolist(),
         "wrapper": type(model).__name__,
     }
@@ -83,8 +87,9 @@ def _job(local_rank: int, out_dir: str) -> None:
 
 def test_nccl_ddp_and_fsdp_on_one_gpu(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     results = json.loads((tmp_path / "gpu.json").read_text())
     for strategy, wrapper in (("ddp", "Sequential"), ("fsdp", "FSDPSequential")):
@@ -99,5 +104,9 @@ def test_nccl_ddp_and_fsdp_on_one_gpu(tmp_path: Path) -> None:
 if __name__ == "__main__":
     from ignite_speed.distributed import launch
 
-    launch({"accelerator": "gpu", "devices": 1, "strategy": "ddp"}, _job, sys.argv[1],
-           timeout=datetime.timedelta(seconds=60))
+    launch(
+        {"accelerator": "gpu", "devices": 1, "strategy": "ddp"},
+        _job,
+        sys.argv[1],
+        timeout=datetime.timedelta(seconds=60),
+    )

@@ -12,8 +12,7 @@ from ignite.engine import Events
 from ignite_speed.step.precision import Precision
 from ignite_speed.step.trainer import create_trainer, precision_of
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 
@@ -34,16 +33,19 @@ def _data(n_batches: int = 16, batch: int = 32) -> list[tuple[torch.Tensor, torc
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n_batches * batch, 16, generator=g)
     y = x[:, :4].sum(1, keepdim=True) - x[:, 4:8].sum(1, keepdim=True)
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)]
 
 
-@pytest.mark.parametrize("value, params, activations, scaled", [
-    ("16-mixed", F32, F16, True),
-    ("bf16-mixed", F32, BF16, False),
-    ("16-true", F16, F16, False),
-    ("bf16-true", BF16, BF16, False),
-    ("32-true", F32, F32, False),
-])
+@pytest.mark.parametrize(
+    "value, params, activations, scaled",
+    [
+        ("16-mixed", F32, F16, True),
+        ("bf16-mixed", F32, BF16, False),
+        ("16-true", F16, F16, False),
+        ("bf16-true", BF16, BF16, False),
+        ("32-true", F32, F32, False),
+    ],
+)
 def test_cuda_precision_trains(value, params, activations, scaled):
     if "bf16" in value and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
@@ -52,8 +54,14 @@ def test_cuda_precision_trains(value, params, activations, scaled):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning is expected on CUDA
-        trainer = create_trainer(model, optimizer, torch.nn.MSELoss(), {"precision": value}, device="cuda",
-                                 output_transform=lambda x, y, y_pred, loss: (loss.item(), y_pred.dtype))
+        trainer = create_trainer(
+            model,
+            optimizer,
+            torch.nn.MSELoss(),
+            {"precision": value},
+            device="cuda",
+            output_transform=lambda x, y, y_pred, loss: (loss.item(), y_pred.dtype),
+        )
     prec = precision_of(trainer)
     assert prec.device_type == "cuda" and prec.effective_precision == value
     assert isinstance(prec.scaler, torch.amp.GradScaler) if scaled else prec.scaler is None
@@ -88,11 +96,11 @@ def test_cuda_grad_scaler_skips_inf_and_round_trips(tmp_path):
             assert torch.equal(before, model.weight)
         optimizer.zero_grad()
     assert taken == [True, False, True]
-    assert prec.scaler.get_scale() == 2.0 ** 15
+    assert prec.scaler.get_scale() == 2.0**15
     torch.save(prec.state_dict(), tmp_path / "p.pt")
     fresh = Precision("16-mixed", "gpu")
     fresh.load_state_dict(torch.load(tmp_path / "p.pt", weights_only=True))
-    assert fresh.scaler.get_scale() == 2.0 ** 15
+    assert fresh.scaler.get_scale() == 2.0**15
 
 
 def test_auto_accelerator_follows_the_model_device():
@@ -101,5 +109,7 @@ def test_auto_accelerator_follows_the_model_device():
     with pytest.warns(UserWarning, match="not supported on CPU"):
         trainer = create_trainer(model, optimizer, torch.nn.MSELoss(), {"precision": "16-mixed"})
     assert precision_of(trainer).device_type == "cpu"
-    assert precision_of(create_trainer(model.cuda(), optimizer, torch.nn.MSELoss(),
-                                       {"precision": "16-mixed"})).device_type == "cuda"
+    assert (
+        precision_of(create_trainer(model.cuda(), optimizer, torch.nn.MSELoss(), {"precision": "16-mixed"})).device_type
+        == "cuda"
+    )

@@ -14,14 +14,21 @@ from ignite.engine import Engine, Events
 
 from ignite_speed import StopReason, attach_speedups
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-FLAGS = dict(max_epochs=3, min_epochs=1, max_steps=10_000, min_steps=1, max_time="00:01:00:00",
-             limit_train_batches=1.0, limit_val_batches=4, val_check_interval=0.5, num_sanity_val_steps=0,
-             terminate_on_nan=True,
-             early_stopping={"monitor": "val_loss", "patience": 1000, "stopping_threshold": -1.0,
-                             "divergence_threshold": 1e9})
+FLAGS = dict(
+    max_epochs=3,
+    min_epochs=1,
+    max_steps=10_000,
+    min_steps=1,
+    max_time="00:01:00:00",
+    limit_train_batches=1.0,
+    limit_val_batches=4,
+    val_check_interval=0.5,
+    num_sanity_val_steps=0,
+    terminate_on_nan=True,
+    early_stopping={"monitor": "val_loss", "patience": 1000, "stopping_threshold": -1.0, "divergence_threshold": 1e9},
+)
 
 
 def _engines(poison_at: int | None = None) -> tuple[Engine, Engine]:
@@ -61,7 +68,10 @@ def test_every_flag_on_without_a_host_sync():
     speedups = attach_speedups(trainer, evaluator, FLAGS, val_data=list(range(8)))
     _run_without_host_sync(trainer)
     assert (speedups.stop_reason, speedups.progress.total_batches, speedups.progress.val_runs) == (
-        StopReason.MAX_EPOCHS, 600, 6)
+        StopReason.MAX_EPOCHS,
+        600,
+        6,
+    )
 
 
 def test_a_nan_loss_on_the_device_stops_a_few_batches_later_without_a_host_sync():

@@ -21,8 +21,9 @@ BATCHES = 6  # per epoch
 EPOCHS = 3
 
 
-def _build(ckpt_dir: Path, *, crash_at: int = 0, autoresume: bool = True, to_save: tuple[str, ...] = (),
-           **cfg: Any) -> dict[str, Any]:
+def _build(
+    ckpt_dir: Path, *, crash_at: int = 0, autoresume: bool = True, to_save: tuple[str, ...] = (), **cfg: Any
+) -> dict[str, Any]:
     """A shuffled Linear regression with a Checkpoint every 4 iterations; raises KeyboardInterrupt after the
     iteration ``crash_at`` (a crash: no save at the stop)."""
     torch.manual_seed(0)
@@ -147,8 +148,11 @@ def test_the_newest_by_global_step_not_by_name_order(tmp_path):
 
 def test_a_checkpoint_without_the_loop_state_is_refused(tmp_path):
     run = _build(tmp_path, to_save=("trainer", "model", "optimizer"))
-    with pytest.raises(RuntimeError, match=r"autoresume: no Checkpoint of the trainer saves both the trainer and "
-                                           r"ignite-speed's state .*'speedups': speedups"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"autoresume: no Checkpoint of the trainer saves both the trainer and "
+        r"ignite-speed's state .*'speedups': speedups",
+    ):
         run["trainer"].run(run["data"])
 
 
@@ -157,8 +161,11 @@ def test_a_file_without_the_loop_state_is_refused_naming_it(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         crashed["trainer"].run(crashed["data"])
     run = _build(tmp_path)  # the same file names: its Checkpoint saves the speedups too
-    with pytest.raises(ValueError, match=rf"autoresume: {tmp_path / 'checkpoint_8.pt'} has no 'speedups' of the "
-                                         rf"Checkpoint's to_save .* move it out of"):
+    with pytest.raises(
+        ValueError,
+        match=rf"autoresume: {tmp_path / 'checkpoint_8.pt'} has no 'speedups' of the "
+        rf"Checkpoint's to_save .* move it out of",
+    ):
         run["trainer"].run(run["data"])
     assert run["trainer"].state.iteration == 0
 
@@ -166,8 +173,11 @@ def test_a_file_without_the_loop_state_is_refused_naming_it(tmp_path):
 def test_a_checkpoint_past_the_new_max_epochs_is_refused_naming_the_file(tmp_path):
     _crashed(tmp_path, at=17)  # checkpoint_16: 2 epochs done, inside the third
     run = _build(tmp_path, max_epochs=1)
-    with pytest.raises(ValueError, match=rf"the checkpoint \({tmp_path / 'checkpoint_16.pt'}\) has 2 epochs done, "
-                                         rf"but max_epochs=1: resume with max_epochs >= 2 .*autoresume=False"):
+    with pytest.raises(
+        ValueError,
+        match=rf"the checkpoint \({tmp_path / 'checkpoint_16.pt'}\) has 2 epochs done, "
+        rf"but max_epochs=1: resume with max_epochs >= 2 .*autoresume=False",
+    ):
         run["trainer"].run(run["data"])
 
 
@@ -182,8 +192,11 @@ def test_only_the_first_run_of_a_fresh_trainer_resumes(tmp_path):
 def test_the_flag_takes_a_bool_only():
     assert SpeedConfig(autoresume=True).autoresume is True and SpeedConfig().autoresume is False
     for bad in (1, "yes", None):
-        with pytest.raises(TypeError, match=r"autoresume=.* has type .*; accepted: True \(continue from the newest "
-                                            r"checkpoint"):
+        with pytest.raises(
+            TypeError,
+            match=r"autoresume=.* has type .*; accepted: True \(continue from the newest "
+            r"checkpoint",
+        ):
             SpeedConfig(autoresume=bad)
     trainer = Engine(lambda e, b: 0.0)
     assert attach_speedups(trainer, cfg={"max_epochs": 1}).autoresume is None
@@ -199,11 +212,15 @@ def test_a_file_of_another_model_is_refused_naming_the_file_and_the_object(tmp_p
     with pytest.raises(RuntimeError) as caught:
         run["trainer"].run(run["data"])
     message = str(caught.value)
-    assert message.startswith(f"autoresume: {path} does not fit this run: its 'model' cannot be loaded into the "
-                              f"Checkpoint's 'model' (Linear): RuntimeError: Error(s) in loading state_dict for Linear: "
-                              f"size mismatch for weight")
-    assert message.endswith(f"The file was written by another setup (another model, optimizer or ignite-speed "
-                            f"version?); move it out of {tmp_path} to start from scratch, or set autoresume=False")
+    assert message.startswith(
+        f"autoresume: {path} does not fit this run: its 'model' cannot be loaded into the "
+        f"Checkpoint's 'model' (Linear): RuntimeError: Error(s) in loading state_dict for Linear: "
+        f"size mismatch for weight"
+    )
+    assert message.endswith(
+        f"The file was written by another setup (another model, optimizer or ignite-speed "
+        f"version?); move it out of {tmp_path} to start from scratch, or set autoresume=False"
+    )
     assert "\n" not in message and caught.value.__cause__ is None and caught.value.__suppress_context__
 
 

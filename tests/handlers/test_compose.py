@@ -25,15 +25,33 @@ from tests.helpers import loader, make_run
 
 CONFIGS = [
     # early stopping mid-epoch on a schedule of half epochs, deferred by min_epochs
-    dict(max_epochs=6, min_epochs=2, limit_train_batches=7, val_check_interval=0.5, num_sanity_val_steps=1,
-         limit_val_batches=2, max_time="00:01:00:00", terminate_on_nan=True,
-         early_stopping={"monitor": "val_loss", "patience": 1}),
+    dict(
+        max_epochs=6,
+        min_epochs=2,
+        limit_train_batches=7,
+        val_check_interval=0.5,
+        num_sanity_val_steps=1,
+        limit_val_batches=2,
+        max_time="00:01:00:00",
+        terminate_on_nan=True,
+        early_stopping={"monitor": "val_loss", "patience": 1},
+    ),
     # max_steps across epochs with validation every 4 batches counted across epochs
-    dict(max_steps=17, min_steps=5, limit_train_batches=0.6, val_check_interval=4, check_val_every_n_epoch=None,
-         early_stopping={"monitor": "val_loss", "patience": 3, "stopping_threshold": 0.3}),
+    dict(
+        max_steps=17,
+        min_steps=5,
+        limit_train_batches=0.6,
+        val_check_interval=4,
+        check_val_every_n_epoch=None,
+        early_stopping={"monitor": "val_loss", "patience": 3, "stopping_threshold": 0.3},
+    ),
     # every second epoch, a threshold stop
-    dict(max_epochs=9, check_val_every_n_epoch=2, num_sanity_val_steps=0,
-         early_stopping={"monitor": "val_loss", "stopping_threshold": 0.45}),
+    dict(
+        max_epochs=9,
+        check_val_every_n_epoch=2,
+        num_sanity_val_steps=0,
+        early_stopping={"monitor": "val_loss", "stopping_threshold": 0.45},
+    ),
 ]
 METRICS = [1.0, 0.9, 0.8, 0.8, 0.8, 0.5, 0.4, 0.3, 0.2, 0.1]
 
@@ -41,13 +59,23 @@ METRICS = [1.0, 0.9, 0.8, 0.8, 0.8, 0.5, 0.4, 0.3, 0.2, 0.1]
 def _handlers(cfg: dict, run) -> list:
     """The handlers for ``cfg`` as (attach function) closures, as a user would write them."""
     val = loader(4, 100.0)
-    out = [lambda: LoopLimits(max_epochs=cfg.get("max_epochs"), min_epochs=cfg.get("min_epochs"),
-                              max_steps=cfg.get("max_steps", -1), min_steps=cfg.get("min_steps")).attach(run.trainer),
-           lambda: ValidationSchedule(run.evaluator, val, val_check_interval=cfg.get("val_check_interval"),
-                                      check_val_every_n_epoch=cfg.get("check_val_every_n_epoch", 1),
-                                      num_sanity_val_steps=cfg.get("num_sanity_val_steps", 2),
-                                      limit_val_batches=cfg.get("limit_val_batches")).attach(run.trainer),
-           lambda: EarlyStopping(run.evaluator, **cfg["early_stopping"]).attach(run.trainer)]
+    out = [
+        lambda: LoopLimits(
+            max_epochs=cfg.get("max_epochs"),
+            min_epochs=cfg.get("min_epochs"),
+            max_steps=cfg.get("max_steps", -1),
+            min_steps=cfg.get("min_steps"),
+        ).attach(run.trainer),
+        lambda: ValidationSchedule(
+            run.evaluator,
+            val,
+            val_check_interval=cfg.get("val_check_interval"),
+            check_val_every_n_epoch=cfg.get("check_val_every_n_epoch", 1),
+            num_sanity_val_steps=cfg.get("num_sanity_val_steps", 2),
+            limit_val_batches=cfg.get("limit_val_batches"),
+        ).attach(run.trainer),
+        lambda: EarlyStopping(run.evaluator, **cfg["early_stopping"]).attach(run.trainer),
+    ]
     if "limit_train_batches" in cfg:
         out.append(lambda: TrainBatchLimit(cfg["limit_train_batches"]).attach(run.trainer))
     if "max_time" in cfg:
@@ -59,8 +87,16 @@ def _handlers(cfg: dict, run) -> list:
 
 def _outcome(run, loop: TrainingLoop) -> tuple:
     c = loop.controller
-    return (run.batches_per_epoch, run.val_at, run.val_batches, run.sanity, c.stop_reason, c.stop_message,
-            loop.progress.global_step, loop.progress.val_runs)
+    return (
+        run.batches_per_epoch,
+        run.val_at,
+        run.val_batches,
+        run.sanity,
+        c.stop_reason,
+        c.stop_message,
+        loop.progress.global_step,
+        loop.progress.val_runs,
+    )
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -91,8 +127,14 @@ def test_handlers_share_one_stop_controller_and_two_per_batch_handlers():
     loop = TrainingLoop.of(run.trainer)
     assert StopController.of(run.trainer) is loop.controller
     assert len(run.trainer._event_handlers[Events.ITERATION_COMPLETED]) == before + 2
-    assert sorted(loop.handlers.names()) == ["early_stopping", "limits", "nan_guard", "time_budget", "train_batches",
-                                     "validation"]
+    assert sorted(loop.handlers.names()) == [
+        "early_stopping",
+        "limits",
+        "nan_guard",
+        "time_budget",
+        "train_batches",
+        "validation",
+    ]
 
 
 def test_handlers_and_attach_speedups_on_one_trainer_are_refused():
@@ -116,8 +158,9 @@ def test_one_handler_call_per_batch_when_nothing_runs_between_counting_and_decid
     trainer = Engine(lambda e, b: 0.0)
     loop = LoopLimits(max_epochs=1).attach(trainer).loop
     seen = []
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: seen.append(
-        [h[0] for h in e._event_handlers[Events.ITERATION_COMPLETED]]))
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: seen.append([h[0] for h in e._event_handlers[Events.ITERATION_COMPLETED]])
+    )
     trainer.run(list(range(3)))
     assert seen == [[loop.on_iteration_completed]]  # merged: the trainer has no other handler of the event
     # a handler of the app's: counting first, the app's handler, deciding last (split again)

@@ -62,9 +62,16 @@ class Run:
         return controller
 
 
-def run_es(values: Sequence[float] | None, *, max_epochs: int = 20, val_every_iters: int | None = None,
-           val_every_epochs: int = 1, metric: str = "val_loss", minimums: dict[str, Any] | None = None,
-           **es_kwargs: Any) -> Run:
+def run_es(
+    values: Sequence[float] | None,
+    *,
+    max_epochs: int = 20,
+    val_every_iters: int | None = None,
+    val_every_epochs: int = 1,
+    metric: str = "val_loss",
+    minimums: dict[str, Any] | None = None,
+    **es_kwargs: Any,
+) -> Run:
     """Train a Linear(1, 1) for up to ``max_epochs`` epochs of 10 batches; validation (an evaluator run
     over 5 batches) logs ``values[k]`` (the last value repeats) as ``metric`` at its k-th run. ``minimums``
     (``min_epochs``, ``min_steps``) go to the trainer's stop controller through a ``LoopLimits``."""
@@ -111,8 +118,9 @@ def test_case44_val_check_interval_half():
     assert (r.es.stopped_epoch, r.es.wait_count, r.es.best_score) == (1, 2, 1.0)
     assert r.es.stopping_reason is R.PATIENCE_EXHAUSTED
     assert r.controller.stop_reason is StopReason.EARLY_STOPPING
-    assert r.es.stopping_reason_message == ("Monitored metric val_loss did not improve in the last 2 records. "
-                                            "Best score: 1 (patience 2); stopping")
+    assert r.es.stopping_reason_message == (
+        "Monitored metric val_loss did not improve in the last 2 records. Best score: 1 (patience 2); stopping"
+    )
 
 
 def test_case45_check_val_every_2_epochs():
@@ -175,8 +183,9 @@ def test_case50_missing_monitor_not_strict_warns():
 def test_case51_nan_stops():
     r = run_es([3.0, 2.0, math.nan], monitor="val_loss", patience=10)
     assert (r.epochs, r.es.best_score, r.es.stopping_reason, r.es.stopped_epoch) == (3, 2.0, R.NON_FINITE_METRIC, 2)
-    assert r.es.stopping_reason_message == ("Monitored metric val_loss = nan is not finite. Previous best value was 2; "
-                                            "stopping")
+    assert r.es.stopping_reason_message == (
+        "Monitored metric val_loss = nan is not finite. Previous best value was 2; stopping"
+    )
 
 
 def test_case51_nan_without_check_finite_counts_as_no_improvement():
@@ -239,8 +248,9 @@ def test_case59_epoch_end_checks_with_two_validations_per_epoch():
 
 
 def test_case60_stale_metric_at_epoch_end():
-    r = run_es(CONSTANT, monitor="val_loss", val_every_epochs=2, check_on_train_epoch_end=True, strict=False,
-               patience=3)
+    r = run_es(
+        CONSTANT, monitor="val_loss", val_every_epochs=2, check_on_train_epoch_end=True, strict=False, patience=3
+    )
     assert (r.epochs, len(r.val_at), r.es.checks, r.es.stopped_epoch) == (5, 2, 4, 4)
 
 
@@ -255,8 +265,9 @@ def test_case60_sanity_metrics_do_not_count():
     evaluator = Engine(lambda e, b: None)
     evaluator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(val_loss=1.0))
     trainer.add_event_handler(Events.EPOCH_COMPLETED(every=2), lambda _: evaluator.run([0]))
-    es = EarlyStopping(evaluator, monitor="val_loss", check_on_train_epoch_end=True, strict=False,
-                       patience=3).attach(trainer)
+    es = EarlyStopping(evaluator, monitor="val_loss", check_on_train_epoch_end=True, strict=False, patience=3).attach(
+        trainer
+    )
     evaluator.run([0])
     trainer.run(list(range(N_TRAIN)), max_epochs=20)
     assert (trainer.state.epoch, es.checks) == (5, 4)
@@ -291,12 +302,22 @@ def test_case62_patience_zero():
     assert (r.epochs, r.es.best_score, r.es.stopping_reason) == (3, 0.5, R.PATIENCE_EXHAUSTED)
 
 
-@pytest.mark.parametrize("interval, every_n_epochs, expected", [
-    (BatchLimit("fraction", 1.0), 1, True), (BatchLimit("fraction", 0.5), 1, False),
-    (BatchLimit("fraction", 1.0), 2, False), (BatchLimit("count", 1), 1, True), (BatchLimit("count", 5), 1, False),
-    (BatchLimit("count", 10), None, False), (1.0, 1, True), (1, 1, True), (0.5, 1, False), (None, 1, True),
-    (datetime.timedelta(minutes=1), 1, False),  # case 64: Lightning 2.6.6 raises AttributeError here
-])
+@pytest.mark.parametrize(
+    "interval, every_n_epochs, expected",
+    [
+        (BatchLimit("fraction", 1.0), 1, True),
+        (BatchLimit("fraction", 0.5), 1, False),
+        (BatchLimit("fraction", 1.0), 2, False),
+        (BatchLimit("count", 1), 1, True),
+        (BatchLimit("count", 5), 1, False),
+        (BatchLimit("count", 10), None, False),
+        (1.0, 1, True),
+        (1, 1, True),
+        (0.5, 1, False),
+        (None, 1, True),
+        (datetime.timedelta(minutes=1), 1, False),  # case 64: Lightning 2.6.6 raises AttributeError here
+    ],
+)
 def test_check_on_train_epoch_end_default(interval, every_n_epochs, expected):
     # the one placement rule (EarlyStopping resolves it at each run start: checks_at_epoch_end there)
     cadence = ValidationCadence(interval, every_n_epochs)
@@ -322,42 +343,113 @@ def _replay(values: Sequence[float], positions: Sequence[int] | None = None, **k
 
 
 def test_decide_first_three_fields_are_the_contract():
-    should_stop, reason, message, *_ = decide(1.0, best=math.inf, wait=0, since=0, position=1,
-                                              options=EarlyStoppingOptions("val_loss"))
+    should_stop, reason, message, *_ = decide(
+        1.0, best=math.inf, wait=0, since=0, position=1, options=EarlyStoppingOptions("val_loss")
+    )
     assert (should_stop, reason) == (False, R.NOT_STOPPED)
     assert message == "Metric val_loss improved. New best score: 1"
 
 
 def _decide_once(current, best=math.inf, wait=0, **criteria):
-    return decide(current, best=best, wait=wait, since=0, position=wait + 1,
-                  options=EarlyStoppingOptions("val_loss", **criteria))
+    return decide(
+        current, best=best, wait=wait, since=0, position=wait + 1, options=EarlyStoppingOptions("val_loss", **criteria)
+    )
 
 
-@pytest.mark.parametrize("current,best,wait,criteria,reason,message", [
-    (math.nan, 0.5, 0, {}, R.NON_FINITE_METRIC,
-     "Monitored metric val_loss = nan is not finite. Previous best value was 0.5; stopping"),
-    (0.05, 0.5, 0, {"stopping_threshold": 0.1}, R.STOPPING_THRESHOLD,
-     "Stopping threshold reached: val_loss = 0.05 < stopping_threshold=0.1; stopping"),
-    (0.995, -math.inf, 0, {"mode": "max", "stopping_threshold": 0.99}, R.STOPPING_THRESHOLD,
-     "Stopping threshold reached: val_loss = 0.995 > stopping_threshold=0.99; stopping"),
-    (12.0, 0.5, 0, {"divergence_threshold": 10.0}, R.DIVERGENCE_THRESHOLD,
-     "Divergence threshold reached: val_loss = 12 > divergence_threshold=10; stopping"),
-    (0.1, 0.9, 0, {"mode": "max", "divergence_threshold": 0.2}, R.DIVERGENCE_THRESHOLD,
-     "Divergence threshold reached: val_loss = 0.1 < divergence_threshold=0.2; stopping"),
-    (0.4, 0.5, 1, {"min_delta": 0.05}, R.NOT_STOPPED,
-     "Metric val_loss improved by 0.1 > min_delta = 0.05. New best score: 0.4"),
-    (0.4, 0.5, 1, {"min_delta": 0.1, "min_delta_mode": "rel"}, R.NOT_STOPPED,
-     "Metric val_loss improved by 0.1 > min_delta = 0.1 x |best|. New best score: 0.4"),
-    (0.7, math.inf, 0, {}, R.NOT_STOPPED, "Metric val_loss improved. New best score: 0.7"),
-    (0.6, 0.5, 0, {"patience": 3}, R.NOT_STOPPED,
-     "Metric val_loss = 0.6 did not improve: 1 of patience 3 records without improvement. Best score: 0.5"),
-    (0.6, 0.5, 2, {"patience": 3}, R.PATIENCE_EXHAUSTED,
-     "Monitored metric val_loss did not improve in the last 3 records. Best score: 0.5 (patience 3); stopping"),
-    (0.6, 0.5, 1, {"patience": 2, "patience_unit": "epochs"}, R.PATIENCE_EXHAUSTED,
-     "Monitored metric val_loss did not improve in the last 2 epochs. Best score: 0.5 (patience 2); stopping"),
-    (0.6, 0.55, 0, {"patience": 1, "baseline": 0.5}, R.BASELINE_NOT_MET,
-     "Monitored metric val_loss did not beat baseline=0.5 in the last 1 records. Best score: 0.55; stopping"),
-])
+@pytest.mark.parametrize(
+    "current,best,wait,criteria,reason,message",
+    [
+        (
+            math.nan,
+            0.5,
+            0,
+            {},
+            R.NON_FINITE_METRIC,
+            "Monitored metric val_loss = nan is not finite. Previous best value was 0.5; stopping",
+        ),
+        (
+            0.05,
+            0.5,
+            0,
+            {"stopping_threshold": 0.1},
+            R.STOPPING_THRESHOLD,
+            "Stopping threshold reached: val_loss = 0.05 < stopping_threshold=0.1; stopping",
+        ),
+        (
+            0.995,
+            -math.inf,
+            0,
+            {"mode": "max", "stopping_threshold": 0.99},
+            R.STOPPING_THRESHOLD,
+            "Stopping threshold reached: val_loss = 0.995 > stopping_threshold=0.99; stopping",
+        ),
+        (
+            12.0,
+            0.5,
+            0,
+            {"divergence_threshold": 10.0},
+            R.DIVERGENCE_THRESHOLD,
+            "Divergence threshold reached: val_loss = 12 > divergence_threshold=10; stopping",
+        ),
+        (
+            0.1,
+            0.9,
+            0,
+            {"mode": "max", "divergence_threshold": 0.2},
+            R.DIVERGENCE_THRESHOLD,
+            "Divergence threshold reached: val_loss = 0.1 < divergence_threshold=0.2; stopping",
+        ),
+        (
+            0.4,
+            0.5,
+            1,
+            {"min_delta": 0.05},
+            R.NOT_STOPPED,
+            "Metric val_loss improved by 0.1 > min_delta = 0.05. New best score: 0.4",
+        ),
+        (
+            0.4,
+            0.5,
+            1,
+            {"min_delta": 0.1, "min_delta_mode": "rel"},
+            R.NOT_STOPPED,
+            "Metric val_loss improved by 0.1 > min_delta = 0.1 x |best|. New best score: 0.4",
+        ),
+        (0.7, math.inf, 0, {}, R.NOT_STOPPED, "Metric val_loss improved. New best score: 0.7"),
+        (
+            0.6,
+            0.5,
+            0,
+            {"patience": 3},
+            R.NOT_STOPPED,
+            "Metric val_loss = 0.6 did not improve: 1 of patience 3 records without improvement. Best score: 0.5",
+        ),
+        (
+            0.6,
+            0.5,
+            2,
+            {"patience": 3},
+            R.PATIENCE_EXHAUSTED,
+            "Monitored metric val_loss did not improve in the last 3 records. Best score: 0.5 (patience 3); stopping",
+        ),
+        (
+            0.6,
+            0.5,
+            1,
+            {"patience": 2, "patience_unit": "epochs"},
+            R.PATIENCE_EXHAUSTED,
+            "Monitored metric val_loss did not improve in the last 2 epochs. Best score: 0.5 (patience 2); stopping",
+        ),
+        (
+            0.6,
+            0.55,
+            0,
+            {"patience": 1, "baseline": 0.5},
+            R.BASELINE_NOT_MET,
+            "Monitored metric val_loss did not beat baseline=0.5 in the last 1 records. Best score: 0.55; stopping",
+        ),
+    ],
+)
 def test_decide_messages_start_with_lightnings_phrases(current, best, wait, criteria, reason, message):
     """Lightning 2.6 EarlyStopping's reason strings begin "Monitored metric ... is not finite.", "Stopping
     threshold reached:", "Divergence threshold reached:", "Monitored metric ... did not improve in the last N
@@ -392,8 +484,9 @@ def test_decide_baseline_not_met():
     ds = _replay([0.9, 0.8, 0.7], baseline=0.5, patience=3)
     assert [d.wait_count for d in ds] == [1, 2, 3]
     assert ds[-1].reason is R.BASELINE_NOT_MET and ds[-1].best_score == 0.7
-    assert ds[-1].message == ("Monitored metric m did not beat baseline=0.5 in the last 3 records. "
-                              "Best score: 0.7; stopping")
+    assert ds[-1].message == (
+        "Monitored metric m did not beat baseline=0.5 in the last 3 records. Best score: 0.7; stopping"
+    )
 
 
 def test_decide_baseline_met_then_patience():
@@ -445,8 +538,9 @@ def test_baseline_on_engines():
 
 def test_start_from_epoch_warmup():
     # NaN, a threshold hit and no improvement during the warm-up epochs 0..2: nothing stops or latches
-    r = run_es([2.0, math.nan, 0.01, 1.0, 1.0], monitor="val_loss", patience=1, start_from_epoch=3,
-               stopping_threshold=0.001)
+    r = run_es(
+        [2.0, math.nan, 0.01, 1.0, 1.0], monitor="val_loss", patience=1, start_from_epoch=3, stopping_threshold=0.001
+    )
     assert (r.epochs, r.es.stopped_epoch, r.es.stopping_reason) == (4, 3, R.PATIENCE_EXHAUSTED)
     assert r.es.best_score == 0.01  # tracked during the warm-up
     r = run_es(CONSTANT, monitor="val_loss", patience=0, start_from_epoch=2, max_epochs=2)
@@ -469,7 +563,9 @@ def test_restore_best_weights_when_training_ends_without_early_stop():
 
 def test_restore_best_weights_needs_the_model():
     with pytest.raises(ValueError, match=r"restore_best_weights=True\) needs the model"):
-        EarlyStopping(Engine(lambda e, b: 0), monitor="val_loss", restore_best_weights=True).attach(Engine(lambda e, b: 0))
+        EarlyStopping(Engine(lambda e, b: 0), monitor="val_loss", restore_best_weights=True).attach(
+            Engine(lambda e, b: 0)
+        )
 
 
 def test_restore_best_weights_of_wrapped_model():
@@ -521,8 +617,16 @@ def test_state_dict_round_trip_weights_only():
 
 def test_load_lightning_state_dict():
     es = EarlyStopping(monitor="val_loss")
-    es.load_state_dict({"wait_count": 1, "stopped_epoch": 4, "best_score": torch.tensor(0.25), "patience": 5,
-                        "stopping_reason": 3, "stopping_reason_message": "m"})
+    es.load_state_dict(
+        {
+            "wait_count": 1,
+            "stopped_epoch": 4,
+            "best_score": torch.tensor(0.25),
+            "patience": 5,
+            "stopping_reason": 3,
+            "stopping_reason_message": "m",
+        }
+    )
     assert (es.wait_count, es.best_score, es.patience, es.stopping_reason) == (1, 0.25, 5, R.PATIENCE_EXHAUSTED)
     es.load_state_dict({"wait_count": 0, "stopped_epoch": 0, "best_score": math.inf, "patience": 3})
     assert es.stopping_reason is R.NOT_STOPPED and es.stopping_reason_message is None
@@ -557,8 +661,11 @@ def test_tensor_monitor_is_squeezed_and_non_scalar_refused():
 
 
 def test_kwargs_validation_names_key_value_and_accepted():
-    with pytest.raises(ValueError, match=r"early_stopping\['patiance'\] is not an EarlyStopping argument; "
-                                         r"did you mean 'patience'\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"early_stopping\['patiance'\] is not an EarlyStopping argument; "
+        r"did you mean 'patience'\?",
+    ):
         validate_early_stopping_kwargs({"monitor": "val_loss", "patiance": 3})
     with pytest.raises(ValueError, match=r"early_stopping\['monitor'\] is required"):
         validate_early_stopping_kwargs({"patience": 3})
@@ -582,7 +689,11 @@ def test_kwargs_validation_names_key_value_and_accepted():
         with pytest.raises(exc, match=pattern):
             validate_early_stopping_kwargs({"monitor": "val_loss", **extra})
     assert validate_early_stopping_kwargs({"monitor": "acc", "mode": "MAX", "min_delta": 1, "baseline": 2}) == {
-        "monitor": "acc", "mode": "max", "min_delta": 1.0, "baseline": 2.0}
+        "monitor": "acc",
+        "mode": "max",
+        "min_delta": 1.0,
+        "baseline": 2.0,
+    }
 
 
 def test_config_normalizes_and_class_messages():
@@ -620,8 +731,10 @@ def test_verbose_logs_with_reason(caplog):
         run_es(CONSTANT, monitor="val_loss", patience=1, verbose=True)
     text = caplog.text
     assert "EarlyStopping: Metric val_loss improved. New best score: 1\n" in text
-    assert ("EarlyStopping: Monitored metric val_loss did not improve in the last 1 records. Best score: 1 "
-            "(patience 1); stopping") in text
+    assert (
+        "EarlyStopping: Monitored metric val_loss did not improve in the last 1 records. Best score: 1 "
+        "(patience 1); stopping"
+    ) in text
 
 
 # ---------------------------------------------------------------------------------------------- non-finite loss
@@ -636,8 +749,9 @@ def _loss_trainer(outputs: Sequence[Any], **attach: Any) -> tuple[Engine, NonFin
     return trainer, guard
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, torch.tensor(math.nan), {"loss": torch.tensor([0.0, -math.inf])},
-                                 (1.0, float("nan"))])
+@pytest.mark.parametrize(
+    "bad", [math.nan, math.inf, torch.tensor(math.nan), {"loss": torch.tensor([0.0, -math.inf])}, (1.0, float("nan"))]
+)
 def test_non_finite_loss_stops_on_that_iteration(bad):
     trainer, _ = _loss_trainer([1.0] * 6 + [bad] + [1.0] * 100)
     trainer.run(list(range(N_TRAIN)), max_epochs=5)
@@ -677,16 +791,25 @@ def test_first_non_finite():
 def test_built_one_way_from_keywords_or_options():
     evaluator = Engine(lambda e, b: None)
     options = EarlyStoppingOptions("val_loss", patience=2, mode="MAX")
-    assert options.mode == "max" and EarlyStopping(evaluator, monitor="val_loss", patience=2, mode="max").options == options
+    assert (
+        options.mode == "max"
+        and EarlyStopping(evaluator, monitor="val_loss", patience=2, mode="max").options == options
+    )
     es = EarlyStopping(evaluator, options=options)
     assert es.options is options and (es.monitor, es.patience, es.mode) == ("val_loss", 2, "max")
     with pytest.raises(TypeError, match=r"EarlyStopping\(options=\.\.\., patience=\.\.\.\): give the settings one way"):
         EarlyStopping(evaluator, options=options, patience=3)
-    with pytest.raises(TypeError, match=r"evaluator='val_loss'\) is not an ignite Engine; the monitor is a keyword "
-                                        r"argument: EarlyStopping\(evaluator, monitor='val_loss', \.\.\.\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"evaluator='val_loss'\) is not an ignite Engine; the monitor is a keyword "
+        r"argument: EarlyStopping\(evaluator, monitor='val_loss', \.\.\.\)",
+    ):
         EarlyStopping("val_loss")  # type: ignore[arg-type]  # the old spelling, monitor first
-    with pytest.raises(ValueError, match=r"EarlyStopping: patiance is not an EarlyStopping argument; did you mean "
-                                         r"'patience'\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"EarlyStopping: patiance is not an EarlyStopping argument; did you mean "
+        r"'patience'\?",
+    ):
         EarlyStopping(evaluator, monitor="val_loss", patiance=3)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match=r"EarlyStopping: patience=-1 is negative"):
         EarlyStoppingOptions("val_loss", patience=-1)

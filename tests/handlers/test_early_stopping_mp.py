@@ -55,8 +55,14 @@ def _ddp_trainer(seed: int = 0) -> tuple[Engine, torch.nn.Module, list[torch.Ten
     return Engine(step), model, []
 
 
-def _scenario(values_by_rank: dict[int, list[float]], *, val_every_iters: int | None = None, max_epochs: int = 10,
-              minimums: dict[str, Any] | None = None, **es_kwargs: Any) -> dict[str, Any]:
+def _scenario(
+    values_by_rank: dict[int, list[float]],
+    *,
+    val_every_iters: int | None = None,
+    max_epochs: int = 10,
+    minimums: dict[str, Any] | None = None,
+    **es_kwargs: Any,
+) -> dict[str, Any]:
     rank = idist.get_rank()
     values = values_by_rank[rank]
     trainer, model, weights = _ddp_trainer()
@@ -88,9 +94,16 @@ def _scenario(values_by_rank: dict[int, list[float]], *, val_every_iters: int | 
     assert controller is not None
     final_weight = (model.module if hasattr(model, "module") else model).weight.detach().clone()
     return {
-        "error": error, "iteration": trainer.state.iteration, "epoch": trainer.state.epoch, "val_at": checks,
-        "reason": es.stopping_reason.name, "message": es.stopping_reason_message, "stopped_epoch": es.stopped_epoch,
-        "wait_count": es.wait_count, "best_score": es.best_score, "stop_reason": controller.stop_reason.value,
+        "error": error,
+        "iteration": trainer.state.iteration,
+        "epoch": trainer.state.epoch,
+        "val_at": checks,
+        "reason": es.stopping_reason.name,
+        "message": es.stopping_reason_message,
+        "stopped_epoch": es.stopped_epoch,
+        "wait_count": es.wait_count,
+        "best_score": es.best_score,
+        "stop_reason": controller.stop_reason.value,
         "stop_message": controller.stop_message,
         "restored_is_check": [bool(torch.equal(final_weight, w)) for w in weights],
         "final_weight": final_weight.flatten().tolist(),
@@ -111,8 +124,11 @@ def _guard_scenario(nan_at: int) -> dict[str, Any]:
     trainer.run(list(range(BATCHES)), max_epochs=5)
     controller = StopController.of(trainer)
     assert controller is not None
-    return {"iteration": trainer.state.iteration, "stop_reason": controller.stop_reason.value,
-            "stop_message": controller.stop_message}
+    return {
+        "iteration": trainer.state.iteration,
+        "stop_reason": controller.stop_reason.value,
+        "stop_message": controller.stop_message,
+    }
 
 
 def job_divergent(local_rank: int, out_dir: str) -> None:
@@ -127,8 +143,12 @@ def job_divergent(local_rank: int, out_dir: str) -> None:
         # different reasons at the same check: the lowest stopping rank (0, patience) speaks for all
         "mixed": _scenario({0: [1.0, 1.0], 1: [1.0, inf]}, patience=1),
         # mid-epoch checks: rank 0 diverges at the 3rd validation (iteration 6)
-        "diverge_mid_epoch": _scenario({0: [1.0, 2.0, 9.0], 1: [1.0, 0.5, 0.4, 0.3, 0.2, 0.1]}, val_every_iters=2,
-                                       divergence_threshold=5.0, patience=10),
+        "diverge_mid_epoch": _scenario(
+            {0: [1.0, 2.0, 9.0], 1: [1.0, 0.5, 0.4, 0.3, 0.2, 0.1]},
+            val_every_iters=2,
+            divergence_threshold=5.0,
+            patience=10,
+        ),
         # strict: the monitor is missing on rank 1 only -> both ranks raise, no hang
         "missing_rank1": _scenario({0: [1.0]}, patience=2) if rank == 0 else _missing_on_this_rank(),
         # a stop deferred by min_epochs ends both ranks on the same iteration
@@ -137,8 +157,9 @@ def job_divergent(local_rank: int, out_dir: str) -> None:
         "guard": _guard_scenario(nan_at=5),
         # restore_best_weights on a DDP model: rank 0's best is its 2nd check, rank 1's its 3rd; the
         # snapshot follows rank 0 on both ranks, so the replicas stay identical after the restore
-        "restore": _scenario({0: [3.0, 1.0, 2.0, 2.0, 2.0], 1: [3.0, 2.0, 1.0, 2.0, 2.0]}, patience=3,
-                             restore_best_weights=True),
+        "restore": _scenario(
+            {0: [3.0, 1.0, 2.0, 2.0, 2.0], 1: [3.0, 2.0, 1.0, 2.0, 2.0]}, patience=3, restore_best_weights=True
+        ),
         "epochs_unit": _scenario({0: [1.0], 1: [1.0]}, patience=2, patience_unit="epochs", val_every_iters=2),
     }
     with open(os.path.join(out_dir, f"divergent_{rank}.json"), "w") as f:
@@ -161,8 +182,13 @@ JOBS = {"divergent": job_divergent}
 
 
 def main(job: str, out_dir: str, port: int) -> None:
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=port,
-                        timeout=datetime.timedelta(seconds=30)) as parallel:
+    with idist.Parallel(
+        backend="gloo",
+        nproc_per_node=2,
+        master_addr="127.0.0.1",
+        master_port=port,
+        timeout=datetime.timedelta(seconds=30),
+    ) as parallel:
         parallel.run(JOBS[job], out_dir)
 
 

@@ -25,8 +25,9 @@ def go(metric_seq=(1.0,), es=None, n_train=10, model=False, before=None, **cfg):
         before(run)
     cfg.setdefault("max_epochs", 20)
     cfg["early_stopping"] = {"monitor": "val_loss", **(es or {})}
-    sp = attach_speedups(run.trainer, run.evaluator, cfg, val_data=loader(5, 1000.0),
-                         model=run.model if model else None)
+    sp = attach_speedups(
+        run.trainer, run.evaluator, cfg, val_data=loader(5, 1000.0), model=run.model if model else None
+    )
     run.trainer.run(loader(n_train))
     return run, sp, sp.early_stopping
 
@@ -94,21 +95,30 @@ def test_case60_strict_raises_after_epoch_0():
 def test_case61_validation_disabled_refused_when_attaching():
     run = make_run([1.0])
     with pytest.raises(ValueError, match=r"monitors 'val_loss'.*validation is disabled"):
-        attach_speedups(run.trainer, run.evaluator, {"limit_val_batches": 0, "early_stopping": {"monitor": "val_loss"}},
-                        val_data=loader(5))
+        attach_speedups(
+            run.trainer,
+            run.evaluator,
+            {"limit_val_batches": 0, "early_stopping": {"monitor": "val_loss"}},
+            val_data=loader(5),
+        )
 
 
 def test_case61_fast_dev_run_disables_early_stopping():
     run = make_run(None)  # no metric at all: a strict check would raise
-    sp = attach_speedups(run.trainer, run.evaluator, {"fast_dev_run": True, "early_stopping": {"monitor": "val_loss"}},
-                         val_data=loader(5))
+    sp = attach_speedups(
+        run.trainer,
+        run.evaluator,
+        {"fast_dev_run": True, "early_stopping": {"monitor": "val_loss"}},
+        val_data=loader(5),
+    )
     run.trainer.run(loader(10))
     assert run.total == 1 and sp.early_stopping is None
 
 
 def test_case64_time_based_interval_checks_at_validation_end():
-    run, _, es = go(val_check_interval="00:00:00:00", check_val_every_n_epoch=1, max_epochs=1, n_train=3,
-                    es={"patience": 1})
+    run, _, es = go(
+        val_check_interval="00:00:00:00", check_val_every_n_epoch=1, max_epochs=1, n_train=3, es={"patience": 1}
+    )
     assert not es.checks_at_epoch_end
     assert (run.total, run.val_at, es.checks, es.stopped_epoch, es.wait_count) == (2, [1, 2], 2, 0, 1)
 
@@ -134,8 +144,13 @@ def test_restore_best_weights_through_the_config():
     def record(run):
         run.evaluator.add_event_handler(Events.COMPLETED, lambda _: weights.append(run.model.weight.detach().clone()))
 
-    run, _, es = go([3.0, 1.0, 2.0], es={"patience": 2, "restore_best_weights": True}, model=True,
-                    num_sanity_val_steps=0, before=record)
+    run, _, es = go(
+        [3.0, 1.0, 2.0],
+        es={"patience": 2, "restore_best_weights": True},
+        model=True,
+        num_sanity_val_steps=0,
+        before=record,
+    )
     assert run.total == 40 and es.stopping_reason is R.PATIENCE_EXHAUSTED
     assert torch.equal(run.model.weight, weights[1])
     with pytest.raises(ValueError, match=r"restore_best_weights=True\) needs the model"):
@@ -170,31 +185,53 @@ VALUES = [1.0, 0.8, 0.5, 0.6, 0.4, 0.41, 0.42, 0.43]
 
 def _outcome(run, es, stop_reason):
     # (where the checks are may differ: at the app's validation ends alone, at epoch ends under the schedule)
-    return (run.total, run.val_at, es.checks, es.stopped_epoch, es.wait_count, es.best_score, es.stopping_reason,
-            es.stopping_reason_message, stop_reason)
+    return (
+        run.total,
+        run.val_at,
+        es.checks,
+        es.stopped_epoch,
+        es.wait_count,
+        es.best_score,
+        es.stopping_reason,
+        es.stopping_reason_message,
+        stop_reason,
+    )
 
 
-@pytest.mark.parametrize("settings", [
-    {"patience": 2}, {"patience": 1, "min_delta": 0.15}, {"stopping_threshold": 0.45}, {"mode": "max", "patience": 2},
-    {"patience": 2, "patience_unit": "epochs"}, {"patience": 3, "check_on_train_epoch_end": False},
-    {"patience": 1, "restore_best_weights": True}, {"patience": 2, "start_from_epoch": 3, "baseline": 0.3},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"patience": 2},
+        {"patience": 1, "min_delta": 0.15},
+        {"stopping_threshold": 0.45},
+        {"mode": "max", "patience": 2},
+        {"patience": 2, "patience_unit": "epochs"},
+        {"patience": 3, "check_on_train_epoch_end": False},
+        {"patience": 1, "restore_best_weights": True},
+        {"patience": 2, "start_from_epoch": 3, "baseline": 0.3},
+    ],
+)
 def test_early_stopping_alone_behaves_as_attach_speedups_for_the_flag(settings):
     """The same app, validating after each epoch: EarlyStopping(evaluator, ...) alone (the app runs the
     evaluator) stops where attach_speedups({"early_stopping": ...}) does, with the same state and weights."""
     torch.manual_seed(0)
     flag_run = make_run(VALUES)
-    sp = attach_speedups(flag_run.trainer, flag_run.evaluator,
-                         {"max_epochs": 20, "num_sanity_val_steps": 0, "early_stopping": {"monitor": "val_loss", **settings}},
-                         val_data=loader(5, 1000.0), model=flag_run.model)
+    sp = attach_speedups(
+        flag_run.trainer,
+        flag_run.evaluator,
+        {"max_epochs": 20, "num_sanity_val_steps": 0, "early_stopping": {"monitor": "val_loss", **settings}},
+        val_data=loader(5, 1000.0),
+        model=flag_run.model,
+    )
     flag_run.trainer.run(loader(10))
     torch.manual_seed(0)
     alone = make_run(VALUES)
     alone.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: alone.evaluator.run(loader(5, 1000.0)))
     es = EarlyStopping(alone.evaluator, monitor="val_loss", model=alone.model, **settings).attach(alone.trainer)
     alone.trainer.run(loader(10), max_epochs=20)
-    assert _outcome(alone, es, StopController.of(alone.trainer).stop_reason) == \
-        _outcome(flag_run, sp.early_stopping, sp.stop_reason)
+    assert _outcome(alone, es, StopController.of(alone.trainer).stop_reason) == _outcome(
+        flag_run, sp.early_stopping, sp.stop_reason
+    )
     assert torch.equal(alone.model.weight, flag_run.model.weight) and torch.equal(alone.model.bias, flag_run.model.bias)
 
 
@@ -204,14 +241,16 @@ def test_early_stopping_alone_on_a_trainer_metric_behaves_as_attach_speedups_wit
         return run
 
     flag_run = trainer_loss(make_run())
-    sp = attach_speedups(flag_run.trainer, None, {"max_epochs": 10, "early_stopping": {"monitor": "train_loss",
-                                                                                        "patience": 2}})
+    sp = attach_speedups(
+        flag_run.trainer, None, {"max_epochs": 10, "early_stopping": {"monitor": "train_loss", "patience": 2}}
+    )
     flag_run.trainer.run(loader(4))
     alone = trainer_loss(make_run())
     es = EarlyStopping(monitor="train_loss", patience=2).attach(alone.trainer)
     alone.trainer.run(loader(4), max_epochs=10)
-    assert _outcome(alone, es, StopController.of(alone.trainer).stop_reason) == \
-        _outcome(flag_run, sp.early_stopping, sp.stop_reason)
+    assert _outcome(alone, es, StopController.of(alone.trainer).stop_reason) == _outcome(
+        flag_run, sp.early_stopping, sp.stop_reason
+    )
     assert (alone.total, es.checks, es.checks_at_epoch_end) == (12, 3, True)
 
 

@@ -24,8 +24,15 @@ from tests.helpers import loader
 class Job:
     """A trainer and an evaluator on a fake clock, with what they did."""
 
-    def __init__(self, cfg: dict[str, Any], *, nan_at: int | None = None, signal_at: tuple[int, int] | None = None,
-                 stop_at: int | None = None, metric: float = 1.0) -> None:
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        *,
+        nan_at: int | None = None,
+        signal_at: tuple[int, int] | None = None,
+        stop_at: int | None = None,
+        metric: float = 1.0,
+    ) -> None:
         self.now = 0.0
         self.batches: dict[int, int] = {}
         self.val_at: list[int] = []
@@ -57,8 +64,9 @@ class Job:
             self.val_batches.append(engine.state.iteration)
             engine.state.metrics["val_loss"] = metric
 
-        self.speedups = attach_speedups(self.trainer, self.evaluator, {"max_epochs": 1, "num_sanity_val_steps": 0,
-                                                                       **cfg}, val_data=loader(4, 100.0))
+        self.speedups = attach_speedups(
+            self.trainer, self.evaluator, {"max_epochs": 1, "num_sanity_val_steps": 0, **cfg}, val_data=loader(4, 100.0)
+        )
         self.speedups.loop.clock.time_source = lambda: self.now
         self.run()
 
@@ -89,51 +97,84 @@ def _test_batches(flag: str, method: str) -> int:
 # flag -> (what the next run does with it, what it does without the change)
 ACTS: dict[str, Any] = {
     "max_epochs": lambda: Job({}).extend_and_run(max_epochs=3).outcome == (24, StopReason.MAX_EPOCHS),
-    "min_epochs": lambda: Job({}, stop_at=10).extend_and_run(max_epochs=5, min_epochs=3).outcome
-    == (24, StopReason.USER_REQUEST),
+    "min_epochs": lambda: (
+        Job({}, stop_at=10).extend_and_run(max_epochs=5, min_epochs=3).outcome == (24, StopReason.USER_REQUEST)
+    ),
     "max_steps": lambda: Job({}).extend_and_run(max_epochs=5, max_steps=12).outcome == (12, StopReason.MAX_STEPS),
-    "min_steps": lambda: Job({}, stop_at=10).extend_and_run(max_epochs=5, min_steps=13).outcome
-    == (13, StopReason.USER_REQUEST),
+    "min_steps": lambda: (
+        Job({}, stop_at=10).extend_and_run(max_epochs=5, min_steps=13).outcome == (13, StopReason.USER_REQUEST)
+    ),
     # the first run took 8 + 4 s of the clock; the second epoch's batches end at 20 s, its validation at 24 s:
     # 20 s stop after batch 16; 22 s after batch 17 ("step") or at the end of epoch 2, after batch 16 ("epoch")
     "max_time": lambda: Job({}).extend_and_run(max_epochs=5, max_time=20).outcome == (16, StopReason.MAX_TIME),
-    "max_time_mode": lambda: [Job({"max_time": 22}).extend_and_run(max_epochs=5, **mode).outcome for mode in
-                              ({}, {"max_time_mode": "epoch"})] == [(17, StopReason.MAX_TIME), (16, StopReason.MAX_TIME)],
-    "max_time_reserve": lambda: Job({"max_time": 40}).extend_and_run(max_epochs=5, max_time_reserve=24).outcome
-    == (12, StopReason.MAX_TIME),
-    "limit_train_batches": lambda: Job({}).extend_and_run(max_epochs=3, limit_train_batches=3).per_epoch
-    == [8, 3, 3],
+    "max_time_mode": lambda: (
+        [
+            Job({"max_time": 22}).extend_and_run(max_epochs=5, **mode).outcome
+            for mode in ({}, {"max_time_mode": "epoch"})
+        ]
+        == [(17, StopReason.MAX_TIME), (16, StopReason.MAX_TIME)]
+    ),
+    "max_time_reserve": lambda: (
+        Job({"max_time": 40}).extend_and_run(max_epochs=5, max_time_reserve=24).outcome == (12, StopReason.MAX_TIME)
+    ),
+    "limit_train_batches": lambda: Job({}).extend_and_run(max_epochs=3, limit_train_batches=3).per_epoch == [8, 3, 3],
     "limit_val_batches": lambda: Job({}).extend_and_run(max_epochs=2, limit_val_batches=2).val_batches == [4, 2],
     "limit_test_batches": lambda: _test_batches("limit_test_batches", "test") == 2,
     "limit_predict_batches": lambda: _test_batches("limit_predict_batches", "predict") == 2,
     "overfit_batches": lambda: (lambda j: (j.per_epoch, j.val_batches) == ([8, 2], [4, 2]))(
-        Job({}).extend_and_run(max_epochs=2, overfit_batches=2)),
+        Job({}).extend_and_run(max_epochs=2, overfit_batches=2)
+    ),
     "val_check_interval": lambda: Job({}).extend_and_run(max_epochs=2, val_check_interval=0.5).val_at == [8, 12, 16],
-    "check_val_every_n_epoch": lambda: Job({}).extend_and_run(max_epochs=3, check_val_every_n_epoch=2).val_at
-    == [8, 16],
+    "check_val_every_n_epoch": lambda: (
+        Job({}).extend_and_run(max_epochs=3, check_val_every_n_epoch=2).val_at == [8, 16]
+    ),
     # validation takes 4 s a run: with a budget of 1 %, the first candidate of the run validates, the others wait
-    "val_time_fraction": lambda: (lambda j: (j.val_at, j.speedups.handlers.validation.budget.skipped) == ([2, 4, 6, 8, 10], 3))(
-        Job({"val_check_interval": 0.25}).extend_and_run(max_epochs=2, val_time_fraction=0.01)),
-    "early_stopping": lambda: Job({"early_stopping": {"monitor": "val_loss", "patience": 3}}).extend_and_run(
-        max_epochs=9, early_stopping={"monitor": "val_loss", "patience": 1}).outcome
-    == (16, StopReason.EARLY_STOPPING),
-    "terminate_on_nan": lambda: Job({}, nan_at=11).extend_and_run(max_epochs=3, terminate_on_nan=True).outcome
-    == (11, StopReason.NON_FINITE_LOSS),
-    "preemption_signals": lambda: Job({}, signal_at=(11, signal.SIGUSR2)).extend_and_run(
-        max_epochs=3, preemption_signals=["SIGUSR2"]).outcome == (11, StopReason.PREEMPTED),
-    "batched_fetch": lambda: Job({}).extend_and_run(max_epochs=2, batched_fetch=False).trainer.state.dataloader
-    .__class__.__name__ == "DataLoader",
+    "val_time_fraction": lambda: (
+        lambda j: (j.val_at, j.speedups.handlers.validation.budget.skipped) == ([2, 4, 6, 8, 10], 3)
+    )(Job({"val_check_interval": 0.25}).extend_and_run(max_epochs=2, val_time_fraction=0.01)),
+    "early_stopping": lambda: (
+        Job({"early_stopping": {"monitor": "val_loss", "patience": 3}})
+        .extend_and_run(max_epochs=9, early_stopping={"monitor": "val_loss", "patience": 1})
+        .outcome
+        == (16, StopReason.EARLY_STOPPING)
+    ),
+    "terminate_on_nan": lambda: (
+        Job({}, nan_at=11).extend_and_run(max_epochs=3, terminate_on_nan=True).outcome
+        == (11, StopReason.NON_FINITE_LOSS)
+    ),
+    "preemption_signals": lambda: (
+        Job({}, signal_at=(11, signal.SIGUSR2)).extend_and_run(max_epochs=3, preemption_signals=["SIGUSR2"]).outcome
+        == (11, StopReason.PREEMPTED)
+    ),
+    "batched_fetch": lambda: (
+        Job({}).extend_and_run(max_epochs=2, batched_fetch=False).trainer.state.dataloader.__class__.__name__
+        == "DataLoader"
+    ),
     "profile": lambda: Job({}).extend_and_run(max_epochs=2, profile=True).speedups.loop.timer.fine_measured,
-    "allow_resume_changes": lambda: Job({}).extend_and_run(max_epochs=2, allow_resume_changes=True)
-    .speedups.loop.setup.allow_resume_changes,
+    "allow_resume_changes": lambda: (
+        Job({}).extend_and_run(max_epochs=2, allow_resume_changes=True).speedups.loop.setup.allow_resume_changes
+    ),
 }
 
 # a value of each refused flag that SpeedConfig accepts and that differs from the default
 REFUSED_VALUES: dict[str, Any] = {
-    "precision": "64-true", "amp_backend": "apex", "amp_level": "O2", "accumulate_grad_batches": 2,
-    "gradient_clip_val": 1.0, "gradient_clip_algorithm": "value", "accelerator": "cpu", "devices": 1,
-    "num_nodes": 2, "strategy": "ddp", "node_rank": 0, "master_addr": "127.0.0.1", "master_port": 29500,
-    "deepspeed_config": {"train_batch_size": 2}, "fast_dev_run": 2, "num_sanity_val_steps": 4, "autoresume": True,
+    "precision": "64-true",
+    "amp_backend": "apex",
+    "amp_level": "O2",
+    "accumulate_grad_batches": 2,
+    "gradient_clip_val": 1.0,
+    "gradient_clip_algorithm": "value",
+    "accelerator": "cpu",
+    "devices": 1,
+    "num_nodes": 2,
+    "strategy": "ddp",
+    "node_rank": 0,
+    "master_addr": "127.0.0.1",
+    "master_port": 29500,
+    "deepspeed_config": {"train_batch_size": 2},
+    "fast_dev_run": 2,
+    "num_sanity_val_steps": 4,
+    "autoresume": True,
     "pruning": {"trial": "ray_tune", "monitor": "val_loss"},
 }
 
@@ -172,8 +213,10 @@ def test_the_refusals_say_what_to_do_instead():
         job.speedups.extend(ckpt_path="last")  # (Lightning's spelling of autoresume=True)
 
 
-@pytest.mark.parametrize("flags", [{"max_epochs": 3}, {"max_steps": 10}, {"limit_val_batches": 1},
-                                   {"early_stopping": {"monitor": "val_loss"}}])
+@pytest.mark.parametrize(
+    "flags",
+    [{"max_epochs": 3}, {"max_steps": 10}, {"limit_val_batches": 1}, {"early_stopping": {"monitor": "val_loss"}}],
+)
 def test_what_fast_dev_run_overrides_is_refused_under_it(flags):
     job = Job({"fast_dev_run": 2})
     assert job.outcome == (2, StopReason.MAX_STEPS)

@@ -77,12 +77,15 @@ def test_run_max_epochs_that_conflicts_is_refused():
         run.trainer.run(loader(4), max_epochs=5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"max_epochs": -2}, "max_epochs=-2"),
-    ({"max_steps": 2.5}, "max_steps=2.5"),
-    ({"min_epochs": -1}, "min_epochs=-1"),
-    ({"min_steps": "3"}, "min_steps='3'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_epochs": -2}, "max_epochs=-2"),
+        ({"max_steps": 2.5}, "max_steps=2.5"),
+        ({"min_epochs": -1}, "min_epochs=-1"),
+        ({"min_steps": "3"}, "min_steps='3'"),
+    ],
+)
 def test_bad_values_name_the_flag(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         LoopLimits(**kwargs)
@@ -119,8 +122,11 @@ def test_checkpointed_limits_resume_exactly(tmp_path):
     reference.trainer.run(loader(10, shuffle=True))
 
     crashed, limits = build()
-    saver = Checkpoint({"trainer": crashed.trainer, "model": crashed.model, "loop": limits.loop},
-                       DiskSaver(str(tmp_path), require_empty=False), n_saved=1)
+    saver = Checkpoint(
+        {"trainer": crashed.trainer, "model": crashed.model, "loop": limits.loop},
+        DiskSaver(str(tmp_path), require_empty=False),
+        n_saved=1,
+    )
     crashed.trainer.add_event_handler(Events.ITERATION_COMPLETED(every=7), saver)
 
     def crash(_):

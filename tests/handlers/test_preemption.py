@@ -25,8 +25,15 @@ BATCHES = 6  # per epoch
 EPOCHS = 3
 
 
-def _build(ckpt_dir: Path, *, kill_at: tuple[int, ...] = (), sig: int = signal.SIGTERM,
-           every: Events | None = None, evaluator: Engine | None = None, **cfg: Any) -> dict[str, Any]:
+def _build(
+    ckpt_dir: Path,
+    *,
+    kill_at: tuple[int, ...] = (),
+    sig: int = signal.SIGTERM,
+    every: Events | None = None,
+    evaluator: Engine | None = None,
+    **cfg: Any,
+) -> dict[str, Any]:
     """A shuffled Linear regression; the process function sends ``sig`` to this process at each iteration of
     ``kill_at``. A Checkpoint of trainer, model, optimizer and speedups at every epoch end (or ``every``)."""
     torch.manual_seed(0)
@@ -54,16 +61,21 @@ def _build(ckpt_dir: Path, *, kill_at: tuple[int, ...] = (), sig: int = signal.S
             saves.append(trainer.state.iteration)
             super().__call__(checkpoint, filename, metadata)
 
-    ckpt = Checkpoint({"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp},
-                      RecordingSaver(str(ckpt_dir), require_empty=False), n_saved=None)
+    ckpt = Checkpoint(
+        {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp},
+        RecordingSaver(str(ckpt_dir), require_empty=False),
+        n_saved=None,
+    )
     trainer.add_event_handler(every or Events.EPOCH_COMPLETED, ckpt)
     return {"trainer": trainer, "model": model, "opt": opt, "sp": sp, "ckpt": ckpt, "data": data, "saves": saves}
 
 
 def _resume(ckpt_dir: Path, filename: str) -> dict[str, Any]:
     run = _build(ckpt_dir / "resumed")
-    Checkpoint.load_objects({"trainer": run["trainer"], "model": run["model"], "optimizer": run["opt"],
-                             "speedups": run["sp"]}, torch.load(ckpt_dir / filename, weights_only=False))
+    Checkpoint.load_objects(
+        {"trainer": run["trainer"], "model": run["model"], "optimizer": run["opt"], "speedups": run["sp"]},
+        torch.load(ckpt_dir / filename, weights_only=False),
+    )
     run["trainer"].run(run["data"])
     return run
 
@@ -147,8 +159,10 @@ def test_handlers_installed_only_during_the_run_and_restored_after_it(tmp_path):
     previous = signal.signal(signal.SIGUSR1, mine)
     try:
         run = _build(tmp_path, preemption_signals=["USR1", 15])
-        run["trainer"].add_event_handler(Events.ITERATION_COMPLETED(once=3), lambda _: seen.append(
-            (signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGTERM))))
+        run["trainer"].add_event_handler(
+            Events.ITERATION_COMPLETED(once=3),
+            lambda _: seen.append((signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGTERM))),
+        )
         guard = run["sp"].preemption
         assert guard.signals == ("SIGUSR1", "SIGTERM") and not guard.installed
         run["trainer"].run(run["data"])
@@ -209,8 +223,11 @@ def test_outside_the_main_thread_a_warning_and_no_handlers(tmp_path):
 def test_guard_refuses_no_signals_and_bad_ones():
     with pytest.raises(ValueError, match=r"^PreemptionGuard\(signals=\(\)\) handles no signal"):
         PreemptionGuard(())
-    with pytest.raises(ValueError, match=r"^preemption_signals='TERN': 'TERN' is not a signal name; did you mean "
-                                         r"'TERM'\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"^preemption_signals='TERN': 'TERN' is not a signal name; did you mean "
+        r"'TERM'\?",
+    ):
         PreemptionGuard("TERN")
 
 
@@ -218,8 +235,12 @@ def test_preempted_ranks_right_after_rank_failure_and_adds_no_per_batch_hook(tmp
     from ignite_speed import StopController
 
     controller = StopController()
-    for reason in (StopReason.USER_REQUEST, StopReason.EARLY_STOPPING, StopReason.NON_FINITE_LOSS,
-                   StopReason.PREEMPTED):
+    for reason in (
+        StopReason.USER_REQUEST,
+        StopReason.EARLY_STOPPING,
+        StopReason.NON_FINITE_LOSS,
+        StopReason.PREEMPTED,
+    ):
         controller.request(reason, reason.value)
     assert controller.sync(1).reason is StopReason.PREEMPTED
     controller = StopController()
@@ -261,8 +282,15 @@ def test_a_signal_during_a_validation_run_stops_after_that_batch_and_resumes_exa
     assert _files(tmp_path) == ["checkpoint_6.pt", "checkpoint_8.pt"]
 
     resumed = _with_validation(tmp_path / "resumed")
-    Checkpoint.load_objects({"trainer": resumed["trainer"], "model": resumed["model"], "optimizer": resumed["opt"],
-                             "speedups": resumed["sp"]}, torch.load(tmp_path / "checkpoint_8.pt", weights_only=False))
+    Checkpoint.load_objects(
+        {
+            "trainer": resumed["trainer"],
+            "model": resumed["model"],
+            "optimizer": resumed["opt"],
+            "speedups": resumed["sp"],
+        },
+        torch.load(tmp_path / "checkpoint_8.pt", weights_only=False),
+    )
     resumed["trainer"].run(resumed["data"])
     assert resumed["sp"].stop_reason is StopReason.MAX_EPOCHS
     assert resumed["validated"] == [10, 12, 14, 16, 18]  # batch 8's validation is not repeated
@@ -278,8 +306,15 @@ def test_a_signal_at_a_batch_with_a_validation_due_leaves_it_to_the_resumed_run(
     assert _files(tmp_path) == ["checkpoint_6.pt", "checkpoint_8.pt"]  # the save at the stop
 
     resumed = _with_validation(tmp_path / "resumed")
-    Checkpoint.load_objects({"trainer": resumed["trainer"], "model": resumed["model"], "optimizer": resumed["opt"],
-                             "speedups": resumed["sp"]}, torch.load(tmp_path / "checkpoint_8.pt", weights_only=False))
+    Checkpoint.load_objects(
+        {
+            "trainer": resumed["trainer"],
+            "model": resumed["model"],
+            "optimizer": resumed["opt"],
+            "speedups": resumed["sp"],
+        },
+        torch.load(tmp_path / "checkpoint_8.pt", weights_only=False),
+    )
     resumed["trainer"].run(resumed["data"])
     assert resumed["validated"] == [8, 10, 12, 14, 16, 18]  # batch 8's validation runs first
     assert resumed["sp"].report().val_runs == 9  # 3 before the stop, 6 after

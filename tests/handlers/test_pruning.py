@@ -15,8 +15,16 @@ from ignite_speed.handlers import LoopLimits, Pruning, StopController, TrainingL
 BATCHES = 4  # per epoch
 
 
-def _run(*, unit: str = "steps", prune_at: int | None = None, val_check_interval: Any = 2, max_epochs: int = 4,
-         min_epochs: int = 0, accumulate: int = 1, clock: Any = None) -> dict[str, Any]:
+def _run(
+    *,
+    unit: str = "steps",
+    prune_at: int | None = None,
+    val_check_interval: Any = 2,
+    max_epochs: int = 4,
+    min_epochs: int = 0,
+    accumulate: int = 1,
+    clock: Any = None,
+) -> dict[str, Any]:
     """Train a small linear model; the evaluator's ``val_acc`` is the validation run's index; ``should_prune``
     prunes at the ``prune_at``-th report (1-based)."""
     torch.manual_seed(0)
@@ -57,9 +65,15 @@ def _run(*, unit: str = "steps", prune_at: int | None = None, val_check_interval
     trainer.run(list(range(BATCHES)))
     controller = StopController.of(trainer)
     assert controller is not None
-    return {"reports": reports, "val_at": runs, "iteration": trainer.state.iteration,
-            "reason": controller.stop_reason.value, "message": controller.stop_message, "handler": pruning,
-            "loop": loop}
+    return {
+        "reports": reports,
+        "val_at": runs,
+        "iteration": trainer.state.iteration,
+        "reason": controller.stop_reason.value,
+        "message": controller.stop_message,
+        "handler": pruning,
+        "loop": loop,
+    }
 
 
 def test_reports_every_validation_run_mid_epoch_too_in_optimizer_steps():
@@ -125,10 +139,16 @@ def test_a_replayed_validation_run_is_asked_again_but_not_reported_twice():
     assert asked == [False] and again.reports == 2
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"monitor": "", "should_prune": None}, "Pruning(monitor=''): accepted: a metric name"),
-    ({"monitor": "val_acc", "unit": "batches"}, "Pruning(unit='batches'): accepted: one of ['steps', 'epochs', 'seconds']"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"monitor": "", "should_prune": None}, "Pruning(monitor=''): accepted: a metric name"),
+        (
+            {"monitor": "val_acc", "unit": "batches"},
+            "Pruning(unit='batches'): accepted: one of ['steps', 'epochs', 'seconds']",
+        ),
+    ],
+)
 def test_bad_arguments_name_the_argument_the_value_and_what_is_accepted(kwargs, message):
     with pytest.raises(ValueError) as err:
         Pruning(**kwargs)

@@ -60,26 +60,41 @@ def _scenario(unit: str, prune_at: int, min_epochs: int = 0) -> dict[str, Any]:
     trainer.run(list(range(BATCHES)))
     controller = StopController.of(trainer)
     assert controller is not None
-    return {"iteration": trainer.state.iteration, "val_at": runs, "asked": asked,
-            "reason": controller.stop_reason.value, "message": controller.stop_message}
+    return {
+        "iteration": trainer.state.iteration,
+        "val_at": runs,
+        "asked": asked,
+        "reason": controller.stop_reason.value,
+        "message": controller.stop_message,
+    }
 
 
 def job_prune(local_rank: int, out_dir: str) -> None:
-    results = {"steps": _scenario("steps", prune_at=3), "epochs": _scenario("epochs", prune_at=2),
-               "min_epochs": _scenario("steps", prune_at=1, min_epochs=3)}
+    results = {
+        "steps": _scenario("steps", prune_at=3),
+        "epochs": _scenario("epochs", prune_at=2),
+        "min_epochs": _scenario("steps", prune_at=1, min_epochs=3),
+    }
     with open(os.path.join(out_dir, f"prune_{idist.get_rank()}.json"), "w") as f:
         json.dump(results, f)
 
 
 def main(job: str, out_dir: str, port: int) -> None:
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=port,
-                        timeout=datetime.timedelta(seconds=30)) as parallel:
+    with idist.Parallel(
+        backend="gloo",
+        nproc_per_node=2,
+        master_addr="127.0.0.1",
+        master_port=port,
+        timeout=datetime.timedelta(seconds=30),
+    ) as parallel:
         parallel.run({"prune": job_prune}[job], out_dir)
 
 
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory: Any) -> list[dict[str, Any]]:
-    return run_rank_job(os.path.abspath(__file__), "prune", tmp_path_factory.mktemp("pruning_mp"), timeout=JOB_TIMEOUT_S)
+    return run_rank_job(
+        os.path.abspath(__file__), "prune", tmp_path_factory.mktemp("pruning_mp"), timeout=JOB_TIMEOUT_S
+    )
 
 
 def _agreed(results: list[dict[str, Any]], name: str) -> dict[str, Any]:

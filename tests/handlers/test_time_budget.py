@@ -102,14 +102,22 @@ def clocked_engines(clock: ManualClock, first_batch_extra: float = 0.0) -> tuple
     return Engine(train_step), Engine(val_step)
 
 
-def clocked_run(budget: TimeBudget, *, epochs: int = 10, sanity: int = 0, every_n: int = 1,
-                first_batch_extra: float = 0.0, min_epochs: int | None = None) -> tuple[Engine, Engine, ManualClock]:
+def clocked_run(
+    budget: TimeBudget,
+    *,
+    epochs: int = 10,
+    sanity: int = 0,
+    every_n: int = 1,
+    first_batch_extra: float = 0.0,
+    min_epochs: int | None = None,
+) -> tuple[Engine, Engine, ManualClock]:
     """4 training batches per epoch (1 s) and one validation run of 2 batches (0.25 s) per validating epoch."""
     clock = ManualClock()
     trainer, evaluator = clocked_engines(clock, first_batch_extra)
     LoopLimits(max_epochs=epochs, min_epochs=min_epochs).attach(trainer)
     ValidationSchedule(evaluator, loader(2), num_sanity_val_steps=sanity, check_val_every_n_epoch=every_n).attach(
-        trainer)
+        trainer
+    )
     budget.attach(trainer)
     TrainingLoop.of(trainer).clock.time_source = clock
     return trainer, evaluator, clock
@@ -117,8 +125,13 @@ def clocked_run(budget: TimeBudget, *, epochs: int = 10, sanity: int = 0, every_
 
 def outcome(trainer: Engine) -> tuple[int, int, float, str, str]:
     loop = TrainingLoop.of(trainer)
-    return (loop.progress.epochs_done, loop.progress.total_batches, loop.clock.elapsed(),
-            loop.controller.stop_reason.value, loop.controller.stop_message)
+    return (
+        loop.progress.epochs_done,
+        loop.progress.total_batches,
+        loop.clock.elapsed(),
+        loop.controller.stop_reason.value,
+        loop.controller.stop_message,
+    )
 
 
 def test_fit_stops_at_the_last_boundary_within_the_budget():
@@ -126,8 +139,13 @@ def test_fit_stops_at_the_last_boundary_within_the_budget():
     trainer, _, _ = clocked_run(budget)
     trainer.run(loader(4))
     # epochs of 1.25 s end at 1.25, 2.5 and 3.75 s: a fourth would end at 5 s
-    assert outcome(trainer) == (3, 12, 3.75, "max_time", "max_time=0:00:04: the next epoch (about 1.25 s with "
-                                "validation) would not fit in the 0.25 s left")
+    assert outcome(trainer) == (
+        3,
+        12,
+        3.75,
+        "max_time",
+        "max_time=0:00:04: the next epoch (about 1.25 s with validation) would not fit in the 0.25 s left",
+    )
     assert budget.epochs == [EpochTime(e, 1.25, 0.25, 1, True) for e in range(3)]
     assert budget.predict_next_epoch(TrainingLoop.of(trainer)) == (1.25, 1)
 
@@ -140,8 +158,13 @@ def test_step_stops_after_the_crossing_batch_and_epoch_finishes_the_crossing_epo
 
     trainer, _, _ = clocked_run(TimeBudget(4, mode="epoch"))
     trainer.run(loader(4))
-    assert outcome(trainer) == (4, 16, 5.0, "max_time", "max_time=0:00:04 reached after 5.000 s of training "
-                                "(checked at the end of epoch 3, 0-based)")
+    assert outcome(trainer) == (
+        4,
+        16,
+        5.0,
+        "max_time",
+        "max_time=0:00:04 reached after 5.000 s of training (checked at the end of epoch 3, 0-based)",
+    )
 
 
 def test_epoch_mode_adds_no_per_batch_work():
@@ -157,8 +180,14 @@ def test_the_reserve_is_held_back_in_every_mode():
     budget = TimeBudget(5, mode="fit", reserve=1)
     trainer, _, _ = clocked_run(budget)
     trainer.run(loader(4))
-    assert outcome(trainer) == (3, 12, 3.75, "max_time", "max_time=0:00:05 less max_time_reserve=0:00:01: the next "
-                                "epoch (about 1.25 s with validation) would not fit in the 0.25 s left")
+    assert outcome(trainer) == (
+        3,
+        12,
+        3.75,
+        "max_time",
+        "max_time=0:00:05 less max_time_reserve=0:00:01: the next "
+        "epoch (about 1.25 s with validation) would not fit in the 0.25 s left",
+    )
     trainer, _, _ = clocked_run(TimeBudget({"seconds": 5}, reserve={"seconds": 1}))
     trainer.run(loader(4))
     assert outcome(trainer)[:4] == (4, 13, 4.25, "max_time")
@@ -172,16 +201,26 @@ def test_validation_time_is_part_of_the_prediction():
     budget = TimeBudget(2.2, mode="fit")
     trainer, _, _ = clocked_run(budget, sanity=2, every_n=2)
     trainer.run(loader(4))
-    assert outcome(trainer) == (1, 4, 1.0, "max_time", "max_time=0:00:02.200000: the next epoch (about 1.25 s with "
-                                "validation) would not fit in the 1.20 s left")
+    assert outcome(trainer) == (
+        1,
+        4,
+        1.0,
+        "max_time",
+        "max_time=0:00:02.200000: the next epoch (about 1.25 s with validation) would not fit in the 1.20 s left",
+    )
     # epochs of 1 s and 1.25 s alternate, each predicted as it will be: at 4.5 s the next (1 s, no validation)
     # does not fit in 0.9 s
     budget = TimeBudget(5.4, mode="fit")
     trainer, _, _ = clocked_run(budget, every_n=2)
     trainer.run(loader(4))
     assert [e.seconds for e in budget.epochs] == [1.0, 1.25, 1.0, 1.25]
-    assert outcome(trainer) == (4, 16, 4.5, "max_time", "max_time=0:00:05.400000: the next epoch (about 1.00 s "
-                                "without validation) would not fit in the 0.90 s left")
+    assert outcome(trainer) == (
+        4,
+        16,
+        4.5,
+        "max_time",
+        "max_time=0:00:05.400000: the next epoch (about 1.00 s without validation) would not fit in the 0.90 s left",
+    )
 
 
 def test_fit_falls_back_to_step_in_the_first_epoch():
@@ -197,8 +236,13 @@ def test_min_epochs_defers_the_fit_stop_to_a_later_boundary():
     trainer.run(loader(4))
     # epoch 0 takes 9.25 s: a second one does not fit, but min_epochs=2 keeps training; the guard's request
     # (the budget is spent at 10.25 s) is the same stop, honoured at the end of epoch 1
-    assert outcome(trainer) == (2, 8, 10.5, "max_time", "max_time=0:00:10: the next epoch (about 9.25 s with "
-                                "validation) would not fit in the 0.75 s left")
+    assert outcome(trainer) == (
+        2,
+        8,
+        10.5,
+        "max_time",
+        "max_time=0:00:10: the next epoch (about 9.25 s with validation) would not fit in the 0.75 s left",
+    )
 
 
 def test_resume_keeps_the_elapsed_time_and_the_measurements(tmp_path):
@@ -214,12 +258,18 @@ def test_resume_keeps_the_elapsed_time_and_the_measurements(tmp_path):
     reference, ref_budget, _ = build()
     reference.run(loader(4))
     expected = outcome(reference)
-    assert expected == (2, 8, 3.0, "max_time", "max_time=0:00:04.500000: the next epoch (about 1.75 s with "
-                        "validation) would not fit in the 1.50 s left")
+    assert expected == (
+        2,
+        8,
+        3.0,
+        "max_time",
+        "max_time=0:00:04.500000: the next epoch (about 1.75 s with validation) would not fit in the 1.50 s left",
+    )
 
     crashed, budget, _ = build()
-    saver = Checkpoint({"trainer": crashed, "loop": budget.loop}, DiskSaver(str(tmp_path), require_empty=False),
-                       n_saved=1)
+    saver = Checkpoint(
+        {"trainer": crashed, "loop": budget.loop}, DiskSaver(str(tmp_path), require_empty=False), n_saved=1
+    )
     crashed.add_event_handler(Events.ITERATION_COMPLETED(once=6), saver)  # epoch 1, after its second batch
 
     def crash(_):
@@ -247,43 +297,71 @@ def test_attach_speedups_passes_the_flags():
 
     clock = ManualClock()
     trainer, evaluator = clocked_engines(clock)
-    speedups = attach_speedups(trainer, evaluator, max_time=5, max_time_mode="fit", max_time_reserve=1,
-                               num_sanity_val_steps=0, val_data=loader(2))
+    speedups = attach_speedups(
+        trainer,
+        evaluator,
+        max_time=5,
+        max_time_mode="fit",
+        max_time_reserve=1,
+        num_sanity_val_steps=0,
+        val_data=loader(2),
+    )
     speedups.clock.time_source = clock
     trainer.run(loader(4))
-    assert repr(speedups.time_budget) == "TimeBudget(max_time=0:00:05, mode='fit', " \
-                                                                  "reserve=0:00:01)"
-    assert (speedups.progress.epochs_done, speedups.clock.elapsed(), speedups.stop_reason) == \
-        (3, 3.75, StopReason.MAX_TIME)
+    assert repr(speedups.time_budget) == "TimeBudget(max_time=0:00:05, mode='fit', reserve=0:00:01)"
+    assert (speedups.progress.epochs_done, speedups.clock.elapsed(), speedups.stop_reason) == (
+        3,
+        3.75,
+        StopReason.MAX_TIME,
+    )
     speedups.extend(max_time=10)  # the extended run keeps the measurements: stops at 8.75 s (9 s left 1.25)
     trainer.run(loader(4))
     assert (speedups.progress.epochs_done, speedups.clock.elapsed()) == (7, 8.75)
-    assert speedups.stop_message == "max_time=0:00:10 less max_time_reserve=0:00:01: the next epoch (about 1.25 s " \
-                                    "with validation) would not fit in the 0.25 s left"
+    assert (
+        speedups.stop_message == "max_time=0:00:10 less max_time_reserve=0:00:01: the next epoch (about 1.25 s "
+        "with validation) would not fit in the 0.25 s left"
+    )
 
 
-@pytest.mark.parametrize("flags, error, message", [
-    ({"max_time_mode": "fitt", "max_time": 5}, ValueError,
-     "max_time_mode='fitt' is not known; did you mean 'fit'?; accepted: 'step' (check after every batch), 'epoch' "
-     "(at epoch ends) or 'fit' (stop at the last epoch boundary after which another epoch would not fit)"),
-    ({"max_time_mode": 2, "max_time": 5}, TypeError, "max_time_mode=2 has type int; accepted: 'step'"),
-    ({"max_time_mode": "fit"}, ValueError,
-     "max_time_mode='fit' needs max_time: set max_time (a duration), or leave max_time_mode unset"),
-    ({"max_time_reserve": 5}, ValueError,
-     "max_time_reserve=5 needs max_time: it is held back from max_time; set max_time, or leave max_time_reserve unset"),
-    ({"max_time_reserve": "00:00:10:00", "max_time": "00:00:10:00"}, ValueError,
-     "max_time_reserve=0:10:00 is not less than max_time=0:10:00; accepted: a duration shorter than max_time "
-     "(training plans against max_time - max_time_reserve)"),
-    ({"max_time_reserve": -1, "max_time": 5}, ValueError, "max_time_reserve=-1 is a negative duration"),
-    ({"max_time_reserve": [1], "max_time": 5}, TypeError, "max_time_reserve=[1] has type list"),
-])
+@pytest.mark.parametrize(
+    "flags, error, message",
+    [
+        (
+            {"max_time_mode": "fitt", "max_time": 5},
+            ValueError,
+            "max_time_mode='fitt' is not known; did you mean 'fit'?; accepted: 'step' (check after every batch), 'epoch' "
+            "(at epoch ends) or 'fit' (stop at the last epoch boundary after which another epoch would not fit)",
+        ),
+        ({"max_time_mode": 2, "max_time": 5}, TypeError, "max_time_mode=2 has type int; accepted: 'step'"),
+        (
+            {"max_time_mode": "fit"},
+            ValueError,
+            "max_time_mode='fit' needs max_time: set max_time (a duration), or leave max_time_mode unset",
+        ),
+        (
+            {"max_time_reserve": 5},
+            ValueError,
+            "max_time_reserve=5 needs max_time: it is held back from max_time; set max_time, or leave max_time_reserve unset",
+        ),
+        (
+            {"max_time_reserve": "00:00:10:00", "max_time": "00:00:10:00"},
+            ValueError,
+            "max_time_reserve=0:10:00 is not less than max_time=0:10:00; accepted: a duration shorter than max_time "
+            "(training plans against max_time - max_time_reserve)",
+        ),
+        ({"max_time_reserve": -1, "max_time": 5}, ValueError, "max_time_reserve=-1 is a negative duration"),
+        ({"max_time_reserve": [1], "max_time": 5}, TypeError, "max_time_reserve=[1] has type list"),
+    ],
+)
 def test_bad_flag_values_are_refused_naming_the_flag(flags, error, message):
     with pytest.raises(error) as info:
         SpeedConfig(**flags)
     assert str(info.value).startswith(message)
     if "max_time" in flags:  # the handler goes through the same validation
         with pytest.raises(error) as info:
-            TimeBudget(flags["max_time"], mode=flags.get("max_time_mode", "step"), reserve=flags.get("max_time_reserve"))
+            TimeBudget(
+                flags["max_time"], mode=flags.get("max_time_mode", "step"), reserve=flags.get("max_time_reserve")
+            )
         assert str(info.value).startswith(message)
 
 

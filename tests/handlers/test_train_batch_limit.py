@@ -39,11 +39,16 @@ def test_zero_trains_nothing():
     run.trainer.run(loader(10), max_epochs=2)
     controller = StopController.of(run.trainer)
     assert (run.total, controller.stop_reason, controller.stop_message) == (
-        0, StopReason.NO_TRAINING, "no training: limit_train_batches gives 0 batches")
+        0,
+        StopReason.NO_TRAINING,
+        "no training: limit_train_batches gives 0 batches",
+    )
 
 
-@pytest.mark.parametrize("value, match", [(1.5, "limit_train_batches=1.5"), (-1, "limit_train_batches=-1"),
-                                          ("all", "limit_train_batches='all'")])
+@pytest.mark.parametrize(
+    "value, match",
+    [(1.5, "limit_train_batches=1.5"), (-1, "limit_train_batches=-1"), ("all", "limit_train_batches='all'")],
+)
 def test_bad_values_name_the_flag(value, match):
     with pytest.raises((TypeError, ValueError), match=match):
         TrainBatchLimit(value)

@@ -59,8 +59,7 @@ def fake_engines(clock: FakeClock, metric: float | None = None) -> tuple[Engine,
     return trainer, evaluator, val_at
 
 
-def fake_speedups(clock: FakeClock, cfg: dict[str, Any],
-                  metric: float | None = None) -> tuple[Engine, Any, list[int]]:
+def fake_speedups(clock: FakeClock, cfg: dict[str, Any], metric: float | None = None) -> tuple[Engine, Any, list[int]]:
     """:func:`fake_engines` under ``attach_speedups(cfg)`` (no sanity check, 2 validation batches) on ``clock``."""
     trainer, evaluator, val_at = fake_engines(clock, metric)
     speedups = attach_speedups(trainer, evaluator, {"num_sanity_val_steps": 0, **cfg}, val_data=loader(2))
@@ -85,7 +84,7 @@ def allowed_shares(records: list[Any], fraction: float) -> list[float]:
     times = [r["time"] if isinstance(r, dict) else r.time for r in records]
     allowed = [1.0]  # (the first always runs)
     for i in range(1, len(records)):
-        overrun = max(0.0, seconds[i] - max(seconds[max(0, i - PREDICTION_WINDOW):i]))
+        overrun = max(0.0, seconds[i] - max(seconds[max(0, i - PREDICTION_WINDOW) : i]))
         allowed.append(fraction + TOLERANCE + overrun / times[i])
     return allowed
 
@@ -100,16 +99,19 @@ def shares_after_each_run(records: list[Any]) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------- the flag
-@pytest.mark.parametrize("value, error, match", [
-    (0, ValueError, "val_time_fraction=0 is out of range"),
-    (0.0, ValueError, "val_time_fraction=0.0 is out of range"),
-    (1, ValueError, "val_time_fraction=1 is out of range"),
-    (1.5, ValueError, "val_time_fraction=1.5 is out of range"),
-    (-0.1, ValueError, "val_time_fraction=-0.1 is out of range"),
-    (float("nan"), ValueError, "val_time_fraction=nan is out of range"),
-    (True, TypeError, "val_time_fraction=True has type bool"),
-    ("0.1", TypeError, "val_time_fraction='0.1' has type str"),
-])
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (0, ValueError, "val_time_fraction=0 is out of range"),
+        (0.0, ValueError, "val_time_fraction=0.0 is out of range"),
+        (1, ValueError, "val_time_fraction=1 is out of range"),
+        (1.5, ValueError, "val_time_fraction=1.5 is out of range"),
+        (-0.1, ValueError, "val_time_fraction=-0.1 is out of range"),
+        (float("nan"), ValueError, "val_time_fraction=nan is out of range"),
+        (True, TypeError, "val_time_fraction=True has type bool"),
+        ("0.1", TypeError, "val_time_fraction='0.1' has type str"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_flag_and_what_is_accepted(value, error, match):
     with pytest.raises(error, match=match) as info:
         SpeedConfig(val_time_fraction=value)
@@ -128,13 +130,17 @@ def test_the_flag_is_parsed_and_fast_dev_run_turns_it_off():
 
 
 def test_contradicting_flags_are_refused():
-    with pytest.raises(ValueError, match=r"val_time_fraction=0.2 budgets validation, but limit_val_batches=0 "
-                                         r"turns validation off"):
+    with pytest.raises(
+        ValueError,
+        match=r"val_time_fraction=0.2 budgets validation, but limit_val_batches=0 "
+        r"turns validation off",
+    ):
         SpeedConfig(val_time_fraction=0.2, limit_val_batches=0)
     with pytest.raises(ValueError, match="limit_val_batches=0 turns validation off"):
         ValidationSchedule(Engine(lambda e, b: None), loader(2), limit_val_batches=0, val_time_fraction=0.2)
-    with pytest.raises(ValueError, match="val_time_fraction=0.2 budgets validation, but attach_speedups got no "
-                                         "evaluator"):
+    with pytest.raises(
+        ValueError, match="val_time_fraction=0.2 budgets validation, but attach_speedups got no evaluator"
+    ):
         attach_speedups(Engine(lambda e, b: None), None, {"val_time_fraction": 0.2})
     with pytest.raises(ValueError, match="got no val_data"):
         attach_speedups(Engine(lambda e, b: None), Engine(lambda e, b: None), {"val_time_fraction": 0.2})
@@ -164,8 +170,9 @@ def test_the_training_time_per_batch_is_the_lower_of_the_whole_run_and_since_the
 def test_exact_decisions_on_a_fake_clock():
     """10 batches an epoch of 1 s each, candidates every 2 batches, a validation run of 3 s, budget 0.25."""
     clock = FakeClock()
-    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 3, "val_check_interval": 2,
-                                                      "val_time_fraction": 0.25})
+    trainer, speedups, val_at = fake_speedups(
+        clock, {"max_epochs": 3, "val_check_interval": 2, "val_time_fraction": 0.25}
+    )
     trainer.run(loader(10))
     # after batch 2: 3 s of 5 s; the next run fits after (3 + 3) / 0.25 - 3 = 21 s, 16 batches on: batch 18.
     # After it: 6 s of 24 s, next at 9 / 0.25 - 3 = 33 s, 9 batches on (27): the candidate at batch 28.
@@ -181,8 +188,9 @@ def test_exact_decisions_on_a_fake_clock():
 
 def test_a_budget_that_never_binds_validates_at_every_candidate():
     clock = FakeClock(train=1.0, val=0.01)
-    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 2, "val_check_interval": 0.5,
-                                                      "val_time_fraction": 0.5})
+    trainer, speedups, val_at = fake_speedups(
+        clock, {"max_epochs": 2, "val_check_interval": 0.5, "val_time_fraction": 0.5}
+    )
     trainer.run(loader(10))
     assert val_at == [5, 10, 15, 20]  # never more often than val_check_interval asks
     assert speedups.report().val_skipped == 0
@@ -203,8 +211,9 @@ def test_alone_the_candidates_are_the_epoch_ends_and_the_handler_works_standalon
 
 def test_with_a_time_based_interval_the_budget_applies_on_top():
     clock = FakeClock(train=1.0, val=1.5)
-    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 3, "val_check_interval": {"seconds": 2},
-                                                      "val_time_fraction": 0.25})
+    trainer, speedups, val_at = fake_speedups(
+        clock, {"max_epochs": 3, "val_check_interval": {"seconds": 2}, "val_time_fraction": 0.25}
+    )
     trainer.run(loader(10))
     assert val_at == [2, 18, 27]  # every batch 2 s after a validation is a candidate
 
@@ -245,9 +254,11 @@ def test_early_stopping_patience_counts_the_validation_runs_that_happen():
     """A constant metric, patience 2: the stop comes at the third validation run, however many candidates the
     budget skipped (checks happen at validation end; epoch ends without validation are no checks)."""
     clock = FakeClock(train=1.0, val=2.0)
-    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 100, "val_time_fraction": 0.2,
-                                                      "early_stopping": {"monitor": "val_loss", "patience": 2}},
-                                              metric=1.0)
+    trainer, speedups, val_at = fake_speedups(
+        clock,
+        {"max_epochs": 100, "val_time_fraction": 0.2, "early_stopping": {"monitor": "val_loss", "patience": 2}},
+        metric=1.0,
+    )
     trainer.run(loader(4))
     assert speedups.stop_reason.value == "early_stopping"
     assert len(val_at) == 3 and speedups.progress.val_runs == 3
@@ -259,8 +270,9 @@ def test_an_explicit_check_at_epoch_end_keeps_counting_epochs():
     clock = FakeClock(train=1.0, val=2.0)
     trainer, evaluator, val_at = fake_engines(clock, metric=1.0)
     es = EarlyStopping(evaluator, monitor="val_loss", patience=2, check_on_train_epoch_end=True)
-    attach_speedups(trainer, evaluator, {"max_epochs": 100, "val_time_fraction": 0.2, "num_sanity_val_steps": 0},
-                    val_data=loader(2))
+    attach_speedups(
+        trainer, evaluator, {"max_epochs": 100, "val_time_fraction": 0.2, "num_sanity_val_steps": 0}, val_data=loader(2)
+    )
     es.attach(trainer)
     TrainingLoop.of(trainer).clock.time_source = clock
     trainer.run(loader(4))
@@ -281,8 +293,9 @@ def test_a_resumed_run_keeps_the_budget_and_its_decisions(tmp_path, save_at, run
     assert uninterrupted == [2, 18, 28]
 
     crashed, speedups, before = _budget_run(FakeClock())
-    saver = Checkpoint({"trainer": crashed, "speedups": speedups}, DiskSaver(str(tmp_path), require_empty=False),
-                       n_saved=1)
+    saver = Checkpoint(
+        {"trainer": crashed, "speedups": speedups}, DiskSaver(str(tmp_path), require_empty=False), n_saved=1
+    )
     # the checkpoint runs among the trainer's handlers: at batch 18 the candidate's decision is still pending
     crashed.add_event_handler(Events.ITERATION_COMPLETED(once=save_at), saver)
 
@@ -312,9 +325,12 @@ def test_a_resumed_run_keeps_the_budget_and_its_decisions(tmp_path, save_at, run
 # ---------------------------------------------------------------------------------------------- sleep-timed
 def test_measured_share_stays_within_the_budget_in_one_process():
     trainer, evaluator, val_at = sleep_engines()
-    speedups = attach_speedups(trainer, evaluator, {"max_epochs": 3, "val_check_interval": 2,
-                                                    "val_time_fraction": 0.2},
-                               val_data=loader(VAL_BATCHES))
+    speedups = attach_speedups(
+        trainer,
+        evaluator,
+        {"max_epochs": 3, "val_check_interval": 2, "val_time_fraction": 0.2},
+        val_data=loader(VAL_BATCHES),
+    )
     trainer.run(loader(20))
     report = speedups.report()
     assert all(b % 2 == 0 for b in val_at) and val_at[0] == 2  # candidates only; the first always runs
@@ -338,13 +354,19 @@ def job_budget(local_rank: int, out_dir: str) -> None:
 
     rank = idist.get_rank()
     clock = FakeClock(train=1.0, val=3.0 if rank == 1 else 2.0)
-    trainer, speedups, val_at = fake_speedups(clock, {"max_epochs": 4, "val_check_interval": 2,
-                                                      "val_time_fraction": 0.2})
+    trainer, speedups, val_at = fake_speedups(
+        clock, {"max_epochs": 4, "val_check_interval": 2, "val_time_fraction": 0.2}
+    )
     trainer.run(loader(20))
     report = speedups.report()
-    record = {"val_at": val_at, "share": report.val_share, "skipped": report.val_skipped,
-              "shares": shares_after_each_run(speedups.handlers.validation.runs), "iteration": trainer.state.iteration,
-              "world_size": idist.get_world_size()}
+    record = {
+        "val_at": val_at,
+        "share": report.val_share,
+        "skipped": report.val_skipped,
+        "shares": shares_after_each_run(speedups.handlers.validation.runs),
+        "iteration": trainer.state.iteration,
+        "world_size": idist.get_world_size(),
+    }
     with open(os.path.join(out_dir, f"budget_{rank}.json"), "w") as fh:
         json.dump(record, fh)
 
@@ -352,8 +374,13 @@ def job_budget(local_rank: int, out_dir: str) -> None:
 def main(job: str, out_dir: str, port: int) -> None:
     import ignite.distributed as idist
 
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=port,
-                        timeout=datetime.timedelta(seconds=30)) as parallel:
+    with idist.Parallel(
+        backend="gloo",
+        nproc_per_node=2,
+        master_addr="127.0.0.1",
+        master_port=port,
+        timeout=datetime.timedelta(seconds=30),
+    ) as parallel:
         parallel.run({"budget": job_budget}[job], out_dir)
 
 

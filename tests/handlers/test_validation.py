@@ -20,8 +20,9 @@ def test_every_half_epoch_with_a_sanity_check_and_limited_batches():
 
 def test_every_n_batches_across_epochs():
     run = make_run()
-    ValidationSchedule(run.evaluator, loader(3), val_check_interval=4, check_val_every_n_epoch=None,
-                       num_sanity_val_steps=0).attach(run.trainer)
+    ValidationSchedule(
+        run.evaluator, loader(3), val_check_interval=4, check_val_every_n_epoch=None, num_sanity_val_steps=0
+    ).attach(run.trainer)
     LoopLimits(max_epochs=3).attach(run.trainer)
     run.trainer.run(loader(6))
     assert run.val_at == [4, 8, 12, 16]
@@ -41,12 +42,15 @@ def test_limit_val_batches_zero_turns_validation_off():
     assert (run.val_at, run.sanity) == ([], 0)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"val_check_interval": 1.5}, ValueError, "val_check_interval=1.5"),
-    ({"check_val_every_n_epoch": 0}, ValueError, "check_val_every_n_epoch=0"),
-    ({"num_sanity_val_steps": -2}, ValueError, "num_sanity_val_steps=-2"),
-    ({"limit_val_batches": -3}, ValueError, "limit_val_batches=-3"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"val_check_interval": 1.5}, ValueError, "val_check_interval=1.5"),
+        ({"check_val_every_n_epoch": 0}, ValueError, "check_val_every_n_epoch=0"),
+        ({"num_sanity_val_steps": -2}, ValueError, "num_sanity_val_steps=-2"),
+        ({"limit_val_batches": -3}, ValueError, "limit_val_batches=-3"),
+    ],
+)
 def test_bad_values_name_the_flag(kwargs, error, match):
     with pytest.raises(error, match=match):
         ValidationSchedule(Engine(lambda e, b: None), loader(3), **kwargs)
@@ -61,7 +65,9 @@ def test_not_an_engine_or_no_data_is_refused():
 
 def test_a_fraction_of_val_batches_that_gives_none_is_refused_when_attaching():
     with pytest.raises(ValueError, match="limit_val_batches=0.1"):
-        ValidationSchedule(Engine(lambda e, b: None), loader(3), limit_val_batches=0.1).attach(Engine(lambda e, b: None))
+        ValidationSchedule(Engine(lambda e, b: None), loader(3), limit_val_batches=0.1).attach(
+            Engine(lambda e, b: None)
+        )
 
 
 def _scored_engines():
@@ -90,8 +96,16 @@ def test_early_stopping_judges_the_schedules_runs_not_the_apps_own_evaluator_run
     if order == "attach_speedups":
         from ignite_speed import attach_speedups
 
-        es = attach_speedups(trainer, evaluator, {"num_sanity_val_steps": 0, "max_epochs": 10, "early_stopping": {
-            "monitor": "score", "mode": "max", "patience": 2}}, val_data=schedule.val_data).early_stopping
+        es = attach_speedups(
+            trainer,
+            evaluator,
+            {
+                "num_sanity_val_steps": 0,
+                "max_epochs": 10,
+                "early_stopping": {"monitor": "score", "mode": "max", "patience": 2},
+            },
+            val_data=schedule.val_data,
+        ).early_stopping
     elif order == "schedule_first":
         schedule.attach(trainer)
         es.attach(trainer)

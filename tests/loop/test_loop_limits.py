@@ -294,8 +294,12 @@ def test_case31_validation_counts_batches_not_steps():
     steps = []
     run = make_run()
     with warns_accumulation(4):
-        sp = attach_speedups(run.trainer, run.evaluator, dict(accumulate_grad_batches=4, val_check_interval=0.5,
-                                                              max_epochs=1), val_data=loader(5))
+        sp = attach_speedups(
+            run.trainer,
+            run.evaluator,
+            dict(accumulate_grad_batches=4, val_check_interval=0.5, max_epochs=1),
+            val_data=loader(5),
+        )
     run.evaluator.add_event_handler(Events.COMPLETED, lambda e: steps.append(sp.global_step))
     run.trainer.run(loader(10))
     assert run.val_at == [5, 10] and steps == [1, 3]
@@ -310,8 +314,7 @@ def test_case32_max_steps_mid_epoch_skips_validation():
 
 def test_case33_max_time_with_min_epochs():
     run = make_run()
-    sp = attach_speedups(run.trainer, run.evaluator, dict(max_time={"seconds": 0.2}, min_epochs=3),
-                         val_data=loader(5))
+    sp = attach_speedups(run.trainer, run.evaluator, dict(max_time={"seconds": 0.2}, min_epochs=3), val_data=loader(5))
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: __import__("time").sleep(0.02))
     run.trainer.run(loader(10))
     assert run.total == 30 and run.val_at == [10, 20, 30]
@@ -340,12 +343,16 @@ def _stop_at(sp, run, epoch, batch_idx):
     def h(engine):
         if engine.state.epoch == epoch and sp.progress.batch_in_epoch == batch_idx + 1:
             sp.request_stop("test")
+
     run.trainer.add_event_handler(Events.ITERATION_COMPLETED, h)
 
 
 def test_case35_user_stop_request():
-    for cfg, total, vals in [(dict(max_epochs=5), 4, [4]), (dict(max_epochs=5, check_val_every_n_epoch=2), 4, []),
-                             (dict(max_epochs=5, min_epochs=2), 20, [10, 20])]:
+    for cfg, total, vals in [
+        (dict(max_epochs=5), 4, [4]),
+        (dict(max_epochs=5, check_val_every_n_epoch=2), 4, []),
+        (dict(max_epochs=5, min_epochs=2), 20, [10, 20]),
+    ]:
         run = make_run()
         sp = attach_speedups(run.trainer, run.evaluator, cfg, val_data=loader(5))
         _stop_at(sp, run, 1, 3)
@@ -357,8 +364,9 @@ def test_case35_user_stop_request():
 def test_case36_user_stop_with_min_steps_and_accumulation():
     run = make_run()
     with warns_accumulation(2):
-        sp = attach_speedups(run.trainer, run.evaluator, dict(max_epochs=5, min_steps=7, accumulate_grad_batches=2),
-                             val_data=loader(5))
+        sp = attach_speedups(
+            run.trainer, run.evaluator, dict(max_epochs=5, min_steps=7, accumulate_grad_batches=2), val_data=loader(5)
+        )
     _stop_at(sp, run, 1, 1)
     run.trainer.run(loader(10))
     assert run.total == 14 and sp.global_step == 7 and run.val_at == [10, 14]
@@ -369,6 +377,7 @@ def _end_epoch_at(sp, run, batch_idx):
     def h(engine):
         if sp.progress.batch_in_epoch == batch_idx:  # not yet counted: ITERATION_STARTED
             sp.end_epoch()
+
     run.trainer.add_event_handler(Events.ITERATION_STARTED, h)
 
 
@@ -419,8 +428,9 @@ def test_case65_overfit_turns_shuffling_off():
     torch.manual_seed(0)
     run = make_run()
     with pytest.warns(UserWarning, match="overfit_batches"):
-        sp = attach_speedups(run.trainer, run.evaluator, dict(overfit_batches=2, max_epochs=3),
-                             val_data=loader(5, 1000.0, shuffle=True))
+        sp = attach_speedups(
+            run.trainer, run.evaluator, dict(overfit_batches=2, max_epochs=3), val_data=loader(5, 1000.0, shuffle=True)
+        )
         run.trainer.run(loader(10, shuffle=True))
     sp.test(run.tester, loader(5))
     assert run.batches_per_epoch == [2, 2, 2] and run.val_batches == [2, 2, 2]
@@ -447,8 +457,14 @@ def test_case68_overfit_with_fast_dev_run():
 
 
 def test_case69_fast_dev_run_overrides():
-    run, sp = go(fast_dev_run=True, val_check_interval=0.25, max_epochs=5, limit_train_batches=0.5,
-                 num_sanity_val_steps=3, test=True)
+    run, sp = go(
+        fast_dev_run=True,
+        val_check_interval=0.25,
+        max_epochs=5,
+        limit_train_batches=0.5,
+        num_sanity_val_steps=3,
+        test=True,
+    )
     assert run.total == 1 and run.val_batches == [1] and run.sanity == 0 and run.test_batches == 1
     assert sp.stop_reason is StopReason.MAX_STEPS
 

@@ -29,8 +29,13 @@ JOB_TIMEOUT_S = 60
 
 def _launch(ckpt: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent), "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(ckpt), str(out), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(ckpt), str(out), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -71,8 +76,9 @@ def test_sigterm_to_a_training_script_exits_75_and_its_relaunch_resumes_exactly(
 def test_a_signal_to_rank_1_stops_both_ranks_at_the_same_batch(tmp_path):
     from _fault_jobs import PREEMPT_BATCHES, PREEMPT_SIGNAL_AT, SYNC_EVERY
 
-    results: list[dict[str, Any]] = [r["preempt"] for r in run_rank_job(str(TESTS / "_fault_jobs.py"), "preempt",
-                                                                          tmp_path, timeout=JOB_TIMEOUT_S)]
+    results: list[dict[str, Any]] = [
+        r["preempt"] for r in run_rank_job(str(TESTS / "_fault_jobs.py"), "preempt", tmp_path, timeout=JOB_TIMEOUT_S)
+    ]
     # rank 1 is signalled during batch 3; the agreement at batch 4 carries the request, the one at 6 reads it
     assert (PREEMPT_SIGNAL_AT, SYNC_EVERY, PREEMPT_BATCHES) == (3, 2, 8)
     for r in results:

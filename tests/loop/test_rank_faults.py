@@ -57,8 +57,11 @@ def _agreed(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
 def test_stop_request_on_one_rank_stops_both(divergent):
     r = _agreed(divergent, "request")
     # asked at iteration 6 (an agreement batch: its sync carries it), read at the next agreement
-    assert (r["iteration"], r["stop_reason"], r["stop_message"]) == (6 + SYNC_EVERY, "user_request",
-                                                                    "rank 1 asks to stop")
+    assert (r["iteration"], r["stop_reason"], r["stop_message"]) == (
+        6 + SYNC_EVERY,
+        "user_request",
+        "rank 1 asks to stop",
+    )
 
 
 @pytest.mark.parametrize("name", ["max_time_rank1_ahead", "max_time_rank1_slow"])

@@ -78,8 +78,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
 
 
 def _wait(proc: subprocess.Popen, deadline: float) -> tuple[int, str]:
@@ -91,8 +92,9 @@ def _wait(proc: subprocess.Popen, deadline: float) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def _attempt(cmd: list[str], out: Path, pause: tuple[str, int, tuple[int, ...]] | None,
-             sig: signal.Signals = signal.SIGTERM) -> tuple[int, str, bool]:
+def _attempt(
+    cmd: list[str], out: Path, pause: tuple[str, int, tuple[int, ...]] | None, sig: signal.Signals = signal.SIGTERM
+) -> tuple[int, str, bool]:
     """One launch; with ``pause`` = (phase, k, ranks), send ``sig`` to those ranks when they stand at the k-th
     ``phase`` of this attempt. Returns the exit code, the output, and whether the signal was sent."""
     markers = [Path(f"{out}.paused.{rank}") for rank in (0, 1)]
@@ -137,8 +139,9 @@ def _reference(tmp_path: Path, mode: str, *flags: str) -> subprocess.Popen:
     return _start(_command(mode, tmp_path / "ref_ckpt", tmp_path / "ref", *flags))
 
 
-def _relaunch_until_done(cmd: list[str], out: Path, plan: list[tuple[str, int, tuple[int, ...]]], ranks: int = 1,
-                         before_launch: Any = None) -> list[dict]:
+def _relaunch_until_done(
+    cmd: list[str], out: Path, plan: list[tuple[str, int, tuple[int, ...]]], ranks: int = 1, before_launch: Any = None
+) -> list[dict]:
     """Run ``cmd`` once per pause of ``plan`` (each must be preempted: exit 75) and then until it exits 0
     (``before_launch(i)`` runs before the i-th launch)."""
     attempts: list[dict] = []
@@ -178,11 +181,14 @@ def _assert_same_run(attempts: list[dict], reference: dict) -> None:
     assert attempts[0]["resumed_from"] is None
 
 
-@pytest.mark.parametrize(("name", "flags", "seed"), [
-    ("plain", (), 19),
-    ("accumulate_shuffled", ("--accum", "3", "--shuffle"), 20),
-    ("early_stopping", ("--early-stop", "--shuffle"), 21),
-])
+@pytest.mark.parametrize(
+    ("name", "flags", "seed"),
+    [
+        ("plain", (), 19),
+        ("accumulate_shuffled", ("--accum", "3", "--shuffle"), 20),
+        ("early_stopping", ("--early-stop", "--shuffle"), 21),
+    ],
+)
 def test_sigterm_at_random_moments_and_relaunch_ends_as_one_uninterrupted_run(tmp_path, name, flags, seed):
     reference = _reference(tmp_path, "single", *flags)
     out = tmp_path / "run"
@@ -234,8 +240,13 @@ def test_two_gloo_ranks_signalled_alone_and_together_relaunch_to_the_uninterrupt
             truncated.append(newest)
 
     plan = [("batch", 3, (1,)), ("val", 3, (0, 1))]
-    attempts = _relaunch_until_done(_command("gloo", ckpt, out, "--shuffle", "--port", port), out, plan, ranks=2,
-                                    before_launch=truncate_newest_before_the_last_launch)
+    attempts = _relaunch_until_done(
+        _command("gloo", ckpt, out, "--shuffle", "--port", port),
+        out,
+        plan,
+        ranks=2,
+        before_launch=truncate_newest_before_the_last_launch,
+    )
     for attempt in attempts:
         r0, r1 = attempt["ranks"]
         for key in ("iteration", "epoch", "reason", "message", "resumed_from", "val_at", "weights"):
@@ -252,8 +263,20 @@ def test_two_gloo_ranks_signalled_alone_and_together_relaunch_to_the_uninterrupt
 
 
 def _torchrun(ckpt: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=2",
-            "--monitor-interval=0.1", str(SCRIPT), "torchrun", str(ckpt), str(out), "--shuffle"]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "--max-restarts=2",
+        "--monitor-interval=0.1",
+        str(SCRIPT),
+        "torchrun",
+        str(ckpt),
+        str(out),
+        "--shuffle",
+    ]
 
 
 def test_torchrun_restarts_a_sigkilled_worker_and_autoresume_continues_exactly(tmp_path):

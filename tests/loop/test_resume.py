@@ -75,7 +75,7 @@ def test_resume_after_sigkill_is_exact(tmp_path, reference, scenario, kill):
         assert torch.equal(value, got["weights"][name]), name
     for key in ("iteration", "epoch", "reason", "message", "val_runs", "global_step", "epochs_done", "history"):
         assert got[key] == ref[key], key
-    assert got["val_at"] == ref["val_at"][len(ref["val_at"]) - len(got["val_at"]):]
+    assert got["val_at"] == ref["val_at"][len(ref["val_at"]) - len(got["val_at"]) :]
 
 
 def test_reference_outcomes(reference):
@@ -88,8 +88,9 @@ def test_reference_outcomes(reference):
 def test_resume_twice_killed(tmp_path, reference):
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "out.pt")
     assert _process(_resume_job.run_job, "early_stop", ckpt, out, kill=("iteration", 8)) == -signal.SIGKILL
-    assert _process(_resume_job.run_job, "early_stop", ckpt, out, kill=("iteration", 18),
-                    resume=True) == -signal.SIGKILL
+    assert (
+        _process(_resume_job.run_job, "early_stop", ckpt, out, kill=("iteration", 18), resume=True) == -signal.SIGKILL
+    )
     assert _process(_resume_job.run_job, "early_stop", ckpt, out, resume=True) == 0
     got, ref = torch.load(out, weights_only=True), reference["early_stop"]
     assert all(torch.equal(v, got["weights"][k]) for k, v in ref["weights"].items())
@@ -99,6 +100,7 @@ def test_resume_twice_killed(tmp_path, reference):
 # ---------------------------------------------------------------- the finished-run guard
 def _finished(tmp_path, **cfg):
     """Train to the end, checkpointing at COMPLETED; return a fresh set-up with the checkpoint loaded."""
+
     def setup():
         run = make_run(metric_seq=[3.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
         sp = attach_speedups(run.trainer, run.evaluator, cfg, val_data=loader(2, 100.0))
@@ -114,13 +116,19 @@ def _finished(tmp_path, **cfg):
     return run, sp, run2, sp2
 
 
-@pytest.mark.parametrize("cfg,reason,extend", [
-    (dict(max_epochs=2), "max_epochs", dict(max_epochs=3)),
-    (dict(max_steps=8), "max_steps", dict(max_steps=14)),
-    (dict(max_epochs=10, early_stopping={"monitor": "val_loss", "patience": 1}), "early_stopping",
-     dict(early_stopping={"monitor": "val_loss", "patience": 3})),
-    (dict(max_epochs=10, max_time=0), "max_time", dict(max_time=3600, max_epochs=2)),
-])
+@pytest.mark.parametrize(
+    "cfg,reason,extend",
+    [
+        (dict(max_epochs=2), "max_epochs", dict(max_epochs=3)),
+        (dict(max_steps=8), "max_steps", dict(max_steps=14)),
+        (
+            dict(max_epochs=10, early_stopping={"monitor": "val_loss", "patience": 1}),
+            "early_stopping",
+            dict(early_stopping={"monitor": "val_loss", "patience": 3}),
+        ),
+        (dict(max_epochs=10, max_time=0), "max_time", dict(max_time=3600, max_epochs=2)),
+    ],
+)
 def test_finished_run_guard_and_extend(tmp_path, cfg, reason, extend):
     run, sp, run2, sp2 = _finished(tmp_path, **cfg)
     assert sp.stop_reason.value == reason == sp2.stop_reason.value

@@ -29,8 +29,16 @@ class _Crash(Exception):
 
 def _build(ckpt_dir: Path, accumulate: int, scaled: bool, crash_at: int = 0) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
-                                torch.nn.Linear(8, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8),
+        torch.nn.BatchNorm1d(8),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.2),
+        torch.nn.Linear(8, 8),
+        torch.nn.BatchNorm1d(8),
+        torch.nn.ReLU(),
+        torch.nn.Linear(8, 1),
+    )
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     x = torch.randn(48, 4, generator=torch.Generator().manual_seed(1))
     data = DataLoader(TensorDataset(x, x.sum(dim=1, keepdim=True)), batch_size=4, shuffle=True)
@@ -42,22 +50,35 @@ def _build(ckpt_dir: Path, accumulate: int, scaled: bool, crash_at: int = 0) -> 
     ckpt = Checkpoint(to_save, DiskSaver(str(ckpt_dir), require_empty=False), n_saved=1)
     trainer.add_event_handler(Events.ITERATION_COMPLETED(every=EVERY), ckpt)
     if crash_at:
+
         def crash(_: Any) -> None:
             raise _Crash
 
         trainer.add_event_handler(Events.ITERATION_COMPLETED(once=crash_at), crash)
-    return {"trainer": trainer, "model": model, "opt": opt, "sp": sp, "data": data, "to_save": to_save, "ckpt": ckpt,
-            "precision": precision}
+    return {
+        "trainer": trainer,
+        "model": model,
+        "opt": opt,
+        "sp": sp,
+        "data": data,
+        "to_save": to_save,
+        "ckpt": ckpt,
+        "precision": precision,
+    }
 
 
 def _outcome(run: dict[str, Any]) -> dict[str, Any]:
     model = run["model"]
     scaler = run["precision"].scaler.state_dict() if run["precision"] is not None else {}
-    return {"parameters": {k: v.detach().clone() for k, v in model.named_parameters()},
-            "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
-            "optimizer": run["opt"].state_dict()["state"], "scaler": scaler,
-            "rng": torch.get_rng_state(), "iteration": run["trainer"].state.iteration,
-            "global_step": run["sp"].global_step}
+    return {
+        "parameters": {k: v.detach().clone() for k, v in model.named_parameters()},
+        "buffers": {k: v.detach().clone() for k, v in model.named_buffers()},
+        "optimizer": run["opt"].state_dict()["state"],
+        "scaler": scaler,
+        "rng": torch.get_rng_state(),
+        "iteration": run["trainer"].state.iteration,
+        "global_step": run["sp"].global_step,
+    }
 
 
 def _assert_same(got: dict[str, Any], ref: dict[str, Any]) -> None:
@@ -88,10 +109,12 @@ def _reference(tmp_path_factory: pytest.TempPathFactory, accumulate: int, scaled
 CASES = [(3, False, at) for at in (6, 10, 14, 19, 23)] + [(1, False, 6), (1, False, 14), (3, True, 14)]
 
 
-@pytest.mark.parametrize("accumulate,scaled,crash_at", CASES,
-                         ids=[f"accumulate{a}{'-scaled' * s}-crash{c}" for a, s, c in CASES])
-def test_a_resume_ends_with_every_tensor_of_the_uninterrupted_run(tmp_path, tmp_path_factory, accumulate, scaled,
-                                                                   crash_at):
+@pytest.mark.parametrize(
+    "accumulate,scaled,crash_at", CASES, ids=[f"accumulate{a}{'-scaled' * s}-crash{c}" for a, s, c in CASES]
+)
+def test_a_resume_ends_with_every_tensor_of_the_uninterrupted_run(
+    tmp_path, tmp_path_factory, accumulate, scaled, crash_at
+):
     ref = _reference(tmp_path_factory, accumulate, scaled)
     crashed = _build(tmp_path, accumulate, scaled, crash_at=crash_at)
     with pytest.raises(_Crash):

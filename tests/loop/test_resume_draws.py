@@ -26,10 +26,10 @@ def _build(ckpt_dir: Path, save_at: Any, crash_at: int = 0, accumulate: int = 1)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(BATCHES * 4, 4, generator=torch.Generator().manual_seed(1))
-    train = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4, shuffle=True,
-                       generator=torch.Generator().manual_seed(3))
-    cfg = {"max_epochs": 3, "accumulate_grad_batches": accumulate, "val_check_interval": 4,
-           "num_sanity_val_steps": 0}
+    train = DataLoader(
+        TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(3)
+    )
+    cfg = {"max_epochs": 3, "accumulate_grad_batches": accumulate, "val_check_interval": 4, "num_sanity_val_steps": 0}
     trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg)
 
     def val_step(engine: Engine, batch: Any) -> float:
@@ -40,8 +40,15 @@ def _build(ckpt_dir: Path, save_at: Any, crash_at: int = 0, accumulate: int = 1)
     val = DataLoader(TensorDataset(x[:8], x[:8].sum(1, keepdim=True)), batch_size=4)
     sp = attach_speedups(trainer, Engine(val_step), cfg, val_data=val)
     to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp}
-    trainer.add_event_handler(save_at, Checkpoint(to_save, DiskSaver(str(ckpt_dir), require_empty=False),
-                                                  n_saved=None, global_step_transform=lambda e, _: e.state.iteration))
+    trainer.add_event_handler(
+        save_at,
+        Checkpoint(
+            to_save,
+            DiskSaver(str(ckpt_dir), require_empty=False),
+            n_saved=None,
+            global_step_transform=lambda e, _: e.state.iteration,
+        ),
+    )
     seen: list[float] = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append(float(e.state.batch[0][0, 0])))
 

@@ -23,8 +23,17 @@ from ignite_speed.loop import TrainingLoop
 SAMPLES = 24
 
 
-def _build(ckpt_dir: Path, *, batch_size: int = 4, every: int = 4, crash_at: int = 0, epoch_end_ckpt: bool = False,
-           accumulate: int = 1, validate: bool = False, **cfg: Any) -> dict[str, Any]:
+def _build(
+    ckpt_dir: Path,
+    *,
+    batch_size: int = 4,
+    every: int = 4,
+    crash_at: int = 0,
+    epoch_end_ckpt: bool = False,
+    accumulate: int = 1,
+    validate: bool = False,
+    **cfg: Any,
+) -> dict[str, Any]:
     """A shuffled regression (24 samples) under create_trainer, a Checkpoint every ``every`` iterations (or at
     epoch ends); raises KeyboardInterrupt after iteration ``crash_at``; ``validate``: with an evaluator (that
     does nothing) on 2 batches."""
@@ -33,22 +42,39 @@ def _build(ckpt_dir: Path, *, batch_size: int = 4, every: int = 4, crash_at: int
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     x = torch.randn(SAMPLES, 4, generator=torch.Generator().manual_seed(1))
     index = torch.arange(SAMPLES, dtype=torch.float32).unsqueeze(1)
-    data = DataLoader(TensorDataset(x, x.sum(dim=1, keepdim=True), index), batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(2))
-    trainer = create_trainer(model, opt, torch.nn.MSELoss(), {"accumulate_grad_batches": accumulate},
-                             prepare_batch=lambda batch, device, non_blocking: (batch[0], batch[1]))
+    data = DataLoader(
+        TensorDataset(x, x.sum(dim=1, keepdim=True), index),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(2),
+    )
+    trainer = create_trainer(
+        model,
+        opt,
+        torch.nn.MSELoss(),
+        {"accumulate_grad_batches": accumulate},
+        prepare_batch=lambda batch, device, non_blocking: (batch[0], batch[1]),
+    )
     evaluator = Engine(lambda engine, batch: None) if validate else None
-    sp = attach_speedups(trainer, evaluator, cfg={"max_epochs": 3, "accumulate_grad_batches": accumulate, **cfg},
-                         val_data=[0, 1] if validate else None)
+    sp = attach_speedups(
+        trainer,
+        evaluator,
+        cfg={"max_epochs": 3, "accumulate_grad_batches": accumulate, **cfg},
+        val_data=[0, 1] if validate else None,
+    )
     to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp}
     ckpt = Checkpoint(to_save, DiskSaver(str(ckpt_dir), require_empty=False), n_saved=None)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED if epoch_end_ckpt else Events.ITERATION_COMPLETED(every=every),
-                              ckpt)
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED if epoch_end_ckpt else Events.ITERATION_COMPLETED(every=every), ckpt
+    )
     record: dict[str, list] = {"epochs_completed": [], "samples": []}
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: record["epochs_completed"].append(
-        (e.state.epoch, e.state.iteration)))
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: record["samples"].append(
-        (e.state.epoch, e.state.batch[2].flatten().int().tolist())))
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: record["epochs_completed"].append((e.state.epoch, e.state.iteration))
+    )
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED,
+        lambda e: record["samples"].append((e.state.epoch, e.state.batch[2].flatten().int().tolist())),
+    )
 
     def crash(engine: Engine) -> None:
         raise KeyboardInterrupt
@@ -80,11 +106,17 @@ def test_another_batch_size_is_refused_with_the_saved_and_new_values(tmp_path):
     _crash(tmp_path, at=10)  # checkpoint_8: epoch 2, batch 2 of 6
     run = _build(tmp_path, batch_size=2)
     _load(run, tmp_path / "checkpoint_8.pt")
-    changes = _changes_text("batch_size (per process) 4 -> 2", "batches of the training data (per process) 6 -> 12",
-                            "batches per epoch (per process) 6 -> 12")
-    with pytest.raises(ValueError, match=r"^cannot resume from the checkpoint: it was written under another setup, "
-                                         r"and the data order or the counting of optimizer steps would change "
-                                         rf"\(saved -> now\): {changes}{FIX}"):
+    changes = _changes_text(
+        "batch_size (per process) 4 -> 2",
+        "batches of the training data (per process) 6 -> 12",
+        "batches per epoch (per process) 6 -> 12",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^cannot resume from the checkpoint: it was written under another setup, "
+        r"and the data order or the counting of optimizer steps would change "
+        rf"\(saved -> now\): {changes}{FIX}",
+    ):
         run["trainer"].run(run["data"])
     assert run["trainer"].state.iteration == 8 and run["sp"].progress.total_batches == 8
 
@@ -100,13 +132,21 @@ def test_another_world_size_is_refused(tmp_path):
         run["trainer"].run(half)
     state = torch.load(tmp_path / "checkpoint_4.pt", weights_only=True)
     assert state["speedups"]["loop"]["data"]["layout"] == {
-        "world_size": 1, "batch_size": 4, "data_length": 3, "train_batches": 3, "accumulate_grad_batches": 1,
-        "limit_train_batches": None}
+        "world_size": 1,
+        "batch_size": 4,
+        "data_length": 3,
+        "train_batches": 3,
+        "accumulate_grad_batches": 1,
+        "limit_train_batches": None,
+    }
     state["speedups"]["loop"]["data"]["layout"]["world_size"] = 2
     run = _build(tmp_path)
     Checkpoint.load_objects(to_load=run["to_save"], checkpoint=state)
-    changes = _changes_text("world_size (number of processes) 2 -> 1",
-                            "batches of the training data (per process) 3 -> 6", "batches per epoch (per process) 3 -> 6")
+    changes = _changes_text(
+        "world_size (number of processes) 2 -> 1",
+        "batches of the training data (per process) 3 -> 6",
+        "batches per epoch (per process) 3 -> 6",
+    )
     with pytest.raises(ValueError, match=rf"\(saved -> now\): {changes}{FIX}"):
         run["trainer"].run(run["data"])
 
@@ -136,7 +176,9 @@ def test_run_epoch_length_is_the_batches_per_epoch_not_the_data_length(tmp_path)
     assert (state["data_length"], state["train_batches"]) == (6, 4)
     run = _build(tmp_path)
     _load(run, tmp_path / "checkpoint_4.pt")
-    with pytest.raises(ValueError, match=rf"\(saved -> now\): {_changes_text('batches per epoch (per process) 4 -> 6')}{FIX}"):
+    with pytest.raises(
+        ValueError, match=rf"\(saved -> now\): {_changes_text('batches per epoch (per process) 4 -> 6')}{FIX}"
+    ):
         run["trainer"].run(run["data"])
     run["trainer"].run(run["data"], epoch_length=4)  # as saved
     assert (run["trainer"].state.iteration, run["sp"].stop_reason) == (12, StopReason.MAX_EPOCHS)
@@ -146,9 +188,12 @@ def test_autoresume_refuses_naming_the_file_and_the_fixes(tmp_path):
     _crash(tmp_path, at=10)
     run = _build(tmp_path, batch_size=2, autoresume=True)
     path = re.escape(str(tmp_path / "checkpoint_8.pt"))
-    with pytest.raises(ValueError, match=rf"^cannot resume from {path}: it was written under another setup.*"
-                                         rf"batch_size \(per process\) 4 -> 2.*{FIX}.*; to start from scratch instead, "
-                                         rf"move {path} out of its folder or set autoresume=False$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^cannot resume from {path}: it was written under another setup.*"
+        rf"batch_size \(per process\) 4 -> 2.*{FIX}.*; to start from scratch instead, "
+        rf"move {path} out of its folder or set autoresume=False$",
+    ):
         run["trainer"].run(run["data"])
 
 
@@ -162,7 +207,11 @@ def test_raising_the_limits_and_changing_the_validation_schedule_stay_allowed_an
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning: nothing changes the data order
         run["trainer"].run(run["data"])
-    assert (run["trainer"].state.iteration, run["sp"].global_step, run["sp"].stop_reason) == (24, 24, StopReason.MAX_EPOCHS)
+    assert (run["trainer"].state.iteration, run["sp"].global_step, run["sp"].stop_reason) == (
+        24,
+        24,
+        StopReason.MAX_EPOCHS,
+    )
     assert torch.equal(run["model"].weight, reference["model"].weight)
 
 
@@ -192,7 +241,8 @@ def test_accepted_mid_epoch_the_epoch_ends_at_the_checkpoint_batch_and_the_next_
         "resuming under another setup (allow_resume_changes=True; saved -> now: batch_size (per process) 4 -> 2, "
         "batches of the training data (per process) 6 -> 12, batches per epoch (per process) 6 -> 12): the "
         "interrupted epoch 2 (1-based) ends after its batch 2 of 6, its remaining batches are skipped; training "
-        "continues with epoch 3 under the new setup, with the epoch, step and batch counters kept"]
+        "continues with epoch 3 under the new setup, with the epoch, step and batch counters kept"
+    ]
     sp, record = run["sp"], run["record"]
     # epoch 2 ended at iteration 8 (EPOCH_COMPLETED fired for it), epoch 3 ran 12 batches of 2
     assert record["epochs_completed"] == [(2, 8), (3, 20)]
@@ -213,8 +263,12 @@ def test_accepted_with_fewer_batches_per_epoch_runs_every_remaining_epoch(tmp_pa
         run["trainer"].run(run["data"])
     assert run["record"]["epochs_completed"] == [(3, 16), (4, 19), (5, 22)]
     sp = run["sp"]
-    assert (sp.progress.total_batches, sp.global_step, sp.progress.epochs_done, sp.stop_reason) == \
-        (22, 22, 5, StopReason.MAX_EPOCHS)
+    assert (sp.progress.total_batches, sp.global_step, sp.progress.epochs_done, sp.stop_reason) == (
+        22,
+        22,
+        5,
+        StopReason.MAX_EPOCHS,
+    )
 
 
 def test_accepted_inside_an_accumulation_window_drops_the_window(tmp_path):
@@ -224,9 +278,12 @@ def test_accepted_inside_an_accumulation_window_drops_the_window(tmp_path):
     assert (saved["window_batches"], saved["progress"]["global_step"]) == (1, 4)
     run = _build(tmp_path, every=3, accumulate=3, allow_resume_changes=True)
     _load(run, tmp_path / "checkpoint_9.pt")
-    with pytest.warns(UserWarning, match=r"accumulate_grad_batches 2 -> 3\): the interrupted epoch 2 \(1-based\) ends "
-                                         r"after its batch 3 of 6, its remaining batches are skipped, and the 1 batch of "
-                                         r"its open accumulation window give no optimizer step"):
+    with pytest.warns(
+        UserWarning,
+        match=r"accumulate_grad_batches 2 -> 3\): the interrupted epoch 2 \(1-based\) ends "
+        r"after its batch 3 of 6, its remaining batches are skipped, and the 1 batch of "
+        r"its open accumulation window give no optimizer step",
+    ):
         run["trainer"].run(run["data"])
     sp = run["sp"]
     # epoch 3: 6 batches, 2 steps of 3
@@ -264,7 +321,9 @@ def test_the_flag_takes_a_bool_and_reaches_the_loop():
 
     assert SpeedConfig().allow_resume_changes is False
     for bad in (1, "yes", None):
-        with pytest.raises(TypeError, match=r"^allow_resume_changes=.* has type .*; accepted: False \(refuse to resume"):
+        with pytest.raises(
+            TypeError, match=r"^allow_resume_changes=.* has type .*; accepted: False \(refuse to resume"
+        ):
             SpeedConfig(allow_resume_changes=bad)
     trainer = Engine(lambda e, b: 0.0)
     attach_speedups(trainer, allow_resume_changes=True)

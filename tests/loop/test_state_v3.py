@@ -22,8 +22,9 @@ def build() -> dict[str, Any]:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(40, 4, generator=g), torch.randn(40, 1, generator=g)
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4, shuffle=True,
-                                       generator=torch.Generator().manual_seed(2))
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(2)
+    )
     trainer = create_trainer(model, opt, torch.nn.MSELoss(), {"accumulate_grad_batches": 2})
     sp = attach_speedups(trainer, cfg={"max_epochs": 3, "accumulate_grad_batches": 2})
     return {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp, "data": data}
@@ -39,8 +40,9 @@ def test_a_version_3_checkpoint_loads_and_resumes_exactly():
     assert saved["speedups"]["version"] == 3 and "run" not in saved["speedups"]["loop"]
     assert saved["speedups"]["loop"]["state"]["stage"] == "batch_pending"
     run = build()
-    Checkpoint.load_objects(to_load={k: run[k] for k in ("trainer", "model", "optimizer", "speedups")},
-                            checkpoint=saved)
+    Checkpoint.load_objects(
+        to_load={k: run[k] for k in ("trainer", "model", "optimizer", "speedups")}, checkpoint=saved
+    )
     sp = run["speedups"]
     assert (sp.progress.total_batches, sp.progress.batch_in_epoch, sp.global_step) == (7, 7, 3)
     run["trainer"].run(run["data"])

@@ -23,8 +23,9 @@ def test_fires_after_each_step_of_an_accumulation_with_the_step_count():
     _, _, trainer = _trainer(accumulate_grad_batches=3)
     sp = attach_speedups(trainer, None, {"max_epochs": 2, "accumulate_grad_batches": 3})
     every, second = [], []
-    trainer.add_event_handler(StepEvents.OPTIMIZER_STEP, lambda e: every.append((e.state.iteration,
-                                                                                e.state.optimizer_step)))
+    trainer.add_event_handler(
+        StepEvents.OPTIMIZER_STEP, lambda e: every.append((e.state.iteration, e.state.optimizer_step))
+    )
     trainer.add_event_handler(StepEvents.OPTIMIZER_STEP(every=2), lambda e: second.append(e.state.optimizer_step))
     trainer.run(loader(10))
     # windows of 3 batches, and the last batch of each epoch steps
@@ -49,8 +50,10 @@ def test_a_checkpoint_on_optimizer_steps_resumes_exactly(tmp_path):
         model, opt, trainer = _trainer(**cfg)
         sp = attach_speedups(trainer, None, cfg)
         to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": sp}
-        trainer.add_event_handler(StepEvents.OPTIMIZER_STEP(every=2), Checkpoint(
-            to_save, DiskSaver(str(folder), require_empty=False), n_saved=1))
+        trainer.add_event_handler(
+            StepEvents.OPTIMIZER_STEP(every=2),
+            Checkpoint(to_save, DiskSaver(str(folder), require_empty=False), n_saved=1),
+        )
         return model, trainer, sp, to_save
 
     model, trainer, _, _ = build(tmp_path / "reference")

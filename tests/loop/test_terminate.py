@@ -32,8 +32,9 @@ def test_terminate_ends_the_partial_epoch_with_true_counters_and_extend_continue
     sp = attach_speedups(trainer, None, cfg)
     per_epoch: dict[int, int] = {}
     epoch_ends: list[tuple[int, int]] = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED,
-                              lambda e: per_epoch.__setitem__(e.state.epoch, per_epoch.get(e.state.epoch, 0) + 1))
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: per_epoch.__setitem__(e.state.epoch, per_epoch.get(e.state.epoch, 0) + 1)
+    )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: epoch_ends.append((e.state.epoch, e.state.iteration)))
     calls: list[int] = []
 
@@ -50,7 +51,9 @@ def test_terminate_ends_the_partial_epoch_with_true_counters_and_extend_continue
     batches = sum(trained)
     steps = sum(-(-n // accumulate) if n == 10 else n // accumulate for n in trained)  # (a cut window: no step)
     assert (sp.stop_reason, sp.stop_message) == (
-        StopReason.TERMINATED, "trainer.terminate() was called by a handler or user code (not by ignite-speed)")
+        StopReason.TERMINATED,
+        "trainer.terminate() was called by a handler or user code (not by ignite-speed)",
+    )
     assert [per_epoch[k] for k in sorted(per_epoch)] == trained
     assert calls == [14 if where.startswith("ITERATION") else 20]
     assert epoch_ends == [(1, 10), (2, batches)]  # the partial epoch's EPOCH_COMPLETED fired, once

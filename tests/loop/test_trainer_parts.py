@@ -16,8 +16,9 @@ def _added(engine: Engine, before: set[str]) -> set[str]:
 
 def test_create_trainer_and_attach_speedups_add_one_attribute():
     model = torch.nn.Linear(2, 1)
-    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.MSELoss(),
-                             {"accumulate_grad_batches": 2})
+    trainer = create_trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.MSELoss(), {"accumulate_grad_batches": 2}
+    )
     bare = Engine(lambda e, b: None)
     before = set(vars(bare)) | set(vars(trainer)) - {ATTRIBUTE}
     assert _added(trainer, before) == {ATTRIBUTE}

@@ -74,9 +74,17 @@ def run_lightning(precision: str) -> list[dict[str, float]]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = pl.Trainer(precision=precision, accelerator="cpu", devices=1, max_epochs=EPOCHS, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             num_sanity_val_steps=0)
+        trainer = pl.Trainer(
+            precision=precision,
+            accelerator="cpu",
+            devices=1,
+            max_epochs=EPOCHS,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
         trainer.fit(Module(), train, val)
     return runs
 
@@ -95,8 +103,9 @@ def run_ignite_speed(precision: str) -> list[dict[str, float]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = create_trainer(model, optimizer, F.cross_entropy, cfg)
-        evaluator = create_supervised_evaluator(model, metrics={"val_loss": Loss(F.cross_entropy),
-                                                                "val_acc": Accuracy()})
+        evaluator = create_supervised_evaluator(
+            model, metrics={"val_loss": Loss(F.cross_entropy), "val_acc": Accuracy()}
+        )
         evaluator.add_event_handler(Events.COMPLETED, lambda e: runs.append(dict(e.state.metrics)))
         attach_speedups(trainer, evaluator, cfg, val_data=val)
         trainer.run(train)

@@ -3,13 +3,22 @@
 A scenario is a plain dict: data sizes, Lightning 2.x Trainer flags, an optional EarlyStopping
 config, and the scripted validation metric. Seeded, so both sides see the same cases.
 """
+
 import math
 import random
 
 FLAG_KEYS = (
-    "max_epochs", "min_epochs", "max_steps", "min_steps",
-    "limit_train_batches", "limit_val_batches", "limit_test_batches",
-    "val_check_interval", "check_val_every_n_epoch", "overfit_batches", "fast_dev_run",
+    "max_epochs",
+    "min_epochs",
+    "max_steps",
+    "min_steps",
+    "limit_train_batches",
+    "limit_val_batches",
+    "limit_test_batches",
+    "val_check_interval",
+    "check_val_every_n_epoch",
+    "overfit_batches",
+    "fast_dev_run",
 )
 
 
@@ -17,7 +26,7 @@ def _metric_seq(rng):
     kind = rng.choice(["down", "flat", "noisy", "nan", "up", "vshape"])
     n = 60
     if kind == "down":
-        seq = [2.0 * (0.8 ** i) for i in range(n)]
+        seq = [2.0 * (0.8**i) for i in range(n)]
     elif kind == "flat":
         seq = [1.0] * n
     elif kind == "noisy":
@@ -28,7 +37,7 @@ def _metric_seq(rng):
         k = rng.randint(1, 5)
         seq = [abs(i - k) * 0.5 + 0.25 for i in range(n)]
     else:
-        seq = [2.0 * (0.8 ** i) for i in range(n)]
+        seq = [2.0 * (0.8**i) for i in range(n)]
         seq[rng.randint(0, 6)] = math.nan
     return kind, [round(v, 6) if not math.isnan(v) else v for v in seq]
 

@@ -48,7 +48,9 @@ def test_a_data_bound_run_is_told_to_read_in_workers():
     finding = first_finding(speedups, "data")
     assert finding.share == pytest.approx(40 * 0.04 / before)
     assert finding.setting["num_workers"] >= 1 and finding.setting["persistent_workers"] is True
-    assert finding.switch.startswith("DataLoader(num_workers=") and finding.where == "arguments of the training DataLoader"
+    assert (
+        finding.switch.startswith("DataLoader(num_workers=") and finding.where == "arguments of the training DataLoader"
+    )
     assert "batched_fetch could not read this loader a batch at a time: its dataset is a SleepyData" in finding.why
     real, before = run.run(max_epochs=2, profile=True)
     finding = first_finding(real, "data")
@@ -77,17 +79,32 @@ def test_a_validation_heavy_run_is_told_to_validate_less_often():
 
 # Early stopping on val_loss = |iteration - best|: the validation runs see the same curve at any schedule.
 def early_stopped(best, patience, val_batches, val_batch=0.02, **sizes):
-    run = faked(TimedRun(step=0.01, val_batch=val_batch, batches=10, val_batches=val_batches,
-                         metric=lambda iteration: abs(iteration - best), **sizes))
-    flags = {"max_epochs": 30, "val_check_interval": 0.5, "num_sanity_val_steps": 0,
-             "early_stopping": {"monitor": "val_loss", "patience": patience}}
+    run = faked(
+        TimedRun(
+            step=0.01,
+            val_batch=val_batch,
+            batches=10,
+            val_batches=val_batches,
+            metric=lambda iteration: abs(iteration - best),
+            **sizes,
+        )
+    )
+    flags = {
+        "max_epochs": 30,
+        "val_check_interval": 0.5,
+        "num_sanity_val_steps": 0,
+        "early_stopping": {"monitor": "val_loss", "patience": patience},
+    }
     return run, flags
 
 
-@pytest.mark.parametrize("best, patience, val_batches, val_batch, switch", [
-    (40, 3, 3, 0.02, {"limit_val_batches": 1}),  # keeping the schedule saves more than validating once an epoch
-    (40, 3, 1, 0.06, {"val_check_interval": 1.0}),  # one batch: fewer runs still pay, the longer tail counted
-])
+@pytest.mark.parametrize(
+    "best, patience, val_batches, val_batch, switch",
+    [
+        (40, 3, 3, 0.02, {"limit_val_batches": 1}),  # keeping the schedule saves more than validating once an epoch
+        (40, 3, 1, 0.06, {"val_check_interval": 1.0}),  # one batch: fewer runs still pay, the longer tail counted
+    ],
+)
 def test_under_early_stopping_the_advice_counts_the_longer_patience(best, patience, val_batches, val_batch, switch):
     run, flags = early_stopped(best, patience, val_batches, val_batch)
     speedups, before = run.run(**flags)
@@ -118,8 +135,10 @@ def test_slow_checkpoint_saves_are_named():
     finding = first_finding(speedups, "checkpoint")
     assert finding.share == pytest.approx(4 * 0.05 / before)
     assert finding.setting == {"event": "ITERATION_COMPLETED", "every": 4}
-    assert finding.where == ("the event filter the Checkpoint is attached with: "
-                             "trainer.add_event_handler(Events.ITERATION_COMPLETED(every=4), checkpoint)")
+    assert finding.where == (
+        "the event filter the Checkpoint is attached with: "
+        "trainer.add_event_handler(Events.ITERATION_COMPLETED(every=4), checkpoint)"
+    )
     _, after = dataclasses.replace(run, save_every=finding.setting["every"]).run(max_epochs=1)
     assert_saves_half(finding.saving, before, after)
 
@@ -188,8 +207,10 @@ def test_every_advised_setting_can_be_passed_where_it_says():
     findings = []
     for run, flags in [
         (TimedRun(data=0.04, step=0.01, batches=40), {"max_epochs": 1, "profile": True}),
-        (TimedRun(step=0.005, val_batch=0.05, save=0.04, save_every=3, batches=6, val_batches=4),
-         {"max_epochs": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 2}),
+        (
+            TimedRun(step=0.005, val_batch=0.05, save=0.04, save_every=3, batches=6, val_batches=4),
+            {"max_epochs": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 2},
+        ),
         (TimedRun(step=0.01, batches=20, handler=0.01), {"max_epochs": 1, "profile": True}),
     ]:
         findings += list(faked(run).run(**flags)[0].advise())
@@ -213,8 +234,12 @@ def a_report(**changes):
     return dataclasses.replace(speedups.report(), **changes)
 
 
-GPU_PROFILE = RunProfile(wall=10.0, parts={"data": 2.0, "step": 6.0, "app_handlers": 1.0,
-                                           "ignite_speed_handlers": 0.2, "other": 0.8}, fine=True, batches=1000)
+GPU_PROFILE = RunProfile(
+    wall=10.0,
+    parts={"data": 2.0, "step": 6.0, "app_handlers": 1.0, "ignite_speed_handlers": 0.2, "other": 0.8},
+    fine=True,
+    batches=1000,
+)
 
 
 def test_a_step_that_returns_a_number_on_a_gpu_syncs_every_batch():
@@ -227,7 +252,9 @@ def test_a_step_that_returns_a_number_on_a_gpu_syncs_every_batch():
     assert finding.saving == pytest.approx(3.2)  # the host's 3.2 s (data and handlers) hidden behind the GPU's 6 s
     assert finding.setting == {"output_transform": "lambda x, y, y_pred, loss: loss"}
     assert "each of the 1000 batches waits in the step for the GPU" in finding.why
-    assert "read it (.item()) every n batches" in finding.why and finding.where.startswith("an argument of create_trainer")
+    assert "read it (.item()) every n batches" in finding.why and finding.where.startswith(
+        "an argument of create_trainer"
+    )
     coarse = RunProfile(wall=10.0, parts={"training": 9.0, "validation": 1.0}, batches=1000)
     advice = advise(a_report(profile=coarse), RunFacts(on_gpu=True, step_returns_number=True))
     assert "the step returns a Python number, which makes the host wait for the GPU every batch" in str(advice)
@@ -246,8 +273,12 @@ def test_the_facts_of_a_run_say_what_its_step_returns_and_where_its_data_lives()
 
 
 def test_fp32_on_a_gpu_with_bf16():
-    profile = RunProfile(wall=10.0, parts={"data": 0.5, "step": 8.0, "app_handlers": 0.0,
-                                           "ignite_speed_handlers": 0.1, "other": 1.4}, fine=True, batches=100)
+    profile = RunProfile(
+        wall=10.0,
+        parts={"data": 0.5, "step": 8.0, "app_handlers": 0.0, "ignite_speed_handlers": 0.1, "other": 1.4},
+        fine=True,
+        batches=100,
+    )
     report = a_report(profile=profile)
     assert advise(report, RunFacts(on_gpu=False)).findings == ()
     advice = advise(report, RunFacts(on_gpu=True, bf16=True))
@@ -260,8 +291,16 @@ def test_early_stopping_that_never_fired():
     values = [0.9, 0.5, 0.6, 0.7, 0.65, 0.8, 0.7, 0.75]
     points = tuple(ValidationPoint(i + 1, i, i + 1, i + 1, float(i + 1), 0.0, v) for i, v in enumerate(values))
     profile = RunProfile(wall=8.0, parts={"training": 8.0}, batches=8)
-    report = a_report(profile=profile, validations=points, best_at=points[1], best=0.5, monitor="val_loss",
-                      mode="min", seconds=8.0, stop_reason="max_epochs")
+    report = a_report(
+        profile=profile,
+        validations=points,
+        best_at=points[1],
+        best=0.5,
+        monitor="val_loss",
+        mode="min",
+        seconds=8.0,
+        stop_reason="max_epochs",
+    )
     advice = advise(report, RunFacts(early_stopping=None))
     finding = advice[0]
     assert finding.part == "early_stopping" and finding.setting["early_stopping"]["patience"] == 3
@@ -284,9 +323,17 @@ def test_the_timed_runs_sleep_what_they_say():
 
 def test_no_workers_for_a_wait_shorter_than_handing_a_batch_over():
     """A batch read in memory in 0.1 ms comes faster in the process than from a worker (about 1 ms)."""
-    profile = RunProfile(wall=1.0, parts={"data": 0.2, "step": 0.7, "app_handlers": 0.0, "ignite_speed_handlers": 0.05,
-                                          "other": 0.05}, fine=True, batches=2000)
+    profile = RunProfile(
+        wall=1.0,
+        parts={"data": 0.2, "step": 0.7, "app_handlers": 0.0, "ignite_speed_handlers": 0.05, "other": 0.05},
+        fine=True,
+        batches=2000,
+    )
     assert advise(a_report(profile=profile), RunFacts(num_workers=0, cpus=4)).findings == ()
-    slow = RunProfile(wall=10.0, parts={"data": 2.0, "step": 7.0, "app_handlers": 0.0, "ignite_speed_handlers": 0.5,
-                                        "other": 0.5}, fine=True, batches=200)  # 10 ms a batch: workers pay
+    slow = RunProfile(
+        wall=10.0,
+        parts={"data": 2.0, "step": 7.0, "app_handlers": 0.0, "ignite_speed_handlers": 0.5, "other": 0.5},
+        fine=True,
+        batches=200,
+    )  # 10 ms a batch: workers pay
     assert advise(a_report(profile=slow), RunFacts(num_workers=0, cpus=4))[0].setting["num_workers"] == 1

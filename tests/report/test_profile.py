@@ -42,23 +42,45 @@ def test_coarse_profile_is_on_by_default():
     assert not profile.fine and set(profile.parts) == COARSE
     assert_adds_up(profile, wall)
     assert (profile.batches, profile.val_runs, profile.checkpoint_calls) == (12, 4, 4)
-    assert_parts(profile, {"training": 12 * 0.02, "validation": 4 * 2 * 0.02, "sanity_check": 0.02,
-                           "checkpoint": 4 * 0.04})
+    assert_parts(
+        profile, {"training": 12 * 0.02, "validation": 4 * 2 * 0.02, "sanity_check": 0.02, "checkpoint": 4 * 0.04}
+    )
 
 
-@pytest.mark.parametrize("data, step, val_batch, save, batches", [(0.03, 0.015, 0.01, 0.03, 8),
-                                                                  (0.004, 0.2, 0.05, 0.5, 12)])
+@pytest.mark.parametrize(
+    "data, step, val_batch, save, batches", [(0.03, 0.015, 0.01, 0.03, 8), (0.004, 0.2, 0.05, 0.5, 12)]
+)
 def test_fine_profile_splits_training(data, step, val_batch, save, batches):
-    run = TimedRun(data=data, step=step, val_batch=val_batch, save=save, save_every=4, batches=batches,
-                   clock=FakeClock())
+    run = TimedRun(
+        data=data, step=step, val_batch=val_batch, save=save, save_every=4, batches=batches, clock=FakeClock()
+    )
     speedups, wall = run.run(max_epochs=1, val_check_interval=0.5, num_sanity_val_steps=2, profile=True)
     profile = speedups.report().profile
     assert profile.fine
-    assert list(profile.parts) == ["data", "step", "app_handlers", "ignite_speed_handlers", "setup", "sanity_check",
-                                   "validation", "checkpoint", "imports", "after_run", "other"]
+    assert list(profile.parts) == [
+        "data",
+        "step",
+        "app_handlers",
+        "ignite_speed_handlers",
+        "setup",
+        "sanity_check",
+        "validation",
+        "checkpoint",
+        "imports",
+        "after_run",
+        "other",
+    ]
     assert_adds_up(profile, wall)
-    assert_parts(profile, {"data": batches * data, "step": batches * step, "validation": 2 * 2 * val_batch,
-                           "sanity_check": 2 * val_batch, "checkpoint": batches // 4 * save})
+    assert_parts(
+        profile,
+        {
+            "data": batches * data,
+            "step": batches * step,
+            "validation": 2 * 2 * val_batch,
+            "sanity_check": 2 * val_batch,
+            "checkpoint": batches // 4 * save,
+        },
+    )
     assert profile.batch_seconds == pytest.approx(data + step)
 
 
@@ -76,7 +98,8 @@ CLOCK = FakeClock()  # the clock that the module imported by the step below adva
 def test_a_first_import_is_its_own_part_not_the_step_s(tmp_path, monkeypatch):
     """A module imported for the first time inside the step costs the ``imports`` part, not ``step``."""
     (tmp_path / "slow_to_import_for_the_profile.py").write_text(
-        "import sys\nsys.modules['tests.report.test_profile'].CLOCK.sleep(0.3)\n")
+        "import sys\nsys.modules['tests.report.test_profile'].CLOCK.sleep(0.3)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "slow_to_import_for_the_profile", raising=False)
     run = TimedRun(step=0.01, batches=4, clock=CLOCK)
@@ -130,8 +153,9 @@ def test_the_run_sees_its_own_step_handlers_and_data():
     step, handlers = process_function(trainer), list(event_handlers(trainer, Events.ITERATION_COMPLETED))
     checkpoint = next(h for h in (e[0] for e in handlers) if isinstance(getattr(h, "__wrapped__", h), Checkpoint))
     seen = []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED,
-                              lambda e: seen.append((e.state.dataloader, e.state.batch.item(), e.state.output)))
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: seen.append((e.state.dataloader, e.state.batch.item(), e.state.output))
+    )
     loader = run.train_loader()
     trainer.run(loader)
     assert process_function(trainer) is step

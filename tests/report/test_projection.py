@@ -40,26 +40,43 @@ def test_fast_dev_run_projects_the_full_run(capsys):
     projection = fast.report().projection
     assert projection is not None and fast.report().to_dict()["projection"]["run"]["batches"] == 20
     r = projection.run
-    assert (r.epochs, r.batches_per_epoch, r.batches, r.val_runs, r.val_batches, r.sanity_batches) == (2, 10, 20, 4, 3, 2)
+    assert (r.epochs, r.batches_per_epoch, r.batches, r.val_runs, r.val_batches, r.sanity_batches) == (
+        2,
+        10,
+        20,
+        4,
+        3,
+        2,
+    )
     assert projection.fits is None and "fast_dev_run projection of the full run: about" in told
     full, wall = run.run(**FLAGS)
     assert projection.seconds == pytest.approx(wall, rel=1e-9), (str(projection), str(full.report().profile))
-    assert projection.seconds == pytest.approx(projection.setup_seconds + projection.once_seconds
-                                               + projection.train_seconds + projection.val_seconds
-                                               + projection.sanity_seconds)
+    assert projection.seconds == pytest.approx(
+        projection.setup_seconds
+        + projection.once_seconds
+        + projection.train_seconds
+        + projection.val_seconds
+        + projection.sanity_seconds
+    )
 
 
 # sizes the other tests do not use, with costs paid once a run (a STARTED handler), once an epoch (the data
 # iterator) and once a process (a first import in the step): a fast_dev_run of one batch must not multiply them
 SCENARIOS = {
     "30 ms step, 20 ms validation batches, 3 epochs": (
-        TimedRun(step=0.03, val_batch=0.02, batches=12, val_batches=4), {"max_epochs": 3}),
+        TimedRun(step=0.03, val_batch=0.02, batches=12, val_batches=4),
+        {"max_epochs": 3},
+    ),
     "slow data and handlers, one-off costs": (
-        TimedRun(data=0.015, step=0.005, handler=0.004, val_batch=0.01, batches=25, val_batches=5, once=0.4,
-                 iterator=0.05), {"max_epochs": 4, "val_check_interval": 0.25, "num_sanity_val_steps": 1}),
+        TimedRun(
+            data=0.015, step=0.005, handler=0.004, val_batch=0.01, batches=25, val_batches=5, once=0.4, iterator=0.05
+        ),
+        {"max_epochs": 4, "val_check_interval": 0.25, "num_sanity_val_steps": 1},
+    ),
     "long epochs, rare validation, an import in the step": (
         TimedRun(step=0.002, val_batch=0.03, batches=300, val_batches=10, iterator=0.2),
-        {"max_epochs": 2, "check_val_every_n_epoch": 2}),
+        {"max_epochs": 2, "check_val_every_n_epoch": 2},
+    ),
 }
 
 
@@ -72,7 +89,9 @@ def test_one_off_costs_are_counted_once(name, fast_dev_run, tmp_path, monkeypatc
     module = None
     if "import" in name:
         module = "imported_in_the_step_for_the_projection"
-        (tmp_path / f"{module}.py").write_text("import sys\nsys.modules['tests.report.test_projection'].CLOCK[0].sleep(0.5)\n")
+        (tmp_path / f"{module}.py").write_text(
+            "import sys\nsys.modules['tests.report.test_projection'].CLOCK[0].sleep(0.5)\n"
+        )
         monkeypatch.syspath_prepend(str(tmp_path))
         monkeypatch.setitem(CLOCK, 0, clock)
         original = run.step
@@ -142,19 +161,34 @@ def test_no_projection_without_fast_dev_run_or_a_bound():
 
 
 def test_projection_arithmetic():
-    profile = RunProfile(wall=1.0, parts={"training": 0.5, "validation": 0.2, "setup": 0.1, "sanity_check": 0.0,
-                                          "checkpoint": 0.2}, batches=5, val_runs=1)
-    run = FullRun(epochs=3, batches_per_epoch=100, batches=300, val_runs=6, val_batches=10, sanity_batches=2,
-                  max_time=40.0, max_time_reserve=5.0, max_time_mode="fit")
+    profile = RunProfile(
+        wall=1.0,
+        parts={"training": 0.5, "validation": 0.2, "setup": 0.1, "sanity_check": 0.0, "checkpoint": 0.2},
+        batches=5,
+        val_runs=1,
+    )
+    run = FullRun(
+        epochs=3,
+        batches_per_epoch=100,
+        batches=300,
+        val_runs=6,
+        val_batches=10,
+        sanity_batches=2,
+        max_time=40.0,
+        max_time_reserve=5.0,
+        max_time_mode="fit",
+    )
     p = project(profile, val_batches_measured=5, run=run)  # 0.1 s per batch, 0.04 s per validation batch
     assert (p.batch_seconds, p.val_batch_seconds) == pytest.approx((0.1, 0.04))
     assert (p.train_seconds, p.val_seconds, p.sanity_seconds, p.setup_seconds) == pytest.approx((30.0, 2.4, 0.08, 0.1))
     assert p.fits is True
     tight = project(profile, 5, FullRun(3, 100, 300, 6, 10, 2, max_time=25.0))  # 10.8 s an epoch, 25 s to spend
     assert tight.fits is False
-    assert tight.stops == {"step": "after about 231 of 300 batches (in epoch 3)",
-                           "epoch": "at the end of epoch 3 of 3, past the budget",
-                           "fit": "after epoch 2 of 3, the last that fits"}
+    assert tight.stops == {
+        "step": "after about 231 of 300 batches (in epoch 3)",
+        "epoch": "at the end of epoch 3 of 3, past the budget",
+        "fit": "after epoch 2 of 3, the last that fits",
+    }
 
 
 def test_a_failing_projection_does_not_fail_the_run(monkeypatch, caplog):

@@ -25,8 +25,9 @@ def clocked_speedups(**flags):
     clock = ManualClock()
     trainer, evaluator = clocked_engines(clock)
     losses = iter(VAL_LOSS)
-    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_loss=next(losses),
-                                                                                          note="text"))
+    evaluator.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_loss=next(losses), note="text")
+    )
     speedups = attach_speedups(trainer, evaluator, val_data=loader(2), **flags)
     speedups.clock.time_source = clock
     return trainer, speedups
@@ -34,23 +35,41 @@ def clocked_speedups(**flags):
 
 def fit_run():
     """4 batches (1 s) and 2 validation runs (0.5 s) per epoch; 5 s to plan with: 3 epochs, stopped at 4.5 s."""
-    trainer, speedups = clocked_speedups(max_epochs=10, max_time=6, max_time_mode="fit", max_time_reserve=1,
-                                         val_check_interval=0.5, early_stopping=ES)
+    trainer, speedups = clocked_speedups(
+        max_epochs=10, max_time=6, max_time_mode="fit", max_time_reserve=1, val_check_interval=0.5, early_stopping=ES
+    )
     trainer.run(loader(4))
     return speedups
 
 
 def test_report_content():
     speedups = fit_run()
-    points = tuple(ValidationPoint(i + 1, i // 2, 2 * (i + 1), 2 * (i + 1), 0.75 * (i + 1), 0.25, v)
-                   for i, v in enumerate(VAL_LOSS))
+    points = tuple(
+        ValidationPoint(i + 1, i // 2, 2 * (i + 1), 2 * (i + 1), 0.75 * (i + 1), 0.25, v)
+        for i, v in enumerate(VAL_LOSS)
+    )
     assert speedups.report() == RunReport(
         stop_reason="max_time",
         stop_message="max_time=0:00:06 less max_time_reserve=0:00:01: the next epoch (about 1.50 s with validation) "
-                     "would not fit in the 0.50 s left",
-        epochs=3, steps=12, batches=12, val_runs=6, seconds=4.5, train_seconds=3.0, val_seconds=1.5,
-        sanity_seconds=0.25, monitor="val_loss", mode="min", best=0.4, best_at=points[3], stopping_threshold=0.05,
-        divergence_threshold=10.0, max_time=6.0, max_time_reserve=1.0, max_time_mode="fit", validations=points,
+        "would not fit in the 0.50 s left",
+        epochs=3,
+        steps=12,
+        batches=12,
+        val_runs=6,
+        seconds=4.5,
+        train_seconds=3.0,
+        val_seconds=1.5,
+        sanity_seconds=0.25,
+        monitor="val_loss",
+        mode="min",
+        best=0.4,
+        best_at=points[3],
+        stopping_threshold=0.05,
+        divergence_threshold=10.0,
+        max_time=6.0,
+        max_time_reserve=1.0,
+        max_time_mode="fit",
+        validations=points,
         epoch_times=tuple(EpochTime(e, 1.5, 0.5, 2, True) for e in range(3)),
     )
     assert points[3] == ValidationPoint(run=4, epoch=1, step=8, batches=8, time=3.0, seconds=0.25, value=0.4)
@@ -59,10 +78,24 @@ def test_report_content():
 def test_report_is_plain_data():
     data = speedups_dict = fit_run().report().to_dict()
     assert json.loads(json.dumps(data)) == speedups_dict
-    assert data["best_at"] == {"run": 4, "epoch": 1, "step": 8, "batches": 8, "time": 3.0, "seconds": 0.25,
-                               "value": 0.4}
-    assert data["validations"][0] == {"run": 1, "epoch": 0, "step": 2, "batches": 2, "time": 0.75, "seconds": 0.25,
-                                      "value": 0.9}
+    assert data["best_at"] == {
+        "run": 4,
+        "epoch": 1,
+        "step": 8,
+        "batches": 8,
+        "time": 3.0,
+        "seconds": 0.25,
+        "value": 0.4,
+    }
+    assert data["validations"][0] == {
+        "run": 1,
+        "epoch": 0,
+        "step": 2,
+        "batches": 2,
+        "time": 0.75,
+        "seconds": 0.25,
+        "value": 0.9,
+    }
     assert data["epoch_times"][2] == {"epoch": 2, "seconds": 1.5, "val_seconds": 0.5, "val_runs": 2, "complete": True}
 
 
@@ -81,8 +114,14 @@ def test_report_of_another_metric_and_without_early_stopping():
 
 
 def test_format_seconds():
-    assert [format_seconds(s) for s in (0.0, 0.5, 9.994, 10, 90.4, 3725)] == \
-        ["0.00 s", "0.50 s", "9.99 s", "0:00:10", "0:01:30", "1:02:05"]
+    assert [format_seconds(s) for s in (0.0, 0.5, 9.994, 10, 90.4, 3725)] == [
+        "0.00 s",
+        "0.50 s",
+        "9.99 s",
+        "0:00:10",
+        "0:01:30",
+        "1:02:05",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- plot
@@ -106,7 +145,10 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
     speedups = fit_run()
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"plotting needs matplotlib, which is not installed: pip install "
-                                          r"matplotlib \(or pip install 'ignite-speed\[plot\]'\)"):
+    with pytest.raises(
+        ImportError,
+        match=r"plotting needs matplotlib, which is not installed: pip install "
+        r"matplotlib \(or pip install 'ignite-speed\[plot\]'\)",
+    ):
         speedups.plot(tmp_path / "run.png")
     assert not (tmp_path / "run.png").exists()

@@ -59,8 +59,9 @@ class SlowToStartLoader(DataLoader):
         return super().__iter__()
 
 
-def sleepy_loader(batches: int, seconds_per_batch: float, sleep: Any = None, start: float = 0.0,
-                  **kw: Any) -> DataLoader:
+def sleepy_loader(
+    batches: int, seconds_per_batch: float, sleep: Any = None, start: float = 0.0, **kw: Any
+) -> DataLoader:
     if not start:
         return DataLoader(SleepyData(batches, seconds_per_batch, sleep), batch_size=1, **kw)
     loader = SlowToStartLoader(SleepyData(batches, seconds_per_batch, sleep), batch_size=1, **kw)
@@ -126,8 +127,9 @@ class TimedRun:
             checkpoint = Checkpoint({"model": torch.nn.Linear(1, 1)}, slow_save(self.save, sleep), n_saved=None)
             trainer.add_event_handler(Events.ITERATION_COMPLETED(every=self.save_every), checkpoint)
         if self.metric is not None:
-            evaluator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(
-                val_loss=float(self.metric(trainer.state.iteration))))
+            evaluator.add_event_handler(
+                Events.COMPLETED, lambda e: e.state.metrics.update(val_loss=float(self.metric(trainer.state.iteration)))
+            )
         if self.once:
             trainer.add_event_handler(Events.STARTED, lambda _: self.sleep(self.once))
         if self.handler:

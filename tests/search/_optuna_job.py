@@ -54,8 +54,13 @@ def main() -> int:
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     train = DataLoader(_data(BATCHES * 4, 1), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(3))
-    cfg = {"max_epochs": EPOCHS, "autoresume": True, "val_check_interval": VAL_EVERY, "num_sanity_val_steps": 0,
-           "pruning": {"trial": trial, "monitor": "val_loss"}}
+    cfg = {
+        "max_epochs": EPOCHS,
+        "autoresume": True,
+        "val_check_interval": VAL_EVERY,
+        "num_sanity_val_steps": 0,
+        "pruning": {"trial": trial, "monitor": "val_loss"},
+    }
     trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg)
 
     def val_step(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
@@ -70,20 +75,32 @@ def main() -> int:
     evaluator.add_event_handler(Events.COMPLETED, lambda e: e.state.metrics.update(val_loss=sum(losses) / len(losses)))
     speedups = attach_speedups(trainer, evaluator, cfg, val_data=DataLoader(_data(8, 2), batch_size=4))
     to_save = {"trainer": trainer, "model": model, "optimizer": opt, "speedups": speedups}
-    checkpoint = Checkpoint(to_save, DiskSaver(a.ckpt_dir, require_empty=False), n_saved=2,
-                            global_step_transform=lambda e, _: e.state.iteration)
+    checkpoint = Checkpoint(
+        to_save,
+        DiskSaver(a.ckpt_dir, require_empty=False),
+        n_saved=2,
+        global_step_transform=lambda e, _: e.state.iteration,
+    )
     trainer.add_event_handler(Events.ITERATION_COMPLETED(every=SAVE_EVERY) | Events.EPOCH_COMPLETED, checkpoint)
     if a.preempt_at:
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=a.preempt_at),
-                                  lambda _: os.kill(os.getpid(), signal.SIGTERM))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED(once=a.preempt_at), lambda _: os.kill(os.getpid(), signal.SIGTERM)
+        )
     trainer.run(train)
     if speedups.exit_code == 0:
         study.tell(trial, evaluator.state.metrics["val_loss"])
     weights = {k: v.flatten().tolist() for k, v in sorted(model.state_dict().items())}
     with open(a.out, "w") as fh:
-        json.dump({"number": trial.number, "reason": speedups.stop_reason.value, "iteration": trainer.state.iteration,
-                   "resumed_from": speedups.autoresume.resumed_from if speedups.autoresume else None,
-                   "weights": weights}, fh)
+        json.dump(
+            {
+                "number": trial.number,
+                "reason": speedups.stop_reason.value,
+                "iteration": trainer.state.iteration,
+                "resumed_from": speedups.autoresume.resumed_from if speedups.autoresume else None,
+                "weights": weights,
+            },
+            fh,
+        )
     return speedups.exit_code
 
 

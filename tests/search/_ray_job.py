@@ -39,8 +39,12 @@ def train_fn(config: dict[str, Any]) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     train = DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(3))
-    cfg = {"max_epochs": EPOCHS, "val_check_interval": 3, "num_sanity_val_steps": 0,
-           "pruning": {"trial": "ray_tune", "monitor": "val_acc", "to_save": {"model": model, "optimizer": opt}}}
+    cfg = {
+        "max_epochs": EPOCHS,
+        "val_check_interval": 3,
+        "num_sanity_val_steps": 0,
+        "pruning": {"trial": "ray_tune", "monitor": "val_acc", "to_save": {"model": model, "optimizer": opt}},
+    }
     trainer = create_trainer(model, opt, torch.nn.functional.mse_loss, cfg)
     evaluator = Engine(lambda e, b: None)
     runs: list[int] = []
@@ -56,8 +60,15 @@ def train_fn(config: dict[str, Any]) -> None:
     out = os.path.join(config["out_dir"], f"{name}.attempt{len(_attempts(config['out_dir'], name))}")
     torch.save({k: v.clone() for k, v in model.state_dict().items()}, out + ".pt")
     with open(out + ".json", "w") as fh:
-        json.dump({"reason": speedups.stop_reason.value, "message": speedups.stop_message,
-                   "iteration": trainer.state.iteration, "val_at": runs}, fh)
+        json.dump(
+            {
+                "reason": speedups.stop_reason.value,
+                "message": speedups.stop_message,
+                "iteration": trainer.state.iteration,
+                "val_at": runs,
+            },
+            fh,
+        )
 
 
 def _attempts(out_dir: str, name: str) -> list[str]:
@@ -79,9 +90,12 @@ class PauseOnce(FIFOScheduler):
 
 
 def _search(scheduler: Any, space: dict[str, Any], storage: str, name: str) -> Any:
-    tuner = tune.Tuner(tune.with_resources(train_fn, {"cpu": 1}), param_space=space,
-                       tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
-                       run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0))
+    tuner = tune.Tuner(
+        tune.with_resources(train_fn, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=storage, name=name, verbose=0),
+    )
     return tuner.fit()
 
 
@@ -92,10 +106,27 @@ def main(out_dir: str) -> None:
     os.makedirs(asha_dir)
     os.makedirs(pause_dir)
     asha = ASHAScheduler(time_attr="step", metric="val_acc", mode="max", max_t=100, grace_period=6, reduction_factor=2)
-    _search(asha, {"quality": tune.grid_search([1.0, 0.4, 0.1]), "out_dir": asha_dir,
-                   "name": tune.sample_from(lambda spec: f"q{spec.config.quality}")}, storage, "asha")
-    _search(PauseOnce(), {"pause": tune.grid_search([False, True]), "quality": 1.0, "out_dir": pause_dir,
-                          "name": tune.sample_from(lambda spec: f"pause{spec.config.pause}")}, storage, "pause")
+    _search(
+        asha,
+        {
+            "quality": tune.grid_search([1.0, 0.4, 0.1]),
+            "out_dir": asha_dir,
+            "name": tune.sample_from(lambda spec: f"q{spec.config.quality}"),
+        },
+        storage,
+        "asha",
+    )
+    _search(
+        PauseOnce(),
+        {
+            "pause": tune.grid_search([False, True]),
+            "quality": 1.0,
+            "out_dir": pause_dir,
+            "name": tune.sample_from(lambda spec: f"pause{spec.config.pause}"),
+        },
+        storage,
+        "pause",
+    )
     result: dict[str, Any] = {"asha": {}, "pause": {}}
     for folder, key in ((asha_dir, "asha"), (pause_dir, "pause")):
         for f in sorted(os.listdir(folder)):

@@ -47,8 +47,13 @@ def _objective(trial: Any, flags: dict[str, Any], clock: Any = None, seen: list 
         runs.append(trainer.state.iteration)
         e.state.metrics["val_acc"] = round(quality * len(runs), 6)
 
-    cfg = {"max_epochs": 2, "val_check_interval": 2, "num_sanity_val_steps": 0,
-           "pruning": {"trial": trial, "monitor": "val_acc"}, **flags}
+    cfg = {
+        "max_epochs": 2,
+        "val_check_interval": 2,
+        "num_sanity_val_steps": 0,
+        "pruning": {"trial": trial, "monitor": "val_acc"},
+        **flags,
+    }
     speedups = attach_speedups(trainer, evaluator, cfg, val_data=[0])
     if clock is not None:
         speedups.loop.clock.time_source = clock
@@ -82,8 +87,9 @@ def test_a_trial_is_pruned_at_the_step_the_pruner_prunes_and_ends_with_trial_pru
 
 def test_epochs_are_reported_in_hundredths_of_an_epoch():
     study = _study(optuna.pruners.NopPruner(), 0.5)
-    study.optimize(lambda t: _objective(t, {"pruning": {"trial": t, "monitor": "val_acc", "unit": "epochs"}}),
-                   n_trials=1)
+    study.optimize(
+        lambda t: _objective(t, {"pruning": {"trial": t, "monitor": "val_acc", "unit": "epochs"}}), n_trials=1
+    )
     assert study.trials[0].intermediate_values == {50: 0.5, 100: 1.0, 150: 1.5, 200: 2.0}
 
 
@@ -101,8 +107,9 @@ def test_per_trial_max_time_ends_a_trial_that_is_not_pruned():
     ticks = iter(range(100_000))  # each clock read: one second more
     study = _study(optuna.pruners.NopPruner(), 1.0)
     seen: list = []
-    study.optimize(lambda t: _objective(t, {"max_time": {"seconds": 5}}, clock=lambda: float(next(ticks)),
-                                        seen=seen), n_trials=1)
+    study.optimize(
+        lambda t: _objective(t, {"max_time": {"seconds": 5}}, clock=lambda: float(next(ticks)), seen=seen), n_trials=1
+    )
     assert seen[0].stop_reason.value == "max_time"
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert len(study.trials[0].intermediate_values) < 4  # reports up to the stop, then the trial's value
@@ -116,13 +123,16 @@ def test_fast_dev_run_inside_a_trial_reports_nothing_and_projects_the_run():
     assert seen[0].projection is not None and study.trials[0].state == optuna.trial.TrialState.COMPLETE
 
 
-@pytest.mark.parametrize("flag, message", [
-    ({"trial": "optuna", "monitor": "val_acc"}, "pruning={'trial': 'optuna'}: accepted: an optuna.trial.Trial or"),
-    ({"monitor": "val_acc"}, "pruning={'trial': None}: accepted"),
-    ("val_acc", "pruning='val_acc' has type str; accepted: None, or {"),
-    ({"trial": "ray_tune", "monitor": "val_acc", "unit": "batch"}, "pruning(unit='batch'): accepted: one of"),
-    ({"trial": "ray_tune", "monitor": "val_acc", "patience": 3}, "pruning has unknown keys ['patience']"),
-])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ({"trial": "optuna", "monitor": "val_acc"}, "pruning={'trial': 'optuna'}: accepted: an optuna.trial.Trial or"),
+        ({"monitor": "val_acc"}, "pruning={'trial': None}: accepted"),
+        ("val_acc", "pruning='val_acc' has type str; accepted: None, or {"),
+        ({"trial": "ray_tune", "monitor": "val_acc", "unit": "batch"}, "pruning(unit='batch'): accepted: one of"),
+        ({"trial": "ray_tune", "monitor": "val_acc", "patience": 3}, "pruning has unknown keys ['patience']"),
+    ],
+)
 def test_bad_pruning_flags_name_the_value_and_what_is_accepted(flag, message):
     with pytest.raises((ValueError, TypeError)) as err:
         attach_speedups(Engine(lambda e, b: 0.0), Engine(lambda e, b: None), {"pruning": flag}, val_data=[0])
@@ -162,8 +172,11 @@ def test_a_preempted_and_relaunched_trial_continues_the_same_trial_with_the_valu
         ckpt = tmp_path / key
         ckpt.mkdir(exist_ok=True)
         out = str(tmp_path / f"{key}.json")
-        proc = run_job_process([sys.executable, JOB, journal, key, str(ckpt), out, *extra], timeout=120,
-                               env={**os.environ, "PYTHONWARNINGS": "default"})
+        proc = run_job_process(
+            [sys.executable, JOB, journal, key, str(ckpt), out, *extra],
+            timeout=120,
+            env={**os.environ, "PYTHONWARNINGS": "default"},
+        )
         with open(out) as fh:
             return proc.returncode, json.load(fh), proc.stderr
 
@@ -176,7 +189,9 @@ def test_a_preempted_and_relaunched_trial_continues_the_same_trial_with_the_valu
     assert (code3, plain["reason"]) == (0, "max_epochs"), err3[-2000:]
     assert all("already reported" not in err for err in (err1, err2, err3))
     trials = optuna.load_study(study_name="relaunch", storage=storage).trials
-    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2, [(t.number, t.state, t.values, t.intermediate_values, t.user_attrs) for t in trials]
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2, [
+        (t.number, t.state, t.values, t.intermediate_values, t.user_attrs) for t in trials
+    ]
     assert sorted(trials[0].intermediate_values) == [4, 8, 12, 16, 20, 24]
     assert trials[0].intermediate_values == trials[1].intermediate_values  # exact: floats equal
     assert trials[0].value == trials[1].value and second["weights"] == plain["weights"]

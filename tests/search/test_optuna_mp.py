@@ -59,8 +59,11 @@ def _train(trial: Any) -> dict[str, Any]:
         return {"error": str(exc)}
     controller = StopController.of(trainer)
     assert controller is not None
-    return {"iteration": trainer.state.iteration, "reason": controller.stop_reason.value,
-            "message": controller.stop_message}
+    return {
+        "iteration": trainer.state.iteration,
+        "reason": controller.stop_reason.value,
+        "message": controller.stop_message,
+    }
 
 
 def job_rank(local_rank: int, out_dir: str, journal_trial: Any, memory_trial: Any) -> None:
@@ -71,11 +74,17 @@ def job_rank(local_rank: int, out_dir: str, journal_trial: Any, memory_trial: An
 
 def main(job: str, out_dir: str, port: int) -> None:
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(os.path.join(out_dir, "j.log")))
-    study = optuna.create_study(study_name="mp", storage=storage, direction="maximize",
-                                pruner=optuna.pruners.ThresholdPruner(upper=0.75))
+    study = optuna.create_study(
+        study_name="mp", storage=storage, direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=0.75)
+    )
     memory = optuna.create_study(direction="maximize")
-    with idist.Parallel(backend="gloo", nproc_per_node=2, master_addr="127.0.0.1", master_port=port,
-                        timeout=datetime.timedelta(seconds=30)) as parallel:
+    with idist.Parallel(
+        backend="gloo",
+        nproc_per_node=2,
+        master_addr="127.0.0.1",
+        master_port=port,
+        timeout=datetime.timedelta(seconds=30),
+    ) as parallel:
         parallel.run(job_rank, out_dir, study.ask(), memory.ask())
     with open(os.path.join(out_dir, "study.json"), "w") as f:
         json.dump({str(k): v for k, v in study.trials[0].intermediate_values.items()}, f)
@@ -89,8 +98,11 @@ def ran(tmp_path_factory: Any) -> tuple[Any, list[dict[str, Any]]]:
 
 def test_a_journal_study_gets_rank_0s_reports_and_both_ranks_stop_at_the_prune(ran):
     tmp_path, (r0, r1) = ran
-    assert r0["journal"] == r1["journal"] == {"iteration": 6, "reason": "pruned",
-                                              "message": "pruned at steps 6: val_acc=0.8"}
+    assert (
+        r0["journal"]
+        == r1["journal"]
+        == {"iteration": 6, "reason": "pruned", "message": "pruned at steps 6: val_acc=0.8"}
+    )
     with open(tmp_path / "study.json") as f:
         assert json.load(f) == {"2": 0.6, "4": 0.7, "6": 0.8}  # in the launcher's study: rank 0's values
 

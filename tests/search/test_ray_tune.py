@@ -23,7 +23,9 @@ JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ray_job.py")
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: Any) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("ray_tune")
-    proc = run_job_process([sys.executable, JOB, str(out)], timeout=900)  # (Ray starts an actor per trial attempt: 6 here; slow on 2 busy cores)
+    proc = run_job_process(
+        [sys.executable, JOB, str(out)], timeout=900
+    )  # (Ray starts an actor per trial attempt: 6 here; slow on 2 busy cores)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(out / "result.json") as fh:
         return json.load(fh)

@@ -23,7 +23,7 @@ def _data(n: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(n * 8, 6, generator=generator)
     y = (x[:, 0] > 0).long()
-    return [(x[i:i + 8], y[i:i + 8]) for i in range(0, n * 8, 8)]
+    return [(x[i : i + 8], y[i : i + 8]) for i in range(0, n * 8, 8)]
 
 
 def _model() -> torch.nn.Module:
@@ -97,8 +97,12 @@ def test_apply_to_evaluator_on_a_hand_written_step_and_detach_undoes_it() -> Non
 
 def test_evaluate_with_precision_as_a_context_and_from_the_trainer() -> None:
     model = _model()
-    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy,
-                             {"precision": "64-true", "accelerator": "cpu"})
+    trainer = create_trainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        F.cross_entropy,
+        {"precision": "64-true", "accelerator": "cpu"},
+    )
     seen: list[tuple[torch.dtype, bool]] = []
     evaluator = Engine(_recording_step(model, seen))
     with evaluate_with_precision(evaluator, trainer):
@@ -117,8 +121,11 @@ def test_applying_twice_keeps_the_first_and_a_different_precision_is_refused() -
     assert again.precision is first.precision
     again.detach()  # a second handle leaves the first in place
     assert first.attached and process_function(evaluator).ignite_speed_precision is first
-    with pytest.raises(ValueError, match=r"already runs under precision='bf16-mixed'; detach that first to apply "
-                                         r"precision='bf16-true'"):
+    with pytest.raises(
+        ValueError,
+        match=r"already runs under precision='bf16-mixed'; detach that first to apply "
+        r"precision='bf16-true'",
+    ):
         evaluate_with_precision(evaluator, Precision("bf16-true", "cpu"))
     first.detach()
     evaluate_with_precision(evaluator, Precision("bf16-true", "cpu"))
@@ -126,8 +133,12 @@ def test_applying_twice_keeps_the_first_and_a_different_precision_is_refused() -
 
 def test_bad_arguments_are_clear_errors() -> None:
     model = _model()
-    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy,
-                             {"precision": "bf16-true", "accelerator": "cpu"})
+    trainer = create_trainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        F.cross_entropy,
+        {"precision": "bf16-true", "accelerator": "cpu"},
+    )
     with pytest.raises(ValueError, match="this engine is a trainer made by create_trainer"):
         evaluate_with_precision(trainer, Precision("bf16-true", "cpu"))
     with pytest.raises(ValueError, match="this trainer was not made by ignite_speed.create_trainer"):

@@ -57,7 +57,7 @@ def _regression_data(n_batches: int = 8, batch: int = 8) -> list[tuple[torch.Ten
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n_batches * batch, 4, generator=g)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5], [1.5]])
-    return [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
+    return [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)]
 
 
 def _build(value, **kwargs):
@@ -105,8 +105,13 @@ def test_trainer_dtypes_and_loss_decreases(value):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = create_trainer(model, optimizer, torch.nn.MSELoss(), {"precision": value, "accelerator": "cpu"},
-                                 output_transform=lambda x, y, y_pred, loss: (loss.item(), y_pred.dtype, x.dtype))
+        trainer = create_trainer(
+            model,
+            optimizer,
+            torch.nn.MSELoss(),
+            {"precision": value, "accelerator": "cpu"},
+            output_transform=lambda x, y, y_pred, loss: (loss.item(), y_pred.dtype, x.dtype),
+        )
     effective, param_dtype, act_dtype, out_dtype, _ = CASES[value]
     assert precision_of(trainer).effective_precision == effective
     epoch_losses: list[float] = []
@@ -253,8 +258,12 @@ def _sum_trainer(k: int, clip_val=None, algorithm="norm", precision=None, in_fea
     model = torch.nn.Linear(in_features, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    cfg = {"accelerator": "cpu", "accumulate_grad_batches": k, "gradient_clip_val": clip_val,
-           "gradient_clip_algorithm": algorithm}
+    cfg = {
+        "accelerator": "cpu",
+        "accumulate_grad_batches": k,
+        "gradient_clip_val": clip_val,
+        "gradient_clip_algorithm": algorithm,
+    }
     trainer = create_trainer(model, optimizer, lambda y_pred, y: y_pred.sum(), cfg, precision=precision)
     steps: list[int] = []
     optimizer.register_step_post_hook(lambda opt, args, kwargs: steps.append(trainer.state.iteration))
@@ -318,13 +327,13 @@ def test_accumulation_with_scaler_skips_whole_window():
 
 # ---------------------------------------------------------------- clipping (exact numbers)
 @pytest.mark.parametrize("scaler", [False, True], ids=["fp32", "fp16-scaler"])
-@pytest.mark.parametrize("algorithm, expected", [("norm", [-0.6, -0.8]), ("value", [-1.0, -1.0]),
-                                                  (None, [-3.0, -4.0])])
+@pytest.mark.parametrize("algorithm, expected", [("norm", [-0.6, -0.8]), ("value", [-1.0, -1.0]), (None, [-3.0, -4.0])])
 def test_clipping_after_unscale(algorithm, expected, scaler):
     prec = _fp16_scaled() if scaler else None
     clip = None if algorithm is None else 1.0
-    model, trainer, _ = _sum_trainer(k=1, clip_val=clip, algorithm=algorithm or "norm", precision=prec,
-                                     in_features=2, lr=1.0)
+    model, trainer, _ = _sum_trainer(
+        k=1, clip_val=clip, algorithm=algorithm or "norm", precision=prec, in_features=2, lr=1.0
+    )
     trainer.run([(torch.tensor([[3.0, 4.0]]), torch.zeros(1))], max_epochs=1)  # gradient [3, 4], norm 5
     assert model.weight.detach().flatten().tolist() == pytest.approx(expected, rel=1e-5)
 
@@ -370,8 +379,12 @@ def _counted_ddp_trainer(tmp_path):
 
         ddp.register_comm_hook(None, counting_hook)
         optimizer = torch.optim.SGD(ddp.parameters(), lr=1.0 / 64)
-        yield create_trainer(ddp, optimizer, lambda y_pred, y: y_pred.sum(),
-                             {"accelerator": "cpu", "accumulate_grad_batches": 3}), reductions
+        yield (
+            create_trainer(
+                ddp, optimizer, lambda y_pred, y: y_pred.sum(), {"accelerator": "cpu", "accumulate_grad_batches": 3}
+            ),
+            reductions,
+        )
     finally:
         dist.destroy_process_group()
 
@@ -401,8 +414,11 @@ def test_norm_clipping_of_a_fairscale_oss_uses_its_global_norm():
     # fairscale's OSS: each rank holds the reduced gradients of its shard only; torch's clip_grad_norm_ would
     # clip every shard by its own norm
     calls = []
-    oss_class = type("OSS", (torch.optim.SGD,), {"__module__": "fairscale.optim.oss",
-                                                 "clip_grad_norm": lambda self, max_norm: calls.append(max_norm)})
+    oss_class = type(
+        "OSS",
+        (torch.optim.SGD,),
+        {"__module__": "fairscale.optim.oss", "clip_grad_norm": lambda self, max_norm: calls.append(max_norm)},
+    )
     speed_oss = type("SpeedOSS", (oss_class,), {})
     model = torch.nn.Linear(2, 1, bias=False)
     optimizer = speed_oss(model.parameters(), lr=1.0)
@@ -445,19 +461,26 @@ def test_apex_config_rules():
         Precision("16-mixed", "cpu", amp_backend="gpu")
 
 
-@pytest.mark.parametrize("requested, device_type, scaler, effective, dtype, use_scaler, warns", [
-    ("16-mixed", "cuda", None, "16-mixed", F16, True, False),
-    ("16-mixed", "cuda", False, "16-mixed", F16, False, False),
-    ("bf16-mixed", "cuda", None, "bf16-mixed", BF16, False, False),
-    ("16-mixed", "xla", None, "bf16-mixed", BF16, False, True),
-    ("bf16-mixed", "xla", None, "bf16-mixed", BF16, False, False),
-    ("16-mixed", "cpu", None, "bf16-mixed", BF16, False, True),
-    ("16-mixed", "cpu", True, "16-mixed", F16, True, False),
-])
+@pytest.mark.parametrize(
+    "requested, device_type, scaler, effective, dtype, use_scaler, warns",
+    [
+        ("16-mixed", "cuda", None, "16-mixed", F16, True, False),
+        ("16-mixed", "cuda", False, "16-mixed", F16, False, False),
+        ("bf16-mixed", "cuda", None, "bf16-mixed", BF16, False, False),
+        ("16-mixed", "xla", None, "bf16-mixed", BF16, False, True),
+        ("bf16-mixed", "xla", None, "bf16-mixed", BF16, False, False),
+        ("16-mixed", "cpu", None, "bf16-mixed", BF16, False, True),
+        ("16-mixed", "cpu", True, "16-mixed", F16, True, False),
+    ],
+)
 def test_resolution_without_hardware(requested, device_type, scaler, effective, dtype, use_scaler, warns):
     plan = _resolve(requested, device_type, scaler)
-    assert (plan.effective, plan.autocast_dtype, plan.use_scaler, plan.warning is not None) == \
-        (effective, dtype, use_scaler, warns)
+    assert (plan.effective, plan.autocast_dtype, plan.use_scaler, plan.warning is not None) == (
+        effective,
+        dtype,
+        use_scaler,
+        warns,
+    )
 
 
 def test_true_precisions_resolve_to_param_dtypes_on_xla():
@@ -474,17 +497,20 @@ def test_xla_without_torch_xla_is_a_clear_error():
         Precision("bf16-mixed", "tpu")
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"precision": "fp16"}, ValueError, r"precision='fp16'.*accepted: \['64-true'"),
-    ({"precision": 8}, ValueError, "precision=8"),
-    ({"precision": "bf16-true "}, ValueError, "precision='bf16-true '"),
-    ({"precision": 16.0}, TypeError, "precision=16.0 is a float"),
-    ({"precision": None, "accelerator": "npu"}, ValueError, "accelerator='npu'"),
-    ({"precision": "bf16-mixed", "scaler": True}, ValueError, "scaler=True only applies to precision='16-mixed'"),
-    ({"precision": "16-mixed", "scaler": "yes"}, TypeError, "scaler='yes'"),
-    ({"precision": "32-true", "accelerator": "cpu", "device": "cuda:0"}, ValueError, "does not match"),
-    ({"precision": "32-true", "device": "warp:9"}, ValueError, "device='warp:9'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"precision": "fp16"}, ValueError, r"precision='fp16'.*accepted: \['64-true'"),
+        ({"precision": 8}, ValueError, "precision=8"),
+        ({"precision": "bf16-true "}, ValueError, "precision='bf16-true '"),
+        ({"precision": 16.0}, TypeError, "precision=16.0 is a float"),
+        ({"precision": None, "accelerator": "npu"}, ValueError, "accelerator='npu'"),
+        ({"precision": "bf16-mixed", "scaler": True}, ValueError, "scaler=True only applies to precision='16-mixed'"),
+        ({"precision": "16-mixed", "scaler": "yes"}, TypeError, "scaler='yes'"),
+        ({"precision": "32-true", "accelerator": "cpu", "device": "cuda:0"}, ValueError, "does not match"),
+        ({"precision": "32-true", "device": "warp:9"}, ValueError, "device='warp:9'"),
+    ],
+)
 def test_bad_values(kwargs, error, match):
     kwargs = {"accelerator": "cpu", **kwargs} if "device" not in kwargs else kwargs
     with pytest.raises(error, match=match):

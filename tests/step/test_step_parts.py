@@ -107,8 +107,15 @@ def _functions(calls: list[str]) -> SupervisedFunctions:
         calls.append("model_transform")
         return output
 
-    return SupervisedFunctions(loss_fn, lambda batch, device, non_blocking: batch, model_fn, model_transform,
-                               lambda x, y, y_pred, loss: loss.item(), None, False)
+    return SupervisedFunctions(
+        loss_fn,
+        lambda batch, device, non_blocking: batch,
+        model_fn,
+        model_transform,
+        lambda x, y, y_pred, loss: loss.item(),
+        None,
+        False,
+    )
 
 
 def test_supervised_functions_call_the_model_its_transform_then_the_loss():
@@ -125,8 +132,9 @@ def test_supervised_step_steps_the_optimizer_at_the_end_of_each_window():
     steps = []
     optimizer.register_step_post_hook(lambda *_: steps.append(True))
     window = AccumulationWindow(2)
-    update, close_window = build_supervised_step(model, optimizer, Precision("32-true", "cpu"), _functions([]),
-                                                 window, clip_val=None, clip_algorithm="norm")
+    update, close_window = build_supervised_step(
+        model, optimizer, Precision("32-true", "cpu"), _functions([]), window, clip_val=None, clip_algorithm="norm"
+    )
     trainer = Engine(update)
     window.attach(trainer, close_window)
     trainer.run([(torch.ones(2, 1), torch.zeros(2, 1))] * 5, max_epochs=1)
@@ -154,11 +162,17 @@ class DeepSpeedEngine:  # recognised by class name, as deepspeed's is
 def test_check_deepspeed_agrees_returns_the_engines_accumulation_or_names_the_disagreement():
     assert is_deepspeed_engine(DeepSpeedEngine()) and not is_deepspeed_engine(torch.nn.Linear(1, 1))
     assert check_deepspeed_agrees(DeepSpeedEngine(accumulation=2), SpeedConfig(accumulate_grad_batches=2)) == 2
-    with pytest.raises(ValueError, match=r"accumulate_grad_batches=1 but the DeepSpeed engine accumulates "
-                                         r"gradient_accumulation_steps=4"):
+    with pytest.raises(
+        ValueError,
+        match=r"accumulate_grad_batches=1 but the DeepSpeed engine accumulates "
+        r"gradient_accumulation_steps=4",
+    ):
         check_deepspeed_agrees(DeepSpeedEngine(accumulation=4), SpeedConfig())
-    with pytest.raises(ValueError, match=r"gradient_clip_val=1.0 but the DeepSpeed engine clips at "
-                                         r"gradient_clipping=0.0"):
+    with pytest.raises(
+        ValueError,
+        match=r"gradient_clip_val=1.0 but the DeepSpeed engine clips at "
+        r"gradient_clipping=0.0",
+    ):
         check_deepspeed_agrees(DeepSpeedEngine(), SpeedConfig(gradient_clip_val=1.0))
     with pytest.raises(ValueError, match=r"precision='bf16-mixed' but the DeepSpeed engine trains in fp16"):
         check_deepspeed_agrees(DeepSpeedEngine(fp16=True), SpeedConfig(precision="bf16-mixed"))
