@@ -165,8 +165,8 @@ class OptimizerState:
 
             return dict(
                 get_optimizer_state_dict(
-                    self.model,
-                    self.optimizer,  # type: ignore[arg-type]
+                    self.model,  # type: ignore[arg-type]  # (not None: _fsdp() says so)
+                    self.optimizer,
                     options=_full_options(cpu_offload=True),
                 )
             )
@@ -182,9 +182,9 @@ class OptimizerState:
             from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
             set_optimizer_state_dict(
-                self.model,
+                self.model,  # type: ignore[arg-type]  # (not None: _fsdp() says so)
                 self.optimizer,
-                state_dict,  # type: ignore[arg-type]
+                state_dict,
                 options=_full_options(),
             )
         else:
