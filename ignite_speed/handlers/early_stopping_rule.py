@@ -79,6 +79,88 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+# Each message starts with Lightning 2.6's phrase for the same outcome (EarlyStopping.
+# _evaluate_stopping_criteria / _improvement_message); what follows the phrase is ignite-speed's detail.
+
+
+def _stop(reason: EarlyStoppingReason, message: str, best: float, wait: int, since: int, improved: bool) -> Decision:
+    """A decision to stop for ``reason``."""
+    return Decision(True, reason, message, best, wait, since, improved)
+
+
+def _keep_going(message: str, best: float, wait: int, since: int, improved: bool) -> Decision:
+    """A decision not to stop."""
+    return Decision(False, EarlyStoppingReason.NOT_STOPPED, message, best, wait, since, improved)
+
+
+def _records(o: EarlyStoppingOptions) -> str:
+    """What patience counts, for the messages: Lightning's "records" (checks), or epochs / steps."""
+    return "records" if o.patience_unit == "checks" else o.patience_unit
+
+
+def _stop_before_improvement(
+    o: EarlyStoppingOptions, current: float, best: float, wait: int, since: int
+) -> Decision | None:
+    """The stops that do not look at improvement, first match wins: a non-finite value (``check_finite``),
+    the stopping threshold, the divergence threshold; ``None`` when none applies."""
+    name = o.monitor
+    better_op, worse_op = ("<", ">") if o.mode == "min" else (">", "<")
+    if o.check_finite and not math.isfinite(current):
+        message = (
+            f"Monitored metric {name} = {_fmt(current)} is not finite. Previous best value was {_fmt(best)}; stopping"
+        )
+        return _stop(EarlyStoppingReason.NON_FINITE_METRIC, message, best, wait, since, False)
+    if o.stopping_threshold is not None and _beyond(o, current, o.stopping_threshold, worse=False):
+        message = (
+            f"Stopping threshold reached: {name} = {_fmt(current)} {better_op} "
+            f"stopping_threshold={_fmt(o.stopping_threshold)}; stopping"
+        )
+        return _stop(EarlyStoppingReason.STOPPING_THRESHOLD, message, best, wait, since, False)
+    if o.divergence_threshold is not None and _beyond(o, current, o.divergence_threshold, worse=True):
+        message = (
+            f"Divergence threshold reached: {name} = {_fmt(current)} {worse_op} "
+            f"divergence_threshold={_fmt(o.divergence_threshold)}; stopping"
+        )
+        return _stop(EarlyStoppingReason.DIVERGENCE_THRESHOLD, message, best, wait, since, False)
+    return None
+
+
+def _improvement_message(o: EarlyStoppingOptions, previous: float, current: float) -> str:
+    """The message of an improvement that resets the patience (the first finite value: no margin to tell)."""
+    if not math.isfinite(previous):
+        return f"Metric {o.monitor} improved. New best score: {_fmt(current)}"
+    relative = " x |best|" if o.min_delta_mode == "rel" else ""
+    return (
+        f"Metric {o.monitor} improved by {_fmt(abs(previous - current))} > min_delta = "
+        f"{_fmt(o.min_delta)}{relative}. New best score: {_fmt(current)}"
+    )
+
+
+def _patience_decision(
+    o: EarlyStoppingOptions, current: float, best: float, wait: int, since: int, improved: bool
+) -> Decision:
+    """No improvement that resets the patience (``wait`` already counts this check): go on while
+    ``wait < patience``, else stop, for the baseline when the best value never beat it."""
+    name, records = o.monitor, _records(o)
+    if wait < o.patience:
+        message = (
+            f"Metric {name} = {_fmt(current)} did not improve: {wait} of patience {o.patience} "
+            f"{records} without improvement. Best score: {_fmt(best)}"
+        )
+        return _keep_going(message, best, wait, since, improved)
+    if o.baseline is not None and not _better(o, best, o.baseline):
+        message = (
+            f"Monitored metric {name} did not beat baseline={_fmt(o.baseline)} in the last {wait} "
+            f"{records}. Best score: {_fmt(best)}; stopping"
+        )
+        return _stop(EarlyStoppingReason.BASELINE_NOT_MET, message, best, wait, since, improved)
+    message = (
+        f"Monitored metric {name} did not improve in the last {wait} {records}. Best score: "
+        f"{_fmt(best)} (patience {o.patience}); stopping"
+    )
+    return _stop(EarlyStoppingReason.PATIENCE_EXHAUSTED, message, best, wait, since, improved)
+
+
 def decide(
     current: float,
     *,
@@ -105,102 +187,22 @@ def decide(
     divergence threshold; improvement (by more than ``min_delta``, which also has to beat ``baseline``
     to reset the patience); otherwise the patience grows and stops at ``wait >= patience``.
     """
-    o, name = options, options.monitor
-    # Each message starts with Lightning 2.6's phrase for the same outcome (EarlyStopping.
-    # _evaluate_stopping_criteria / _improvement_message); what follows the phrase is ignite-speed's detail.
-    better_op, worse_op = ("<", ">") if o.mode == "min" else (">", "<")
-    # Lightning counts patience in "records" (checks); patience_unit="epochs"/"steps" counts those instead
-    records = "records" if o.patience_unit == "checks" else o.patience_unit
+    o = options
     if warmup:
         improved = math.isfinite(current) and _better(o, current, best)
         new_best = current if improved else best
-        return Decision(
-            False,
-            EarlyStoppingReason.NOT_STOPPED,
-            f"Metric {name} = {_fmt(current)} during warm-up (start_from_epoch). Best score so far: {_fmt(new_best)}",
-            new_best,
-            0,
-            position,
-            improved,
-        )
-    if o.check_finite and not math.isfinite(current):
-        return Decision(
-            True,
-            EarlyStoppingReason.NON_FINITE_METRIC,
-            f"Monitored metric {name} = {_fmt(current)} is not finite. Previous best value was {_fmt(best)}; stopping",
-            best,
-            wait,
-            since,
-            False,
-        )
-    if o.stopping_threshold is not None and _beyond(o, current, o.stopping_threshold, worse=False):
-        return Decision(
-            True,
-            EarlyStoppingReason.STOPPING_THRESHOLD,
-            f"Stopping threshold reached: {name} = {_fmt(current)} {better_op} "
-            f"stopping_threshold={_fmt(o.stopping_threshold)}; stopping",
-            best,
-            wait,
-            since,
-            False,
-        )
-    if o.divergence_threshold is not None and _beyond(o, current, o.divergence_threshold, worse=True):
-        return Decision(
-            True,
-            EarlyStoppingReason.DIVERGENCE_THRESHOLD,
-            f"Divergence threshold reached: {name} = {_fmt(current)} {worse_op} "
-            f"divergence_threshold={_fmt(o.divergence_threshold)}; stopping",
-            best,
-            wait,
-            since,
-            False,
-        )
+        message = f"Metric {o.monitor} = {_fmt(current)} during warm-up (start_from_epoch). Best score so far: {_fmt(new_best)}"
+        return _keep_going(message, new_best, 0, position, improved)
+    stop = _stop_before_improvement(o, current, best, wait, since)
+    if stop is not None:
+        return stop
     improved = _better(o, current, best)
     if improved:
         previous, best = best, current
         if o.baseline is None or _better(o, current, o.baseline):
-            if math.isfinite(previous):
-                relative = " x |best|" if o.min_delta_mode == "rel" else ""
-                message = (
-                    f"Metric {name} improved by {_fmt(abs(previous - current))} > min_delta = "
-                    f"{_fmt(o.min_delta)}{relative}. New best score: {_fmt(current)}"
-                )
-            else:
-                message = f"Metric {name} improved. New best score: {_fmt(current)}"
-            return Decision(False, EarlyStoppingReason.NOT_STOPPED, message, best, 0, position, True)
+            return _keep_going(_improvement_message(o, previous, current), best, 0, position, True)
     wait = wait + 1 if o.patience_unit == "checks" else position - since
-    if wait < o.patience:
-        return Decision(
-            False,
-            EarlyStoppingReason.NOT_STOPPED,
-            f"Metric {name} = {_fmt(current)} did not improve: {wait} of patience {o.patience} "
-            f"{records} without improvement. Best score: {_fmt(best)}",
-            best,
-            wait,
-            since,
-            improved,
-        )
-    if o.baseline is not None and not _better(o, best, o.baseline):
-        return Decision(
-            True,
-            EarlyStoppingReason.BASELINE_NOT_MET,
-            f"Monitored metric {name} did not beat baseline={_fmt(o.baseline)} in the last {wait} "
-            f"{records}. Best score: {_fmt(best)}; stopping",
-            best,
-            wait,
-            since,
-            improved,
-        )
-    return Decision(
-        True,
-        EarlyStoppingReason.PATIENCE_EXHAUSTED,
-        f"Monitored metric {name} did not improve in the last {wait} {records}. Best score: "
-        f"{_fmt(best)} (patience {o.patience}); stopping",
-        best,
-        wait,
-        since,
-        improved,
-    )
+    return _patience_decision(o, current, best, wait, since, improved)
 
 
 class ValidationCadence(NamedTuple):

@@ -96,6 +96,90 @@ def draw_profile(ax: Any, profile: RunProfile) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.7), ncol=4, fontsize="x-small", frameon=False)
 
 
+def _draw_max_time_budget(ax: Any, report: RunReport, max_time: float, x: str, x_max: float) -> float:
+    """Shade ``max_time``'s budget (and hatch its reserve) on the metric panel; against steps the budget
+    ends where the run's measured pace would reach it. Returns the x limit, widened to show the budget's
+    end when it lies near the data."""
+    limit = max_time - report.max_time_reserve
+    scale = 1.0
+    if x == "step":  # where the measured pace would reach the budget
+        scale = report.steps / report.seconds if report.seconds > 0 else 0.0
+    if scale <= 0:
+        return x_max
+    if limit * scale <= 1.5 * x_max:
+        x_max = max(x_max, max_time * scale * 1.02)
+    budget = f"max_time budget {format_seconds(limit)}" + (" (at the run's pace)" if x == "step" else "")
+    _shade_budget(ax, 0.0, limit * scale, x_max, budget, color="tab:blue", alpha=0.08)
+    if limit * scale <= x_max:
+        ax.axvline(limit * scale, color="tab:blue", linewidth=1.0, alpha=0.6)
+    if report.max_time_reserve:
+        _shade_budget(
+            ax,
+            limit * scale,
+            max_time * scale,
+            x_max,
+            f"max_time_reserve {format_seconds(report.max_time_reserve)}",
+            facecolor="none",
+            edgecolor="tab:gray",
+            hatch="//",
+            alpha=0.5,
+        )
+    return x_max
+
+
+def _draw_metric_panel(ax: Any, report: RunReport, monitor: str, x: str, title: str | None) -> None:
+    """The monitored metric per validation run against ``x``, with the best value, the thresholds, the
+    stop and the ``max_time`` budget marked (see :func:`plot_report`)."""
+    points = [p for p in report.validations if p.value is not None]
+    key = (lambda p: p.step) if x == "step" else (lambda p: p.time)
+    xs, ys = [key(p) for p in points], [p.value for p in points]
+    ax.plot(
+        xs,
+        ys,
+        marker="o",
+        markersize=3.5,
+        linewidth=1.6,
+        color="tab:blue",
+        label=f"{monitor} ({len(points)} validation runs)",
+    )
+    if report.best is not None and report.best_at is not None:
+        where = f"step {report.best_at.step}" if x == "step" else f"{format_seconds(report.best_at.time)}"
+        ax.scatter(
+            [key(report.best_at)],
+            [report.best],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolors="black",
+            zorder=5,
+            label=f"best {monitor} = {_fmt(report.best)} ({where})",
+        )
+    for name, value, color in (
+        ("stopping_threshold", report.stopping_threshold, "tab:green"),
+        ("divergence_threshold", report.divergence_threshold, "tab:red"),
+    ):
+        if value is not None:
+            _threshold(ax, ys, value, f"{name} = {_fmt(value)}", color)
+    stop_x = float(report.steps if x == "step" else report.seconds)
+    if report.stop_reason != "not_stopped":
+        ax.axvline(stop_x, color="black", linestyle=":", linewidth=1.4, label=f"stopped: {report.stop_reason}")
+    x_max = max([stop_x, *xs, 1e-9]) * 1.06
+    if report.max_time is not None:
+        x_max = _draw_max_time_budget(ax, report, report.max_time, x, x_max)
+    ax.set_xlim(0.0, x_max)
+    ax.set_xlabel("optimizer steps" if x == "step" else "training time (s; sanity check excluded)")
+    ax.set_ylabel(monitor)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(
+        title
+        or f"{monitor} per validation run: {report.epochs} epochs, {report.steps} steps, "
+        f"{format_seconds(report.seconds)}"
+    )
+    if not points:
+        ax.text(0.5, 0.5, f"no validation run logged {monitor!r}", transform=ax.transAxes, ha="center")
+    ax.legend(loc="best", fontsize="small", framealpha=0.85)
+
+
 def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | None = None) -> Any:
     """Draw ``report``'s monitored metric per validation run against ``x`` (``"step"``: optimizer steps;
     ``"time"``: training-clock seconds) and save it to ``path``; returns ``path``.
@@ -122,76 +206,7 @@ def plot_report(report: RunReport, path: Any, *, x: str = "step", title: str | N
         draw_profile(fig.add_subplot(grid[1]), profile)
     else:
         ax = fig.add_subplot(1, 1, 1)
-    points = [p for p in report.validations if p.value is not None]
-    key = (lambda p: p.step) if x == "step" else (lambda p: p.time)
-    xs, ys = [key(p) for p in points], [p.value for p in points]
-    ax.plot(
-        xs,
-        ys,
-        marker="o",
-        markersize=3.5,
-        linewidth=1.6,
-        color="tab:blue",
-        label=f"{report.monitor} ({len(points)} validation runs)",
-    )
-    if report.best is not None and report.best_at is not None:
-        where = f"step {report.best_at.step}" if x == "step" else f"{format_seconds(report.best_at.time)}"
-        ax.scatter(
-            [key(report.best_at)],
-            [report.best],
-            marker="*",
-            s=220,
-            color="gold",
-            edgecolors="black",
-            zorder=5,
-            label=f"best {report.monitor} = {_fmt(report.best)} ({where})",
-        )
-    for name, value, color in (
-        ("stopping_threshold", report.stopping_threshold, "tab:green"),
-        ("divergence_threshold", report.divergence_threshold, "tab:red"),
-    ):
-        if value is not None:
-            _threshold(ax, ys, value, f"{name} = {_fmt(value)}", color)
-    stop_x = float(report.steps if x == "step" else report.seconds)
-    if report.stop_reason != "not_stopped":
-        ax.axvline(stop_x, color="black", linestyle=":", linewidth=1.4, label=f"stopped: {report.stop_reason}")
-    x_max = max([stop_x, *xs, 1e-9]) * 1.06
-    if report.max_time is not None:
-        limit = report.max_time - report.max_time_reserve
-        scale = 1.0
-        if x == "step":  # where the measured pace would reach the budget
-            scale = report.steps / report.seconds if report.seconds > 0 else 0.0
-        if scale > 0:
-            if limit * scale <= 1.5 * x_max:
-                x_max = max(x_max, report.max_time * scale * 1.02)
-            budget = f"max_time budget {format_seconds(limit)}" + (" (at the run's pace)" if x == "step" else "")
-            _shade_budget(ax, 0.0, limit * scale, x_max, budget, color="tab:blue", alpha=0.08)
-            if limit * scale <= x_max:
-                ax.axvline(limit * scale, color="tab:blue", linewidth=1.0, alpha=0.6)
-            if report.max_time_reserve:
-                _shade_budget(
-                    ax,
-                    limit * scale,
-                    report.max_time * scale,
-                    x_max,
-                    f"max_time_reserve {format_seconds(report.max_time_reserve)}",
-                    facecolor="none",
-                    edgecolor="tab:gray",
-                    hatch="//",
-                    alpha=0.5,
-                )
-    ax.set_xlim(0.0, x_max)
-    ax.set_xlabel("optimizer steps" if x == "step" else "training time (s; sanity check excluded)")
-    ax.set_ylabel(report.monitor)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(
-        title
-        or f"{report.monitor} per validation run: {report.epochs} epochs, {report.steps} steps, "
-        f"{format_seconds(report.seconds)}"
-    )
-    if not points:
-        ax.text(0.5, 0.5, f"no validation run logged {report.monitor!r}", transform=ax.transAxes, ha="center")
-    ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    _draw_metric_panel(ax, report, report.monitor, x, title)
     if report.stop_message:
         message = report.stop_message if len(report.stop_message) <= 140 else report.stop_message[:137] + "..."
         fig.text(0.01, 0.01, f"stop: {message}", fontsize="x-small", color="dimgray")
