@@ -174,6 +174,46 @@ def resolve_strategy(strategy: str, accelerator: str, world_size: int | None) ->
     return strategy
 
 
+def _plan_under_launcher(
+    cfg: SpeedConfig, env: Mapping[str, str], launcher: str, accelerator: str, device_ids: tuple[int, ...] | None
+) -> LaunchPlan:
+    """The plan of a process that ``launcher`` (torchrun or SLURM) started: the world size, processes per node
+    and node rank are the launcher's, and ``devices`` / ``num_nodes``, when given, must agree with them."""
+    nnodes = cfg.num_nodes
+    world = _int_env(env, "WORLD_SIZE", 0) or _int_env(env, "SLURM_NTASKS", 1)
+    local_world = _int_env(env, "LOCAL_WORLD_SIZE", 0) or _int_env(env, "SLURM_NTASKS_PER_NODE", 0)
+    if (
+        "devices" in cfg.explicit
+        and isinstance(cfg.devices, int)
+        and cfg.devices > 0
+        and local_world
+        and cfg.devices != local_world
+    ):
+        raise ValueError(
+            f"devices={cfg.devices} but {launcher} started {local_world} processes on this node; "
+            f"make them agree (or leave devices='auto')"
+        )
+    nproc = local_world or max(1, world // max(1, nnodes))
+    if "num_nodes" in cfg.explicit and nproc * nnodes != world:
+        raise ValueError(
+            f"num_nodes={nnodes} x {nproc} processes per node != WORLD_SIZE={world} set by {launcher}; make them agree"
+        )
+    nnodes = max(1, world // nproc)
+    strategy = resolve_strategy(cfg.strategy, accelerator, world)
+    return LaunchPlan(
+        accelerator,
+        strategy,
+        _BACKENDS.get(accelerator),
+        nproc,
+        nnodes,
+        _int_env(env, "GROUP_RANK", _int_env(env, "NODE_RANK", 0)),
+        env.get("MASTER_ADDR"),
+        _int_env(env, "MASTER_PORT", 0) or None,
+        launcher,
+        device_ids,
+    )
+
+
 def plan_launch(
     cfg: Any = None,
     env: Mapping[str, str] | None = None,
@@ -201,39 +241,7 @@ def plan_launch(
     check_accelerator_available(accelerator, accelerators)
     nnodes = cfg.num_nodes
     if launcher is not None:
-        world = _int_env(env, "WORLD_SIZE", 0) or _int_env(env, "SLURM_NTASKS", 1)
-        local_world = _int_env(env, "LOCAL_WORLD_SIZE", 0) or _int_env(env, "SLURM_NTASKS_PER_NODE", 0)
-        if (
-            "devices" in cfg.explicit
-            and isinstance(cfg.devices, int)
-            and cfg.devices > 0
-            and local_world
-            and cfg.devices != local_world
-        ):
-            raise ValueError(
-                f"devices={cfg.devices} but {launcher} started {local_world} processes on this node; "
-                f"make them agree (or leave devices='auto')"
-            )
-        nproc = local_world or max(1, world // max(1, nnodes))
-        if "num_nodes" in cfg.explicit and nproc * nnodes != world:
-            raise ValueError(
-                f"num_nodes={nnodes} x {nproc} processes per node != WORLD_SIZE={world} set by "
-                f"{launcher}; make them agree"
-            )
-        nnodes = max(1, world // nproc)
-        strategy = resolve_strategy(cfg.strategy, accelerator, world)
-        return LaunchPlan(
-            accelerator,
-            strategy,
-            _BACKENDS.get(accelerator),
-            nproc,
-            nnodes,
-            _int_env(env, "GROUP_RANK", _int_env(env, "NODE_RANK", 0)),
-            env.get("MASTER_ADDR"),
-            _int_env(env, "MASTER_PORT", 0) or None,
-            launcher,
-            device_ids,
-        )
+        return _plan_under_launcher(cfg, env, launcher, accelerator, device_ids)
     world_size = None if nproc is None else nproc * nnodes
     strategy = resolve_strategy(cfg.strategy, accelerator, world_size)
     if world_size == 1 and strategy in SINGLE_PROCESS_STRATEGIES:

@@ -74,21 +74,7 @@ def prepare_dataloader(
         dataset = loader.dataset
         if world == 1 or isinstance(dataset, IterableDataset) or isinstance(loader.sampler, DistributedSampler):
             return loader
-        if type(loader.batch_sampler) not in (BatchSampler, type(None)):
-            raise ValueError(
-                f"the DataLoader uses a custom batch_sampler ({type(loader.batch_sampler).__name__}); "
-                f"shard it yourself per rank, or pass the dataset with a sampler instead"
-            )
-        kwargs = {k: getattr(loader, k) for k in _LOADER_ARGS if hasattr(loader, k)}
-        if loader.batch_size is None:
-            raise ValueError("the DataLoader has batch_size=None (no automatic batching); give it a batch_size")
-        if kwargs.get("num_workers", 0) == 0:
-            kwargs.pop("prefetch_factor", None)
-            kwargs.pop("persistent_workers", None)
-        sampler = loader.sampler
-        if shuffle is None:
-            shuffle = isinstance(sampler, RandomSampler)
-        custom = None if isinstance(sampler, (RandomSampler, SequentialSampler)) else sampler
+        kwargs, shuffle, custom = _rebuild_settings(loader, shuffle)
     else:
         if not isinstance(data, Dataset) and not hasattr(data, "__getitem__"):
             raise TypeError(f"data has type {type(data).__name__}; accepted: a torch Dataset or DataLoader")
@@ -124,6 +110,29 @@ def prepare_dataloader(
             drop_last=bool(kwargs.get("drop_last", False)),
         )
     return DataLoader(dataset, sampler=dist_sampler, **kwargs)
+
+
+def _rebuild_settings(loader: DataLoader, shuffle: bool | None) -> tuple[dict[str, Any], bool, Any]:
+    """What rebuilding ``loader`` around a distributed sampler keeps: its ``DataLoader`` arguments, whether it
+    shuffles (``shuffle``, else as its own sampler does), and its sampler when that is a custom one to wrap
+    (else ``None``)."""
+    if type(loader.batch_sampler) not in (BatchSampler, type(None)):
+        raise ValueError(
+            f"the DataLoader uses a custom batch_sampler ({type(loader.batch_sampler).__name__}); "
+            f"shard it yourself per rank, or pass the dataset with a sampler instead"
+        )
+    kwargs = {k: getattr(loader, k) for k in _LOADER_ARGS if hasattr(loader, k)}
+    if loader.batch_size is None:
+        raise ValueError("the DataLoader has batch_size=None (no automatic batching); give it a batch_size")
+    if kwargs.get("num_workers", 0) == 0:
+        # (DataLoader refuses these two when set without worker processes)
+        kwargs.pop("prefetch_factor", None)
+        kwargs.pop("persistent_workers", None)
+    sampler = loader.sampler
+    if shuffle is None:
+        shuffle = isinstance(sampler, RandomSampler)
+    custom = None if isinstance(sampler, (RandomSampler, SequentialSampler)) else sampler
+    return kwargs, shuffle, custom
 
 
 def attach_set_epoch(engine: Any, loader: Any) -> Any:

@@ -407,46 +407,8 @@ class TrainingLoop:
             warnings.warn(message, UserWarning, stacklevel=2)
             self._finish(StopRequest(StopReason.DATA_EXHAUSTED, message, "data"))
         else:
-            self._end_epoch(engine, empty)
+            _count_epoch_and_decide(self, engine, empty)
         state.stage = Stage.BETWEEN
-
-    def _end_epoch(self, engine: Engine, empty: bool) -> None:
-        # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
-        state, plan = self.state, self.plan
-        p = state.progress
-        remeasure = empty and engine.state.epoch_length == 0
-        if remeasure:
-            # the run's first epoch of an unsized re-iterable gave no batch: Ignite took 0 as the epoch length,
-            # which ends its run; let it measure the next epoch again (on a fresh iterator, below)
-            engine.state.epoch_length = None
-        p.epochs_done += 1
-        # the handlers report (deferred checks, the time budget, early stopping's epoch-end check); one sync
-        # makes this boundary a decision point for every stop source (early stopping's check syncs itself)
-        syncs = self.controller.syncs
-        self.handlers.call("on_agreement", engine)
-        self.handlers.call("on_epoch_end", engine)
-        if self.controller.syncs == syncs:
-            self.sync()
-        request = state.end_after_epoch or _hard_limit_reached(p, plan.run_limits)
-        if request is None and self.controller.should_stop(p.epochs_done, p.global_step):
-            request = self.controller.pending
-        if request is not None:
-            self._finish(request)
-            return
-        if plan.run_limits.max_epochs.unlimited and engine.state.max_epochs is not None:
-            wanted = _ignite_max_epochs_ahead(
-                engine.state.epoch,
-                engine.state.max_epochs,
-                p.epochs_done,
-                self.clock.elapsed(),
-                plan.time_budget_seconds,
-            )
-            if wanted is not None:
-                engine.state.max_epochs = wanted
-        if remeasure or (plan.fresh_iterator_each_epoch and not state.epoch_ended_early):
-            # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
-            # (Ignite's epoch_length alone would continue the old one).
-            self.position.new_iterator(engine)
 
     # ------------------------------------------------------------------ the run's end
     def _finish(self, request: StopRequest) -> None:
@@ -577,6 +539,48 @@ def _detach(loop: TrainingLoop) -> None:
 
 
 # ---------------------------------------------------------------------- pieces of the epoch-end decision
+def _count_epoch_and_decide(loop: TrainingLoop, engine: Engine, empty: bool) -> None:
+    """The epoch-end decision for an epoch that counts: the handlers report, then the run ends (a stop
+    request, ``max_steps`` / ``max_epochs``) or goes on, with Ignite's ``max_epochs`` and the data iterator
+    set up for the next epoch."""
+    # (an empty epoch of a re-iterable counts, as in Lightning: the next one may have batches)
+    state, plan = loop.state, loop.plan
+    p = state.progress
+    remeasure = empty and engine.state.epoch_length == 0
+    if remeasure:
+        # the run's first epoch of an unsized re-iterable gave no batch: Ignite took 0 as the epoch length,
+        # which ends its run; let it measure the next epoch again (on a fresh iterator, below)
+        engine.state.epoch_length = None
+    p.epochs_done += 1
+    # the handlers report (deferred checks, the time budget, early stopping's epoch-end check); one sync
+    # makes this boundary a decision point for every stop source (early stopping's check syncs itself)
+    syncs = loop.controller.syncs
+    loop.handlers.call("on_agreement", engine)
+    loop.handlers.call("on_epoch_end", engine)
+    if loop.controller.syncs == syncs:
+        loop.sync()
+    request = state.end_after_epoch or _hard_limit_reached(p, plan.run_limits)
+    if request is None and loop.controller.should_stop(p.epochs_done, p.global_step):
+        request = loop.controller.pending
+    if request is not None:
+        loop._finish(request)
+        return
+    if plan.run_limits.max_epochs.unlimited and engine.state.max_epochs is not None:
+        wanted = _ignite_max_epochs_ahead(
+            engine.state.epoch,
+            engine.state.max_epochs,
+            p.epochs_done,
+            loop.clock.elapsed(),
+            plan.time_budget_seconds,
+        )
+        if wanted is not None:
+            engine.state.max_epochs = wanted
+    if remeasure or (plan.fresh_iterator_each_epoch and not state.epoch_ended_early):
+        # Lightning's limit_train_batches: every epoch takes the first N batches of a fresh iterator
+        # (Ignite's epoch_length alone would continue the old one).
+        loop.position.new_iterator(engine)
+
+
 def _ended_by_ignite(engine: Engine, progress: Progress, limits: RunLimits) -> StopRequest:
     """Why a run ended that no decision of the loop ended: a ``terminate()``, Ignite's own limits, the data."""
     if engine.should_terminate:
