@@ -27,6 +27,7 @@ import ignite.distributed as idist  # noqa: E402
 from ignite.engine import Engine, Events  # noqa: E402
 
 from ignite_speed.speedups import Speedups, attach_speedups  # noqa: E402
+from tests.helpers import run_on_two_gloo_ranks  # noqa: E402
 
 BATCHES = 4  # per epoch
 GROUP_TIMEOUT_S = 5  # the process group's collective timeout (the test asserts it is honoured)
@@ -228,14 +229,7 @@ JOBS = {"divergent": job_divergent, "raise": job_raise, "preempt": job_preempt}
 
 def main(job: str, out_dir: str, port: int) -> None:
     torch.set_num_threads(1)
-    with idist.Parallel(
-        backend="gloo",
-        nproc_per_node=2,
-        master_addr="127.0.0.1",
-        master_port=port,
-        timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S),
-    ) as parallel:
-        parallel.run(JOBS[job], out_dir)
+    run_on_two_gloo_ranks(JOBS[job], port, out_dir, timeout_s=GROUP_TIMEOUT_S)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,23 @@ def run_job_process(cmd: list[str], timeout: float, *, cwd: Any = None, env: dic
     return run_job_processes(lambda: [cmd], timeout, cwd=cwd, env=env)[0]
 
 
+def run_on_two_gloo_ranks(fn: Any, port: int, *args: Any, timeout_s: float = 30) -> None:
+    """``fn(local_rank, *args)`` on two gloo processes of this machine (``idist.Parallel``): the ``main`` of the
+    job scripts that :func:`run_rank_job` starts."""
+    import datetime
+
+    import ignite.distributed as idist
+
+    with idist.Parallel(
+        backend="gloo",
+        nproc_per_node=2,
+        master_addr="127.0.0.1",
+        master_port=port,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    ) as parallel:
+        parallel.run(fn, *args)
+
+
 def run_rank_job(script: str, job: str, out_dir: Any, timeout: float, ranks: int = 2) -> list[dict]:
     """Run a multi-process job script (``script job out_dir free_port``) through :func:`run_job_processes`
     and read every rank's ``out_dir/<job>_<rank>.json``."""

@@ -8,7 +8,6 @@ Every rank writes ``OUT_DIR/<job>_<rank>.json``.
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from ignite_speed.handlers import EarlyStopping, LoopLimits  # noqa: E402
 from ignite_speed.handlers.nan_guard import NonFiniteLossGuard  # noqa: E402
 from ignite_speed.loop import TrainingLoop  # noqa: E402
 from ignite_speed.loop.stop import StopController  # noqa: E402
-from tests.helpers import run_rank_job  # noqa: E402
+from tests.helpers import run_on_two_gloo_ranks, run_rank_job  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2 gloo processes per job
 
@@ -182,14 +181,7 @@ JOBS = {"divergent": job_divergent}
 
 
 def main(job: str, out_dir: str, port: int) -> None:
-    with idist.Parallel(
-        backend="gloo",
-        nproc_per_node=2,
-        master_addr="127.0.0.1",
-        master_port=port,
-        timeout=datetime.timedelta(seconds=30),
-    ) as parallel:
-        parallel.run(JOBS[job], out_dir)
+    run_on_two_gloo_ranks(JOBS[job], port, out_dir)
 
 
 # ---------------------------------------------------------------------------------------------- the tests

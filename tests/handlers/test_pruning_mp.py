@@ -4,7 +4,6 @@ stopped alone would leave the other one waiting in a collective: the test fails 
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -19,7 +18,7 @@ import ignite.distributed as idist  # noqa: E402
 from ignite.engine import Engine, Events  # noqa: E402
 
 from ignite_speed.handlers import LoopLimits, Pruning, StopController, ValidationSchedule  # noqa: E402
-from tests.helpers import run_rank_job  # noqa: E402
+from tests.helpers import run_on_two_gloo_ranks, run_rank_job  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2 gloo processes
 
@@ -80,14 +79,7 @@ def job_prune(local_rank: int, out_dir: str) -> None:
 
 
 def main(job: str, out_dir: str, port: int) -> None:
-    with idist.Parallel(
-        backend="gloo",
-        nproc_per_node=2,
-        master_addr="127.0.0.1",
-        master_port=port,
-        timeout=datetime.timedelta(seconds=30),
-    ) as parallel:
-        parallel.run({"prune": job_prune}[job], out_dir)
+    run_on_two_gloo_ranks({"prune": job_prune}[job], port, out_dir)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ number of training batches before the next one fits; the first validation run al
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ from ignite.engine import Engine, Events  # noqa: E402
 from ignite_speed import SpeedConfig, attach_speedups  # noqa: E402
 from ignite_speed.handlers import EarlyStopping, LoopLimits, TrainingLoop, ValidationSchedule  # noqa: E402
 from ignite_speed.handlers.validation_budget import ValidationBudget, batches_until_allowed  # noqa: E402
-from tests.helpers import loader, run_rank_job, stream_loader  # noqa: E402
+from tests.helpers import loader, run_on_two_gloo_ranks, run_rank_job, stream_loader  # noqa: E402
 
 # sleep-timed runs: a training batch takes TRAIN_S, a validation run VAL_BATCHES * VAL_S (40 ms)
 TRAIN_S, VAL_S, VAL_BATCHES = 0.010, 0.020, 2
@@ -372,16 +371,8 @@ def job_budget(local_rank: int, out_dir: str) -> None:
 
 
 def main(job: str, out_dir: str, port: int) -> None:
-    import ignite.distributed as idist
 
-    with idist.Parallel(
-        backend="gloo",
-        nproc_per_node=2,
-        master_addr="127.0.0.1",
-        master_port=port,
-        timeout=datetime.timedelta(seconds=30),
-    ) as parallel:
-        parallel.run({"budget": job_budget}[job], out_dir)
+    run_on_two_gloo_ranks({"budget": job_budget}[job], port, out_dir)
 
 
 @pytest.mark.slow

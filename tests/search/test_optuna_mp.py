@@ -5,7 +5,6 @@ in a subprocess bounded by a timeout."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ from ignite.engine import Engine, Events  # noqa: E402
 
 from ignite_speed.handlers import LoopLimits, StopController, ValidationSchedule  # noqa: E402
 from ignite_speed.search.optuna_trial import OptunaPruning  # noqa: E402
-from tests.helpers import run_rank_job  # noqa: E402
+from tests.helpers import run_on_two_gloo_ranks, run_rank_job  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2 gloo processes
 BATCHES = 4
@@ -78,14 +77,7 @@ def main(job: str, out_dir: str, port: int) -> None:
         study_name="mp", storage=storage, direction="maximize", pruner=optuna.pruners.ThresholdPruner(upper=0.75)
     )
     memory = optuna.create_study(direction="maximize")
-    with idist.Parallel(
-        backend="gloo",
-        nproc_per_node=2,
-        master_addr="127.0.0.1",
-        master_port=port,
-        timeout=datetime.timedelta(seconds=30),
-    ) as parallel:
-        parallel.run(job_rank, out_dir, study.ask(), memory.ask())
+    run_on_two_gloo_ranks(job_rank, port, out_dir, study.ask(), memory.ask())
     with open(os.path.join(out_dir, "study.json"), "w") as f:
         json.dump({str(k): v for k, v in study.trials[0].intermediate_values.items()}, f)
 
