@@ -69,18 +69,22 @@ def _documented(env: Any) -> dict[int, tuple[str, str, str]]:
     return cache
 
 
+# the packages whose __all__ is the public API (ignite_speed.search exports its adapters from their own modules)
+_PUBLIC_PACKAGES = (
+    "ignite_speed",
+    "ignite_speed.config",
+    "ignite_speed.data",
+    "ignite_speed.distributed",
+    "ignite_speed.handlers",
+    "ignite_speed.loop",
+    "ignite_speed.report",
+    "ignite_speed.step",
+)
+
+
 def _public_ids() -> set[int]:
     ids: set[int] = set()
-    for package in (
-        "ignite_speed",
-        "ignite_speed.config",
-        "ignite_speed.data",
-        "ignite_speed.distributed",
-        "ignite_speed.handlers",
-        "ignite_speed.loop",
-        "ignite_speed.report",
-        "ignite_speed.step",
-    ):
+    for package in _PUBLIC_PACKAGES:
         module = importlib.import_module(package)
         ids.update(id(getattr(module, name)) for name in module.__all__ if _identifiable(getattr(module, name)))
     return ids
@@ -88,16 +92,7 @@ def _public_ids() -> set[int]:
 
 def _public_names() -> set[str]:
     names: set[str] = set()
-    for package in (
-        "ignite_speed",
-        "ignite_speed.config",
-        "ignite_speed.data",
-        "ignite_speed.distributed",
-        "ignite_speed.handlers",
-        "ignite_speed.loop",
-        "ignite_speed.report",
-        "ignite_speed.step",
-    ):
+    for package in _PUBLIC_PACKAGES:
         names.update(importlib.import_module(package).__all__)
     return names
 
