@@ -764,9 +764,18 @@ def attach_speedups(
     speedups = Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
     from .step.evaluation import apply_precision
 
-    apply_precision(evaluator, speedups.precision)  # validation runs under the training precision, as Lightning's
-    if pruning is not None:
-        pruning.attach(trainer)  # (TrainingLoop.of(trainer).handlers has it; StopController says PRUNED)
+    applied = None
+    try:
+        # validation runs under the training precision, as Lightning's
+        applied = apply_precision(evaluator, speedups.precision)
+        if pruning is not None:
+            pruning.attach(trainer)  # (TrainingLoop.of(trainer).handlers has it; StopController says PRUNED)
+    except BaseException:  # refused: the trainer and evaluator as they were, so that a corrected call can attach
+        if applied is not None:
+            applied.detach()
+        speedups.loop.parts.speedups = None
+        speedups.loop.detach()
+        raise
     return speedups
 
 
