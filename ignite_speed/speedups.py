@@ -408,6 +408,16 @@ class Speedups:
                     "nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
                     "to a new trainer's attach_speedups to validate"
                 )
+            if (
+                reason is None
+                and name == "val_time_fraction"
+                and new.val_time_fraction is not None
+                and self.val_data is None
+            ):
+                reason = (
+                    "it budgets validation, but attach_speedups got no val_data, so nothing validates; accepted: "
+                    "attach the evaluator and val_data to a new trainer's attach_speedups, or val_time_fraction=None"
+                )
             if reason is not None:
                 raise ValueError(
                     f"speedups.extend({name}={getattr(new, name)!r}): {name} cannot change in a "

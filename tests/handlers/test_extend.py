@@ -280,3 +280,16 @@ def test_a_refused_extend_changes_nothing():
     speedups.extend(max_epochs=3)
     trainer.run(loader(8))
     assert (trainer.state.iteration, speedups.stop_reason) == (16, StopReason.EARLY_STOPPING)
+
+
+def test_val_time_fraction_with_an_evaluator_but_no_val_data_is_refused():
+    trainer = Engine(lambda e, b: None)
+    speedups = attach_speedups(trainer, Engine(lambda e, b: None), {"max_epochs": 1})  # (no val_data)
+    trainer.run([0, 1])
+    cfg = speedups.cfg
+    with pytest.raises(ValueError, match=r"extend\(val_time_fraction=0.5\).*no val_data.*val_time_fraction=None"):
+        speedups.extend(max_epochs=2, val_time_fraction=0.5)  # before: accepted, and nothing budgeted
+    assert speedups.cfg is cfg
+    speedups.extend(max_epochs=2)
+    trainer.run([0, 1])
+    assert (trainer.state.iteration, speedups.stop_reason) == (4, StopReason.MAX_EPOCHS)
