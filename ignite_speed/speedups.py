@@ -27,7 +27,7 @@ from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
 from .handlers.autoresume import AutoResume
 from .handlers.base import LoopHandler
-from .handlers.early_stopping import EarlyStopping
+from .handlers.early_stopping import EarlyStopping, refuse_unseen_monitor
 from .handlers.limits import LoopLimits, TrainBatchLimit
 from .handlers.nan_guard import NonFiniteLossGuard
 from .handlers.preemption import PreemptionGuard, exit_code_of
@@ -221,17 +221,24 @@ class SpeedupHandlers:
     def _early_stopping(self, cfg: SpeedConfig) -> None:
         # judged on the schedule's runs (its placement resolved by the handler at each run's start); without
         # validation the monitor must be a trainer metric (refused at attach). The best score carries over to a
-        # rebuilt one with the same monitor and mode.
-        old, self.early_stopping = self.early_stopping, None
+        # rebuilt one with the same monitor and mode. The same options keep the attached one (extend rebuilding
+        # back after a refusal); a refused one is refused before the old one is taken off.
+        old, options = self.early_stopping, cfg.early_stopping_options
+        if not cfg.effective().early_stopping_enabled:
+            options = None
+        if old is not None and options == old.options:
+            return
+        evaluator = self.evaluator if self.validation is not None else None
+        es = None if options is None else EarlyStopping(evaluator, options=options, model=self.model)
+        if es is not None:
+            refuse_unseen_monitor(es.monitor, self.trainer, self.validation, has_evaluator=evaluator is not None)
+        self.early_stopping = None
         if old is not None:
             old.detach()
             self.loop.handlers.remove(old)
-        options = cfg.early_stopping_options
-        if not cfg.effective().early_stopping_enabled or options is None:
+        if es is None:
             return
-        evaluator = self.evaluator if self.validation is not None else None
-        es = EarlyStopping(evaluator, options=options, model=self.model).attach(self.trainer)
-        self.early_stopping = es
+        self.early_stopping = es = es.attach(self.trainer)
         if old is not None and (es.monitor, es.mode) == (old.monitor, old.mode):
             es.best_score = old.best_score
 
@@ -401,15 +408,33 @@ class Speedups:
                     "nothing validates: attach_speedups got no evaluator; attach the evaluator and val_data "
                     "to a new trainer's attach_speedups to validate"
                 )
+            if (
+                reason is None
+                and name == "val_time_fraction"
+                and new.val_time_fraction is not None
+                and self.val_data is None
+            ):
+                reason = (
+                    "it budgets validation, but attach_speedups got no val_data, so nothing validates; accepted: "
+                    "attach the evaluator and val_data to a new trainer's attach_speedups, or val_time_fraction=None"
+                )
             if reason is not None:
                 raise ValueError(
                     f"speedups.extend({name}={getattr(new, name)!r}): {name} cannot change in a "
                     f"continuing run (it is {getattr(old, name)!r}): {reason}"
                 )
         if changed:
+            limits, layout = self.limits, self.loop.setup.extended_layout
             self.cfg, self.limits = new, new.effective()
-            self._configure_loop()
-            self.handlers.rebuild(old, new)
+            try:
+                self._configure_loop()
+                self.handlers.rebuild(old, new)
+            except BaseException:  # refused while rebuilding: the handlers, config and loop as they were
+                self.cfg, self.limits = old, limits
+                self._configure_loop()
+                self.handlers.rebuild(new, old)
+                self.loop.setup.extended_layout = layout
+                raise
         es = self.early_stopping
         if es is not None and final is not None and final.reason is StopReason.EARLY_STOPPING:
             es.rearm()
@@ -749,9 +774,18 @@ def attach_speedups(
     speedups = Speedups(trainer, evaluator, config, val_data=val_data, model=model, precision=precision)
     from .step.evaluation import apply_precision
 
-    apply_precision(evaluator, speedups.precision)  # validation runs under the training precision, as Lightning's
-    if pruning is not None:
-        pruning.attach(trainer)  # (TrainingLoop.of(trainer).handlers has it; StopController says PRUNED)
+    applied = None
+    try:
+        # validation runs under the training precision, as Lightning's
+        applied = apply_precision(evaluator, speedups.precision)
+        if pruning is not None:
+            pruning.attach(trainer)  # (TrainingLoop.of(trainer).handlers has it; StopController says PRUNED)
+    except BaseException:  # refused: the trainer and evaluator as they were, so that a corrected call can attach
+        if applied is not None:
+            applied.detach()
+        speedups.loop.parts.speedups = None
+        speedups.loop.detach()
+        raise
     return speedups
 
 

@@ -13,7 +13,9 @@ import signal
 from typing import Any
 
 import pytest
+import torch
 from ignite.engine import Engine, Events
+from ignite.metrics import Average
 
 from ignite_speed import SpeedConfig, attach_speedups
 from ignite_speed.handlers import StopReason
@@ -238,3 +240,56 @@ def test_unchanged_values_and_turning_handlers_off_are_accepted():
     job.extend_and_run(max_epochs=3, terminate_on_nan=False, val_check_interval=None, precision="32-true")
     assert job.outcome == (24, StopReason.MAX_EPOCHS) and job.val_at == [4, 8, 16, 24]
     assert job.speedups.nan_guard is None
+
+
+HANDLERS = ("limits", "train_batches", "validation", "time_budget", "early_stopping", "nan_guard", "preemption")
+
+
+def _trained_with_early_stopping_on_a_trainer_metric() -> tuple[Engine, Any]:
+    """One epoch of 8 batches without validation; early stopping (patience 1) monitors a constant trainer metric."""
+    trainer = Engine(lambda e, b: 0.5)
+    Average(output_transform=lambda out: torch.tensor([out])).attach(trainer, "train_loss")
+    cfg = {"max_epochs": 1, "early_stopping": {"monitor": "train_loss", "patience": 1}}
+    speedups = attach_speedups(trainer, None, cfg)
+    trainer.run(loader(8))
+    return trainer, speedups
+
+
+def _handler_states(speedups: Any) -> dict[str, Any]:
+    """The checkpointed state of each attached handler (the loop's own part holds tensors: the data's RNG)."""
+    return {key: value for key, value in speedups.state_dict().items() if key != "loop"}
+
+
+def test_a_refused_extend_changes_nothing():
+    trainer, speedups = _trained_with_early_stopping_on_a_trainer_metric()
+    cfg, limits, state = speedups.cfg, speedups.limits, _handler_states(speedups)
+    before = {name: getattr(speedups.handlers, name) for name in HANDLERS}
+    described = {name: (repr(h), h.state_dict()) for name, h in before.items() if h is not None}
+    attached = [type(h) for h in speedups.loop.handlers]
+    with pytest.raises(ValueError, match=r"early_stopping monitors 'acc'.*validation is disabled"):
+        speedups.extend(max_epochs=3, early_stopping={"monitor": "acc"})  # nothing computes acc
+    assert speedups.cfg is cfg and speedups.limits == limits and _handler_states(speedups) == state
+    for name, handler in before.items():
+        now = getattr(speedups.handlers, name)
+        if handler is None or now is None:
+            assert now is handler, name
+        else:
+            assert now is handler or (repr(now), now.state_dict()) == described[name], name
+    assert [type(h) for h in speedups.loop.handlers] == attached
+    # the next run is the one it would have been: the second epoch's check stops it (patience 1)
+    speedups.extend(max_epochs=3)
+    trainer.run(loader(8))
+    assert (trainer.state.iteration, speedups.stop_reason) == (16, StopReason.EARLY_STOPPING)
+
+
+def test_val_time_fraction_with_an_evaluator_but_no_val_data_is_refused():
+    trainer = Engine(lambda e, b: None)
+    speedups = attach_speedups(trainer, Engine(lambda e, b: None), {"max_epochs": 1})  # (no val_data)
+    trainer.run([0, 1])
+    cfg = speedups.cfg
+    with pytest.raises(ValueError, match=r"extend\(val_time_fraction=0.5\).*no val_data.*val_time_fraction=None"):
+        speedups.extend(max_epochs=2, val_time_fraction=0.5)  # before: accepted, and nothing budgeted
+    assert speedups.cfg is cfg
+    speedups.extend(max_epochs=2)
+    trainer.run([0, 1])
+    assert (trainer.state.iteration, speedups.stop_reason) == (4, StopReason.MAX_EPOCHS)

@@ -172,3 +172,19 @@ def test_attach_speedups_leaves_the_evaluator_alone_under_32_true() -> None:
     own_step = process_function(evaluator)
     attach_speedups(trainer, evaluator, cfg, val_data=_data(1))
     assert process_function(evaluator) is own_step
+
+
+def test_an_attach_refused_for_the_evaluators_precision_leaves_the_trainer_free_for_a_corrected_one() -> None:
+    model = _model()
+    cfg = {"precision": "bf16-true", "accelerator": "cpu", "max_epochs": 1, "num_sanity_val_steps": 0}
+    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, cfg)
+    seen: list[tuple[torch.dtype, bool]] = []
+    evaluator = Engine(_recording_step(model, seen))
+    other = evaluate_with_precision(evaluator, Precision("bf16-mixed", "cpu"))
+    with pytest.raises(ValueError, match=r"already runs under precision='bf16-mixed'; detach that first"):
+        attach_speedups(trainer, evaluator, cfg, val_data=_data(2))
+    other.detach()
+    speedups = attach_speedups(trainer, evaluator, cfg, val_data=_data(2))  # before: "already has speedups"
+    trainer.run(_data())
+    assert (trainer.state.iteration, seen) == (4, [(torch.bfloat16, False)] * 2)
+    assert speedups.stop_reason.name == "MAX_EPOCHS"
