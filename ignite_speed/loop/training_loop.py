@@ -842,13 +842,13 @@ class RunSetup:
         interrupted epoch from batch 0). Returns whether a decision of the saved run is pending."""
         if not self._loaded:
             return False
-        self._loaded = False
-        source, self.source = self.source, None
+        source = self.source  # (both kept until the checks pass: a refused run, then extend(), still resumes)
         of = "" if source is None else f" ({source})"
         loop = self.loop
         t, state = loop.trainer, loop.state
         p = state.progress
-        if new_run:
+        if new_run:  # (_check_continuable has reset the loop's state for the new run: nothing left to resume)
+            self._loaded, self.source = False, None
             raise ValueError(
                 f"speedups state was loaded (total_batches={p.total_batches}), but the trainer has no state to "
                 f"resume: load the trainer's checkpoint too, e.g. Checkpoint.load_objects(to_load={{'trainer': "
@@ -868,6 +868,7 @@ class RunSetup:
                 f"max_epochs >= {completed} (as saved), or start a new run"
                 + ("" if source is None else " (move that file out of its folder, or set autoresume=False)")
             )
+        self._loaded, self.source = False, None
         pending = state.stage in (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)
         mid_epoch = state.stage in (Stage.IN_EPOCH, Stage.BATCH_PENDING)
         if self.changes:
