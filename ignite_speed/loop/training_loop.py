@@ -793,10 +793,10 @@ class RunSetup:
     ) -> State:
         loop = self.loop
         rehearsal = None
-        if rehearse:
-            rehearsal = CheckpointRehearsal(loop.trainer)
-        loop.timer.begin_call(loop)  # [run profile] checkpoint saves (and with profile=True the batches) timed
-        try:
+        try:  # (a failure while setting up puts the user's savers back and the timing out too)
+            if rehearse:
+                rehearsal = CheckpointRehearsal(loop.trainer)
+            loop.timer.begin_call(loop)  # [run profile] checkpoint saves (and with profile=True the batches) timed
             state = _other_engines_limited(loop, original)(data, **run_kwargs)  # (fast_dev_run: the app's too)
         except Exception as exc:
             if rehearsal is not None:
