@@ -88,8 +88,10 @@ def move_handler(engine: Engine, event: Any, handler: Callable, *, first: bool) 
 
 
 def engine_run_original(engine: Engine) -> Callable[..., Any]:
-    """The class's ``run`` bound to ``engine`` (bypasses an instance-level wrapper)."""
-    return type(engine).run.__get__(engine)
+    """The class's ``run`` bound to ``engine`` (bypasses an instance-level wrapper, and the dispatcher that
+    stands in for ``Engine.run`` while a ``fast_dev_run`` is open in some thread: loop.debug_run)."""
+    run = type(engine).run
+    return getattr(run, "real_run", run).__get__(engine)
 
 
 # ---------------------------------------------------------------------------------------------- private state

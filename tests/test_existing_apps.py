@@ -3,6 +3,8 @@ evaluator handlers never give a silently wrong result."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from ignite.engine import Events
@@ -191,6 +193,65 @@ def test_fast_dev_run_limits_every_run_of_the_evaluator():
         run.trainer.run(loader(10))
     run.evaluator.run(loader(9))  # after training too: the debug run stays fast
     assert (run.total, run.val_batches, sp.stop_reason) == (2, [2, 2, 2], StopReason.MAX_STEPS)
+
+
+def test_concurrent_fast_dev_runs_in_two_threads_limit_their_own_engines_and_restore_engine_run():
+    import threading
+
+    from ignite.engine import Engine
+
+    from ignite_speed._compat import engine_run_original
+
+    real_run = Engine.__dict__["run"]
+    a_started, b_started, a_ended = threading.Event(), threading.Event(), threading.Event()
+    counted: dict[str, list[int]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+
+    def train(name: str, on_started: Any, before: Any, after: Any) -> None:
+        try:
+            run = make_run()
+            sp = attach_speedups(run.trainer, None, {"fast_dev_run": 2, "preemption_signals": ()})
+            other = Engine(lambda e, b: counted[name].append(1))
+            run.trainer.add_event_handler(Events.STARTED, on_started)
+            run.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda _: other.run(loader(9)))
+            before()
+            run.trainer.run(loader(10))
+            after()
+            counted[name] = [len(counted[name]), run.trainer.state.iteration, sp.progress.total_batches]
+        except BaseException as exc:  # (re-raised in the main thread below)
+            errors.append(exc)
+            for event in (a_started, b_started, a_ended):
+                event.set()
+
+    def seen_by_b() -> None:  # with only B's run open: the dispatcher stands in, engine_run_original bypasses it
+        bound = engine_run_original(Engine(lambda e, b: None))
+        counted["dispatcher"] = [Engine.__dict__["run"] is not real_run, bound.__func__ is real_run]
+
+    # the order: A starts, B starts, A ends (B's run still open), B runs its other engine and ends
+    a = threading.Thread(
+        target=train, args=("a", lambda _: (a_started.set(), b_started.wait(10)), lambda: None, a_ended.set)
+    )
+    b = threading.Thread(
+        target=train,
+        args=(
+            "b",
+            lambda _: (b_started.set(), a_ended.wait(10), seen_by_b()),
+            lambda: a_started.wait(10),
+            lambda: None,
+        ),
+    )
+    for thread in (a, b):
+        thread.start()
+    for thread in (a, b):
+        thread.join(30)
+    assert not errors, errors
+    assert (a.is_alive(), b.is_alive()) == (False, False)
+    # each thread's other engine: 2 of its 9 batches (B's too, run after A's debug run had ended)
+    assert counted == {"a": [2, 2, 2], "b": [2, 2, 2], "dispatcher": [True, True]}
+    assert Engine.__dict__["run"] is real_run  # the real run is back once both have ended
+    after: list[int] = []
+    Engine(lambda e, b: after.append(1)).run(loader(9))
+    assert len(after) == 9
 
 
 def test_step_flags_given_to_attach_speedups_for_a_plain_trainer_are_named():

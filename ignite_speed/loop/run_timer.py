@@ -327,14 +327,18 @@ def _timed_class(cls: type) -> type:
     return timed
 
 
+_ABSENT = object()  # (a loader had no exec_module of its own)
+
+
 class _ImportTimer:
     """A finder first on ``sys.meta_path`` while a run is timed: it finds nothing itself, but gives each
     module loaded for the first time on the run's thread a timed ``exec_module`` (an attribute of that
-    module's own loader object), so that the import counts for the ``imports`` part, not for the part
-    that happened to import it first."""
+    module's own loader object, removed again when the run ends), so that the import counts for the
+    ``imports`` part, not for the part that happened to import it first."""
 
     def __init__(self, timer: RunTimer) -> None:
         self.timer, self.thread, self._finding = timer, threading.get_ident(), False
+        self._patched: list[tuple[Any, Any]] = []  # (loader, its own exec_module before: _ABSENT when none)
 
     @classmethod
     def install(cls, timer: RunTimer) -> None:
@@ -343,7 +347,15 @@ class _ImportTimer:
 
     @staticmethod
     def uninstall(timer: RunTimer) -> None:
-        sys.meta_path[:] = [f for f in sys.meta_path if not (isinstance(f, _ImportTimer) and f.timer is timer)]
+        mine = [f for f in sys.meta_path if isinstance(f, _ImportTimer) and f.timer is timer]
+        sys.meta_path[:] = [f for f in sys.meta_path if not any(f is m for m in mine)]
+        for finder in mine:  # (a loader keeping the timed exec_module would keep the timer, and the trainer, alive)
+            for loader, previous in reversed(finder._patched):
+                if previous is _ABSENT:
+                    vars(loader).pop("exec_module", None)
+                else:
+                    loader.exec_module = previous
+            finder._patched.clear()
 
     def _find(self, name: str, path: Any, target: Any) -> Any:
         for finder in sys.meta_path:
@@ -375,8 +387,11 @@ class _ImportTimer:
                 return finder.timer.timed("imports", execute, module)
             return execute(module)
 
+        previous = getattr(loader, "__dict__", {}).get("exec_module", _ABSENT)
         try:
             loader.exec_module = timed_execute  # type: ignore[union-attr]
         except (AttributeError, TypeError):  # pragma: no cover - a loader with slots
             pass
+        else:
+            self._patched.append((loader, previous))
         return spec

@@ -793,10 +793,10 @@ class RunSetup:
     ) -> State:
         loop = self.loop
         rehearsal = None
-        if rehearse:
-            rehearsal = CheckpointRehearsal(loop.trainer)
-        loop.timer.begin_call(loop)  # [run profile] checkpoint saves (and with profile=True the batches) timed
-        try:
+        try:  # (a failure while setting up puts the user's savers back and the timing out too)
+            if rehearse:
+                rehearsal = CheckpointRehearsal(loop.trainer)
+            loop.timer.begin_call(loop)  # [run profile] checkpoint saves (and with profile=True the batches) timed
             state = _other_engines_limited(loop, original)(data, **run_kwargs)  # (fast_dev_run: the app's too)
         except Exception as exc:
             if rehearsal is not None:
@@ -842,13 +842,13 @@ class RunSetup:
         interrupted epoch from batch 0). Returns whether a decision of the saved run is pending."""
         if not self._loaded:
             return False
-        self._loaded = False
-        source, self.source = self.source, None
+        source = self.source  # (both kept until the checks pass: a refused run, then extend(), still resumes)
         of = "" if source is None else f" ({source})"
         loop = self.loop
         t, state = loop.trainer, loop.state
         p = state.progress
-        if new_run:
+        if new_run:  # (_check_continuable has reset the loop's state for the new run: nothing left to resume)
+            self._loaded, self.source = False, None
             raise ValueError(
                 f"speedups state was loaded (total_batches={p.total_batches}), but the trainer has no state to "
                 f"resume: load the trainer's checkpoint too, e.g. Checkpoint.load_objects(to_load={{'trainer': "
@@ -868,6 +868,7 @@ class RunSetup:
                 f"max_epochs >= {completed} (as saved), or start a new run"
                 + ("" if source is None else " (move that file out of its folder, or set autoresume=False)")
             )
+        self._loaded, self.source = False, None
         pending = state.stage in (Stage.BATCH_PENDING, Stage.EPOCH_PENDING)
         mid_epoch = state.stage in (Stage.IN_EPOCH, Stage.BATCH_PENDING)
         if self.changes:

@@ -215,6 +215,33 @@ def test_raising_the_limits_and_changing_the_validation_schedule_stay_allowed_an
     assert torch.equal(run["model"].weight, reference["model"].weight)
 
 
+def test_a_refused_max_epochs_then_extend_resumes_from_the_checkpoint_exactly(tmp_path):
+    """The refusal of a checkpoint past max_epochs keeps the loaded state: after speedups.extend(max_epochs=...)
+    the next run resumes from the checkpoint's position, not from Ignite's own guess of it."""
+    reference = _build(tmp_path / "ref", max_epochs=5)
+    reference["trainer"].run(reference["data"])
+    _crash(tmp_path, at=17)  # checkpoint_16: 2 epochs done, epoch 3 after batch 4 of 6
+    run = _build(tmp_path, max_epochs=1)
+    _load(run, tmp_path / "checkpoint_16.pt")
+    with pytest.raises(ValueError, match=r"has 2 epochs done, but max_epochs=1: resume with max_epochs >= 2"):
+        run["trainer"].run(run["data"])
+    run["sp"].extend(max_epochs=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run["trainer"].run(run["data"])
+    assert run["record"]["epochs_completed"] == [(3, 18), (4, 24), (5, 30)]
+    assert [epoch for epoch, _ in run["record"]["samples"]] == [3, 3] + [4] * 6 + [5] * 6
+    assert run["record"]["samples"] == reference["record"]["samples"][16:]
+    assert (run["trainer"].state.iteration, run["trainer"].state.epoch) == (30, 5)
+    assert (run["sp"].progress.total_batches, run["sp"].progress.epochs_done, run["sp"].stop_reason) == (
+        30,
+        5,
+        StopReason.MAX_EPOCHS,
+    )
+    assert torch.equal(run["model"].weight, reference["model"].weight)
+    assert torch.equal(run["model"].bias, reference["model"].bias)
+
+
 def test_another_validation_schedule_is_allowed_and_applies_from_the_resume_on(tmp_path):
     """val_check_interval is not part of the layout: the resumed run validates on the new schedule from where it
     stands, starting with the pending decision of the checkpoint's batch."""

@@ -9,16 +9,20 @@ profile measures is the call's wall measured outside (see its docstring for the 
 
 from __future__ import annotations
 
+import gc
+import importlib
 import json
 import sys
+import weakref
 
 import pytest
 from ignite.engine import Events
 from ignite.handlers import Checkpoint
 
-from ignite_speed import SpeedConfig
+from ignite_speed import SpeedConfig, attach_speedups
 from ignite_speed._compat import event_handlers, process_function
 from ignite_speed.report import RunProfile
+from tests.helpers import loader, make_run
 from tests.report.timed_runs import FakeClock, TimedRun
 
 COARSE = {"training", "setup", "validation", "sanity_check", "checkpoint", "imports", "after_run"}
@@ -115,6 +119,25 @@ def test_a_first_import_is_its_own_part_not_the_step_s(tmp_path, monkeypatch):
     profile = speedups.report().profile
     assert_adds_up(profile, CLOCK() - started)
     assert_parts(profile, {"step": 4 * 0.01, "imports": 0.3})
+
+
+def test_a_first_import_leaves_its_loader_as_it_was_and_keeps_nothing_alive(tmp_path, monkeypatch):
+    """The timed ``exec_module`` given to a loader during the run is removed when the run ends: the loader
+    (kept by ``sys.modules``) would otherwise keep the run's timer, and with it the trainer, alive."""
+    name = "imported_once_for_the_loader_check"
+    (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    run = make_run()
+    speedups = attach_speedups(run.trainer, None, {"max_epochs": 1})
+    run.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda _: importlib.import_module(name))
+    run.trainer.run(loader(3))
+    spec_loader = sys.modules[name].__spec__.loader
+    assert (sys.modules[name].VALUE, "exec_module" in vars(spec_loader)) == (1, False)
+    collected = weakref.ref(speedups)
+    del speedups, run
+    gc.collect()
+    assert collected() is None
 
 
 def test_the_wall_includes_the_work_after_the_run():
