@@ -25,6 +25,7 @@ from .config.slices import kwargs_of
 from .config.speed_config import EffectiveLimits, SpeedConfig
 from .data.batched_fetch import with_batched_fetch
 from .data.loaders import data_length, sequential_copy
+from .distributed._dist import get_world_size
 from .handlers.autoresume import AutoResume
 from .handlers.base import LoopHandler
 from .handlers.early_stopping import EarlyStopping, refuse_unseen_monitor
@@ -586,9 +587,29 @@ def _project_fast_dev_run(speedups: Speedups) -> None:
         return
     schedule = speedups.handlers.validation
     measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
-    speedups.projection = project(profile, measured, run)
+    speedups.projection = project(profile, measured, run, _rehearse_step(speedups) if profile.fine else None)
     if loop.plan.is_rank_zero:
         _tell_fast_dev_run(speedups.limits.fast_dev_run, loop.plan.debug_limited, speedups.projection)
+
+
+def _rehearse_step(speedups: Speedups) -> list[float] | None:
+    """The seconds of each call of a rehearsal of ``create_trainer``'s step on the run's last batch (``None``:
+    another step, or several processes, whose ranks would each rehearse its own number of all-reduces)."""
+    trainer = speedups.trainer
+    parts = TrainerParts.find(trainer)
+    batch = trainer.state.batch if trainer.state is not None else None
+    if parts is None or parts.rehearsal is None or batch is None or get_world_size() > 1:
+        return None
+    try:
+        return list(parts.rehearsal.time(trainer, batch, speedups.loop.timer.time_source))
+    except Exception as exc:  # (the run itself succeeded: its projection falls back on its own batches)
+        warnings.warn(
+            f"fast_dev_run: the rehearsal of the step that times it warm raised {type(exc).__name__}: {exc}; "
+            f"the projection uses the batches of the run (the model and optimizer are as the run left them)",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
 
 
 def _tell_fast_dev_run(n: int, limited: list[str], projection: Projection | None) -> None:

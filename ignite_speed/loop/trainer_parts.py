@@ -27,9 +27,11 @@ class TrainerParts:
         model: the model the step trains (its buffers are put back after a resume's replay of a window, and
             validation gives it back in the mode it had).
         speedups: the ``Speedups`` of ``attach_speedups``, if it was used.
+        rehearsal: what times ``create_trainer``'s step warm and undoes it (a
+            :class:`~ignite_speed.step.rehearsal.StepRehearsal`; ``None``: the step cannot be rehearsed).
     """
 
-    __slots__ = ("loop", "controller", "precision", "accumulate", "accumulation", "model", "speedups")
+    __slots__ = ("loop", "controller", "precision", "accumulate", "accumulation", "model", "speedups", "rehearsal")
 
     def __init__(self) -> None:
         self.loop: Any = None
@@ -39,6 +41,7 @@ class TrainerParts:
         self.accumulation: Any = None
         self.model: Any = None
         self.speedups: Any = None
+        self.rehearsal: Any = None
 
     @staticmethod
     def find(trainer: Any) -> TrainerParts | None:

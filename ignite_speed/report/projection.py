@@ -8,10 +8,13 @@ what happens once:
 * per epoch: the creation of the data iterator;
 * per validation batch: the validation time over the validation batches run;
 * once: the set-up, first-use imports, the rest of Ignite's run (its start, end and epoch events), and
-  what the first batch took more than the next ones (the first call of a step initialises lazily: the
-  autograd engine, the optimizer's state, kernels). A ``fast_dev_run`` of one batch cannot tell that
-  apart: its projection counts the first batch's time for every batch (an upper bound; ``fast_dev_run=n``
-  with n of 3 or more measures the batches that follow the first).
+  what the run's steps took more than a warm one (the first calls of a step initialise lazily: the
+  autograd engine, the optimizer's state, kernels).
+
+A warm step is timed by rehearsing it after the run (``create_trainer``'s step in one process:
+:mod:`ignite_speed.step.rehearsal`, which puts back all the calls changed), so one batch is enough. Another
+step cannot be rehearsed: its batches after the first are its pace, and a ``fast_dev_run`` of one batch
+counts the first batch's step for every batch (an upper bound, said so).
 
 The full run's plan (:class:`FullRun`: its epochs, batches, validation runs and sanity check, counted by
 ``attach_speedups`` from the config without ``fast_dev_run``) times those gives the projection, with the
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +85,7 @@ class Projection:
     once_seconds: float = 0.0
     epoch_seconds: float = 0.0  # the data iterator's creation, once an epoch
     measured_batches: int = 0  # training batches of the fast_dev_run
+    rehearsed_calls: int = 0  # calls of the step rehearsed after the run, which timed it warm (0: not rehearsed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,10 +100,16 @@ class Projection:
             f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
             f"early stopping not counted)"
         ]
-        if self.measured_batches == 1:
+        if self.rehearsed_calls:
+            lines.append(
+                f"the step timed warm: {self.rehearsed_calls} calls rehearsed on the last batch after the run "
+                f"(the model, optimizer and random state put back)"
+            )
+        elif self.measured_batches == 1:
             lines.append(
                 "measured on one batch, whose step includes what its first call initialises: an upper "
-                "bound (fast_dev_run=3 or more measures the batches after the first)"
+                "bound (fast_dev_run=3 or more measures the batches after the first; create_trainer's "
+                "step is timed warm after the run)"
             )
         if self.fits is not None and r.max_time is not None:
             budget = r.max_time - r.max_time_reserve
@@ -112,10 +123,14 @@ class Projection:
         return "\n".join(lines)
 
 
-def project(profile: RunProfile, val_batches_measured: int, run: FullRun) -> Projection:
+def project(
+    profile: RunProfile, val_batches_measured: int, run: FullRun, warm_step: list[float] | None = None
+) -> Projection:
     """The full ``run`` at the pace of the ``fast_dev_run`` whose profile is ``profile`` (which ran
-    ``val_batches_measured`` validation batches in all)."""
-    batch, epoch, once = _training_costs(profile)
+    ``val_batches_measured`` validation batches in all). ``warm_step``: the seconds of each call of a
+    rehearsal of the step after the run (its pace: the median of the second half of the calls)."""
+    steady = statistics.median(warm_step[len(warm_step) // 2 :]) if warm_step else None
+    batch, epoch, once = _training_costs(profile, steady)
     val_batch = profile.parts.get("validation", 0.0) / val_batches_measured if val_batches_measured else 0.0
     train, val = run.batches * batch + run.epochs * epoch, run.val_runs * run.val_batches * val_batch
     sanity, setup = run.sanity_batches * val_batch, profile.parts.get("setup", 0.0)
@@ -146,11 +161,13 @@ def project(profile: RunProfile, val_batches_measured: int, run: FullRun) -> Pro
         once,
         epoch,
         profile.batches,
+        len(warm_step or ()),
     )
 
 
-def _training_costs(profile: RunProfile) -> tuple[float, float, float]:
-    """Seconds per training batch, per epoch (the data iterator) and once (imports, Ignite's own events)."""
+def _training_costs(profile: RunProfile, warm_step: float | None = None) -> tuple[float, float, float]:
+    """Seconds per training batch, per epoch (the data iterator) and once (imports, Ignite's own events, the
+    step's first calls: what they took more than ``warm_step``, or than the batches after the first)."""
     once = profile.parts.get("imports", 0.0)
     if not profile.batches:
         return 0.0, 0.0, once
@@ -160,12 +177,20 @@ def _training_costs(profile: RunProfile) -> tuple[float, float, float]:
     once += profile.parts.get("other", 0.0)
     n, parts = profile.batches, profile.parts
     handlers = (parts.get("app_handlers", 0.0) + parts.get("ignite_speed_handlers", 0.0)) / n
-    wait_and_step = max(0.0, parts.get("data", 0.0) - profile.iterator_seconds) + parts.get("step", 0.0)
-    if n < 2 or profile.first_batch is None:  # (one batch: its first call's lazy initialisation counts as a batch)
-        return handlers + wait_and_step / n, epoch, once
-    first = sum(profile.first_batch)
-    rest = max(0.0, wait_and_step - first) / (n - 1)  # the batches after the first, which paid the first calls
-    return handlers + rest, epoch, once + max(0.0, first - rest)
+    waits, steps = max(0.0, parts.get("data", 0.0) - profile.iterator_seconds), parts.get("step", 0.0)
+    first_wait, first_step = profile.first_batch if n >= 2 and profile.first_batch else (None, None)
+    wait = waits / n
+    if first_wait is not None:  # (the first fetch pays for first calls too)
+        wait = max(0.0, waits - first_wait) / (n - 1)
+        once += max(0.0, first_wait - wait)
+    if warm_step is not None:
+        step = warm_step
+    elif first_step is not None:
+        step = max(0.0, steps - first_step) / (n - 1)
+    else:  # (one batch, not rehearsed: its first call's lazy initialisation counts as a batch)
+        step = steps / n
+    once += max(0.0, steps - n * step)
+    return handlers + wait + step, epoch, once
 
 
 def _stops(run: FullRun, batch: float, val_run: float, budget: float) -> dict[str, str]:

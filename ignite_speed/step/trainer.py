@@ -25,6 +25,7 @@ from ..loop.trainer_parts import TrainerParts
 from .accumulation import AccumulationWindow
 from .deepspeed_step import DeepSpeedPrecision, deepspeed_trainer, is_deepspeed_engine
 from .precision import Precision
+from .rehearsal import StepRehearsal
 from .supervised_functions import SupervisedFunctions
 from .supervised_step import build_supervised_step
 
@@ -147,7 +148,9 @@ def _supervised_trainer(
     _warn_if_loop_flags_unapplied(trainer, cfg)
     # the precision (checkpointed with the speedups), the steps per optimizer step the loop counts, and the
     # window the loop positions on resume
-    TrainerParts.of(trainer).set_step(precision, k, window, model)
+    parts = TrainerParts.of(trainer)
+    parts.set_step(precision, k, window, model)
+    parts.rehearsal = StepRehearsal(update, model, optimizer, precision, window)  # (a fast_dev_run's projection)
     return trainer
 
 

@@ -122,6 +122,23 @@ def test_the_first_call_of_the_step_is_counted_once():
     assert "measured on one batch, whose step includes what its first call initialises: an upper bound" in str(one)
 
 
+@pytest.mark.parametrize("fast_dev_run", [True, 3])
+def test_create_trainers_step_is_timed_warm_after_the_run(fast_dev_run):
+    """``create_trainer``'s step is rehearsed after the run (12 calls on the fake clock's 10 ms steps, the
+    rehearsal's budget of 0.25 s): one batch projects the full run as exactly as three, the first call's 0.4 s
+    counted once."""
+    run = TimedRun(
+        step=0.01, val_batch=0.01, batches=20, val_batches=2, first_step=0.4, clock=FakeClock(), supervised=True
+    )
+    flags = {"max_epochs": 3}
+    full, wall = run.run(**flags)
+    projection = run.run(fast_dev_run=fast_dev_run, **flags)[0].report().projection
+    assert projection.seconds == pytest.approx(wall, rel=1e-9), (str(projection), str(full.report().profile))
+    assert projection.batch_seconds == pytest.approx(0.01) and projection.rehearsed_calls == 12
+    assert "the step timed warm: 12 calls rehearsed on the last batch after the run" in str(projection)
+    assert "upper bound" not in str(projection)
+
+
 CLOCK: dict[int, FakeClock] = {}  # the clock that the module imported by a step advances
 
 

@@ -17,7 +17,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from torch.utils.data import DataLoader, Dataset
 
-from ignite_speed import attach_speedups
+from ignite_speed import attach_speedups, create_trainer
 
 
 class FakeClock:
@@ -106,6 +106,7 @@ class TimedRun:
     once: float = 0.0  # once a run, in an app's STARTED handler
     first_step: float = 0.0  # what the step's first call takes more (lazy initialisation)
     metric: Any = None  # val_loss of a validation run, from the trainer's iteration (None: no metric)
+    supervised: bool = False  # create_trainer's step (the model's forward sleeps the step), not an Engine's own
 
     @property
     def sleep(self) -> Any:
@@ -120,7 +121,9 @@ class TimedRun:
 
     def engines(self, **flags: Any) -> tuple[Engine, Any]:
         sleep = self.clock.sleep if self.clock is not None else None
-        trainer = Engine(sleeping_step(self.step, sleep, self.first_step))
+        trainer = (
+            self._supervised_trainer() if self.supervised else Engine(sleeping_step(self.step, sleep, self.first_step))
+        )
         evaluator = Engine(sleeping_step(self.val_batch, sleep))
         val_data = sleepy_loader(self.val_batches, 0.0) if self.val_batch else None
         if self.save:
@@ -139,6 +142,20 @@ class TimedRun:
             speedups.loop.timer.time_source = speedups.loop.clock.time_source = self.clock
         return trainer, speedups
 
+    def _supervised_trainer(self) -> Engine:
+        """``create_trainer``'s step (which a ``fast_dev_run`` rehearses), of a model whose forward sleeps."""
+        forward = sleeping_step(self.step, self.clock.sleep if self.clock is not None else None, self.first_step)
+
+        class SleepyModel(torch.nn.Linear):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                forward(None, x)
+                return super().forward(x)
+
+        model = SleepyModel(1, 1)
+        return create_trainer(
+            model, torch.optim.SGD(model.parameters(), lr=0.01), torch.nn.functional.mse_loss, prepare_batch=_x_is_y
+        )
+
     def run(self, **flags: Any) -> tuple[Any, float]:
         """Train with ``flags``; returns the Speedups and the wall time of ``trainer.run`` measured outside."""
         trainer, speedups = self.engines(**flags)
@@ -146,3 +163,7 @@ class TimedRun:
         started = self.now()
         trainer.run(loader)
         return speedups, self.now() - started
+
+
+def _x_is_y(batch: torch.Tensor, device: Any = None, non_blocking: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch, batch

@@ -1,0 +1,114 @@
+"""Time ``create_trainer``'s step when it is warm: call it again on a batch it has trained on, then put back
+everything it changed.
+
+A ``fast_dev_run`` trains one batch (or a few): the first calls of a step initialise lazily (the autograd
+engine's threads, kernels picked for the shapes, the optimizer's state), so the batches it ran say little of
+a steady step. After the run, the projection rehearses the step a few times on the run's last batch and
+times it; before and after, :class:`StepRehearsal` saves and puts back the model's parameters, gradients,
+buffers and modes, the optimizer's state, the precision's loss scale, the accumulation window and the random
+number generators, so the debug run ends exactly as it would have without the rehearsal. Only a step whose
+every state is known can be rehearsed: ``create_trainer``'s (not a DeepSpeed engine's), in one process (the
+gradient all-reduce of data-parallel ranks would need every rank to rehearse alike). The model's forward
+hooks see the extra calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from ignite.engine import Engine
+
+from .accumulation import AccumulationWindow
+from .precision import Precision
+
+__all__ = ["StepRehearsal"]
+
+MAX_CALLS = 12  # rehearsal calls at most: a small step reaches its pace within a few
+MIN_CALLS = 1
+BUDGET_SECONDS = 0.25  # no call is started once the rehearsal has taken this long (a slow step: one call)
+
+
+class StepRehearsal:
+    """Rehearse ``update`` (``create_trainer``'s process function) on a batch and undo its effects."""
+
+    def __init__(
+        self,
+        update: Callable[[Engine, Any], Any],
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        precision: Precision,
+        window: AccumulationWindow,
+    ) -> None:
+        self.update, self.model, self.optimizer = update, model, optimizer
+        self.precision, self.window = precision, window
+
+    def time(self, engine: Engine, batch: Any, time_source: Callable[[], float]) -> list[float]:
+        """Call the step on ``batch`` until :data:`MAX_CALLS` calls or :data:`BUDGET_SECONDS` spent (at least
+        :data:`MIN_CALLS`); the seconds of each call on ``time_source``. Everything the calls changed is put
+        back, also when one raises (which is raised)."""
+        saved = self._save()
+        seconds: list[float] = []
+        cuda = any(p.is_cuda for p in self.model.parameters())
+        try:
+            while len(seconds) < MIN_CALLS or (len(seconds) < MAX_CALLS and sum(seconds) < BUDGET_SECONDS):
+                started = time_source()
+                self.update(engine, batch)
+                if cuda:  # (a step whose output is a tensor has not waited for its kernels)
+                    torch.cuda.synchronize()
+                seconds.append(time_source() - started)
+        finally:
+            self._restore(saved)
+        return seconds
+
+    # ------------------------------------------------------------------ what a step changes
+    def _save(self) -> dict[str, Any]:
+        params = list(self.model.parameters())
+        return {
+            "tensors": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "grads": [None if p.grad is None else p.grad.detach().clone() for p in params],
+            "modes": [m.training for m in self.model.modules()],
+            # (per parameter: deep-copying the state itself would copy its keys, the parameters)
+            "optimizer": {p: copy.deepcopy(s) for p, s in self.optimizer.state.items()},
+            "precision": self.precision.state_dict(),
+            "window": dict(vars(self.window)),
+            "rng": _rng_state(),
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        with torch.no_grad():
+            current = self.model.state_dict()
+            for name, value in saved["tensors"].items():
+                current[name].copy_(value)
+        for p, grad in zip(self.model.parameters(), saved["grads"]):
+            p.grad = grad
+        for module, training in zip(self.model.modules(), saved["modes"]):
+            module.training = training
+        self.optimizer.state.clear()
+        self.optimizer.state.update(saved["optimizer"])
+        self.precision.load_state_dict(saved["precision"])
+        vars(self.window).update(saved["window"])
+        _set_rng_state(saved["rng"])
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "random": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    numpy = sys.modules.get("numpy")  # (only when something imported it: a step cannot have drawn from it else)
+    if numpy is not None:
+        state["numpy"] = numpy.random.get_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["random"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        sys.modules["numpy"].random.set_state(state["numpy"])
