@@ -102,14 +102,15 @@ class RunTimer:
         self._nested_at_start = self._nested
         _ImportTimer.install(self)
 
-    def run_ended(self) -> None:
-        """The call returns: its wall time so far, then the listeners (timed as ``after_run``, in the wall)."""
+    def run_ended(self, returned: bool = True) -> None:
+        """The call ends: its wall time so far, then, when it ``returned`` (did not raise), the listeners (timed
+        as ``after_run``, in the wall)."""
         if self._started is not None:
             ended = self.time_source()
             self.wall += ended - self._started
             self._started = ended  # (the listeners see the wall up to here; their own time is added after them)
         try:
-            if self.listeners:
+            if self.listeners and returned:
                 self.timed("after_run", self._call_listeners)
         finally:
             _ImportTimer.uninstall(self)

@@ -496,10 +496,13 @@ def _attach(loop: TrainingLoop) -> None:
     @functools.wraps(original)
     def run(data: Any = None, max_epochs: int | None = None, epoch_length: int | None = None, **kwargs: Any) -> State:
         timer.run_started()  # [run profile] the wall time of the whole call
+        returned = False
         try:
-            return setup.run(original, data, max_epochs, epoch_length, **kwargs)
+            state = setup.run(original, data, max_epochs, epoch_length, **kwargs)
+            returned = True
+            return state
         finally:
-            timer.run_ended()
+            timer.run_ended(returned)  # (a fast_dev_run that raised is not summed up nor projected)
 
     loop.trainer.run = run  # type: ignore[method-assign,assignment]
 

@@ -13,8 +13,9 @@ import logging
 import sys
 
 import pytest
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 
+from ignite_speed import attach_speedups
 from ignite_speed.report import RunProfile
 from ignite_speed.report.projection import FullRun, project
 from tests.report.timed_runs import FakeClock, TimedRun
@@ -219,3 +220,21 @@ def test_a_failing_projection_does_not_fail_the_run(monkeypatch, caplog):
         fast, _ = TimedRun(step=0.0, batches=2).run(fast_dev_run=1, max_epochs=2)
     assert fast.progress.total_batches == 1 and fast.report().projection is None
     assert "failed: ValueError: no plan" in caplog.text
+
+
+def test_a_fast_dev_run_that_raises_is_neither_summed_up_nor_projected(capsys):
+    """The debug run's summary says it is done: a run that raised is not (its error is what the user reads)."""
+
+    def step(engine: Engine, batch: int) -> None:
+        if engine.state.iteration == 2:
+            raise ValueError("a bad batch")
+
+    trainer = Engine(step)
+    speedups = attach_speedups(trainer, None, fast_dev_run=3, max_epochs=2)
+    with pytest.raises(ValueError, match="a bad batch"):
+        trainer.run(range(4))
+    assert "fast_dev_run=3 done" not in capsys.readouterr().err and speedups.projection is None
+    ok = Engine(lambda engine, batch: None)
+    attach_speedups(ok, None, fast_dev_run=3, max_epochs=2)
+    ok.run(range(4))
+    assert "fast_dev_run=3 done" in capsys.readouterr().err
