@@ -587,27 +587,38 @@ def _project_fast_dev_run(speedups: Speedups) -> None:
         return
     schedule = speedups.handlers.validation
     measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
-    speedups.projection = project(profile, measured, run, _rehearse_step(speedups) if profile.fine else None)
+    warm_step, warm_fetch = _rehearse(speedups) if profile.fine else (None, None)
+    speedups.projection = project(profile, measured, run, warm_step, warm_fetch)
     if loop.plan.is_rank_zero:
         _tell_fast_dev_run(speedups.limits.fast_dev_run, loop.plan.debug_limited, speedups.projection)
 
 
-def _rehearse_step(speedups: Speedups) -> list[float] | None:
-    """The seconds of each call of a rehearsal of ``create_trainer``'s step on the run's last batch (``None``:
-    another step, or several processes, whose ranks would each rehearse its own number of all-reduces)."""
-    trainer = speedups.trainer
+def _rehearse(speedups: Speedups) -> tuple[list[float] | None, list[float] | None]:
+    """The seconds of each call of a rehearsal of ``create_trainer``'s step on the run's last batch and of each
+    warm fetch of the training data (``None``: not rehearsed: another step, data that cannot be read again, or
+    several processes, whose ranks would each rehearse its own number of all-reduces)."""
+    from .step.rehearsal import time_fetches
+
+    trainer, time_source = speedups.trainer, speedups.loop.timer.time_source
+    if get_world_size() > 1 or trainer.state is None:
+        return None, None
     parts = TrainerParts.find(trainer)
-    batch = trainer.state.batch if trainer.state is not None else None
-    if parts is None or parts.rehearsal is None or batch is None or get_world_size() > 1:
-        return None
+    step = None
+    if parts is not None and parts.rehearsal is not None and trainer.state.batch is not None:
+        step = _warned_if_raises("the step", lambda: parts.rehearsal.time(trainer, trainer.state.batch, time_source))
+    fetch = _warned_if_raises("the data's fetch", lambda: time_fetches(trainer.state.dataloader, time_source))
+    return step, fetch
+
+
+def _warned_if_raises(what: str, rehearse: Any) -> list[float] | None:
     try:
-        return list(parts.rehearsal.time(trainer, batch, speedups.loop.timer.time_source))
+        return rehearse()  # type: ignore[no-any-return]
     except Exception as exc:  # (the run itself succeeded: its projection falls back on its own batches)
         warnings.warn(
-            f"fast_dev_run: the rehearsal of the step that times it warm raised {type(exc).__name__}: {exc}; "
-            f"the projection uses the batches of the run (the model and optimizer are as the run left them)",
+            f"fast_dev_run: the rehearsal of {what} that times it warm raised {type(exc).__name__}: {exc}; the "
+            f"projection uses the batches of the run (what the rehearsal changed is put back)",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return None
 

@@ -86,6 +86,7 @@ class Projection:
     epoch_seconds: float = 0.0  # the data iterator's creation, once an epoch
     measured_batches: int = 0  # training batches of the fast_dev_run
     rehearsed_calls: int = 0  # calls of the step rehearsed after the run, which timed it warm (0: not rehearsed)
+    rehearsed_fetches: int = 0  # warm fetches of training batches timed after the run (0: not rehearsed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,12 +101,12 @@ class Projection:
             f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
             f"early stopping not counted)"
         ]
-        if self.rehearsed_calls:
-            lines.append(
-                f"the step timed warm: {self.rehearsed_calls} calls rehearsed on the last batch after the run "
-                f"(the model, optimizer and random state put back)"
-            )
-        elif self.measured_batches == 1:
+        if self.rehearsed_calls or self.rehearsed_fetches:
+            timed = [f"the step ({self.rehearsed_calls} calls on the last batch)"] if self.rehearsed_calls else []
+            timed += [f"the data's fetch ({self.rehearsed_fetches} batches)"] if self.rehearsed_fetches else []
+            restored = "the model, optimizer and random state" if self.rehearsed_calls else "the random state"
+            lines.append(f"timed warm after the run: {' and '.join(timed)}; {restored} put back")
+        if self.measured_batches == 1 and not self.rehearsed_calls:
             lines.append(
                 "measured on one batch, whose step includes what its first call initialises: an upper "
                 "bound (fast_dev_run=3 or more measures the batches after the first; create_trainer's "
@@ -124,13 +125,17 @@ class Projection:
 
 
 def project(
-    profile: RunProfile, val_batches_measured: int, run: FullRun, warm_step: list[float] | None = None
+    profile: RunProfile,
+    val_batches_measured: int,
+    run: FullRun,
+    warm_step: list[float] | None = None,
+    warm_fetch: list[float] | None = None,
 ) -> Projection:
     """The full ``run`` at the pace of the ``fast_dev_run`` whose profile is ``profile`` (which ran
-    ``val_batches_measured`` validation batches in all). ``warm_step``: the seconds of each call of a
-    rehearsal of the step after the run (its pace: the median of the second half of the calls)."""
-    steady = statistics.median(warm_step[len(warm_step) // 2 :]) if warm_step else None
-    batch, epoch, once = _training_costs(profile, steady)
+    ``val_batches_measured`` validation batches in all). ``warm_step``, ``warm_fetch``: the seconds of each
+    call of a rehearsal of the step, of each warm fetch of a batch, after the run (their pace: the median of
+    the second half of the calls)."""
+    batch, epoch, once = _training_costs(profile, _pace(warm_step), _pace(warm_fetch))
     val_batch = profile.parts.get("validation", 0.0) / val_batches_measured if val_batches_measured else 0.0
     train, val = run.batches * batch + run.epochs * epoch, run.val_runs * run.val_batches * val_batch
     sanity, setup = run.sanity_batches * val_batch, profile.parts.get("setup", 0.0)
@@ -162,12 +167,21 @@ def project(
         epoch,
         profile.batches,
         len(warm_step or ()),
+        len(warm_fetch or ()),
     )
 
 
-def _training_costs(profile: RunProfile, warm_step: float | None = None) -> tuple[float, float, float]:
+def _pace(seconds: list[float] | None) -> float | None:
+    """The pace of rehearsed calls: the median of their second half (the first ones may still initialise)."""
+    return statistics.median(seconds[len(seconds) // 2 :]) if seconds else None
+
+
+def _training_costs(
+    profile: RunProfile, warm_step: float | None = None, warm_fetch: float | None = None
+) -> tuple[float, float, float]:
     """Seconds per training batch, per epoch (the data iterator) and once (imports, Ignite's own events, the
-    step's first calls: what they took more than ``warm_step``, or than the batches after the first)."""
+    first calls of the step and of the fetch: what they took more than ``warm_step`` / ``warm_fetch``, or
+    than the batches after the first)."""
     once = profile.parts.get("imports", 0.0)
     if not profile.batches:
         return 0.0, 0.0, once
@@ -179,10 +193,13 @@ def _training_costs(profile: RunProfile, warm_step: float | None = None) -> tupl
     handlers = (parts.get("app_handlers", 0.0) + parts.get("ignite_speed_handlers", 0.0)) / n
     waits, steps = max(0.0, parts.get("data", 0.0) - profile.iterator_seconds), parts.get("step", 0.0)
     first_wait, first_step = profile.first_batch if n >= 2 and profile.first_batch else (None, None)
-    wait = waits / n
-    if first_wait is not None:  # (the first fetch pays for first calls too)
+    if warm_fetch is not None:
+        wait = warm_fetch
+    elif first_wait is not None:  # (the first fetch pays for first calls too)
         wait = max(0.0, waits - first_wait) / (n - 1)
-        once += max(0.0, first_wait - wait)
+    else:
+        wait = waits / n
+    once += max(0.0, waits - n * wait)
     if warm_step is not None:
         step = warm_step
     elif first_step is not None:

@@ -1,5 +1,5 @@
-"""Time ``create_trainer``'s step when it is warm: call it again on a batch it has trained on, then put back
-everything it changed.
+"""Time ``create_trainer``'s step and the training data's fetch when they are warm, after a ``fast_dev_run``:
+call them again, then put back everything the calls changed.
 
 A ``fast_dev_run`` trains one batch (or a few): the first calls of a step initialise lazily (the autograd
 engine's threads, kernels picked for the shapes, the optimizer's state), so the batches it ran say little of
@@ -10,23 +10,26 @@ number generators, so the debug run ends exactly as it would have without the re
 every state is known can be rehearsed: ``create_trainer``'s (not a DeepSpeed engine's), in one process (the
 gradient all-reduce of data-parallel ranks would need every rank to rehearse alike). The model's forward
 hooks see the extra calls.
+
+:func:`time_fetches` times the fetch of a few batches from a new iterator of the training ``DataLoader`` (read
+in this process), its first fetch left out (it draws the epoch's order), with the generators put back.
 """
 
 from __future__ import annotations
 
 import copy
-import random
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from ignite.engine import Engine
+from torch.utils.data import DataLoader, IterableDataset
 
+from ..loop.resume import capture_rng, restore_rng
 from .accumulation import AccumulationWindow
 from .precision import Precision
 
-__all__ = ["StepRehearsal"]
+__all__ = ["StepRehearsal", "time_fetches"]
 
 MAX_CALLS = 12  # rehearsal calls at most: a small step reaches its pace within a few
 MIN_CALLS = 1
@@ -76,7 +79,7 @@ class StepRehearsal:
             "optimizer": {p: copy.deepcopy(s) for p, s in self.optimizer.state.items()},
             "precision": self.precision.state_dict(),
             "window": dict(vars(self.window)),
-            "rng": _rng_state(),
+            "rng": capture_rng(),
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:
@@ -92,23 +95,27 @@ class StepRehearsal:
         self.optimizer.state.update(saved["optimizer"])
         self.precision.load_state_dict(saved["precision"])
         vars(self.window).update(saved["window"])
-        _set_rng_state(saved["rng"])
+        restore_rng(saved["rng"])
 
 
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "random": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    numpy = sys.modules.get("numpy")  # (only when something imported it: a step cannot have drawn from it else)
-    if numpy is not None:
-        state["numpy"] = numpy.random.get_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["random"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "numpy" in state:
-        sys.modules["numpy"].random.set_state(state["numpy"])
+def time_fetches(data: Any, time_source: Callable[[], float]) -> list[float] | None:
+    """The seconds of warm fetches of batches from a new iterator of ``data`` (the first fetch, which draws
+    the epoch's order, left out; at most :data:`MAX_CALLS` or :data:`BUDGET_SECONDS`), the global and the
+    loader's generators put back. ``None`` for data that reading would change or that times something else:
+    not a ``DataLoader`` (an iterator would lose what the next run reads), an iterable dataset (a stream),
+    worker processes (a fetch takes what they prefetched, not their pace)."""
+    if not isinstance(data, DataLoader) or data.num_workers or isinstance(data.dataset, IterableDataset):
+        return None
+    saved = capture_rng(data)
+    seconds: list[float] = []
+    try:
+        batches = iter(data)
+        next(batches, None)
+        while len(seconds) < MIN_CALLS or (len(seconds) < MAX_CALLS and sum(seconds) < BUDGET_SECONDS):
+            started = time_source()
+            if next(batches, None) is None:
+                break
+            seconds.append(time_source() - started)
+    finally:
+        restore_rng(saved, data)
+    return seconds or None

@@ -13,12 +13,14 @@ import logging
 import sys
 
 import pytest
+import torch
 from ignite.engine import Engine, Events
+from torch.utils.data import DataLoader
 
 from ignite_speed import attach_speedups
 from ignite_speed.report import RunProfile
 from ignite_speed.report.projection import FullRun, project
-from tests.report.timed_runs import FakeClock, TimedRun
+from tests.report.timed_runs import FakeClock, SleepyData, TimedRun
 
 FLAGS = {"max_epochs": 2, "val_check_interval": 0.5, "num_sanity_val_steps": 2}
 
@@ -136,7 +138,7 @@ def test_create_trainers_step_is_timed_warm_after_the_run(fast_dev_run):
     projection = run.run(fast_dev_run=fast_dev_run, **flags)[0].report().projection
     assert projection.seconds == pytest.approx(wall, rel=1e-9), (str(projection), str(full.report().profile))
     assert projection.batch_seconds == pytest.approx(0.01) and projection.rehearsed_calls == 12
-    assert "the step timed warm: 12 calls rehearsed on the last batch after the run" in str(projection)
+    assert "timed warm after the run: the step (12 calls on the last batch) and the data's fetch" in str(projection)
     assert "upper bound" not in str(projection)
 
 
@@ -238,3 +240,54 @@ def test_a_fast_dev_run_that_raises_is_neither_summed_up_nor_projected(capsys):
     attach_speedups(ok, None, fast_dev_run=3, max_epochs=2)
     ok.run(range(4))
     assert "fast_dev_run=3 done" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fast_dev_run", [True, 3])
+def test_the_data_fetch_is_timed_warm_after_the_run(fast_dev_run):
+    """A loader whose first fetch costs 0.3 s more (a file opened, a cache filled): the fetch is
+    timed warm after the run (a new iterator, its first fetch left out), the 0.3 s counted once."""
+    clock = FakeClock()
+
+    class FirstFetchSlow(SleepyData):
+        def __getitem__(self, i: int) -> torch.Tensor:
+            if not self.opened:
+                self.opened = True
+                clock.sleep(0.3)
+            return super().__getitem__(i)
+
+        def __iter__(self):  # (never: a map-style dataset)
+            raise AssertionError
+
+    def loader() -> DataLoader:
+        data = FirstFetchSlow(10, 0.02, clock.sleep)
+        data.opened = False
+        return DataLoader(data, batch_size=1)
+
+    run = TimedRun(step=0.01, val_batch=0.01, batches=10, val_batches=2, clock=clock)
+    run.train_loader = loader  # type: ignore[method-assign]
+    flags = {"max_epochs": 2}
+    full, wall = run.run(**flags)
+    projection = run.run(fast_dev_run=fast_dev_run, **flags)[0].report().projection
+    assert projection.batch_seconds == pytest.approx(0.03) and projection.rehearsed_fetches == 9  # (10 - the first)
+    assert projection.seconds == pytest.approx(wall, rel=1e-9), (str(projection), str(full.report().profile))
+
+
+def test_the_fetch_rehearsal_puts_the_generators_back_and_leaves_workers_and_iterators_alone():
+    """After the rehearsal the loader's generator and the global one are where the run left them (one
+    iterator made, one batch read); a loader with worker processes and a plain iterator are not read again."""
+    for generator in (torch.Generator().manual_seed(5), None):
+        torch.manual_seed(0)
+        trainer = Engine(lambda engine, batch: None)
+        speedups = attach_speedups(trainer, None, fast_dev_run=True)
+        trainer.run(DataLoader(range(8), batch_size=2, shuffle=True, generator=generator))
+        after = (generator or torch.default_generator).get_state()
+        assert speedups.projection.rehearsed_fetches > 0
+        torch.manual_seed(0)
+        same = generator.manual_seed(5) if generator is not None else None
+        next(iter(DataLoader(range(8), batch_size=2, shuffle=True, generator=same)))
+        assert torch.equal(after, (same or torch.default_generator).get_state())
+    for data in (DataLoader(range(8), batch_size=2, num_workers=1), iter(range(8))):
+        trainer = Engine(lambda engine, batch: None)
+        speedups = attach_speedups(trainer, None, fast_dev_run=True)
+        trainer.run(data, epoch_length=4) if not isinstance(data, DataLoader) else trainer.run(data)
+        assert speedups.projection.rehearsed_fetches == 0
