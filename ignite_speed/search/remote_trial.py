@@ -49,9 +49,12 @@ class TrialHost:
         # blocks nobody else
         self._listener = Listener(family=_FAMILY)
         self.address: Any = self._listener.address
-        self._trials: dict[int, Any] = {}  # key -> the trial; kept for the process's life (a few per trial)
+        # key -> the trial, kept for the process's life: the host cannot see when the processes that use it end
+        # (a trial is a few hundred bytes beside the study's own record of it)
+        self._trials: dict[int, Any] = {}
         self._keys: dict[int, int] = {}  # id(trial) -> key
-        self._lock = threading.Lock()  # the registry, and one call into the trials at a time
+        # the registry, and one call into the trials at a time (reentrant: a call that pickles a trial serves it)
+        self._lock = threading.RLock()
         threading.Thread(target=self._accept, name="ignite-speed-trial-host", daemon=True).start()
 
     def serve(self, trial: Any) -> RemoteTrial:
@@ -222,7 +225,13 @@ class RemoteTrial:
                     f"RemoteTrial(number={self._number}): the launching process that serves this trial at "
                     f"{self._address!r} is gone ({exc!r})"
                 ) from exc
-        status, value = pickle.loads(data)
+        try:
+            status, value = pickle.loads(data)
+        except Exception as exc:
+            raise RuntimeError(
+                f"RemoteTrial(number={self._number}): the launching process's answer to {op} {name!r} does not "
+                f"unpickle here ({exc!r})"
+            ) from exc
         if status == "ok":
             return value
         if hasattr(value, "add_note"):  # (Python 3.11+)
