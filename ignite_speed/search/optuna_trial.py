@@ -11,20 +11,33 @@
 
 Optuna wants an integer step: ``unit="steps"`` reports the optimizer step, ``"epochs"`` hundredths of an epoch
 (1.5 epochs: step 150) and ``"seconds"`` whole training seconds.
+
+Distributed trials: an objective that starts the training processes itself passes them the trial
+(``idist.Parallel(nproc_per_node=2).run(train, trial)``, ``torch.multiprocessing.spawn``) and ends with
+``raise_if_pruned(trial)``. Importing this module makes a trial of an in-memory study pickle, for the processes
+that the spawn and forkserver start methods start, as a
+:class:`~ignite_speed.search.remote_trial.RemoteTrial` served by the launching process: the study stays there and
+gets rank 0's reports. A trial of a journal or RDB storage pickles as before. At the end of a pruned run rank 0
+records the stop message in the trial's user attribute ``ignite_speed_pruned``, which ``raise_if_pruned(trial)``
+reads.
 """
 
 from __future__ import annotations
 
+import pickle
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from ..distributed._dist import get_world_size
+from ..distributed._dist import get_rank, get_world_size
 from ..handlers.pruning import Pruning
 from ..loop.plan import RunPlan
 from ..loop.stop import StopController, StopReason
+from .remote_trial import RemoteTrial, serve, stored_steps
 
-__all__ = ["OptunaPruning", "continue_or_ask", "raise_if_pruned", "RUN_KEY_ATTR"]
+__all__ = ["OptunaPruning", "continue_or_ask", "raise_if_pruned", "RUN_KEY_ATTR", "PRUNED_ATTR"]
 
 RUN_KEY_ATTR = "ignite_speed_run"  # the user attribute under which continue_or_ask keeps a trial's run key
+PRUNED_ATTR = "ignite_speed_pruned"  # the user attribute that holds a pruned run's stop message (rank 0 sets it)
 _SCALE = {"steps": 1, "epochs": 100, "seconds": 1}
 
 
@@ -39,29 +52,40 @@ class OptunaPruning(Pruning):
     and asks ``trial.should_prune()`` after every validation run.
 
     A step already in the trial's storage (a relaunched trial that validates again where its earlier attempt
-    did) is not reported again: the pruner is asked on the stored value. Distributed runs need a storage that
-    every process reaches (``JournalStorage(JournalFileBackend(path))``, an RDB URL): a trial pickled into
-    spawned processes carries a *copy* of an in-memory storage, whose reports would be lost, so it is refused.
+    did) is not reported again: the pruner is asked on the stored value. When a run ends pruned, rank 0 sets
+    the trial's user attribute ``ignite_speed_pruned`` to the stop message (:func:`raise_if_pruned` reads it
+    in the launching process).
+
+    Distributed runs: the trial is a :class:`~ignite_speed.search.remote_trial.RemoteTrial` of the launching
+    process's in-memory study (what a trial passed to spawned processes becomes once this module is imported
+    there), or a trial of a storage every process reaches (``JournalStorage(JournalFileBackend(path))``, an RDB
+    URL). A plain copy of an in-memory trial (the fork start method, or a launcher that had not imported this
+    module) would lose its reports, so it is refused with that fix.
     """
 
     def __init__(self, trial: Any, monitor: str, unit: str = "steps") -> None:
         optuna = _optuna()
-        if not isinstance(trial, optuna.trial.Trial):
+        if not isinstance(trial, (optuna.trial.Trial, RemoteTrial)):
             raise TypeError(
                 f"OptunaPruning(trial={type(trial).__name__}): accepted: an optuna.trial.Trial (the "
-                f"objective's argument, or study.ask()); a FrozenTrial cannot report"
+                f"objective's argument, or study.ask()) or the RemoteTrial it becomes in a spawned process; a "
+                f"FrozenTrial cannot report"
             )
         super().__init__(monitor, unit=unit)
         self.trial = trial
 
     def on_run_start(self, plan: RunPlan) -> None:
-        storage = self.trial.study._storage  # (no public accessor)
-        if get_world_size() > 1 and isinstance(storage, _optuna().storages.InMemoryStorage):
+        world = get_world_size()
+        if world > 1 and _is_in_memory(self.trial):
             raise ValueError(
-                "OptunaPruning: this trial's study has an in-memory storage, but training runs in "
-                f"{get_world_size()} processes, which hold copies of it: their reports would not "
-                "reach the study; accepted: a storage every process reaches, e.g. optuna.storages."
-                "JournalStorage(optuna.storages.journal.JournalFileBackend(path)) or an RDB URL"
+                f"OptunaPruning: this trial's study has an in-memory storage, but training runs in {world} "
+                "processes and this one holds a copy of it (the processes were started with the fork start "
+                "method, or the launching process had not imported ignite_speed.search.optuna_trial when it "
+                "started them): its reports would not reach the study; accepted: import "
+                "ignite_speed.search.optuna_trial in the launching process before it starts the processes "
+                "(spawn or forkserver start method: the trial is then served by the launching process), or a "
+                "storage every process reaches, e.g. optuna.storages.JournalStorage("
+                "optuna.storages.journal.JournalFileBackend(path)) or an RDB URL"
             )
 
     def optuna_step(self, step: float) -> int:
@@ -75,17 +99,42 @@ class OptunaPruning(Pruning):
         return bool(self.trial.should_prune())
 
     def _stored_steps(self) -> set[int]:
-        frozen = [t for t in self.trial.study.get_trials(deepcopy=False) if t.number == self.trial.number]
-        return set(frozen[0].intermediate_values) if frozen else set()
+        if isinstance(self.trial, RemoteTrial):
+            return self.trial.stored_steps()  # (read where the storage is)
+        return stored_steps(self.trial)
+
+    def on_train_end(self, engine: Any) -> None:
+        """Rank 0 records how the run ended in the trial: the stop message of a pruned run, for the launching
+        process's :func:`raise_if_pruned` (once per run, at its end: a prune that ``min_epochs`` defers
+        counts when it stops the run). A run that ends otherwise clears an earlier run's record (a pruned
+        trial continued with ``Speedups.extend``)."""
+        if get_rank() != 0:
+            return
+        controller = self.loop.controller
+        message = controller.stop_message if controller.stop_reason is StopReason.PRUNED else None
+        if message is not None or self.trial.user_attrs.get(PRUNED_ATTR) is not None:
+            self.trial.set_user_attr(PRUNED_ATTR, message)
 
 
-def raise_if_pruned(trainer: Any) -> None:
-    """Raise ``optuna.TrialPruned`` (with the stop message) when ``trainer``'s last run ended with
-    ``StopReason.PRUNED``: the objective's line after ``trainer.run`` (with the ``pruning`` flag of
-    ``attach_speedups`` or an :class:`OptunaPruning` of one's own)."""
-    controller = StopController.of(trainer)
-    if controller is not None and controller.stop_reason is StopReason.PRUNED:
-        raise _optuna().TrialPruned(controller.stop_message)
+def raise_if_pruned(trainer_or_trial: Any) -> None:
+    """Raise ``optuna.TrialPruned`` (with the stop message) when the last run ended with ``StopReason.PRUNED``:
+    the objective's line after the training.
+
+    ``trainer_or_trial``: the trainer (``trainer.run`` in the objective's process, with the ``pruning`` flag of
+    ``attach_speedups`` or an :class:`OptunaPruning` of one's own), or the trial, for an objective whose
+    training runs in processes it started (rank 0 records a prune in the trial; any storage)."""
+    if isinstance(trainer_or_trial, RemoteTrial):
+        message = trainer_or_trial.user_attrs.get(PRUNED_ATTR)
+    elif isinstance(trainer_or_trial, _optuna().trial.Trial):
+        trial = trainer_or_trial  # the storage's attributes: the trial's own copy misses other processes' writes
+        message = trial.storage.get_trial_user_attrs(trial._trial_id).get(PRUNED_ATTR)
+    else:
+        controller = StopController.of(trainer_or_trial)
+        if controller is None or controller.stop_reason is not StopReason.PRUNED:
+            return
+        message = controller.stop_message or "pruned"
+    if message is not None:
+        raise _optuna().TrialPruned(message)
 
 
 def continue_or_ask(study: Any, run_key: str) -> Any:
@@ -109,3 +158,26 @@ def continue_or_ask(study: Any, run_key: str) -> Any:
     trial = study.ask()
     trial.set_user_attr(RUN_KEY_ATTR, run_key)
     return trial
+
+
+def _is_in_memory(trial: Any) -> bool:
+    return not isinstance(trial, RemoteTrial) and isinstance(trial.storage, _optuna().storages.InMemoryStorage)
+
+
+def _reduce_trial(trial: Any) -> tuple[Any, ...]:
+    """How ``ForkingPickler`` (what starts spawned processes) pickles an Optuna ``Trial``: a trial of an
+    in-memory storage as a :class:`RemoteTrial` served by this process, any other as before."""
+    if _is_in_memory(trial):
+        return serve(trial).__reduce__()
+    return trial.__reduce_ex__(pickle.DEFAULT_PROTOCOL)
+
+
+def _register_trial_reducer() -> None:
+    try:
+        import optuna  # (an optional extra: this module works without it, and then reduces nothing)
+    except ImportError:  # pragma: no cover
+        return
+    ForkingPickler.register(optuna.trial.Trial, _reduce_trial)
+
+
+_register_trial_reducer()
