@@ -13,53 +13,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
-import torch
-from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint
-from torch.utils.data import DataLoader, Dataset
-
-from ignite_speed import attach_speedups
-
-
-class Sleepy(Dataset):
-    def __init__(self, n: int, seconds: float) -> None:
-        self.n, self.seconds = n, seconds
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        time.sleep(self.seconds)
-        return torch.tensor([float(i)])
+import sleep_timed
 
 
 def sleep_run(spec: dict[str, Any], flags: dict[str, Any], setting: dict[str, Any]) -> tuple[Any, float]:
+    """The scenario's sleep-timed run with the advised ``setting`` applied (loader arguments to the loader)."""
     loader_args = {k: v for k, v in setting.items() if k in ("num_workers", "persistent_workers", "pin_memory")}
     filters = ("event", "every", "checkpoint_every")  # (checkpoint_every: what the advice said before it said every)
     flags = {**flags, **{k: v for k, v in setting.items() if k not in loader_args and k not in filters}}
-    trainer = Engine(lambda e, b: time.sleep(spec["step"]))
-    evaluator = Engine(lambda e, b: time.sleep(spec.get("val", 0.0)))
-    if spec.get("best") is not None:
-        evaluator.add_event_handler(
-            Events.COMPLETED,
-            lambda e: e.state.metrics.update(val_loss=float(abs(trainer.state.iteration - spec["best"]))),
-        )
     if spec.get("save"):
-        every = setting.get("every", spec["save_every"] * setting.get("checkpoint_every", 1))
-        save = Checkpoint({"m": torch.nn.Linear(1, 1)}, lambda c, f, m=None: time.sleep(spec["save"]), n_saved=None)
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=every), save)
-    val = DataLoader(Sleepy(spec.get("val_batches", 1), 0.0), batch_size=1) if spec.get("val") else None
-    speedups = attach_speedups(trainer, evaluator if val else None, val_data=val, **flags)
-    loader = DataLoader(Sleepy(spec["batches"], spec.get("data", 0.0)), batch_size=1, **loader_args)
-    started = time.perf_counter()
-    trainer.run(loader)
-    wall = time.perf_counter() - started
-    if loader_args.get("num_workers") and loader._iterator is not None:
-        loader._iterator._shutdown_workers()
-    return speedups, wall
+        spec = {**spec, "save_every": setting.get("every", spec["save_every"] * setting.get("checkpoint_every", 1))}
+    return sleep_timed.sleep_run(spec, flags, loader_args)
 
 
 def demo_run(setting: dict[str, Any]) -> tuple[Any, float]:

@@ -16,7 +16,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -53,43 +52,11 @@ def child(name: str, fast_dev_run: Any) -> dict[str, float]:
         result, speedups = train_with_speedups(SpeedConfig.from_any({**DEMO_DEFAULTS, **flags}), progress=False)
         wall = result.seconds
     else:
-        speedups, wall = _sleep_run(spec, flags)
+        from sleep_timed import sleep_run  # (a script's own folder is on its path)
+
+        speedups, wall = sleep_run(spec, flags)
     projection = speedups.report().projection
     return {"wall": wall, "projection": None if projection is None else projection.seconds}
-
-
-def _sleep_run(spec: dict[str, Any], flags: dict[str, Any]) -> tuple[Any, float]:
-    import torch
-    from ignite.engine import Engine, Events
-    from torch.utils.data import DataLoader, Dataset
-
-    from ignite_speed import attach_speedups
-
-    class Sleepy(Dataset):
-        def __init__(self, n: int, seconds: float) -> None:
-            self.n, self.seconds = n, seconds
-
-        def __len__(self) -> int:
-            return self.n
-
-        def __getitem__(self, i: int) -> torch.Tensor:
-            time.sleep(self.seconds)
-            return torch.tensor([float(i)])
-
-    def step(seconds: float) -> Any:
-        return lambda engine, batch: time.sleep(seconds)
-
-    trainer, evaluator = Engine(step(spec["step"])), Engine(step(spec["val"]))
-    if spec.get("once"):
-        trainer.add_event_handler(Events.STARTED, lambda _: time.sleep(spec["once"]))
-    if spec.get("handler"):
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: time.sleep(spec["handler"]))
-    val = DataLoader(Sleepy(spec["val_batches"], 0.0), batch_size=1)
-    speedups = attach_speedups(trainer, evaluator, val_data=val, **flags)
-    loader = DataLoader(Sleepy(spec["batches"], spec.get("data", 0.0)), batch_size=1)
-    started = time.perf_counter()
-    trainer.run(loader)
-    return speedups, time.perf_counter() - started
 
 
 def measure(name: str, fast_dev_run: Any) -> dict[str, float]:

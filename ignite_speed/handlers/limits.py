@@ -84,8 +84,6 @@ class LoopLimits(LoopHandler):
         lim = plan.run_limits
         if lim.max_epochs.unlimited and lim.max_steps.unlimited:  # no planned total: a ProgressBar shows none
             self._bars.start(self.loop.trainer)
-        else:
-            self._bars.stop()  # (a run that ended before Ignite's run, with no on_run_exit, may have left them)
         if plan.new_run and plan.run_limits.max_epochs_defaulted:
             warnings.warn(
                 "max_epochs was not set and nothing else bounds the run: training stops after 1000 epochs "

@@ -67,7 +67,8 @@ class LoopHooks:
     def on_run_exit(self) -> None:
         """``trainer.run`` returns or raises (after ``COMPLETED``, or on an exception, which fires no
         ``COMPLETED``): release what the run took (:class:`~ignite_speed.handlers.PreemptionGuard`'s signal
-        handlers)."""
+        handlers). Called once for every run that called ``on_run_start``, however it ends (no training, a
+        raise in the sanity check or in a handler's ``on_run_start``), so it must not assume that training ran."""
 
     def on_new_run(self) -> None:
         """A new run starts from scratch on a loop that trained before (``trainer.state.max_epochs = None``):

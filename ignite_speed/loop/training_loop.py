@@ -668,24 +668,27 @@ class RunSetup:
         self._check_continuable(new_run)
         data = self._prepare_data(plan, data, epoch_length, new_run)
         loop.begin_run(plan)
-        loop.handlers.call("on_run_start", plan)
-        if new_run and plan.validation is not None:
-            loop.timer.timed("sanity_check", plan.validation.sanity_check)
-        lim = plan.run_limits
-        if plan.train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:  # (a Limit is its int value)
-            what = (
-                "limit_train_batches gives 0 batches"
-                if plan.train_batches == 0
-                else "max_epochs=0"
-                if lim.max_epochs == 0
-                else "max_steps=0"
-            )
-            loop.controller.finish(StopReason.NO_TRAINING, f"no training: {what}", "limits")
-            return t.state
-        pending = self._position_for_resume(new_run)
-        run_kwargs = self._ignite_run_kwargs(plan, kwargs, new_run, pending)
-        _keep_decisions_last(loop)
-        return self._run_ignite(original, data, run_kwargs, rehearse=new_run and bool(plan.fast_dev_run))
+        try:  # a run that called on_run_start calls on_run_exit once, however it ends: no training, a raise
+            loop.handlers.call("on_run_start", plan)
+            if new_run and plan.validation is not None:
+                loop.timer.timed("sanity_check", plan.validation.sanity_check)
+            lim = plan.run_limits
+            if plan.train_batches == 0 or lim.max_epochs == 0 or lim.max_steps == 0:  # (a Limit is its int value)
+                what = (
+                    "limit_train_batches gives 0 batches"
+                    if plan.train_batches == 0
+                    else "max_epochs=0"
+                    if lim.max_epochs == 0
+                    else "max_steps=0"
+                )
+                loop.controller.finish(StopReason.NO_TRAINING, f"no training: {what}", "limits")
+                return t.state
+            pending = self._position_for_resume(new_run)
+            run_kwargs = self._ignite_run_kwargs(plan, kwargs, new_run, pending)
+            _keep_decisions_last(loop)
+            return self._run_ignite(original, data, run_kwargs, rehearse=new_run and bool(plan.fast_dev_run))
+        finally:
+            loop.handlers.call("on_run_exit")
 
     def plan_for(self, max_epochs: int | None, max_iters: int | None, new_run: bool) -> RunPlan:
         """The plan of a run with these ``run()`` arguments, as the handlers set it."""
@@ -809,7 +812,6 @@ class RunSetup:
         finally:
             loop.timer.end_call(loop)
             loop.clock.pause()
-            loop.handlers.call("on_run_exit")
         if rehearsal is not None:
             rehearsal.finish()
             self._loaded = False  # the loop's own state was loaded back and restored too
