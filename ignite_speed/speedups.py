@@ -587,27 +587,36 @@ def _project_fast_dev_run(speedups: Speedups) -> None:
         return
     schedule = speedups.handlers.validation
     measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
-    warm_step, warm_fetch = _rehearse(speedups) if profile.fine else (None, None)
-    speedups.projection = project(profile, measured, run, warm_step, warm_fetch)
+    warm = _rehearse(speedups) if profile.fine else {}
+    speedups.projection = project(profile, measured, run, **warm)
     if loop.plan.is_rank_zero:
         _tell_fast_dev_run(speedups.limits.fast_dev_run, loop.plan.debug_limited, speedups.projection)
 
 
-def _rehearse(speedups: Speedups) -> tuple[list[float] | None, list[float] | None]:
-    """The seconds of each call of a rehearsal of ``create_trainer``'s step on the run's last batch and of each
-    warm fetch of the training data (``None``: not rehearsed: another step, data that cannot be read again, or
-    several processes, whose ranks would each rehearse its own number of all-reduces)."""
-    from .step.rehearsal import time_fetches
+def _rehearse(speedups: Speedups) -> dict[str, list[float] | None]:
+    """The seconds of each call of rehearsals after the run: ``create_trainer``'s step on the run's last
+    batch, warm fetches of the training data, the evaluator's step on its last batch (``None`` where not
+    rehearsed: another step, data that cannot be read again, no model to put back, or several processes,
+    whose ranks would each rehearse its own number of all-reduces)."""
+    from .step.rehearsal import time_evaluator_step, time_fetches
 
     trainer, time_source = speedups.trainer, speedups.loop.timer.time_source
     if get_world_size() > 1 or trainer.state is None:
-        return None, None
+        return {}
     parts = TrainerParts.find(trainer)
-    step = None
+    warm: dict[str, list[float] | None] = {}
     if parts is not None and parts.rehearsal is not None and trainer.state.batch is not None:
-        step = _warned_if_raises("the step", lambda: parts.rehearsal.time(trainer, trainer.state.batch, time_source))
-    fetch = _warned_if_raises("the data's fetch", lambda: time_fetches(trainer.state.dataloader, time_source))
-    return step, fetch
+        rehearsal, batch = parts.rehearsal, trainer.state.batch
+        warm["warm_step"] = _warned_if_raises("the step", lambda: rehearsal.time(trainer, batch, time_source))
+    warm["warm_fetch"] = _warned_if_raises(
+        "the data's fetch", lambda: time_fetches(trainer.state.dataloader, time_source)
+    )
+    evaluator, model = speedups.evaluator, speedups.model or (parts.model if parts is not None else None)
+    if evaluator is not None and speedups.handlers.validation is not None:
+        warm["warm_val_step"] = _warned_if_raises(
+            "the validation step", lambda: time_evaluator_step(evaluator, model, time_source)
+        )
+    return warm
 
 
 def _warned_if_raises(what: str, rehearse: Any) -> list[float] | None:

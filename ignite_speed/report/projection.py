@@ -87,6 +87,7 @@ class Projection:
     measured_batches: int = 0  # training batches of the fast_dev_run
     rehearsed_calls: int = 0  # calls of the step rehearsed after the run, which timed it warm (0: not rehearsed)
     rehearsed_fetches: int = 0  # warm fetches of training batches timed after the run (0: not rehearsed)
+    rehearsed_val_calls: int = 0  # calls of the evaluator's step rehearsed after the run (0: not rehearsed)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -101,11 +102,11 @@ class Projection:
             f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
             f"early stopping not counted)"
         ]
-        if self.rehearsed_calls or self.rehearsed_fetches:
-            timed = [f"the step ({self.rehearsed_calls} calls on the last batch)"] if self.rehearsed_calls else []
-            timed += [f"the data's fetch ({self.rehearsed_fetches} batches)"] if self.rehearsed_fetches else []
-            restored = "the model, optimizer and random state" if self.rehearsed_calls else "the random state"
-            lines.append(f"timed warm after the run: {' and '.join(timed)}; {restored} put back")
+        timed = [f"the step ({self.rehearsed_calls} calls on the last batch)"] if self.rehearsed_calls else []
+        timed += [f"the data's fetch ({self.rehearsed_fetches} batches)"] if self.rehearsed_fetches else []
+        timed += [f"the validation step ({self.rehearsed_val_calls} calls)"] if self.rehearsed_val_calls else []
+        if timed:
+            lines.append(f"timed warm after the run: {', '.join(timed)}; what the calls changed put back")
         if self.measured_batches == 1 and not self.rehearsed_calls:
             lines.append(
                 "measured on one batch, whose step includes what its first call initialises: an upper "
@@ -130,13 +131,18 @@ def project(
     run: FullRun,
     warm_step: list[float] | None = None,
     warm_fetch: list[float] | None = None,
+    warm_val_step: list[float] | None = None,
 ) -> Projection:
     """The full ``run`` at the pace of the ``fast_dev_run`` whose profile is ``profile`` (which ran
-    ``val_batches_measured`` validation batches in all). ``warm_step``, ``warm_fetch``: the seconds of each
-    call of a rehearsal of the step, of each warm fetch of a batch, after the run (their pace: the median of
-    the second half of the calls)."""
+    ``val_batches_measured`` validation batches in all). ``warm_step``, ``warm_fetch``, ``warm_val_step``: the
+    seconds of each call of a rehearsal after the run of the step, the fetch of a batch, the evaluator's step
+    (their pace: the median of the second half of the calls)."""
     batch, epoch, once = _training_costs(profile, _pace(warm_step), _pace(warm_fetch))
-    val_batch = profile.parts.get("validation", 0.0) / val_batches_measured if val_batches_measured else 0.0
+    validation, val_batch = profile.parts.get("validation", 0.0), _pace(warm_val_step)
+    if val_batch is None or not val_batches_measured:
+        val_batch = validation / val_batches_measured if val_batches_measured else 0.0
+    else:  # (what the validation runs took more than their batches' warm steps: first calls, counted once)
+        once += max(0.0, validation - val_batches_measured * val_batch)
     train, val = run.batches * batch + run.epochs * epoch, run.val_runs * run.val_batches * val_batch
     sanity, setup = run.sanity_batches * val_batch, profile.parts.get("setup", 0.0)
     fits, stops = None, {}
@@ -168,6 +174,7 @@ def project(
         profile.batches,
         len(warm_step or ()),
         len(warm_fetch or ()),
+        len(warm_val_step or ()),
     )
 
 

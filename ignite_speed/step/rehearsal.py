@@ -25,11 +25,12 @@ import torch
 from ignite.engine import Engine
 from torch.utils.data import DataLoader, IterableDataset
 
+from .._compat import process_function
 from ..loop.resume import capture_rng, restore_rng
 from .accumulation import AccumulationWindow
 from .precision import Precision
 
-__all__ = ["StepRehearsal", "time_fetches"]
+__all__ = ["StepRehearsal", "time_evaluator_step", "time_fetches"]
 
 MAX_CALLS = 12  # rehearsal calls at most: a small step reaches its pace within a few
 MIN_CALLS = 1
@@ -55,26 +56,15 @@ class StepRehearsal:
         :data:`MIN_CALLS`); the seconds of each call on ``time_source``. Everything the calls changed is put
         back, also when one raises (which is raised)."""
         saved = self._save()
-        seconds: list[float] = []
-        cuda = any(p.is_cuda for p in self.model.parameters())
         try:
-            while len(seconds) < MIN_CALLS or (len(seconds) < MAX_CALLS and sum(seconds) < BUDGET_SECONDS):
-                started = time_source()
-                self.update(engine, batch)
-                if cuda:  # (a step whose output is a tensor has not waited for its kernels)
-                    torch.cuda.synchronize()
-                seconds.append(time_source() - started)
+            return _timed_calls(lambda: self.update(engine, batch), self.model, time_source)
         finally:
             self._restore(saved)
-        return seconds
 
     # ------------------------------------------------------------------ what a step changes
     def _save(self) -> dict[str, Any]:
-        params = list(self.model.parameters())
         return {
-            "tensors": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "grads": [None if p.grad is None else p.grad.detach().clone() for p in params],
-            "modes": [m.training for m in self.model.modules()],
+            "model": _save_model(self.model),
             # (per parameter: deep-copying the state itself would copy its keys, the parameters)
             "optimizer": {p: copy.deepcopy(s) for p, s in self.optimizer.state.items()},
             "precision": self.precision.state_dict(),
@@ -83,19 +73,62 @@ class StepRehearsal:
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:
-        with torch.no_grad():
-            current = self.model.state_dict()
-            for name, value in saved["tensors"].items():
-                current[name].copy_(value)
-        for p, grad in zip(self.model.parameters(), saved["grads"]):
-            p.grad = grad
-        for module, training in zip(self.model.modules(), saved["modes"]):
-            module.training = training
+        _restore_model(self.model, saved["model"])
         self.optimizer.state.clear()
         self.optimizer.state.update(saved["optimizer"])
         self.precision.load_state_dict(saved["precision"])
         vars(self.window).update(saved["window"])
         restore_rng(saved["rng"])
+
+
+def time_evaluator_step(
+    evaluator: Engine, model: torch.nn.Module | None, time_source: Callable[[], float]
+) -> list[float] | None:
+    """The seconds of calls of ``evaluator``'s process function on its last batch (no event, no metric: as the
+    sanity check calls it), then ``model``'s tensors and modes and the generators put back. ``None`` without
+    a ``model`` to put back (an evaluator's step may switch it to eval mode) or a batch."""
+    batch = evaluator.state.batch if evaluator.state is not None else None
+    if model is None or batch is None:
+        return None
+    step = process_function(evaluator)
+    saved, rng = _save_model(model), capture_rng()
+    try:
+        return _timed_calls(lambda: step(evaluator, batch), model, time_source)
+    finally:
+        _restore_model(model, saved)
+        restore_rng(rng)
+
+
+def _timed_calls(call: Callable[[], Any], model: torch.nn.Module, time_source: Callable[[], float]) -> list[float]:
+    """Call until :data:`MAX_CALLS` calls or :data:`BUDGET_SECONDS` spent (at least :data:`MIN_CALLS`)."""
+    cuda = any(p.is_cuda for p in model.parameters())
+    seconds: list[float] = []
+    while len(seconds) < MIN_CALLS or (len(seconds) < MAX_CALLS and sum(seconds) < BUDGET_SECONDS):
+        started = time_source()
+        call()
+        if cuda:  # (a step whose output is a tensor has not waited for its kernels)
+            torch.cuda.synchronize()
+        seconds.append(time_source() - started)
+    return seconds
+
+
+def _save_model(model: torch.nn.Module) -> dict[str, Any]:
+    return {
+        "tensors": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "grads": [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()],
+        "modes": [m.training for m in model.modules()],
+    }
+
+
+def _restore_model(model: torch.nn.Module, saved: dict[str, Any]) -> None:
+    with torch.no_grad():
+        current = model.state_dict()
+        for name, value in saved["tensors"].items():
+            current[name].copy_(value)
+    for p, grad in zip(model.parameters(), saved["grads"]):
+        p.grad = grad
+    for module, training in zip(model.modules(), saved["modes"]):
+        module.training = training
 
 
 def time_fetches(data: Any, time_source: Callable[[], float]) -> list[float] | None:

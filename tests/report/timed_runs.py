@@ -105,6 +105,7 @@ class TimedRun:
     iterator: float = 0.0  # per epoch, creating the training data's iterator
     once: float = 0.0  # once a run, in an app's STARTED handler
     first_step: float = 0.0  # what the step's first call takes more (lazy initialisation)
+    first_val_batch: float = 0.0  # what the evaluator's step's first call takes more
     metric: Any = None  # val_loss of a validation run, from the trainer's iteration (None: no metric)
     supervised: bool = False  # create_trainer's step (the model's forward sleeps the step), not an Engine's own
 
@@ -124,7 +125,7 @@ class TimedRun:
         trainer = (
             self._supervised_trainer() if self.supervised else Engine(sleeping_step(self.step, sleep, self.first_step))
         )
-        evaluator = Engine(sleeping_step(self.val_batch, sleep))
+        evaluator = Engine(sleeping_step(self.val_batch, sleep, self.first_val_batch))
         val_data = sleepy_loader(self.val_batches, 0.0) if self.val_batch else None
         if self.save:
             checkpoint = Checkpoint({"model": torch.nn.Linear(1, 1)}, slow_save(self.save, sleep), n_saved=None)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from torch.utils.data import DataLoader, TensorDataset
 
 from ignite_speed import attach_speedups, create_trainer
@@ -109,3 +109,29 @@ def test_a_rehearsal_that_raises_puts_everything_back_and_says_so():
     assert failed["projection"].rehearsed_calls == 0 and "an upper bound" in str(failed["projection"])
     for key in ("tensors", "grads", "modes", "optimizer", "precision", "window", "draws"):
         _assert_equal(failed[key], plain[key])
+
+
+def test_the_validation_rehearsal_leaves_the_model_as_the_run_did():
+    """An evaluator step that leaves the model in train mode (BatchNorm statistics updated, dropout drawn):
+    after the rehearsal of it the model's tensors, modes and the generators are those at the run's end."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.3))
+    trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda y_pred, y: y_pred.sum())
+    evaluator = Engine(lambda engine, batch: model(batch[0]))
+    at_end: dict[str, Any] = {}
+
+    def snapshot(_: Engine) -> None:
+        at_end.update(
+            tensors={k: v.clone() for k, v in model.state_dict().items()},
+            modes=[m.training for m in model.modules()],
+            rng=torch.get_rng_state(),
+        )
+
+    trainer.add_event_handler(Events.COMPLETED, snapshot)
+    data = TensorDataset(torch.randn(8, 4), torch.randn(8, 1))
+    speedups = attach_speedups(trainer, evaluator, {"fast_dev_run": True}, val_data=DataLoader(data, batch_size=4))
+    trainer.run(DataLoader(data, batch_size=4))
+    assert speedups.projection.rehearsed_val_calls > 0
+    _assert_equal(model.state_dict(), at_end["tensors"])
+    assert [m.training for m in model.modules()] == at_end["modes"]
+    assert torch.equal(torch.get_rng_state(), at_end["rng"])
