@@ -289,6 +289,8 @@ class Speedups:
         try:
             self._configure_loop()
             self.handlers.build(cfg)
+            if self.limits.fast_dev_run and self.handlers.validation is not None:
+                self.handlers.validation.step_seconds = []  # (the projection tells the runs' steps from the rest)
             self.loop.parts.speedups = self
         except BaseException:
             self.loop.detach()  # a refused config leaves the trainer as it was: a corrected call can attach
@@ -585,9 +587,11 @@ def _project_fast_dev_run(speedups: Speedups) -> None:
     run = full_run_plan(speedups, profile.batch_seconds or 0.0)
     if run is None:
         return
+    warm: dict[str, Any] = _rehearse(speedups) if profile.fine else {}
     schedule = speedups.handlers.validation
     measured = profile.val_runs * (schedule.batches or 0) if schedule is not None else 0
-    warm = _rehearse(speedups) if profile.fine else {}
+    if schedule is not None and schedule.step_seconds is not None:
+        warm["val_steps_measured"] = schedule.step_seconds
     speedups.projection = project(profile, measured, run, **warm)
     if loop.plan.is_rank_zero:
         _tell_fast_dev_run(speedups.limits.fast_dev_run, loop.plan.debug_limited, speedups.projection)

@@ -22,7 +22,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from .._callers import caller_outside_the_frameworks
-from .._compat import prepare_engine_rerun, process_function
+from .._compat import prepare_engine_rerun, process_function, set_process_function
 from ..config.durations import BatchLimit
 from ..config.slices import ValidationFlags
 from ..data.batched_fetch import with_batched_fetch
@@ -294,6 +294,9 @@ class ValidationSchedule(LoopHandler):
         self.runs: list[ValidationRecord] = []
         self.sanity_seconds = 0.0
         self.sanity_batches = 0
+        # the seconds of each call of the evaluator's step in this run's validation runs, when timed (None: not;
+        # a fast_dev_run's projection sets []: what the runs took besides their steps recurs per run)
+        self.step_seconds: list[float] | None = None
 
     def __repr__(self) -> str:
         budget = "" if self.budget is None else f", val_time_fraction={self.budget.fraction}"
@@ -439,7 +442,7 @@ class ValidationSchedule(LoopHandler):
         started = self.loop.clock.elapsed()  # [run record]
         self._own_run = True
         try:
-            with modes_kept(self.trained_model()):
+            with modes_kept(self.trained_model()), self._steps_timed():
                 run_evaluator(self.evaluator, self._loader, self.batches)
         finally:
             self._own_run = False
@@ -465,11 +468,35 @@ class ValidationSchedule(LoopHandler):
                 next_at = all_reduce_flags([next_at], self.loop.rank_failure_timeout)[0]
             self.budget.next_at = next_at
 
+    @contextlib.contextmanager
+    def _steps_timed(self) -> Any:
+        """While a validation run runs: with :attr:`step_seconds`, time each call of the evaluator's step."""
+        if self.step_seconds is None:
+            yield
+            return
+        evaluator, seconds, now = self.evaluator, self.step_seconds, self.loop.timer.time_source
+        step = process_function(evaluator)
+
+        def timed(engine: Engine, batch: Any) -> Any:
+            started = now()
+            try:
+                return step(engine, batch)
+            finally:
+                seconds.append(now() - started)
+
+        set_process_function(evaluator, timed)
+        try:
+            yield
+        finally:
+            set_process_function(evaluator, step)
+
     def reset(self) -> None:
         """A new run: no validation yet."""
         self.last_val_end = 0.0
         self.last_metrics = None
         self.runs, self.sanity_seconds, self.sanity_batches = [], 0.0, 0
+        if self.step_seconds is not None:
+            self.step_seconds = []
         if self.budget is not None:
             self.budget.reset()
 

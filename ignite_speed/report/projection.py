@@ -88,6 +88,7 @@ class Projection:
     rehearsed_calls: int = 0  # calls of the step rehearsed after the run, which timed it warm (0: not rehearsed)
     rehearsed_fetches: int = 0  # warm fetches of training batches timed after the run (0: not rehearsed)
     rehearsed_val_calls: int = 0  # calls of the evaluator's step rehearsed after the run (0: not rehearsed)
+    val_run_seconds: float = 0.0  # per validation run besides its batches' steps (the evaluator's run, metrics)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -97,7 +98,7 @@ class Projection:
         lines = [
             f"fast_dev_run projection of the full run: about {format_duration(self.seconds)} = "
             f"{r.batches} training batches x {1000 * self.batch_seconds:.1f} ms + {r.val_runs} validation runs x "
-            f"{format_duration(r.val_batches * self.val_batch_seconds)} + sanity check "
+            f"{format_duration(self.val_run_seconds + r.val_batches * self.val_batch_seconds)} + sanity check "
             f"{format_duration(self.sanity_seconds)} + set-up and one-off costs "
             f"{format_duration(self.setup_seconds + self.once_seconds)} ({r.epochs} epochs; checkpoint saves and "
             f"early stopping not counted)"
@@ -132,18 +133,22 @@ def project(
     warm_step: list[float] | None = None,
     warm_fetch: list[float] | None = None,
     warm_val_step: list[float] | None = None,
+    val_steps_measured: list[float] | None = None,
 ) -> Projection:
     """The full ``run`` at the pace of the ``fast_dev_run`` whose profile is ``profile`` (which ran
     ``val_batches_measured`` validation batches in all). ``warm_step``, ``warm_fetch``, ``warm_val_step``: the
     seconds of each call of a rehearsal after the run of the step, the fetch of a batch, the evaluator's step
-    (their pace: the median of the second half of the calls)."""
+    (their pace: the median of the second half of the calls); ``val_steps_measured``: the seconds of each call
+    of the evaluator's step in the run's validation runs (what else the runs took recurs per run)."""
     batch, epoch, once = _training_costs(profile, _pace(warm_step), _pace(warm_fetch))
-    validation, val_batch = profile.parts.get("validation", 0.0), _pace(warm_val_step)
-    if val_batch is None or not val_batches_measured:
+    validation, val_batch, val_run = profile.parts.get("validation", 0.0), _pace(warm_val_step), 0.0
+    if val_batch is None or not val_batches_measured or not val_steps_measured or not profile.val_runs:
         val_batch = validation / val_batches_measured if val_batches_measured else 0.0
-    else:  # (what the validation runs took more than their batches' warm steps: first calls, counted once)
-        once += max(0.0, validation - val_batches_measured * val_batch)
-    train, val = run.batches * batch + run.epochs * epoch, run.val_runs * run.val_batches * val_batch
+    else:  # the runs' own costs (the evaluator's run, metrics) recur per run; the steps' first calls once
+        steps = sum(val_steps_measured)
+        val_run = max(0.0, validation - steps) / profile.val_runs
+        once += max(0.0, steps - len(val_steps_measured) * val_batch)
+    train, val = run.batches * batch + run.epochs * epoch, run.val_runs * (val_run + run.val_batches * val_batch)
     sanity, setup = run.sanity_batches * val_batch, profile.parts.get("setup", 0.0)
     fits, stops = None, {}
     if run.max_time is not None:
@@ -155,7 +160,7 @@ def project(
             stops = _stops(
                 run,
                 batch + (epoch / run.batches_per_epoch if run.batches_per_epoch else 0.0),
-                run.val_batches * val_batch,
+                val_run + run.val_batches * val_batch,
                 budget,
             )
     return Projection(
@@ -175,6 +180,7 @@ def project(
         len(warm_step or ()),
         len(warm_fetch or ()),
         len(warm_val_step or ()),
+        val_run,
     )
 
 

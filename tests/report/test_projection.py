@@ -296,13 +296,22 @@ def test_the_fetch_rehearsal_puts_the_generators_back_and_leaves_workers_and_ite
 @pytest.mark.parametrize("fast_dev_run", [True, 3])
 def test_the_validation_step_is_timed_warm_after_the_run(fast_dev_run):
     """The evaluator's first call costs 0.2 s more: rehearsed after the run, its warm 10 ms is the pace of
-    every validation batch, and the 0.2 s counted once (in the full run the sanity check pays it)."""
+    every validation batch, and the 0.2 s counted once (in the full run the sanity check pays it); what a
+    validation run takes besides its steps (50 ms in a STARTED handler) recurs per run."""
     run = TimedRun(
-        step=0.01, val_batch=0.01, batches=20, val_batches=3, first_val_batch=0.2, clock=FakeClock(), supervised=True
+        step=0.01,
+        val_batch=0.01,
+        batches=20,
+        val_batches=3,
+        first_val_batch=0.2,
+        val_run=0.05,
+        clock=FakeClock(),
+        supervised=True,
     )
     flags = {"max_epochs": 2, "val_check_interval": 0.5}
     full, wall = run.run(**flags)
     projection = run.run(fast_dev_run=fast_dev_run, **flags)[0].report().projection
     assert projection.val_batch_seconds == pytest.approx(0.01) and projection.rehearsed_val_calls == 12
+    assert projection.val_run_seconds == pytest.approx(0.05)
     assert projection.seconds == pytest.approx(wall, rel=1e-9), (str(projection), str(full.report().profile))
     assert "the validation step (12 calls)" in str(projection)

@@ -106,6 +106,7 @@ class TimedRun:
     once: float = 0.0  # once a run, in an app's STARTED handler
     first_step: float = 0.0  # what the step's first call takes more (lazy initialisation)
     first_val_batch: float = 0.0  # what the evaluator's step's first call takes more
+    val_run: float = 0.0  # per validation run, in an evaluator's STARTED handler (a metric's reset, a log)
     metric: Any = None  # val_loss of a validation run, from the trainer's iteration (None: no metric)
     supervised: bool = False  # create_trainer's step (the model's forward sleeps the step), not an Engine's own
 
@@ -136,6 +137,8 @@ class TimedRun:
             )
         if self.once:
             trainer.add_event_handler(Events.STARTED, lambda _: self.sleep(self.once))
+        if self.val_run:
+            evaluator.add_event_handler(Events.STARTED, lambda _: self.sleep(self.val_run))
         if self.handler:
             trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: self.sleep(self.handler))
         speedups = attach_speedups(trainer, evaluator if val_data is not None else None, val_data=val_data, **flags)
