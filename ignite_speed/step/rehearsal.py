@@ -101,15 +101,27 @@ def time_evaluator_step(
 
 def _timed_calls(call: Callable[[], Any], model: torch.nn.Module, time_source: Callable[[], float]) -> list[float]:
     """Call until :data:`MAX_CALLS` calls or :data:`BUDGET_SECONDS` spent (at least :data:`MIN_CALLS`)."""
-    cuda = any(p.is_cuda for p in model.parameters())
+    wait = _device_wait(model)
     seconds: list[float] = []
     while len(seconds) < MIN_CALLS or (len(seconds) < MAX_CALLS and sum(seconds) < BUDGET_SECONDS):
         started = time_source()
         call()
-        if cuda:  # (a step whose output is a tensor has not waited for its kernels)
-            torch.cuda.synchronize()
+        wait()  # (a step whose output is a tensor has not waited for its kernels)
         seconds.append(time_source() - started)
     return seconds
+
+
+def _device_wait(model: torch.nn.Module) -> Callable[[], None]:
+    """What waits for ``model``'s device to finish its queued work. A lazy device (XLA: a call only records
+    the graph) has no pace to time call by call: refused, and the projection keeps the run's batches."""
+    kinds = {p.device.type for p in model.parameters()} - {"cpu"}
+    if not kinds:
+        return lambda: None
+    if kinds == {"cuda"}:
+        return torch.cuda.synchronize
+    if kinds == {"mps"}:
+        return torch.mps.synchronize
+    raise RuntimeError(f"a rehearsal cannot time a step on {sorted(kinds)} call by call")
 
 
 def _save_model(model: torch.nn.Module) -> dict[str, Any]:

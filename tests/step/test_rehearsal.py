@@ -135,3 +135,14 @@ def test_the_validation_rehearsal_leaves_the_model_as_the_run_did():
     _assert_equal(model.state_dict(), at_end["tensors"])
     assert [m.training for m in model.modules()] == at_end["modes"]
     assert torch.equal(torch.get_rng_state(), at_end["rng"])
+
+
+def test_a_step_on_a_lazy_device_is_not_timed_call_by_call():
+    """On a device whose calls only record work (XLA; here the meta device, the one such device a CPU has),
+    a call's time is not the step's: the rehearsal refuses before calling, and the projection keeps the
+    run's batches (with the warning the rehearsal's refusal gives)."""
+    from ignite_speed.step.rehearsal import _device_wait
+
+    with pytest.raises(RuntimeError, match=r"a rehearsal cannot time a step on \['meta'\] call by call"):
+        _device_wait(torch.nn.Linear(1, 1, device="meta"))
+    _device_wait(torch.nn.Linear(1, 1))()  # (the CPU: nothing to wait for)
