@@ -15,7 +15,7 @@ import argparse
 import datetime
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ignite.engine import Engine, State
@@ -623,9 +623,9 @@ def _rehearse(speedups: Speedups) -> dict[str, list[float] | None]:
     return warm
 
 
-def _warned_if_raises(what: str, rehearse: Any) -> list[float] | None:
+def _warned_if_raises(what: str, rehearse: Callable[[], list[float] | None]) -> list[float] | None:
     try:
-        return rehearse()  # type: ignore[no-any-return]
+        return rehearse()
     except Exception as exc:  # (the run itself succeeded: its projection falls back on its own batches)
         warnings.warn(
             f"fast_dev_run: the rehearsal of {what} that times it warm raised {type(exc).__name__}: {exc}; the "
