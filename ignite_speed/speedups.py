@@ -602,15 +602,16 @@ def _rehearse(speedups: Speedups) -> dict[str, list[float] | None]:
     batch, warm fetches of the training data, the evaluator's step on its last batch (``None`` where not
     rehearsed: another step, data that cannot be read again, no model to put back, or several processes,
     whose ranks would each rehearse its own number of all-reduces)."""
-    from .step.rehearsal import time_evaluator_step, time_fetches
+    from .step.rehearsal import ignite_step_rehearsal, time_evaluator_step, time_fetches
 
     trainer, time_source = speedups.trainer, speedups.loop.timer.time_source
     if get_world_size() > 1 or trainer.state is None:
         return {}
     parts = TrainerParts.find(trainer)
     warm: dict[str, list[float] | None] = {}
-    if parts is not None and parts.rehearsal is not None and trainer.state.batch is not None:
-        rehearsal, batch = parts.rehearsal, trainer.state.batch
+    rehearsal = parts.rehearsal if parts is not None and parts.rehearsal is not None else ignite_step_rehearsal(trainer)
+    if rehearsal is not None and trainer.state.batch is not None:
+        batch = trainer.state.batch
         warm["warm_step"] = _warned_if_raises("the step", lambda: rehearsal.time(trainer, batch, time_source))
     warm["warm_fetch"] = _warned_if_raises(
         "the data's fetch", lambda: time_fetches(trainer.state.dataloader, time_source)

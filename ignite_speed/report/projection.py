@@ -11,7 +11,8 @@ what happens once:
   what the run's steps took more than a warm one (the first calls of a step initialise lazily: the
   autograd engine, the optimizer's state, kernels).
 
-A warm step is timed by rehearsing it after the run (``create_trainer``'s step in one process:
+A warm step is timed by rehearsing it after the run (``create_trainer``'s or Ignite's
+``create_supervised_trainer``'s step in one process:
 :mod:`ignite_speed.step.rehearsal`, which puts back all the calls changed), so one batch is enough. Another
 step cannot be rehearsed: its batches after the first are its pace, and a ``fast_dev_run`` of one batch
 counts the first batch's step for every batch (an upper bound, said so).
@@ -111,8 +112,8 @@ class Projection:
         if self.measured_batches == 1 and not self.rehearsed_calls:
             lines.append(
                 "measured on one batch, whose step includes what its first call initialises: an upper "
-                "bound (fast_dev_run=3 or more measures the batches after the first; create_trainer's "
-                "step is timed warm after the run)"
+                "bound (fast_dev_run=3 or more measures the batches after the first; the steps of "
+                "create_trainer and of Ignite's create_supervised_trainer are timed warm after the run)"
             )
         if self.fits is not None and r.max_time is not None:
             budget = r.max_time - r.max_time_reserve

@@ -30,7 +30,7 @@ from ..loop.resume import capture_rng, restore_rng
 from .accumulation import AccumulationWindow
 from .precision import Precision
 
-__all__ = ["StepRehearsal", "time_evaluator_step", "time_fetches"]
+__all__ = ["StepRehearsal", "ignite_step_rehearsal", "time_evaluator_step", "time_fetches"]
 
 MAX_CALLS = 12  # rehearsal calls at most: a small step reaches its pace within a few
 MIN_CALLS = 1
@@ -38,15 +38,18 @@ BUDGET_SECONDS = 0.25  # no call is started once the rehearsal has taken this lo
 
 
 class StepRehearsal:
-    """Rehearse ``update`` (``create_trainer``'s process function) on a batch and undo its effects."""
+    """Rehearse ``update`` on a batch and undo its effects: ``create_trainer``'s process function (with its
+    ``precision`` and accumulation ``window``), or Ignite's ``create_supervised_trainer``'s (its GradScaler as
+    ``precision``: :func:`ignite_step_rehearsal`). ``precision`` is anything with ``state_dict`` and
+    ``load_state_dict``."""
 
     def __init__(
         self,
         update: Callable[[Engine, Any], Any],
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        precision: Precision,
-        window: AccumulationWindow,
+        precision: Precision | torch.amp.GradScaler | None = None,
+        window: AccumulationWindow | None = None,
     ) -> None:
         self.update, self.model, self.optimizer = update, model, optimizer
         self.precision, self.window = precision, window
@@ -67,8 +70,8 @@ class StepRehearsal:
             "model": _save_model(self.model),
             # (per parameter: deep-copying the state itself would copy its keys, the parameters)
             "optimizer": {p: copy.deepcopy(s) for p, s in self.optimizer.state.items()},
-            "precision": self.precision.state_dict(),
-            "window": dict(vars(self.window)),
+            "precision": None if self.precision is None else copy.deepcopy(self.precision.state_dict()),
+            "window": None if self.window is None else dict(vars(self.window)),
             "rng": capture_rng(),
         }
 
@@ -76,9 +79,35 @@ class StepRehearsal:
         _restore_model(self.model, saved["model"])
         self.optimizer.state.clear()
         self.optimizer.state.update(saved["optimizer"])
-        self.precision.load_state_dict(saved["precision"])
-        vars(self.window).update(saved["window"])
+        if self.precision is not None:
+            self.precision.load_state_dict(saved["precision"])
+        if self.window is not None:
+            vars(self.window).update(saved["window"])
         restore_rng(saved["rng"])
+
+
+# Ignite's create_supervised_trainer steps whose every state is known: the model, the optimizer (and the scaler).
+# Their accumulation counts Ignite's iteration, which a rehearsal does not change; apex's and the TPU's are left.
+_IGNITE_STEPS = ("supervised_training_step.<locals>.update", "supervised_training_step_amp.<locals>.update")
+
+
+def ignite_step_rehearsal(trainer: Engine) -> StepRehearsal | None:
+    """A rehearsal of ``trainer``'s step when it is Ignite's ``create_supervised_trainer``'s (found by its
+    function and its closure's model, optimizer and scaler), else ``None``."""
+    update = process_function(trainer)
+    if (
+        getattr(update, "__module__", None) != "ignite.engine"
+        or getattr(update, "__qualname__", "") not in _IGNITE_STEPS
+    ):
+        return None
+    cells = dict(zip(update.__code__.co_freevars, (c.cell_contents for c in update.__closure__ or ())))
+    model, optimizer, scaler = cells.get("model"), cells.get("optimizer"), cells.get("scaler")
+    if not isinstance(model, torch.nn.Module) or not isinstance(optimizer, torch.optim.Optimizer):
+        return None
+    scaler = scaler or None  # (scaler=False: none; scaler=True made one, which the closure holds)
+    if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+        return None
+    return StepRehearsal(update, model, optimizer, scaler)
 
 
 def time_evaluator_step(

@@ -5,12 +5,13 @@ the rehearsal. A rehearsal that raises puts everything back too, and says the pr
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
 import pytest
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine, Events, create_supervised_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from ignite_speed import attach_speedups, create_trainer
@@ -146,3 +147,37 @@ def test_a_step_on_a_lazy_device_is_not_timed_call_by_call():
     with pytest.raises(RuntimeError, match=r"a rehearsal cannot time a step on \['meta'\] call by call"):
         _device_wait(torch.nn.Linear(1, 1, device="meta"))
     _device_wait(torch.nn.Linear(1, 1))()  # (the CPU: nothing to wait for)
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_ignites_supervised_step_is_rehearsed_and_leaves_no_trace(accumulate):
+    """Ignite's ``create_supervised_trainer`` step (an Ignite example's): rehearsed with the model and the
+    optimizer of its closure, then the weights, gradients, buffers, modes, the optimizer state and the
+    generators are those at the run's end."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    trainer = create_supervised_trainer(
+        model, optimizer, lambda y_pred, y: y_pred.sum(), gradient_accumulation_steps=accumulate
+    )
+    at_end: dict[str, Any] = {}
+
+    def snapshot(_: Engine) -> None:
+        at_end.update(
+            tensors={k: v.clone() for k, v in model.state_dict().items()},
+            grads=[None if p.grad is None else p.grad.clone() for p in model.parameters()],
+            modes=[m.training for m in model.modules()],
+            optimizer=copy.deepcopy(optimizer.state_dict()["state"]),
+            rng=torch.get_rng_state(),
+        )
+
+    trainer.add_event_handler(Events.COMPLETED, snapshot)
+    data = TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
+    speedups = attach_speedups(trainer, None, {"fast_dev_run": 2})
+    trainer.run(DataLoader(data, batch_size=4))
+    assert speedups.projection.rehearsed_calls > 0
+    _assert_equal(model.state_dict(), at_end["tensors"])
+    _assert_equal([p.grad for p in model.parameters()], at_end["grads"])
+    _assert_equal(optimizer.state_dict()["state"], at_end["optimizer"])
+    assert [m.training for m in model.modules()] == at_end["modes"]
+    assert torch.equal(torch.get_rng_state(), at_end["rng"])
