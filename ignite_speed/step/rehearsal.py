@@ -1,5 +1,5 @@
-"""Time ``create_trainer``'s step and the training data's fetch when they are warm, after a ``fast_dev_run``:
-call them again, then put back everything the calls changed.
+"""Time a training step, the training data's fetch and the evaluator's step when they are warm, after a
+``fast_dev_run``: call them again, then put back everything the calls changed.
 
 A ``fast_dev_run`` trains one batch (or a few): the first calls of a step initialise lazily (the autograd
 engine's threads, kernels picked for the shapes, the optimizer's state), so the batches it ran say little of
@@ -7,12 +7,15 @@ a steady step. After the run, the projection rehearses the step a few times on t
 times it; before and after, :class:`StepRehearsal` saves and puts back the model's parameters, gradients,
 buffers and modes, the optimizer's state, the precision's loss scale, the accumulation window and the random
 number generators, so the debug run ends exactly as it would have without the rehearsal. Only a step whose
-every state is known can be rehearsed: ``create_trainer``'s (not a DeepSpeed engine's), in one process (the
-gradient all-reduce of data-parallel ranks would need every rank to rehearse alike). The model's forward
-hooks see the extra calls.
+every state is known can be rehearsed: ``create_trainer``'s (not a DeepSpeed engine's) and Ignite's
+``create_supervised_trainer``'s (:func:`ignite_step_rehearsal`), in one process (the gradient all-reduce of
+data-parallel ranks would need every rank to rehearse alike), on a device that runs a call when it is made.
+The model's forward hooks see the extra calls.
 
 :func:`time_fetches` times the fetch of a few batches from a new iterator of the training ``DataLoader`` (read
 in this process), its first fetch left out (it draws the epoch's order), with the generators put back.
+:func:`time_evaluator_step` calls the evaluator's step on its last batch as the sanity check does (no event,
+no metric), with the model and the generators put back.
 """
 
 from __future__ import annotations
