@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ignite.distributed as idist
 import pytest
 import torch
 from ignite.engine import Engine, Events
@@ -235,3 +237,30 @@ def warns_accumulation(cfg: dict[str, Any] | int) -> Any:
     if n == 1:
         return contextlib.nullcontext()
     return pytest.warns(UserWarning, match=f"accumulate_grad_batches={n} given to attach_speedups for a trainer not")
+
+
+def scored_trial_engines(score: Callable[[int], float], offset: float = 0.0) -> tuple[Engine, Engine, list[int]]:
+    """The engines of a pruning test's trial: the trainer fits a ``Linear(1, 1)`` (``idist.auto_model``: DDP on
+    several ranks, whose all-reduce in backward would hang a rank that stopped alone) on batches shifted by
+    ``offset``; the evaluator's ``val_acc`` of its k-th run is ``score(k)``. Also the list of the trainer's
+    iterations at each validation run."""
+    torch.manual_seed(0)
+    model = idist.auto_model(torch.nn.Linear(1, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step(engine: Engine, batch: float) -> float:
+        opt.zero_grad()
+        x = torch.full((2, 1), float(batch + offset))
+        torch.nn.functional.mse_loss(model(x), 2 * x).backward()
+        opt.step()
+        return 0.0
+
+    trainer, evaluator = Engine(step), Engine(lambda e, b: None)
+    runs: list[int] = []
+
+    @evaluator.on(Events.COMPLETED)
+    def scored(e: Engine) -> None:
+        runs.append(trainer.state.iteration)
+        e.state.metrics["val_acc"] = score(len(runs))
+
+    return trainer, evaluator, runs

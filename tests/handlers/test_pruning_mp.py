@@ -10,15 +10,13 @@ import sys
 from typing import Any
 
 import pytest
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import ignite.distributed as idist  # noqa: E402
-from ignite.engine import Engine, Events  # noqa: E402
 
 from ignite_speed.handlers import LoopLimits, Pruning, StopController, ValidationSchedule  # noqa: E402
-from tests.helpers import run_on_two_gloo_ranks, run_rank_job  # noqa: E402
+from tests.helpers import run_on_two_gloo_ranks, run_rank_job, scored_trial_engines  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2 gloo processes
 
@@ -28,24 +26,8 @@ BATCHES = 4  # per rank per epoch
 
 def _scenario(unit: str, prune_at: int, min_epochs: int = 0) -> dict[str, Any]:
     rank = idist.get_rank()
-    torch.manual_seed(0)
-    model = idist.auto_model(torch.nn.Linear(1, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-
-    def step(engine: Engine, batch: float) -> float:
-        x = torch.full((2, 1), float(batch + rank))
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(model(x), 2 * x).backward()  # DDP all-reduce: a lone stop would hang here
-        opt.step()
-        return 0.0
-
-    trainer, evaluator = Engine(step), Engine(lambda e, b: None)
-    runs: list[int] = []
-
-    @evaluator.on(Events.COMPLETED)
-    def score(e: Engine) -> None:
-        runs.append(trainer.state.iteration)
-        e.state.metrics["val_acc"] = 0.5 + len(runs) / 10 + rank  # rank 1's value is never reported
+    # rank 1's value is never reported
+    trainer, evaluator, runs = scored_trial_engines(lambda k: 0.5 + k / 10 + rank, offset=rank)
 
     asked: list[tuple[float, float]] = []
 

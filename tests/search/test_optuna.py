@@ -11,14 +11,13 @@ import sys
 from typing import Any
 
 import pytest
-import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 optuna = pytest.importorskip("optuna", reason="Optuna is an optional extra (tox -e optuna)")
 
 from ignite_speed import attach_speedups  # noqa: E402
 from ignite_speed.search.optuna_trial import OptunaPruning, continue_or_ask, raise_if_pruned  # noqa: E402
-from tests.helpers import run_job_process  # noqa: E402
+from tests.helpers import run_job_process, scored_trial_engines  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 BATCHES = 4
@@ -28,24 +27,7 @@ JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_optuna_job.py")
 def _objective(trial: Any, flags: dict[str, Any], clock: Any = None, seen: list | None = None) -> float:
     """A trial of 2 epochs of 4 batches: ``val_acc`` of the k-th validation run is ``quality * k``."""
     quality = trial.suggest_float("quality", 0.0, 1.0)
-    torch.manual_seed(0)
-    model = torch.nn.Linear(1, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-
-    def step(engine: Engine, batch: float) -> float:
-        opt.zero_grad()
-        x = torch.full((2, 1), float(batch))
-        torch.nn.functional.mse_loss(model(x), 2 * x).backward()
-        opt.step()
-        return 0.0
-
-    trainer, evaluator = Engine(step), Engine(lambda e, b: None)
-    runs: list[int] = []
-
-    @evaluator.on(Events.COMPLETED)
-    def score(e: Engine) -> None:
-        runs.append(trainer.state.iteration)
-        e.state.metrics["val_acc"] = round(quality * len(runs), 6)
+    trainer, evaluator, _ = scored_trial_engines(lambda k: round(quality * k, 6))
 
     cfg = {
         "max_epochs": 2,

@@ -14,18 +14,16 @@ import sys
 from typing import Any
 
 import pytest
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 optuna = pytest.importorskip("optuna", reason="Optuna is an optional extra (tox -e optuna)")
 
 import ignite.distributed as idist  # noqa: E402
-from ignite.engine import Engine, Events  # noqa: E402
 
 from ignite_speed.handlers import LoopLimits, StopController, ValidationSchedule  # noqa: E402
 from ignite_speed.search.optuna_trial import OptunaPruning, raise_if_pruned  # noqa: E402
-from tests.helpers import run_on_two_gloo_ranks, run_rank_job  # noqa: E402
+from tests.helpers import run_on_two_gloo_ranks, run_rank_job, scored_trial_engines  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2 gloo processes
 BATCHES = 4
@@ -34,24 +32,8 @@ MESSAGE = "pruned at steps 6: val_acc=0.8"
 
 def _train(trial: Any, max_epochs: int = 5) -> dict[str, Any]:
     rank = idist.get_rank()
-    torch.manual_seed(0)
-    model = idist.auto_model(torch.nn.Linear(1, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-
-    def step(engine: Engine, batch: float) -> float:
-        opt.zero_grad()
-        x = torch.full((2, 1), float(batch + rank))
-        torch.nn.functional.mse_loss(model(x), 2 * x).backward()  # DDP all-reduce: a lone stop would hang here
-        opt.step()
-        return 0.0
-
-    trainer, evaluator = Engine(step), Engine(lambda e, b: None)
-    runs: list[int] = []
-
-    @evaluator.on(Events.COMPLETED)
-    def score(e: Engine) -> None:
-        runs.append(trainer.state.iteration)
-        e.state.metrics["val_acc"] = round(0.5 + len(runs) / 10 + rank, 6)  # rank 1's value is never reported
+    # rank 1's value is never reported
+    trainer, evaluator, _ = scored_trial_engines(lambda k: round(0.5 + k / 10 + rank, 6), offset=rank)
 
     LoopLimits(max_epochs=max_epochs).attach(trainer)
     ValidationSchedule(evaluator, [0], val_check_interval=2, num_sanity_val_steps=0).attach(trainer)
