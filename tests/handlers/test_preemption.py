@@ -70,12 +70,17 @@ def _build(
     return {"trainer": trainer, "model": model, "opt": opt, "sp": sp, "ckpt": ckpt, "data": data, "saves": saves}
 
 
-def _resume(ckpt_dir: Path, filename: str) -> dict[str, Any]:
-    run = _build(ckpt_dir / "resumed")
+def _load(run: dict[str, Any], path: Path) -> None:
+    """Load the checkpoint file ``path`` into the objects of ``run`` (as built by :func:`_build`)."""
     Checkpoint.load_objects(
         {"trainer": run["trainer"], "model": run["model"], "optimizer": run["opt"], "speedups": run["sp"]},
-        torch.load(ckpt_dir / filename, weights_only=False),
+        torch.load(path, weights_only=False),
     )
+
+
+def _resume(ckpt_dir: Path, filename: str) -> dict[str, Any]:
+    run = _build(ckpt_dir / "resumed")
+    _load(run, ckpt_dir / filename)
     run["trainer"].run(run["data"])
     return run
 
@@ -282,15 +287,7 @@ def test_a_signal_during_a_validation_run_stops_after_that_batch_and_resumes_exa
     assert _files(tmp_path) == ["checkpoint_6.pt", "checkpoint_8.pt"]
 
     resumed = _with_validation(tmp_path / "resumed")
-    Checkpoint.load_objects(
-        {
-            "trainer": resumed["trainer"],
-            "model": resumed["model"],
-            "optimizer": resumed["opt"],
-            "speedups": resumed["sp"],
-        },
-        torch.load(tmp_path / "checkpoint_8.pt", weights_only=False),
-    )
+    _load(resumed, tmp_path / "checkpoint_8.pt")
     resumed["trainer"].run(resumed["data"])
     assert resumed["sp"].stop_reason is StopReason.MAX_EPOCHS
     assert resumed["validated"] == [10, 12, 14, 16, 18]  # batch 8's validation is not repeated
@@ -306,15 +303,7 @@ def test_a_signal_at_a_batch_with_a_validation_due_leaves_it_to_the_resumed_run(
     assert _files(tmp_path) == ["checkpoint_6.pt", "checkpoint_8.pt"]  # the save at the stop
 
     resumed = _with_validation(tmp_path / "resumed")
-    Checkpoint.load_objects(
-        {
-            "trainer": resumed["trainer"],
-            "model": resumed["model"],
-            "optimizer": resumed["opt"],
-            "speedups": resumed["sp"],
-        },
-        torch.load(tmp_path / "checkpoint_8.pt", weights_only=False),
-    )
+    _load(resumed, tmp_path / "checkpoint_8.pt")
     resumed["trainer"].run(resumed["data"])
     assert resumed["validated"] == [8, 10, 12, 14, 16, 18]  # batch 8's validation runs first
     assert resumed["sp"].report().val_runs == 9  # 3 before the stop, 6 after
