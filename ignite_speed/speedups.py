@@ -616,8 +616,9 @@ def _rehearse(speedups: Speedups) -> dict[str, list[float] | None]:
     warm["warm_fetch"] = _warned_if_raises(
         "the data's fetch", lambda: time_fetches(trainer.state.dataloader, time_source)
     )
-    evaluator, model = speedups.evaluator, speedups.model or (parts.model if parts is not None else None)
-    if evaluator is not None and speedups.handlers.validation is not None:
+    evaluator, schedule = speedups.evaluator, speedups.handlers.validation
+    if evaluator is not None and schedule is not None:
+        model = schedule.trained_model()  # (the model whose modes validation gives back: the same one)
         warm["warm_val_step"] = _warned_if_raises(
             "the validation step", lambda: time_evaluator_step(evaluator, model, time_source)
         )
