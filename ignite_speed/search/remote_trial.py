@@ -22,7 +22,6 @@ import os
 import pickle
 import socket
 import threading
-from multiprocessing import AuthenticationError
 from multiprocessing.connection import (
     Client,
     Connection,
@@ -81,10 +80,8 @@ class TrialHost:
             while True:
                 request = conn.recv()
                 conn.send_bytes(_reply(self._answer(request)))
-        except (AuthenticationError, EOFError, OSError):
-            pass  # a wrong key, a client gone: this connection ends, the host goes on
-        except Exception:
-            pass  # a request that does not unpickle here (a client of another version): the same
+        except Exception:  # (a wrong key, a client gone, a request that does not unpickle here)
+            pass  # this connection ends, the host goes on
         finally:
             conn.close()
 
