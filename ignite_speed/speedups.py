@@ -289,8 +289,6 @@ class Speedups:
         try:
             self._configure_loop()
             self.handlers.build(cfg)
-            if self.limits.fast_dev_run and self.handlers.validation is not None:
-                self.handlers.validation.step_seconds = []  # (the projection tells the runs' steps from the rest)
             self.loop.parts.speedups = self
         except BaseException:
             self.loop.detach()  # a refused config leaves the trainer as it was: a corrected call can attach

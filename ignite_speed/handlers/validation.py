@@ -294,8 +294,8 @@ class ValidationSchedule(LoopHandler):
         self.runs: list[ValidationRecord] = []
         self.sanity_seconds = 0.0
         self.sanity_batches = 0
-        # the seconds of each call of the evaluator's step in this run's validation runs, when timed (None: not;
-        # a fast_dev_run's projection sets []: what the runs took besides their steps recurs per run)
+        # the seconds of each call of the evaluator's step in this run's validation runs, timed in a fast_dev_run
+        # (None: not timed): its projection tells what the runs took besides their steps, which recurs per run
         self.step_seconds: list[float] | None = None
 
     def __repr__(self) -> str:
@@ -348,6 +348,7 @@ class ValidationSchedule(LoopHandler):
 
     def on_run_start(self, plan: RunPlan) -> None:
         self.prepare_run(plan.train_batches, plan.train_limit)
+        self.step_seconds = [] if plan.fast_dev_run else None
 
     def on_new_run(self) -> None:
         self.reset()
@@ -495,8 +496,6 @@ class ValidationSchedule(LoopHandler):
         self.last_val_end = 0.0
         self.last_metrics = None
         self.runs, self.sanity_seconds, self.sanity_batches = [], 0.0, 0
-        if self.step_seconds is not None:
-            self.step_seconds = []
         if self.budget is not None:
             self.budget.reset()
 
