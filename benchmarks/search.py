@@ -45,8 +45,9 @@ warm-up 4 epochs                               0.55          0.00
 
 (one run each, a variant of this script; the last row twice: over seeds 0-5 it kept (a)'s best on every seed,
 in 0.62-0.86 of (a)'s CPU time per seed, 0.73 in total, and 0.80-0.94 of (b)'s: the safe choice, not a half).
-Over seeds 0-5 (``--seeds 6``, two runs on a machine shared with other jobs) this pruner found (a)'s best on 4 seeds, 0.28 points below it on seed 3 and 0.56 below on seed 0
-(mean -0.14), in 0.40-0.73 of (a)'s CPU time per seed and 0.55-0.57 of it in total, less than (b)'s in total
+Over seeds 0-5 (``--seeds 6``, two runs on a machine shared with other jobs) this pruner found (a)'s best on 4
+seeds, 0.28 points below it on seed 3 and 0.56 below on seed 0 (mean -0.14), in 0.40-0.73 of (a)'s CPU time per
+seed and 0.55-0.57 of it in total, less than (b)'s in total
 (per seed, (c) took as long as (b) or 0.1 s more twice, where both pruned about the same trials: (c) pays for its
 extra validation runs). So a single seed's verdict on "half the time, within 0.5 points" depends on the seed:
 seed 0 holds the time goals and misses the accuracy one, the other seeds mostly the other way round. This
