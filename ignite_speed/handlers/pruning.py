@@ -42,9 +42,8 @@ class Pruning(LoopHandler):
     """
 
     name = "pruning"
-    # after the validation schedule (40), before early stopping (50): a Ray Tune checkpoint taken here holds early
-    # stopping's state before it judges this run, which a resumed run judges again (StopReason.PRUNED outranks
-    # EARLY_STOPPING in the controller whatever the order)
+    # after the validation schedule (40), before early stopping (50) (StopReason.PRUNED outranks EARLY_STOPPING in
+    # the controller whatever the order)
     order = 45
 
     def __init__(

@@ -66,6 +66,7 @@ __all__ = [
     "layout_warning",
     "STATE_VERSION",
     "loop_checkpoint",
+    "copy_checkpoint",
     "read_loop_checkpoint",
     "migrate_flat_state",
     "CheckpointRehearsal",
@@ -576,6 +577,18 @@ def loop_checkpoint(
     for handler in handlers:
         checkpoint[handler.name] = handler.state_dict()
     return checkpoint
+
+
+def copy_checkpoint(value: Any) -> Any:
+    """A copy of checkpoint data (dicts, lists, tensors, scalars) that later changes of either side do not
+    reach; much cheaper than ``copy.deepcopy`` on the generator states."""
+    if isinstance(value, dict):
+        return {k: copy_checkpoint(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_checkpoint(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    return value  # numbers, strings, None, tuples of them
 
 
 def read_loop_checkpoint(

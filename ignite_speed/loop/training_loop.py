@@ -44,6 +44,7 @@ from .resume import (
     CheckpointRehearsal,
     DataPosition,
     RunLayout,
+    copy_checkpoint,
     layout_refusal,
     layout_warning,
     loop_checkpoint,
@@ -108,6 +109,7 @@ class TrainingLoop:
         self.agreement = StopAgreement()  # when the ranks agree on stop requests (stop.py)
         self.setup = RunSetup(self)
         self._resume: bool | None = None  # a loaded run resumes at the next STARTED (True: a decision pending)
+        self._before_validation: dict[str, Any] | None = None  # the checkpoint while a decision validates
         # the per-batch fast path: the epoch batch index of the next planned validation, whether a clock
         # schedules it, max_steps as a number (set at the start of a run and after each due batch)
         self._next_val: float = 0
@@ -379,10 +381,17 @@ class TrainingLoop:
     def _validate_now(self) -> None:
         schedule = self.plan.validation
         assert schedule is not None
-        self.timer.timed("validation", schedule.validate)
-        self.state.note_window_draws(torch_rng_state)
-        self.state.progress.val_runs += 1
-        self.handlers.call("on_validation_end", schedule.last_metrics or {})
+        # a checkpoint written while this decision validates (by the evaluator's handlers, or a handler told
+        # of the run) holds the loop as it was before the validation run, with the decision pending: a run
+        # resumed from it validates again, from the same generator states, as the uninterrupted run did
+        self._before_validation = self._checkpoint(decision_pending=True)
+        try:
+            self.timer.timed("validation", schedule.validate)
+            self.state.note_window_draws(torch_rng_state)
+            self.state.progress.val_runs += 1
+            self.handlers.call("on_validation_end", schedule.last_metrics or {})
+        finally:
+            self._before_validation = None
 
     # ------------------------------------------------------------------ the epoch's end
     def on_epoch_completed(self, engine: Engine) -> None:
@@ -444,8 +453,15 @@ class TrainingLoop:
     def state_dict(self) -> dict[str, Any]:
         """The loop's checkpoint as plain data (``torch.load(weights_only=True)`` reads it back):
         ``{"version": ..., "loop": <the loop's own state>, "<handler name>": <its state_dict()>, ...}``
-        (see :func:`~ignite_speed.loop.resume.loop_checkpoint`)."""
-        return loop_checkpoint(
+        (see :func:`~ignite_speed.loop.resume.loop_checkpoint`). Written during a validation run of the
+        schedule, it is the state from before that run, its batch's (or epoch's) decision pending: a run
+        resumed from it validates there again."""
+        if self._before_validation is not None:
+            return copy_checkpoint(self._before_validation)
+        return self._checkpoint()
+
+    def _checkpoint(self, decision_pending: bool = False) -> dict[str, Any]:
+        state = loop_checkpoint(
             self.state,
             self.controller,
             self.clock,
@@ -453,6 +469,12 @@ class TrainingLoop:
             getattr(self.trainer.state, "dataloader", None),
             self.handlers,
         )
+        if decision_pending:  # kept while a validation runs
+            if self.state.stage is Stage.IN_EPOCH:  # (an epoch's end is pending already)
+                state["loop"]["state"]["stage"] = Stage.BATCH_PENDING.value
+            for handler in self.handlers:  # (the loop's own parts are built fresh; a handler's may share its lists)
+                state[handler.name] = copy_checkpoint(state[handler.name])
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (also a state saved by ignite-speed 0.1.0); the next

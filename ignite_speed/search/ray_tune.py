@@ -25,7 +25,6 @@ from typing import Any
 import torch
 
 from ..handlers.pruning import Pruning
-from ..loop.state import Stage
 
 __all__ = ["RayTunePruning", "CHECKPOINT_FILE"]
 
@@ -91,8 +90,10 @@ class RayTunePruning(Pruning):
             return False  # a replayed validation run (a resumed trial): Tune has it already
         from ray import tune
 
+        # the loop's state is from before this validation run (the loop's rule for a checkpoint written during
+        # one): a resumed trial validates here again, exactly; this handler's own says the run was reported
         state = {key: obj.state_dict() for key, obj in self._objects().items()}
-        _decision_pending(state[_LOOP])
+        state[_LOOP][self.name] = self.state_dict()
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, CHECKPOINT_FILE))
             try:
@@ -100,13 +101,3 @@ class RayTunePruning(Pruning):
             except SystemExit:  # the scheduler stopped (or paused) this trial: end the run here
                 return True
         return False
-
-
-def _decision_pending(state: dict[str, Any]) -> None:
-    """Make the loop's ``state``, taken during this batch's validation run, the state that a ``Checkpoint`` of the
-    app at the batch's ``ITERATION_COMPLETED`` holds: the batch's decision pending, this validation run not yet
-    counted. A resumed trial then makes the decision again, exactly as a never-paused one: it validates (nothing
-    is reported twice: the handler's own state says this run was), and the epoch's end follows where due."""
-    loop = state["loop"]
-    loop["state"]["stage"] = Stage.BATCH_PENDING.value
-    loop["state"]["progress"]["val_runs"] -= 1
