@@ -246,6 +246,16 @@ class TrainingLoop:
         n = self.plan.train_batches
         return n is not None and self.state.progress.batch_in_epoch >= n
 
+    def ends_at_this_decision(self) -> bool:
+        """Whether the run ends at the batch (or epoch end) being decided, whatever the handlers ask: at
+        ``max_steps``, or at the last batch of an epoch after which it ends (``max_epochs``, a stop due then)."""
+        state, limits = self.state, self.plan.run_limits
+        p = state.progress
+        if limits.max_steps.reached(p.global_step):
+            return True
+        epoch_end = self.is_last_batch() or state.stage is Stage.EPOCH_PENDING
+        return epoch_end and (limits.max_epochs.reached(p.epochs_done + 1) or state.end_after_epoch is not None)
+
     # ------------------------------------------------------------------ the hot path
     def on_iteration_completed(self, engine: Engine) -> None:
         self.on_iteration_counted(engine)

@@ -11,8 +11,9 @@
 At every validation run, :class:`RayTunePruning` calls ``ray.tune.report`` with the monitor, the step in its
 unit (``"step"``) and a checkpoint of ``to_save``, the trainer and ignite-speed's loop. When the scheduler stops
 the trial (ASHA, HyperBand) Ray ends ``report`` with ``SystemExit``: the run then ends there with
-``StopReason.PRUNED``. A paused trial is stopped the same way; Ray calls the function again later with the
-checkpoint, which the handler loads when the run starts.
+``StopReason.PRUNED``, unless its limits end it at that batch anyway (a scheduler's ``max_t`` equal to the
+trial's length): then with their reason. A paused trial is stopped the same way; Ray calls the function again
+later with the checkpoint, which the handler loads when the run starts.
 """
 
 from __future__ import annotations
@@ -99,5 +100,6 @@ class RayTunePruning(Pruning):
             try:
                 tune.report({self.monitor: value, "step": step}, checkpoint=tune.Checkpoint.from_directory(folder))
             except SystemExit:  # the scheduler stopped (or paused) this trial: end the run here
-                return True
+                # (a prune, unless the run ends here anyway: ASHA's max_t at the trial's own length)
+                return not self.loop.ends_at_this_decision()
         return False

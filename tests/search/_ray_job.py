@@ -3,7 +3,8 @@ subprocess bounded by the test's timeout. ``python tests/search/_ray_job.py OUT_
 ``OUT_DIR/result.json``:
 
 * ``asha``: 3 trials, one at a time (so ASHA's decisions do not depend on timing), best first: ``val_acc`` of the
-  k-th validation run is ``quality * k``; the trials that ASHA stops end with ``pruned``.
+  k-th validation run is ``quality * k``; the trials that ASHA stops at a rung end with ``pruned``, the best one,
+  stopped by ASHA at ``max_t`` (the trial's length, in steps) at its last report, with ``max_epochs``.
 * ``pause``: two trials with the same seed; a scheduler pauses one of them after its 2nd report and Ray resumes it
   from the checkpoint of that report; its final weights must equal the other's (``torch.equal``).
 """
@@ -105,7 +106,9 @@ def main(out_dir: str) -> None:
     asha_dir, pause_dir = os.path.join(out_dir, "asha"), os.path.join(out_dir, "pause")
     os.makedirs(asha_dir)
     os.makedirs(pause_dir)
-    asha = ASHAScheduler(time_attr="step", metric="val_acc", mode="max", max_t=100, grace_period=6, reduction_factor=2)
+    asha = ASHAScheduler(
+        time_attr="step", metric="val_acc", mode="max", max_t=BATCHES * EPOCHS, grace_period=6, reduction_factor=2
+    )
     _search(
         asha,
         {
