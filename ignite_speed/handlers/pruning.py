@@ -17,8 +17,11 @@ from typing import Any
 from ..config.durations import format_value
 from ..config.pruning import PRUNING_UNITS, validate_pruning_unit
 from ..distributed._dist import get_rank, get_world_size
+from ..loop.plan import RunPlan
 from ..loop.stop import StopReason
+from ..loop.training_loop import TrainingLoop
 from .base import LoopHandler
+from .validation import ValidationSchedule
 
 __all__ = ["Pruning", "PRUNING_UNITS"]
 
@@ -39,6 +42,8 @@ class Pruning(LoopHandler):
     batch. ``min_epochs`` / ``min_steps`` defer it (the trial is still reported to and asked at every
     validation run meanwhile; the first prune stands once the minimums are met). A validation run that a
     resumed run replays (a checkpoint written during it) is not reported twice: the search is asked again.
+    It reports the runs of the trainer's :class:`~ignite_speed.handlers.ValidationSchedule`: without one, or
+    with validation disabled, it is refused (at ``attach``, else when the run starts).
     """
 
     name = "pruning"
@@ -92,6 +97,25 @@ class Pruning(LoopHandler):
         return p.epochs_done + min(p.batch_in_epoch, batches) / batches
 
     # ------------------------------------------------------------------ hooks
+    def _attached(self, loop: TrainingLoop) -> None:
+        schedule = next((h for h in loop.handlers if isinstance(h, ValidationSchedule)), None)
+        if schedule is not None and not schedule.configured:  # (one attached later is checked at the run's start)
+            self._refuse_without_validation("validation is disabled (limit_val_batches=0, or no or empty val_data)")
+
+    def on_run_start(self, plan: RunPlan) -> None:
+        # no validation run, no report: the search would get nothing from this trial and never prune it
+        if plan.validation is None:
+            self._refuse_without_validation("no ValidationSchedule is attached to the trainer")
+        elif not plan.validation.enabled:
+            self._refuse_without_validation("validation is disabled (limit_val_batches=0, or no or empty val_data)")
+
+    def _refuse_without_validation(self, why: str) -> None:
+        raise ValueError(
+            f"{self!r} reports the validation runs of the schedule to the search, but {why}, so the trial would "
+            f"never be reported or pruned; accepted: validation enabled (attach_speedups with an evaluator and "
+            f"val_data, or a ValidationSchedule attached to the trainer), or no pruning (pruning=None)"
+        )
+
     def on_validation_end(self, metrics: Mapping[str, Any]) -> None:
         """After each validation run of the schedule during training (mid-epoch ones too)."""
         loop = self.loop

@@ -160,3 +160,43 @@ def test_a_missing_monitor_names_the_available_metrics():
     handler = Pruning("val_acc", lambda v, s: False).attach(trainer)
     with pytest.raises(RuntimeError, match=r"could not find the monitor 'val_acc'.*available: \['val_loss'\]"):
         handler.on_validation_end({"val_loss": 1.0})
+
+
+def _never_prune(value: float, step: float) -> bool:
+    raise AssertionError("no validation run may happen")
+
+
+def test_refused_at_attach_where_the_schedule_cannot_validate():
+    """A trial with no validation run would never be reported to the search, nor pruned: refused, naming why."""
+    for schedule_kwargs, val_data in (({"limit_val_batches": 0}, [0]), ({}, [])):
+        trainer, evaluator = Engine(lambda e, b: 0.0), Engine(lambda e, b: None)
+        ValidationSchedule(evaluator, val_data, num_sanity_val_steps=0, **schedule_kwargs).attach(trainer)
+        with pytest.raises(ValueError) as err:
+            Pruning("val_acc", _never_prune).attach(trainer)
+        assert str(err.value).startswith(
+            "Pruning(monitor='val_acc', unit='steps') reports the validation runs of the schedule to the search, but "
+            "validation is disabled (limit_val_batches=0, or no or empty val_data), so the trial would never be "
+            "reported or pruned; accepted: validation enabled"
+        )
+
+
+@pytest.mark.parametrize("with_schedule", [False, True])
+def test_refused_at_the_run_start_without_validation(with_schedule):
+    """Without a schedule (or with one attached after the pruning handler that has nothing to validate on) the
+    run is refused when it starts, before any batch: the weights stay as they were."""
+    model = torch.nn.Linear(1, 1)
+    before = model.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(engine: Engine, batch: float) -> None:
+        torch.nn.functional.mse_loss(model(torch.ones(1, 1)), torch.zeros(1, 1)).backward()
+        opt.step()
+
+    trainer = Engine(step)
+    Pruning("val_acc", _never_prune).attach(trainer)
+    if with_schedule:
+        ValidationSchedule(Engine(lambda e, b: None), [], num_sanity_val_steps=0).attach(trainer)
+    why = "validation is disabled" if with_schedule else "no ValidationSchedule is attached to the trainer"
+    with pytest.raises(ValueError, match=f"reports the validation runs of the schedule to the search, but {why}"):
+        trainer.run([0, 1], max_epochs=1)
+    assert trainer.state.iteration == 0 and torch.equal(model.weight, before)

@@ -127,6 +127,20 @@ def test_pruning_without_an_evaluator_is_refused():
         attach_speedups(Engine(lambda e, b: 0.0), None, {"pruning": {"trial": trial, "monitor": "val_acc"}})
 
 
+def test_pruning_with_validation_disabled_is_refused_and_leaves_the_trainer_as_it_was():
+    """``limit_val_batches=0`` (or no val_data): no validation run would report the trial; refused at
+    ``attach_speedups``, and the trainer takes a corrected call."""
+    trial = optuna.create_study().ask()
+    trainer, evaluator, runs = scored_trial_engines(lambda k: 0.5)
+    flags = {"max_epochs": 1, "num_sanity_val_steps": 0, "pruning": {"trial": trial, "monitor": "val_acc"}}
+    for bad, val_data in (({"limit_val_batches": 0}, [0]), ({}, None)):
+        with pytest.raises(ValueError, match="but validation is disabled .limit_val_batches=0, or no or empty val_d"):
+            attach_speedups(trainer, evaluator, {**flags, **bad}, val_data=val_data)
+    attach_speedups(trainer, evaluator, flags, val_data=[0])
+    trainer.run(list(range(BATCHES)))
+    assert runs == [4] and trial.storage.get_trial(trial._trial_id).intermediate_values == {4: 0.5}
+
+
 def test_the_handler_takes_a_trial_only():
     with pytest.raises(TypeError, match="OptunaPruning\\(trial=FrozenTrial\\): accepted: an optuna.trial.Trial"):
         OptunaPruning(optuna.trial.create_trial(value=1.0), "val_acc")
