@@ -46,7 +46,7 @@ from ..config.durations import BatchLimit
 from ..data.loaders import data_length
 from .clock import TrainingClock
 from .hooks import LoopHooks
-from .state import LoopState
+from .state import LoopState, Stage
 from .stop import StopController, StopReason
 
 __all__ = [
@@ -563,9 +563,13 @@ def loop_checkpoint(
     position: DataPosition,
     dataloader: Any,
     handlers: Iterable[LoopHooks],
+    *,
+    decision_pending: bool = False,
 ) -> dict[str, Any]:
-    """The loop's checkpoint: its own part and each handler's state under the handler's name."""
-    own = {
+    """The loop's checkpoint: its own part and each handler's state under the handler's name.
+    ``decision_pending``: taken as a decision starts its validation run, to stand for the checkpoints written
+    during that run: a run resumed from it makes the decision (its batch's or its epoch end's) again."""
+    own: dict[str, Any] = {
         "state": state.state_dict(),
         "controller": controller.state_dict(),
         "clock": clock.state_dict(),
@@ -573,9 +577,13 @@ def loop_checkpoint(
         "data": {**position.state_dict(), "rng": capture_rng(dataloader)},
         "local_requests": [r.to_dict() for r in controller.local_requests()],
     }
+    if decision_pending and state.stage is Stage.IN_EPOCH:  # (an epoch's end is pending already)
+        own["state"]["stage"] = Stage.BATCH_PENDING.value
     checkpoint: dict[str, Any] = {"version": STATE_VERSION, "loop": own}
     for handler in handlers:
-        checkpoint[handler.name] = handler.state_dict()
+        part = handler.state_dict()
+        # (kept while the validation runs: the loop's own parts are built fresh, a handler's may share its lists)
+        checkpoint[handler.name] = copy_checkpoint(part) if decision_pending else part
     return checkpoint
 
 

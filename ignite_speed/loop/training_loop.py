@@ -247,8 +247,7 @@ class TrainingLoop:
         return n is not None and self.state.progress.batch_in_epoch >= n
 
     def ends_at_this_decision(self) -> bool:
-        """Whether the run ends at the batch (or epoch end) being decided, whatever the handlers ask: at
-        ``max_steps``, or at the last batch of an epoch after which it ends (``max_epochs``, a stop due then)."""
+        """Whether the run ends at the decision being made, whatever the handlers ask (its limits, a stop due)."""
         state, limits = self.state, self.plan.run_limits
         p = state.progress
         if limits.max_steps.reached(p.global_step):
@@ -391,9 +390,8 @@ class TrainingLoop:
     def _validate_now(self) -> None:
         schedule = self.plan.validation
         assert schedule is not None
-        # a checkpoint written while this decision validates (by the evaluator's handlers, or a handler told
-        # of the run) holds the loop as it was before the validation run, with the decision pending: a run
-        # resumed from it validates again, from the same generator states, as the uninterrupted run did
+        # a checkpoint written while this decision validates (by the evaluator's handlers, or a handler told of
+        # the run) holds the loop as it was before, the decision pending: a resumed run validates here again
         self._before_validation = self._checkpoint(decision_pending=True)
         try:
             self.timer.timed("validation", schedule.validate)
@@ -471,20 +469,9 @@ class TrainingLoop:
         return self._checkpoint()
 
     def _checkpoint(self, decision_pending: bool = False) -> dict[str, Any]:
-        state = loop_checkpoint(
-            self.state,
-            self.controller,
-            self.clock,
-            self.position,
-            getattr(self.trainer.state, "dataloader", None),
-            self.handlers,
-        )
-        if decision_pending:  # kept while a validation runs
-            if self.state.stage is Stage.IN_EPOCH:  # (an epoch's end is pending already)
-                state["loop"]["state"]["stage"] = Stage.BATCH_PENDING.value
-            for handler in self.handlers:  # (the loop's own parts are built fresh; a handler's may share its lists)
-                state[handler.name] = copy_checkpoint(state[handler.name])
-        return state
+        loader = getattr(self.trainer.state, "dataloader", None)
+        parts = (self.state, self.controller, self.clock, self.position, loader, self.handlers)
+        return loop_checkpoint(*parts, decision_pending=decision_pending)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (also a state saved by ignite-speed 0.1.0); the next
