@@ -39,7 +39,7 @@ class RayTunePruning(Pruning):
     Args:
         monitor: the validation metric reported (Tune's ``metric``).
         to_save: the objects to checkpoint besides the trainer and the loop (model, optimizer, scheduler...),
-            each with ``state_dict`` / ``load_state_dict``.
+            each with ``state_dict`` / ``load_state_dict``; the model at least (a ``torch.nn.Module``).
         unit: the unit of the reported ``"step"`` (use ``time_attr="step"`` in the scheduler to compare trials
             in it; Tune's own ``training_iteration`` counts reports).
     """
@@ -54,6 +54,14 @@ class RayTunePruning(Pruning):
             raise ValueError(
                 f"RayTunePruning(to_save={to_save!r}): accepted: a dict of objects with state_dict(), "
                 f"without the key {_LOOP!r} (the handler adds the loop's state under it)"
+            )
+        if not any(isinstance(v, torch.nn.Module) for v in to_save.values()):
+            # else a trial that Ray pauses (or restarts after a failure) would go on from the checkpoint's step
+            # with the weights it starts with
+            raise ValueError(
+                f"RayTunePruning(to_save={to_save!r}) holds no torch.nn.Module, so a trial that Ray resumes from "
+                f"its checkpoint would not get its weights back; accepted: the model in to_save, with the "
+                f"optimizer and the rest of the trial's state: {{'model': model, 'optimizer': optimizer, ...}}"
             )
         self.to_save = dict(to_save)
         self.resumed_from: str | None = None
