@@ -25,6 +25,7 @@ reads.
 from __future__ import annotations
 
 import pickle
+import warnings
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -73,6 +74,8 @@ class OptunaPruning(Pruning):
             )
         super().__init__(monitor, unit=unit)
         self.trial = trial
+        self._last_step: int | None = None  # the Optuna step of this process's last report
+        self._warned_same_step = False
 
     def on_run_start(self, plan: RunPlan) -> None:
         world = get_world_size()
@@ -94,9 +97,31 @@ class OptunaPruning(Pruning):
 
     def ask(self, value: float, step: float, first: bool) -> bool:
         number = self.optuna_step(step)
-        if first and number not in self._stored_steps():
+        if first and number == self._last_step:
+            self._warn_same_step(value, number)
+        elif first and number not in self._stored_steps():
             self.trial.report(value, number)
+            self._last_step = number
         return bool(self.trial.should_prune())
+
+    def _warn_same_step(self, value: float, number: int) -> None:
+        """Optuna keeps one value per step: a later validation run at the same step is not reported."""
+        if self._warned_same_step:
+            return
+        self._warned_same_step = True
+        fix = {
+            "steps": "val_check_interval a multiple of accumulate_grad_batches",
+            "epochs": "at most 100 validation runs per epoch",
+            "seconds": "validation runs more than a second apart",
+        }[self.unit]
+        warnings.warn(
+            f"OptunaPruning(unit={self.unit!r}): two validation runs at Optuna step {number}; Optuna keeps one "
+            f"value per step, so {self.monitor}={value:.6g} and later runs at an already reported step are not "
+            f"reported (the pruner decides on the values it has); accepted: a unit and schedule that give each "
+            f"validation run its own step ({fix}, or another unit)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def _stored_steps(self) -> set[int]:
         if isinstance(self.trial, RemoteTrial):

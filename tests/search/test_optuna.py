@@ -75,6 +75,34 @@ def test_epochs_are_reported_in_hundredths_of_an_epoch():
     assert study.trials[0].intermediate_values == {50: 0.5, 100: 1.0, 150: 1.5, 200: 2.0}
 
 
+@pytest.mark.parametrize(
+    "unit, flags, clock_step, reported",
+    [
+        # 2 batches per optimizer step, validation after every batch: steps 0, 1, 1, 2, 2, 3, 3, 4
+        (
+            "steps",
+            {"accumulate_grad_batches": 2, "val_check_interval": 1},
+            None,
+            {0: 0.5, 1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0},
+        ),
+        # every clock read 0.1 s later: the 4 validation runs fall in the training's seconds 0, 0, 1, 1
+        ("seconds", {}, 0.1, {0: 0.5, 1: 1.5}),
+    ],
+)
+def test_validation_runs_at_an_already_reported_step_warn_once_with_the_fix(unit, flags, clock_step, reported):
+    """Optuna keeps one value per step: the later runs at a step are not reported, and the user is told so."""
+    ticks = iter(range(100_000))
+    clock = None if clock_step is None else (lambda: next(ticks) * clock_step)
+    study = _study(optuna.pruners.NopPruner(), 0.5)
+    with pytest.warns(UserWarning) as caught:
+        pruning = lambda t: {"trial": t, "monitor": "val_acc", "unit": unit}  # noqa: E731
+        study.optimize(lambda t: _objective(t, {**flags, "pruning": pruning(t)}, clock=clock), n_trials=1)
+    same_step = [str(w.message) for w in caught if "two validation runs at Optuna step" in str(w.message)]
+    assert len(same_step) == 1 and f"OptunaPruning(unit={unit!r})" in same_step[0]
+    assert "Optuna keeps one value per step" in same_step[0] and "accepted: a unit and schedule" in same_step[0]
+    assert study.trials[0].intermediate_values == reported
+
+
 def test_min_epochs_and_the_pruners_warm_up_combine():
     # the pruner would prune from step 2 on; min_epochs=1 defers the stop to the end of epoch 1 (iteration 4)
     study = _study(optuna.pruners.ThresholdPruner(lower=0.5), 0.1)
