@@ -74,7 +74,7 @@ class OptunaPruning(Pruning):
             )
         super().__init__(monitor, unit=unit)
         self.trial = trial
-        self._last_step: int | None = None  # the Optuna step of this process's last report
+        self._last_step: int | None = None  # the Optuna step of this process's last validation run
         self._warned_same_step = False
 
     def on_run_start(self, plan: RunPlan) -> None:
@@ -99,8 +99,9 @@ class OptunaPruning(Pruning):
         number = self.optuna_step(step)
         if first and number == self._last_step:
             self._warn_same_step(value, number)
-        elif first and number not in self._stored_steps():
-            self.trial.report(value, number)
+        elif first:
+            if number not in self._stored_steps():  # (else reported by an earlier attempt of this trial)
+                self.trial.report(value, number)
             self._last_step = number
         return bool(self.trial.should_prune())
 
