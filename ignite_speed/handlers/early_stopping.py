@@ -142,7 +142,7 @@ class EarlyStopping(LoopHandler):
         refuse_unseen_monitor(
             self.monitor,
             trainer,
-            None if loop is None else _schedule_of(loop),
+            None if loop is None else ValidationSchedule.of(loop),
             has_evaluator=self.evaluator is not None,
         )
         super().attach(trainer)
@@ -167,7 +167,7 @@ class EarlyStopping(LoopHandler):
     def on_run_start(self, plan: RunPlan) -> None:
         """Resolve where this run's checks happen (:func:`checks_at_epoch_end`): under the run's
         :class:`~ignite_speed.handlers.ValidationSchedule`, judging its runs, or at the evaluator's runs."""
-        schedule = _schedule_of(self.loop)
+        schedule = ValidationSchedule.of(self.loop)
         self._scheduled = schedule is not None
         cadence = None
         if schedule is not None:  # (attached after this handler, it is only known now)
@@ -377,11 +377,6 @@ def _options_of(evaluator: Any, options: EarlyStoppingOptions | None, settings: 
             "EarlyStopping(evaluator, monitor='val_loss') (or options=EarlyStoppingOptions(...))"
         )
     return early_stopping_options(settings, flag="EarlyStopping")
-
-
-def _schedule_of(loop: TrainingLoop) -> ValidationSchedule | None:
-    """The trainer's validation schedule, if one is attached (it validates during training)."""
-    return next((h for h in loop.handlers if isinstance(h, ValidationSchedule)), None)
 
 
 def refuse_unseen_monitor(

@@ -17,7 +17,7 @@ from typing import Any
 from ..config.durations import format_value
 from ..config.pruning import PRUNING_UNITS, validate_pruning_unit
 from ..distributed._dist import get_rank, get_world_size
-from ..loop.plan import RunPlan
+from ..loop.plan import RunPlan, ValidationRole
 from ..loop.stop import StopReason
 from ..loop.training_loop import TrainingLoop
 from .base import LoopHandler
@@ -98,18 +98,21 @@ class Pruning(LoopHandler):
 
     # ------------------------------------------------------------------ hooks
     def _attached(self, loop: TrainingLoop) -> None:
-        schedule = next((h for h in loop.handlers if isinstance(h, ValidationSchedule)), None)
-        if schedule is not None and not schedule.configured:  # (one attached later is checked at the run's start)
-            self._refuse_without_validation("validation is disabled (limit_val_batches=0, or no or empty val_data)")
+        schedule = ValidationSchedule.of(loop)
+        if schedule is not None:  # (one attached later is checked at the run's start)
+            self._refuse_without_validation(schedule)
 
     def on_run_start(self, plan: RunPlan) -> None:
-        # no validation run, no report: the search would get nothing from this trial and never prune it
-        if plan.validation is None:
-            self._refuse_without_validation("no ValidationSchedule is attached to the trainer")
-        elif not plan.validation.enabled:
-            self._refuse_without_validation("validation is disabled (limit_val_batches=0, or no or empty val_data)")
+        self._refuse_without_validation(plan.validation)
 
-    def _refuse_without_validation(self, why: str) -> None:
+    def _refuse_without_validation(self, schedule: ValidationRole | None) -> None:
+        """No validation run, no report: the search would get nothing from this trial and never prune it."""
+        if schedule is None:
+            why = "no ValidationSchedule is attached to the trainer"
+        elif not schedule.enabled:
+            why = "validation is disabled (limit_val_batches=0, or no or empty val_data)"
+        else:
+            return
         raise ValueError(
             f"{self!r} reports the validation runs of the schedule to the search, but {why}, so the trial would "
             f"never be reported or pruned; accepted: validation enabled (attach_speedups with an evaluator and "

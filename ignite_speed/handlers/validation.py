@@ -17,7 +17,7 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, Events
 
@@ -32,6 +32,9 @@ from ..loop.progress import Progress
 from ..report.record import ValidationRecord, numeric_metrics
 from .base import LoopHandler
 from .validation_budget import ValidationBudget
+
+if TYPE_CHECKING:
+    from ..loop.training_loop import TrainingLoop
 
 __all__ = [
     "ValSchedule",
@@ -297,6 +300,11 @@ class ValidationSchedule(LoopHandler):
         # the seconds of each call of the evaluator's step in this run's validation runs, timed in a fast_dev_run
         # (None: not timed): its projection tells what the runs took besides their steps, which recurs per run
         self.step_seconds: list[float] | None = None
+
+    @classmethod
+    def of(cls, loop: TrainingLoop) -> ValidationSchedule | None:
+        """The schedule attached to ``loop``, if any."""
+        return next((h for h in loop.handlers if isinstance(h, cls)), None)
 
     def __repr__(self) -> str:
         budget = "" if self.budget is None else f", val_time_fraction={self.budget.fraction}"
