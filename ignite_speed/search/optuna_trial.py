@@ -78,6 +78,7 @@ class OptunaPruning(Pruning):
         self._warned_same_step = False
 
     def on_run_start(self, plan: RunPlan) -> None:
+        super().on_run_start(plan)
         world = get_world_size()
         if world > 1 and _is_in_memory(self.trial):
             raise ValueError(

@@ -169,6 +169,17 @@ def test_pruning_with_validation_disabled_is_refused_and_leaves_the_trainer_as_i
     assert runs == [4] and trial.storage.get_trial(trial._trial_id).intermediate_values == {4: 0.5}
 
 
+def test_the_handler_alone_without_a_validation_schedule_is_refused_when_the_run_starts():
+    """Attached by hand with no ValidationSchedule (none at attach, none at run start): no validation run would
+    report the trial; refused before the first batch, like the engine-neutral handler."""
+    trial = optuna.create_study().ask()
+    trainer, _, runs = scored_trial_engines(lambda k: 0.5)
+    OptunaPruning(trial, "val_acc").attach(trainer)
+    with pytest.raises(ValueError, match="but no ValidationSchedule is attached to the trainer, so the trial would"):
+        trainer.run(list(range(BATCHES)), max_epochs=1)
+    assert trainer.state.iteration == 0 and trial.storage.get_trial(trial._trial_id).intermediate_values == {}
+
+
 def test_the_handler_takes_a_trial_only():
     with pytest.raises(TypeError, match="OptunaPruning\\(trial=FrozenTrial\\): accepted: an optuna.trial.Trial"):
         OptunaPruning(optuna.trial.create_trial(value=1.0), "val_acc")
