@@ -42,7 +42,12 @@ class LoopHandler(LoopHooks):
             raise ValueError(f"{type(self).__name__} is already attached to another trainer; make one per trainer")
         loop.handlers.add(self)
         self._loop = loop
-        self._attached(loop)
+        try:
+            self._attached(loop)
+        except BaseException:  # refused: the trainer takes a corrected handler
+            loop.handlers.remove(self)
+            self._loop = None
+            raise
         return loop
 
     def _attached(self, loop: TrainingLoop) -> None:

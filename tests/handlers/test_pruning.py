@@ -167,17 +167,22 @@ def _never_prune(value: float, step: float) -> bool:
 
 
 def test_refused_at_attach_where_the_schedule_cannot_validate():
-    """A trial with no validation run would never be reported to the search, nor pruned: refused, naming why."""
+    """A trial with no validation run would never be reported to the search, nor pruned: refused, naming why.
+    The refused handler is not left on the trainer: another one is judged afresh."""
     for schedule_kwargs, val_data in (({"limit_val_batches": 0}, [0]), ({}, [])):
         trainer, evaluator = Engine(lambda e, b: 0.0), Engine(lambda e, b: None)
         ValidationSchedule(evaluator, val_data, num_sanity_val_steps=0, **schedule_kwargs).attach(trainer)
+        refused = Pruning("val_acc", _never_prune)
         with pytest.raises(ValueError) as err:
-            Pruning("val_acc", _never_prune).attach(trainer)
+            refused.attach(trainer)
         assert str(err.value).startswith(
             "Pruning(monitor='val_acc', unit='steps') reports the validation runs of the schedule to the search, but "
             "validation is disabled (limit_val_batches=0, or no or empty val_data), so the trial would never be "
             "reported or pruned; accepted: validation enabled"
         )
+        assert not refused.attached and refused not in list(TrainingLoop.of(trainer).handlers)
+        with pytest.raises(ValueError, match="but validation is disabled"):  # not "already has a Pruning attached"
+            Pruning("val_acc", _never_prune).attach(trainer)
 
 
 @pytest.mark.parametrize("with_schedule", [False, True])
