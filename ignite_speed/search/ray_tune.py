@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..distributed._dist import get_world_size
 from ..handlers.pruning import Pruning
 
 __all__ = ["RayTunePruning", "CHECKPOINT_FILE"]
@@ -42,6 +43,8 @@ class RayTunePruning(Pruning):
             each with ``state_dict`` / ``load_state_dict``; the model at least (a ``torch.nn.Module``).
         unit: the unit of the reported ``"step"`` (use ``time_attr="step"`` in the scheduler to compare trials
             in it; Tune's own ``training_iteration`` counts reports).
+
+    A trial trains in one process: built where training runs in several, it is refused.
     """
 
     def __init__(self, monitor: str, to_save: Mapping[str, Any], unit: str = "steps") -> None:
@@ -62,6 +65,16 @@ class RayTunePruning(Pruning):
                 f"RayTunePruning(to_save={to_save!r}) holds no torch.nn.Module, so a trial that Ray resumes from "
                 f"its checkpoint would not get its weights back; accepted: the model in to_save, with the "
                 f"optimizer and the rest of the trial's state: {{'model': model, 'optimizer': optimizer, ...}}"
+            )
+        world = get_world_size()
+        if world > 1:
+            # processes started inside a trial (idist.Parallel) have no Tune session, where tune.report only warns,
+            # and Ray Train's workers must all report: the trial would not be reported or resumed on every rank
+            raise ValueError(
+                f"RayTunePruning({monitor!r}): training runs in {world} processes, but Ray Tune's report and "
+                f"checkpoint reach the trial's own process only, so the trial would not be reported, pruned or "
+                f"resumed on every rank; accepted: a trial that trains in one process, or OptunaPruning for a "
+                f"search whose trials train in several processes"
             )
         self.to_save = dict(to_save)
         self.resumed_from: str | None = None
