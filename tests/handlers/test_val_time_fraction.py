@@ -74,17 +74,29 @@ def sleep_engines(train_s: float = TRAIN_S, val_s: float = VAL_S) -> tuple[Engin
 
 
 def allowed_shares(records: list[Any], fraction: float) -> list[float]:
-    """The most each validation run's share may be on the real clock: the budget, ``TOLERANCE``, and what the run
-    took beyond its prediction (the longest of the previous ``PREDICTION_WINDOW``): a sleep that a loaded machine
-    wakes late is the scheduler's, not the budget's (20 ms late on a 0.3 s clock is 0.07 of share)."""
+    """The most each validation run's share may be on the real clock. The budget holds the share at ``fraction``
+    when its two predictions hold: the run takes no longer than the longest of the previous
+    ``PREDICTION_WINDOW``, and the training batches before it are no faster than the estimate of the decision
+    (at most the mean since the validation before, or over the run for the first decision). A loaded machine
+    breaks both (a sleep woken 20 ms late on a 0.3 s clock is 0.07 of share): run ``i`` ending at clock ``T``
+    may reach ``(fraction + TOLERANCE) * (T + shortfall) / T + overrun / T``, where ``overrun`` is what the run
+    took beyond its prediction and ``shortfall`` what its training batches took less than the estimate's
+    upper bound (the derivation: the budget's start ``t*`` satisfies ``(V + predicted) <= fraction * (t* +
+    predicted)``, and the run starts at least ``t* - shortfall``)."""
     from ignite_speed.handlers.validation_budget import PREDICTION_WINDOW
 
-    seconds = [r["seconds"] if isinstance(r, dict) else r.seconds for r in records]
-    times = [r["time"] if isinstance(r, dict) else r.time for r in records]
     allowed = [1.0]  # (the first always runs)
     for i in range(1, len(records)):
-        overrun = max(0.0, seconds[i] - max(seconds[max(0, i - PREDICTION_WINDOW) : i]))
-        allowed.append(fraction + TOLERANCE + overrun / times[i])
+        run, before = records[i], records[i - 1]
+        overrun = max(0.0, run.seconds - max(r.seconds for r in records[max(0, i - PREDICTION_WINDOW) : i]))
+        trained, batches = run.time - run.seconds - before.time, run.batches - before.batches
+        if i == 1:
+            estimate = (before.time - before.seconds) / before.batches
+        else:
+            earlier = records[i - 2]
+            estimate = (before.time - before.seconds - earlier.time) / (before.batches - earlier.batches)
+        shortfall = max(0.0, batches * estimate - trained)
+        allowed.append((fraction + TOLERANCE) * (run.time + shortfall) / run.time + overrun / run.time)
     return allowed
 
 
@@ -323,6 +335,10 @@ def test_a_resumed_run_keeps_the_budget_and_its_decisions(tmp_path, save_at, run
 
 # ---------------------------------------------------------------------------------------------- sleep-timed
 def test_measured_share_stays_within_the_budget_in_one_process():
+    """Sleep-timed steps on the real clock: validation only at candidates, the first at batch 2, the budget
+    skipping most of them (a validation run is at least two training batches long however late the sleeps
+    wake, so at a 0.2 share about three candidates in four are skipped: at least 10 of the 30), and each run's
+    share within :func:`allowed_shares`, which adds to the budget what the two predictions missed."""
     trainer, evaluator, val_at = sleep_engines()
     speedups = attach_speedups(
         trainer,
@@ -333,7 +349,7 @@ def test_measured_share_stays_within_the_budget_in_one_process():
     trainer.run(loader(20))
     report = speedups.report()
     assert all(b % 2 == 0 for b in val_at) and val_at[0] == 2  # candidates only; the first always runs
-    assert len(val_at) >= 3 and report.val_skipped >= 10
+    assert len(val_at) >= 2 and report.val_skipped >= 10
     shares = shares_after_each_run(speedups.handlers.validation.runs)
     allowed = allowed_shares(speedups.handlers.validation.runs, 0.2)
     assert report.val_share <= max(0.2 + TOLERANCE, allowed[-1]), report
