@@ -506,6 +506,7 @@ def test_the_double_validation_warning_names_the_handler_to_remove(recwarn):
     assert "remove it (the schedule validates: val_check_interval=None (1.0), check_val_every_n_epoch=1)" in warned[1]
     assert f"on data other than val_data, by {prefix}log_training_results (test_existing_apps.py:" in warned[0]
     assert "give that run an Engine of its own" in warned[0]
+    assert "(evaluator.state.metrics hold the last run's: read after trainer.run, they can be that data's" in warned[0]
 
 
 def test_the_overfit_batches_warning_points_at_the_users_line():

@@ -560,7 +560,8 @@ def _warn_other_run(on_val_data: bool, interval: Any, every_n_epochs: int | None
             f"the evaluator of ignite-speed's validation schedule was also run during training, on data other "
             f"than val_data, by {who}: if it evaluates other data (training metrics), give that run an Engine of "
             f"its own (a second create_supervised_evaluator), so that its runs and metrics stay apart from "
-            f"validation's; if it validates, remove it (the schedule validates: val_check_interval="
+            f"validation's (evaluator.state.metrics hold the last run's: read after trainer.run, they can be that "
+            f"data's, not validation's); if it validates, remove it (the schedule validates: val_check_interval="
             f"{_describe(interval)}, check_val_every_n_epoch={every_n_epochs})"
         )
     warnings.warn_explicit(text, UserWarning, where[1] if where else "<unknown>", where[2] if where else 0)
