@@ -223,6 +223,7 @@ def test_outside_the_main_thread_a_warning_and_no_handlers(tmp_path):
     assert not errors and run["sp"].stop_reason is StopReason.MAX_EPOCHS
     assert len(caught) == 1 and "outside the main thread" in str(caught[0].message)
     assert "SIGTERM, SIGUSR1" in str(caught[0].message)
+    assert caught[0].filename == __file__  # the app's trainer.run, where the fix goes
 
 
 def test_guard_refuses_no_signals_and_bad_ones():
