@@ -1,7 +1,7 @@
 """Ray Tune trials on the local machine (ignite_speed/search/ray_tune.py), one job of two small searches in a
 subprocess bounded by a timeout (tests/search/_ray_job.py): ASHA-stopped trials end with ``pruned``, and a trial
 that a scheduler pauses and Ray resumes from its ignite-speed checkpoint ends with the weights of a never-paused
-one. Skipped when Ray Tune is not installed (tox env ``raytune``); slow (about 2 minutes on 2 idle cores, 7 on busy ones)."""
+one, also where the scheduler changed its ``lr`` meanwhile (PBT's explore: the new ``lr`` is used). Skipped when Ray Tune is not installed (tox env ``raytune``); slow (about 2 minutes on 2 idle cores, 7 on busy ones)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,18 @@ def test_a_paused_and_resumed_trial_ends_with_the_weights_of_a_never_paused_one(
     assert (resumed["reason"], resumed["iteration"]) == ("max_epochs", 18)
     assert resumed["val_at"] == [6, 9, 12, 15, 18]  # it validated again where it was paused: reported once
     assert searched["pause_weights_equal"] is True
+
+
+def test_a_trial_resumed_with_a_new_lr_trains_on_with_it_as_pbt_expects(searched):
+    """The checkpoint's optimizer holds the old ``lr``; the trial's config (PBT's explore) says another: the new
+    one is set after the checkpoint loads, and the trial ends with the weights of a never-paused trial whose
+    own code switched to that ``lr`` after the same batch."""
+    runs = searched["explore"]
+    assert runs["exploreTrue.attempt0"]["lrs"] == {"1": 0.01}
+    resumed = runs["exploreTrue.attempt1"]
+    assert (resumed["reason"], resumed["iteration"]) == ("max_epochs", 18)
+    assert resumed["lrs"] == {"7": 0.005}  # from the first batch after the pause
+    assert resumed["config_changes"] == [["optimizer", 0, "lr", 0.01, 0.005]]
+    assert runs["exploreFalse.attempt0"]["lrs"] == {"1": 0.01, "7": 0.005}
+    assert runs["exploreFalse.attempt0"]["config_changes"] == []
+    assert searched["explore_weights_equal"] is True
