@@ -13,7 +13,9 @@ unit (``"step"``) and a checkpoint of ``to_save``, the trainer and ignite-speed'
 the trial (ASHA, HyperBand) Ray ends ``report`` with ``SystemExit``: the run then ends there with
 ``StopReason.PRUNED``, unless its limits end it at that batch anyway (a scheduler's ``max_t`` equal to the
 trial's length): then with their reason. A paused trial is stopped the same way; Ray calls the function again
-later with the checkpoint, which the handler loads when the run starts.
+later with the checkpoint, which the handler loads when the run starts. Where the resumed trial's config built an
+optimizer hyperparameter other than the checkpoint's trial did (PBT's explore), the new value is set after the
+load (:func:`apply_config_changes`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .._logging import logger
 from ..distributed._dist import get_world_size
 from ..handlers.pruning import Pruning
 
-__all__ = ["RayTunePruning", "CHECKPOINT_FILE"]
+__all__ = ["RayTunePruning", "CHECKPOINT_FILE", "optimizer_hyperparameters", "apply_config_changes"]
 
 CHECKPOINT_FILE = "ignite_speed.pt"
 _TRAINER, _LOOP = "trainer", "ignite_speed"
