@@ -112,8 +112,8 @@ class PreemptionGuard(LoopHandler):
                     f"PreemptionGuard: trainer.run runs outside the main thread, where Python cannot install "
                     f"signal handlers: {', '.join(self.signals)} end this process as they would without "
                     f"ignite-speed (no save at a preemption); run training in the main thread, or set "
-                    f"preemption_signals=() to silence this (a Ray Tune trial always runs in a thread: Ray "
-                    f"restarts a failed trial from its last reported checkpoint)",
+                    f"preemption_signals=() to silence this (a Ray Tune trial always runs in a thread: Ray's "
+                    f"FailureConfig(max_failures=...) restarts a failed trial from its last reported checkpoint)",
                     RuntimeWarning,
                     where[1] if where else "<unknown>",
                     where[2] if where else 0,
