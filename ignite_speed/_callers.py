@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["caller_outside_the_frameworks"]
+__all__ = ["caller_outside_the_frameworks", "warn_at_users_line"]
 
 
 def caller_outside_the_frameworks() -> tuple[str, str, int] | None:
@@ -25,3 +25,18 @@ def caller_outside_the_frameworks() -> tuple[str, str, int] | None:
             return f"{name} ({os.path.basename(filename)}:{frame.f_lineno})", filename, frame.f_lineno
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+def warn_at_users_line(
+    message: str, category: type[Warning] = UserWarning, where: tuple[str, str, int] | None = None
+) -> None:
+    """Warn at the user's line that led here (their ``trainer.run(...)``, their handler), not at ignite-speed's
+    own: the call comes from several depths. ``where``: a :func:`caller_outside_the_frameworks` the caller took
+    already (to name it in ``message``); with none on the stack, at the caller's caller."""
+    import warnings
+
+    where = where or caller_outside_the_frameworks()
+    if where is None:
+        warnings.warn(message, category, stacklevel=3)
+    else:
+        warnings.warn_explicit(message, category, where[1], where[2])

@@ -6,9 +6,9 @@ module answers questions about loaders.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from .._callers import warn_at_users_line
 from ..config.durations import BatchLimit
 
 __all__ = ["data_length", "for_ignite", "limited_length", "sequential_copy", "shuffles"]
@@ -81,12 +81,12 @@ def sequential_copy(loader: Any, stage: str) -> Any:
     if not shuffles(loader) or isinstance(loader.dataset, IterableDataset):
         return loader
     if type(loader.batch_sampler).__name__ != "BatchSampler":
-        _warn_at_users_line(
+        warn_at_users_line(
             f"overfit_batches: the {stage} loader has a custom batch sampler, which is kept; its "
             f"batches may differ between epochs"
         )
         return loader
-    _warn_at_users_line(
+    warn_at_users_line(
         f"overfit_batches: turning off shuffling of the {stage} loader so that every epoch sees the same batches"
     )
     kwargs: dict[str, Any] = dict(
@@ -105,15 +105,3 @@ def sequential_copy(loader: Any, stage: str) -> Any:
         kwargs["prefetch_factor"] = loader.prefetch_factor
         kwargs["multiprocessing_context"] = loader.multiprocessing_context
     return DataLoader(loader.dataset, **kwargs)
-
-
-def _warn_at_users_line(message: str) -> None:
-    """Warn at the user's line that led here (their ``trainer.run(...)``, say), not at ignite-speed's own: the
-    call comes from several depths (a run's set-up, the validation schedule, ``Speedups.validate``)."""
-    from .._callers import caller_outside_the_frameworks
-
-    where = caller_outside_the_frameworks()
-    if where is None:
-        warnings.warn(message, UserWarning, stacklevel=3)
-    else:
-        warnings.warn_explicit(message, UserWarning, where[1], where[2])

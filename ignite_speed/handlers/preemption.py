@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import signal
 import threading
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
 from ignite.engine import Engine
 
-from .._callers import caller_outside_the_frameworks
+from .._callers import warn_at_users_line
 from .._compat import CHECKPOINT_SAVED_EVENT, checkpoint_handlers, checkpoint_saved, has_event
 from ..config.flags import DEFAULT_PREEMPTION_SIGNALS, validate_preemption_signals
 from ..loop.stop import StopReason
@@ -107,16 +106,13 @@ class PreemptionGuard(LoopHandler):
         if threading.current_thread() is not threading.main_thread():
             if not self._warned:
                 self._warned = True
-                where = caller_outside_the_frameworks()  # the app's trainer.run, not this package's hook
-                warnings.warn_explicit(
+                warn_at_users_line(  # the app's trainer.run, not this package's hook
                     f"PreemptionGuard: trainer.run runs outside the main thread, where Python cannot install "
                     f"signal handlers: {', '.join(self.signals)} end this process as they would without "
                     f"ignite-speed (no save at a preemption); run training in the main thread, or set "
                     f"preemption_signals=() to silence this (a Ray Tune trial always runs in a thread: Ray's "
                     f"FailureConfig(max_failures=...) restarts a failed trial from its last reported checkpoint)",
                     RuntimeWarning,
-                    where[1] if where else "<unknown>",
-                    where[2] if where else 0,
                 )
             return
         for name in self.signals:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ignite.engine import Engine, Events
 
-from .._callers import caller_outside_the_frameworks
+from .._callers import caller_outside_the_frameworks, warn_at_users_line
 from .._compat import prepare_engine_rerun, process_function, set_process_function
 from ..config.durations import BatchLimit
 from ..config.slices import ValidationFlags
@@ -564,7 +563,7 @@ def _warn_other_run(on_val_data: bool, interval: Any, every_n_epochs: int | None
             f"data's, not validation's); if it validates, remove it (the schedule validates: val_check_interval="
             f"{_describe(interval)}, check_val_every_n_epoch={every_n_epochs})"
         )
-    warnings.warn_explicit(text, UserWarning, where[1] if where else "<unknown>", where[2] if where else 0)
+    warn_at_users_line(text, UserWarning, where)
 
 
 def _describe(value: Any) -> str:

@@ -12,7 +12,6 @@ clipping and fp16/bf16 from its config, and told by ignite-speed which batches e
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -195,17 +194,14 @@ def _warn_if_loop_flags_unapplied(trainer: Engine, cfg: SpeedConfig) -> None:
         if checked[0] or TrainingLoop.of(engine) is not None:
             return
         checked[0] = True
-        from .._callers import caller_outside_the_frameworks
+        from .._callers import warn_at_users_line
 
-        where = caller_outside_the_frameworks()
         flags = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in given)
-        warnings.warn_explicit(
+        warn_at_users_line(
             f"{flags} given to create_trainer is applied by attach_speedups (or the handlers of "
             f"ignite_speed.handlers), and none is attached to this trainer: pass the same cfg to "
             f"attach_speedups(trainer, evaluator, cfg, ...) before trainer.run",
             UserWarning,
-            where[1] if where else "<unknown>",
-            where[2] if where else 0,
         )
 
     trainer.add_event_handler(Events.STARTED, check)
