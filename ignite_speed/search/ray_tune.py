@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -98,8 +99,6 @@ class RayTunePruning(Pruning):
 
     def before_run(self) -> None:
         """Load the trial's checkpoint (a trial Ray resumes after a pause or a failure) into the first run."""
-        import warnings
-
         from ray import tune
 
         if self._done:
@@ -167,20 +166,17 @@ def optimizer_hyperparameters(to_save: Mapping[str, Any]) -> dict[str, list[dict
     """The plain hyperparameters (``lr``, ``momentum``, ``betas``...) of each param group of each optimizer."""
     return {
         key: [
-            {
-                name: value
-                for name, value in group.items()
-                if name != "params"
-                and (
-                    isinstance(value, _PLAIN)
-                    or (isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value))
-                )
-            }
+            {name: value for name, value in group.items() if name != "params" and _is_plain(value)}
             for group in obj.param_groups
         ]
         for key, obj in to_save.items()
         if isinstance(obj, torch.optim.Optimizer)
     }
+
+
+def _is_plain(value: Any) -> bool:
+    """A value a checkpoint keeps as plain data (tensors and other objects are not compared)."""
+    return isinstance(value, _PLAIN) or (isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value))
 
 
 def apply_config_changes(
@@ -198,12 +194,14 @@ def apply_config_changes(
         if not isinstance(old_groups, list) or len(old_groups) != len(groups):
             continue  # (a checkpoint of an older version, or another model: nothing to compare)
         optimizer: Any = to_save[key]
+        rebase = False
         for i, (new, old) in enumerate(zip(groups, old_groups)):
             for name, value in new.items():
                 if name in old and old[name] != value:
                     optimizer.param_groups[i][name] = value
                     changes.append((key, i, name, old[name], value))
-        if any(change[0] == key and change[2] == "initial_lr" for change in changes):
+                    rebase = rebase or name == "initial_lr"
+        if rebase:
             bases = [group["initial_lr"] for group in optimizer.param_groups]
             for obj in to_save.values():
                 if getattr(obj, "optimizer", None) is optimizer and hasattr(obj, "base_lrs"):
